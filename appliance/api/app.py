@@ -1,0 +1,69 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from litestar import Litestar
+from litestar.config.compression import CompressionConfig
+from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+
+from appliance import __version__
+from appliance.api.auth import token_middleware_factory
+from appliance.api.errors import EXCEPTION_HANDLERS
+from appliance.api.events import events_stream
+from appliance.api.health import HealthController
+from appliance.api.jobs import JobsController
+from appliance.api.spa import not_found_handler, ui_routes
+from appliance.api.state import ApiState
+from appliance.api.system import SystemController
+from appliance.config import Settings, get_settings
+from appliance.db import connect_async, migrate
+from appliance.jobs.async_store import AsyncJobStore
+from appliance.jobs.broadcast import Broadcaster
+from appliance.jobs.queue import JobQueue
+
+log = logging.getLogger("mistudio.api")
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    settings = settings or get_settings()
+    api = ApiState(settings=settings, queue=JobQueue(settings.queue_path),
+                   broadcaster=Broadcaster(settings.sse_poll_s))
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.db_path)
+        api.db = await connect_async(settings.db_path)
+        api.events_db = await connect_async(settings.db_path)
+        api.jobs = AsyncJobStore(api.db, api.queue)
+        await api.broadcaster.start(api.events_db)
+        try:
+            yield
+        finally:
+            await api.broadcaster.close()
+            await api.events_db.close()
+            await api.db.close()
+
+    middleware = [DefineMiddleware(token_middleware_factory(settings.token))] if settings.token else []
+    handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
+    return Litestar(
+        route_handlers=[HealthController, SystemController, JobsController, events_stream,
+                        *ui_routes(settings.webui_dir)],
+        lifespan=[lifespan],
+        state=State({"api": api}),
+        exception_handlers=handlers,  # type: ignore[arg-type]
+        middleware=middleware,
+        request_max_body_size=settings.max_body_bytes,
+        compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["/api/events", "/api/jobs/.*/events"]),
+        openapi_config=OpenAPIConfig(title="MechInterp Studio API", version=__version__, path="/schema",
+                                     render_plugins=[ScalarRenderPlugin()]),
+        debug=False,
+    )

@@ -1,0 +1,94 @@
+"""Liveness, readiness and an overall health summary for the header indicator and monitors."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import msgspec
+from litestar import Controller, get
+from litestar.datastructures import State
+
+from appliance import __version__
+from appliance.api.envelope import Meta, meta
+from appliance.api.state import api_state
+from appliance.db.migrate import latest_version
+from appliance.errors import AppError
+from appliance.jobs import sql
+
+
+class ComponentStatus(msgspec.Struct):
+    ok: bool
+    detail: str
+
+
+class Health(msgspec.Struct):
+    status: str  # healthy | degraded
+    version: str
+    uptime_s: float
+    components: dict[str, ComponentStatus]
+
+
+class HealthResponse(msgspec.Struct):
+    data: Health
+    meta: Meta
+
+
+class Live(msgspec.Struct):
+    status: str
+
+
+class LiveResponse(msgspec.Struct):
+    data: Live
+    meta: Meta
+
+
+class NotReady(AppError):
+    code = "NOT_READY"
+    status_code = 503
+    retryable = True
+
+
+async def _components(state: State) -> dict[str, ComponentStatus]:
+    api = api_state(state)
+    db = api.db
+    assert db is not None
+    version = (await db.execute_fetchall("PRAGMA user_version"))[0][0]
+    latest = latest_version()
+    components = {"database": ComponentStatus(version == latest, f"schema {version} of {latest}")}
+    rows = await db.execute_fetchall(*sql.latest_worker())
+    if rows and rows[0]["stopped_at"] is None:
+        age = time.time() - rows[0]["heartbeat_at"]
+        fresh = age <= api.settings.worker_stale_s
+        components["worker"] = ComponentStatus(fresh, f"pid {rows[0]['pid']}, last seen {age:.1f}s ago")
+    else:
+        components["worker"] = ComponentStatus(False, "no worker running")
+    usage = shutil.disk_usage(api.settings.data_dir)
+    free_gb = usage.free / 1e9
+    components["disk"] = ComponentStatus(usage.free > 1e9, f"{free_gb:.1f} GB free in the data dir")
+    return components
+
+
+class HealthController(Controller):
+    path = "/api/health"
+    tags = ["health"]
+
+    @get("/", summary="Overall health: database, worker, disk")
+    async def health(self, state: State) -> HealthResponse:
+        components = await _components(state)
+        status = "healthy" if all(c.ok for c in components.values()) else "degraded"
+        uptime = time.time() - api_state(state).started_at
+        return HealthResponse(Health(status, __version__, round(uptime, 1), components), meta())
+
+    @get("/live", summary="The API process is up")
+    async def live(self) -> LiveResponse:
+        return LiveResponse(Live("ok"), meta())
+
+    @get("/ready", summary="Ready: database migrated and a worker seen recently (else 503)")
+    async def ready(self, state: State) -> HealthResponse:
+        components = await _components(state)
+        failing = {name: c.detail for name, c in components.items() if not c.ok and name != "disk"}
+        if failing:
+            raise NotReady("Not ready: " + "; ".join(f"{k}: {v}" for k, v in failing.items()), details=failing)
+        uptime = time.time() - api_state(state).started_at
+        return HealthResponse(Health("healthy", __version__, round(uptime, 1), components), meta())

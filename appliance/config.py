@@ -1,0 +1,108 @@
+"""The one place where configuration is read.
+
+Every setting comes from a ``MISTUDIO_*`` environment variable (documented in the README) so that the
+API process, the worker, the CLI and systemd units all agree without a config file to keep in sync.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+import msgspec
+
+_CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _default_data_dir() -> Path:
+    # In a source checkout the data dir sits beside the code (./data); an installed package run as a
+    # service gets MISTUDIO_DATA_DIR from its unit file.
+    return _CHECKOUT_ROOT / "data"
+
+
+def _default_webui_dir() -> Path:
+    return _CHECKOUT_ROOT / "webui" / "dist"
+
+
+class ConfigError(ValueError):
+    """A MISTUDIO_* variable holds a value that cannot be used."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    data_dir: Path
+    host: str = "0.0.0.0"
+    port: int = 8000
+    token: str | None = None
+    log_level: str = "info"
+    # Fraction of physical RAM all jobs together may use (unified memory on a Jetson).
+    max_memory_fraction: float = 0.85
+    webui_dir: Path
+    worker_threads: int = 2
+    torch_threads: int = 0  # 0 = let torch decide
+    max_body_bytes: int = 10 * 1024 * 1024
+    sse_heartbeat_s: float = 15.0
+    sse_poll_s: float = 0.05
+    sse_retry_ms: int = 3000
+    event_retention_hours: float = 24.0
+    worker_stale_s: float = 15.0
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "mistudio.db"
+
+    @property
+    def queue_path(self) -> Path:
+        return self.data_dir / "queue.db"
+
+    @property
+    def api_url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(f"MISTUDIO_{name}")
+    return value if value not in (None, "") else None
+
+
+def _number(name: str, default: float, kind: type, lo: float, hi: float) -> float:
+    raw = _env(name)
+    if raw is None:
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"MISTUDIO_{name}={raw!r} is not a {kind.__name__}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"MISTUDIO_{name}={raw!r} must be between {lo} and {hi}")
+    return value
+
+
+def load_settings() -> Settings:
+    """Read the environment now (tests change it between runs; use get_settings() elsewhere)."""
+    log_level = (_env("LOG_LEVEL") or "info").lower()
+    if log_level not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"MISTUDIO_LOG_LEVEL={log_level!r} is not a log level")
+    return Settings(
+        data_dir=Path(_env("DATA_DIR") or _default_data_dir()).expanduser().resolve(),
+        host=_env("HOST") or "0.0.0.0",
+        port=int(_number("PORT", 8000, int, 0, 65535)),
+        token=_env("TOKEN"),
+        log_level=log_level,
+        max_memory_fraction=_number("MAX_MEMORY_FRACTION", 0.85, float, 0.1, 0.99),
+        webui_dir=Path(_env("WEBUI_DIR") or _default_webui_dir()).expanduser().resolve(),
+        worker_threads=int(_number("WORKER_THREADS", 2, int, 1, 16)),
+        torch_threads=int(_number("TORCH_THREADS", 0, int, 0, 256)),
+        max_body_bytes=int(_number("MAX_BODY_BYTES", 10 * 1024 * 1024, int, 1024, 1 << 40)),
+        sse_heartbeat_s=_number("SSE_HEARTBEAT_S", 15.0, float, 0.1, 300),
+        sse_poll_s=_number("SSE_POLL_S", 0.05, float, 0.005, 5),
+        sse_retry_ms=int(_number("SSE_RETRY_MS", 3000, int, 100, 600_000)),
+        event_retention_hours=_number("EVENT_RETENTION_HOURS", 24.0, float, 0.0, 24 * 3650),
+        worker_stale_s=_number("WORKER_STALE_S", 15.0, float, 1, 3600),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

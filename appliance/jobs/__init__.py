@@ -1,0 +1,1 @@
+"""Durable jobs: the job table, its lifecycle, the event log and the Huey transport."""

@@ -1,0 +1,102 @@
+"""The API's side of the job table (aiosqlite): create, read, list and cancel jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import aiosqlite
+from anyio import to_thread
+
+from appliance.errors import Conflict, NotFound
+from appliance.jobs import sql
+from appliance.jobs.model import FINAL_STATUSES, Job, job_from_row
+from appliance.jobs.queue import JobQueue
+from appliance.jobs.registry import get_kind
+from appliance.jobs.store import job_topic
+from appliance.ids import new_id
+
+CANCEL_WAIT_S = 2.0
+
+
+class AsyncJobStore:
+    def __init__(self, db: aiosqlite.Connection, queue: JobQueue):
+        self.db = db
+        self.queue = queue
+        # One aiosqlite connection is shared by all requests; transactions must not interleave.
+        self._write_lock = asyncio.Lock()
+
+    async def _transaction(self, statements: list[sql.Query]) -> None:
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in statements:
+                    await self.db.execute(*statement)
+                await self.db.execute("COMMIT")
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+
+    async def create(self, kind_name: str, params: dict[str, Any], target: tuple[str, str] | None = None) -> Job:
+        kind = get_kind(kind_name)
+        job_id = new_id("job")
+        now = time.time()
+        await self._transaction([sql.insert_job(job_id, kind_name, kind.lane, params, target, now)])
+        job = await self.get(job_id)
+        await self._transaction([sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now)])
+        # If the API dies before this line the worker's reconciliation re-sends the task.
+        await to_thread.run_sync(self.queue.enqueue, job_id, kind.lane)
+        return job
+
+    async def find(self, job_id: str) -> Job | None:
+        async with self.db.execute(*sql.get_job(job_id)) as cur:
+            row = await cur.fetchone()
+        return job_from_row(row) if row else None
+
+    async def get(self, job_id: str) -> Job:
+        job = await self.find(job_id)
+        if job is None:
+            raise NotFound(f"No job {job_id!r}", details={"job_id": job_id})
+        return job
+
+    async def list(self, statuses: list[str] | None, kind: str | None, page: int, limit: int) -> tuple[list[Job], int]:
+        rows_q, count_q = sql.list_jobs(statuses, kind, page, limit)
+        rows = await self.db.execute_fetchall(*rows_q)
+        total = (await self.db.execute_fetchall(*count_q))[0][0]
+        return [job_from_row(row) for row in rows], total
+
+    async def cancel(self, job_id: str) -> Job:
+        job = await self.get(job_id)
+        if job.status in FINAL_STATUSES:
+            raise Conflict(f"Job {job_id} is already {job.status}", details={"status": job.status})
+        now = time.time()
+        if job.status in ("queued", "paused"):
+            async with self._write_lock:
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    cur = await self.db.execute(
+                        "UPDATE jobs SET status = 'cancelled', control = NULL, finished_at = ?, updated_at = ?,"
+                        " message = 'Cancelled before it started' WHERE id = ? AND status IN ('queued', 'paused')",
+                        (now, now, job_id))
+                    if cur.rowcount:
+                        cancelled = job_from_row(await (await self.db.execute(*sql.get_job(job_id))).fetchone())
+                        await self.db.execute(*sql.insert_event(job_topic(job_id), "job.updated", cancelled,
+                                                                job_id, True, now))
+                    await self.db.execute("COMMIT")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+            if cur.rowcount:
+                return await self.get(job_id)
+        # Running (or it started meanwhile): ask the worker, then wait briefly for it to take effect
+        # so a curl user sees the final state in the answer.
+        async with self._write_lock:
+            await self.db.execute(*sql.request_control(job_id, "cancel", ("running",), now))
+        deadline = time.monotonic() + CANCEL_WAIT_S
+        while time.monotonic() < deadline:
+            job = await self.get(job_id)
+            if job.status in FINAL_STATUSES:
+                break
+            await asyncio.sleep(0.05)
+        return job

@@ -1,0 +1,76 @@
+"""What a running job handler sees: progress reporting, events and cooperative control.
+
+Handlers call ``ctx.check()`` (or ``ctx.sleep()``) often; a cancel/pause/stop request set in the job
+row is noticed by the worker's supervisor thread within ~0.1 s and raises here, which is how a
+running task actually stops (Huey's revoke cannot interrupt a task that has started).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+from appliance.jobs.model import Job
+
+
+class JobInterrupted(Exception):
+    """Raised inside a handler when the job was asked to stop; ``control`` says how."""
+
+    def __init__(self, control: str):
+        super().__init__(control)
+        self.control = control
+
+
+class JobContext:
+    def __init__(self, job: Job, emit: Callable[..., None], report: Callable[..., None], progress_type: str,
+                 topic: str, min_progress_interval_s: float = 0.1):
+        self.job = job
+        self.params = job.params
+        self.topic = topic
+        self._emit = emit
+        self._report = report
+        self._progress_type = progress_type
+        self._min_interval = min_progress_interval_s
+        self._last_progress = 0.0
+        self._control: str | None = None
+        self._wake = threading.Event()
+
+    @property
+    def job_id(self) -> str:
+        return self.job.id
+
+    # Set by the supervisor thread.
+    def request(self, control: str) -> None:
+        self._control = control
+        self._wake.set()
+
+    @property
+    def control(self) -> str | None:
+        return self._control
+
+    def check(self) -> None:
+        if self._control is not None:
+            raise JobInterrupted(self._control)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep, waking at once if the job is asked to stop."""
+        if self._wake.wait(seconds):
+            self.check()
+
+    def progress(self, fraction: float, message: str = "", data: dict[str, Any] | None = None,
+                 force: bool = False) -> None:
+        """Record progress in the job row and publish a progress event (throttled unless forced)."""
+        now = time.monotonic()
+        if not force and now - self._last_progress < self._min_interval:
+            return
+        self._last_progress = now
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        self._report(fraction, message)
+        payload = {"job_id": self.job.id, "progress": fraction, "message": message, "t": time.time()}
+        if data:
+            payload.update(data)
+        self._emit(self._progress_type, payload, durable=False)
+
+    def event(self, type_: str, data: dict[str, Any], durable: bool = True) -> None:
+        self._emit(type_, data, durable=durable)

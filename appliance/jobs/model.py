@@ -1,0 +1,88 @@
+"""Job and event records as they leave the system (API responses, SSE data, CLI output)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any, Literal
+
+import msgspec
+
+from appliance.timefmt import iso
+
+JobStatus = Literal["queued", "running", "paused", "completed", "failed", "cancelled"]
+Lane = Literal["heavy", "interactive"]
+ACTIVE_STATUSES = ("queued", "running", "paused")
+FINAL_STATUSES = ("completed", "failed", "cancelled")
+
+
+class JobError(msgspec.Struct):
+    code: str
+    message: str
+
+
+class JobTarget(msgspec.Struct):
+    type: str
+    id: str
+
+
+class Job(msgspec.Struct):
+    id: str
+    kind: str
+    lane: Lane
+    status: JobStatus
+    progress: float
+    message: str
+    params: dict[str, Any]
+    result: Any | None
+    error: JobError | None
+    target: JobTarget | None
+    attempts: int
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    updated_at: str
+
+
+class Event(msgspec.Struct):
+    id: int
+    topic: str
+    type: str
+    job_id: str | None
+    data: Any
+    created_at: str
+
+
+_json_decode = msgspec.json.decode
+
+
+def job_from_row(row: sqlite3.Row) -> Job:
+    error = JobError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
+    target = JobTarget(row["target_type"], row["target_id"]) if row["target_type"] else None
+    return Job(
+        id=row["id"],
+        kind=row["kind"],
+        lane=row["lane"],
+        status=row["status"],
+        progress=row["progress"],
+        message=row["message"],
+        params=_json_decode(row["params"]),
+        result=_json_decode(row["result"]) if row["result"] else None,
+        error=error,
+        target=target,
+        attempts=row["attempts"],
+        created_at=iso(row["created_at"]),
+        started_at=iso(row["started_at"]),
+        finished_at=iso(row["finished_at"]),
+        updated_at=iso(row["updated_at"]),
+    )
+
+
+def event_from_row(row: sqlite3.Row) -> Event:
+    return Event(
+        id=row["id"],
+        topic=row["topic"],
+        type=row["type"],
+        job_id=row["job_id"],
+        data=_json_decode(row["data"]),
+        created_at=iso(row["created_at"]),
+    )

@@ -1,0 +1,55 @@
+"""Job kinds: what runs, on which lane, and how it reports.
+
+Handlers are referenced by import path and imported only in the worker, so the API process can
+validate and enqueue any kind without importing torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Callable
+
+from appliance.jobs.model import Lane
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    handler: str  # "module:function", called as function(ctx) -> result (JSON-able) or None
+    lane: Lane
+    progress_type: str = "job.progress"
+    # Resumable kinds are re-queued after a crash instead of failing with WORKER_RESTARTED.
+    resumable: bool = False
+    # Called with (job) when the job fails or is cancelled, to remove partial files.
+    cleanup: str | None = None
+
+    def load_handler(self) -> Callable[..., Any]:
+        return _load(self.handler)
+
+    def load_cleanup(self) -> Callable[..., Any] | None:
+        return _load(self.cleanup) if self.cleanup else None
+
+
+def _load(path: str) -> Callable[..., Any]:
+    module, _, attr = path.partition(":")
+    return getattr(import_module(module), attr)
+
+
+# Interactive work is served ahead of heavy work (Huey priority) and never waits for the heavy slot.
+PRIORITY = {"interactive": 100, "heavy": 0}
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> JobKind:
+    return KINDS[name]
+
+
+register(JobKind("selftest", "appliance.jobs.selftest:run", lane="interactive"))
+register(JobKind("selftest.heavy", "appliance.jobs.selftest:run", lane="heavy"))

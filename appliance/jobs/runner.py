@@ -1,0 +1,136 @@
+"""Runs one job inside the worker: claims it, calls its handler, records the outcome.
+
+Outcomes map onto job statuses: a return value -> completed; JobInterrupted('cancel'|'stop') ->
+cancelled; 'pause' -> paused; 'requeue' (worker shutting down) -> queued again; AppError -> failed
+with its code; any other exception -> failed with JOB_FAILED and the exception's message (the stack
+trace goes to the worker log, never to the API).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+
+from appliance.errors import AppError
+from appliance.jobs.context import JobContext, JobInterrupted
+from appliance.jobs.queue import JobQueue
+from appliance.jobs.registry import KINDS, JobKind
+from appliance.jobs.store import JobStore, job_topic
+
+log = logging.getLogger("mistudio.jobs")
+
+# A heavy job waiting for the heavy slot is put back on Huey's schedule this far in the future, which
+# frees its consumer thread for interactive work.
+HEAVY_RETRY_DELAY_S = 0.5
+
+
+@dataclass
+class Runtime:
+    store: JobStore
+    queue: JobQueue
+    running: dict[str, JobContext] = field(default_factory=dict)
+    heavy_slot: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    shutting_down: threading.Event = field(default_factory=threading.Event)
+
+
+_runtime: Runtime | None = None
+
+
+def install(runtime: Runtime) -> None:
+    global _runtime
+    _runtime = runtime
+
+
+def runtime() -> Runtime:
+    if _runtime is None:
+        raise RuntimeError("job runtime not installed: jobs run only inside `mistudio worker`")
+    return _runtime
+
+
+def execute(job_id: str) -> None:
+    rt = runtime()
+    job = rt.store.get(job_id)
+    if job is None or job.status != "queued":
+        return  # cancelled before it started, or a duplicate delivery of a job already taken
+    kind = KINDS.get(job.kind)
+    if kind is None:
+        rt.store.finish(job_id, "failed", error=("UNKNOWN_JOB_KIND", f"this worker has no job kind {job.kind!r}"))
+        return
+    if rt.shutting_down.is_set():
+        rt.queue.enqueue(job_id, kind.lane)
+        return
+    heavy = kind.lane == "heavy"
+    if heavy and not rt.heavy_slot.acquire(blocking=False):
+        rt.queue.enqueue(job_id, kind.lane, delay=HEAVY_RETRY_DELAY_S)
+        return
+    try:
+        _run(rt, job_id, kind)
+    finally:
+        if heavy:
+            rt.heavy_slot.release()
+
+
+def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
+    job = rt.store.start(job_id)
+    if job is None:
+        return
+    topic = f"{job.target.type}:{job.target.id}" if job.target else job_topic(job_id)
+    store = rt.store
+    ctx = JobContext(
+        job,
+        emit=lambda type_, data, durable=True: store.emit(topic, type_, data, job_id, durable),
+        report=lambda progress, message: store.report(job_id, progress, message),
+        progress_type=kind.progress_type,
+        topic=topic,
+    )
+    with rt.lock:
+        rt.running[job_id] = ctx
+    if rt.shutting_down.is_set():
+        ctx.request("requeue")
+    log.info("job %s (%s) started", job_id, kind.name)
+    try:
+        result = kind.load_handler()(ctx)
+    except JobInterrupted as stop:
+        _interrupted(rt, job_id, kind, stop.control)
+    except AppError as exc:
+        log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
+        _failed(rt, job_id, kind, exc.code, exc.message)
+    except Exception as exc:  # noqa: BLE001 - a handler bug must fail the job, not kill the worker
+        log.exception("job %s failed", job_id)
+        _failed(rt, job_id, kind, "JOB_FAILED", f"{type(exc).__name__}: {exc}")
+    else:
+        store.finish(job_id, "completed", result=result, message="Completed")
+        log.info("job %s completed", job_id)
+    finally:
+        with rt.lock:
+            rt.running.pop(job_id, None)
+
+
+def _interrupted(rt: Runtime, job_id: str, kind: JobKind, control: str) -> None:
+    if control == "requeue":
+        rt.store.requeue(job_id, "Worker restarting; the job will run again")
+        rt.queue.enqueue(job_id, kind.lane)
+    elif control == "pause":
+        rt.store.set_status(job_id, "paused", "Paused")
+    else:
+        _cleanup(kind, rt, job_id)
+        rt.store.finish(job_id, "cancelled", message="Stopped" if control == "stop" else "Cancelled")
+    log.info("job %s interrupted (%s)", job_id, control)
+
+
+def _failed(rt: Runtime, job_id: str, kind: JobKind, code: str, message: str) -> None:
+    _cleanup(kind, rt, job_id)
+    rt.store.finish(job_id, "failed", error=(code, message), message="Failed")
+
+
+def _cleanup(kind: JobKind, rt: Runtime, job_id: str) -> None:
+    cleanup = kind.load_cleanup()
+    if cleanup is None:
+        return
+    job = rt.store.get(job_id)
+    try:
+        cleanup(job)
+    except Exception:  # noqa: BLE001
+        log.exception("cleanup of job %s failed", job_id)
