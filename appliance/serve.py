@@ -32,11 +32,11 @@ class _Server(uvicorn.Server):
 
 
 def serve(settings: Settings) -> None:
-    from appliance.api.app import create_app
+    from appliance.api.app import asgi_app, create_app
 
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host=settings.host, port=settings.port, log_level=settings.log_level,
+        asgi_app(app, settings), host=settings.host, port=settings.port, log_level=settings.log_level,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, proxy_headers=False, server_header=False,
         access_log=settings.log_level == "debug", lifespan="on")
     _Server(config, app).run()

@@ -10,12 +10,12 @@ from litestar import Litestar
 from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
-from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.types import ASGIApp
 
 from appliance import __version__
-from appliance.api.auth import token_middleware_factory
+from appliance.api.auth import require_token
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
 from appliance.api.health import HealthController
@@ -52,7 +52,6 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await api.events_db.close()
             await api.db.close()
 
-    middleware = [DefineMiddleware(token_middleware_factory(settings.token))] if settings.token else []
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     return Litestar(
         route_handlers=[HealthController, SystemController, JobsController, events_stream,
@@ -60,10 +59,14 @@ def create_app(settings: Settings | None = None) -> Litestar:
         lifespan=[lifespan],
         state=State({"api": api}),
         exception_handlers=handlers,  # type: ignore[arg-type]
-        middleware=middleware,
         request_max_body_size=settings.max_body_bytes,
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["/api/events", "/api/jobs/.*/events"]),
         openapi_config=OpenAPIConfig(title="MechInterp Studio API", version=__version__, path="/schema",
                                      render_plugins=[ScalarRenderPlugin()]),
         debug=False,
     )
+
+
+def asgi_app(app: Litestar, settings: Settings) -> ASGIApp:
+    """What the server runs: the app, behind the access token when one is set."""
+    return require_token(app, settings.token) if settings.token else app

@@ -38,22 +38,21 @@ def _presented_token(scope: Scope) -> str | None:
     return None
 
 
-def token_middleware_factory(token: str):
+def require_token(app: ASGIApp, token: str) -> ASGIApp:
+    """Wrap the whole ASGI app (not a Litestar middleware: those only run on matched routes, so an
+    unknown /api path would answer 404 instead of 401)."""
     expected = token.encode()
 
-    def factory(app: ASGIApp) -> ASGIApp:
-        async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            path = scope.get("path", "")
-            if scope["type"] == "http" and (path == "/api" or path.startswith("/api/")):
-                presented = _presented_token(scope)
-                if presented is None or not hmac.compare_digest(presented.encode(), expected):
-                    await _unauthorized(send)
-                    return
-            await app(scope, receive, send)
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and (path == "/api" or path.startswith("/api/")):
+            presented = _presented_token(scope)
+            if presented is None or not hmac.compare_digest(presented.encode(), expected):
+                await _unauthorized(send)
+                return
+        await app(scope, receive, send)
 
-        return middleware
-
-    return factory
+    return guarded
 
 
 async def _unauthorized(send: Send) -> None:

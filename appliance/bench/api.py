@@ -1,0 +1,460 @@
+"""``mistudio bench api``: the API's responsiveness on this machine, against the appliance's targets.
+
+Measured on a fresh appliance (API + worker subprocesses, temporary data dir):
+
+1. GET latency (p50/p95/p99) and requests/s of ``/api/health`` and ``/api/jobs`` (with 20 jobs in the
+   table) under ``--clients`` concurrent keep-alive clients, ``--requests`` per endpoint, after a
+   warm-up; plus the same with a single client, which shows the service time without queueing.
+2. SSE delivery: a raw-socket reader subscribed to ``/api/events?topics=job`` before a selftest with
+   ``--events`` steps 20 ms apart is started; latency = receipt time - the worker's ``data.t``.
+3. Enqueue-to-start (job ``started_at - created_at``, both written by the system) after ``--idle``
+   seconds without traffic, and back to back ("busy") for comparison.
+4. VmRSS of the API after start and after the idle period, and of the worker.
+
+The client shares the machine's cores with the server, so it is kept cheap: one event loop (uvloop
+when installed), one pooled httpx client, and a hand-rolled SSE reader that parses only what it needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from appliance.bench.harness import (
+    Appliance, BenchError, CpuMeter, Figure, figures_table, kv_lines, machine_lines, percentile, progress,
+    rss_mb, section, table,
+)
+
+# The appliance's targets.
+GET_P95_TARGET_MS = 20.0
+SSE_P95_TARGET_MS = 150.0
+PICKUP_TARGET_MS = 200.0
+IDLE_RSS_TARGET_MB = 80.0
+
+JOBS_IN_TABLE = 20
+SSE_DELAY_MS = 20
+BUSY_SAMPLES = 10
+SERIAL_REQUESTS = 200  # single-client reference run per endpoint
+FINAL = ("completed", "failed", "cancelled")
+ENDPOINTS = ("/api/health", "/api/jobs")
+
+
+@dataclass
+class Config:
+    clients: int = 50
+    requests: int = 2000
+    idle: float = 60.0
+    events: int = 200
+
+    @property
+    def idle_samples(self) -> int:
+        return 3 if self.idle <= 5 else 2
+
+    @property
+    def warmup(self) -> int:
+        return max(2 * self.clients, 200)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> "Config":
+        cfg = cls(clients=int(getattr(args, "clients", 50)), requests=int(getattr(args, "requests", 2000)),
+                  idle=float(getattr(args, "idle", 60.0)), events=int(getattr(args, "events", 200)))
+        if cfg.clients < 1 or cfg.requests < 1 or cfg.events < 1 or cfg.idle < 0:
+            raise BenchError("--clients, --requests and --events must be at least 1, --idle not negative")
+        return cfg
+
+
+@dataclass
+class LoadResult:
+    path: str
+    clients: int
+    latencies_ms: list[float]
+    wall_s: float
+    errors: int
+    first_error: str = ""
+    cpu: str = ""
+
+    @property
+    def rps(self) -> float:
+        return len(self.latencies_ms) / self.wall_s if self.wall_s > 0 else 0.0
+
+    def p(self, q: float) -> float:
+        return percentile(self.latencies_ms, q)
+
+
+@dataclass
+class SseResult:
+    expected: int
+    latencies_ms: list[float]
+    wall_s: float
+    cpu: str = ""
+
+
+@dataclass
+class Pickup:
+    ms: float
+    created_at: str
+    started_at: str
+
+
+@dataclass
+class Results:
+    rss_api_start: float | None = None
+    rss_worker_start: float | None = None
+    rss_api_idle: list[float | None] = field(default_factory=list)
+    rss_api_end: float | None = None
+    rss_worker_end: float | None = None
+    jobs_in_table: int = 0
+    load: list[LoadResult] = field(default_factory=list)
+    serial: list[LoadResult] = field(default_factory=list)
+    sse: SseResult | None = None
+    busy: list[Pickup] = field(default_factory=list)
+    idle: list[Pickup] = field(default_factory=list)
+
+
+# -- HTTP helpers ---------------------------------------------------------------------------------
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def _post_selftest(client: Any, steps: int, delay_ms: int) -> str:
+    response = await client.post("/api/jobs/selftest", json={"steps": steps, "delay_ms": delay_ms})
+    if response.status_code != 202:
+        raise BenchError(f"POST /api/jobs/selftest answered {response.status_code}: {response.text[:300]}")
+    return response.json()["data"]["job_id"]
+
+
+async def _wait_job(client: Any, job_id: str, timeout: float = 30.0, first_wait: float = 0.25) -> dict[str, Any]:
+    """Poll a job until it is final (sparingly: the polls compete with what is measured)."""
+    deadline = time.monotonic() + timeout
+    await asyncio.sleep(first_wait)
+    while True:
+        response = await client.get(f"/api/jobs/{job_id}")
+        if response.status_code != 200:
+            raise BenchError(f"GET /api/jobs/{job_id} answered {response.status_code}: {response.text[:300]}")
+        job = response.json()["data"]
+        if job["status"] in FINAL:
+            if job["status"] != "completed":
+                raise BenchError(f"selftest job {job_id} ended {job['status']}: {job.get('error')}")
+            return job
+        if time.monotonic() > deadline:
+            raise BenchError(f"selftest job {job_id} still {job['status']} after {timeout:.0f}s")
+        await asyncio.sleep(0.1)
+
+
+async def _pickup(client: Any) -> Pickup:
+    job = await _wait_job(client, await _post_selftest(client, 1, 0))
+    return Pickup((_ts(job["started_at"]) - _ts(job["created_at"])) * 1000, job["created_at"], job["started_at"])
+
+
+async def _load(client: Any, path: str, total: int, clients: int) -> LoadResult:
+    """``total`` GETs of ``path`` from ``clients`` coroutines, each sending its next request as soon as
+    the previous answer is read (closed loop)."""
+    latencies: list[float] = []
+    remaining = total
+    errors = 0
+    first_error = ""
+    clock = time.perf_counter
+
+    async def one_client() -> None:
+        nonlocal remaining, errors, first_error
+        while remaining > 0:
+            remaining -= 1
+            began = clock()
+            try:
+                response = await client.get(path)
+                ok = response.status_code == 200
+                problem = "" if ok else f"HTTP {response.status_code}: {response.text[:200]}"
+            except Exception as exc:  # noqa: BLE001 - counted and reported, not fatal
+                ok, problem = False, f"{type(exc).__name__}: {exc}"
+            latencies.append((clock() - began) * 1000)
+            if not ok:
+                errors += 1
+                first_error = first_error or problem
+
+    began = clock()
+    await asyncio.gather(*(one_client() for _ in range(min(clients, total))))
+    result = LoadResult(path, clients, latencies, clock() - began, errors, first_error)
+    if errors == total:
+        raise BenchError(f"every GET {path} failed; first: {first_error}")
+    return result
+
+
+# -- SSE --------------------------------------------------------------------------------------------
+
+class _SseStream:
+    """A minimal SSE-over-HTTP/1.1 reader on a raw socket: the receipt time of each event is taken
+    when its bytes are read, and only the fields needed are decoded."""
+
+    def __init__(self, app: Appliance, path: str):
+        self.app, self.path = app, path
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.chunked = False
+
+    async def open(self) -> None:
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.app.port)
+        headers = [f"GET {self.path} HTTP/1.1", f"Host: 127.0.0.1:{self.app.port}",
+                   "Accept: text/event-stream", "Cache-Control: no-cache"]
+        headers += [f"{k}: {v}" for k, v in self.app.auth_headers().items()]
+        self.writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        parts = status_line.split()
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        response_headers: dict[str, str] = {}
+        while True:
+            line = await self.reader.readline()
+            if line in (b"\r\n", b"\n", b""):
+                break
+            key, _, value = line.decode("latin-1").partition(":")
+            response_headers[key.strip().lower()] = value.strip()
+        if status != 200:
+            body = await asyncio.wait_for(self.reader.read(500), 2)
+            raise BenchError(f"GET {self.path} answered {status_line.decode(errors='replace').strip()}: "
+                             f"{body.decode(errors='replace')}")
+        self.chunked = "chunked" in response_headers.get("transfer-encoding", "").lower()
+
+    async def chunks(self):
+        """Yield (receipt time, bytes) as they arrive, undoing chunked transfer encoding."""
+        assert self.reader is not None
+        now = time.time
+        if not self.chunked:
+            while data := await self.reader.read(65536):
+                yield now(), data
+            return
+        while True:
+            size_line = await self.reader.readline()
+            if not size_line:
+                return
+            size = int(size_line.split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                return
+            data = await self.reader.readexactly(size + 2)
+            yield now(), data[:-2]
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+async def _sse_probe(app: Appliance, client: Any, steps: int) -> SseResult:
+    # The job id is the server's to choose, so the stream subscribes to every job topic ("job"
+    # matches "job:<id>") before the job exists, and keeps only that job's events.
+    stream = _SseStream(app, "/api/events?topics=job")
+    await asyncio.wait_for(stream.open(), 10)
+    connected = asyncio.Event()
+    job: dict[str, str | None] = {"id": None}
+    received: list[tuple[float, bytes]] = []  # (receipt time, data of a job.progress event)
+
+    async def read() -> None:
+        buffer = b""
+        event_type = b""
+        data = b""
+        async for recv_t, chunk in stream.chunks():
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                line = raw.rstrip(b"\r")
+                if not line:  # end of an event
+                    if event_type == b"job.progress":
+                        received.append((recv_t, data))
+                    elif event_type == b"job.updated" and data:
+                        payload = json.loads(data)
+                        status = (payload.get("data") or {}).get("status")
+                        if payload.get("job_id") == job["id"] and status in FINAL:
+                            if status != "completed":
+                                raise BenchError(f"SSE selftest job {job['id']} ended {status}")
+                            return
+                    event_type = data = b""
+                elif line.startswith(b":"):
+                    if b"connected" in line:
+                        connected.set()
+                elif line.startswith(b"event:"):
+                    event_type = line[6:].strip()
+                elif line.startswith(b"data:"):
+                    data = line[5:].lstrip(b" ")
+        raise BenchError("the SSE stream ended before the selftest job finished")
+
+    reader = asyncio.create_task(read())
+    try:
+        await asyncio.wait_for(asyncio.shield(connected.wait()), 10)
+        with CpuMeter(app) as cpu:
+            began = time.perf_counter()
+            job["id"] = await _post_selftest(client, steps, SSE_DELAY_MS)
+            await asyncio.wait_for(reader, timeout=30 + steps * SSE_DELAY_MS / 1000 * 5)
+            wall = time.perf_counter() - began
+    finally:
+        reader.cancel()
+        stream.close()
+    latencies = []
+    for recv_t, data in received:
+        payload = json.loads(data)
+        if payload.get("job_id") == job["id"]:
+            latencies.append((recv_t - payload["data"]["t"]) * 1000)
+    return SseResult(steps, latencies, wall, cpu.summary())
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+async def _measure(app: Appliance, cfg: Config) -> Results:
+    import httpx
+
+    res = Results(rss_api_start=rss_mb(app.api_pid), rss_worker_start=rss_mb(app.worker_pid))
+    limits = httpx.Limits(max_connections=cfg.clients, max_keepalive_connections=cfg.clients)
+
+    def new_client(**kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=app.url, headers=app.auth_headers(), timeout=30, **kwargs)
+
+    async with new_client(limits=limits) as client:
+        progress(f"creating {JOBS_IN_TABLE} selftest jobs (steps=1, delay_ms=0)")
+        ids = [await _post_selftest(client, 1, 0) for _ in range(JOBS_IN_TABLE)]
+        for job_id in ids:
+            await _wait_job(client, job_id, first_wait=0)
+        listing = (await client.get("/api/jobs")).json()
+        res.jobs_in_table = listing["meta"]["pagination"]["total"]
+
+        progress(f"warm-up: {cfg.warmup} GETs per endpoint")
+        for path in ENDPOINTS:
+            await _load(client, path, cfg.warmup, cfg.clients)
+        for path in ENDPOINTS:
+            progress(f"GET {path}: {cfg.requests} requests, {cfg.clients} clients")
+            with CpuMeter(app) as cpu:
+                result = await _load(client, path, cfg.requests, cfg.clients)
+            result.cpu = cpu.summary()
+            res.load.append(result)
+        for path in ENDPOINTS:
+            progress(f"GET {path}: {SERIAL_REQUESTS} requests, 1 client")
+            with CpuMeter(app) as cpu:
+                result = await _load(client, path, SERIAL_REQUESTS, 1)
+            result.cpu = cpu.summary()
+            res.serial.append(result)
+
+        progress(f"SSE: selftest with {cfg.events} steps, {SSE_DELAY_MS} ms apart")
+        res.sse = await _sse_probe(app, client, cfg.events)
+
+        progress(f"pickup, busy: {BUSY_SAMPLES} samples back to back")
+        for _ in range(BUSY_SAMPLES):
+            res.busy.append(await _pickup(client))
+
+    # No connection stays open through the idle waits: nothing but the appliance's own timers runs.
+    for i in range(cfg.idle_samples):
+        progress(f"pickup after idle: sample {i + 1}/{cfg.idle_samples}, idling {cfg.idle:g} s")
+        await asyncio.sleep(cfg.idle)
+        res.rss_api_idle.append(rss_mb(app.api_pid))
+        async with new_client() as client:
+            res.idle.append(await _pickup(client))
+    res.rss_api_end = rss_mb(app.api_pid)
+    res.rss_worker_end = rss_mb(app.worker_pid)
+    return res
+
+
+def _run_async(coro: Any) -> Any:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro) if hasattr(uvloop, "run") else asyncio.run(coro)
+
+
+def _mb(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f} MB"
+
+
+def _load_rows(results: list[LoadResult]) -> list[list[str]]:
+    return [[f"GET {r.path}", str(len(r.latencies_ms)), str(r.errors), f"{r.rps:.0f}", f"{r.p(50):.1f}",
+             f"{r.p(95):.1f}", f"{r.p(99):.1f}", f"{max(r.latencies_ms):.1f}"] for r in results]
+
+
+def _report(app: Appliance, cfg: Config, res: Results) -> str:
+    out: list[str] = [section("mistudio bench api")]
+    out += machine_lines()
+    passed = app.passed_settings()
+    out += kv_lines([
+        ("settings", f"{cfg.clients} clients, {cfg.requests} GETs per endpoint (after {cfg.warmup} warm-up), "
+                     f"{res.jobs_in_table} jobs in the table"),
+        ("", f"SSE: {cfg.events} events {SSE_DELAY_MS} ms apart; pickup: {BUSY_SAMPLES} busy samples, "
+             f"{cfg.idle_samples} samples after {cfg.idle:g} s idle each"),
+        ("appliance", f"127.0.0.1:{app.port}, ready {app.started_s:.1f} s after start; "
+                      f"exit codes after SIGTERM: api {app.exit_codes.get('api')}, "
+                      f"worker {app.exit_codes.get('worker')}"),
+        ("MISTUDIO_*", ", ".join(f"{k}={v}" for k, v in passed.items()) or "defaults"),
+    ])
+
+    headers = ["endpoint", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"]
+    out.append(section(f"1. GET latency, {cfg.clients} concurrent keep-alive clients"))
+    out.append(table(headers, _load_rows(res.load), right=range(1, 8)))
+    out += [f"  {r.path}: {r.cpu}" for r in res.load]
+    out += [f"  {r.path}: first error: {r.first_error}" for r in res.load if r.errors]
+    out.append(section("   same, 1 client (service time without queueing)"))
+    out.append(table(headers, _load_rows(res.serial), right=range(1, 8)))
+    out += [f"  {r.path}: {r.cpu}" for r in res.serial]
+
+    sse = res.sse
+    assert sse is not None
+    lat = sse.latencies_ms
+    out.append(section("2. SSE delivery (receipt time - worker's data.t)"))
+    out.append(f"events received {len(lat)}/{sse.expected} in {sse.wall_s:.1f} s; "
+               f"p50 {percentile(lat, 50):.1f} ms, p95 {percentile(lat, 95):.1f} ms, "
+               f"p99 {percentile(lat, 99):.1f} ms, max {max(lat, default=float('nan')):.1f} ms, "
+               f"min {min(lat, default=float('nan')):.1f} ms")
+    out.append(f"  {sse.cpu}")
+
+    out.append(section("3. Enqueue-to-start (started_at - created_at)"))
+    rows = [["busy", str(i + 1), p.created_at, p.started_at, f"{p.ms:.0f}"] for i, p in enumerate(res.busy)]
+    rows += [[f"after {cfg.idle:g} s idle", str(i + 1), p.created_at, p.started_at, f"{p.ms:.0f}"]
+             for i, p in enumerate(res.idle)]
+    out.append(table(["when", "#", "created_at", "started_at", "ms"], rows, right=(1, 4)))
+    busy = [p.ms for p in res.busy]
+    idle = [p.ms for p in res.idle]
+    out.append(f"busy: p50 {percentile(busy, 50):.0f} ms, max {max(busy):.0f} ms; "
+               f"after idle: max {max(idle):.0f} ms")
+
+    out.append(section("4. Memory (VmRSS)"))
+    out += kv_lines([
+        ("API after start", _mb(res.rss_api_start)),
+        ("API after idle", ", ".join(_mb(v) for v in res.rss_api_idle)),
+        ("API at the end", _mb(res.rss_api_end)),
+        ("worker after start", _mb(res.rss_worker_start)),
+        ("worker at the end", _mb(res.rss_worker_end)),
+    ])
+
+    idle_rss = [v for v in res.rss_api_idle if v is not None]
+    figures = [
+        *(Figure(f"GET {r.path} p95 ({cfg.clients} clients)", r.p(95), "ms", GET_P95_TARGET_MS,
+                 note=f"p50 {r.p(50):.1f} ms, {r.rps:.0f} req/s") for r in res.load),
+        *(Figure(f"GET {r.path} p95 (1 client)", r.p(95), "ms", note="reference, no target") for r in res.serial),
+        Figure("SSE delivery p95", percentile(lat, 95), "ms", SSE_P95_TARGET_MS,
+               note=f"max {max(lat, default=float('nan')):.1f} ms, {len(lat)}/{sse.expected} events"),
+        Figure(f"pickup after {cfg.idle:g} s idle (max)", max(idle), "ms", PICKUP_TARGET_MS, digits=0,
+               note=f"{len(idle)} samples; busy max {max(busy):.0f} ms"),
+        Figure("API RSS after idle", max(idle_rss) if idle_rss else None, "MB", IDLE_RSS_TARGET_MB,
+               note=f"after start {_mb(res.rss_api_start)}; worker {_mb(res.rss_worker_end)}"),
+    ]
+    out.append(section("Targets"))
+    out.append(figures_table(figures))
+    misses = sum(f.verdict == "MISS" for f in figures)
+    out.append(f"\n{misses} of {sum(bool(f.verdict) for f in figures)} targets missed" if misses
+               else "\nall targets met")
+    return "\n".join(out)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = Config.from_args(args)
+    try:
+        import httpx  # noqa: F401
+    except ImportError:
+        raise BenchError("the api suite needs httpx (pip install httpx)") from None
+    progress(f"starting an appliance ({os.cpu_count()} cores)")
+    with Appliance() as app:
+        progress(f"ready after {app.started_s:.1f} s on {app.url}")
+        results = _run_async(_measure(app, cfg))
+        progress("stopping the appliance")
+    print(_report(app, cfg, results), flush=True)
+    return 0
