@@ -59,7 +59,7 @@ async def stream(api: ApiState, sub: Subscription, job_final: bool = False) -> A
     heartbeat = api.settings.sse_heartbeat_s
     last_sent = sub.start
     try:
-        yield ServerSentEventMessage(comment="connected", retry=api.settings.sse_retry_ms)
+        yield ServerSentEventMessage(comment="connected", retry=api.settings.sse_retry_ms, data=None)
         last_yield = time.monotonic()
         needs_replay = True
         while True:
@@ -82,7 +82,7 @@ async def stream(api: ApiState, sub: Subscription, job_final: bool = False) -> A
             try:
                 event = await asyncio.wait_for(sub.queue.get(), timeout=timeout)
             except asyncio.TimeoutError:
-                yield ServerSentEventMessage(comment="heartbeat")
+                yield ServerSentEventMessage(comment="heartbeat", data=None)
                 last_yield = time.monotonic()
                 continue
             if event is None:
