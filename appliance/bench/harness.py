@@ -121,6 +121,7 @@ class Appliance:
     api: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
     exit_codes: dict[str, int | None] = field(default_factory=dict)
+    stop_s: dict[str, float] = field(default_factory=dict)  # SIGTERM to exit, per process
     started_s: float = 0.0  # how long start-up to ready took
 
     # -- where and how ----------------------------------------------------------------------------
@@ -227,7 +228,8 @@ class Appliance:
         for _, proc in procs:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.stop_timeout_s
+        began = time.monotonic()
+        deadline = began + self.stop_timeout_s
         for name, proc in procs:
             try:
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -236,8 +238,18 @@ class Appliance:
                 proc.kill()
                 proc.wait()
             self.exit_codes[name] = proc.returncode
+            self.stop_s.setdefault(name, time.monotonic() - began)
         if self.root is not None and not self.keep:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def exit_summary(self) -> str:
+        """e.g. 'api stopped by SIGTERM in 0.4 s, worker exit 0 in 0.3 s'."""
+        parts = []
+        for name, code in self.exit_codes.items():
+            # uvicorn re-raises the signal after its graceful shutdown, so -SIGTERM is a clean stop.
+            how = "stopped by SIGTERM" if code == -signal.SIGTERM else f"exit {code}"
+            parts.append(f"{name} {how} in {self.stop_s.get(name, 0.0):.1f} s")
+        return ", ".join(parts) or "not stopped yet"
 
     def __enter__(self) -> "Appliance":
         return self.start()
