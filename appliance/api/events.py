@@ -12,8 +12,7 @@ import time
 from collections.abc import AsyncIterator
 
 import msgspec
-from litestar import get
-from litestar.datastructures import State
+from litestar import Request, get
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -113,12 +112,12 @@ def _topics(raw: str | None) -> tuple[str, ...]:
      description="Each event: `id:` (row id), `event:` (type, e.g. job.updated), `data:` JSON "
                  "{id, topic, type, job_id, created_at, data}. Resume with Last-Event-ID.")
 async def events_stream(
-    state: State,
+    request: Request,
     topics: str | None = Parameter(default=None, description="Comma-separated topic filters"),
     last_event_id_header: str | None = Parameter(header="Last-Event-ID", default=None),
     last_event_id: int | None = Parameter(default=None, ge=0, description="Resume after this id (curl)"),
 ) -> ServerSentEvent:
-    api = api_state(state)
+    api = api_state(request)
     resume = parse_last_event_id(last_event_id_header, last_event_id)
     sub = await api.broadcaster.subscribe(_topics(topics), None, resume)
     return ServerSentEvent(stream(api, sub), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

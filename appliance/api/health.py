@@ -6,12 +6,11 @@ import shutil
 import time
 
 import msgspec
-from litestar import Controller, get
-from litestar.datastructures import State
+from litestar import Controller, Request, get
 
 from appliance import __version__
 from appliance.api.envelope import Meta, meta
-from appliance.api.state import api_state
+from appliance.api.state import ApiState, api_state
 from appliance.db.migrate import latest_version
 from appliance.errors import AppError
 from appliance.jobs import sql
@@ -49,8 +48,21 @@ class NotReady(AppError):
     retryable = True
 
 
-async def _components(state: State) -> dict[str, ComponentStatus]:
-    api = api_state(state)
+HEALTH_CACHE_S = 1.0
+
+
+async def _components(request: Request) -> dict[str, ComponentStatus]:
+    # Every open UI polls health; checking the disk and the worker once a second is plenty.
+    api = api_state(request)
+    cached = api.health_cache
+    if cached is not None and time.monotonic() - cached[0] < HEALTH_CACHE_S:
+        return cached[1]
+    components = await _check(api)
+    api.health_cache = (time.monotonic(), components)
+    return components
+
+
+async def _check(api: ApiState) -> dict[str, ComponentStatus]:
     db = api.db
     assert db is not None
     version = (await db.execute_fetchall("PRAGMA user_version"))[0][0]
@@ -74,10 +86,10 @@ class HealthController(Controller):
     tags = ["health"]
 
     @get("/", summary="Overall health: database, worker, disk")
-    async def health(self, state: State) -> HealthResponse:
-        components = await _components(state)
+    async def health(self, request: Request) -> HealthResponse:
+        components = await _components(request)
         status = "healthy" if all(c.ok for c in components.values()) else "degraded"
-        uptime = time.time() - api_state(state).started_at
+        uptime = time.time() - api_state(request).started_at
         return HealthResponse(Health(status, __version__, round(uptime, 1), components), meta())
 
     @get("/live", summary="The API process is up")
@@ -85,10 +97,10 @@ class HealthController(Controller):
         return LiveResponse(Live("ok"), meta())
 
     @get("/ready", summary="Ready: database migrated and a worker seen recently (else 503)")
-    async def ready(self, state: State) -> HealthResponse:
-        components = await _components(state)
+    async def ready(self, request: Request) -> HealthResponse:
+        components = await _components(request)
         failing = {name: c.detail for name, c in components.items() if not c.ok and name != "disk"}
         if failing:
             raise NotReady("Not ready: " + "; ".join(f"{k}: {v}" for k, v in failing.items()), details=failing)
-        uptime = time.time() - api_state(state).started_at
+        uptime = time.time() - api_state(request).started_at
         return HealthResponse(Health("healthy", __version__, round(uptime, 1), components), meta())

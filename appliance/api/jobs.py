@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 import msgspec
-from litestar import Controller, Response, get, post
-from litestar.datastructures import State
+from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
@@ -65,33 +64,33 @@ class JobsController(Controller):
 
     @get("/", summary="Jobs, newest first")
     async def list_jobs(
-        self, state: State,
+        self, request: Request,
         status: str | None = Parameter(default=None, description="Comma-separated statuses"),
         kind: str | None = Parameter(default=None, max_length=100),
         page: int = Parameter(default=1, ge=1, le=1_000_000),
         limit: int = Parameter(default=50, ge=1, le=200),
     ) -> JobListResponse:
-        jobs, total = await api_state(state).jobs.list(_statuses(status), kind, page, limit)
+        jobs, total = await api_state(request).jobs.list(_statuses(status), kind, page, limit)
         return JobListResponse(jobs, page_meta(page, limit, total))
 
     @get("/{job_id:str}", summary="One job: status, progress, message, error, result")
-    async def get_job(self, state: State, job_id: str) -> JobResponse:
-        return JobResponse(await api_state(state).jobs.get(check_id(job_id, "job", "job_id")), meta())
+    async def get_job(self, request: Request, job_id: str) -> JobResponse:
+        return JobResponse(await api_state(request).jobs.get(check_id(job_id, "job", "job_id")), meta())
 
     @post("/{job_id:str}/cancel", status_code=200,
           summary="Cancel a job: a queued one at once, a running one within about a second")
-    async def cancel_job(self, state: State, job_id: str) -> JobResponse:
-        return JobResponse(await api_state(state).jobs.cancel(check_id(job_id, "job", "job_id")), meta())
+    async def cancel_job(self, request: Request, job_id: str) -> JobResponse:
+        return JobResponse(await api_state(request).jobs.cancel(check_id(job_id, "job", "job_id")), meta())
 
     @get("/{job_id:str}/events", summary="A job's events: SSE until the job ends, or JSON with format=json")
     async def job_events(
-        self, state: State, job_id: str,
+        self, request: Request, job_id: str,
         format: Literal["sse", "json"] = "sse",
         after: int = Parameter(default=0, ge=0),
         limit: int = Parameter(default=500, ge=1, le=5000),
         last_event_id_header: str | None = Parameter(header="Last-Event-ID", default=None),
     ) -> ServerSentEvent | EventListResponse:
-        api = api_state(state)
+        api = api_state(request)
         job = await api.jobs.get(check_id(job_id, "job", "job_id"))
         resume = sse.parse_last_event_id(last_event_id_header, after)
         sub = await api.broadcaster.subscribe((), job.id, resume or 0)
@@ -103,8 +102,8 @@ class JobsController(Controller):
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @post("/selftest", summary="Start the diagnostic job: counts to `steps` with `delay_ms` between steps")
-    async def selftest(self, state: State, data: SelftestRequest) -> Response[AcceptedResponse]:
+    async def selftest(self, request: Request, data: SelftestRequest) -> Response[AcceptedResponse]:
         kind = "selftest" if data.lane == "interactive" else "selftest.heavy"
         params = {"steps": data.steps, "delay_ms": data.delay_ms, "fail_at": data.fail_at}
-        job = await api_state(state).jobs.create(kind, params)
+        job = await api_state(request).jobs.create(kind, params)
         return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)

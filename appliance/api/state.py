@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiosqlite
 from litestar import Request
-from litestar.datastructures import State
 
 from appliance.config import Settings
 from appliance.jobs.async_store import AsyncJobStore
@@ -24,11 +24,11 @@ class ApiState:
     db: aiosqlite.Connection | None = None
     events_db: aiosqlite.Connection | None = None
     jobs: AsyncJobStore | None = None
+    # (monotonic time, components) of the last health check; see api/health.py.
+    health_cache: tuple[float, Any] | None = None
 
 
-def api_state(state: State) -> ApiState:
-    return state["api"]
-
-
-def from_request(request: Request) -> ApiState:
+def api_state(request: Request) -> ApiState:
+    # Taking the request (not a `state: State` parameter, which Litestar copies per request) keeps
+    # the hot path cheap.
     return request.app.state["api"]

@@ -8,8 +8,7 @@ import time
 from typing import Any
 
 import msgspec
-from litestar import Controller, get
-from litestar.datastructures import State
+from litestar import Controller, Request, get
 
 from appliance import __version__
 from appliance.api.envelope import Meta, meta
@@ -48,8 +47,8 @@ class SystemController(Controller):
     tags = ["system"]
 
     @get("/info", summary="Versions, platform and the worker's runtime")
-    async def info(self, state: State) -> SystemInfoResponse:
-        api = api_state(state)
+    async def info(self, request: Request) -> SystemInfoResponse:
+        api = api_state(request)
         assert api.db is not None
         rows = await api.db.execute_fetchall(*sql.latest_worker())
         worker = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fcntl
 import re
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def _migrations() -> list[tuple[int, str, str]]:
     return found
 
 
+@lru_cache(maxsize=1)
 def latest_version() -> int:
     return len(_migrations())
 

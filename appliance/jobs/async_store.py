@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import aiosqlite
 from anyio import to_thread
 
+from appliance.db import connect_sync
 from appliance.errors import Conflict, NotFound
 from appliance.jobs import sql
 from appliance.jobs.model import FINAL_STATUSES, Job, job_from_row
@@ -20,12 +22,26 @@ from appliance.ids import new_id
 CANCEL_WAIT_S = 2.0
 
 
+LIST_CACHE_ENTRIES = 64
+
+
 class AsyncJobStore:
-    def __init__(self, db: aiosqlite.Connection, queue: JobQueue):
+    def __init__(self, db: aiosqlite.Connection, queue: JobQueue, db_path: Path):
         self.db = db
         self.queue = queue
         # One aiosqlite connection is shared by all requests; transactions must not interleave.
         self._write_lock = asyncio.Lock()
+        # Job lists are polled by every open UI; they are served from a cache until the database
+        # changes. PRAGMA data_version moves whenever another connection (the worker, or our own
+        # aiosqlite connection) commits, and reading it costs microseconds, so it is read inline.
+        self._version_conn = connect_sync(db_path)
+        self._list_cache: dict[tuple[Any, ...], tuple[int, tuple[list[Job], int]]] = {}
+
+    def close(self) -> None:
+        self._version_conn.close()
+
+    def _data_version(self) -> int:
+        return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
     async def _transaction(self, statements: list[sql.Query]) -> None:
         async with self._write_lock:
@@ -61,10 +77,19 @@ class AsyncJobStore:
         return job
 
     async def list(self, statuses: list[str] | None, kind: str | None, page: int, limit: int) -> tuple[list[Job], int]:
+        key = (tuple(statuses or ()), kind, page, limit)
+        version = self._data_version()  # read before querying: a later commit only makes it stale
+        cached = self._list_cache.get(key)
+        if cached is not None and cached[0] == version:
+            return cached[1]
         rows_q, count_q = sql.list_jobs(statuses, kind, page, limit)
         rows = await self.db.execute_fetchall(*rows_q)
         total = (await self.db.execute_fetchall(*count_q))[0][0]
-        return [job_from_row(row) for row in rows], total
+        result = ([job_from_row(row) for row in rows], total)
+        if len(self._list_cache) >= LIST_CACHE_ENTRIES:
+            self._list_cache.clear()
+        self._list_cache[key] = (version, result)
+        return result
 
     async def cancel(self, job_id: str) -> Job:
         job = await self.get(job_id)
