@@ -42,7 +42,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     torch_threads: int = 0  # 0 = let torch decide
     max_body_bytes: int = 10 * 1024 * 1024
     sse_heartbeat_s: float = 15.0
-    sse_poll_s: float = 0.05
+    sse_poll_s: float = 0.01
     sse_retry_ms: int = 3000
     event_retention_hours: float = 24.0
     worker_stale_s: float = 15.0
@@ -96,7 +96,7 @@ def load_settings() -> Settings:
         torch_threads=int(_number("TORCH_THREADS", 0, int, 0, 256)),
         max_body_bytes=int(_number("MAX_BODY_BYTES", 10 * 1024 * 1024, int, 1024, 1 << 40)),
         sse_heartbeat_s=_number("SSE_HEARTBEAT_S", 15.0, float, 0.1, 300),
-        sse_poll_s=_number("SSE_POLL_S", 0.05, float, 0.005, 5),
+        sse_poll_s=_number("SSE_POLL_S", 0.01, float, 0.005, 5),
         sse_retry_ms=int(_number("SSE_RETRY_MS", 3000, int, 100, 600_000)),
         event_retention_hours=_number("EVENT_RETENTION_HOURS", 24.0, float, 0.0, 24 * 3650),
         worker_stale_s=_number("WORKER_STALE_S", 15.0, float, 1, 3600),

@@ -44,7 +44,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         api.db = await connect_async(settings.db_path)
         api.events_db = await connect_async(settings.db_path)
         api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path)
-        await api.broadcaster.start(api.events_db)
+        await api.broadcaster.start(api.events_db, settings.db_path)
         try:
             yield
         finally:

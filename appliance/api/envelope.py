@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 
 import msgspec
@@ -23,8 +24,14 @@ class Meta(msgspec.Struct, omit_defaults=True):
     pagination: Pagination | None = None
 
 
+_REQUEST_PREFIX = "req_" + secrets.token_hex(3)
+_request_counter = itertools.count(1)
+
+
 def request_id() -> str:
-    return "req_" + secrets.token_hex(6)
+    # Unique per process run and nearly free (a random prefix and a counter); drawing random bytes for
+    # every answer showed up in the latency profile.
+    return f"{_REQUEST_PREFIX}{next(_request_counter):x}"
 
 
 def meta(pagination: Pagination | None = None) -> Meta:

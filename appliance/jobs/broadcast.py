@@ -12,9 +12,11 @@ import asyncio
 import logging
 import sqlite3
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiosqlite
 
+from appliance.db import connect_sync
 from appliance.jobs import sql
 from appliance.jobs.model import Event, event_from_row
 
@@ -55,9 +57,11 @@ class Broadcaster:
         self._wake = asyncio.Event()
         self._closed = False
 
-    async def start(self, db: aiosqlite.Connection) -> None:
+    async def start(self, db: aiosqlite.Connection, db_path: Path) -> None:
         # A connection of its own: the tail must not queue behind request handlers' queries.
         self._db = db
+        self._version_conn = connect_sync(db_path)
+        self._seen_version: int | None = None
         self.cursor = (await db.execute_fetchall(*sql.last_event_id()))[0][0]
         self._task = asyncio.create_task(self._run(), name="event-broadcaster")
 
@@ -71,6 +75,8 @@ class Broadcaster:
                 await self._task
             except asyncio.CancelledError:
                 pass
+            self._task = None
+            self._version_conn.close()
 
     async def subscribe(self, topics: tuple[str, ...], job_id: str | None = None,
                         last_event_id: int | None = None) -> Subscription:
@@ -108,6 +114,13 @@ class Broadcaster:
                 if self.subscribers:
                     self.cursor = max(self.cursor, min(sub.start for sub in self.subscribers))
                 continue
+            # PRAGMA data_version changes whenever another connection commits; reading it inline costs
+            # microseconds, so the tail can look every 10 ms and query only when something was written.
+            version = self._version_conn.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._seen_version:
+                await asyncio.sleep(self.poll_s)
+                continue
+            self._seen_version = version
             try:
                 rows = await self._db.execute_fetchall(*sql.events_after(self.cursor, PAGE))
             except sqlite3.OperationalError:
