@@ -28,7 +28,8 @@ Sets up miStudio in this checkout: creates .venv, installs PyTorch for this mach
 miStudio package into it. Re-running is safe (existing venv and torch are kept).
 
 Options:
-  --dev              also install the test tools (pytest, hypothesis, httpx; extra "dev")
+  --dev              also install the test tools (pytest, hypothesis, httpx, playwright; extra
+                     "dev") and Debian's chromium for the browser tests
   --system           (root) install as a service: user "mistudio", data in /var/lib/mistudio,
                      systemd units mistudio.service, mistudio-worker.service, mistudio.target
   --cuda             x86_64 with an NVIDIA GPU: install the CUDA build of torch from PyPI
@@ -356,6 +357,25 @@ run_pip install --upgrade-strategy only-if-needed --constraint "$TORCH_PIN" -e "
 rm -f "$TORCH_PIN"
 "$VENV/bin/mistudio" --version >/dev/null || die "the mistudio command does not run in .venv (see the messages above)"
 info "$("$VENV/bin/mistudio" --version) installed in .venv"
+
+# ---------------------------------------------------------------------------------------------
+# Browser for the UI tests: Debian's chromium, driven by Playwright (never a browser download).
+if [ "$DEV" -eq 1 ]; then
+  step "Checking Chromium for the browser tests"
+  if command -v chromium >/dev/null 2>&1; then
+    info "$(chromium --version 2>/dev/null | head -n 1)"
+  elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    info "installing Debian's chromium with apt-get"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+      || die "apt-get update failed; the browser tests need Debian's chromium"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null \
+      || die "apt-get install chromium failed; the browser tests need it"
+    info "$(chromium --version 2>/dev/null | head -n 1)"
+  else
+    warn "chromium is not installed and cannot be installed here (needs root and apt-get):"
+    warn "  sudo apt-get install chromium   -- until then the browser tests are skipped"
+  fi
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Jetson platform support (written separately; run it when it is there)
