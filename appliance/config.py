@@ -46,6 +46,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sse_retry_ms: int = 3000
     event_retention_hours: float = 24.0
     worker_stale_s: float = 15.0
+    # Physical RAM in MB as the memory manager sees it; None = read /proc/meminfo. Set it to simulate a
+    # smaller board (e.g. 8192 for an Orin Nano) on a bigger machine.
+    memory_total_mb: float | None = None
+    # Loaded models not used for this long are unloaded by the worker.
+    model_idle_s: float = 600.0
+    metrics_interval_s: float = 2.0
+    # The tegrastats executable; None = find it on PATH (Jetson only).
+    tegrastats_path: str | None = None
+    # Prefix for host files read by platform detection (/proc/device-tree, /etc/nv_tegra_release, ...):
+    # for containers that mount the host elsewhere, and for tests that simulate a Jetson.
+    host_root: Path = Path("/")
 
     @property
     def db_path(self) -> Path:
@@ -100,6 +111,11 @@ def load_settings() -> Settings:
         sse_retry_ms=int(_number("SSE_RETRY_MS", 3000, int, 100, 600_000)),
         event_retention_hours=_number("EVENT_RETENTION_HOURS", 24.0, float, 0.0, 24 * 3650),
         worker_stale_s=_number("WORKER_STALE_S", 15.0, float, 1, 3600),
+        memory_total_mb=_number("MEMORY_TOTAL_MB", 0, float, 0, 1 << 30) or None,
+        model_idle_s=_number("MODEL_IDLE_S", 600.0, float, 0, 7 * 86400),
+        metrics_interval_s=_number("METRICS_INTERVAL_S", 2.0, float, 0.2, 60),
+        tegrastats_path=_env("TEGRASTATS"),
+        host_root=Path(_env("HOST_ROOT") or "/"),
     )
 
 

@@ -1,0 +1,1 @@
+"""The edge device: platform detection, monitoring (tegrastats / jtop / proc / NVML) and memory."""
