@@ -154,6 +154,12 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.doctor import run_doctor
+
+    return run_doctor(settings)
+
+
 def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     from appliance.bench import run_bench
 
@@ -173,12 +179,15 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--limit", type=int, default=20)
     jobs.add_argument("--cancel", metavar="JOB_ID")
     jobs.set_defaults(func=cmd_jobs)
+    sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
     bench = sub.add_parser("bench", help="benchmarks that print figures against an in-run baseline")
-    bench.add_argument("suite", choices=["api"])
+    bench.add_argument("suite", choices=["api", "monitoring"])
     bench.add_argument("--clients", type=int, default=50)
     bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
     bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")
     bench.add_argument("--events", type=int, default=200, help="SSE events to time")
+    bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
+    bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

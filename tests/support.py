@@ -233,7 +233,8 @@ class SSEReader:
             self.ended.set()
 
     def ids(self) -> list[int]:
-        return [event["id"] for event in self.events]
+        """Ids of stored events (ephemeral ones such as system.metrics have none)."""
+        return [event["id"] for event in self.events if "id" in event]
 
     def wait_for(self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20) -> None:
         wait_until(lambda: predicate(self.events), timeout=timeout, what="SSE events")

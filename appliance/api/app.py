@@ -25,6 +25,9 @@ from appliance.api.state import ApiState
 from appliance.api.system import SystemController
 from appliance.config import Settings, get_settings
 from appliance.db import connect_async, migrate
+from appliance.device.monitor import Monitor
+from appliance.device.platform import detect_cached
+from appliance.jobs import sql
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.broadcast import Broadcaster
 from appliance.jobs.queue import JobQueue
@@ -37,6 +40,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
     api = ApiState(settings=settings, queue=JobQueue(settings.queue_path),
                    broadcaster=Broadcaster(settings.sse_poll_s))
 
+    async def worker_pid() -> int | None:
+        assert api.db is not None
+        rows = await api.db.execute_fetchall(*sql.latest_worker())
+        return rows[0]["pid"] if rows and rows[0]["stopped_at"] is None else None
+
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -45,9 +53,13 @@ def create_app(settings: Settings | None = None) -> Litestar:
         api.events_db = await connect_async(settings.db_path)
         api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path)
         await api.broadcaster.start(api.events_db, settings.db_path)
+        api.platform = detect_cached(settings.host_root)
+        api.monitor = Monitor(settings, api.platform, api.broadcaster, worker_pid)
+        api.monitor.start()
         try:
             yield
         finally:
+            await api.monitor.close()
             await api.broadcaster.close()
             api.jobs.close()
             await api.events_db.close()

@@ -86,6 +86,10 @@ async def stream(api: ApiState, sub: Subscription, job_final: bool = False) -> A
                 continue
             if event is None:
                 return  # the server is shutting down
+            if event.id is None:  # ephemeral: no id, so the client's Last-Event-ID stays put
+                yield _message(event)
+                last_yield = time.monotonic()
+                continue
             if event.id <= last_sent:
                 continue
             yield _message(event)

@@ -10,6 +10,8 @@ import aiosqlite
 from litestar import Request
 
 from appliance.config import Settings
+from appliance.device.monitor import Monitor
+from appliance.device.platform import PlatformInfo
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.broadcast import Broadcaster
 from appliance.jobs.queue import JobQueue
@@ -24,6 +26,8 @@ class ApiState:
     db: aiosqlite.Connection | None = None
     events_db: aiosqlite.Connection | None = None
     jobs: AsyncJobStore | None = None
+    platform: PlatformInfo | None = None
+    monitor: Monitor | None = None
     # (monotonic time, components) of the last health check; see api/health.py.
     health_cache: tuple[float, Any] | None = None
 

@@ -17,7 +17,7 @@ import sys
 from appliance.bench.harness import BenchError
 
 # Suites in the order they are planned; a suite whose module is not written yet says so.
-SUITES = ("api", "datasets", "extraction", "training", "features", "steering")
+SUITES = ("api", "monitoring", "datasets", "extraction", "training", "features", "steering")
 
 
 def load_suite(suite: str):

@@ -13,6 +13,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import aiosqlite
 
@@ -24,6 +25,8 @@ log = logging.getLogger("mistudio.events")
 
 QUEUE_LIMIT = 10_000
 PAGE = 500
+BUSY_S = 2.0
+IDLE_POLL_S = 0.1
 
 
 def topic_matches(filters: tuple[str, ...], topic: str) -> bool:
@@ -56,12 +59,14 @@ class Broadcaster:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
+        self.on_subscribe: list[Callable[[], None]] = []
 
     async def start(self, db: aiosqlite.Connection, db_path: Path) -> None:
         # A connection of its own: the tail must not queue behind request handlers' queries.
         self._db = db
         self._version_conn = connect_sync(db_path)
         self._seen_version: int | None = None
+        self._last_change = 0.0
         self.cursor = (await db.execute_fetchall(*sql.last_event_id()))[0][0]
         self._task = asyncio.create_task(self._run(), name="event-broadcaster")
 
@@ -88,7 +93,18 @@ class Broadcaster:
         if self._closed:
             self._offer(sub, None)
         self._wake.set()
+        for hook in self.on_subscribe:
+            hook()
         return sub
+
+    def has_listener(self, topic: str) -> bool:
+        return any(sub.job_id is None and topic_matches(sub.topics, topic) for sub in self.subscribers)
+
+    def publish(self, event: Event) -> None:
+        """Hand an ephemeral event (no id, not stored) to the subscribers that want it."""
+        for sub in list(self.subscribers):
+            if sub.wants(event):
+                self._offer(sub, event)
 
     async def last_id(self) -> int:
         assert self._db is not None
@@ -116,9 +132,12 @@ class Broadcaster:
                 continue
             # PRAGMA data_version changes whenever another connection commits; reading it inline costs
             # microseconds, so the tail can look every 10 ms and query only when something was written.
+            # While events flow it looks every poll_s (10 ms); after BUSY_S without a change it backs off
+            # to IDLE_POLL_S, so a quiet appliance with a page open costs almost nothing.
             version = self._version_conn.execute("PRAGMA data_version").fetchone()[0]
             if version == self._seen_version:
-                await asyncio.sleep(self.poll_s)
+                quiet = asyncio.get_running_loop().time() - self._last_change
+                await asyncio.sleep(self.poll_s if quiet < BUSY_S else max(self.poll_s, IDLE_POLL_S))
                 continue
             self._seen_version = version
             try:
@@ -126,6 +145,8 @@ class Broadcaster:
             except sqlite3.OperationalError:
                 log.warning("event tail failed; retrying", exc_info=True)
                 rows = []
+            if rows:  # new events, not just any commit (the worker's heartbeat commits every 2 s)
+                self._last_change = asyncio.get_running_loop().time()
             for row in rows:
                 event = event_from_row(row)
                 self.cursor = event.id

@@ -44,7 +44,7 @@ class Job(msgspec.Struct):
 
 
 class Event(msgspec.Struct):
-    id: int
+    id: int | None  # None: an ephemeral event (system.metrics), streamed live but never stored
     topic: str
     type: str
     job_id: str | None
