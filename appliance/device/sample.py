@@ -15,7 +15,7 @@ Source = Literal["tegrastats", "jtop", "proc"]
 
 class CpuCore(msgspec.Struct, omit_defaults=True):
     index: int
-    online: bool = True
+    online: bool  # no default, so it is always in the JSON (an offline core has no load)
     load_pct: float | None = None
     freq_mhz: int | None = None
 
