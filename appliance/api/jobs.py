@@ -43,6 +43,10 @@ class SelftestRequest(msgspec.Struct, forbid_unknown_fields=True):
     steps: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 10
     delay_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 100
     fail_at: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    # Hold this much memory while running (tests the memory manager's admission).
+    memory_mb: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] | None = None
+    # Raise an out-of-memory error at this step (tests the clean failure).
+    oom_at: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # "heavy" runs in the single heavy slot, like a training would.
     lane: Literal["interactive", "heavy"] = "interactive"
 
@@ -104,6 +108,7 @@ class JobsController(Controller):
     @post("/selftest", summary="Start the diagnostic job: counts to `steps` with `delay_ms` between steps")
     async def selftest(self, request: Request, data: SelftestRequest) -> Response[AcceptedResponse]:
         kind = "selftest" if data.lane == "interactive" else "selftest.heavy"
-        params = {"steps": data.steps, "delay_ms": data.delay_ms, "fail_at": data.fail_at}
+        params = {"steps": data.steps, "delay_ms": data.delay_ms, "fail_at": data.fail_at,
+                  "memory_mb": data.memory_mb, "oom_at": data.oom_at}
         job = await api_state(request).jobs.create(kind, params)
         return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)

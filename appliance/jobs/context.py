@@ -33,6 +33,7 @@ class JobContext:
         self._progress_type = progress_type
         self._min_interval = min_progress_interval_s
         self._last_progress = 0.0
+        self._fraction = 0.0
         self._control: str | None = None
         self._wake = threading.Event()
 
@@ -66,11 +67,16 @@ class JobContext:
             return
         self._last_progress = now
         fraction = min(max(float(fraction), 0.0), 1.0)
+        self._fraction = fraction
         self._report(fraction, message)
         payload = {"job_id": self.job.id, "progress": fraction, "message": message, "t": time.time()}
         if data:
             payload.update(data)
         self._emit(self._progress_type, payload, durable=False)
+
+    def status(self, message: str) -> None:
+        """A new message at the current progress (e.g. "Waiting for memory")."""
+        self.progress(self._fraction, message, force=True)
 
     def event(self, type_: str, data: dict[str, Any], durable: bool = True) -> None:
         self._emit(type_, data, durable=durable)

@@ -12,6 +12,8 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
+from appliance.config import get_settings
+from appliance.device.memory import MemoryManager, is_oom, release_cached_memory
 from appliance.errors import AppError
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.queue import JobQueue
@@ -33,6 +35,7 @@ class Runtime:
     heavy_slot: threading.Lock = field(default_factory=threading.Lock)
     lock: threading.Lock = field(default_factory=threading.Lock)
     shutting_down: threading.Event = field(default_factory=threading.Event)
+    memory: MemoryManager | None = None
 
 
 _runtime: Runtime | None = None
@@ -47,6 +50,13 @@ def runtime() -> Runtime:
     if _runtime is None:
         raise RuntimeError("job runtime not installed: jobs run only inside `mistudio worker`")
     return _runtime
+
+
+def memory_manager() -> MemoryManager:
+    rt = runtime()
+    if rt.memory is None:
+        rt.memory = MemoryManager.from_settings(get_settings())
+    return rt.memory
 
 
 def execute(job_id: str) -> None:
@@ -98,8 +108,16 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
         _failed(rt, job_id, kind, exc.code, exc.message)
     except Exception as exc:  # noqa: BLE001 - a handler bug must fail the job, not kill the worker
-        log.exception("job %s failed", job_id)
-        _failed(rt, job_id, kind, "JOB_FAILED", f"{type(exc).__name__}: {exc}")
+        if is_oom(exc):
+            # Out of memory is a job failure with advice, never a dead worker.
+            release_cached_memory()
+            log.warning("job %s ran out of memory: %s", job_id, exc)
+            _failed(rt, job_id, kind, "INSUFFICIENT_MEMORY",
+                    "The job ran out of memory. Try a smaller batch size or model, fp16/bf16, or stop other "
+                    f"jobs; the budget is MISTUDIO_MAX_MEMORY_FRACTION of RAM ({type(exc).__name__})")
+        else:
+            log.exception("job %s failed", job_id)
+            _failed(rt, job_id, kind, "JOB_FAILED", f"{type(exc).__name__}: {exc}")
     else:
         store.finish(job_id, "completed", result=result, message="Completed")
         log.info("job %s completed", job_id)

@@ -27,6 +27,7 @@ from huey.consumer import Consumer
 from appliance import __version__
 from appliance.config import Settings
 from appliance.db import migrate
+from appliance.device.memory import MemoryManager
 from appliance.jobs import runner
 from appliance.jobs.queue import JobQueue
 from appliance.jobs.registry import KINDS
@@ -39,6 +40,7 @@ CONTROL_POLL_S = 0.1
 HEARTBEAT_S = 2.0
 MAINTENANCE_S = 600.0
 SHUTDOWN_GRACE_S = 8.0
+MODEL_UNLOAD_CHECK_S = 30.0
 
 
 class WorkerAlreadyRunning(RuntimeError):
@@ -87,7 +89,8 @@ class Worker:
         self.settings = settings
         self.store = JobStore(settings.db_path)
         self.queue = JobQueue(settings.queue_path)
-        self.runtime = runner.Runtime(store=self.store, queue=self.queue)
+        self.runtime = runner.Runtime(store=self.store, queue=self.queue,
+                                      memory=MemoryManager.from_settings(settings))
         self.worker_id = f"w_{os.getpid()}_{int(time.time())}"
         self._stop = threading.Event()
         self._lock_file: Any = None
@@ -148,6 +151,7 @@ class Worker:
     def _supervise(self) -> None:
         store = JobStore(self.settings.db_path)  # its own connection, on its own thread
         next_heartbeat = next_maintenance = 0.0
+        next_unload = time.monotonic() + MODEL_UNLOAD_CHECK_S
         while not self._stop.wait(CONTROL_POLL_S):
             try:
                 with self.runtime.lock:
@@ -159,6 +163,10 @@ class Worker:
                     next_heartbeat = now + HEARTBEAT_S
                     store.conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?",
                                        (time.time(), self.worker_id))
+                if now >= next_unload:
+                    next_unload = now + MODEL_UNLOAD_CHECK_S
+                    assert self.runtime.memory is not None
+                    self.runtime.memory.models.evict_idle(self.settings.model_idle_s)
                 if now >= next_maintenance:
                     next_maintenance = now + MAINTENANCE_S
                     store.thin_events(self.settings.event_retention_hours * 3600)

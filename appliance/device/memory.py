@@ -1,0 +1,289 @@
+"""The worker's memory manager: one budget for all jobs on a unified-memory device (DECISIONS §6).
+
+Jobs say what they need (:class:`Estimate`) before they start; the manager admits them, makes them
+wait while other jobs hold memory, or refuses at once, with a suggestion, what can never fit. It
+never imports torch itself: it only uses it when a job has already loaded it.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from appliance.config import Settings
+from appliance.device.procfs import meminfo_kb
+from appliance.errors import InsufficientMemory
+
+log = logging.getLogger("mistudio.memory")
+
+MB = 2**20
+BYTES_PER_DTYPE = {"fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, "bfloat16": 2,
+                   "int8": 1, "q8": 1, "q4": 0.5}
+# Room left for the OS, the API and allocator slack when comparing with live free memory.
+SAFETY_BYTES = 256 * MB
+WAIT_POLL_S = 0.2
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    parts: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        return int(sum(self.parts.values()))
+
+    def describe(self) -> str:
+        return ", ".join(f"{name} {size / MB:.0f} MB" for name, size in self.parts.items())
+
+
+def bytes_per(dtype: str) -> float:
+    try:
+        return BYTES_PER_DTYPE[dtype.lower()]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(BYTES_PER_DTYPE)}") from None
+
+
+def estimate_model(n_params: int, dtype: str) -> Estimate:
+    """Weights only: n_params x bytes per parameter (q4 packs two per byte)."""
+    return Estimate({"model weights": int(n_params * bytes_per(dtype))})
+
+
+def estimate_activations(n_tokens: int, d: int, dtype: str = "fp16", n_tensors: int = 1) -> Estimate:
+    """A buffer of n_tokens x d values for each hooked tensor (fp16 on disk and in buffers)."""
+    return Estimate({"activation buffer": int(n_tokens * d * n_tensors * bytes_per(dtype))})
+
+
+def estimate_sae_training(d_in: int, d_sae: int, batch_size: int, dtype: str = "fp32",
+                          optimizer: str = "adam") -> Estimate:
+    """SAE weights (W_enc, W_dec, b_enc, b_dec) + gradients + optimizer state + one batch.
+
+    Adam keeps two fp32 moments per parameter; the batch holds the input and reconstruction
+    (2 x d_in) and the pre- and post-activation latents (2 x d_sae) per token, plus their gradients.
+    """
+    params = 2 * d_in * d_sae + d_sae + d_in
+    width = bytes_per(dtype)
+    states = {"adam": 2, "adamw": 2, "sgd": 0, "rmsprop": 1}.get(optimizer.lower(), 2)
+    return Estimate({
+        "sae weights": int(params * width),
+        "gradients": int(params * width),
+        "optimizer state": int(params * 4 * states),
+        "batch": int(batch_size * (2 * d_in + 2 * d_sae) * width * 2),
+    })
+
+
+def physical_memory_bytes(settings: Settings) -> int:
+    if settings.memory_total_mb:
+        return int(settings.memory_total_mb * MB)
+    return meminfo_kb().get("MemTotal", 0) * 1024
+
+
+def _torch_cuda() -> Any | None:
+    """torch, if a job has already imported it and CUDA works; never imports it."""
+    torch = sys.modules.get("torch")
+    try:
+        return torch if torch is not None and torch.cuda.is_available() else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def available_memory_bytes() -> int:
+    """Live free memory: MemAvailable; on a discrete GPU also the device's free memory (the smaller)."""
+    free = meminfo_kb().get("MemAvailable", 0) * 1024
+    torch = _torch_cuda()
+    if torch is not None and not torch.cuda.get_device_properties(0).is_integrated:
+        free = min(free, torch.cuda.mem_get_info()[0])
+    return free
+
+
+def release_cached_memory() -> None:
+    gc.collect()
+    torch = _torch_cuda()
+    if torch is not None:
+        torch.cuda.empty_cache()
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@dataclass
+class _Cached:
+    value: Any
+    size: int
+    last_used: float
+
+
+class ModelCache:
+    """Loaded models kept for interactive work; their memory counts against the budget."""
+
+    def __init__(self) -> None:
+        self._items: OrderedDict[str, _Cached] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return sum(item.size for item in self._items.values())
+
+    def get(self, key: str) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            item.last_used = time.monotonic()
+            self._items.move_to_end(key)
+            return item.value
+
+    def put(self, key: str, value: Any, size: int) -> None:
+        with self._lock:
+            self._items[key] = _Cached(value, size, time.monotonic())
+            self._items.move_to_end(key)
+
+    def _drop(self, keys: list[str]) -> list[str]:
+        for key in keys:
+            del self._items[key]
+        if keys:
+            log.info("unloaded models: %s", ", ".join(keys))
+        return keys
+
+    def evict_idle(self, idle_s: float) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            dropped = self._drop([k for k, item in self._items.items() if now - item.last_used >= idle_s])
+        if dropped:
+            release_cached_memory()
+        return dropped
+
+    def evict_to_fit(self, bytes_needed: int) -> list[str]:
+        """Unload least recently used models until ``bytes_needed`` are freed (or none are left)."""
+        with self._lock:
+            victims, freed = [], 0
+            for key, item in self._items.items():  # oldest first
+                if freed >= bytes_needed:
+                    break
+                victims.append(key)
+                freed += item.size
+            dropped = self._drop(victims)
+        if dropped:
+            release_cached_memory()
+        return dropped
+
+
+@dataclass
+class MemoryManager:
+    physical_bytes: int
+    fraction: float
+    available: Callable[[], int] = available_memory_bytes
+    safety_bytes: int = SAFETY_BYTES
+    models: ModelCache = field(default_factory=ModelCache)
+    _reserved: dict[str, int] = field(default_factory=dict)
+    _lock: threading.RLock = field(default_factory=threading.RLock)  # admit() holds it while calling reserved()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "MemoryManager":
+        return cls(physical_memory_bytes(settings), settings.max_memory_fraction)
+
+    @property
+    def budget(self) -> int:
+        return int(self.physical_bytes * self.fraction)
+
+    def reserved(self, excluding: str | None = None) -> int:
+        with self._lock:
+            held = sum(size for holder, size in self._reserved.items() if holder != excluding)
+        return held + self.models.size
+
+    def _never_fits(self, estimate: Estimate) -> InsufficientMemory:
+        need, budget = estimate.total / MB, self.budget / MB
+        shrink_to = self.budget / estimate.total
+        return InsufficientMemory(
+            f"This job needs {need:,.0f} MB but the memory budget is {budget:,.0f} MB "
+            f"({self.fraction:.0%} of {self.physical_bytes / MB:,.0f} MB). Make it about {shrink_to:.0%} of its size "
+            f"(a smaller batch size or fewer samples, or fp16/bf16 instead of fp32), or raise "
+            f"MISTUDIO_MAX_MEMORY_FRACTION.",
+            details={"needed_mb": round(need, 1), "budget_mb": round(budget, 1),
+                     "parts_mb": {k: round(v / MB, 1) for k, v in estimate.parts.items()}})
+
+    def _fits_now(self, holder: str, estimate: Estimate) -> bool:
+        room = self.budget - self.reserved(excluding=holder)
+        return estimate.total <= room and estimate.total <= self.available() - self.safety_bytes
+
+    @contextmanager
+    def admit(self, ctx: Any, estimate: Estimate,
+              shrink: Callable[[Estimate], Estimate | None] | None = None) -> Iterator[Estimate]:
+        """Reserve ``estimate`` for the ``with`` block, waiting while other jobs hold memory.
+
+        ``shrink`` (optional) returns a smaller estimate for a job that can work with less (a smaller
+        batch), or None; it is tried while the estimate exceeds the whole budget. The estimate that
+        was admitted is yielded.
+        """
+        holder = getattr(ctx, "job_id", None) or f"anon-{id(ctx)}"
+        while estimate.total > self.budget and shrink is not None:
+            smaller = shrink(estimate)
+            if smaller is None or smaller.total >= estimate.total:
+                break
+            estimate = smaller
+        if estimate.total > self.budget:
+            raise self._never_fits(estimate)
+        waiting = False
+        while True:
+            with self._lock:
+                fits = self._fits_now(holder, estimate)
+                if fits:
+                    self._reserved[holder] = self._reserved.get(holder, 0) + estimate.total
+                    break
+            if not waiting:
+                self.models.evict_to_fit(estimate.total)
+                if self._fits_now(holder, estimate):
+                    continue
+                waiting = True
+                free = max(0, min(self.budget - self.reserved(excluding=holder), self.available() - self.safety_bytes))
+                log.info("%s waits for memory: needs %.0f MB, %.0f MB free", holder, estimate.total / MB, free / MB)
+                if hasattr(ctx, "status"):
+                    ctx.status(f"Waiting for memory: needs {estimate.total / MB:,.0f} MB, "
+                               f"{free / MB:,.0f} MB free")
+            if hasattr(ctx, "sleep"):
+                ctx.sleep(WAIT_POLL_S)  # raises when the job is cancelled while it waits
+            else:
+                time.sleep(WAIT_POLL_S)
+        try:
+            yield estimate
+        finally:
+            with self._lock:
+                left = self._reserved.get(holder, 0) - estimate.total
+                if left > 0:
+                    self._reserved[holder] = left
+                else:
+                    self._reserved.pop(holder, None)
+            release_cached_memory()
+
+
+def run_with_oom_retry(fn: Callable[[int], T], batch_size: int, *, min_batch: int = 1,
+                       ctx: Any = None) -> tuple[T, int]:
+    """Call ``fn(batch_size)``; on out-of-memory free caches, halve the batch and try again."""
+    while True:
+        try:
+            return fn(batch_size), batch_size
+        except Exception as exc:  # noqa: BLE001 - only OOM is handled; the rest re-raises
+            if not is_oom(exc):
+                raise
+            release_cached_memory()
+            smaller = batch_size // 2
+            if smaller < min_batch:
+                raise InsufficientMemory(
+                    f"Out of memory even at batch size {batch_size}: use a smaller model or precision, or free "
+                    "memory used by other programs", details={"batch_size": batch_size}) from exc
+            log.warning("out of memory at batch %d: retrying with %d", batch_size, smaller)
+            if ctx is not None and hasattr(ctx, "status"):
+                ctx.status(f"Out of memory at batch {batch_size}: retrying with {smaller}")
+            batch_size = smaller

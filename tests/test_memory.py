@@ -1,0 +1,200 @@
+"""The memory manager: estimates, admission on a simulated small board, OOM handling (unit tests),
+and admission through the real API and worker (acceptance of the edge-device issue)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from appliance.device.memory import (
+    MB, Estimate, MemoryManager, ModelCache, estimate_activations, estimate_model, estimate_sae_training,
+    run_with_oom_retry)
+from appliance.errors import InsufficientMemory
+from appliance.jobs.context import JobInterrupted
+
+GB = 1024 * MB
+
+
+class FakeCtx:
+    """The parts of a JobContext the manager uses: an id, a status line, a cancellable sleep."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+        self.messages: list[str] = []
+        self.cancelled = threading.Event()
+
+    def status(self, message: str) -> None:
+        self.messages.append(message)
+
+    def sleep(self, seconds: float) -> None:
+        if self.cancelled.wait(seconds):
+            raise JobInterrupted("cancel")
+
+
+def small_board(available: int = 64 * GB) -> MemoryManager:
+    """An 8 GB board at the default 85% budget (6963 MB), with plenty of live free memory."""
+    return MemoryManager(physical_bytes=8 * GB, fraction=0.85, available=lambda: available)
+
+
+def test_estimates() -> None:
+    assert estimate_model(1_100_000_000, "fp16").total == 2_200_000_000
+    assert estimate_model(1_000, "q4").total == 500
+    assert estimate_activations(1000, 768, "fp16", n_tensors=2).total == 1000 * 768 * 2 * 2
+    sae = estimate_sae_training(512, 4096, 4096, "fp32", "adam")
+    params = 2 * 512 * 4096 + 4096 + 512
+    assert sae.parts == {"sae weights": params * 4, "gradients": params * 4, "optimizer state": params * 8,
+                         "batch": 4096 * (2 * 512 + 2 * 4096) * 4 * 2}
+    with pytest.raises(ValueError):
+        estimate_model(1, "fp64")
+
+
+def test_never_fits_fails_fast_with_a_suggestion() -> None:
+    manager = small_board()
+    with pytest.raises(InsufficientMemory) as info:
+        with manager.admit(FakeCtx("job_a"), Estimate({"weights": 9 * GB})):
+            pass
+    error = info.value
+    assert error.code == "INSUFFICIENT_MEMORY"
+    assert "9,216 MB" in error.message and "6,963 MB" in error.message and "batch size" in error.message
+    assert error.details["needed_mb"] == 9216 and error.details["budget_mb"] == pytest.approx(6963.2)
+
+
+def test_shrink_finds_a_batch_that_fits() -> None:
+    manager = small_board()
+    tried = []
+
+    def shrink(estimate: Estimate) -> Estimate | None:
+        batch = estimate.parts["batch"] // 2
+        tried.append(batch)
+        return Estimate({"batch": batch}) if batch >= GB else None
+
+    with manager.admit(FakeCtx("job_a"), Estimate({"batch": 32 * GB}), shrink=shrink) as admitted:
+        assert admitted.total == 4 * GB
+        assert manager.reserved() == 4 * GB
+    assert manager.reserved() == 0 and tried == [16 * GB, 8 * GB, 4 * GB]
+
+
+def test_a_job_waits_until_another_releases_its_memory() -> None:
+    manager = small_board()
+    first, second = FakeCtx("job_a"), FakeCtx("job_b")
+    order: list[str] = []
+    release = threading.Event()
+
+    def run_first() -> None:
+        with manager.admit(first, Estimate({"x": 5 * GB})):
+            order.append("a admitted")
+            release.wait(5)
+        order.append("a released")
+
+    def run_second() -> None:
+        with manager.admit(second, Estimate({"x": 4 * GB})):
+            order.append("b admitted")
+
+    a = threading.Thread(target=run_first)
+    a.start()
+    time.sleep(0.1)
+    b = threading.Thread(target=run_second)
+    b.start()
+    time.sleep(0.5)
+    assert order == ["a admitted"] and second.messages and "Waiting for memory" in second.messages[0]
+    release.set()
+    a.join(5)
+    b.join(5)
+    assert order == ["a admitted", "a released", "b admitted"]
+
+
+def test_waiting_job_can_be_cancelled() -> None:
+    manager = small_board()
+    holder, waiter = FakeCtx("job_a"), FakeCtx("job_b")
+    with manager.admit(holder, Estimate({"x": 6 * GB})):
+        threading.Timer(0.3, waiter.cancelled.set).start()
+        with pytest.raises(JobInterrupted):
+            with manager.admit(waiter, Estimate({"x": 2 * GB})):
+                pass
+    assert manager.reserved() == 0
+
+
+def test_live_free_memory_also_limits_admission() -> None:
+    free = {"bytes": 1 * GB}
+    manager = MemoryManager(physical_bytes=8 * GB, fraction=0.85, available=lambda: free["bytes"])
+    ctx = FakeCtx("job_a")
+    threading.Timer(0.4, lambda: free.update(bytes=8 * GB)).start()  # another program exits
+    started = time.monotonic()
+    with manager.admit(ctx, Estimate({"x": 2 * GB})):
+        assert time.monotonic() - started >= 0.3
+    assert "Waiting for memory" in ctx.messages[0]
+
+
+def test_model_cache_counts_against_the_budget_and_is_evicted() -> None:
+    manager = small_board()
+    manager.models.put("m_big", object(), 5 * GB)
+    manager.models.put("m_small", object(), 1 * GB)
+    assert manager.reserved() == 6 * GB
+    with manager.admit(FakeCtx("job_a"), Estimate({"x": 4 * GB})):
+        # The least recently used model was unloaded to make room; the other stayed.
+        assert manager.models.get("m_big") is None and manager.models.get("m_small") is not None
+    cache = ModelCache()
+    cache.put("old", 1, 10)
+    time.sleep(0.05)
+    cache.put("new", 2, 10)
+    assert cache.evict_idle(0.03) == ["old"] and cache.get("new") == 2
+
+
+def test_oom_retry_halves_the_batch() -> None:
+    calls = []
+
+    def step(batch: int) -> str:
+        calls.append(batch)
+        if batch > 100:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return f"ran {batch}"
+
+    ctx = FakeCtx("job_a")
+    assert run_with_oom_retry(step, 512, ctx=ctx) == ("ran 64", 64)
+    assert calls == [512, 256, 128, 64] and "retrying with 256" in ctx.messages[0]
+    with pytest.raises(InsufficientMemory):
+        run_with_oom_retry(lambda b: (_ for _ in ()).throw(MemoryError()), 4, min_batch=2)
+    with pytest.raises(ValueError):  # other errors are not swallowed
+        run_with_oom_retry(lambda b: (_ for _ in ()).throw(ValueError("bug")), 4)
+
+
+# -- through the real API and worker, on a simulated 1000 MB board with a 50% budget (500 MB) ----------
+
+@pytest.fixture
+def small_appliance(make_appliance):
+    app = make_appliance({"MISTUDIO_MEMORY_TOTAL_MB": "1000", "MISTUDIO_MAX_MEMORY_FRACTION": "0.5"})
+    app.start_api()
+    app.start_worker()
+    return app
+
+
+def test_job_that_can_never_fit_fails_with_a_suggestion(small_appliance) -> None:
+    job = small_appliance.wait_status(small_appliance.selftest(steps=2, delay_ms=0, memory_mb=800), "failed")
+    assert job["error"]["code"] == "INSUFFICIENT_MEMORY"
+    assert "800 MB" in job["error"]["message"] and "500 MB" in job["error"]["message"]
+    assert "MISTUDIO_MAX_MEMORY_FRACTION" in job["error"]["message"]
+    assert small_appliance.get("/api/system/info").json()["data"]["memory_budget_mb"] == 500
+
+
+def test_job_that_fits_after_another_finishes_waits_then_runs(small_appliance) -> None:
+    first = small_appliance.selftest(steps=30, delay_ms=50, memory_mb=300)
+    small_appliance.wait_status(first, "running")
+    second = small_appliance.selftest(steps=2, delay_ms=0, memory_mb=300)
+    small_appliance.wait_status(second, "running")
+    time.sleep(0.5)
+    assert "Waiting for memory" in small_appliance.job(second)["message"]
+    assert small_appliance.job(first)["status"] == "running"
+    done_first = small_appliance.wait_status(first, "completed", timeout=20)
+    done_second = small_appliance.wait_status(second, "completed", timeout=20)
+    assert done_second["finished_at"] > done_first["finished_at"]
+    events = small_appliance.get(f"/api/jobs/{second}/events", params={"format": "json"}).json()["data"]
+    assert any("Waiting for memory" in (e["data"].get("message") or "") for e in events)
+
+
+def test_out_of_memory_inside_a_job_is_a_clean_failure(small_appliance) -> None:
+    job = small_appliance.wait_status(small_appliance.selftest(steps=5, delay_ms=0, oom_at=2), "failed")
+    assert job["error"]["code"] == "INSUFFICIENT_MEMORY" and "smaller batch" in job["error"]["message"]
+    assert small_appliance.worker.poll() is None  # the worker lives on
+    assert small_appliance.wait_status(small_appliance.selftest(steps=1, delay_ms=0), "completed")
