@@ -1,15 +1,18 @@
 import { Cpu } from 'lucide-react';
-import { useEffect, useRef } from 'react';
+import { useEffect, useRef, useState } from 'react';
 import type { ComponentType } from 'react';
 
 import { ConnectionIndicator } from './components/ConnectionIndicator';
 import { JobsIndicator } from './components/JobsIndicator';
+import { SystemMonitor } from './components/SystemMonitor';
+import { SystemSummary } from './components/SystemSummary';
 import { TokenPrompt } from './components/TokenPrompt';
 import { useAuth } from './hooks/useAuth';
 import { EventStreamProvider, useEventStream } from './hooks/useEventStream';
 import { useHealth } from './hooks/useHealth';
 import { JobsProvider } from './hooks/useJobs';
 import { useSystemInfo } from './hooks/useSystemInfo';
+import { useSystemMetrics } from './hooks/useSystemMetrics';
 import { TAB_LABELS, TABS, useTab } from './router';
 import type { TabId } from './router';
 import { DatasetsTab } from './tabs/datasets/DatasetsTab';
@@ -31,6 +34,8 @@ function Shell() {
   const stream = useEventStream();
   const health = useHealth({ paused: auth.needsToken, authVersion: auth.version });
   const info = useSystemInfo({ generation: stream.generation, paused: auth.needsToken, authVersion: auth.version });
+  const metrics = useSystemMetrics({ generation: stream.generation, paused: auth.needsToken });
+  const [monitorOpen, setMonitorOpen] = useState(false);
   const [tab, setTab] = useTab();
 
   // Health back while the stream waits out its backoff: reconnect now.
@@ -61,6 +66,7 @@ function Shell() {
           </div>
           <div className="flex items-center gap-4 text-sm text-slate-400">
             <JobsIndicator />
+            <SystemSummary sample={metrics.latest} onOpen={() => setMonitorOpen(true)} />
             <ConnectionIndicator health={health} stream={stream.state} />
             <span data-testid="device-name" title={info ? `${info.platform} • Python ${info.python}` : undefined}>
               {info?.device_name ?? '—'}
@@ -89,6 +95,9 @@ function Shell() {
         <Panel key={tab} />
       </main>
 
+      {monitorOpen && (
+        <SystemMonitor info={info} latest={metrics.latest} history={metrics.history} onClose={() => setMonitorOpen(false)} />
+      )}
       {auth.needsToken && <TokenPrompt onSubmit={auth.submitToken} />}
     </div>
   );

@@ -53,9 +53,48 @@ export interface SystemInfo {
   device_name: string;
   hostname: string;
   platform: string;
+  platform_kind: 'jetson' | 'nvidia' | 'cpu';
+  board: string | null;
+  soc: string | null;
+  l4t: string | null;
+  jetpack: string | null;
+  gpu_name: string | null;
+  cuda_available: boolean;
+  unified_memory: boolean;
+  total_memory_mb: number;
+  memory_budget_mb: number;
   python: string;
   data_dir: string;
   worker: WorkerInfo | null;
+}
+
+/** One monitoring sample; any field a device cannot report is absent (never invented). */
+export interface MetricsSample {
+  timestamp: number;
+  source: 'tegrastats' | 'jtop' | 'proc';
+  cpu?: { index: number; online: boolean; load_pct?: number; freq_mhz?: number }[];
+  cpu_load_pct?: number;
+  gpu_load_pct?: number;
+  gpu_freq_mhz?: number;
+  ram_used_mb?: number;
+  ram_total_mb?: number;
+  swap_used_mb?: number;
+  swap_total_mb?: number;
+  gpu_mem_used_mb?: number;
+  gpu_mem_total_mb?: number;
+  emc_load_pct?: number;
+  emc_freq_mhz?: number;
+  temperatures_c?: Record<string, number>;
+  power?: { name: string; current_mw: number; average_mw?: number }[];
+  fan_pct?: number;
+  process_rss_mb?: { api?: number; worker?: number };
+}
+
+export interface SystemMetrics {
+  latest: MetricsSample | null;
+  history: MetricsSample[];
+  interval_s: number;
+  source: string | null;
 }
 
 export type JobStatus = 'queued' | 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
@@ -93,7 +132,7 @@ export interface Job {
 
 /** The `data:` of every SSE message. */
 export interface StreamEvent<T = unknown> {
-  id: number;
+  id: number | null; // null: an ephemeral event (system.metrics), never stored or replayed
   topic: string;
   type: string;
   job_id: string | null;
