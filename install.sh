@@ -343,6 +343,8 @@ if [ "$DEV" -eq 1 ]; then
 fi
 if [ "$PLATFORM" = jetson ]; then
   EXTRAS+=(jetson)
+elif [ "$PLATFORM" = nvidia ]; then
+  EXTRAS+=(nvidia)  # NVML for GPU load, memory, temperature and power in the system monitor
 fi
 TARGET="."
 if [ "${#EXTRAS[@]}" -gt 0 ]; then
