@@ -75,7 +75,3 @@ def request_control(job_id: str, control: str, statuses: tuple[str, ...], now: f
 
 def latest_worker() -> Query:
     return "SELECT * FROM workers ORDER BY heartbeat_at DESC LIMIT 1", ()
-
-
-def job_counts() -> Query:
-    return "SELECT status, count(*) AS n FROM jobs GROUP BY status", ()
