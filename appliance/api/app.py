@@ -16,6 +16,7 @@ from litestar.types import ASGIApp
 
 from appliance import __version__
 from appliance.api.auth import require_token
+from appliance.api.datasets import DatasetsController
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
 from appliance.api.health import HealthController
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         migrate(settings.db_path)
         api.db = await connect_async(settings.db_path)
         api.events_db = await connect_async(settings.db_path)
-        api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path)
+        api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path, api.db_lock)
         await api.broadcaster.start(api.events_db, settings.db_path)
         api.platform = detect_cached(settings.host_root)
         api.monitor = Monitor(settings, api.platform, api.broadcaster, worker_pid)
@@ -67,7 +68,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     return Litestar(
-        route_handlers=[HealthController, SystemController, JobsController, events_stream,
+        route_handlers=[HealthController, SystemController, JobsController, DatasetsController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

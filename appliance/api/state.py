@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ class ApiState:
     db: aiosqlite.Connection | None = None
     events_db: aiosqlite.Connection | None = None
     jobs: AsyncJobStore | None = None
+    # Guards writes on the shared aiosqlite connection so transactions never interleave.
+    db_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     platform: PlatformInfo | None = None
     monitor: Monitor | None = None
     # (monotonic time, components) of the last health check; see api/health.py.

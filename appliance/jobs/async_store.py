@@ -26,11 +26,11 @@ LIST_CACHE_ENTRIES = 64
 
 
 class AsyncJobStore:
-    def __init__(self, db: aiosqlite.Connection, queue: JobQueue, db_path: Path):
+    def __init__(self, db: aiosqlite.Connection, queue: JobQueue, db_path: Path, write_lock: asyncio.Lock):
         self.db = db
         self.queue = queue
         # One aiosqlite connection is shared by all requests; transactions must not interleave.
-        self._write_lock = asyncio.Lock()
+        self._write_lock = write_lock
         # Job lists are polled by every open UI; they are served from a cache until the database
         # changes. PRAGMA data_version moves whenever another connection (the worker, or our own
         # aiosqlite connection) commits, and reading it costs microseconds, so it is read inline.

@@ -53,3 +53,5 @@ def get_kind(name: str) -> JobKind:
 
 register(JobKind("selftest", "appliance.jobs.selftest:run", lane="interactive"))
 register(JobKind("selftest.heavy", "appliance.jobs.selftest:run", lane="heavy"))
+register(JobKind("dataset.import", "appliance.ml.dataset_ingest:run", lane="heavy",
+                 progress_type="dataset.progress", cleanup="appliance.ml.dataset_ingest:cleanup"))

@@ -1,0 +1,181 @@
+"""Datasets: import a local file, list, read, browse and search samples, delete."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import Parameter
+
+from appliance.api.envelope import Accepted, Meta, meta, page_meta
+from appliance.api.state import api_state
+from appliance.api.validation import check_id, safe_path
+from appliance.dataset_formats import detect_format
+from appliance.errors import Conflict, NotFound, ValidationError
+from appliance.ids import new_id
+from appliance.timefmt import iso
+
+
+class Dataset(msgspec.Struct):
+    id: str
+    name: str
+    source: str
+    repo_id: str | None
+    split: str | None
+    format: str | None
+    text_column: str
+    status: str
+    error: dict[str, str] | None
+    job_id: str | None
+    num_samples: int | None
+    size_bytes: int | None
+    stats: dict[str, Any] | None
+    created_at: str
+    updated_at: str
+
+
+class Sample(msgspec.Struct):
+    index: int
+    split: str
+    length: int
+    text: str
+    metadata: dict[str, Any] | None
+
+
+class ImportRequest(msgspec.Struct, forbid_unknown_fields=True):
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]  # relative to <data dir>/imports
+    text_column: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "text"
+    format: Literal["json", "csv", "parquet", "text"] | None = None
+    txt_mode: Literal["line", "paragraph"] = "line"
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+class DatasetResponse(msgspec.Struct):
+    data: Dataset
+    meta: Meta
+
+
+class DatasetListResponse(msgspec.Struct):
+    data: list[Dataset]
+    meta: Meta
+
+
+class SampleListResponse(msgspec.Struct):
+    data: list[Sample]
+    meta: Meta
+
+
+class AcceptedResponse(msgspec.Struct):
+    data: Accepted
+    meta: Meta
+
+
+def _dataset(row: Any) -> Dataset:
+    return Dataset(
+        id=row["id"], name=row["name"], source=row["source"], repo_id=row["repo_id"], split=row["split"],
+        format=row["format"], text_column=row["text_column"], status=row["status"],
+        error={"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None,
+        job_id=row["job_id"], num_samples=row["num_samples"], size_bytes=row["size_bytes"],
+        stats=msgspec.json.decode(row["stats"]) if row["stats"] else None,
+        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "")
+
+
+def _fts_query(search: str) -> str:
+    """User words -> an FTS5 query of prefix terms, all required (quotes make any input safe)."""
+    words = [w.replace('"', '""') for w in search.split() if w.strip()]
+    return " ".join(f'"{w}"*' for w in words)
+
+
+class DatasetsController(Controller):
+    path = "/api/datasets"
+    tags = ["datasets"]
+
+    async def _row(self, request: Request, dataset_id: str) -> Any:
+        db = api_state(request).db
+        assert db is not None
+        rows = await db.execute_fetchall("SELECT * FROM datasets WHERE id = ?",
+                                         (check_id(dataset_id, "ds", "dataset_id"),))
+        if not rows:
+            raise NotFound(f"No dataset {dataset_id!r}", details={"dataset_id": dataset_id})
+        return rows[0]
+
+    @post("/import", summary="Import a file from <data dir>/imports (jsonl, json, csv, parquet, txt)")
+    async def import_file(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
+        api = api_state(request)
+        imports = api.settings.data_dir / "imports"
+        imports.mkdir(parents=True, exist_ok=True)
+        path = safe_path(imports, data.path, "path")
+        if not path.is_file():
+            raise ValidationError(f"No file {data.path!r} in the imports folder ({imports})", details={"field": "path"})
+        fmt = detect_format(path, data.format)
+        dataset_id, now = new_id("ds"), time.time()
+        assert api.db is not None and api.jobs is not None
+        async with api.db_lock:
+            await api.db.execute(
+                "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
+                " VALUES (?, ?, 'local', ?, ?, 'ingesting', ?, ?)",
+                (dataset_id, data.name or path.stem, fmt, data.text_column, now, now))
+        job = await api.jobs.create("dataset.import", {
+            "dataset_id": dataset_id, "path": str(path), "format": fmt, "text_column": data.text_column,
+            "txt_mode": data.txt_mode}, target=("dataset", dataset_id))
+        async with api.db_lock:
+            await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+
+    @get("/", summary="Datasets, newest first")
+    async def list_datasets(self, request: Request) -> DatasetListResponse:
+        db = api_state(request).db
+        assert db is not None
+        rows = await db.execute_fetchall("SELECT * FROM datasets ORDER BY created_at DESC")
+        return DatasetListResponse([_dataset(r) for r in rows], meta())
+
+    @get("/{dataset_id:str}", summary="One dataset with its statistics")
+    async def get_dataset(self, request: Request, dataset_id: str) -> DatasetResponse:
+        return DatasetResponse(_dataset(await self._row(request, dataset_id)), meta())
+
+    @get("/{dataset_id:str}/samples", summary="Browse samples: pagination, split filter, full-text search")
+    async def samples(self, request: Request, dataset_id: str,
+                      page: int = Parameter(default=1, ge=1, le=10_000_000),
+                      limit: int = Parameter(default=10, ge=1, le=200),
+                      split: str | None = Parameter(default=None, max_length=100),
+                      search: str | None = Parameter(default=None, max_length=500)) -> SampleListResponse:
+        row = await self._row(request, dataset_id)
+        db = api_state(request).db
+        assert db is not None
+        where, params = ["s.dataset_id = ?"], [row["id"]]
+        if split:
+            where.append("s.split = ?")
+            params.append(split)
+        source = "dataset_samples s"
+        query = _fts_query(search or "")
+        if query:
+            source = "samples_fts f JOIN dataset_samples s ON s.rowid = f.rowid"
+            where.append("samples_fts MATCH ?")
+            params.append(query)
+        clause = " AND ".join(where)
+        total = (await db.execute_fetchall(f"SELECT count(*) FROM {source} WHERE {clause}", params))[0][0]
+        rows = await db.execute_fetchall(
+            f"SELECT s.idx, s.split, s.length, s.text, s.metadata FROM {source} WHERE {clause}"
+            f" ORDER BY s.idx LIMIT ? OFFSET ?", (*params, limit, (page - 1) * limit))
+        samples = [Sample(r["idx"], r["split"], r["length"], r["text"],
+                          msgspec.json.decode(r["metadata"]) if r["metadata"] else None) for r in rows]
+        return SampleListResponse(samples, page_meta(page, limit, total))
+
+    @delete("/{dataset_id:str}", status_code=200, summary="Delete a dataset and its files (409 while in use)")
+    async def delete_dataset(self, request: Request, dataset_id: str) -> DatasetResponse:
+        row = await self._row(request, dataset_id)
+        api = api_state(request)
+        assert api.db is not None and api.jobs is not None
+        active = await api.db.execute_fetchall(
+            "SELECT id FROM jobs WHERE target_type = 'dataset' AND target_id = ? AND status IN ('queued', 'running', 'paused')",
+            (row["id"],))
+        if active:
+            raise Conflict(f"Dataset {row['id']} is being processed by job {active[0]['id']}: cancel it first",
+                           details={"job_id": active[0]["id"]})
+        async with api.db_lock:
+            await api.db.execute("DELETE FROM datasets WHERE id = ?", (row["id"],))
+        shutil.rmtree(api.settings.data_dir / "datasets" / row["id"], ignore_errors=True)
+        return DatasetResponse(_dataset(row), meta())

@@ -1,0 +1,137 @@
+"""Local dataset import through the real API and worker: every format, browsing and full-text search,
+statistics, bad files (4xx or a job error, never a partial dataset), delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tests.support import Appliance
+from tests.test_api_contract import assert_error
+
+TEXTS = [f"The {'cat' if i % 3 == 0 else 'dog'} number {i} sat on the mat." + " extra words" * (i % 5) for i in range(57)]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Appliance:
+    from tests.conftest import _appliance
+
+    app = _appliance(tmp_path_factory.mktemp("datasets"))
+    app.start_api()
+    app.start_worker()
+    yield app
+    app.stop()
+
+
+def _imports(app: Appliance) -> Path:
+    folder = app.data_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _import(app: Appliance, **body) -> dict:
+    response = app.post("/api/datasets/import", json=body)
+    assert response.status_code == 202, response.text
+    return app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+
+
+def _dataset_of(app: Appliance, job: dict) -> dict:
+    response = app.get(f"/api/datasets/{job['target']['id']}")
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def test_each_format_imports_with_statistics(app: Appliance) -> None:
+    folder = _imports(app)
+    (folder / "a.jsonl").write_text("".join(json.dumps({"text": t, "other": 1}) + "\n" for t in TEXTS))
+    (folder / "b.csv").write_text("id,content\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(TEXTS)))
+    pq.write_table(pa.Table.from_pylist([{"body": t} for t in TEXTS]), folder / "c.parquet")
+    (folder / "d.txt").write_text("\n".join(TEXTS) + "\n")
+    (folder / "e.txt").write_text("first paragraph\nstill first\n\nsecond one\n\n\nthird\n")
+    cases = [({"path": "a.jsonl"}, len(TEXTS)), ({"path": "b.csv", "text_column": "content"}, len(TEXTS)),
+             ({"path": "c.parquet", "text_column": "body"}, len(TEXTS)), ({"path": "d.txt"}, len(TEXTS)),
+             ({"path": "e.txt", "txt_mode": "paragraph"}, 3)]
+    for body, count in cases:
+        job = _import(app, **body)
+        assert job["status"] == "completed", (body, job["error"])
+        dataset = _dataset_of(app, job)
+        assert dataset["status"] == "ready" and dataset["num_samples"] == count, body
+        stats = dataset["stats"]
+        if count == len(TEXTS):
+            lengths = [len(t) for t in TEXTS]
+            assert stats["min_length"] == min(lengths) and stats["max_length"] == max(lengths)
+            assert stats["avg_length"] == round(sum(lengths) / len(lengths), 1)
+            assert sum(b["count"] for b in stats["length_histogram"]) == count
+            assert stats["splits"] == {"train": count}
+        assert dataset["size_bytes"] > 0
+        assert (app.data_dir / "datasets" / dataset["id"] / "arrow").is_dir()
+    paragraphs = app.get(f"/api/datasets/{dataset['id']}/samples").json()["data"]
+    assert [s["text"] for s in paragraphs] == ["first paragraph\nstill first", "second one", "third"]
+
+
+def test_browse_and_search_samples(app: Appliance) -> None:
+    (_imports(app) / "s.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS))
+    dataset = _dataset_of(app, _import(app, path="s.jsonl"))
+    url = f"/api/datasets/{dataset['id']}/samples"
+    first = app.get(url, params={"page": 1, "limit": 10}).json()
+    assert [s["index"] for s in first["data"]] == list(range(10))
+    assert first["data"][0]["text"] == TEXTS[0] and first["data"][0]["length"] == len(TEXTS[0])
+    assert first["meta"]["pagination"] == {"page": 1, "limit": 10, "total": 57, "has_next": True, "has_prev": False}
+    last = app.get(url, params={"page": 6, "limit": 10}).json()
+    assert len(last["data"]) == 7 and last["meta"]["pagination"]["has_next"] is False
+    cats = app.get(url, params={"search": "cat", "limit": 200}).json()
+    assert cats["meta"]["pagination"]["total"] == sum("cat" in t for t in TEXTS)
+    assert all("cat" in s["text"] for s in cats["data"])
+    # Every word is required and matches as a prefix: "4" finds 4 and 40-49.
+    both = app.get(url, params={"search": "dog number 4", "limit": 200}).json()["data"]
+    words = [t.replace(".", " ").split() for t in TEXTS]
+    assert [s["index"] for s in both] == [i for i, w in enumerate(words)
+                                         if "dog" in w and "number" in w and any(x.startswith("4") for x in w)]
+    assert both  # the expectation is not vacuous
+    for odd in ('"', "cat OR", "NEAR(", "*", "a'b", "ünïcode"):
+        assert app.get(url, params={"search": odd}).status_code == 200
+    assert app.get(url, params={"split": "test"}).json()["meta"]["pagination"]["total"] == 0
+
+
+def test_bad_inputs_are_rejected_or_fail_cleanly(app: Appliance) -> None:
+    folder = _imports(app)
+    (folder / "binary.txt").write_bytes(b"\x00\x01\x02binary" * 100)
+    (folder / "fake.parquet").write_text("not parquet at all")
+    (folder / "bad.jsonl").write_text('{"text": "ok"}\n{broken json\n')
+    (folder / "cols.jsonl").write_text('{"body": "x"}\n')
+    (folder / "table.xlsx").write_bytes(b"PK\x03\x04")
+    assert_error(app.post("/api/datasets/import", json={"path": "binary.txt"}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/datasets/import", json={"path": "fake.parquet"}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/datasets/import", json={"path": "table.xlsx"}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/datasets/import", json={"path": "missing.jsonl"}), 400, "VALIDATION_ERROR")
+    for traversal in ("../mistudio.db", "/etc/passwd", "../../../../etc/passwd"):
+        assert_error(app.post("/api/datasets/import", json={"path": traversal}), 400, "VALIDATION_ERROR")
+    before = {d["id"] for d in app.get("/api/datasets").json()["data"]}
+    for body, words in (({"path": "bad.jsonl"}, "Could not read"), ({"path": "cols.jsonl"}, "No column 'text'")):
+        job = _import(app, **body)
+        assert job["status"] == "failed" and job["error"]["code"] == "VALIDATION_ERROR"
+        assert words in job["error"]["message"]
+        dataset_id = job["target"]["id"]
+        assert app.get(f"/api/datasets/{dataset_id}").status_code == 404  # no partial dataset left
+        assert not (app.data_dir / "datasets" / dataset_id).exists()
+    assert {d["id"] for d in app.get("/api/datasets").json()["data"]} == before
+
+
+def test_delete_removes_files_and_samples(app: Appliance) -> None:
+    (_imports(app) / "del.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:5]))
+    dataset = _dataset_of(app, _import(app, path="del.jsonl"))
+    with app.client() as client:
+        assert client.delete(f"/api/datasets/{dataset['id']}").status_code == 200
+        assert_error(client.get(f"/api/datasets/{dataset['id']}"), 404, "NOT_FOUND")
+        assert_error(client.delete(f"/api/datasets/{dataset['id']}"), 404, "NOT_FOUND")
+        assert_error(client.get("/api/datasets/not-an-id"), 400, "VALIDATION_ERROR")
+    assert not (app.data_dir / "datasets" / dataset["id"]).exists()
+    import sqlite3
+
+    conn = sqlite3.connect(app.data_dir / "mistudio.db")
+    assert conn.execute("SELECT count(*) FROM dataset_samples WHERE dataset_id = ?", (dataset["id"],)).fetchone()[0] == 0
+    conn.close()
