@@ -39,6 +39,8 @@ class FakeHub:
     requests: list[str] = field(default_factory=list)
     # Set to make the hub drop connections (simulates the hub going away mid-download).
     broken: threading.Event = field(default_factory=threading.Event)
+    # Set to drop only file downloads: the repo answers, then the hub is lost mid-download.
+    files_broken: threading.Event = field(default_factory=threading.Event)
     server: ThreadingHTTPServer | None = None
 
     def add(self, repo: Repo) -> Repo:
@@ -166,6 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(self._info(repo), {"X-Repo-Commit": repo.sha})
             return
         resolve = _RESOLVE.match(path)
+        if resolve and self.fake.files_broken.is_set():
+            self.close_connection = True
+            self.connection.close()
+            return
         if resolve:
             kind = "dataset" if resolve.group(1) else "model"
             repo = self._repo(kind, resolve.group(2))

@@ -16,6 +16,7 @@ from appliance.api.validation import check_id, safe_path
 from appliance.dataset_formats import detect_format
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
+from appliance.secrets import write_secret
 from appliance.timefmt import iso
 
 
@@ -51,6 +52,16 @@ class ImportRequest(msgspec.Struct, forbid_unknown_fields=True):
     format: Literal["json", "csv", "parquet", "text"] | None = None
     txt_mode: Literal["line", "paragraph"] = "line"
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+class DownloadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    repo_id: Annotated[str, msgspec.Meta(pattern=r"^([A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")]
+    config: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    split: Annotated[str, msgspec.Meta(pattern=r"^[\w.\[\]:%+-]{1,100}$")] = "train"
+    # Write-only: kept in a 0600 file for the job, never stored with the dataset or returned.
+    hf_token: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+    max_samples: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | None = None
+    text_column: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "text"
 
 
 class DatasetResponse(msgspec.Struct):
@@ -121,6 +132,25 @@ class DatasetsController(Controller):
         job = await api.jobs.create("dataset.import", {
             "dataset_id": dataset_id, "path": str(path), "format": fmt, "text_column": data.text_column,
             "txt_mode": data.txt_mode}, target=("dataset", dataset_id))
+        async with api.db_lock:
+            await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+
+    @post("/download", summary="Download a dataset from the Hugging Face Hub (streamed when max_samples is set)")
+    async def download(self, request: Request, data: DownloadRequest) -> Response[AcceptedResponse]:
+        api = api_state(request)
+        assert api.db is not None and api.jobs is not None
+        dataset_id, now = new_id("ds"), time.time()
+        if data.hf_token:
+            write_secret(api.settings.data_dir, dataset_id, data.hf_token)
+        async with api.db_lock:
+            await api.db.execute(
+                "INSERT INTO datasets (id, name, source, repo_id, config, split, text_column, status, created_at,"
+                " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, ?, 'downloading', ?, ?)",
+                (dataset_id, data.repo_id, data.repo_id, data.config, data.split, data.text_column, now, now))
+        job = await api.jobs.create("dataset.download", {
+            "dataset_id": dataset_id, "repo_id": data.repo_id, "config": data.config, "split": data.split,
+            "max_samples": data.max_samples, "text_column": data.text_column}, target=("dataset", dataset_id))
         async with api.db_lock:
             await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
         return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)

@@ -55,3 +55,6 @@ register(JobKind("selftest", "appliance.jobs.selftest:run", lane="interactive"))
 register(JobKind("selftest.heavy", "appliance.jobs.selftest:run", lane="heavy"))
 register(JobKind("dataset.import", "appliance.ml.dataset_ingest:run", lane="heavy",
                  progress_type="dataset.progress", cleanup="appliance.ml.dataset_ingest:cleanup"))
+# Downloads share the heavy lane for now: one at a time, never blocking interactive work.
+register(JobKind("dataset.download", "appliance.ml.dataset_download:run", lane="heavy",
+                 progress_type="dataset.progress", cleanup="appliance.ml.dataset_download:cleanup"))

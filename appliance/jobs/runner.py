@@ -133,14 +133,14 @@ def _interrupted(rt: Runtime, job_id: str, kind: JobKind, control: str) -> None:
     elif control == "pause":
         rt.store.set_status(job_id, "paused", "Paused")
     else:
-        _cleanup(kind, rt, job_id)
         rt.store.finish(job_id, "cancelled", message="Stopped" if control == "stop" else "Cancelled")
+        _cleanup(kind, rt, job_id)
     log.info("job %s interrupted (%s)", job_id, control)
 
 
 def _failed(rt: Runtime, job_id: str, kind: JobKind, code: str, message: str) -> None:
-    _cleanup(kind, rt, job_id)
     rt.store.finish(job_id, "failed", error=(code, message), message="Failed")
+    _cleanup(kind, rt, job_id)  # after finish, so it sees the final job with its error
 
 
 def _cleanup(kind: JobKind, rt: Runtime, job_id: str) -> None:

@@ -128,10 +128,10 @@ class Worker:
                 self.queue.enqueue(job.id, kind.lane)
                 log.warning("job %s was running when the worker died: resuming", job.id)
                 continue
-            if kind is not None:
-                runner._cleanup(kind, self.runtime, job.id)
             self.store.finish(job.id, "failed", message="Failed",
                               error=("WORKER_RESTARTED", "The worker stopped while this job was running"))
+            if kind is not None:
+                runner._cleanup(kind, self.runtime, job.id)
             log.warning("job %s was running when the worker died: marked failed", job.id)
         self.requeue_lost()
 
@@ -204,6 +204,8 @@ class Worker:
 
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> None:
+        # Hub caches live in the data dir: offline-first, and writable under systemd's ProtectHome.
+        os.environ.setdefault("HF_HOME", str(self.settings.data_dir / "cache" / "huggingface"))
         migrate(self.settings.db_path)
         self.acquire_lock()
         runner.install(self.runtime)

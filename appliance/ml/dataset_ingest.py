@@ -64,21 +64,17 @@ def compute_stats(lengths: list[int], splits: Counter[str]) -> dict[str, Any]:
     }
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
-    params = msgspec.convert(ctx.params, ImportParams)
+def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, root: Path) -> dict[str, Any]:
+    """Store ``data[column]`` as the dataset: Arrow on disk, samples in SQLite, statistics; mark it ready."""
     settings = get_settings()
-    root = settings.data_dir / "datasets" / params.dataset_id
     conn = connect_sync(settings.db_path)
     try:
-        ctx.progress(0.02, "Reading the file", force=True)
-        data = _read(params, root / "cache")
-        column = params.text_column if params.format != "text" else "text"
         data = data.select_columns([column])
         if column != "text":
             data = data.rename_column(column, "text")
         total = len(data)
         if total == 0:
-            raise ValidationError("The file has no samples", details={"field": "path"})
+            raise ValidationError("The dataset has no samples", details={"field": "path"})
         ctx.check()
         data.save_to_disk(str(root / "arrow"))
         shutil.rmtree(root / "cache", ignore_errors=True)
@@ -86,22 +82,38 @@ def run(ctx: JobContext) -> dict[str, Any]:
         for start in range(0, total, BATCH):
             ctx.check()
             texts = ["" if t is None else str(t) for t in data[start:start + BATCH]["text"]]
-            rows = [(params.dataset_id, start + i, "train", len(t), t) for i, t in enumerate(texts)]
+            rows = [(dataset_id, start + i, "train", len(t), t) for i, t in enumerate(texts)]
             lengths.extend(r[3] for r in rows)
             conn.execute("BEGIN")
             conn.executemany("INSERT INTO dataset_samples (dataset_id, idx, split, length, text) VALUES (?, ?, ?, ?, ?)",
                              rows)
             conn.execute("COMMIT")
             done = min(total, start + BATCH)
-            ctx.progress(0.1 + 0.85 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
+            ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
         stats = compute_stats(lengths, Counter({"train": total}))
         size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
         conn.execute("UPDATE datasets SET status = 'ready', num_samples = ?, size_bytes = ?, stats = ?, updated_at = ?"
-                     " WHERE id = ?", (total, size, msgspec.json.encode(stats).decode(), time.time(), params.dataset_id))
-        ctx.event("dataset.updated", {"dataset_id": params.dataset_id, "status": "ready"})
-        return {"dataset_id": params.dataset_id, "samples": total}
+                     " WHERE id = ?", (total, size, msgspec.json.encode(stats).decode(), time.time(), dataset_id))
+        ctx.event("dataset.updated", {"dataset_id": dataset_id, "status": "ready"})
+        return {"dataset_id": dataset_id, "samples": total}
     finally:
         conn.close()
+
+
+def set_status(dataset_id: str, status: str) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute("UPDATE datasets SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), dataset_id))
+    finally:
+        conn.close()
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    params = msgspec.convert(ctx.params, ImportParams)
+    root = get_settings().data_dir / "datasets" / params.dataset_id
+    ctx.progress(0.02, "Reading the file", force=True)
+    data = _read(params, root / "cache")
+    return ingest(ctx, params.dataset_id, data, params.text_column if params.format != "text" else "text", root)
 
 
 def cleanup(job: Any) -> None:

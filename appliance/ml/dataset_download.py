@@ -1,0 +1,127 @@
+"""Download a dataset from the Hugging Face Hub with the `datasets` library, then ingest it.
+
+The repo is probed first so the user gets the right reason: not found, no access (gated or private,
+give a token), or the Hub unreachable. With ``max_samples`` the dataset is streamed and only that
+many rows are fetched. The token comes from the write-only secret store and is deleted after use.
+"""
+
+from __future__ import annotations
+
+import shutil
+from itertools import islice
+from typing import Any
+
+import msgspec
+
+from appliance.config import get_settings
+from appliance.errors import AppError, NotFound, UpstreamUnavailable, ValidationError
+from appliance.jobs.context import JobContext
+from appliance.ml.dataset_ingest import ingest, set_status
+from appliance.secrets import delete_secret, read_secret
+
+
+class AccessDenied(AppError):
+    code = "ACCESS_DENIED"
+    status_code = 403
+
+
+class DownloadParams(msgspec.Struct):
+    dataset_id: str
+    repo_id: str
+    config: str | None = None
+    split: str = "train"
+    max_samples: int | None = None
+    text_column: str = "text"
+
+
+_NETWORK_MODULES = ("httpx", "httpcore", "requests", "urllib3", "aiohttp", "fsspec.implementations.http")
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """True if the exception, or one it came from, is a lost or refused connection or a timeout."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, (ConnectionError, TimeoutError)) or type(seen).__module__.startswith(_NETWORK_MODULES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _probe(repo_id: str, token: str | None) -> None:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().dataset_info(repo_id, token=token, timeout=20)
+    except GatedRepoError:
+        raise AccessDenied(f"{repo_id} is gated: give an access token (hf_...) of an account that accepted "
+                           "its terms") from None
+    except RepositoryNotFoundError:
+        if token:
+            raise NotFound(f"No dataset {repo_id} on the Hub, or this token cannot see it") from None
+        raise NotFound(f"No dataset {repo_id} on the Hub (if it is private, give an access token)") from None
+    except Exception as exc:  # noqa: BLE001 - connection errors come from several HTTP libraries
+        raise UpstreamUnavailable(f"The Hugging Face Hub is unreachable ({type(exc).__name__}): check the "
+                                  "network, or import the data from a file instead") from None
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    params = msgspec.convert(ctx.params, DownloadParams)
+    settings = get_settings()
+    root = settings.data_dir / "datasets" / params.dataset_id
+    token = read_secret(settings.data_dir, params.dataset_id)
+    try:
+        ctx.progress(0.01, f"Contacting the Hub for {params.repo_id}", force=True)
+        _probe(params.repo_id, token)
+        from datasets import Dataset, load_dataset
+
+        ctx.progress(0.05, "Downloading", force=True)
+        try:
+            if params.max_samples:
+                stream = load_dataset(params.repo_id, params.config, split=params.split, streaming=True, token=token)
+                rows = []
+                for row in islice(stream, params.max_samples):
+                    rows.append(row)
+                    if len(rows) % 500 == 0:
+                        ctx.progress(0.05 + 0.4 * len(rows) / params.max_samples, f"Downloaded {len(rows):,} samples")
+                data = Dataset.from_list(rows)
+            else:
+                data = load_dataset(params.repo_id, params.config, split=params.split, token=token,
+                                    cache_dir=str(root / "cache"))
+        except ValueError as exc:  # bad split or config names
+            raise ValidationError(f"{params.repo_id}: {str(exc)[:300]}", details={"field": "split"}) from None
+        except Exception as exc:  # noqa: BLE001 - sorted below: network trouble vs anything else
+            # The repo answered the probe, so "doesn't exist" from here on means the Hub went away.
+            if is_network_error(exc) or "doesn't exist" in str(exc) or "cannot be accessed" in str(exc):
+                raise UpstreamUnavailable(f"Lost the Hub during the download ({type(exc).__name__}): "
+                                          f"{str(exc)[:200]}; try again") from None
+            raise
+        if params.text_column not in data.column_names:
+            raise ValidationError(f"{params.repo_id} has no column {params.text_column!r}; it has: "
+                                  f"{', '.join(data.column_names)}", details={"field": "text_column"})
+        set_status(params.dataset_id, "ingesting")
+        ctx.progress(0.5, "Ingesting", force=True)
+        return ingest(ctx, params.dataset_id, data, params.text_column, root)
+    finally:
+        delete_secret(settings.data_dir, params.dataset_id)
+        shutil.rmtree(root / "cache", ignore_errors=True)
+
+
+def cleanup(job: Any) -> None:
+    """A failed download keeps its row (status error, with the reason) but no files."""
+    from appliance.db import connect_sync
+
+    dataset_id = job.params.get("dataset_id")
+    settings = get_settings()
+    shutil.rmtree(settings.data_dir / "datasets" / dataset_id, ignore_errors=True)
+    delete_secret(settings.data_dir, dataset_id)
+    conn = connect_sync(settings.db_path)
+    try:
+        conn.execute("DELETE FROM dataset_samples WHERE dataset_id = ?", (dataset_id,))
+        error = job.error or None
+        conn.execute("UPDATE datasets SET status = 'error', error_code = ?, error_message = ? WHERE id = ?",
+                     (error.code if error else "CANCELLED", error.message if error else "Cancelled", dataset_id))
+    finally:
+        conn.close()
