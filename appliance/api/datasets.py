@@ -179,17 +179,20 @@ class DatasetsController(Controller):
         if split:
             where.append("s.split = ?")
             params.append(split)
-        source = "dataset_samples s"
+        source, order = "dataset_samples s", "s.idx"
         query = _fts_query(search or "")
         if query:
-            source = "samples_fts f JOIN dataset_samples s ON s.rowid = f.rowid"
-            where.append("samples_fts MATCH ?")
-            params.append(query)
+            # CROSS JOIN makes the full-text index drive the join (left to itself SQLite walks the
+            # dataset's rows and runs MATCH per row: minutes on 100k samples). FTS5 yields rowids in
+            # order, and rowids follow sample order within a dataset, so no sort either.
+            source, order = "samples_fts f CROSS JOIN dataset_samples s ON s.rowid = f.rowid", "f.rowid"
+            where.insert(0, "samples_fts MATCH ?")
+            params.insert(0, query)
         clause = " AND ".join(where)
         total = (await db.execute_fetchall(f"SELECT count(*) FROM {source} WHERE {clause}", params))[0][0]
         rows = await db.execute_fetchall(
             f"SELECT s.idx, s.split, s.length, s.text, s.metadata FROM {source} WHERE {clause}"
-            f" ORDER BY s.idx LIMIT ? OFFSET ?", (*params, limit, (page - 1) * limit))
+            f" ORDER BY {order} LIMIT ? OFFSET ?", (*params, limit, (page - 1) * limit))
         samples = [Sample(r["idx"], r["split"], r["length"], r["text"],
                           msgspec.json.decode(r["metadata"]) if r["metadata"] else None) for r in rows]
         return SampleListResponse(samples, page_meta(page, limit, total))

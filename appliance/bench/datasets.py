@@ -1,0 +1,88 @@
+"""``mistudio bench datasets``: ingestion rate and sample search latency over a large dataset.
+
+Ingestion of a generated JSONL file through the API and worker (Arrow + SQLite FTS5 + statistics) is
+compared with a bare ``datasets`` load of the same file in this process. Search: full-text queries
+(common, rare and multi-word) over the dataset's samples, timed at the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import time
+from datetime import datetime
+
+import httpx
+
+from appliance.bench.harness import Appliance, Figure, figures_table, machine_lines, percentile, progress, section
+
+WORDS = ("the cat dog bird model layer feature sparse token attention residual neuron circuit steering "
+         "vector latent dictionary activation gradient memory device jetson orin train loss").split()
+
+
+def _ts(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def run(args: argparse.Namespace) -> int:
+    n = int(getattr(args, "samples", 100_000))
+    rng = random.Random(0)
+    print(section("mistudio bench datasets"))
+    for line in machine_lines():
+        print(line)
+    with Appliance() as app:
+        imports = app.data_dir / "imports"
+        imports.mkdir(parents=True, exist_ok=True)
+        path = imports / "bench.jsonl"
+        progress(f"writing {n:,} samples")
+        with path.open("w") as handle:
+            for i in range(n):
+                words = rng.choices(WORDS, k=rng.randint(8, 60))
+                words.append(f"unique{i}")
+                handle.write(json.dumps({"text": " ".join(words)}) + "\n")
+        progress("bare datasets.load_dataset of the same file")
+        from datasets import load_dataset
+
+        started = time.perf_counter()
+        load_dataset("json", data_files=str(path), split="train", cache_dir=str(app.data_dir / "bench-cache"))
+        bare_s = time.perf_counter() - started
+        client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
+        progress("import through the API and the worker")
+        job_id = client.post("/api/datasets/import", json={"path": "bench.jsonl"}).json()["data"]["job_id"]
+        while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in ("completed", "failed"):
+            time.sleep(0.5)
+        if job["status"] != "completed":
+            print(f"import failed: {job['error']}")
+            return 1
+        ingest_s = _ts(job["finished_at"]) - _ts(job["started_at"])
+        dataset_id = job["target"]["id"]
+        queries = ["cat", "sparse feature", "jetson orin train", f"unique{n // 2}", "zzznomatch", "latent", "the"]
+        progress("search: 50 rounds of 7 queries")
+        latencies = []
+        url = f"/api/datasets/{dataset_id}/samples"
+        for _ in range(50):
+            for query in queries:
+                began = time.perf_counter()
+                response = client.get(url, params={"search": query, "limit": 10})
+                latencies.append((time.perf_counter() - began) * 1000)
+                assert response.status_code == 200, response.text
+        browse = []
+        for page in range(1, 201, 10):
+            began = time.perf_counter()
+            client.get(url, params={"page": page * 20, "limit": 10})
+            browse.append((time.perf_counter() - began) * 1000)
+        client.close()
+    figures = [
+        Figure(f"search p95 over {n:,} samples", percentile(latencies, 95), "ms", target=50,
+               note=f"p50 {statistics.median(latencies):.1f} ms, {len(latencies)} queries"),
+        Figure("browse page p95", percentile(browse, 95), "ms", target=50, note="deep pages, no search"),
+        Figure("ingestion", n / ingest_s, "samples/s", digits=0,
+               note=f"{ingest_s:.1f} s: Arrow + SQLite FTS5 + statistics"),
+        Figure("bare datasets load", n / bare_s, "samples/s", digits=0, note=f"{bare_s:.1f} s, same file"),
+        Figure("ingestion / bare load", bare_s / ingest_s, "x", digits=2, note="ratio of rates"),
+    ]
+    print(section("Figures"))
+    print(figures_table(figures))
+    return 0
