@@ -18,7 +18,8 @@ def _statuses(events: list[dict], job_id: str) -> list[str]:
 
 def test_selftest_lifecycle_over_sse(appliance: Appliance) -> None:
     with SSEReader(appliance.url + "/api/events") as reader:
-        assert reader.retry is not None and reader.retry > 0
+        wait_until(lambda: reader.retry is not None, timeout=5, what="the retry field")
+        assert reader.retry > 0
         job_id = appliance.selftest(steps=5, delay_ms=50)
         reader.wait_for(job_finished(job_id))
     assert _statuses(reader.events, job_id) == ["queued", "running", "completed"]
