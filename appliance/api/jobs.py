@@ -14,6 +14,7 @@ from appliance.api.envelope import Accepted, Meta, meta, page_meta
 from appliance.api.state import api_state
 from appliance.api.validation import check_id
 from appliance.errors import ValidationError
+from appliance.jobs.broadcast import Subscription
 from appliance.jobs.model import FINAL_STATUSES, Event, Job
 
 _STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled")
@@ -96,12 +97,12 @@ class JobsController(Controller):
     ) -> ServerSentEvent | EventListResponse:
         api = api_state(request)
         job = await api.jobs.get(check_id(job_id, "job", "job_id"))
-        resume = sse.parse_last_event_id(last_event_id_header, after)
-        sub = await api.broadcaster.subscribe((), job.id, resume or 0)
+        resume = sse.parse_last_event_id(last_event_id_header, after) or 0
         if format == "json":
-            api.broadcaster.unsubscribe(sub)
-            events, _, _ = await api.broadcaster.replay(sub, resume or 0)
+            # A poll: read the stored events without registering a live subscriber.
+            events, _, _ = await api.broadcaster.replay(Subscription((), job.id, resume), resume)
             return EventListResponse(events[:limit], meta())
+        sub = await api.broadcaster.subscribe((), job.id, resume)
         return ServerSentEvent(sse.stream(api, sub, job_final=job.status in FINAL_STATUSES),
                                headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 

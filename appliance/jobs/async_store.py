@@ -43,13 +43,20 @@ class AsyncJobStore:
     def _data_version(self) -> int:
         return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
-    async def _transaction(self, statements: list[sql.Query]) -> None:
+    async def _change(self, job_id: str, statement: sql.Query, now: float) -> Job | None:
+        """Apply ``statement`` to a job and publish its new state as ``job.updated``, in one transaction
+        (as the worker's JobStore does); None if the statement changed no row."""
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in statements:
-                    await self.db.execute(*statement)
+                cursor = await self.db.execute(*statement)
+                if cursor.rowcount == 0:
+                    await self.db.execute("ROLLBACK")
+                    return None
+                job = job_from_row((await self.db.execute_fetchall(*sql.get_job(job_id)))[0])
+                await self.db.execute(*sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now))
                 await self.db.execute("COMMIT")
+                return job
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
@@ -58,9 +65,8 @@ class AsyncJobStore:
         kind = get_kind(kind_name)
         job_id = new_id("job")
         now = time.time()
-        await self._transaction([sql.insert_job(job_id, kind_name, kind.lane, params, target, now)])
-        job = await self.get(job_id)
-        await self._transaction([sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now)])
+        job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, params, target, now), now)
+        assert job is not None
         # If the API dies before this line the worker's reconciliation re-sends the task.
         await to_thread.run_sync(self.queue.enqueue, job_id, kind.lane)
         return job
@@ -97,23 +103,12 @@ class AsyncJobStore:
             raise Conflict(f"Job {job_id} is already {job.status}", details={"status": job.status})
         now = time.time()
         if job.status in ("queued", "paused"):
-            async with self._write_lock:
-                await self.db.execute("BEGIN IMMEDIATE")
-                try:
-                    cur = await self.db.execute(
-                        "UPDATE jobs SET status = 'cancelled', control = NULL, finished_at = ?, updated_at = ?,"
-                        " message = 'Cancelled before it started' WHERE id = ? AND status IN ('queued', 'paused')",
-                        (now, now, job_id))
-                    if cur.rowcount:
-                        cancelled = job_from_row(await (await self.db.execute(*sql.get_job(job_id))).fetchone())
-                        await self.db.execute(*sql.insert_event(job_topic(job_id), "job.updated", cancelled,
-                                                                job_id, True, now))
-                    await self.db.execute("COMMIT")
-                except BaseException:
-                    await self.db.execute("ROLLBACK")
-                    raise
-            if cur.rowcount:
-                return await self.get(job_id)
+            cancelled = await self._change(job_id, (
+                "UPDATE jobs SET status = 'cancelled', control = NULL, finished_at = ?, updated_at = ?,"
+                " message = 'Cancelled before it started' WHERE id = ? AND status IN ('queued', 'paused')",
+                (now, now, job_id)), now)
+            if cancelled is not None:
+                return cancelled
         # Running (or it started meanwhile): ask the worker, then wait briefly for it to take effect
         # so a curl user sees the final state in the answer.
         async with self._write_lock:
