@@ -69,6 +69,8 @@ class Appliance:
             "MISTUDIO_PORT": str(self.port),
             "MISTUDIO_TORCH_THREADS": "1",
             "MISTUDIO_SSE_HEARTBEAT_S": "1",
+            # Tests that want the demo dataset ask for it; elsewhere its seeding job would share the lane.
+            "MISTUDIO_SEED_DEMO": "0",
             "PYTHONUNBUFFERED": "1",
         })
         env.update(self.extra_env)

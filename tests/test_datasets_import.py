@@ -3,8 +3,11 @@ statistics, bad files (4xx or a job error, never a partial dataset), delete."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
+
+import httpx
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -13,6 +16,7 @@ import pytest
 from tests.support import Appliance
 from tests.test_api_contract import assert_error
 
+UPLOAD_LIMIT = 300_000
 TEXTS = [f"The {'cat' if i % 3 == 0 else 'dog'} number {i} sat on the mat." + " extra words" * (i % 5) for i in range(57)]
 
 
@@ -20,7 +24,7 @@ TEXTS = [f"The {'cat' if i % 3 == 0 else 'dog'} number {i} sat on the mat." + " 
 def app(tmp_path_factory) -> Appliance:
     from tests.conftest import _appliance
 
-    app = _appliance(tmp_path_factory.mktemp("datasets"))
+    app = _appliance(tmp_path_factory.mktemp("datasets"), {"MISTUDIO_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)})
     app.start_api()
     app.start_worker()
     yield app
@@ -135,3 +139,67 @@ def test_delete_removes_files_and_samples(app: Appliance) -> None:
     conn = sqlite3.connect(app.data_dir / "mistudio.db")
     assert conn.execute("SELECT count(*) FROM dataset_samples WHERE dataset_id = ?", (dataset["id"],)).fetchone()[0] == 0
     conn.close()
+
+
+def _upload(app: Appliance, filename: str, content: bytes, **fields) -> "httpx.Response":
+    return app.post("/api/datasets/upload", files={"file": (filename, content)}, data=fields)
+
+
+def test_upload_each_format_streams_to_disk_and_is_removed_after_ingest(app: Appliance) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist([{"body": t} for t in TEXTS]), buffer)
+    cases = [
+        ("u.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode(), {}),
+        ("u.csv", ("id,content\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(TEXTS))).encode(),
+         {"text_column": "content"}),
+        ("u.parquet", buffer.getvalue(), {"text_column": "body", "name": "My parquet"}),
+        ("../../evil name.txt", "\n".join(TEXTS).encode(), {}),
+    ]
+    for name, content, fields in cases:
+        response = _upload(app, name, content, **fields)
+        assert response.status_code == 202, response.text
+        job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+        assert job["status"] == "completed", (name, job["error"])
+        dataset = _dataset_of(app, job)
+        assert dataset["source"] == "upload" and dataset["num_samples"] == len(TEXTS), name
+        assert dataset["name"] == fields.get("name", Path(name).stem.replace(" ", "_"))
+        texts = [s["text"] for s in app.get(f"/api/datasets/{dataset['id']}/samples",
+                                            params={"limit": 200}).json()["data"]]
+        assert texts == TEXTS
+        assert not (app.data_dir / "uploads" / dataset["id"]).exists()  # the Arrow copy replaced it
+    assert not (app.data_dir.parent / "evil name.txt").exists()
+
+
+def test_bad_uploads_get_clear_errors_and_leave_nothing(app: Appliance) -> None:
+    before = {d["id"] for d in app.get("/api/datasets").json()["data"]}
+    assert_error(_upload(app, "b.txt", b"\x00\x01binary" * 50), 400, "VALIDATION_ERROR")
+    assert_error(_upload(app, "b.parquet", b"not parquet"), 400, "VALIDATION_ERROR")
+    assert_error(_upload(app, "b.xlsx", b"PK\x03\x04"), 400, "VALIDATION_ERROR")
+    assert_error(_upload(app, "empty.jsonl", b""), 400, "VALIDATION_ERROR")
+    assert_error(_upload(app, "b.jsonl", b'{"text": "x"}\n', txt_mode="sideways"), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/datasets/upload", json={"path": "x"}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/datasets/upload", data={"text_column": "x"}), 400, "VALIDATION_ERROR")
+    # Over the limit: refused from Content-Length before reading, and also when counted while streaming.
+    big = (json.dumps({"text": "y" * 1000}) + "\n").encode() * (UPLOAD_LIMIT // 1000 + 10)
+    assert_error(_upload(app, "big.jsonl", big), 413, "PAYLOAD_TOO_LARGE")
+
+    def chunked():
+        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n\r\n"
+        for _ in range(UPLOAD_LIMIT // 50_000 + 2):
+            yield b"z" * 50_000
+        yield b"\r\n--xyz--\r\n"
+    with httpx.Client(base_url=app.url, timeout=30) as client:
+        response = client.post("/api/datasets/upload", content=chunked(),
+                               headers={"content-type": "multipart/form-data; boundary=xyz"})
+    assert_error(response, 413, "PAYLOAD_TOO_LARGE")
+    # Parsed content errors end the job and take the dataset with them.
+    for name, content, fields, words in (("m.jsonl", b'{"text": "ok"}\n{broken\n', {}, "Could not read"),
+                                         ("c.jsonl", b'{"body": "x"}\n', {}, "No column 'text'")):
+        response = _upload(app, name, content, **fields)
+        assert response.status_code == 202, response.text
+        job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+        assert job["status"] == "failed" and words in job["error"]["message"]
+        assert app.get(f"/api/datasets/{job['target']['id']}").status_code == 404
+    assert {d["id"] for d in app.get("/api/datasets").json()["data"]} == before
+    uploads = app.data_dir / "uploads"
+    assert not uploads.exists() or list(uploads.iterdir()) == []

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
+from appliance.api import multipart
 from appliance.api.envelope import Accepted, Meta, meta, page_meta
 from appliance.api.state import api_state
+from appliance.api.multipart import PayloadTooLarge
 from appliance.api.validation import check_id, safe_path
 from appliance.dataset_formats import detect_format
 from appliance.errors import Conflict, NotFound, ValidationError
@@ -52,6 +56,24 @@ class ImportRequest(msgspec.Struct, forbid_unknown_fields=True):
     format: Literal["json", "csv", "parquet", "text"] | None = None
     txt_mode: Literal["line", "paragraph"] = "line"
     name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+class UploadFields(msgspec.Struct, forbid_unknown_fields=True):
+    text_column: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "text"
+    format: Literal["json", "csv", "parquet", "text"] | None = None
+    txt_mode: Literal["line", "paragraph"] = "line"
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+
+
+def _upload_fields(fields: dict[str, str]) -> UploadFields:
+    try:
+        return msgspec.convert({k: v for k, v in fields.items() if v != ""}, UploadFields)
+    except msgspec.ValidationError as exc:
+        raise ValidationError(f"Invalid form field: {exc}", details={"field": "body"}) from None
+
+
+_SAFE_NAME = re.compile(r"[^\w.-]")
+MULTIPART_OVERHEAD = 1 << 20  # headers and small fields around the file part
 
 
 class DownloadRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -113,28 +135,64 @@ class DatasetsController(Controller):
             raise NotFound(f"No dataset {dataset_id!r}", details={"dataset_id": dataset_id})
         return rows[0]
 
+    async def _start_import(self, request: Request, path: Path, fmt: str, *, dataset_id: str, name: str,
+                            source: str, text_column: str, txt_mode: str, remove_source: bool) -> Response[AcceptedResponse]:
+        api = api_state(request)
+        assert api.db is not None and api.jobs is not None
+        now = time.time()
+        async with api.db_lock:
+            await api.db.execute(
+                "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, 'ingesting', ?, ?)",
+                (dataset_id, name, source, fmt, text_column, now, now))
+        job = await api.jobs.create("dataset.import", {
+            "dataset_id": dataset_id, "path": str(path), "format": fmt, "text_column": text_column,
+            "txt_mode": txt_mode, "remove_source": remove_source}, target=("dataset", dataset_id))
+        async with api.db_lock:
+            await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+
     @post("/import", summary="Import a file from <data dir>/imports (jsonl, json, csv, parquet, txt)")
     async def import_file(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
-        api = api_state(request)
-        imports = api.settings.data_dir / "imports"
+        imports = api_state(request).settings.data_dir / "imports"
         imports.mkdir(parents=True, exist_ok=True)
         path = safe_path(imports, data.path, "path")
         if not path.is_file():
             raise ValidationError(f"No file {data.path!r} in the imports folder ({imports})", details={"field": "path"})
         fmt = detect_format(path, data.format)
-        dataset_id, now = new_id("ds"), time.time()
-        assert api.db is not None and api.jobs is not None
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
-                " VALUES (?, ?, 'local', ?, ?, 'ingesting', ?, ?)",
-                (dataset_id, data.name or path.stem, fmt, data.text_column, now, now))
-        job = await api.jobs.create("dataset.import", {
-            "dataset_id": dataset_id, "path": str(path), "format": fmt, "text_column": data.text_column,
-            "txt_mode": data.txt_mode}, target=("dataset", dataset_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return await self._start_import(request, path, fmt, dataset_id=new_id("ds"), name=data.name or path.stem,
+                                        source="local", text_column=data.text_column, txt_mode=data.txt_mode,
+                                        remove_source=False)
+
+    @post("/upload", request_max_body_size=None,
+          summary="Upload a file as multipart/form-data (field `file`; optional text_column, format, txt_mode, name)")
+    async def upload(self, request: Request) -> Response[AcceptedResponse]:
+        settings = api_state(request).settings
+        limit = settings.max_upload_bytes
+        announced = request.headers.get("content-length")
+        if announced and announced.isdigit() and int(announced) > limit + MULTIPART_OVERHEAD:
+            raise PayloadTooLarge(f"The upload is larger than the limit of {limit:,} bytes (MISTUDIO_MAX_UPLOAD_BYTES)",
+                                  details={"limit": limit})
+        dataset_id = new_id("ds")
+        folder = settings.data_dir / "uploads" / dataset_id
+        try:
+            form = await multipart.receive(request.stream(), request.headers.get("content-type", ""), "file",
+                                           folder / "upload", limit)
+            if form.path is None or not form.filename:
+                raise ValidationError("No file: send it in the form field `file`", details={"field": "file"})
+            fields = _upload_fields(form.fields)
+            filename = Path(form.filename.replace("\\", "/")).name
+            path = folder / (_SAFE_NAME.sub("_", filename)[-120:] or "upload")
+            form.path.rename(path)
+            if form.size == 0:
+                raise ValidationError("The file is empty", details={"field": "file"})
+            fmt = detect_format(path, fields.format)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return await self._start_import(request, path, fmt, dataset_id=dataset_id, name=fields.name or path.stem,
+                                        source="upload", text_column=fields.text_column, txt_mode=fields.txt_mode,
+                                        remove_source=True)
 
     @post("/download", summary="Download a dataset from the Hugging Face Hub (streamed when max_samples is set)")
     async def download(self, request: Request, data: DownloadRequest) -> Response[AcceptedResponse]:
@@ -211,4 +269,5 @@ class DatasetsController(Controller):
         async with api.db_lock:
             await api.db.execute("DELETE FROM datasets WHERE id = ?", (row["id"],))
         shutil.rmtree(api.settings.data_dir / "datasets" / row["id"], ignore_errors=True)
+        shutil.rmtree(api.settings.data_dir / "uploads" / row["id"], ignore_errors=True)
         return DatasetResponse(_dataset(row), meta())

@@ -27,17 +27,21 @@ class ImportParams(msgspec.Struct):
     format: str
     text_column: str = "text"
     txt_mode: str = "line"  # "line" or "paragraph" (blank-line separated blocks)
+    remove_source: bool = False  # an upload: the Arrow copy replaces it once ingested
 
 
 def _read(params: ImportParams, cache_dir: Path) -> Any:
-    from datasets import Dataset, load_dataset
+    from datasets import load_dataset
 
     path = Path(params.path)
-    if params.format == "text":
-        text = path.read_text(encoding="utf-8")
-        parts = text.split("\n\n") if params.txt_mode == "paragraph" else text.splitlines()
-        return Dataset.from_dict({"text": [p.strip() for p in parts if p.strip()]})
     try:
+        if params.format == "text":
+            # The text builder reads in chunks (a large file never sits in memory whole); blank lines
+            # and blocks are dropped, and surrounding whitespace with them.
+            data = load_dataset("text", data_files=str(path), split="train", cache_dir=str(cache_dir),
+                                sample_by="paragraph" if params.txt_mode == "paragraph" else "line")
+            return data.map(lambda b: {"text": [t.strip() for t in b["text"]]}, batched=True) \
+                       .filter(lambda b: [bool(t) for t in b["text"]], batched=True)
         data = load_dataset(params.format, data_files=str(path), split="train", cache_dir=str(cache_dir))
     except Exception as exc:  # noqa: BLE001 - the library's parse errors become one clear message
         raise ValidationError(f"Could not read the {params.format} file: {type(exc).__name__}: {str(exc)[:300]}",
@@ -113,7 +117,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     root = get_settings().data_dir / "datasets" / params.dataset_id
     ctx.progress(0.02, "Reading the file", force=True)
     data = _read(params, root / "cache")
-    return ingest(ctx, params.dataset_id, data, params.text_column if params.format != "text" else "text", root)
+    result = ingest(ctx, params.dataset_id, data, params.text_column if params.format != "text" else "text", root)
+    if params.remove_source:
+        shutil.rmtree(Path(params.path).parent, ignore_errors=True)
+    return result
 
 
 def cleanup(job: Any) -> None:
@@ -123,6 +130,7 @@ def cleanup(job: Any) -> None:
         return
     settings = get_settings()
     shutil.rmtree(settings.data_dir / "datasets" / dataset_id, ignore_errors=True)
+    shutil.rmtree(settings.data_dir / "uploads" / dataset_id, ignore_errors=True)
     conn = connect_sync(settings.db_path)
     try:
         conn.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))  # samples go by ON DELETE CASCADE
