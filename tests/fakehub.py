@@ -41,6 +41,8 @@ class FakeHub:
     broken: threading.Event = field(default_factory=threading.Event)
     # Set to drop only file downloads: the repo answers, then the hub is lost mid-download.
     files_broken: threading.Event = field(default_factory=threading.Event)
+    # Set to a byte count to cut the next full file download after that many bytes (once).
+    cut_next_file_at: int | None = None
     server: ThreadingHTTPServer | None = None
 
     def add(self, repo: Repo) -> Repo:
@@ -144,7 +146,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlparse(self.path)
         path = unquote(url.path)
-        self.fake.requests.append(f"{self.command} {path}")
+        ranged = f" range={self.headers['Range']}" if self.headers.get("Range") else ""
+        self.fake.requests.append(f"{self.command} {path}{ranged}")
         if self.fake.broken.is_set():
             self.close_connection = True
             self.connection.close()
@@ -191,6 +194,17 @@ class _Handler(BaseHTTPRequestHandler):
                 chunk = data[start:end + 1]
                 headers["Content-Range"] = f"bytes {start}-{start + len(chunk) - 1}/{len(data)}"
                 self._send(206, chunk, headers, "application/octet-stream")
+            elif self.fake.cut_next_file_at is not None and self.command == "GET":
+                cut, self.fake.cut_next_file_at = self.fake.cut_next_file_at, None
+                self.send_response(200)
+                for key, value in {**headers, "Content-Length": str(len(data)),
+                                   "Content-Type": "application/octet-stream"}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data[:cut])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
             else:
                 self._send(200, data, headers, "application/octet-stream")
             return

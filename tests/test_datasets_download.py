@@ -12,6 +12,8 @@ from tests.support import Appliance
 from tests.test_fakehub import ROWS, _parquet
 
 TOKEN = "hf_s3cr3t_token"
+BIG_ROWS = 1200
+BIG_JSONL = "".join(json.dumps({"text": f"row {i} " + "lorem ipsum " * 850}) + "\n" for i in range(BIG_ROWS)).encode()
 
 
 @pytest.fixture(scope="module")
@@ -22,6 +24,8 @@ def hub() -> Iterator[FakeHub]:
     hub.add(Repo("acme/tiny-jsonl", "dataset", {"data/train.jsonl": jsonl}))
     hub.add(Repo("acme/gated", "dataset", {"data/train.jsonl": jsonl}, token=TOKEN))
     hub.add(Repo("acme/flaky", "dataset", {"data/train.jsonl": jsonl}))
+    # Bigger than huggingface_hub's 10 MB read chunk, so a cut connection leaves bytes to resume from.
+    hub.add(Repo("acme/resumable", "dataset", {"data/train.jsonl": BIG_JSONL}))
     yield hub
     hub.stop()
 
@@ -86,6 +90,22 @@ def test_missing_repo_and_lost_hub_are_clear_and_a_retry_works(app: Appliance, h
     assert not (app.data_dir / "datasets" / dataset["id"]).exists()
     job, dataset = download(app, repo_id="acme/flaky")
     assert job["status"] == "completed" and dataset["num_samples"] == len(ROWS)
+
+
+def test_an_interrupted_file_download_resumes_where_it_stopped(app: Appliance, hub: FakeHub) -> None:
+    size = len(BIG_JSONL)
+    hub.cut_next_file_at = size * 9 // 10
+    job, dataset = download(app, repo_id="acme/resumable")
+    if job["status"] == "failed":  # the library gave up on the cut connection: the user retries
+        assert job["error"]["code"] == "UPSTREAM_UNAVAILABLE", job["error"]
+        job, dataset = download(app, repo_id="acme/resumable")
+    assert job["status"] == "completed" and dataset["num_samples"] == BIG_ROWS, job["error"]
+    # The second request for the file asked only for what was missing.
+    resumed = [int(r.rsplit("=", 1)[1].rstrip("-")) for r in hub.requests if "train.jsonl range=bytes=" in r]
+    assert resumed and 0 < resumed[0] <= size * 9 // 10, \
+        [r for r in hub.requests if "train.jsonl" in r]
+    # Once ingested, the raw download is not kept twice.
+    assert not list((app.data_dir / "cache" / "huggingface" / "hub").glob("datasets--acme--resumable"))
 
 
 def test_bad_requests(app: Appliance) -> None:

@@ -57,4 +57,4 @@ register(JobKind("dataset.import", "appliance.ml.dataset_ingest:run", lane="heav
                  progress_type="dataset.progress", cleanup="appliance.ml.dataset_ingest:cleanup"))
 # Downloads share the heavy lane for now: one at a time, never blocking interactive work.
 register(JobKind("dataset.download", "appliance.ml.dataset_download:run", lane="heavy",
-                 progress_type="dataset.progress", cleanup="appliance.ml.dataset_download:cleanup"))
+                 progress_type="dataset.progress", resumable=True, cleanup="appliance.ml.dataset_download:cleanup"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -88,6 +89,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
                         ctx.progress(0.05 + 0.4 * len(rows) / params.max_samples, f"Downloaded {len(rows):,} samples")
                 data = Dataset.from_list(rows)
             else:
+                # Raw files land in the Hub cache (data/cache/huggingface), which survives a failed
+                # attempt: a retry, or a re-queue after a worker restart, resumes them with Range
+                # requests instead of starting over.
                 data = load_dataset(params.repo_id, params.config, split=params.split, token=token,
                                     cache_dir=str(root / "cache"))
         except ValueError as exc:  # bad split or config names
@@ -103,10 +107,19 @@ def run(ctx: JobContext) -> dict[str, Any]:
                                   f"{', '.join(data.column_names)}", details={"field": "text_column"})
         set_status(params.dataset_id, "ingesting")
         ctx.progress(0.5, "Ingesting", force=True)
-        return ingest(ctx, params.dataset_id, data, params.text_column, root)
+        result = ingest(ctx, params.dataset_id, data, params.text_column, root, split=params.split)
+        _forget_raw_files(params.repo_id)
+        return result
     finally:
         delete_secret(settings.data_dir, params.dataset_id)
         shutil.rmtree(root / "cache", ignore_errors=True)
+
+
+def _forget_raw_files(repo_id: str) -> None:
+    """The ingested Arrow copy is the dataset; the raw download need not take the disk twice."""
+    from huggingface_hub import constants
+
+    shutil.rmtree(Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}", ignore_errors=True)
 
 
 def cleanup(job: Any) -> None:

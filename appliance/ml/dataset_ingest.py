@@ -68,33 +68,46 @@ def compute_stats(lengths: list[int], splits: Counter[str]) -> dict[str, Any]:
     }
 
 
-def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, root: Path) -> dict[str, Any]:
-    """Store ``data[column]`` as the dataset: Arrow on disk, samples in SQLite, statistics; mark it ready."""
+def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, root: Path, *, split: str = "train",
+           split_column: str | None = None, source_column: str | None = None) -> dict[str, Any]:
+    """Store ``data[column]`` as the dataset: Arrow on disk, samples in SQLite, statistics; mark it ready.
+
+    Idempotent: a re-run after a crash replaces whatever an earlier attempt left."""
     settings = get_settings()
     conn = connect_sync(settings.db_path)
     try:
-        data = data.select_columns([column])
+        keep = [c for c in (column, split_column, source_column) if c]
+        data = data.select_columns(keep)
         if column != "text":
             data = data.rename_column(column, "text")
         total = len(data)
         if total == 0:
             raise ValidationError("The dataset has no samples", details={"field": "path"})
         ctx.check()
+        shutil.rmtree(root / "arrow", ignore_errors=True)
         data.save_to_disk(str(root / "arrow"))
         shutil.rmtree(root / "cache", ignore_errors=True)
+        conn.execute("DELETE FROM dataset_samples WHERE dataset_id = ?", (dataset_id,))
         lengths: list[int] = []
+        splits: Counter[str] = Counter()
         for start in range(0, total, BATCH):
             ctx.check()
-            texts = ["" if t is None else str(t) for t in data[start:start + BATCH]["text"]]
-            rows = [(dataset_id, start + i, "train", len(t), t) for i, t in enumerate(texts)]
+            batch = data[start:start + BATCH]
+            texts = ["" if t is None else str(t) for t in batch["text"]]
+            names = batch[split_column] if split_column else [split] * len(texts)
+            sources = batch[source_column] if source_column else [None] * len(texts)
+            rows = [(dataset_id, start + i, names[i], len(t), t,
+                     msgspec.json.encode({"source": sources[i]}).decode() if sources[i] else None)
+                    for i, t in enumerate(texts)]
             lengths.extend(r[3] for r in rows)
+            splits.update(names)
             conn.execute("BEGIN")
-            conn.executemany("INSERT INTO dataset_samples (dataset_id, idx, split, length, text) VALUES (?, ?, ?, ?, ?)",
-                             rows)
+            conn.executemany("INSERT INTO dataset_samples (dataset_id, idx, split, length, text, metadata)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
             done = min(total, start + BATCH)
             ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
-        stats = compute_stats(lengths, Counter({"train": total}))
+        stats = compute_stats(lengths, splits)
         size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
         conn.execute("UPDATE datasets SET status = 'ready', num_samples = ?, size_bytes = ?, stats = ?, updated_at = ?"
                      " WHERE id = ?", (total, size, msgspec.json.encode(stats).decode(), time.time(), dataset_id))
