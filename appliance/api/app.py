@@ -29,6 +29,7 @@ from appliance.db import connect_async, migrate
 from appliance.device.monitor import Monitor
 from appliance.device.platform import detect_cached
 from appliance.jobs import sql
+from appliance.api.seeds import seed_first_start
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.broadcast import Broadcaster
 from appliance.jobs.queue import JobQueue
@@ -53,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         api.db = await connect_async(settings.db_path)
         api.events_db = await connect_async(settings.db_path)
         api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path, api.db_lock)
+        await seed_first_start(api)
         await api.broadcaster.start(api.events_db, settings.db_path)
         api.platform = detect_cached(settings.host_root)
         api.monitor = Monitor(settings, api.platform, api.broadcaster, worker_pid)

@@ -14,6 +14,7 @@ from litestar.params import Parameter
 
 from appliance.api import multipart
 from appliance.api.envelope import Accepted, Meta, meta, page_meta
+from appliance.api.seeds import create_demo_dataset
 from appliance.api.state import api_state
 from appliance.api.multipart import PayloadTooLarge
 from appliance.api.validation import check_id, safe_path
@@ -193,6 +194,17 @@ class DatasetsController(Controller):
         return await self._start_import(request, path, fmt, dataset_id=dataset_id, name=fields.name or path.stem,
                                         source="upload", text_column=fields.text_column, txt_mode=fields.txt_mode,
                                         remove_source=True)
+
+    @post("/demo", summary="(Re)create the demo dataset from this device's Python standard library")
+    async def demo(self, request: Request) -> Response[AcceptedResponse]:
+        api = api_state(request)
+        assert api.db is not None
+        existing = await api.db.execute_fetchall("SELECT id FROM datasets WHERE source = 'demo' AND status != 'error'")
+        if existing:
+            raise Conflict(f"The demo dataset already exists ({existing[0]['id']}); delete it first to rebuild it",
+                           details={"dataset_id": existing[0]["id"]})
+        job = await create_demo_dataset(api)
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
 
     @post("/download", summary="Download a dataset from the Hugging Face Hub (streamed when max_samples is set)")
     async def download(self, request: Request, data: DownloadRequest) -> Response[AcceptedResponse]:

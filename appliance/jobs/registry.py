@@ -58,3 +58,5 @@ register(JobKind("dataset.import", "appliance.ml.dataset_ingest:run", lane="heav
 # Downloads share the heavy lane for now: one at a time, never blocking interactive work.
 register(JobKind("dataset.download", "appliance.ml.dataset_download:run", lane="heavy",
                  progress_type="dataset.progress", resumable=True, cleanup="appliance.ml.dataset_download:cleanup"))
+register(JobKind("dataset.demo", "appliance.ml.dataset_ingest:build_demo", lane="heavy",
+                 progress_type="dataset.progress", resumable=True, cleanup="appliance.ml.dataset_ingest:cleanup"))

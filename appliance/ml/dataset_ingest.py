@@ -136,6 +136,20 @@ def run(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
+def build_demo(ctx: JobContext) -> dict[str, Any]:
+    """The demo dataset, from this device's Python standard library (no network)."""
+    from datasets import Dataset
+
+    from appliance.ml.demo_corpus import samples
+
+    dataset_id = ctx.params["dataset_id"]
+    ctx.progress(0.02, "Reading the Python standard library", force=True)
+    data = Dataset.from_list(list(samples()))
+    ctx.progress(0.4, f"Found {len(data):,} texts", force=True)
+    return ingest(ctx, dataset_id, data, "text", get_settings().data_dir / "datasets" / dataset_id,
+                  split_column="split", source_column="source")
+
+
 def cleanup(job: Any) -> None:
     """A failed or cancelled import leaves nothing behind: no files, no samples, no row."""
     dataset_id = job.params.get("dataset_id")
