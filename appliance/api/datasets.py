@@ -22,7 +22,18 @@ from appliance.dataset_formats import detect_format
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.secrets import write_secret
+from appliance.tokenization import TokenizeSettings, tokenizer_path
 from appliance.timefmt import iso
+
+
+class Tokenization(msgspec.Struct):
+    tokenizer: str
+    status: str  # tokenizing | ready | error
+    settings: dict[str, Any]
+    stats: dict[str, Any] | None
+    job_id: str | None
+    error: str | None
+    updated_at: str
 
 
 class Dataset(msgspec.Struct):
@@ -41,6 +52,7 @@ class Dataset(msgspec.Struct):
     stats: dict[str, Any] | None
     created_at: str
     updated_at: str
+    tokenizations: list[Tokenization] = []
 
 
 class Sample(msgspec.Struct):
@@ -107,14 +119,33 @@ class AcceptedResponse(msgspec.Struct):
     meta: Meta
 
 
-def _dataset(row: Any) -> Dataset:
+def _tokenization(row: Any) -> Tokenization:
+    return Tokenization(row["tokenizer"], row["status"], msgspec.json.decode(row["settings"]),
+                        msgspec.json.decode(row["stats"]) if row["stats"] else None, row["job_id"],
+                        row["error_message"], iso(row["updated_at"]) or "")
+
+
+async def _tokenizations(db: Any, dataset_ids: list[str]) -> dict[str, list[Tokenization]]:
+    if not dataset_ids:
+        return {}
+    marks = ",".join("?" * len(dataset_ids))
+    rows = await db.execute_fetchall(f"SELECT * FROM dataset_tokenizations WHERE dataset_id IN ({marks})"
+                                     " ORDER BY updated_at DESC", dataset_ids)
+    found: dict[str, list[Tokenization]] = {}
+    for row in rows:
+        found.setdefault(row["dataset_id"], []).append(_tokenization(row))
+    return found
+
+
+def _dataset(row: Any, tokenizations: list[Tokenization] | None = None) -> Dataset:
     return Dataset(
         id=row["id"], name=row["name"], source=row["source"], repo_id=row["repo_id"], split=row["split"],
         format=row["format"], text_column=row["text_column"], status=row["status"],
         error={"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None,
         job_id=row["job_id"], num_samples=row["num_samples"], size_bytes=row["size_bytes"],
         stats=msgspec.json.decode(row["stats"]) if row["stats"] else None,
-        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "")
+        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "",
+        tokenizations=tokenizations or [])
 
 
 def _fts_query(search: str) -> str:
@@ -230,11 +261,45 @@ class DatasetsController(Controller):
         db = api_state(request).db
         assert db is not None
         rows = await db.execute_fetchall("SELECT * FROM datasets ORDER BY created_at DESC")
-        return DatasetListResponse([_dataset(r) for r in rows], meta())
+        tokenized = await _tokenizations(db, [r["id"] for r in rows])
+        return DatasetListResponse([_dataset(r, tokenized.get(r["id"])) for r in rows], meta())
 
-    @get("/{dataset_id:str}", summary="One dataset with its statistics")
+    @get("/{dataset_id:str}", summary="One dataset with its statistics and tokenizations")
     async def get_dataset(self, request: Request, dataset_id: str) -> DatasetResponse:
-        return DatasetResponse(_dataset(await self._row(request, dataset_id)), meta())
+        row = await self._row(request, dataset_id)
+        tokenized = await _tokenizations(api_state(request).db, [row["id"]])
+        return DatasetResponse(_dataset(row, tokenized.get(row["id"])), meta())
+
+    @post("/{dataset_id:str}/tokenize", summary="Tokenize a ready dataset (settings are kept per tokenizer)")
+    async def tokenize(self, request: Request, dataset_id: str, data: TokenizeSettings) -> Response[AcceptedResponse]:
+        row = await self._row(request, dataset_id)
+        api = api_state(request)
+        assert api.db is not None and api.jobs is not None
+        if row["status"] != "ready":
+            raise Conflict(f"Dataset {row['id']} is {row['status']}, not ready", details={"status": row["status"]})
+        data.check()
+        tokenizer_path(data.tokenizer, api.settings.data_dir)
+        settings = msgspec.to_builtins(data)
+        now = time.time()
+        async with api.db_lock:  # check and claim together, so two requests cannot both start a run
+            busy = await api.db.execute_fetchall(
+                "SELECT job_id FROM dataset_tokenizations WHERE dataset_id = ? AND tokenizer = ?"
+                " AND status = 'tokenizing'", (row["id"], data.tokenizer))
+            if busy:
+                raise Conflict(f"Dataset {row['id']} is already being tokenized with {data.tokenizer}",
+                               details={"job_id": busy[0]["job_id"]})
+            # The row exists before the job does: the worker only ever updates it.
+            await api.db.execute(
+                "INSERT INTO dataset_tokenizations (dataset_id, tokenizer, settings, status, created_at, updated_at)"
+                " VALUES (?, ?, ?, 'tokenizing', ?, ?) ON CONFLICT (dataset_id, tokenizer) DO UPDATE SET"
+                " status = 'tokenizing', job_id = NULL, error_message = NULL, updated_at = excluded.updated_at",
+                (row["id"], data.tokenizer, msgspec.json.encode(settings).decode(), now, now))
+        job = await api.jobs.create("dataset.tokenize", {"dataset_id": row["id"], "settings": settings},
+                                    target=("dataset", row["id"]))
+        async with api.db_lock:
+            await api.db.execute("UPDATE dataset_tokenizations SET job_id = ? WHERE dataset_id = ? AND tokenizer = ?",
+                                 (job.id, row["id"], data.tokenizer))
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
 
     @get("/{dataset_id:str}/samples", summary="Browse samples: pagination, split filter, full-text search")
     async def samples(self, request: Request, dataset_id: str,

@@ -60,3 +60,5 @@ register(JobKind("dataset.download", "appliance.ml.dataset_download:run", lane="
                  progress_type="dataset.progress", resumable=True, cleanup="appliance.ml.dataset_download:cleanup"))
 register(JobKind("dataset.demo", "appliance.ml.dataset_ingest:build_demo", lane="heavy",
                  progress_type="dataset.progress", resumable=True, cleanup="appliance.ml.dataset_ingest:cleanup"))
+register(JobKind("dataset.tokenize", "appliance.ml.dataset_tokenize:run", lane="heavy",
+                 progress_type="dataset.progress", cleanup="appliance.ml.dataset_tokenize:cleanup"))

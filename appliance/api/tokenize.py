@@ -1,0 +1,81 @@
+"""Tokenizers on this device and the tokenization preview (the chips of the Tokenization tab)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import anyio
+import msgspec
+from litestar import Controller, Request, get, post
+
+from appliance.api.envelope import Meta, meta
+from appliance.api.state import api_state
+from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, configure, load_tokenizer, pieces
+
+
+class TokenizerInfo(msgspec.Struct):
+    id: str
+    name: str
+    source: str  # "demo" or "model"
+    vocab_size: int
+
+
+class PreviewRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    text: Annotated[str, msgspec.Meta(max_length=20_000)]
+    tokenizer: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = DEMO_TOKENIZER
+    max_length: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 512
+    truncation: Truncation = "longest_first"
+    add_special_tokens: bool = True
+
+
+class PreviewToken(msgspec.Struct):
+    id: int
+    text: str
+    special: bool
+
+
+class Preview(msgspec.Struct):
+    tokenizer: str
+    tokens: list[PreviewToken]
+    count: int
+    truncated: bool
+
+
+class PreviewResponse(msgspec.Struct):
+    data: Preview
+    meta: Meta
+
+
+class TokenizerListResponse(msgspec.Struct):
+    data: list[TokenizerInfo]
+    meta: Meta
+
+
+def _preview(data: PreviewRequest, data_dir: Path) -> Preview:
+    settings = TokenizeSettings(tokenizer=data.tokenizer, max_length=data.max_length, truncation=data.truncation,
+                                padding="do_not_pad", add_special_tokens=data.add_special_tokens)
+    settings.check()
+    base = load_tokenizer(data.tokenizer, data_dir)
+    encoding = configure(base, settings).encode(data.text, add_special_tokens=data.add_special_tokens)
+    texts = pieces(encoding, data.text, base)
+    tokens = [PreviewToken(i, t, bool(s)) for i, t, s in zip(encoding.ids, texts, encoding.special_tokens_mask)]
+    return Preview(data.tokenizer, tokens, len(tokens), bool(encoding.overflowing))
+
+
+class TokenizeController(Controller):
+    path = "/api"
+    tags = ["datasets"]
+
+    @get("/tokenizers", summary="Tokenizers available for tokenizing datasets")
+    async def tokenizers(self, request: Request) -> TokenizerListResponse:
+        data_dir = api_state(request).settings.data_dir
+        demo = await anyio.to_thread.run_sync(load_tokenizer, DEMO_TOKENIZER, data_dir)
+        # Models' tokenizers join this list when models can be downloaded (their ids are model ids).
+        return TokenizerListResponse([TokenizerInfo(DEMO_TOKENIZER, "Demo tokenizer (byte-level BPE)", "demo",
+                                                    demo.get_vocab_size(with_added_tokens=True))], meta())
+
+    @post("/tokenize/preview", status_code=200, summary="Tokenize a text: token pieces and ids")
+    async def preview(self, request: Request, data: PreviewRequest) -> PreviewResponse:
+        result = await anyio.to_thread.run_sync(_preview, data, api_state(request).settings.data_dir)
+        return PreviewResponse(result, meta())

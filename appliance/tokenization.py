@@ -1,0 +1,105 @@
+"""Tokenizers and tokenization settings, shared by the API (preview) and the worker (dataset jobs).
+
+Only the Rust ``tokenizers`` library is used, never transformers: it is what a model's fast tokenizer
+runs on anyway, it loads a ``tokenizer.json`` in milliseconds, and it keeps torch out of the API.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+import msgspec
+
+from appliance.demo import TOKENIZER_FILE
+from appliance.errors import NotFound, ValidationError
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
+
+DEMO_TOKENIZER = "demo"
+Padding = Literal["max_length", "longest", "do_not_pad"]
+Truncation = Literal["longest_first", "only_first", "only_second", "do_not_truncate"]
+
+
+class TokenizeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The mock's tokenization form; stored with each tokenized dataset and reused by its consumers."""
+    tokenizer: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = DEMO_TOKENIZER
+    max_length: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 512
+    padding: Padding = "max_length"
+    truncation: Truncation = "longest_first"
+    add_special_tokens: bool = True
+    return_attention_mask: bool = True
+
+    def check(self) -> None:
+        if self.truncation == "only_second":
+            raise ValidationError("Truncation 'only_second' applies to pairs of texts; a dataset sample is one text: "
+                                  "use 'longest_first' or 'only_first'", details={"field": "truncation"})
+
+
+def tokenizer_path(tokenizer_id: str, data_dir: Path) -> Path:
+    """Where a tokenizer's ``tokenizer.json`` lives: the demo kit's, or a downloaded model's."""
+    if tokenizer_id == DEMO_TOKENIZER:
+        return TOKENIZER_FILE
+    if tokenizer_id.startswith("mdl_") and "/" not in tokenizer_id and ".." not in tokenizer_id:
+        path = data_dir / "models" / tokenizer_id / "tokenizer.json"
+        if path.is_file():
+            return path
+    raise NotFound(f"No tokenizer {tokenizer_id!r}: use 'demo' or the id of a ready model",
+                   details={"field": "tokenizer"})
+
+
+_cache: dict[tuple[str, float], "Tokenizer"] = {}
+_lock = threading.Lock()
+
+
+def load_tokenizer(tokenizer_id: str, data_dir: Path) -> "Tokenizer":
+    from tokenizers import Tokenizer
+
+    path = tokenizer_path(tokenizer_id, data_dir)
+    key = (str(path), path.stat().st_mtime)
+    with _lock:
+        if key not in _cache:
+            _cache.clear()  # one or two tokenizers in use at a time on a small device
+            _cache[key] = Tokenizer.from_file(str(path))
+        return _cache[key]
+
+
+def pad_token(tokenizer: "Tokenizer") -> tuple[int, str]:
+    """The padding token: the tokenizer's own, else its end-of-text token (what GPT-2 users do)."""
+    vocab = tokenizer.get_vocab()
+    for token in ("<pad>", "[PAD]", "<|pad|>", "<|endoftext|>", "</s>", "<eos>", "<|end_of_text|>"):
+        if token in vocab:
+            return vocab[token], token
+    return 0, tokenizer.id_to_token(0) or ""
+
+
+def configure(tokenizer: "Tokenizer", settings: TokenizeSettings) -> "Tokenizer":
+    """A copy of ``tokenizer`` that truncates and pads as ``settings`` say (copies: the cached one is shared)."""
+    from tokenizers import Tokenizer
+
+    configured = Tokenizer.from_str(tokenizer.to_str())
+    configured.no_truncation()
+    configured.no_padding()
+    if settings.truncation != "do_not_truncate":
+        configured.enable_truncation(settings.max_length)
+    if settings.padding != "do_not_pad":
+        pad_id, pad = pad_token(tokenizer)
+        configured.enable_padding(pad_id=pad_id, pad_token=pad,
+                                  length=settings.max_length if settings.padding == "max_length" else None)
+    return configured
+
+
+def pieces(encoding: "Encoding", text: str, tokenizer: "Tokenizer") -> list[str]:
+    """The text each token stands for, for display: the slice of the input it covers, or the special
+    token's name. Byte-level tokens that split a character share it; the first shows it."""
+    out: list[str] = []
+    covered = 0  # text before this is shown by earlier chips
+    for token_id, (start, end), special in zip(encoding.ids, encoding.offsets, encoding.special_tokens_mask):
+        if special or start == end:
+            out.append(tokenizer.id_to_token(token_id) or "")
+        else:
+            out.append(text[max(start, covered):end])
+            covered = max(covered, end)
+    return out
