@@ -203,3 +203,17 @@ def test_bad_uploads_get_clear_errors_and_leave_nothing(app: Appliance) -> None:
     assert {d["id"] for d in app.get("/api/datasets").json()["data"]} == before
     uploads = app.data_dir / "uploads"
     assert not uploads.exists() or list(uploads.iterdir()) == []
+
+
+def test_search_counts_stop_at_a_cap_and_say_so(app: Appliance) -> None:
+    (_imports(app) / "many.txt").write_text("".join(f"cat number {i}\n" for i in range(1500)))
+    dataset = _dataset_of(app, _import(app, path="many.txt"))
+    url = f"/api/datasets/{dataset['id']}/samples"
+    common = app.get(url, params={"search": "cat", "limit": 10}).json()["meta"]["pagination"]
+    assert common == {"page": 1, "limit": 10, "total": 1000, "has_next": True, "has_prev": False,
+                      "total_exact": False}
+    deep = app.get(url, params={"search": "cat", "limit": 10, "page": 150}).json()
+    assert [s["index"] for s in deep["data"]] == list(range(1490, 1500))
+    assert deep["meta"]["pagination"]["has_next"] is False and deep["meta"]["pagination"]["total"] == 1500
+    rare = app.get(url, params={"search": "number 149"}).json()["meta"]["pagination"]
+    assert rare["total"] == 11 and "total_exact" not in rare  # 149 and 1490-1499

@@ -10,12 +10,14 @@ import msgspec
 from appliance.timefmt import now_iso
 
 
-class Pagination(msgspec.Struct):
+class Pagination(msgspec.Struct, omit_defaults=True):
     page: int
     limit: int
     total: int
     has_next: bool
     has_prev: bool
+    # False when counting stopped at a cap: there are at least `total` items ("1,000+").
+    total_exact: bool = True
 
 
 class Meta(msgspec.Struct, omit_defaults=True):
@@ -38,8 +40,10 @@ def meta(pagination: Pagination | None = None) -> Meta:
     return Meta(timestamp=now_iso(), request_id=request_id(), pagination=pagination)
 
 
-def page_meta(page: int, limit: int, total: int) -> Meta:
-    return meta(Pagination(page=page, limit=limit, total=total, has_next=page * limit < total, has_prev=page > 1))
+def page_meta(page: int, limit: int, total: int, *, exact: bool = True, has_next: bool | None = None) -> Meta:
+    return meta(Pagination(page=page, limit=limit, total=total,
+                           has_next=page * limit < total if has_next is None else has_next,
+                           has_prev=page > 1, total_exact=exact))
 
 
 class Accepted(msgspec.Struct):

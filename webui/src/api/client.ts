@@ -136,6 +136,50 @@ export async function apiPost<T>(path: string, body?: unknown,
   return (await apiRequest<T>(path, { ...options, method: 'POST', body: body ?? {} })).data;
 }
 
+export function apiDelete<T>(path: string, options: Omit<RequestOptions, 'method' | 'body'> = {}): Promise<T> {
+  return apiRequest<T>(path, { ...options, method: 'DELETE' }).then((envelope) => envelope.data);
+}
+
+/**
+ * POST a file as multipart/form-data with upload progress (fetch cannot report it, XHR can).
+ * Resolves with the envelope's data; rejects with an ApiError like apiRequest.
+ */
+export function uploadFile<T>(path: string, file: File, fields: Record<string, string>,
+                              onProgress?: (fraction: number) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const form = new FormData();
+    for (const [key, value] of Object.entries(fields)) if (value !== '') form.append(key, value);
+    form.append('file', file, file.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', path);
+    xhr.setRequestHeader('Accept', 'application/json');
+    xhr.upload.onprogress = (e) => {
+      if (e.lengthComputable && onProgress) onProgress(e.loaded / e.total);
+    };
+    xhr.onerror = () => reject(new ApiError('NETWORK_ERROR', 'The server could not be reached', 0, null, true));
+    xhr.onload = () => {
+      let payload: unknown = null;
+      try {
+        payload = JSON.parse(xhr.responseText);
+      } catch {
+        payload = null;
+      }
+      if (xhr.status >= 200 && xhr.status < 300 && typeof payload === 'object' && payload !== null && 'data' in payload) {
+        resolve((payload as { data: T }).data);
+        return;
+      }
+      if (xhr.status === 401) notifyUnauthorized();
+      if (isErrorBody(payload)) {
+        const e = payload.error;
+        reject(new ApiError(e.code, e.message, xhr.status, e.details ?? null, Boolean(e.retryable), e.timestamp ?? null));
+      } else {
+        reject(new ApiError(`HTTP_${xhr.status}`, `${xhr.status} ${xhr.statusText || 'error'}`, xhr.status));
+      }
+    };
+    xhr.send(form);
+  });
+}
+
 /** A short human sentence for any thrown value. */
 export function errorMessage(err: unknown): string {
   if (err instanceof ApiError) return err.message;

@@ -6,6 +6,8 @@ export interface Pagination {
   total: number;
   has_next: boolean;
   has_prev: boolean;
+  /** false: counting stopped at a cap and there are at least `total` items. */
+  total_exact?: boolean;
 }
 
 export interface Meta {
@@ -149,4 +151,120 @@ export interface JobProgress {
 
 export function isActive(status: JobStatus): boolean {
   return ACTIVE_STATUSES.includes(status);
+}
+
+// --- datasets ---------------------------------------------------------------------------------
+
+export type DatasetStatus = 'downloading' | 'ingesting' | 'ready' | 'error';
+
+export interface HistogramBucket {
+  range: string;
+  count: number;
+}
+
+export interface DatasetStats {
+  samples: number;
+  total_chars: number;
+  avg_length: number;
+  min_length: number;
+  median_length: number;
+  max_length: number;
+  length_unit: 'characters';
+  length_histogram: HistogramBucket[];
+  splits: Record<string, number>;
+}
+
+export interface TokenizeSettings {
+  tokenizer: string;
+  max_length: number;
+  padding: 'max_length' | 'longest' | 'do_not_pad';
+  truncation: 'longest_first' | 'only_first' | 'only_second' | 'do_not_truncate';
+  add_special_tokens: boolean;
+  return_attention_mask: boolean;
+}
+
+export interface TopToken {
+  id: number;
+  token: string;
+  text: string;
+  count: number;
+  share: number;
+}
+
+export interface TokenStats {
+  tokenizer: string;
+  vocab_size: number;
+  samples: number;
+  total_tokens: number;
+  avg_tokens: number;
+  min_tokens: number;
+  median_tokens: number;
+  max_tokens: number;
+  unique_tokens: number;
+  truncated_samples: number;
+  length_histogram: HistogramBucket[];
+  top_tokens: TopToken[];
+}
+
+export interface Tokenization {
+  tokenizer: string;
+  status: 'tokenizing' | 'ready' | 'error';
+  settings: TokenizeSettings;
+  stats: TokenStats | null;
+  job_id: string | null;
+  error: string | null;
+  updated_at: string;
+}
+
+export interface Dataset {
+  id: string;
+  name: string;
+  source: 'huggingface' | 'upload' | 'local' | 'demo';
+  repo_id: string | null;
+  split: string | null;
+  format: string | null;
+  text_column: string;
+  status: DatasetStatus;
+  error: { code: string; message: string } | null;
+  job_id: string | null;
+  num_samples: number | null;
+  size_bytes: number | null;
+  stats: DatasetStats | null;
+  created_at: string;
+  updated_at: string;
+  tokenizations: Tokenization[];
+}
+
+export interface Sample {
+  index: number;
+  split: string;
+  length: number;
+  text: string;
+  metadata: Record<string, unknown> | null;
+}
+
+export interface TokenizerInfo {
+  id: string;
+  name: string;
+  source: string;
+  vocab_size: number;
+}
+
+export interface PreviewToken {
+  id: number;
+  text: string;
+  special: boolean;
+}
+
+export interface TokenPreview {
+  tokenizer: string;
+  tokens: PreviewToken[];
+  count: number;
+  truncated: boolean;
+}
+
+export interface Accepted {
+  job_id: string;
+  status: JobStatus;
+  kind: string;
 }

@@ -9,6 +9,8 @@ import { isActive } from '../api/types';
 import { useEventStream } from './useEventStream';
 
 const KEEP = 100; // finished jobs kept in memory (active ones are always kept)
+// Each job kind reports progress under its resource's event type (DECISIONS: `<resource>.progress`).
+export const PROGRESS_TYPES = ['job.progress', 'dataset.progress'] as const;
 
 type JobMap = Record<string, Job>;
 
@@ -118,7 +120,7 @@ export function JobsProvider({ children }: { children: ReactNode }) {
       const job = event.data as Job | null;
       if (job && typeof job === 'object' && typeof job.id === 'string') dispatch({ type: 'upsert', job });
     });
-    const offProgress = subscribe('job.progress', (event: StreamEvent) => {
+    const onProgress = (event: StreamEvent) => {
       const data = event.data as JobProgress | null;
       const id = data?.job_id ?? event.job_id;
       if (!data || !id) return;
@@ -134,10 +136,11 @@ export function JobsProvider({ children }: { children: ReactNode }) {
         return;
       }
       dispatch({ type: 'progress', progress: { ...data, job_id: id } });
-    });
+    };
+    const offProgress = PROGRESS_TYPES.map((type) => subscribe(type, onProgress));
     return () => {
       offUpdated();
-      offProgress();
+      offProgress.forEach((off) => off());
     };
   }, [subscribe]);
 
