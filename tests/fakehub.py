@@ -13,6 +13,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlparse
@@ -41,6 +42,8 @@ class FakeHub:
     broken: threading.Event = field(default_factory=threading.Event)
     # Set to drop only file downloads: the repo answers, then the hub is lost mid-download.
     files_broken: threading.Event = field(default_factory=threading.Event)
+    # Seconds to wait before serving each file (a slow link, so a test can watch a download run).
+    file_delay_s: float = 0.0
     # Set to a byte count to cut the next full file download after that many bytes (once).
     cut_next_file_at: int | None = None
     server: ThreadingHTTPServer | None = None
@@ -185,6 +188,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(404, "EntryNotFound", f"{name} does not exist in {repo.repo_id}")
                 return
             data = repo.files[name]
+            if self.fake.file_delay_s and self.command == "GET":
+                time.sleep(self.fake.file_delay_s)
             headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
                        "Accept-Ranges": "bytes"}
             match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")

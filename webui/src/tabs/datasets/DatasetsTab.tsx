@@ -1,14 +1,69 @@
 import { Database } from 'lucide-react';
+import { useEffect, useState } from 'react';
 
+import { apiDelete, errorMessage } from '../../api/client';
+import type { Job, StreamEvent } from '../../api/types';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
+import { useToast } from '../../components/Toasts';
+import { useDatasets } from '../../hooks/useDatasets';
+import { useEventStream } from '../../hooks/useEventStream';
+import { useJobs } from '../../hooks/useJobs';
+import { DatasetDetail } from './DatasetDetail';
+import { DatasetRow } from './DatasetRow';
+import { DownloadForm } from './DownloadForm';
+import { UploadForm } from './UploadForm';
+
+const FAILURES: Record<string, string> = {
+  'dataset.import': 'Import failed', 'dataset.download': 'Download failed', 'dataset.demo': 'Demo dataset failed',
+};
 
 export function DatasetsTab() {
+  const { datasets, loaded, reload } = useDatasets();
+  const { byId, cancel } = useJobs();
+  const [openId, setOpenId] = useState<string | null>(null);
+  const { push } = useToast();
+  const open = datasets.find((d) => d.id === openId) ?? null;
+  // Oldest first, as in the mock: a new download appears at the bottom.
+  const rows = [...datasets].reverse();
+  const { subscribe } = useEventStream();
+
+  // A failed import leaves no row behind (nothing partial is kept), so the reason comes as a toast.
+  useEffect(() => subscribe('job.updated', (event: StreamEvent) => {
+    const job = event.data as Job | null;
+    const title = job && FAILURES[job.kind];
+    if (job && title && job.status === 'failed') push({ type: 'error', title, message: job.error?.message });
+  }), [subscribe, push]);
+
+  const remove = async (id: string, name: string) => {
+    if (!window.confirm(`Delete ${name} and its files?`)) return;
+    try {
+      await apiDelete(`/api/datasets/${id}`);
+      await reload();
+    } catch (err) {
+      push({ type: 'error', title: 'Not deleted', message: errorMessage(err) });
+    }
+  };
+
   return (
     <div data-testid="tab-datasets" className="space-y-6">
       <PageTitle>Dataset Management</PageTitle>
-      <EmptyState icon={Database} iconClassName="text-blue-400" title="No datasets yet"
-                  description="Datasets you download from Hugging Face or import will appear here." />
+      <DownloadForm onStarted={() => void reload()} />
+      <UploadForm onStarted={() => void reload()} />
+      {loaded && rows.length === 0 && (
+        <EmptyState icon={Database} iconClassName="text-blue-400" title="No datasets yet"
+                    description="Datasets you download from Hugging Face or import will appear here." />
+      )}
+      <div className="space-y-4" data-testid="dataset-list">
+        {rows.map((dataset) => (
+          <DatasetRow key={dataset.id} dataset={dataset} job={dataset.job_id ? byId[dataset.job_id] : undefined}
+                      onOpen={() => setOpenId(dataset.id)}
+                      onCancel={(jobId) => void cancel(jobId).catch((err) =>
+                        push({ type: 'error', title: 'Not cancelled', message: errorMessage(err) }))}
+                      onDelete={() => void remove(dataset.id, dataset.name)} />
+        ))}
+      </div>
+      {open && <DatasetDetail dataset={open} onClose={() => setOpenId(null)} onChanged={() => void reload()} />}
     </div>
   );
 }
