@@ -25,6 +25,7 @@ def hub() -> Iterator[FakeHub]:
     hub.add(Repo("acme/gated", "dataset", {"data/train.jsonl": jsonl}, token=TOKEN))
     hub.add(Repo("acme/flaky", "dataset", {"data/train.jsonl": jsonl}))
     # Bigger than huggingface_hub's 10 MB read chunk, so a cut connection leaves bytes to resume from.
+    hub.add(Repo("acme/spreadsheet", "dataset", {"data/train.xlsx": b"PK\x03\x04 not really"}))
     hub.add(Repo("acme/resumable", "dataset", {"data/train.jsonl": BIG_JSONL}))
     yield hub
     hub.stop()
@@ -107,6 +108,12 @@ def test_an_interrupted_file_download_resumes_where_it_stopped(app: Appliance, h
         [r for r in hub.requests if "train.jsonl" in r]
     # Once ingested, the raw download is not kept twice.
     assert not list((app.data_dir / "cache" / "huggingface" / "hub").glob("datasets--acme--resumable"))
+
+
+def test_a_repo_without_readable_data_files_is_a_clear_error(app: Appliance) -> None:
+    job, dataset = download(app, repo_id="acme/spreadsheet")
+    assert job["status"] == "failed" and job["error"]["code"] == "UNSUPPORTED_FORMAT", job["error"]
+    assert "acme/spreadsheet" in job["error"]["message"] and dataset["status"] == "error"
 
 
 def test_bad_requests(app: Appliance) -> None:

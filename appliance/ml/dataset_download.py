@@ -26,6 +26,11 @@ class AccessDenied(AppError):
     status_code = 403
 
 
+class UnsupportedFormat(AppError):
+    code = "UNSUPPORTED_FORMAT"
+    status_code = 422
+
+
 class DownloadParams(msgspec.Struct):
     dataset_id: str
     repo_id: str
@@ -94,6 +99,16 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 # requests instead of starting over.
                 data = load_dataset(params.repo_id, params.config, split=params.split, token=token,
                                     cache_dir=str(root / "cache"))
+        except FileNotFoundError as exc:
+            # The repo answered the probe; "no data files" means none in a format the library reads.
+            if type(exc).__name__ == "DataFilesNotFoundError" or "data files" in str(exc).lower():
+                raise UnsupportedFormat(f"{params.repo_id} has no data files the datasets library can read "
+                                        "(Parquet, JSON Lines, CSV, text, Arrow...): "
+                                        f"{str(exc)[:200]}") from None
+            if is_network_error(exc) or "doesn't exist" in str(exc) or "cannot be accessed" in str(exc):
+                raise UpstreamUnavailable(f"Lost the Hub during the download ({type(exc).__name__}): "
+                                          f"{str(exc)[:200]}; try again") from None
+            raise
         except ValueError as exc:  # bad split or config names
             raise ValidationError(f"{params.repo_id}: {str(exc)[:300]}", details={"field": "split"}) from None
         except Exception as exc:  # noqa: BLE001 - sorted below: network trouble vs anything else
