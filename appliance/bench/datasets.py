@@ -1,8 +1,10 @@
-"""``mistudio bench datasets``: ingestion rate and sample search latency over a large dataset.
+"""``mistudio bench datasets``: ingestion rate, sample search latency and tokenization rate over a
+large dataset.
 
 Ingestion of a generated JSONL file through the API and worker (Arrow + SQLite FTS5 + statistics) is
 compared with a bare ``datasets`` load of the same file in this process. Search: full-text queries
-(common, rare and multi-word) over the dataset's samples, timed at the client.
+(common, rare and multi-word) over the dataset's samples, timed at the client. Tokenization by the
+worker (ids to Arrow, statistics) is compared with a bare ``encode_batch`` of the same texts.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ WORDS = ("the cat dog bird model layer feature sparse token attention residual n
 
 def _ts(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _bare_tokenize(path, settings: dict) -> float:
+    from appliance.config import get_settings
+    from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+
+    config = TokenizeSettings(**settings)
+    tokenizer = configure(load_tokenizer(config.tokenizer, get_settings().data_dir), config)
+    texts = [json.loads(line)["text"] for line in path.open()]
+    started = time.perf_counter()
+    for start in range(0, len(texts), 1000):
+        tokenizer.encode_batch(texts[start:start + 1000], add_special_tokens=config.add_special_tokens)
+    return time.perf_counter() - started
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +88,19 @@ def run(args: argparse.Namespace) -> int:
             began = time.perf_counter()
             client.get(url, params={"page": page * 20, "limit": 10})
             browse.append((time.perf_counter() - began) * 1000)
+        progress("tokenize through the API and the worker (demo tokenizer, 512, no padding)")
+        settings = {"tokenizer": "demo", "max_length": 512, "padding": "do_not_pad"}
+        job_id = client.post(f"/api/datasets/{dataset_id}/tokenize", json=settings).json()["data"]["job_id"]
+        while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in ("completed", "failed"):
+            time.sleep(0.5)
         client.close()
+        if job["status"] != "completed":
+            print(f"tokenization failed: {job['error']}")
+            return 1
+        tokenize_s = _ts(job["finished_at"]) - _ts(job["started_at"])
+        tokens = job["result"]["total_tokens"]
+        progress("bare encode_batch of the same texts in this process")
+        bare_tokenize_s = _bare_tokenize(path, settings)
     figures = [
         Figure(f"search p95 over {n:,} samples", percentile(latencies, 95), "ms", target=50,
                note=f"p50 {statistics.median(latencies):.1f} ms, {len(latencies)} queries"),
@@ -82,6 +109,10 @@ def run(args: argparse.Namespace) -> int:
                note=f"{ingest_s:.1f} s: Arrow + SQLite FTS5 + statistics"),
         Figure("bare datasets load", n / bare_s, "samples/s", digits=0, note=f"{bare_s:.1f} s, same file"),
         Figure("ingestion / bare load", bare_s / ingest_s, "x", digits=2, note="ratio of rates"),
+        Figure("tokenization", tokens / tokenize_s, "tokens/s", digits=0,
+               note=f"{tokenize_s:.1f} s: ids as Arrow + token statistics"),
+        Figure("bare encode_batch", tokens / bare_tokenize_s, "tokens/s", digits=0, note=f"{bare_tokenize_s:.1f} s"),
+        Figure("tokenization / bare encode", bare_tokenize_s / tokenize_s, "x", digits=2, note="ratio of rates"),
     ]
     print(section("Figures"))
     print(figures_table(figures))
