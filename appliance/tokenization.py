@@ -42,7 +42,7 @@ def tokenizer_path(tokenizer_id: str, data_dir: Path) -> Path:
     """Where a tokenizer's ``tokenizer.json`` lives: the demo kit's, or a downloaded model's."""
     if tokenizer_id == DEMO_TOKENIZER:
         return TOKENIZER_FILE
-    if tokenizer_id.startswith("mdl_") and "/" not in tokenizer_id and ".." not in tokenizer_id:
+    if tokenizer_id.startswith("m_") and "/" not in tokenizer_id and ".." not in tokenizer_id:
         path = data_dir / "models" / tokenizer_id / "tokenizer.json"
         if path.is_file():
             return path

@@ -99,7 +99,7 @@ def test_bad_tokenize_requests(app: Appliance, dataset: dict) -> None:
     assert_error(app.post(url, json={"max_length": 0}), 400, "VALIDATION_ERROR")
     assert_error(app.post(url, json={"padding": "sideways"}), 400, "VALIDATION_ERROR")
     assert_error(app.post(url, json={"tokenizer": "gpt-7"}), 404, "NOT_FOUND")
-    assert_error(app.post(url, json={"tokenizer": "mdl_../../etc"}), 404, "NOT_FOUND")
+    assert_error(app.post(url, json={"tokenizer": "m_../../etc"}), 404, "NOT_FOUND")
     assert_error(app.post("/api/datasets/ds_doesnotexist1/tokenize", json={}), 404, "NOT_FOUND")
 
 

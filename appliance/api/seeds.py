@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from appliance.api.state import ApiState
+from appliance.demo import MODEL_DIR
 from appliance.ids import new_id
 from appliance.jobs.model import Job
 
 log = logging.getLogger("mistudio.api")
 
 DEMO_DATASET_NAME = "Python stdlib docs (demo)"
+DEMO_MODEL_NAME = "mistudio-demo-gpt (demo)"
 
 
 async def create_demo_dataset(api: ApiState) -> Job:
@@ -33,15 +36,36 @@ async def create_demo_dataset(api: ApiState) -> Job:
     return job
 
 
+async def create_demo_model(api: ApiState) -> Job:
+    """Register the demo model shipped in appliance/demo/model (a job loads it and reads its layers)."""
+    assert api.db is not None and api.jobs is not None
+    model_id, now = new_id("m"), time.time()
+    async with api.db_lock:
+        await api.db.execute(
+            "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
+            " VALUES (?, ?, 'demo', 'fp32', 'loading', ?, ?, ?)", (model_id, DEMO_MODEL_NAME, str(MODEL_DIR), now, now))
+    job = await api.jobs.create("model.register", {"model_id": model_id, "path": str(MODEL_DIR), "precision": "fp32"},
+                                target=("model", model_id))
+    async with api.db_lock:
+        await api.db.execute("UPDATE models SET job_id = ? WHERE id = ?", (job.id, model_id))
+    return job
+
+
+SEEDS: dict[str, Callable[[ApiState], Awaitable[Job]]] = {
+    "seeded.demo_dataset": create_demo_dataset,
+    "seeded.demo_model": create_demo_model,
+}
+
+
 async def seed_first_start(api: ApiState) -> None:
     assert api.db is not None
     if not api.settings.seed_demo:
         return
-    rows = await api.db.execute_fetchall("SELECT 1 FROM app_state WHERE key = 'seeded.demo_dataset'")
-    if rows:
-        return
-    job = await create_demo_dataset(api)
-    async with api.db_lock:
-        await api.db.execute("INSERT OR IGNORE INTO app_state (key, value, updated_at) VALUES"
-                             " ('seeded.demo_dataset', ?, ?)", (job.id, time.time()))
-    log.info("first start: building the demo dataset (job %s)", job.id)
+    for key, create in SEEDS.items():
+        if await api.db.execute_fetchall("SELECT 1 FROM app_state WHERE key = ?", (key,)):
+            continue
+        job = await create(api)
+        async with api.db_lock:
+            await api.db.execute("INSERT OR IGNORE INTO app_state (key, value, updated_at) VALUES (?, ?, ?)",
+                                 (key, job.id, time.time()))
+        log.info("first start: %s (job %s)", key.removeprefix("seeded."), job.id)

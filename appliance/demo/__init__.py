@@ -7,3 +7,4 @@ from pathlib import Path
 
 DEMO_DIR = Path(__file__).resolve().parent
 TOKENIZER_FILE = DEMO_DIR / "tokenizer.json"
+MODEL_DIR = DEMO_DIR / "model"

@@ -74,6 +74,11 @@ class JobContext:
             payload.update(data)
         self._emit(self._progress_type, payload, durable=False)
 
+    @property
+    def fraction(self) -> float:
+        """The progress reported last (0..1)."""
+        return self._fraction
+
     def status(self, message: str) -> None:
         """A new message at the current progress (e.g. "Waiting for memory")."""
         self.progress(self._fraction, message, force=True)

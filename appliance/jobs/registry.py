@@ -62,3 +62,7 @@ register(JobKind("dataset.demo", "appliance.ml.dataset_ingest:build_demo", lane=
                  progress_type="dataset.progress", resumable=True, cleanup="appliance.ml.dataset_ingest:cleanup"))
 register(JobKind("dataset.tokenize", "appliance.ml.dataset_tokenize:run", lane="heavy",
                  progress_type="dataset.progress", cleanup="appliance.ml.dataset_tokenize:cleanup"))
+register(JobKind("model.register", "appliance.ml.models:register", lane="heavy",
+                 progress_type="model.progress", resumable=True, cleanup="appliance.ml.models:fail"))
+register(JobKind("model.download", "appliance.ml.model_download:run", lane="heavy",
+                 progress_type="model.progress", resumable=True, cleanup="appliance.ml.model_download:cleanup"))

@@ -17,13 +17,9 @@ import msgspec
 from appliance.config import get_settings
 from appliance.errors import AppError, NotFound, UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
+from appliance.ml.hub import is_network_error, probe
 from appliance.ml.dataset_ingest import ingest, set_status
 from appliance.secrets import delete_secret, read_secret
-
-
-class AccessDenied(AppError):
-    code = "ACCESS_DENIED"
-    status_code = 403
 
 
 class UnsupportedFormat(AppError):
@@ -40,39 +36,6 @@ class DownloadParams(msgspec.Struct):
     text_column: str = "text"
 
 
-_NETWORK_MODULES = ("httpx", "httpcore", "requests", "urllib3", "aiohttp", "fsspec.implementations.http")
-
-
-def is_network_error(exc: BaseException) -> bool:
-    """True if the exception, or one it came from, is a lost or refused connection or a timeout."""
-    seen: BaseException | None = exc
-    for _ in range(10):
-        if seen is None:
-            return False
-        if isinstance(seen, (ConnectionError, TimeoutError)) or type(seen).__module__.startswith(_NETWORK_MODULES):
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
-
-
-def _probe(repo_id: str, token: str | None) -> None:
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    try:
-        HfApi().dataset_info(repo_id, token=token, timeout=20)
-    except GatedRepoError:
-        raise AccessDenied(f"{repo_id} is gated: give an access token (hf_...) of an account that accepted "
-                           "its terms") from None
-    except RepositoryNotFoundError:
-        if token:
-            raise NotFound(f"No dataset {repo_id} on the Hub, or this token cannot see it") from None
-        raise NotFound(f"No dataset {repo_id} on the Hub (if it is private, give an access token)") from None
-    except Exception as exc:  # noqa: BLE001 - connection errors come from several HTTP libraries
-        raise UpstreamUnavailable(f"The Hugging Face Hub is unreachable ({type(exc).__name__}): check the "
-                                  "network, or import the data from a file instead") from None
-
-
 def run(ctx: JobContext) -> dict[str, Any]:
     params = msgspec.convert(ctx.params, DownloadParams)
     settings = get_settings()
@@ -80,7 +43,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     token = read_secret(settings.data_dir, params.dataset_id)
     try:
         ctx.progress(0.01, f"Contacting the Hub for {params.repo_id}", force=True)
-        _probe(params.repo_id, token)
+        probe("dataset", params.repo_id, token)
         from datasets import Dataset, load_dataset
 
         ctx.progress(0.05, "Downloading", force=True)

@@ -1,0 +1,85 @@
+"""Loading causal LMs in the worker at a chosen precision, and registering them (architecture, size)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.config import get_settings
+from appliance.db import connect_sync
+from appliance.errors import ValidationError
+from appliance.jobs.context import JobContext
+from appliance.ml.architecture import describe
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load(path: str | Path, precision: str = "fp32", on: str | None = None) -> Any:
+    """A model ready for inference (eval mode, no grads) in ``precision`` on ``on`` (default: the GPU
+    if there is one)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    on = on or device()
+    if precision in ("fp32", "fp16", "bf16"):
+        dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(on)
+    elif precision in ("q8", "q4") and on == "cuda":
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_8bit=True) if precision == "q8" else \
+            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, device_map={"": 0})
+    elif precision == "q8":
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    else:
+        raise ValidationError(f"Precision {precision} is not available on {on}", details={"field": "precision"})
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def folder_size(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _update(model_id: str, **fields: Any) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE models SET {assignments}, updated_at = ? WHERE id = ?",
+                     (*fields.values(), time.time(), model_id))
+    finally:
+        conn.close()
+
+
+def register(ctx: JobContext) -> dict[str, Any]:
+    """Load a model whose files are in place, read its architecture, mark it ready."""
+    model_id = ctx.params["model_id"]
+    path, precision = Path(ctx.params["path"]), ctx.params.get("precision", "fp32")
+    _update(model_id, status="quantizing" if precision in ("q8", "q4") else "loading")
+    ctx.progress(max(0.1, ctx.fraction), f"Loading the model ({precision})", force=True)
+    model = load(path, precision)
+    ctx.check()
+    architecture = describe(model)
+    _update(model_id, status="ready", architecture=msgspec.json.encode(architecture).decode(),
+            size_bytes=folder_size(path))
+    ctx.event("model.updated", {"model_id": model_id, "status": "ready"})
+    return {"model_id": model_id, "parameters": architecture["parameters"], "layers": architecture["layers"]}
+
+
+def fail(job: Any) -> None:
+    """A model that could not be loaded keeps its row, with the reason."""
+    model_id = job.params.get("model_id")
+    if model_id:
+        error = job.error
+        _update(model_id, status="error", error_code=error.code if error else "CANCELLED",
+                error_message=error.message if error else "Cancelled")
