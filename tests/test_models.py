@@ -130,3 +130,107 @@ def test_demo_model_is_registered_on_first_start(make_appliance) -> None:
     from appliance.demo import MODEL_DIR
 
     assert (MODEL_DIR / "model.safetensors").exists()  # the shipped files stay
+
+
+def _dataset(app: Appliance, name: str, texts: list[str]) -> str:
+    import json
+
+    folder = app.data_dir / "imports"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    response = app.post("/api/datasets/import", json={"path": name})
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+    assert job["status"] == "completed", job["error"]
+    return job["target"]["id"]
+
+
+def _extract(app: Appliance, model_id: str, **body) -> tuple[dict, dict]:
+    response = app.post(f"/api/models/{model_id}/extract-activations", json=body)
+    assert response.status_code == 202, response.text
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
+    return job, app.get(f"/api/activations/{job['target']['id']}").json()["data"]
+
+
+TEXTS = [f"Return the {w} of the socket number {i}, or raise an error." for i, w in
+         enumerate(["name", "address", "timeout", "family", "type"] * 6)]
+
+
+def test_extracted_activations_equal_a_direct_forward_pass(app: Appliance) -> None:
+    import torch
+    from safetensors.torch import load_file
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    _, model = download(app, repo_id="acme/tiny-gpt2")
+    dataset_id = _dataset(app, "extract.jsonl", TEXTS)
+    job, act = _extract(app, model["id"], dataset_id=dataset_id, layers=[0, 1],
+                        hook_types=["residual", "mlp", "attention"], batch_size=4, max_samples=20, context_length=12)
+    assert job["status"] == "completed", job["error"]
+    manifest = act["manifest"]
+    assert act["status"] == "ready" and manifest["samples"] == 20 and manifest["dtype"] == "float16"
+    folder = app.data_dir / "activations" / act["id"]
+    assert not folder.with_name(folder.name + ".partial").exists()
+    tokens = torch.cat([load_file(str(folder / f"tokens_{s['index']:04d}.safetensors"))["tokens"]
+                        for s in manifest["shards"]])
+    assert len(tokens) == manifest["tokens"]
+
+    path = app.data_dir / "models" / model["id"]
+    reference = AutoModelForCausalLM.from_pretrained(str(path)).eval()
+    tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
+    tokenizer.enable_truncation(12)
+    modules = dict(reference.named_modules())
+    for hook in manifest["hooks"]:
+        stored = torch.cat([load_file(str(folder / f"{hook['name']}_{s['index']:04d}.safetensors"))["activations"]
+                            for s in manifest["shards"]])
+        assert stored.dtype == torch.float16 and list(stored.shape) == hook["shape"]
+        expected, expected_tokens = [], []
+        for index, text in enumerate(TEXTS[:20]):
+            ids = tokenizer.encode(text).ids
+            seen = {}
+            handle = modules[hook["module"]].register_forward_hook(
+                lambda _m, _i, out: seen.__setitem__("x", out[0] if isinstance(out, tuple) else out))
+            with torch.no_grad():
+                reference(torch.tensor([ids]))
+            handle.remove()
+            expected.append(seen["x"][0])
+            expected_tokens += [(index, position, token) for position, token in enumerate(ids)]
+        torch.testing.assert_close(stored.float(), torch.cat(expected), atol=2e-2, rtol=2e-2)
+        assert tokens.tolist() == [list(t) for t in expected_tokens]
+        assert abs(hook["mean_norm"] - torch.cat(expected).norm(dim=-1).mean().item()) < 1e-2
+
+    # In use: neither the model nor the dataset can go while the set exists; then both can.
+    with app.client() as client:
+        assert_error(client.delete(f"/api/models/{model['id']}"), 409, "CONFLICT")
+        assert_error(client.delete(f"/api/datasets/{dataset_id}"), 409, "CONFLICT")
+        assert client.delete(f"/api/activations/{act['id']}").status_code == 200
+        assert not folder.exists()
+        assert client.delete(f"/api/datasets/{dataset_id}").status_code == 200
+
+
+def test_bad_extraction_requests(app: Appliance) -> None:
+    _, model = download(app, repo_id="acme/tiny-gpt2")
+    dataset_id = _dataset(app, "bad.jsonl", TEXTS)
+    url = f"/api/models/{model['id']}/extract-activations"
+    assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": [2]}), 400, "VALIDATION_ERROR")
+    assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": []}), 400, "VALIDATION_ERROR")
+    assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": [0], "hook_types": ["x"]}), 400,
+                 "VALIDATION_ERROR")
+    assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": [0], "context_length": 999}), 400,
+                 "VALIDATION_ERROR")
+    assert_error(app.post(url, json={"dataset_id": "ds_missing0000", "layers": [0]}), 404, "NOT_FOUND")
+    assert_error(app.post("/api/models/m_missing0000/extract-activations",
+                          json={"dataset_id": dataset_id, "layers": [0]}), 404, "NOT_FOUND")
+
+
+def test_extraction_memory_stays_flat_as_the_dataset_grows(app: Appliance) -> None:
+    _, model = download(app, repo_id="acme/tiny-gpt2")
+    dataset_id = _dataset(app, "big.jsonl", [f"sample {i} about sockets and files" for i in range(10_000)])
+    body = {"dataset_id": dataset_id, "layers": [0, 1], "hook_types": ["residual", "mlp"], "batch_size": 32,
+            "context_length": 16}
+    _extract(app, model["id"], **body, max_samples=200)  # warm-up: libraries and allocator settle
+    peaks = {}
+    for samples in (1000, 10_000):
+        job, act = _extract(app, model["id"], **body, max_samples=samples)
+        assert job["status"] == "completed" and act["manifest"]["samples"] == samples, job["error"]
+        peaks[samples] = job["result"]["peak_rss_mb"]
+    assert peaks[10_000] <= peaks[1000] * 1.10, peaks

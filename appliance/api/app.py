@@ -17,6 +17,7 @@ from litestar.types import ASGIApp
 from appliance import __version__
 from appliance.api.auth import require_token
 from appliance.api.datasets import DatasetsController
+from appliance.api.activations import ActivationsController, ExtractionController
 from appliance.api.models import ModelsController
 from appliance.api.tokenize import TokenizeController
 from appliance.api.errors import EXCEPTION_HANDLERS
@@ -72,7 +73,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     return Litestar(
-        route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController, events_stream,
+        route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
+                        ExtractionController, ActivationsController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

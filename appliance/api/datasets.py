@@ -363,6 +363,10 @@ class DatasetsController(Controller):
         if active:
             raise Conflict(f"Dataset {row['id']} is being processed by job {active[0]['id']}: cancel it first",
                            details={"job_id": active[0]["id"]})
+        used = await api.db.execute_fetchall("SELECT id FROM activation_sets WHERE dataset_id = ?", (row["id"],))
+        if used:
+            raise Conflict(f"Dataset {row['id']} is used by activation set {used[0]['id']}: delete that first",
+                           details={"activation_id": used[0]["id"]})
         async with api.db_lock:
             await api.db.execute("DELETE FROM datasets WHERE id = ?", (row["id"],))
         shutil.rmtree(api.settings.data_dir / "datasets" / row["id"], ignore_errors=True)

@@ -66,3 +66,5 @@ register(JobKind("model.register", "appliance.ml.models:register", lane="heavy",
                  progress_type="model.progress", resumable=True, cleanup="appliance.ml.models:fail"))
 register(JobKind("model.download", "appliance.ml.model_download:run", lane="heavy",
                  progress_type="model.progress", resumable=True, cleanup="appliance.ml.model_download:cleanup"))
+register(JobKind("activations.extract", "appliance.ml.activations:run", lane="heavy",
+                 progress_type="activations.progress", cleanup="appliance.ml.activations:cleanup"))

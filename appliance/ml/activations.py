@@ -1,0 +1,291 @@
+"""Activation extraction: stream a dataset's tokens through a model with forward hooks and write the
+hooked activations as fp16 safetensors shards with a manifest.
+
+Memory stays flat whatever the dataset's size: one batch of activations plus one shard buffer per
+hook (sized so all buffers together stay under ``SHARD_BUDGET_BYTES``) are all that is held. Only real
+tokens are stored (no padding), each with its sample index and position in ``tokens_NNNN``
+shards, so later stages can find a token's context. The set is written to ``<id>.partial`` and
+renamed when complete: a failed or cancelled run leaves nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.config import get_settings
+from appliance.db import connect_sync
+from appliance.device.memory import Estimate, estimate_activations, estimate_model
+from appliance.errors import AppError, ValidationError
+from appliance.jobs.context import JobContext
+from appliance.jobs.runner import memory_manager
+from appliance.ml.architecture import block_output, find_layers
+from appliance.ml.models import load
+
+SHARD_BUDGET_BYTES = 64 * 2**20  # all hooks' shard buffers together: the one part that grows with a run
+MANIFEST = "manifest.json"
+
+
+class _Stop(Exception):
+    """Raised by a hook to end a forward pass once the deepest wanted activation is captured."""
+
+
+def _stop(*_: Any) -> None:
+    raise _Stop
+
+
+class InsufficientStorage(AppError):
+    code = "INSUFFICIENT_STORAGE"
+    status_code = 507
+
+
+class ExtractParams(msgspec.Struct):
+    activation_id: str
+    model_id: str
+    model_path: str
+    precision: str
+    tokenizer: str
+    dataset_id: str
+    hook_points: list[dict[str, Any]]  # the model's hook points chosen (name, module, layer, type)
+    d_model: int
+    parameters: int
+    batch_size: int = 8
+    max_samples: int | None = 1000
+    context_length: int = 128
+
+
+def set_dir(data_dir: Path, activation_id: str) -> Path:
+    return data_dir / "activations" / activation_id
+
+
+def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[int], list[list[int]]]]:
+    """(sample indices, token ids) per batch: from the dataset's stored tokenization with this
+    tokenizer when there is one, else tokenized here; cut to ``context_length``."""
+    from datasets import Dataset, load_from_disk
+
+    from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+
+    root = data_dir / "datasets" / params.dataset_id
+    stored = root / "tokenized" / params.tokenizer / "data.arrow"
+    limit = params.max_samples
+    if stored.is_file():
+        data = Dataset.from_file(str(stored))
+        count = min(len(data), limit or len(data))
+        for start in range(0, count, params.batch_size):
+            rows = data[start:min(count, start + params.batch_size)]
+            yield (list(range(start, start + len(rows["length"]))),
+                   [ids[:min(n, params.context_length)] for ids, n in zip(rows["input_ids"], rows["length"])])
+        return
+    texts = load_from_disk(str(root / "arrow"))
+    count = min(len(texts), limit or len(texts))
+    tokenizer = configure(load_tokenizer(params.tokenizer, data_dir),
+                          TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
+                                           padding="do_not_pad"))
+    for start in range(0, count, params.batch_size):
+        batch = texts[start:min(count, start + params.batch_size)]["text"]
+        encodings = tokenizer.encode_batch(["" if t is None else t for t in batch])
+        yield list(range(start, start + len(batch))), [e.ids for e in encodings]
+
+
+class PeakRss:
+    """The process's peak resident memory while a job runs (sampled; VmHWM is lifetime-wide)."""
+
+    def __init__(self, interval: float = 0.05):
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+
+    @staticmethod
+    def rss() -> int:
+        with open("/proc/self/statm") as handle:
+            return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _run(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            self.peak = max(self.peak, self.rss())
+
+    def __enter__(self) -> "PeakRss":
+        self.peak = self.rss()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.rss())
+
+
+class ShardWriter:
+    """Buffers per hook; writes ``{hook}_{NNNN}.safetensors`` and ``tokens_{NNNN}.safetensors`` together."""
+
+    def __init__(self, folder: Path, names: list[str], shard_tokens: int):
+        self.folder, self.names, self.shard_tokens = folder, names, shard_tokens
+        self.buffers: dict[str, list[Any]] = {n: [] for n in names}
+        self.tokens: list[Any] = []
+        self.buffered = 0
+        self.shards: list[dict[str, Any]] = []
+
+    def add(self, activations: dict[str, Any], tokens: Any) -> None:
+        for name in self.names:
+            self.buffers[name].append(activations[name])
+        self.tokens.append(tokens)
+        self.buffered += len(tokens)
+        if self.buffered >= self.shard_tokens:
+            self.flush()
+
+    def flush(self) -> None:
+        import torch
+        from safetensors.torch import save_file
+
+        if not self.buffered:
+            return
+        index = len(self.shards)
+        for name in self.names:
+            save_file({"activations": torch.cat(self.buffers[name]).contiguous()},
+                      str(self.folder / f"{name}_{index:04d}.safetensors"))
+            self.buffers[name].clear()
+        save_file({"tokens": torch.cat(self.tokens).contiguous()}, str(self.folder / f"tokens_{index:04d}.safetensors"))
+        self.tokens.clear()
+        self.shards.append({"index": index, "tokens": self.buffered})
+        self.buffered = 0
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    import torch
+
+    params = msgspec.convert(ctx.params, ExtractParams)
+    data_dir = get_settings().data_dir
+    final = set_dir(data_dir, params.activation_id)
+    partial = final.with_name(final.name + ".partial")
+    names = [p["name"] for p in params.hook_points]
+    n_hooks = len(names)
+    from datasets import load_from_disk
+
+    # Disk first: every token of every sample at full context, fp16, per hook (an upper bound).
+    available = len(load_from_disk(str(data_dir / "datasets" / params.dataset_id / "arrow")))
+    samples = min(params.max_samples or available, available)
+    needed = samples * params.context_length * params.d_model * 2 * n_hooks
+    free = shutil.disk_usage(data_dir).free
+    if needed > free * 0.95:
+        raise InsufficientStorage(f"The set may need {needed / 1e9:,.2f} GB and {free / 1e9:,.2f} GB are free: "
+                                  "extract fewer samples, layers or hook types", details={"needed": needed, "free": free})
+    shard_tokens = max(1024, SHARD_BUDGET_BYTES // (n_hooks * params.d_model * 2))
+    estimate = Estimate({
+        **estimate_model(params.parameters, params.precision).parts,
+        "batch activations": estimate_activations(params.batch_size * params.context_length, params.d_model,
+                                                  "fp32", n_hooks * 2).total,
+        "shard buffers": estimate_activations(shard_tokens, params.d_model, "fp16", n_hooks).total,
+    })
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    with memory_manager().admit(ctx, estimate), PeakRss() as peak:
+        ctx.progress(0.01, f"Loading the model ({params.precision})", force=True)
+        model = load(params.model_path, params.precision)
+        device = next(model.parameters()).device
+        modules = dict(model.named_modules())
+        captured: dict[str, Any] = {}
+        handles = [modules[p["module"]].register_forward_hook(
+            lambda _m, _i, out, name=p["name"]: captured.__setitem__(name, block_output(out)))
+            for p in params.hook_points]
+        # Nothing after the deepest hooked block is needed: stop the forward pass there (no later
+        # layers, no vocabulary projection), as SAELens' stop_at_layer does.
+        layers_path, _ = find_layers(model)
+        deepest = max(p["layer"] for p in params.hook_points)
+        handles.append(modules[f"{layers_path}.{deepest}"].register_forward_hook(_stop))
+        writer = ShardWriter(partial, names, shard_tokens)
+        norm_sum = {n: 0.0 for n in names}
+        value_sum = {n: 0.0 for n in names}
+        square_sum = {n: 0.0 for n in names}
+        total_tokens = done_samples = 0
+        began = time.monotonic()
+        try:
+            for indices, batch in token_batches(params, data_dir):
+                ctx.check()
+                lengths = [len(ids) for ids in batch]
+                width = max(lengths) if lengths else 0
+                if width == 0:
+                    continue
+                ids = torch.zeros((len(batch), width), dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, tokens in enumerate(batch):
+                    ids[row, :len(tokens)] = torch.tensor(tokens)
+                    mask[row, :len(tokens)] = 1
+                with torch.inference_mode():
+                    try:
+                        model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
+                    except _Stop:
+                        pass
+                keep = mask.bool()
+                out: dict[str, Any] = {}
+                for name in names:
+                    acts = captured[name][keep.to(device)].float()
+                    norm_sum[name] += acts.norm(dim=-1).sum().item()
+                    value_sum[name] += acts.sum().item()
+                    square_sum[name] += acts.square().sum().item()
+                    out[name] = acts.to(torch.float16).cpu()
+                positions = torch.arange(width).expand(len(batch), width)[keep]
+                sample_index = torch.tensor(indices).unsqueeze(1).expand(len(batch), width)[keep]
+                writer.add(out, torch.stack([sample_index, positions, ids[keep]], dim=1).to(torch.int64))
+                total_tokens += int(keep.sum())
+                done_samples += len(batch)
+                ctx.progress(0.02 + 0.95 * done_samples / samples,
+                             f"{done_samples:,} of {samples:,} samples, {total_tokens:,} tokens",
+                             {"samples": done_samples, "tokens": total_tokens})
+            writer.flush()
+        finally:
+            for handle in handles:
+                handle.remove()
+        elapsed = time.monotonic() - began
+    if total_tokens == 0:
+        raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})
+    values = total_tokens * params.d_model
+    manifest = {
+        "activation_id": params.activation_id, "model_id": params.model_id, "dataset_id": params.dataset_id,
+        "tokenizer": params.tokenizer, "precision": params.precision, "dtype": "float16",
+        "context_length": params.context_length, "samples": done_samples, "tokens": total_tokens,
+        "d_model": params.d_model, "shards": writer.shards,
+        "token_columns": ["sample_index", "position", "token_id"],
+        "hooks": [{**p, "shape": [total_tokens, params.d_model], "mean_norm": round(norm_sum[p["name"]] / total_tokens, 5),
+                   "mean": round(value_sum[p["name"]] / values, 6),
+                   "std": round(max(0.0, square_sum[p["name"]] / values - (value_sum[p["name"]] / values) ** 2) ** 0.5, 6)}
+                  for p in params.hook_points],
+        "tokens_per_second": round(total_tokens / elapsed, 1) if elapsed else None,
+        "peak_rss_mb": round(peak.peak / 2**20, 1),
+    }
+    (partial / MANIFEST).write_bytes(msgspec.json.encode(manifest))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    size = sum(f.stat().st_size for f in final.iterdir())
+    _update(params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(), size_bytes=size)
+    ctx.event("activations.updated", {"activation_id": params.activation_id, "status": "ready"})
+    return {"activation_id": params.activation_id, "tokens": total_tokens, "samples": done_samples,
+            "tokens_per_second": manifest["tokens_per_second"], "peak_rss_mb": manifest["peak_rss_mb"]}
+
+
+def _update(activation_id: str, **fields: Any) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE activation_sets SET {assignments}, updated_at = ? WHERE id = ?",
+                     (*fields.values(), time.time(), activation_id))
+    finally:
+        conn.close()
+
+
+def cleanup(job: Any) -> None:
+    """No partial set is left: the files go, the row stays with the reason."""
+    activation_id = job.params.get("activation_id")
+    if not activation_id:
+        return
+    folder = set_dir(get_settings().data_dir, activation_id)
+    shutil.rmtree(folder.with_name(folder.name + ".partial"), ignore_errors=True)
+    error = job.error
+    _update(activation_id, status="error", error_code=error.code if error else "CANCELLED",
+            error_message=error.message if error else "Cancelled")
