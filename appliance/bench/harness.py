@@ -152,7 +152,8 @@ class Appliance:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
+        # No demo seeding unless a suite asks for it: its jobs would run during other suites' timings.
+        env = {"MISTUDIO_SEED_DEMO": "0", **{k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}}
         env.update({
             "MISTUDIO_DATA_DIR": str(self.data_dir),
             "MISTUDIO_HOST": "127.0.0.1",

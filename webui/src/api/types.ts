@@ -268,3 +268,76 @@ export interface Accepted {
   status: JobStatus;
   kind: string;
 }
+
+// --- models and activations -------------------------------------------------------------------
+
+export type ModelStatus = 'downloading' | 'loading' | 'quantizing' | 'ready' | 'error';
+export type Precision = 'fp32' | 'fp16' | 'bf16' | 'q8' | 'q4';
+
+export interface Model {
+  id: string;
+  name: string;
+  source: 'huggingface' | 'local' | 'demo';
+  repo_id: string | null;
+  revision: string | null;
+  precision: Precision;
+  status: ModelStatus;
+  error: { code: string; message: string } | null;
+  job_id: string | null;
+  size_bytes: number | null;
+  family: string | null;
+  layers: number | null;
+  d_model: number | null;
+  parameters: number | null;
+  memory_mb: Record<Precision, number> | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface HookPoint {
+  layer: number;
+  type: 'residual' | 'mlp' | 'attention';
+  name: string;
+  module: string;
+}
+
+export interface Architecture {
+  family: string;
+  class: string;
+  layers: number;
+  d_model: number | null;
+  heads: number | null;
+  kv_heads: number | null;
+  d_mlp: number | null;
+  vocab_size: number | null;
+  context_length: number | null;
+  parameters: number;
+  layers_module: string;
+  hook_points: HookPoint[];
+}
+
+export interface PrecisionSupport {
+  name: Precision;
+  supported: boolean;
+  reason: string;
+  bytes_per_param: number;
+}
+
+export interface Capabilities {
+  device: 'cpu' | 'cuda';
+  precisions: PrecisionSupport[];
+}
+
+export interface ActivationSet {
+  id: string;
+  model_id: string;
+  dataset_id: string;
+  status: 'extracting' | 'ready' | 'error';
+  config: { layers: number[]; hook_types: string[]; batch_size: number; max_samples: number | null; context_length: number };
+  manifest: { samples: number; tokens: number; d_model: number; tokens_per_second: number | null; peak_rss_mb: number } | null;
+  size_bytes: number | null;
+  job_id: string | null;
+  error: { code: string; message: string } | null;
+  created_at: string;
+  updated_at: string;
+}

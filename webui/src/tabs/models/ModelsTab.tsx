@@ -1,14 +1,86 @@
-import { Cpu } from 'lucide-react';
+import { Cpu, Trash2 } from 'lucide-react';
+import { useState } from 'react';
 
+import { apiDelete, errorMessage } from '../../api/client';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
+import { useToast } from '../../components/Toasts';
+import { useDatasets } from '../../hooks/useDatasets';
+import { useJobs } from '../../hooks/useJobs';
+import { useActivationSets, useModels } from '../../hooks/useModels';
+import { formatBytes } from '../datasets/format';
+import { ArchitectureModal } from './ArchitectureModal';
+import { ExtractModal } from './ExtractModal';
+import { ModelDownloadForm } from './ModelDownloadForm';
+import { ModelRow } from './ModelRow';
 
 export function ModelsTab() {
+  const { models, loaded, reload } = useModels();
+  const { sets, reload: reloadSets } = useActivationSets();
+  const { datasets } = useDatasets();
+  const { byId } = useJobs();
+  const { push } = useToast();
+  const [architectureOf, setArchitectureOf] = useState<string | null>(null);
+  const [extractFrom, setExtractFrom] = useState<string | null>(null);
+  const rows = [...models].reverse();
+  const names = Object.fromEntries([...models.map((m) => [m.id, m.name]), ...datasets.map((d) => [d.id, d.name])]);
+
+  const remove = async (path: string, name: string, after: () => Promise<void>) => {
+    if (!window.confirm(`Delete ${name}?`)) return;
+    try {
+      await apiDelete(path);
+      await after();
+    } catch (err) {
+      push({ type: 'error', title: 'Not deleted', message: errorMessage(err) });
+    }
+  };
+
+  const archModel = models.find((m) => m.id === architectureOf);
+  const extractModel = models.find((m) => m.id === extractFrom);
   return (
     <div data-testid="tab-models" className="space-y-6">
       <PageTitle>Model Management</PageTitle>
-      <EmptyState icon={Cpu} iconClassName="text-purple-400" title="No models yet"
-                  description="Models you download or import will appear here, ready for activation extraction." />
+      <ModelDownloadForm onStarted={() => void reload()} />
+      {loaded && rows.length === 0 && (
+        <EmptyState icon={Cpu} iconClassName="text-purple-400" title="No models yet"
+                    description="Models you download from Hugging Face will appear here." />
+      )}
+      <div className="space-y-4" data-testid="model-list">
+        {rows.map((model) => (
+          <ModelRow key={model.id} model={model} job={model.job_id ? byId[model.job_id] : undefined}
+                    onArchitecture={() => setArchitectureOf(model.id)} onExtract={() => setExtractFrom(model.id)}
+                    onDelete={() => void remove(`/api/models/${model.id}`, model.name, reload)} />
+        ))}
+      </div>
+      {sets.length > 0 && (
+        <section className="bg-slate-900/50 border border-slate-800 rounded-lg p-6" data-testid="activation-sets">
+          <h3 className="text-lg font-semibold mb-4">Activation Sets</h3>
+          <div className="space-y-2">
+            {sets.map((s) => (
+              <div key={s.id} className="flex items-center justify-between gap-4 p-3 bg-slate-800/30 rounded-lg"
+                   data-testid="activation-set" data-status={s.status}>
+                <div className="text-sm">
+                  <div className="font-medium">{names[s.model_id] ?? s.model_id} × {names[s.dataset_id] ?? s.dataset_id}</div>
+                  <div className="text-slate-400">
+                    Layers {s.config.layers.join(', ')} • {s.config.hook_types.join(', ')}
+                    {s.manifest && ` • ${s.manifest.tokens.toLocaleString('en-US')} tokens • ${formatBytes(s.size_bytes)}`}
+                    {s.status === 'extracting' && ' • extracting...'}
+                    {s.error && ` • ${s.error.message}`}
+                  </div>
+                </div>
+                {s.status !== 'extracting' && (
+                  <button type="button" aria-label="Delete activation set" className="p-1 text-slate-500 hover:text-red-400"
+                          onClick={() => void remove(`/api/activations/${s.id}`, 'this activation set', reloadSets)}>
+                    <Trash2 className="w-4 h-4" />
+                  </button>
+                )}
+              </div>
+            ))}
+          </div>
+        </section>
+      )}
+      {archModel && <ArchitectureModal model={archModel} onClose={() => setArchitectureOf(null)} />}
+      {extractModel && <ExtractModal model={extractModel} datasets={datasets} onClose={() => setExtractFrom(null)} />}
     </div>
   );
 }
