@@ -234,3 +234,11 @@ def test_extraction_memory_stays_flat_as_the_dataset_grows(app: Appliance) -> No
         assert job["status"] == "completed" and act["manifest"]["samples"] == samples, job["error"]
         peaks[samples] = job["result"]["peak_rss_mb"]
     assert peaks[10_000] <= peaks[1000] * 1.10, peaks
+
+
+def test_a_template_applied_to_a_model_keeps_only_its_layers(app: Appliance) -> None:
+    _, model = download(app, repo_id="acme/tiny-gpt2")
+    full = [t for t in app.get("/api/templates/extraction").json()["data"] if t["name"] == "Full Analysis"][0]
+    applied = app.post(f"/api/templates/extraction/{full['id']}/apply", json={"model_id": model["id"]}).json()["data"]
+    assert applied["config"]["layers"] == [0, 1] and "layers 0-1" in applied["notes"][0]
+    assert applied["config"]["hook_types"] == ["residual", "mlp", "attention"]

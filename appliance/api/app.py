@@ -19,6 +19,7 @@ from appliance.api.auth import require_token
 from appliance.api.datasets import DatasetsController
 from appliance.api.activations import ActivationsController, ExtractionController
 from appliance.api.models import ModelsController
+from appliance.api.templates import ExtractionTemplatesController
 from appliance.api.tokenize import TokenizeController
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     return Litestar(
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
-                        ExtractionController, ActivationsController, events_stream,
+                        ExtractionController, ActivationsController, ExtractionTemplatesController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

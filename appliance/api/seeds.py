@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+from appliance.api import templates
 from appliance.api.state import ApiState
 from appliance.demo import MODEL_DIR
 from appliance.ids import new_id
@@ -51,21 +52,28 @@ async def create_demo_model(api: ApiState) -> Job:
     return job
 
 
-SEEDS: dict[str, Callable[[ApiState], Awaitable[Job]]] = {
-    "seeded.demo_dataset": create_demo_dataset,
-    "seeded.demo_model": create_demo_model,
+async def _job_id(job: Awaitable[Job]) -> str:
+    return (await job).id
+
+
+# Demo seeds queue jobs (MISTUDIO_SEED_DEMO=0 skips them); template seeds are rows and always made.
+DEMO_SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
+    "seeded.demo_dataset": lambda api: _job_id(create_demo_dataset(api)),
+    "seeded.demo_model": lambda api: _job_id(create_demo_model(api)),
+}
+SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
+    "seeded.extraction_templates": lambda api: templates.seed(api, templates.EXTRACTION),
 }
 
 
 async def seed_first_start(api: ApiState) -> None:
     assert api.db is not None
-    if not api.settings.seed_demo:
-        return
-    for key, create in SEEDS.items():
+    seeds = {**SEEDS, **(DEMO_SEEDS if api.settings.seed_demo else {})}
+    for key, create in seeds.items():
         if await api.db.execute_fetchall("SELECT 1 FROM app_state WHERE key = ?", (key,)):
             continue
-        job = await create(api)
+        made = await create(api)
         async with api.db_lock:
             await api.db.execute("INSERT OR IGNORE INTO app_state (key, value, updated_at) VALUES (?, ?, ?)",
-                                 (key, job.id, time.time()))
-        log.info("first start: %s (job %s)", key.removeprefix("seeded."), job.id)
+                                 (key, made, time.time()))
+        log.info("first start: %s (%s)", key.removeprefix("seeded."), made)
