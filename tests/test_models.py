@@ -104,6 +104,19 @@ def test_gated_missing_and_weightless_repos(app: Appliance) -> None:
         assert_error(app.post("/api/models/download", json=body), 400, "VALIDATION_ERROR")
 
 
+def test_a_lost_hub_fails_clearly_and_a_retry_completes(app: Appliance, hub: FakeHub) -> None:
+    hub.files_broken.set()
+    try:
+        job, model = download(app, repo_id="acme/tiny-gpt2", precision="bf16")
+    finally:
+        hub.files_broken.clear()
+    assert job["error"]["code"] == "UPSTREAM_UNAVAILABLE" and model["status"] == "error", job["error"]
+    assert not (app.data_dir / "models" / model["id"]).exists()
+    job, model = download(app, repo_id="acme/tiny-gpt2", precision="bf16")
+    assert job["status"] == "completed" and model["status"] == "ready"
+    assert not list((app.data_dir / "cache" / "model-downloads").iterdir())  # staged files moved into place
+
+
 def test_delete_removes_the_files(app: Appliance) -> None:
     job, model = download(app, repo_id="acme/tiny-gpt2")
     folder = app.data_dir / "models" / model["id"]
@@ -242,3 +255,29 @@ def test_a_template_applied_to_a_model_keeps_only_its_layers(app: Appliance) -> 
     applied = app.post(f"/api/templates/extraction/{full['id']}/apply", json={"model_id": model["id"]}).json()["data"]
     assert applied["config"]["layers"] == [0, 1] and "layers 0-1" in applied["notes"][0]
     assert applied["config"]["hook_types"] == ["residual", "mlp", "attention"]
+
+
+def test_import_a_model_folder_and_use_its_tokenizer(app: Appliance, tmp_path) -> None:
+    import shutil
+
+    folder = app.data_dir / "imports" / "my-model"
+    files = tiny_gpt2_files(tmp_path / "local")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        if "/" not in name:
+            (folder / name).write_bytes(data)
+    response = app.post("/api/models/import", json={"path": "my-model", "precision": "bf16"})
+    assert response.status_code == 202, response.text
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+    model = app.get(f"/api/models/{job['target']['id']}").json()["data"]
+    assert job["status"] == "completed" and model["source"] == "local" and model["name"] == "my-model"
+    assert model["precision"] == "bf16" and model["layers"] == 2 and folder.is_dir()  # the source stays
+    tokenizers = {t["id"]: t for t in app.get("/api/tokenizers").json()["data"]}
+    assert tokenizers[model["id"]]["source"] == "model" and tokenizers[model["id"]]["vocab_size"] == 4096
+    preview = app.post("/api/tokenize/preview", json={"text": "socket", "tokenizer": model["id"]}).json()["data"]
+    assert preview["count"] >= 1
+    for body in ({"path": "../.."}, {"path": "nothing-here"}, {"path": "my-model", "precision": "q4"}):
+        assert_error(app.post("/api/models/import", json=body), 400, "VALIDATION_ERROR")
+    (folder / "model.safetensors").unlink()
+    assert_error(app.post("/api/models/import", json={"path": "my-model"}), 400, "VALIDATION_ERROR")
+    shutil.rmtree(folder)

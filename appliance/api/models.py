@@ -12,8 +12,8 @@ from litestar import Controller, Request, Response, delete, get, post
 from appliance.api.envelope import Accepted, Meta, meta
 from appliance.api.seeds import create_demo_model
 from appliance.api.state import api_state
-from appliance.api.validation import check_id
-from appliance.errors import Conflict, NotFound
+from appliance.api.validation import check_id, safe_path
+from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.precision import PRECISIONS, PrecisionSupport, capabilities, check, estimates
 from appliance.secrets import write_secret
@@ -61,6 +61,12 @@ class DownloadRequest(msgspec.Struct, forbid_unknown_fields=True):
     hf_token: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
     revision: Annotated[str, msgspec.Meta(pattern=r"^[\w.\-/]{1,100}$")] | None = None
     trust_remote_code: bool = False
+
+
+class ImportRequest(msgspec.Struct, forbid_unknown_fields=True):
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]  # a folder under <data dir>/imports
+    precision: Annotated[str, msgspec.Meta(pattern="^(" + "|".join(PRECISIONS) + ")$")] = "fp32"
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
 
 
 class Capabilities(msgspec.Struct):
@@ -147,6 +153,32 @@ class ModelsController(Controller):
         job = await api.jobs.create("model.download", {
             "model_id": model_id, "repo_id": data.repo_id, "revision": data.revision, "precision": data.precision,
             "path": str(path), "trust_remote_code": data.trust_remote_code}, target=("model", model_id))
+        async with api.db_lock:
+            await api.db.execute("UPDATE models SET job_id = ? WHERE id = ?", (job.id, model_id))
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+
+    @post("/import", summary="Import a model folder from <data dir>/imports (config.json + weights)")
+    async def import_folder(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
+        api = api_state(request)
+        assert api.db is not None and api.jobs is not None and api.platform is not None
+        check(api.platform, data.precision)
+        imports = api.settings.data_dir / "imports"
+        imports.mkdir(parents=True, exist_ok=True)
+        source = safe_path(imports, data.path, "path")
+        if not (source / "config.json").is_file():
+            raise ValidationError(f"{data.path!r} is not a model folder (no config.json) in {imports}",
+                                  details={"field": "path"})
+        if not any(source.glob("*.safetensors")) and not any(source.glob("*.bin")):
+            raise ValidationError(f"{data.path!r} has no .safetensors or .bin weights", details={"field": "path"})
+        model_id, now = new_id("m"), time.time()
+        path = api.settings.data_dir / "models" / model_id
+        async with api.db_lock:
+            await api.db.execute(
+                "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
+                " VALUES (?, ?, 'local', ?, 'loading', ?, ?, ?)",
+                (model_id, data.name or source.name, data.precision, str(path), now, now))
+        job = await api.jobs.create("model.import", {"model_id": model_id, "source": str(source), "path": str(path),
+                                                     "precision": data.precision}, target=("model", model_id))
         async with api.db_lock:
             await api.db.execute("UPDATE models SET job_id = ? WHERE id = ?", (job.id, model_id))
         return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)

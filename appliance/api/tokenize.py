@@ -69,11 +69,20 @@ class TokenizeController(Controller):
 
     @get("/tokenizers", summary="Tokenizers available for tokenizing datasets")
     async def tokenizers(self, request: Request) -> TokenizerListResponse:
-        data_dir = api_state(request).settings.data_dir
+        api = api_state(request)
+        data_dir = api.settings.data_dir
         demo = await anyio.to_thread.run_sync(load_tokenizer, DEMO_TOKENIZER, data_dir)
-        # Models' tokenizers join this list when models can be downloaded (their ids are model ids).
-        return TokenizerListResponse([TokenizerInfo(DEMO_TOKENIZER, "Demo tokenizer (byte-level BPE)", "demo",
-                                                    demo.get_vocab_size(with_added_tokens=True))], meta())
+        found = [TokenizerInfo(DEMO_TOKENIZER, "Demo tokenizer (byte-level BPE; the demo model's)", "demo",
+                               demo.get_vocab_size(with_added_tokens=True))]
+        assert api.db is not None
+        # Each ready model with a fast tokenizer (tokenizer.json) brings its own, named by the model id.
+        for row in await api.db.execute_fetchall(
+                "SELECT id, name, architecture FROM models WHERE status = 'ready' AND source != 'demo'"
+                " ORDER BY created_at DESC"):
+            if (data_dir / "models" / row["id"] / "tokenizer.json").is_file():
+                vocab = msgspec.json.decode(row["architecture"]).get("vocab_size") if row["architecture"] else None
+                found.append(TokenizerInfo(row["id"], f"{row['name']} (model)", "model", vocab or 0))
+        return TokenizerListResponse(found, meta())
 
     @post("/tokenize/preview", status_code=200, summary="Tokenize a text: token pieces and ids")
     async def preview(self, request: Request, data: PreviewRequest) -> PreviewResponse:

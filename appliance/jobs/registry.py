@@ -68,3 +68,5 @@ register(JobKind("model.download", "appliance.ml.model_download:run", lane="heav
                  progress_type="model.progress", resumable=True, cleanup="appliance.ml.model_download:cleanup"))
 register(JobKind("activations.extract", "appliance.ml.activations:run", lane="heavy",
                  progress_type="activations.progress", cleanup="appliance.ml.activations:cleanup"))
+register(JobKind("model.import", "appliance.ml.models:import_folder", lane="heavy",
+                 progress_type="model.progress", cleanup="appliance.ml.models:fail"))

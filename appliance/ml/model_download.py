@@ -2,12 +2,14 @@
 precision and read its architecture.
 
 Only what a causal LM needs is fetched: top-level config, tokenizer and weight files, safetensors
-when the repo has them (pickled ``.bin`` weights only otherwise). Files land in ``models/<id>/``;
-an interrupted file resumes from where it stopped on retry. Byte progress is measured on disk.
+when the repo has them (pickled ``.bin`` weights only otherwise). Files are staged under
+``cache/model-downloads/<repo>/`` (finished files and partial ones survive a failure, so a retry
+resumes) and moved to ``models/<id>/`` when complete. Byte progress is measured on disk.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 from pathlib import Path
@@ -65,12 +67,15 @@ def run(ctx: JobContext) -> dict[str, Any]:
         files, total = wanted_files(info.siblings or [])
         if any(f.endswith(".py") for f in files) and not params.trust_remote_code:
             files = [f for f in files if not f.endswith(".py")]
-        path.mkdir(parents=True, exist_ok=True)
+        # Files land in a staging folder named after the repo, so a retry after a failure (a new
+        # model row) resumes the interrupted files instead of starting over.
+        staging = settings.data_dir / "cache" / "model-downloads" / params.repo_id.replace("/", "--")
+        staging.mkdir(parents=True, exist_ok=True)
         outcome: dict[str, BaseException | None] = {}
 
         def fetch() -> None:
             try:
-                snapshot_download(params.repo_id, revision=info.sha, token=token, local_dir=str(path),
+                snapshot_download(params.repo_id, revision=info.sha, token=token, local_dir=str(staging),
                                   allow_patterns=files, max_workers=2)
                 outcome["error"] = None
             except BaseException as exc:  # noqa: BLE001 - handed to the job thread below
@@ -81,11 +86,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
         thread.start()
         while thread.is_alive():
             ctx.check()
-            done = _on_disk(path)
+            done = _on_disk(staging)
             ctx.progress(0.02 + 0.78 * min(1.0, done / total) if total else 0.4,
                          f"Downloaded {done / 1e6:,.1f} of {total / 1e6:,.1f} MB", {"bytes": done, "total": total})
             thread.join(0.5)
-        done = _on_disk(path)
+        done = _on_disk(staging)
         ctx.progress(0.8, f"Downloaded {done / 1e6:,.1f} of {total / 1e6:,.1f} MB", {"bytes": done, "total": total},
                      force=True)
         error = outcome.get("error")
@@ -94,7 +99,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 raise UpstreamUnavailable(f"Lost the Hub during the download ({type(error).__name__}); "
                                           "try again: finished files are kept") from None
             raise error
-        shutil.rmtree(path / ".cache", ignore_errors=True)
+        shutil.rmtree(staging / ".cache", ignore_errors=True)
+        shutil.rmtree(path, ignore_errors=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, path)
         _update(params.model_id, status="quantizing" if params.precision in ("q8", "q4") else "loading")
         ctx.progress(0.85, f"Loading ({params.precision})", force=True)
         return register(ctx)

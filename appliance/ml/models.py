@@ -76,9 +76,28 @@ def register(ctx: JobContext) -> dict[str, Any]:
     return {"model_id": model_id, "parameters": architecture["parameters"], "layers": architecture["layers"]}
 
 
+def import_folder(ctx: JobContext) -> dict[str, Any]:
+    """Copy a model folder from the imports folder (top-level files only), then register it."""
+    import shutil
+
+    source, path = Path(ctx.params["source"]), Path(ctx.params["path"])
+    ctx.progress(0.02, f"Copying {source.name}", force=True)
+    path.mkdir(parents=True, exist_ok=True)
+    files = [f for f in sorted(source.iterdir()) if f.is_file()]
+    for index, file in enumerate(files):
+        ctx.check()
+        shutil.copy2(file, path / file.name)
+        ctx.progress(0.02 + 0.6 * (index + 1) / len(files), f"Copied {file.name}")
+    return register(ctx)
+
+
 def fail(job: Any) -> None:
     """A model that could not be loaded keeps its row, with the reason."""
     model_id = job.params.get("model_id")
+    if job.kind == "model.import" and job.params.get("path"):
+        import shutil
+
+        shutil.rmtree(job.params["path"], ignore_errors=True)  # the imported copy; the source stays
     if model_id:
         error = job.error
         _update(model_id, status="error", error_code=error.code if error else "CANCELLED",
