@@ -39,7 +39,7 @@ def build_tokenizer(out: Path = TOKENIZER_FILE, vocab_size: int = VOCAB_SIZE) ->
 
 
 # A GPT-2-style model small enough to train on a CPU in minutes and to ship in the repository
-# (about 1.3 M parameters, 2.7 MB in fp16), big enough that its text reads like docstrings.
+# (about 1.4 M parameters, 2.7 MB in fp16), big enough that its text reads like docstrings.
 MODEL_SHAPE = {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 256}
 CONTEXT = 128
 STEPS = 1500
