@@ -281,3 +281,22 @@ def test_import_a_model_folder_and_use_its_tokenizer(app: Appliance, tmp_path) -
     (folder / "model.safetensors").unlink()
     assert_error(app.post("/api/models/import", json={"path": "my-model"}), 400, "VALIDATION_ERROR")
     shutil.rmtree(folder)
+
+
+def test_a_cancelled_extraction_leaves_no_files(app: Appliance) -> None:
+    _, model = download(app, repo_id="acme/tiny-gpt2")
+    dataset_id = _dataset(app, "cancel.jsonl", [f"text {i} about cancelling a long job" for i in range(20_000)])
+    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
+        "dataset_id": dataset_id, "layers": [0, 1], "batch_size": 1, "max_samples": 20_000, "context_length": 16})
+    job_id = response.json()["data"]["job_id"]
+    from tests.support import wait_until
+
+    wait_until(lambda: app.get(f"/api/jobs/{job_id}").json()["data"]["progress"] > 0.05, timeout=60,
+               what="the extraction to be under way")
+    assert app.post(f"/api/jobs/{job_id}/cancel").status_code == 200
+    job = app.wait_status(job_id, "cancelled", "completed", "failed", timeout=60)
+    assert job["status"] == "cancelled"
+    act = app.get(f"/api/activations/{job['target']['id']}").json()["data"]
+    assert act["status"] == "error" and act["error"]["code"] == "CANCELLED"
+    folder = app.data_dir / "activations"
+    assert not list(folder.glob(f"{act['id']}*"))
