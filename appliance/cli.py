@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
     bench = sub.add_parser("bench", help="benchmarks that print figures against an in-run baseline")
-    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction"])
+    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training"])
     bench.add_argument("--clients", type=int, default=50)
     bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
     bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")
@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
     bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
     bench.add_argument("--samples", type=int, default=100_000, help="dataset size (datasets; extraction uses 2,000 unless set)")
+    bench.add_argument("--threads", type=int, default=1, help="torch threads (training)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training)")
     bench.set_defaults(func=cmd_bench)
     return parser
 

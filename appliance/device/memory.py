@@ -287,3 +287,33 @@ def run_with_oom_retry(fn: Callable[[int], T], batch_size: int, *, min_batch: in
             if ctx is not None and hasattr(ctx, "status"):
                 ctx.status(f"Out of memory at batch {batch_size}: retrying with {smaller}")
             batch_size = smaller
+
+
+@contextmanager
+def heap_reuse() -> Iterator[None]:
+    """Keep freed memory in the process heap while a CPU training loop runs.
+
+    glibc serves blocks over 32 MB with fresh mmap()s and returns them on free(), so every step of
+    an SAE on the CPU page-faults its largest tensors (the [batch, d_sae] activations) into existence
+    again: measured at 15-25% of a step. With mmap off and the trim threshold raised, the same
+    memory is reused step after step; on leaving, the defaults come back and the heap is trimmed, so
+    the memory returns to the system. A no-op where glibc is not the allocator.
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        yield
+        return
+    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+    mallopt(M_MMAP_MAX, 0)
+    mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    try:
+        yield
+    finally:
+        mallopt(M_MMAP_MAX, 65536)  # glibc's defaults
+        mallopt(M_TRIM_THRESHOLD, 128 * 1024)
+        trim(0)

@@ -1,0 +1,142 @@
+"""The interface every SAE architecture implements, and what they share.
+
+Weights follow the SAELens layout so export is a rename, not a transform: ``W_enc [d_in, d_sae]``,
+``b_enc [d_sae]``, ``W_dec [d_sae, d_out]``, ``b_dec [d_out]`` (``d_out == d_in`` except for
+transcoders). ``forward`` returns everything a training step needs; ``encode``/``decode`` are what
+feature discovery and steering use.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+Architecture = Literal["sparse", "topk", "jumprelu", "skip", "transcoder"]
+
+
+@dataclass
+class SAEConfig:
+    architecture: Architecture
+    d_in: int
+    d_sae: int
+    d_out: int | None = None  # transcoders: the MLP output width; others: d_in
+    k: int = 32  # topk: active latents per token
+    l1_coefficient: float = 5.0  # sparse/skip/transcoder: weight of the decoder-norm-weighted L1 term
+    l0_coefficient: float = 1.0  # jumprelu: weight of the L0 term
+    jumprelu_init_threshold: float = 0.001
+    jumprelu_bandwidth: float = 0.001
+    aux_k: int | None = None  # topk: latents used by the AuxK loss (default: d_in // 2)
+    aux_k_coefficient: float = 1 / 32  # 0 turns AuxK off
+    dead_tokens: int = 10_000_000  # a latent silent for this many tokens is dead
+    apply_b_dec_to_input: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def output_width(self) -> int:
+        return self.d_out or self.d_in
+
+
+@dataclass
+class StepOutput:
+    """What one forward pass produced: the reconstruction and the loss terms (tensors with grad)."""
+
+    x_hat: torch.Tensor
+    loss: torch.Tensor
+    mse: torch.Tensor
+    sparsity: torch.Tensor  # the architecture's sparsity term (L1, L0 or AuxK), already weighted
+    fired: torch.Tensor  # [d_sae] bool: latents that fired in this batch (no grad)
+    l0: torch.Tensor | None = None  # mean active latents per token; only when asked (a full pass)
+
+
+class SAE(nn.Module):
+    """Shared parameters, initialisation and the dead-latent counter."""
+
+    def __init__(self, cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+        super().__init__()
+        self.cfg = cfg
+        d_in, d_sae, d_out = cfg.d_in, cfg.d_sae, cfg.output_width
+        kw = {"dtype": dtype, "device": device}
+        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae, **kw))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae, **kw))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_out, **kw))
+        self.b_dec = nn.Parameter(torch.zeros(d_out, **kw))
+        # Tokens since each latent last fired (a buffer: saved in checkpoints, not trained).
+        self.register_buffer("tokens_since_fired", torch.zeros(d_sae, dtype=torch.long, device=device))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Decoder rows of unit norm in random directions, encoder = decoder transposed (tied init,
+        as in Anthropic's and SAELens' recipes), biases zero."""
+        with torch.no_grad():
+            W = torch.randn_like(self.W_dec)
+            W /= W.norm(dim=1, keepdim=True)
+            self.W_dec.copy_(W)
+            if self.cfg.d_in == self.cfg.output_width:
+                self.W_enc.copy_(W.T)
+            else:
+                enc = torch.randn_like(self.W_enc)
+                self.W_enc.copy_(enc / enc.norm(dim=0, keepdim=True))
+
+    # -- the interface ----------------------------------------------------------------------------
+    def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
+        """(x - b_dec) @ W_enc + b_enc, computed as x @ W_enc + (b_enc - b_dec @ W_enc): the same
+        numbers, but b_dec's gradient through the encoder becomes a matrix-vector product instead of
+        a full [batch, d_sae] x [d_sae, d_in] matmul, and x is never copied."""
+        if self.cfg.apply_b_dec_to_input and self.cfg.d_in == self.cfg.output_width:
+            return torch.addmm(self.b_enc - self.b_dec @ self.W_enc, x, self.W_enc)
+        return torch.addmm(self.b_enc, x, self.W_enc)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Latent activations [batch, d_sae] (dense)."""
+        raise NotImplementedError
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.addmm(self.b_dec, z, self.W_dec)
+
+    def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
+        """Loss terms for a batch; ``stats`` adds L0, which costs a pass over [batch, d_sae] (counting
+        is slow on CPUs), so a training loop asks for it only on the steps it logs."""
+        raise NotImplementedError
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(x))
+
+    # -- shared helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def mse(x_hat: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared error summed over features, averaged over tokens (SAELens' 'mse' convention)."""
+        return (x_hat - target).pow(2).sum(dim=-1).mean()
+
+    @torch.no_grad()
+    def note_fired(self, fired: torch.Tensor, tokens: int) -> None:
+        self.tokens_since_fired += tokens
+        self.tokens_since_fired[fired] = 0
+
+    @property
+    def dead(self) -> torch.Tensor:
+        return self.tokens_since_fired >= self.cfg.dead_tokens
+
+    @torch.no_grad()
+    def init_b_dec(self, x: torch.Tensor) -> None:
+        """Start the decoder bias at the data's mean, so early reconstructions are not off-centre."""
+        if self.cfg.d_in == self.cfg.output_width:
+            self.b_dec.copy_(x.mean(dim=0))
+
+    @torch.no_grad()
+    def normalize_decoder(self) -> None:
+        """Unit-norm decoder rows (architectures whose sparsity term does not pay for the norm)."""
+        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+    @torch.no_grad()
+    def remove_parallel_gradient(self) -> None:
+        """Drop the part of W_dec's gradient that would only change row norms (kept at 1)."""
+        if self.W_dec.grad is not None:
+            parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
+            self.W_dec.grad -= parallel * self.W_dec
+
+    def extra_state_tensors(self) -> dict[str, torch.Tensor]:
+        """Architecture-specific tensors for export (threshold, W_skip)."""
+        return {}

@@ -1,0 +1,29 @@
+"""One optimisation step of any SAE: forward, backward, the decoder-norm constraint where the
+architecture needs it, the optimiser step, the dead-latent counter."""
+
+from __future__ import annotations
+
+import torch
+
+from appliance.ml.sae.base import SAE, StepOutput
+from appliance.ml.sae.jumprelu import JumpReLUSAE
+from appliance.ml.sae.topk import TopKSAE
+
+# Architectures whose sparsity term ignores decoder norms keep decoder rows at unit norm; the others
+# (L1 weighted by the norm) need not.
+UNIT_DECODER = (TopKSAE, JumpReLUSAE)
+
+
+def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
+    optimizer.zero_grad(set_to_none=True)
+    out = sae.forward_train(x, target, stats=stats)
+    out.loss.backward()
+    unit = isinstance(sae, UNIT_DECODER)
+    if unit:
+        sae.remove_parallel_gradient()
+    optimizer.step()
+    if unit:
+        sae.normalize_decoder()
+    sae.note_fired(out.fired, x.shape[0])
+    return out

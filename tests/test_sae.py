@@ -1,0 +1,113 @@
+"""The SAE architectures: their fused forward/backward passes give the same losses and gradients as
+the plain formulas under autograd, and each learns a synthetic sparse dictionary."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from appliance.ml.sae import SAEConfig, build
+from appliance.ml.sae.step import train_step
+
+torch.set_num_threads(1)
+ARCHS = ("sparse", "topk", "jumprelu", "skip", "transcoder")
+L1 = 0.3
+
+
+def _sae(arch: str, d_in: int = 16, d_sae: int = 64, **kw):
+    torch.manual_seed(0)
+    sae = build(SAEConfig(arch, d_in, d_sae, **kw))
+    with torch.no_grad():
+        sae.b_dec.normal_(0, 0.1)
+        sae.b_enc.normal_(0, 0.1)
+    return sae
+
+
+def _reference_loss(sae, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The textbook formulas, left entirely to autograd."""
+    cfg = sae.cfg
+    centred = x - sae.b_dec if cfg.apply_b_dec_to_input and cfg.architecture != "transcoder" else x
+    pre = centred @ sae.W_enc + sae.b_enc
+    if cfg.architecture == "topk":
+        values, indices = torch.relu(pre).topk(cfg.k, dim=-1)
+        z = torch.zeros_like(pre).scatter(1, indices, values)
+        return ((z @ sae.W_dec + sae.b_dec - target) ** 2).sum(-1).mean()
+    if cfg.architecture == "jumprelu":
+        theta = sae.log_threshold.exp()
+        bw = cfg.jumprelu_bandwidth
+        mask = (pre > theta).float()
+        near = ((pre - theta).abs() < bw / 2).float()
+        # The straight-through estimators as value-free terms: (theta - theta.detach()) is 0 but
+        # carries d/dtheta = 1, so these add exactly the paper's pseudo-derivatives.
+        shift = theta - theta.detach()
+        z = pre * mask - (theta.detach() / bw) * near * shift
+        l0 = (mask - near * shift / bw).sum(-1).mean()
+        return ((z @ sae.W_dec + sae.b_dec - target) ** 2).sum(-1).mean() + cfg.l0_coefficient * l0
+    z = torch.relu(pre)
+    x_hat = z @ sae.W_dec + sae.b_dec + (sae.alpha * x if cfg.architecture == "skip" else 0)
+    l1 = (z * sae.W_dec.norm(dim=1)).sum(-1).mean()
+    return ((x_hat - target) ** 2).sum(-1).mean() + cfg.l1_coefficient * l1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_fused_passes_match_the_plain_formulas(arch: str) -> None:
+    kw = {"k": 8, "aux_k_coefficient": 0.0, "jumprelu_init_threshold": 0.05, "jumprelu_bandwidth": 0.1}
+    sae = _sae(arch, **kw)
+    torch.manual_seed(1)
+    x = torch.randn(32, 16)
+    target = torch.randn(32, 16) if arch == "transcoder" else x
+    if arch == "skip":
+        with torch.no_grad():
+            sae.alpha.fill_(0.3)
+    out = sae.forward_train(x, target if arch == "transcoder" else None)
+    out.loss.backward()
+    fused = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    reference = _reference_loss(sae, x, target)
+    reference.backward()
+    torch.testing.assert_close(out.loss, reference)
+    for name, param in sae.named_parameters():
+        torch.testing.assert_close(fused[name], param.grad, msg=f"{arch}: gradient of {name}")
+    z = sae.encode(x)
+    assert out.l0 is not None and abs(out.l0.item() - (z > 0).sum(-1).float().mean().item()) < 1e-5
+    assert torch.equal(out.fired, (z > 0).any(0))
+    torch.testing.assert_close(sae.reconstruct(x), out.x_hat)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_each_architecture_learns_a_sparse_dictionary(arch: str) -> None:
+    """Data made of 3-sparse combinations of 32 directions in 16 dims: every architecture must
+    explain most of its variance."""
+    torch.manual_seed(0)
+    atoms = torch.nn.functional.normalize(torch.randn(32, 16), dim=1)
+
+    def batch(n: int = 256) -> torch.Tensor:
+        codes = torch.zeros(n, 32)
+        idx = torch.rand(n, 32).topk(3, dim=1).indices
+        codes.scatter_(1, idx, torch.rand(n, 3) * 2 + 0.5)
+        return codes @ atoms
+
+    sae = build(SAEConfig(arch, 16, 64, k=4, l1_coefficient=L1, l0_coefficient=0.1,
+                          jumprelu_init_threshold=0.05, jumprelu_bandwidth=0.05, dead_tokens=5000))
+    mlp = torch.nn.Linear(16, 16) if arch == "transcoder" else None
+    sae.init_b_dec(mlp(batch()).detach() if mlp else batch())
+    optimizer = torch.optim.Adam(sae.parameters(), lr=3e-3)
+    for _ in range(1500):
+        x = batch()
+        train_step(sae, optimizer, x, mlp(x).detach() if mlp else None, stats=False)
+    x = batch(2048)
+    target = mlp(x).detach() if mlp else x
+    with torch.no_grad():
+        out = sae.forward_train(x, target if mlp else None)
+    explained = 1 - (out.x_hat - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum()
+    assert explained > 0.8, (arch, explained.item())
+    assert out.l0 is not None and out.l0 < 16, (arch, out.l0)
+
+
+def test_topk_revives_dead_latents_with_auxk() -> None:
+    sae = _sae("topk", k=4, dead_tokens=1, aux_k_coefficient=1 / 32)
+    sae.tokens_since_fired.fill_(10)  # everything counts as dead before the first step
+    out = sae.forward_train(torch.randn(64, 16))
+    assert out.sparsity.item() > 0
+    out.loss.backward()
+    assert sae.W_dec.grad.abs().sum(dim=1).gt(0).sum() > 4 * 64 // 64  # more rows than the k live ones move
