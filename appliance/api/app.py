@@ -20,6 +20,7 @@ from appliance.api.datasets import DatasetsController
 from appliance.api.activations import ActivationsController, ExtractionController
 from appliance.api.models import ModelsController
 from appliance.api.templates import ExtractionTemplatesController
+from appliance.api.training import TrainingController
 from appliance.api.tokenize import TokenizeController
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
@@ -75,7 +76,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     return Litestar(
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
-                        ExtractionController, ActivationsController, ExtractionTemplatesController, events_stream,
+                        ExtractionController, ActivationsController, ExtractionTemplatesController,
+                        TrainingController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

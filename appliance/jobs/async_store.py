@@ -97,6 +97,27 @@ class AsyncJobStore:
         self._list_cache[key] = (version, result)
         return result
 
+    async def request(self, job_id: str, control: str) -> Job:
+        """Ask a running job to pause or stop (it acts at its next check, within ~0.1 s)."""
+        job = await self.get(job_id)
+        if job.status != "running":
+            raise Conflict(f"Job {job_id} is {job.status}, not running", details={"status": job.status})
+        async with self._write_lock:
+            await self.db.execute(*sql.request_control(job_id, control, ("running",), time.time()))
+        return await self.get(job_id)
+
+    async def resume(self, job_id: str) -> Job:
+        """Queue a paused job again; its handler picks up from its own checkpoint."""
+        now = time.time()
+        job = await self._change(job_id, (
+            "UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
+            " WHERE id = ? AND status = 'paused'", (now, job_id)), now)
+        if job is None:
+            current = await self.get(job_id)
+            raise Conflict(f"Job {job_id} is {current.status}, not paused", details={"status": current.status})
+        await to_thread.run_sync(self.queue.enqueue, job_id, job.lane)
+        return job
+
     async def cancel(self, job_id: str) -> Job:
         job = await self.get(job_id)
         if job.status in FINAL_STATUSES:

@@ -70,3 +70,6 @@ register(JobKind("activations.extract", "appliance.ml.activations:run", lane="he
                  progress_type="activations.progress", cleanup="appliance.ml.activations:cleanup"))
 register(JobKind("model.import", "appliance.ml.models:import_folder", lane="heavy",
                  progress_type="model.progress", cleanup="appliance.ml.models:fail"))
+# Resumable: after a worker crash the run continues from its last checkpoint.
+register(JobKind("training.run", "appliance.ml.training:run", lane="heavy", progress_type="training.progress",
+                 resumable=True, cleanup="appliance.ml.training:finished"))

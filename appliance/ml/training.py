@@ -1,0 +1,306 @@
+"""SAE training in the worker, from a stored activation set.
+
+Batches come from the set's fp16 shards in a deterministic order (a permutation per epoch drawn
+from the seed), so a run resumed from a checkpoint sees exactly the batches the uninterrupted run
+would have seen. The last ``HELD_OUT`` share of tokens is never trained on: explained variance is
+measured there. Metrics go to ``training_metrics`` and out as ``training.progress`` events every
+``log_every`` steps; checkpoints (weights, optimizer, scheduler, step) every ``auto_save_interval``
+steps and on pause or stop; at the end the SAE is written in the SAELens layout.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.config import get_settings
+from appliance.db import connect_sync
+from appliance.device.memory import Estimate, estimate_sae_training, heap_reuse
+from appliance.jobs.context import JobContext, JobInterrupted
+from appliance.jobs.runner import memory_manager
+
+HELD_OUT = 0.05
+EVAL_TOKENS = 8192
+
+
+class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    d_sae: int | None = None  # default: expansion_factor x d_in
+    expansion_factor: int = 8
+    k: int = 32
+    l1_coefficient: float = 5.0
+    l0_coefficient: float = 1.0
+    learning_rate: float = 3e-4
+    batch_size: int = 1024
+    total_steps: int = 2000
+    warmup_steps: int = 100
+    lr_decay: str = "cosine"  # cosine | constant
+    l1_warmup_steps: int = 0
+    aux_k_coefficient: float = 1 / 32
+    dead_tokens: int = 1_000_000
+    jumprelu_init_threshold: float = 0.001
+    jumprelu_bandwidth: float = 0.001
+    log_every: int = 20
+
+
+class TrainParams(msgspec.Struct):
+    training_id: str
+    activation_id: str
+    hook_name: str
+    target_hook_name: str | None  # transcoders: the MLP output hook
+    encoder_type: str
+    d_in: int
+    hyperparameters: dict[str, Any]
+    seed: int = 0
+    auto_save_interval: int = 500
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+def training_dir(data_dir: Path, training_id: str) -> Path:
+    return data_dir / "trainings" / training_id
+
+
+class ActivationSource:
+    """The activation set's shards for one hook (and the target hook for transcoders)."""
+
+    def __init__(self, folder: Path, hook: str, target: str | None):
+        self.folder, self.hook, self.target = folder, hook, target
+        self.manifest = msgspec.json.decode((folder / "manifest.json").read_bytes())
+        self.shards = [(s["index"], s["tokens"]) for s in self.manifest["shards"]]
+        total = sum(n for _, n in self.shards)
+        self.train_tokens = total - max(1, int(total * HELD_OUT))
+
+    def _load(self, name: str, index: int) -> Any:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.folder / f"{name}_{index:04d}.safetensors"))["activations"]
+
+    def _rows(self, index: int) -> tuple[Any, Any | None]:
+        return self._load(self.hook, index), self._load(self.target, index) if self.target else None
+
+    def batches(self, batch_size: int, seed: int, start_step: int) -> Iterator[tuple[Any, Any | None]]:
+        """Training batches, forever, epoch after epoch, from step ``start_step`` on."""
+        import torch
+
+        step = 0
+        for epoch in range(10**9):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            offset = 0
+            for shard_pos in torch.randperm(len(self.shards), generator=generator).tolist():
+                index, tokens = self.shards[shard_pos]
+                start = sum(n for _, n in self.shards[:shard_pos])
+                usable = max(0, min(tokens, self.train_tokens - start))
+                order = torch.randperm(usable, generator=generator)
+                count = usable // batch_size
+                if step + count <= start_step:  # fast-forward without loading the shard
+                    step += count
+                    continue
+                x, y = self._rows(index)
+                for b in range(count):
+                    if step >= start_step:
+                        rows = order[b * batch_size:(b + 1) * batch_size]
+                        yield x[rows].float(), (y[rows].float() if y is not None else None)
+                    step += 1
+                offset += usable
+            if offset < batch_size:
+                raise ValueError("The activation set has fewer training tokens than one batch")
+
+    def held_out(self, limit: int = EVAL_TOKENS) -> tuple[Any, Any | None]:
+        import torch
+
+        xs, ys, have = [], [], 0
+        position = 0
+        for index, tokens in self.shards:
+            begin = max(0, self.train_tokens - position)
+            if begin < tokens:
+                x, y = self._rows(index)
+                xs.append(x[begin:].float())
+                if y is not None:
+                    ys.append(y[begin:].float())
+                have += tokens - begin
+            position += tokens
+            if have >= limit:
+                break
+        x = torch.cat(xs)[:limit]
+        return x, (torch.cat(ys)[:limit] if ys else None)
+
+
+def _lr_lambda(hp: Hyperparameters):
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, hp.warmup_steps))
+        if hp.lr_decay == "cosine":
+            return warm * 0.5 * (1 + math.cos(math.pi * min(step, hp.total_steps) / hp.total_steps))
+        return warm
+    return factor
+
+
+def _save_checkpoint(folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, tokens: int) -> Path:
+    import torch
+    from safetensors.torch import save_file
+
+    path = folder / "checkpoints" / f"step_{step:08d}"
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}, str(partial / "sae.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
+                "tokens": tokens, "rng": torch.get_rng_state()}, partial / "state.pt")
+    shutil.rmtree(path, ignore_errors=True)
+    partial.rename(path)
+    return path
+
+
+def latest_checkpoint(folder: Path) -> Path | None:
+    found = sorted(p for p in (folder / "checkpoints").glob("step_*") if not p.name.endswith(".partial"))
+    return found[-1] if found else None
+
+
+def _update(training_id: str, **fields: Any) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE trainings SET {assignments}, updated_at = ? WHERE id = ?",
+                     (*fields.values(), time.time(), training_id))
+    finally:
+        conn.close()
+
+
+def _record(training_id: str, row: dict[str, Any]) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute(
+            "INSERT OR REPLACE INTO training_metrics (training_id, step, tokens, loss, mse, sparsity_loss, l0,"
+            " dead_latents, explained_variance, learning_rate, activations_per_s, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (training_id, row["step"], row["tokens"], row["loss"], row["mse"], row["sparsity_loss"], row["l0"],
+             row["dead_latents"], row["explained_variance"], row["learning_rate"], row["activations_per_s"],
+             time.time()))
+        # A run resumed from a checkpoint passes the same steps again and replaces their rows.
+        conn.execute("UPDATE trainings SET step = ?, latest = ?, updated_at = ? WHERE id = ?",
+                     (row["step"], msgspec.json.encode(row).decode(), time.time(), training_id))
+    finally:
+        conn.close()
+
+
+def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, float]:
+    import torch
+
+    with torch.no_grad():
+        out = sae.forward_train(x, target)
+        truth = x if target is None else target
+        residual = (out.x_hat - truth).pow(2).sum()
+        total = (truth - truth.mean(dim=0)).pow(2).sum().clamp_min(1e-12)
+        return float(1 - residual / total), float(out.l0 or 0)
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    import torch
+
+    from appliance.ml.sae import SAEConfig, build
+    from appliance.ml.sae.saelens import export
+    from appliance.ml.sae.step import train_step
+
+    params = msgspec.convert(ctx.params, TrainParams)
+    hp = msgspec.convert(params.hyperparameters, Hyperparameters)
+    data_dir = get_settings().data_dir
+    folder = training_dir(data_dir, params.training_id)
+    source = ActivationSource(data_dir / "activations" / params.activation_id, params.hook_name,
+                              params.target_hook_name)
+    d_out = source.manifest["d_model"] if params.target_hook_name else None
+    d_sae = hp.d_sae or hp.expansion_factor * params.d_in
+    cfg = SAEConfig(params.encoder_type, params.d_in, d_sae, d_out=d_out, k=hp.k, l1_coefficient=hp.l1_coefficient,
+                    l0_coefficient=hp.l0_coefficient, aux_k_coefficient=hp.aux_k_coefficient,
+                    dead_tokens=hp.dead_tokens, jumprelu_init_threshold=hp.jumprelu_init_threshold,
+                    jumprelu_bandwidth=hp.jumprelu_bandwidth)
+    torch.manual_seed(params.seed)
+    sae = build(cfg)
+    optimizer = torch.optim.Adam(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(hp))
+    step = tokens = 0
+    checkpoint = latest_checkpoint(folder)
+    if checkpoint is not None:
+        from safetensors.torch import load_file
+
+        sae.load_state_dict(load_file(str(checkpoint / "sae.safetensors")))
+        state = torch.load(checkpoint / "state.pt", weights_only=False)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, tokens = state["step"], state["tokens"]
+        torch.set_rng_state(state["rng"])
+        ctx.progress(step / hp.total_steps, f"Resumed from step {step:,}", force=True)
+        ctx.event("training.log", {"training_id": params.training_id, "level": "info",
+                                   "message": f"Resumed from the checkpoint at step {step:,}", "step": step})
+    held_x, held_y = source.held_out()
+    if checkpoint is None:
+        first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
+        sae.init_b_dec(first_y if first_y is not None else first_x)
+    _update(params.training_id, status="running", total_steps=hp.total_steps)
+    estimate = estimate_sae_training(params.d_in, d_sae, hp.batch_size)
+    began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
+    base_l1 = cfg.l1_coefficient
+    stopped = False
+    with memory_manager().admit(ctx, Estimate(estimate.parts)), heap_reuse():
+        try:
+            batches = source.batches(hp.batch_size, params.seed, step)
+            while step < hp.total_steps:
+                ctx.check()
+                x, y = next(batches)
+                if hp.l1_warmup_steps:
+                    cfg.l1_coefficient = base_l1 * min(1.0, (step + 1) / hp.l1_warmup_steps)
+                log_now = (step + 1) % hp.log_every == 0 or step + 1 == hp.total_steps
+                out = train_step(sae, optimizer, x, y, stats=log_now)
+                scheduler.step()
+                step += 1
+                tokens += x.shape[0]
+                window_tokens += x.shape[0]
+                if log_now:
+                    ev, _ = explained_variance(sae, held_x[:2048], None if held_y is None else held_y[:2048])
+                    now = time.monotonic()
+                    rate = window_tokens / max(now - window_start, 1e-9)
+                    window_tokens, window_start = 0, now
+                    row = {"step": step, "tokens": tokens, "loss": float(out.loss), "mse": float(out.mse),
+                           "sparsity_loss": float(out.sparsity), "l0": float(out.l0 or 0),
+                           "dead_latents": int(sae.dead.sum()), "explained_variance": round(ev, 5),
+                           "learning_rate": scheduler.get_last_lr()[0], "activations_per_s": round(rate, 1),
+                           "eta_s": round((hp.total_steps - step) * hp.batch_size / rate, 1) if rate else None}
+                    _record(params.training_id, row)
+                    ctx.progress(step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}",
+                                 {"training_id": params.training_id, **row})
+                if params.auto_save_interval and step % params.auto_save_interval == 0:
+                    _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
+        except JobInterrupted as stop:
+            if stop.control in ("pause", "requeue", "stop"):
+                _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
+            if stop.control == "pause":
+                _update(params.training_id, status="paused")
+            if stop.control != "stop":
+                raise
+            stopped = True
+    ev, l0 = explained_variance(sae, held_x, held_y)
+    dead = int(sae.dead.sum())
+    frequency = torch.zeros(d_sae)
+    with torch.no_grad():
+        frequency += (sae.encode(held_x) > 0).float().mean(dim=0)
+    export(sae, folder / "export", {**params.metadata, "hook_name": params.hook_name},
+           log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
+    evaluation = {"explained_variance": round(ev, 5), "l0": round(l0, 3), "dead_latents": dead,
+                  "held_out_tokens": int(held_x.shape[0]), "steps": step, "tokens": tokens,
+                  "seconds": round(time.monotonic() - began, 1)}
+    status = "stopped" if stopped else "completed"
+    _update(params.training_id, status=status, step=step, evaluation=msgspec.json.encode(evaluation).decode())
+    ctx.event("training.updated", {"training_id": params.training_id, "status": status})
+    return {"training_id": params.training_id, **evaluation}
+
+
+def finished(job: Any) -> None:
+    """A failed or cancelled run: the row says so (checkpoints stay for a retry)."""
+    training_id = job.params.get("training_id")
+    if training_id:
+        error = job.error
+        _update(training_id, status="cancelled" if error is None else "failed",
+                error_message=error.message if error else None)
