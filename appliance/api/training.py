@@ -41,6 +41,7 @@ class HyperparametersIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     dead_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
     jumprelu_init_threshold: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.001
     jumprelu_bandwidth: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.001
+    normalize_activations: Literal["expected_average_only_in", "none"] = "expected_average_only_in"
     log_every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
 
 

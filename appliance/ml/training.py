@@ -45,6 +45,9 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     dead_tokens: int = 1_000_000
     jumprelu_init_threshold: float = 0.001
     jumprelu_bandwidth: float = 0.001
+    # SAELens' "expected_average_only_in": activations are scaled so their mean norm is sqrt(d_in)
+    # during training (coefficients then mean the same on any model); the export folds it back.
+    normalize_activations: str = "expected_average_only_in"
     log_every: int = 20
 
 
@@ -187,6 +190,19 @@ def _record(training_id: str, row: dict[str, Any]) -> None:
         conn.close()
 
 
+def norm_scale(source: ActivationSource, batch_size: int, seed: int, which: int, batches: int = 20) -> float:
+    """sqrt(d) / mean norm over the first training batches (which = 0: inputs, 1: targets)."""
+    import torch
+
+    norms = []
+    for i, pair in enumerate(source.batches(batch_size, seed, 0)):
+        if i >= batches:
+            break
+        norms.append(pair[which].norm(dim=-1).mean())
+    mean = float(torch.stack(norms).mean())
+    return (pair[which].shape[-1] ** 0.5) / mean if mean > 0 else 1.0
+
+
 def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, float]:
     import torch
 
@@ -222,6 +238,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     optimizer = torch.optim.Adam(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(hp))
     step = tokens = 0
+    scale_in = scale_out = 1.0
+    if hp.normalize_activations == "expected_average_only_in":
+        scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
+        scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else scale_in
     checkpoint = latest_checkpoint(folder)
     if checkpoint is not None:
         from safetensors.torch import load_file
@@ -236,9 +256,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
         ctx.event("training.log", {"training_id": params.training_id, "level": "info",
                                    "message": f"Resumed from the checkpoint at step {step:,}", "step": step})
     held_x, held_y = source.held_out()
+    held_x = held_x * scale_in
+    held_y = held_y * scale_out if held_y is not None else None
     if checkpoint is None:
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
-        sae.init_b_dec(first_y if first_y is not None else first_x)
+        sae.init_b_dec(first_y * scale_out if first_y is not None else first_x * scale_in)
     _update(params.training_id, status="running", total_steps=hp.total_steps)
     estimate = estimate_sae_training(params.d_in, d_sae, hp.batch_size)
     began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
@@ -250,6 +272,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
             while step < hp.total_steps:
                 ctx.check()
                 x, y = next(batches)
+                x = x * scale_in
+                y = y * scale_out if y is not None else None
                 if hp.l1_warmup_steps:
                     cfg.l1_coefficient = base_l1 * min(1.0, (step + 1) / hp.l1_warmup_steps)
                 log_now = (step + 1) % hp.log_every == 0 or step + 1 == hp.total_steps
@@ -286,7 +310,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
     frequency = torch.zeros(d_sae)
     with torch.no_grad():
         frequency += (sae.encode(held_x) > 0).float().mean(dim=0)
-    export(sae, folder / "export", {**params.metadata, "hook_name": params.hook_name},
+    sae.fold_scaling(scale_in, scale_out)  # the export works on the model's raw activations
+    export(sae, folder / "export", {**params.metadata, "hook_name": params.hook_name,
+                                    "activation_scale": scale_in},
            log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
     evaluation = {"explained_variance": round(ev, 5), "l0": round(l0, 3), "dead_latents": dead,
                   "held_out_tokens": int(held_x.shape[0]), "steps": step, "tokens": tokens,

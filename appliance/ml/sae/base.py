@@ -137,6 +137,17 @@ class SAE(nn.Module):
             parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
             self.W_dec.grad -= parallel * self.W_dec
 
+    @torch.no_grad()
+    def fold_scaling(self, scale_in: float, scale_out: float) -> None:
+        """Make an SAE trained on scaled activations (x * scale_in -> target * scale_out) work on raw
+        ones: W_enc * scale_in, W_dec / scale_out, b_dec / scale_out. Latent values, and so TopK
+        choices and JumpReLU thresholds, are unchanged (SAELens folds its normalisation the same way)."""
+        self.W_enc.mul_(scale_in)
+        self.W_dec.div_(scale_out)
+        self.b_dec.div_(scale_out)
+        if self.cfg.apply_b_dec_to_input and self.cfg.d_in == self.cfg.output_width and scale_in != scale_out:
+            raise ValueError("an SAE that centres its input on b_dec needs one scale for input and output")
+
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
         """Architecture-specific tensors for export (threshold, W_skip)."""
         return {}
