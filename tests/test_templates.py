@@ -49,3 +49,27 @@ def test_extraction_templates(shared_appliance: Appliance) -> None:
         assert client.delete(f"{URL}/{mine['id']}").status_code == 200
         assert_error(client.get(f"{URL}/{mine['id']}"), 404, "NOT_FOUND")
         assert_error(client.get(f"{URL}/tt_wrongprefix0"), 400, "VALIDATION_ERROR")
+
+
+def test_training_templates(shared_appliance: Appliance) -> None:
+    app = shared_appliance
+    url = "/api/templates/training"
+    seeds = {t["name"]: t for t in app.get(url).json()["data"]}
+    assert {"Fast Prototyping", "High Quality SAE", "Large Expansion"} <= set(seeds)
+    fast = seeds["Fast Prototyping"]["config"]
+    assert fast["encoder_type"] == "sparse" and fast["hyperparameters"]["expansion_factor"] == 4
+    assert seeds["Large Expansion"]["config"]["hyperparameters"]["lr_decay"] == "linear"
+    assert seeds["Large Expansion"]["is_favorite"] is False
+    created = app.post(url, json={"name": "bound", "config": {"encoder_type": "topk", "model_id": "m_bound000001",
+                                                               "hyperparameters": {"k": 8}}})
+    assert created.status_code == 201, created.text
+    bound = created.json()["data"]
+    assert bound["id"].startswith("tt_") and bound["config"]["hyperparameters"]["k"] == 8
+    other = {t["id"] for t in app.get(url, params={"model_id": "m_other0000001"}).json()["data"]}
+    mine = {t["id"] for t in app.get(url, params={"model_id": "m_bound000001"}).json()["data"]}
+    assert bound["id"] in mine and bound["id"] not in other and seeds["Fast Prototyping"]["id"] in other
+    for bad in ({"learning_rate": 5}, {"batch_size": 3}, {"lr_decay": "zigzag"}, {"nope": 1}):
+        assert_error(app.post(url, json={"name": "x", "config": {"hyperparameters": bad}}), 400, "VALIDATION_ERROR")
+    assert_error(app.post(f"{url}/{bound['id']}/apply", json={"model_id": "m_nothere00001"}), 404, "NOT_FOUND")
+    applied = app.post(f"{url}/{bound['id']}/apply", json={}).json()["data"]
+    assert applied["config"]["model_id"] == "m_bound000001" and applied["config"]["encoder_type"] == "topk"

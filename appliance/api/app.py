@@ -19,7 +19,7 @@ from appliance.api.auth import require_token
 from appliance.api.datasets import DatasetsController
 from appliance.api.activations import ActivationsController, ExtractionController
 from appliance.api.models import ModelsController
-from appliance.api.templates import ExtractionTemplatesController
+from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
 from appliance.api.training import TrainingController
 from appliance.api.tokenize import TokenizeController
 from appliance.api.errors import EXCEPTION_HANDLERS
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
                         ExtractionController, ActivationsController, ExtractionTemplatesController,
+                        TrainingTemplatesController,
                         TrainingController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],

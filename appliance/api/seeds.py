@@ -63,6 +63,7 @@ DEMO_SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
 }
 SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
     "seeded.extraction_templates": lambda api: templates.seed(api, templates.EXTRACTION),
+    "seeded.training_templates": lambda api: templates.seed(api, templates.TRAINING),
 }
 
 

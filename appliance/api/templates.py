@@ -1,13 +1,14 @@
 """Saved settings ("templates"): list, create, read, update, delete, favourite, apply, export, import.
 
-One generic controller per kind; a kind supplies the msgspec Struct of its settings, its id prefix
-and how "apply" fits the settings to a target. Extraction templates are the first kind; training
-templates and steering presets reuse this module.
+One generic controller per kind; a kind supplies the msgspec Struct of its settings, its id prefix,
+its seeds and how "apply" fits the settings to a target. Extraction and training templates are
+kinds; steering presets will be one.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -17,6 +18,7 @@ from litestar.params import Parameter
 
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.state import ApiState, api_state
+from appliance.api.training import HyperparametersIn
 from appliance.api.validation import check_id
 from appliance.errors import NotFound, ValidationError
 from appliance.ids import new_id
@@ -32,6 +34,13 @@ class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
     top_k_examples: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 32
     context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128
+
+
+class TrainingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    encoder_type: Literal["sparse", "topk", "jumprelu", "skip", "transcoder"] = "sparse"
+    hyperparameters: HyperparametersIn = msgspec.field(default_factory=HyperparametersIn)
+    model_id: str | None = None  # optional binding; apply may override it
+    dataset_id: str | None = None
 
 
 class Template(msgspec.Struct):
@@ -61,6 +70,7 @@ class TemplatePatch(msgspec.Struct, forbid_unknown_fields=True):
 
 class ApplyRequest(msgspec.Struct, forbid_unknown_fields=True):
     model_id: str | None = None
+    dataset_id: str | None = None
 
 
 class Applied(msgspec.Struct):
@@ -84,21 +94,20 @@ class AppliedResponse(msgspec.Struct):
     meta: Meta
 
 
+Fit = Callable[[ApiState, dict[str, Any], ApplyRequest], Awaitable[tuple[dict[str, Any], list[str]]]]
+
+
 @dataclass(frozen=True)
 class Kind:
     name: str
     prefix: str
     settings: type[msgspec.Struct]
     seeds: tuple[tuple[str, str, bool, dict[str, Any]], ...]
+    fit: Fit
+    # Templates bound to a model/dataset (config.model_id/dataset_id) can be filtered by them.
+    bindable: bool = False
 
 
-EXTRACTION = Kind("extraction", "et", ExtractionSettings, (
-    ("Quick Scan", "Extract from key layers only", True,
-     {"layers": [0, 6, 11], "hook_types": ["residual"], "max_samples": 5000, "top_k_examples": 50}),
-    ("Full Analysis", "Comprehensive extraction from all layers", False,
-     {"layers": list(range(12)), "hook_types": ["residual", "mlp", "attention"], "max_samples": None,
-      "top_k_examples": 100}),
-))
 
 
 def _checked(kind: Kind, config: dict[str, Any]) -> dict[str, Any]:
@@ -131,8 +140,9 @@ async def seed(api: ApiState, kind: Kind) -> str:
     return ",".join(ids)
 
 
-async def _fit_extraction(api: ApiState, config: dict[str, Any], model_id: str | None) -> tuple[dict[str, Any], list[str]]:
+async def _fit_extraction(api: ApiState, config: dict[str, Any], request: ApplyRequest) -> tuple[dict[str, Any], list[str]]:
     """Layers the model does not have are dropped (a 12-layer template on a 4-layer model)."""
+    model_id = request.model_id
     if not model_id:
         return config, []
     assert api.db is not None
@@ -152,6 +162,45 @@ async def _fit_extraction(api: ApiState, config: dict[str, Any], model_id: str |
     return {**config, "layers": kept}, notes
 
 
+async def _fit_training(api: ApiState, config: dict[str, Any], request: ApplyRequest) -> tuple[dict[str, Any], list[str]]:
+    """The template's settings with the model and dataset the caller chose (or its own binding)."""
+    assert api.db is not None
+    fitted = dict(config)
+    for field_name, table, prefix in (("model_id", "models", "m"), ("dataset_id", "datasets", "ds")):
+        value = getattr(request, field_name)
+        if value:
+            if not await api.db.execute_fetchall(f"SELECT 1 FROM {table} WHERE id = ?",
+                                                 (check_id(value, prefix, field_name),)):
+                raise NotFound(f"No {table[:-1]} {value!r}", details={field_name: value})
+            fitted[field_name] = value
+    return fitted, []
+
+
+EXTRACTION = Kind("extraction", "et", ExtractionSettings, (
+    ("Quick Scan", "Extract from key layers only", True,
+     {"layers": [0, 6, 11], "hook_types": ["residual"], "max_samples": 5000, "top_k_examples": 50}),
+    ("Full Analysis", "Comprehensive extraction from all layers", False,
+     {"layers": list(range(12)), "hook_types": ["residual", "mlp", "attention"], "max_samples": None,
+      "top_k_examples": 100}),
+), _fit_extraction)
+
+# The mock's three seeds, with its names, learning rates, batch sizes, expansion factors, steps and
+# schedules. Its L1 values (5e-4..2e-3) assume raw activations; here activations are normalised
+# (SAELens' convention), where comparable sparsity takes coefficients of a few units. The mock's
+# "linear" schedule is kept; its model/dataset binding (mock ids) is not.
+TRAINING = Kind("training", "tt", TrainingSettings, (
+    ("Fast Prototyping", "Quick training with small expansion factor for rapid iteration", True,
+     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 5e-4, "batch_size": 128, "l1_coefficient": 3.0,
+                                                     "expansion_factor": 4, "total_steps": 5000, "lr_decay": "constant"}}),
+    ("High Quality SAE", "Production-quality sparse autoencoder with cosine schedule", True,
+     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 256, "l1_coefficient": 5.0,
+                                                     "expansion_factor": 8, "total_steps": 10000, "lr_decay": "cosine"}}),
+    ("Large Expansion", "Very sparse with 16x expansion for detailed feature discovery", False,
+     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 512, "l1_coefficient": 8.0,
+                                                     "expansion_factor": 16, "total_steps": 20000, "lr_decay": "linear"}}),
+), _fit_training, bindable=True)
+
+
 def controller_for(kind: Kind) -> type[Controller]:
     class TemplatesController(Controller):
         path = f"/api/templates/{kind.name}"
@@ -168,6 +217,8 @@ def controller_for(kind: Kind) -> type[Controller]:
 
         @get("/", summary=f"{kind.name.capitalize()} templates: favourites first, then newest")
         async def list_templates(self, request: Request, is_favorite: bool | None = None,
+                                 model_id: str | None = Parameter(default=None, max_length=100),
+                                 dataset_id: str | None = Parameter(default=None, max_length=100),
                                  page: int = Parameter(default=1, ge=1, le=100_000),
                                  limit: int = Parameter(default=50, ge=1, le=200)) -> TemplateListResponse:
             db = api_state(request).db
@@ -176,6 +227,11 @@ def controller_for(kind: Kind) -> type[Controller]:
             if is_favorite is not None:
                 where += " AND is_favorite = ?"
                 params.append(int(is_favorite))
+            # Bound to this model (or dataset), or generic.
+            for field_name, value in (("model_id", model_id), ("dataset_id", dataset_id)):
+                if value and kind.bindable:
+                    where += f" AND coalesce(json_extract(config, '$.{field_name}'), ?) = ?"
+                    params += [value, value]
             total = (await db.execute_fetchall(f"SELECT count(*) FROM templates WHERE {where}", params))[0][0]
             rows = await db.execute_fetchall(
                 f"SELECT * FROM templates WHERE {where} ORDER BY is_favorite DESC, created_at DESC LIMIT ? OFFSET ?",
@@ -231,7 +287,7 @@ def controller_for(kind: Kind) -> type[Controller]:
         @post("/{template_id:str}/apply", status_code=200, summary="The settings to use, fitted to a model")
         async def apply(self, request: Request, template_id: str, data: ApplyRequest) -> AppliedResponse:
             current = _template(await self._row(request, template_id))
-            config, notes = await _fit_extraction(api_state(request), current.config, data.model_id)
+            config, notes = await kind.fit(api_state(request), current.config, data)
             return AppliedResponse(Applied(current.id, config, notes), meta())
 
         @delete("/{template_id:str}", status_code=200, summary="Delete a template")
@@ -248,3 +304,4 @@ def controller_for(kind: Kind) -> type[Controller]:
 
 
 ExtractionTemplatesController = controller_for(EXTRACTION)
+TrainingTemplatesController = controller_for(TRAINING)

@@ -35,7 +35,7 @@ class HyperparametersIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     batch_size: Annotated[int, msgspec.Meta(ge=8, le=65536)] = 1024
     total_steps: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 2000
     warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
-    lr_decay: Literal["cosine", "constant"] = "cosine"
+    lr_decay: Literal["cosine", "linear", "constant"] = "cosine"
     l1_warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     aux_k_coefficient: Annotated[float, msgspec.Meta(ge=0, le=10)] = 1 / 32
     dead_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000

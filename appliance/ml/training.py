@@ -39,7 +39,7 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_size: int = 1024
     total_steps: int = 2000
     warmup_steps: int = 100
-    lr_decay: str = "cosine"  # cosine | constant
+    lr_decay: str = "cosine"  # cosine | linear | constant
     l1_warmup_steps: int = 0
     aux_k_coefficient: float = 1 / 32
     dead_tokens: int = 1_000_000
@@ -136,8 +136,11 @@ class ActivationSource:
 def _lr_lambda(hp: Hyperparameters):
     def factor(step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, hp.warmup_steps))
+        progress = min(step, hp.total_steps) / hp.total_steps
         if hp.lr_decay == "cosine":
-            return warm * 0.5 * (1 + math.cos(math.pi * min(step, hp.total_steps) / hp.total_steps))
+            return warm * 0.5 * (1 + math.cos(math.pi * progress))
+        if hp.lr_decay == "linear":
+            return warm * (1 - progress)
         return warm
     return factor
 
