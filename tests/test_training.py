@@ -74,6 +74,10 @@ def test_each_architecture_learns_the_demo_models_residual_stream(app: Appliance
     steps = hp.get("total_steps", 300)
     assert training["status"] == "completed" and training["step"] == steps
     assert evaluation["explained_variance"] > 0.5 and evaluation["l0"] < d_model / 4, evaluation
+    # Spliced into the model on held-out text, the SAE keeps most of the model's next-token ability.
+    assert evaluation["ce_loss_original"] < evaluation["ce_loss_with_sae"] < evaluation["ce_loss_zero_ablation"]
+    assert 0.5 < evaluation["ce_loss_recovered"] <= 1 and evaluation["kl_divergence"] > 0, evaluation
+    assert evaluation["eval_tokens"] > 500
     metrics = app.get(f"/api/training/{training['id']}/metrics").json()["data"]
     assert [m["step"] for m in metrics] == list(range(25, steps + 1, 25))
     assert metrics[-1]["mse"] < metrics[0]["mse"] and all(m["activations_per_s"] > 0 for m in metrics)

@@ -20,6 +20,7 @@ from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.timefmt import iso
 
+EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
 METRIC_COLUMNS = ("step", "tokens", "loss", "mse", "sparsity_loss", "l0", "dead_latents", "explained_variance",
                   "learning_rate", "activations_per_s")
 
@@ -147,7 +148,16 @@ class TrainingController(Controller):
         if data.encoder_type == "topk" and data.hyperparameters.k > (data.hyperparameters.d_sae or
                                                                      data.hyperparameters.expansion_factor * manifest["d_model"]):
             raise ValidationError("k must not exceed the number of latents", details={"field": "hyperparameters.k"})
-        model_rows = await api.db.execute_fetchall("SELECT name FROM models WHERE id = ?", (act["model_id"],))
+        model_rows = await api.db.execute_fetchall("SELECT * FROM models WHERE id = ?", (act["model_id"],))
+        evaluation = {}
+        if model_rows and model_rows[0]["status"] == "ready":
+            model = model_rows[0]
+            config_used = msgspec.json.decode(act["config"])
+            evaluation = {"model_path": model["path"], "precision": model["precision"],
+                          "tokenizer": "demo" if model["source"] == "demo" else model["id"],
+                          "dataset_id": act["dataset_id"], "module": hook["module"],
+                          "context_length": manifest["context_length"], "samples": EVAL_SAMPLES,
+                          "skip_samples": config_used.get("max_samples") or manifest["samples"]}
         training_id, now = new_id("tr"), time.time()
         config = {"hyperparameters": hp, "seed": data.seed, "auto_save_interval": data.auto_save_interval}
         async with api.db_lock:
@@ -161,7 +171,7 @@ class TrainingController(Controller):
             "training_id": training_id, "activation_id": act["id"], "hook_name": hook["name"],
             "target_hook_name": None, "encoder_type": data.encoder_type, "d_in": manifest["d_model"],
             "hyperparameters": hp, "seed": data.seed, "auto_save_interval": data.auto_save_interval,
-            "metadata": {"model_name": model_rows[0]["name"] if model_rows else act["model_id"],
+            "evaluation": evaluation, "metadata": {"model_name": model_rows[0]["name"] if model_rows else act["model_id"],
                          "model_id": act["model_id"], "context_size": manifest["context_length"],
                          "dataset_path": act["dataset_id"], "training_id": training_id}},
             target=("training", training_id))

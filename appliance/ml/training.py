@@ -62,6 +62,8 @@ class TrainParams(msgspec.Struct):
     seed: int = 0
     auto_save_interval: int = 500
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    # For the final evaluation (the SAE spliced into the model on held-out text); empty = skip it.
+    evaluation: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def training_dir(data_dir: Path, training_id: str) -> Path:
@@ -320,10 +322,35 @@ def run(ctx: JobContext) -> dict[str, Any]:
     evaluation = {"explained_variance": round(ev, 5), "l0": round(l0, 3), "dead_latents": dead,
                   "held_out_tokens": int(held_x.shape[0]), "steps": step, "tokens": tokens,
                   "seconds": round(time.monotonic() - began, 1)}
+    if params.evaluation:
+        ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
+        evaluation.update(_splice_evaluation(params, sae, data_dir))
     status = "stopped" if stopped else "completed"
     _update(params.training_id, status=status, step=step, evaluation=msgspec.json.encode(evaluation).decode())
     ctx.event("training.updated", {"training_id": params.training_id, "status": status})
     return {"training_id": params.training_id, **evaluation}
+
+
+def _splice_evaluation(params: TrainParams, sae: Any, data_dir: Path) -> dict[str, Any]:
+    """CE loss recovered and KL on samples the activation set did not use (see evaluation.py)."""
+    from datasets import load_from_disk
+
+    from appliance.ml.evaluation import evaluate
+    from appliance.ml.models import load
+    from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+
+    spec = params.evaluation
+    texts = load_from_disk(str(data_dir / "datasets" / spec["dataset_id"] / "arrow"))
+    start = min(spec["skip_samples"], max(0, len(texts) - spec["samples"]))
+    chosen = [t or "" for t in texts[start:start + spec["samples"]]["text"]]
+    tokenizer = configure(load_tokenizer(spec["tokenizer"], data_dir),
+                          TokenizeSettings(tokenizer=spec["tokenizer"], max_length=spec["context_length"],
+                                           padding="do_not_pad"))
+    ids = [e.ids for e in tokenizer.encode_batch(chosen)]
+    model = load(spec["model_path"], spec["precision"])
+    module = dict(model.named_modules())[spec["module"]]
+    batches = [ids[i:i + 8] for i in range(0, len(ids), 8)]
+    return evaluate(model, module, sae, batches)
 
 
 def finished(job: Any) -> None:
