@@ -173,3 +173,38 @@ def test_bad_starts(app: Appliance, activation_set: dict) -> None:
     assert_error(app.post("/api/training/start", json={**base, "hyperparameters": {"k": 100000}}), 400,
                  "VALIDATION_ERROR")
     assert_error(app.post("/api/training/start", json={**base, "activation_id": "act_missing000"}), 404, "NOT_FOUND")
+
+
+def test_checkpoints_save_now_load_and_stop(app: Appliance, activation_set: dict) -> None:
+    job = train(app, activation_set, "topk", auto_save_interval=50, k=16, total_steps=100, log_every=10)
+    tid = job["target"]["id"]
+    first = _losses(app, tid)
+    saved = app.get(f"/api/training/{tid}/checkpoints").json()["data"]
+    assert [c["step"] for c in saved] == [50, 100] and saved[0]["loss"] == dict(first)[50]
+    # Back to step 50: later checkpoints and metrics go, the run is paused there and continues identically.
+    loaded = app.post(f"/api/training/{tid}/checkpoints/50/load").json()["data"]
+    assert loaded["status"] == "paused" and loaded["step"] == 50
+    assert [c["step"] for c in app.get(f"/api/training/{tid}/checkpoints").json()["data"]] == [50]
+    assert max(step for step, _ in _losses(app, tid)) == 50
+    assert_error(app.get(f"/api/training/{tid}/export"), 409, "CONFLICT")
+    resumed = app.post(f"/api/training/{tid}/resume").json()["data"]
+    final = app.wait_status(resumed["job_id"], "completed", "failed", timeout=300)
+    assert final["status"] == "completed", final["error"]
+    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), first):
+        assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
+    assert app.get(f"/api/training/{tid}/export").status_code == 200
+    assert_error(app.post(f"/api/training/{tid}/checkpoints/7/load"), 404, "NOT_FOUND")
+    assert app.client().delete(f"/api/training/{tid}/checkpoints/50").status_code == 200
+
+    # Save now, then stop: a checkpoint at that step, an evaluated export, status "stopped".
+    job = train(app, activation_set, "topk", wait=False, k=16, total_steps=100_000, log_every=10)
+    tid = job["target"]["id"]
+    wait_until(lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= 20, timeout=120, what="step 20")
+    assert app.post(f"/api/training/{tid}/checkpoints").status_code == 202
+    wait_until(lambda: app.get(f"/api/training/{tid}/checkpoints").json()["data"], timeout=60, what="a checkpoint")
+    assert app.post(f"/api/training/{tid}/stop").status_code == 200
+    app.wait_status(job["id"], "completed", "failed", timeout=120)
+    stopped = app.get(f"/api/training/{tid}").json()["data"]
+    assert stopped["status"] == "stopped" and stopped["evaluation"]["explained_variance"] > 0
+    assert app.get(f"/api/training/{tid}/export").status_code == 200
+    assert_error(app.post(f"/api/training/{tid}/checkpoints"), 409, "CONFLICT")

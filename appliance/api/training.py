@@ -76,6 +76,18 @@ class Training(msgspec.Struct):
     updated_at: str
 
 
+class Checkpoint(msgspec.Struct):
+    step: int
+    tokens: int
+    loss: float | None
+    saved_at: str
+
+
+class CheckpointListResponse(msgspec.Struct):
+    data: list[Checkpoint]
+    meta: Meta
+
+
 class TrainingResponse(msgspec.Struct):
     data: Training
     meta: Meta
@@ -228,13 +240,77 @@ class TrainingController(Controller):
         row = await self._row(request, training_id)
         api = api_state(request)
         assert api.jobs is not None and api.db is not None
-        if not row["job_id"]:
-            raise Conflict(f"Training {row['id']} has no job yet")
-        await api.jobs.resume(row["job_id"])
+        if row["status"] != "paused" or not row["job_id"]:
+            raise Conflict(f"Training {row['id']} is {row['status']}, not paused", details={"status": row["status"]})
+        job = await api.jobs.get(row["job_id"])
+        if job.status == "paused":
+            await api.jobs.resume(job.id)
+        else:  # its job ended (a checkpoint was loaded after it finished): a new job continues the run
+            job = await api.jobs.create("training.run", job.params, target=("training", row["id"]))
         async with api.db_lock:
-            await api.db.execute("UPDATE trainings SET status = 'queued', updated_at = ? WHERE id = ?",
-                                 (time.time(), row["id"]))
+            await api.db.execute("UPDATE trainings SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ?",
+                                 (job.id, time.time(), row["id"]))
         return TrainingResponse(_training(await self._row(request, training_id)), meta())
+
+    def _checkpoints(self, request: Request, training_id: str) -> Any:
+        return api_state(request).settings.data_dir / "trainings" / training_id / "checkpoints"
+
+    @get("/{training_id:str}/checkpoints", summary="Saved checkpoints, oldest first")
+    async def checkpoints(self, request: Request, training_id: str) -> CheckpointListResponse:
+        row = await self._row(request, training_id)
+        db = api_state(request).db
+        assert db is not None
+        losses = {r["step"]: r["loss"] for r in await db.execute_fetchall(
+            "SELECT step, loss FROM training_metrics WHERE training_id = ?", (row["id"],))}
+        found = []
+        for folder in sorted(self._checkpoints(request, row["id"]).glob("step_*")):
+            if folder.name.endswith(".partial") or not (folder / "info.json").is_file():
+                continue
+            info = msgspec.json.decode((folder / "info.json").read_bytes())
+            found.append(Checkpoint(info["step"], info["tokens"], losses.get(info["step"]), iso(info["saved_at"]) or ""))
+        return CheckpointListResponse(found, meta())
+
+    @post("/{training_id:str}/checkpoints", status_code=202, summary="Save a checkpoint now (running trainings)")
+    async def save_now(self, request: Request, training_id: str) -> TrainingResponse:
+        row = await self._row(request, training_id)
+        if row["status"] != "running":
+            raise Conflict(f"Training {row['id']} is {row['status']}: checkpoints are saved while it runs "
+                           "(pausing saves one too)", details={"status": row["status"]})
+        folder = api_state(request).settings.data_dir / "trainings" / row["id"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "save-now").touch()
+        return TrainingResponse(_training(row), meta())
+
+    @post("/{training_id:str}/checkpoints/{step:int}/load", status_code=200,
+          summary="Go back to a checkpoint: later checkpoints and metrics go, the run is paused there")
+    async def load_checkpoint(self, request: Request, training_id: str, step: int) -> TrainingResponse:
+        row = await self._row(request, training_id)
+        api = api_state(request)
+        assert api.db is not None
+        if row["status"] in ("queued", "running"):
+            raise Conflict(f"Training {row['id']} is {row['status']}: pause or stop it first",
+                           details={"status": row["status"]})
+        base = self._checkpoints(request, row["id"])
+        if not (base / f"step_{step:08d}" / "info.json").is_file():
+            raise NotFound(f"Training {row['id']} has no checkpoint at step {step}", details={"step": step})
+        for folder in base.glob("step_*"):
+            if int(folder.name.split("_")[1].split(".")[0]) > step:
+                shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(base.parent / "export", ignore_errors=True)
+        async with api.db_lock:
+            await api.db.execute("DELETE FROM training_metrics WHERE training_id = ? AND step > ?", (row["id"], step))
+            await api.db.execute("UPDATE trainings SET status = 'paused', step = ?, evaluation = NULL, updated_at = ?"
+                                 " WHERE id = ?", (step, time.time(), row["id"]))
+        return TrainingResponse(_training(await self._row(request, training_id)), meta())
+
+    @delete("/{training_id:str}/checkpoints/{step:int}", status_code=200, summary="Delete one checkpoint")
+    async def delete_checkpoint(self, request: Request, training_id: str, step: int) -> CheckpointListResponse:
+        row = await self._row(request, training_id)
+        folder = self._checkpoints(request, row["id"]) / f"step_{step:08d}"
+        if not folder.is_dir():
+            raise NotFound(f"Training {row['id']} has no checkpoint at step {step}", details={"step": step})
+        shutil.rmtree(folder)
+        return await self.checkpoints.fn(self, request, training_id)
 
     @get("/{training_id:str}/export", summary="The trained SAE in the SAELens layout, as a zip")
     async def export(self, request: Request, training_id: str) -> Response[bytes]:

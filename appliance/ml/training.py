@@ -26,6 +26,7 @@ from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.runner import memory_manager
 
 HELD_OUT = 0.05
+SAVE_NOW = "save-now"  # a file the API drops to ask the running loop for a checkpoint at its next step
 EVAL_TOKENS = 8192
 
 
@@ -158,6 +159,7 @@ def _save_checkpoint(folder: Path, sae: Any, optimizer: Any, scheduler: Any, ste
     save_file({k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}, str(partial / "sae.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
                 "tokens": tokens, "rng": torch.get_rng_state()}, partial / "state.pt")
+    (partial / "info.json").write_bytes(msgspec.json.encode({"step": step, "tokens": tokens, "saved_at": time.time()}))
     shutil.rmtree(path, ignore_errors=True)
     partial.rename(path)
     return path
@@ -300,8 +302,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
                     _record(params.training_id, row)
                     ctx.progress(step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}",
                                  {"training_id": params.training_id, **row})
-                if params.auto_save_interval and step % params.auto_save_interval == 0:
+                save_now = folder / SAVE_NOW
+                if (params.auto_save_interval and step % params.auto_save_interval == 0) or save_now.exists():
                     _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
+                    save_now.unlink(missing_ok=True)
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
                 _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
