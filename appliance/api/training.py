@@ -40,8 +40,8 @@ class HyperparametersIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     l1_warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     aux_k_coefficient: Annotated[float, msgspec.Meta(ge=0, le=10)] = 1 / 32
     dead_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
-    jumprelu_init_threshold: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.001
-    jumprelu_bandwidth: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.001
+    jumprelu_init_threshold: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
+    jumprelu_bandwidth: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
     normalize_activations: Literal["expected_average_only_in", "none"] = "expected_average_only_in"
     log_every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
 

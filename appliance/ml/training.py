@@ -44,8 +44,8 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     l1_warmup_steps: int = 0
     aux_k_coefficient: float = 1 / 32
     dead_tokens: int = 1_000_000
-    jumprelu_init_threshold: float = 0.001
-    jumprelu_bandwidth: float = 0.001
+    jumprelu_init_threshold: float = 0.5  # on normalised activations; short runs need a start near the data
+    jumprelu_bandwidth: float = 0.5
     # SAELens' "expected_average_only_in": activations are scaled so their mean norm is sqrt(d_in)
     # during training (coefficients then mean the same on any model); the export folds it back.
     normalize_activations: str = "expected_average_only_in"
@@ -103,6 +103,7 @@ class ActivationSource:
                 usable = max(0, min(tokens, self.train_tokens - start))
                 order = torch.randperm(usable, generator=generator)
                 count = usable // batch_size
+                offset += usable
                 if step + count <= start_step:  # fast-forward without loading the shard
                     step += count
                     continue
@@ -112,7 +113,6 @@ class ActivationSource:
                         rows = order[b * batch_size:(b + 1) * batch_size]
                         yield x[rows].float(), (y[rows].float() if y is not None else None)
                     step += 1
-                offset += usable
             if offset < batch_size:
                 raise ValueError("The activation set has fewer training tokens than one batch")
 
@@ -269,6 +269,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
         sae.init_b_dec(first_y * scale_out if first_y is not None else first_x * scale_in)
     _update(params.training_id, status="running", total_steps=hp.total_steps)
+    ctx.event("training.updated", {"training_id": params.training_id, "status": "running"})
     estimate = estimate_sae_training(params.d_in, d_sae, hp.batch_size)
     began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
     base_l1 = cfg.l1_coefficient
@@ -306,11 +307,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 if (params.auto_save_interval and step % params.auto_save_interval == 0) or save_now.exists():
                     _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
                     save_now.unlink(missing_ok=True)
+                    ctx.event("training.checkpoint", {"training_id": params.training_id, "step": step})
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
                 _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
+                ctx.event("training.checkpoint", {"training_id": params.training_id, "step": step})
             if stop.control == "pause":
                 _update(params.training_id, status="paused")
+                ctx.event("training.updated", {"training_id": params.training_id, "status": "paused"})
             if stop.control != "stop":
                 raise
             stopped = True

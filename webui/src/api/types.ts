@@ -341,3 +341,57 @@ export interface ActivationSet {
   created_at: string;
   updated_at: string;
 }
+
+// --- training ---------------------------------------------------------------------------------
+
+export type EncoderType = 'sparse' | 'topk' | 'jumprelu' | 'skip' | 'transcoder';
+
+export interface MetricRow {
+  step: number;
+  tokens: number;
+  loss: number | null;
+  mse: number | null;
+  sparsity_loss: number | null;
+  l0: number | null;
+  dead_latents: number | null;
+  explained_variance: number | null;
+  learning_rate: number | null;
+  activations_per_s: number | null;
+  eta_s?: number | null;
+}
+
+export interface Training {
+  id: string;
+  model_id: string;
+  dataset_id: string;
+  activation_id: string | null;
+  layer: number;
+  hook_type: string;
+  encoder_type: EncoderType;
+  config: { hyperparameters: Record<string, unknown>; seed: number; auto_save_interval: number };
+  status: 'queued' | 'running' | 'paused' | 'completed' | 'stopped' | 'failed' | 'cancelled';
+  job_id: string | null;
+  step: number;
+  total_steps: number;
+  latest: MetricRow | null;
+  evaluation: Record<string, number | null> | null;
+  error: string | null;
+  created_at: string;
+  updated_at: string;
+}
+
+export interface CheckpointInfo {
+  step: number;
+  tokens: number;
+  loss: number | null;
+  saved_at: string;
+}
+
+export interface TemplateItem {
+  id: string;
+  kind: string;
+  name: string;
+  description: string;
+  is_favorite: boolean;
+  config: Record<string, unknown>;
+}

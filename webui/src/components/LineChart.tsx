@@ -14,9 +14,11 @@ interface LineChartProps {
   /** Fix the top of the axis (e.g. 100 for percentages); otherwise the data's max. */
   max?: number;
   height?: number;
+  /** Labels under the chart's left and right ends (default: "-N min" and "now"). */
+  xLabels?: [string, string];
 }
 
-export function LineChart({ series, windowS, unit, max, height = 120 }: LineChartProps) {
+export function LineChart({ series, windowS, unit, max, height = 120, xLabels }: LineChartProps) {
   const all = series.flatMap((s) => s.points);
   if (all.length === 0) return null;
   const width = 600;
@@ -38,9 +40,9 @@ export function LineChart({ series, windowS, unit, max, height = 120 }: LineChar
         ))}
       </svg>
       <div className="flex justify-between text-xs text-slate-500 mt-1 tabular-nums">
-        <span>-{Math.round(windowS / 60)} min</span>
-        <span>0 – {top >= 100 ? Math.round(top) : top.toFixed(1)} {unit}</span>
-        <span>now</span>
+        <span>{xLabels ? xLabels[0] : `-${Math.round(windowS / 60)} min`}</span>
+        <span>0 – {top >= 100 ? Math.round(top) : top.toFixed(top < 1 ? 3 : 1)} {unit}</span>
+        <span>{xLabels ? xLabels[1] : 'now'}</span>
       </div>
     </div>
   );

@@ -1,4 +1,4 @@
-import type { ActivationSet, Model } from '../api/types';
+import type { ActivationSet, Model, Training } from '../api/types';
 import { useResourceList } from './useResourceList';
 
 const MODEL_EVENTS = ['model.updated'];
@@ -14,4 +14,12 @@ export function useModels() {
 export function useActivationSets() {
   const { items, ...rest } = useResourceList<ActivationSet>('/api/activations', SET_EVENTS, SET_TARGETS);
   return { sets: items, ...rest };
+}
+
+const TRAINING_EVENTS = ['training.updated'];
+const TRAINING_TARGETS = ['training'];
+
+export function useTrainings() {
+  const { items, ...rest } = useResourceList<Training>('/api/training', TRAINING_EVENTS, TRAINING_TARGETS);
+  return { trainings: items, ...rest };
 }

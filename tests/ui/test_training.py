@@ -1,0 +1,79 @@
+"""The Training tab in a real browser: configure and start a training on the demo model, watch live
+charts, pause, resume, save and load a checkpoint, stop, see a run complete and download its export."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.support import Appliance, wait_until
+from tests.ui.conftest import DIST, screenshot
+
+
+def _demo(app: Appliance, kind: str) -> dict | None:
+    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
+    return found[0] if found and found[0]["status"] == "ready" else None
+
+
+def _start(page, steps: int) -> None:
+    form = page.get_by_test_id("training-form")
+    form.get_by_test_id("train-dataset").select_option(label="Python stdlib docs (demo)")
+    form.get_by_test_id("train-model").select_option(label="mistudio-demo-gpt (demo)")
+    form.get_by_test_id("train-encoder").select_option("topk")
+    expect(form.get_by_test_id("train-layer")).to_have_value("2")
+    if not form.get_by_test_id("train-advanced").is_visible():
+        form.get_by_test_id("train-advanced-toggle").click()
+    form.get_by_test_id("train-steps").fill(str(steps))
+    form.get_by_test_id("train-autosave").fill("0")
+    form.get_by_test_id("train-start").click()
+
+
+def test_train_watch_pause_resume_checkpoint_stop_and_export(make_appliance, open_page) -> None:
+    app: Appliance = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_SEED_DEMO": "1",
+                                     "HF_HUB_OFFLINE": "1"})
+    app.start_api()
+    app.start_worker()
+    wait_until(lambda: _demo(app, "datasets") and _demo(app, "models"), timeout=240, what="the demo kit")
+    model, dataset = _demo(app, "models"), _demo(app, "datasets")
+    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
+        "dataset_id": dataset["id"], "layers": [2], "hook_types": ["residual"], "max_samples": 400,
+        "context_length": 64})
+    app.wait_status(response.json()["data"]["job_id"], "completed", timeout=300)
+
+    page, _ = open_page(app.url, "/training")
+    expect(page.get_by_test_id("tab-training")).to_contain_text("No training jobs yet")
+    _start(page, 50_000)
+    card = page.get_by_test_id("training-card").first
+    expect(card).to_have_attribute("data-status", "running", timeout=60_000)
+    card.get_by_test_id("toggle-metrics").click()
+    expect(card.get_by_test_id("training-charts").locator("svg polyline").first).to_be_visible(timeout=30_000)
+    expect(card.get_by_test_id("tile-loss")).not_to_contain_text("—", timeout=30_000)
+    expect(card.get_by_test_id("training-logs")).to_contain_text("Step")
+    screenshot(page, "training-running")
+
+    card.get_by_test_id("toggle-checkpoints").click()
+    card.get_by_test_id("checkpoint-save").click()
+    expect(card.get_by_test_id("checkpoint-row")).to_have_count(1, timeout=30_000)
+    card.get_by_test_id("training-pause").click()
+    expect(card).to_have_attribute("data-status", "paused", timeout=30_000)
+    expect(card.get_by_test_id("checkpoint-row")).to_have_count(2, timeout=30_000)  # pausing saves one too
+    card.get_by_test_id("training-resume").click()
+    expect(card).to_have_attribute("data-status", "running", timeout=30_000)
+    card.get_by_test_id("training-stop").click()
+    expect(card).to_have_attribute("data-status", "stopped", timeout=60_000)
+    expect(card.get_by_test_id("training-export")).to_be_visible()
+    # Load the first checkpoint: the run goes back there, paused.
+    card.get_by_test_id("checkpoint-load").first.click()
+    expect(card).to_have_attribute("data-status", "paused", timeout=30_000)
+    expect(card.get_by_test_id("training-resume")).to_be_visible()
+    screenshot(page, "training-paused-after-load")
+
+    # A short run completes; its export downloads.
+    _start(page, 300)
+    done = page.get_by_test_id("training-card").first
+    expect(done).to_have_attribute("data-status", "completed", timeout=120_000)
+    expect(done.get_by_test_id("training-percent")).to_have_text("100.0%")
+    expect(done.get_by_test_id("training-evaluation")).to_contain_text("CE loss recovered")
+    with page.expect_download() as download:
+        done.get_by_test_id("training-export").click()
+    assert download.value.suggested_filename.endswith("-saelens.zip")
+    screenshot(page, "training-completed")

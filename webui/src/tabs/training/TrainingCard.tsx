@@ -1,0 +1,196 @@
+import { Activity, CircleCheck, CircleX, Download, LoaderCircle, Pause, Play, RotateCcw, Square, Trash2 } from 'lucide-react';
+import { useCallback, useEffect, useState } from 'react';
+
+import { apiDelete, apiGet, apiPost, errorMessage } from '../../api/client';
+import type { CheckpointInfo, MetricRow, StreamEvent, Training } from '../../api/types';
+import { LineChart } from '../../components/LineChart';
+import { MetricTile } from '../../components/MetricTile';
+import { ProgressBar, formatPercent } from '../../components/ProgressBar';
+import { useToast } from '../../components/Toasts';
+import { useEventStream } from '../../hooks/useEventStream';
+
+const PILL: Record<Training['status'], [string, string]> = {
+  queued: ['Initializing', 'bg-slate-800 text-slate-300'], running: ['Training', 'bg-emerald-900/30 text-emerald-400'],
+  paused: ['Paused', 'bg-yellow-900/30 text-yellow-400'], completed: ['Completed', 'bg-emerald-900/30 text-emerald-400'],
+  stopped: ['Stopped', 'bg-slate-800 text-slate-300'], failed: ['Failed', 'bg-red-900/30 text-red-400'],
+  cancelled: ['Cancelled', 'bg-slate-800 text-slate-400'],
+};
+
+function StatusIcon({ status }: { status: Training['status'] }) {
+  if (status === 'running') return <Activity className="w-5 h-5 text-emerald-400 animate-pulse" aria-hidden="true" />;
+  if (status === 'queued') return <LoaderCircle className="w-5 h-5 text-blue-400 animate-spin" aria-hidden="true" />;
+  if (status === 'paused') return <Pause className="w-5 h-5 text-yellow-400" aria-hidden="true" />;
+  if (status === 'completed') return <CircleCheck className="w-5 h-5 text-emerald-400" aria-hidden="true" />;
+  return <CircleX className="w-5 h-5 text-slate-400" aria-hidden="true" />;
+}
+
+const fmt = (v: number | null | undefined, digits: number) => (v === null || v === undefined ? null : v.toFixed(digits));
+
+export function TrainingCard({ training, title, onChanged }: { training: Training; title: string; onChanged: () => void }) {
+  const [metrics, setMetrics] = useState<MetricRow[]>([]);
+  const [showMetrics, setShowMetrics] = useState(false);
+  const [showCheckpoints, setShowCheckpoints] = useState(false);
+  const [checkpoints, setCheckpoints] = useState<CheckpointInfo[]>([]);
+  const { subscribe } = useEventStream();
+  const { push } = useToast();
+  const latest = metrics[metrics.length - 1] ?? training.latest;
+  const active = training.status === 'running' || training.status === 'queued';
+
+  const loadMetrics = useCallback(() => {
+    apiGet<MetricRow[]>(`/api/training/${training.id}/metrics`).then(setMetrics).catch(() => undefined);
+  }, [training.id]);
+  const loadCheckpoints = useCallback(() => {
+    apiGet<CheckpointInfo[]>(`/api/training/${training.id}/checkpoints`).then(setCheckpoints).catch(() => undefined);
+  }, [training.id]);
+
+  useEffect(() => { loadMetrics(); loadCheckpoints(); }, [loadMetrics, loadCheckpoints, training.status]);
+  useEffect(() => subscribe('training.checkpoint', (event: StreamEvent) => {
+    if ((event.data as { training_id?: string } | null)?.training_id === training.id) loadCheckpoints();
+  }), [subscribe, training.id, loadCheckpoints]);
+  useEffect(() => subscribe('training.progress', (event: StreamEvent) => {
+    const data = event.data as (MetricRow & { training_id?: string }) | null;
+    if (data?.training_id !== training.id || typeof data.step !== 'number') return;
+    setMetrics((rows) => (rows.length && rows[rows.length - 1].step >= data.step ? rows : [...rows, data]));
+  }), [subscribe, training.id]);
+
+  const act = async (path: string, method: 'POST' | 'DELETE' = 'POST') => {
+    try {
+      if (method === 'POST') await apiPost(path);
+      else await apiDelete(path);
+      loadCheckpoints();
+      loadMetrics();
+      onChanged();
+    } catch (err) {
+      push({ type: 'error', title: 'Not done', message: errorMessage(err) });
+    }
+  };
+
+  const [label, pill] = PILL[training.status];
+  const steps = training.total_steps;
+  const series = (key: keyof MetricRow, color: string) => [{ name: key, color,
+    points: metrics.filter((m) => typeof m[key] === 'number').map((m) => [m.step, m[key] as number] as [number, number]) }];
+  const range: [string, string] = ['step 0', `step ${latest?.step ?? 0}`];
+  return (
+    <div className="bg-slate-900/50 border border-slate-800 rounded-lg p-6 space-y-4" data-testid="training-card"
+         data-training-id={training.id} data-status={training.status}>
+      <div className="flex items-start justify-between gap-4">
+        <div>
+          <h3 className="text-lg font-semibold">{title}</h3>
+          <p className="text-sm text-slate-400">Encoder: {training.encoder_type} • Layer {training.layer} {training.hook_type}
+            {' '}• Started: {new Date(training.created_at).toLocaleTimeString()}</p>
+        </div>
+        <div className="flex items-center gap-2">
+          <StatusIcon status={training.status} />
+          <span className={`px-3 py-1 rounded-full text-sm ${pill}`} data-testid="training-status">{label}</span>
+        </div>
+      </div>
+      {training.status !== 'queued' && training.status !== 'stopped' && (
+        <div>
+          <div className="flex items-center justify-between mb-2 text-sm">
+            <span className="text-slate-400">Training Progress</span>
+            <span className="text-emerald-400 font-medium tabular-nums" data-testid="training-percent">
+              {formatPercent(training.status === 'completed' ? 1 : (latest?.step ?? training.step) / steps)}</span>
+          </div>
+          <ProgressBar value={training.status === 'completed' ? 1 : (latest?.step ?? training.step) / steps} />
+        </div>
+      )}
+      <div className="grid grid-cols-4 gap-4">
+        <div data-testid="tile-loss"><MetricTile label="Loss" value={fmt(latest?.loss, 4)} color="emerald" /></div>
+        <div data-testid="tile-l0"><MetricTile label="L0 Sparsity" value={fmt(latest?.l0, 1)} color="blue" /></div>
+        <div data-testid="tile-dead"><MetricTile label="Dead Latents" value={latest?.dead_latents ?? null} color="red" /></div>
+        <div data-testid="tile-ev"><MetricTile label="Explained Variance" value={fmt(latest?.explained_variance, 3)} color="purple" /></div>
+      </div>
+      {training.evaluation && (
+        <p className="text-sm text-slate-300" data-testid="training-evaluation">
+          Held-out: explained variance {fmt(training.evaluation.explained_variance, 3)} • L0 {fmt(training.evaluation.l0, 1)}
+          {training.evaluation.ce_loss_recovered !== undefined && training.evaluation.ce_loss_recovered !== null
+            && ` • CE loss recovered ${fmt(training.evaluation.ce_loss_recovered, 3)} • KL ${fmt(training.evaluation.kl_divergence, 4)}`}
+        </p>
+      )}
+      <div className="flex gap-2">
+        <button type="button" data-testid="toggle-metrics" onClick={() => setShowMetrics(!showMetrics)}
+                className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm">
+          {showMetrics ? 'Hide Live Metrics' : 'Show Live Metrics'}</button>
+        <button type="button" data-testid="toggle-checkpoints" onClick={() => setShowCheckpoints(!showCheckpoints)}
+                className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm">
+          Checkpoints ({checkpoints.length})</button>
+        {(training.status === 'completed' || training.status === 'stopped') && training.evaluation && (
+          <a href={`/api/training/${training.id}/export`} data-testid="training-export" download
+             className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm flex items-center gap-2">
+            <Download className="w-4 h-4" /> Export (SAELens)</a>
+        )}
+      </div>
+      {showMetrics && (
+        <div className="grid grid-cols-1 md:grid-cols-2 gap-4" data-testid="training-charts">
+          {([['loss', 'Loss Curve', '#34d399'], ['l0', 'L0 Sparsity', '#60a5fa'], ['dead_latents', 'Dead Latents', '#f87171'],
+             ['explained_variance', 'Explained Variance', '#c084fc']] as [keyof MetricRow, string, string][]).map(([key, name, color]) => (
+            <div key={key}>
+              <div className="text-sm text-slate-400 mb-1">{name}</div>
+              <LineChart series={series(key, color)} windowS={Math.max(1, latest?.step ?? 1)} unit="" xLabels={range}
+                         max={key === 'explained_variance' ? 1 : undefined} />
+            </div>
+          ))}
+          <div className="md:col-span-2 bg-slate-950 rounded-lg p-3 font-mono text-xs max-h-48 overflow-y-auto" data-testid="training-logs">
+            <div className="flex justify-between mb-2 text-slate-400"><span>Training Logs</span>
+              {training.status === 'running' && <span className="text-emerald-400">Live</span>}</div>
+            {metrics.slice(-50).map((m) => (
+              <div key={m.step} className="text-slate-300">
+                Step {m.step}: loss={fmt(m.loss, 4)} mse={fmt(m.mse, 4)} L0={fmt(m.l0, 1)} dead={m.dead_latents}
+                {' '}EV={fmt(m.explained_variance, 3)} lr={m.learning_rate?.toExponential(2)} {Math.round(m.activations_per_s ?? 0)} act/s
+              </div>
+            ))}
+          </div>
+        </div>
+      )}
+      {showCheckpoints && (
+        <div className="border border-slate-800 rounded-lg p-4" data-testid="training-checkpoints">
+          <div className="flex items-center justify-between mb-3">
+            <span className="font-medium">Checkpoint Management</span>
+            <button type="button" data-testid="checkpoint-save" disabled={training.status !== 'running'}
+                    onClick={() => void act(`/api/training/${training.id}/checkpoints`)}
+                    className="px-3 py-1 bg-emerald-600 hover:bg-emerald-700 disabled:opacity-50 rounded text-sm">Save Now</button>
+          </div>
+          <div className="space-y-2 max-h-48 overflow-y-auto">
+            {checkpoints.length === 0 && <p className="text-sm text-slate-500">No checkpoints saved yet</p>}
+            {checkpoints.map((c) => (
+              <div key={c.step} className="flex items-center justify-between p-2 bg-slate-800/30 rounded" data-testid="checkpoint-row">
+                <div><div className="font-medium">Step {c.step}</div>
+                  <div className="text-xs text-slate-400">Loss: {fmt(c.loss, 4) ?? '—'} • {new Date(c.saved_at).toLocaleTimeString()}</div></div>
+                <div className="flex gap-2">
+                  <button type="button" aria-label={`Load step ${c.step}`} data-testid="checkpoint-load" disabled={active}
+                          onClick={() => void act(`/api/training/${training.id}/checkpoints/${c.step}/load`)}
+                          className="p-1 text-slate-300 hover:text-emerald-400 disabled:opacity-40"><Download className="w-4 h-4" /></button>
+                  <button type="button" aria-label={`Delete step ${c.step}`}
+                          onClick={() => void act(`/api/training/${training.id}/checkpoints/${c.step}`, 'DELETE')}
+                          className="p-1 text-red-400 hover:text-red-300"><Trash2 className="w-4 h-4" /></button>
+                </div>
+              </div>
+            ))}
+          </div>
+        </div>
+      )}
+      {training.error && <p className="text-sm text-red-400">{training.error}</p>}
+      <div className="flex gap-2 pt-2 border-t border-slate-800">
+        {training.status === 'running' && (
+          <button type="button" data-testid="training-pause" onClick={() => void act(`/api/training/${training.id}/pause`)}
+                  className="flex-1 px-4 py-2 bg-yellow-600 hover:bg-yellow-700 rounded-lg flex items-center justify-center gap-2">
+            <Pause className="w-4 h-4" /> Pause</button>
+        )}
+        {training.status === 'paused' && (
+          <button type="button" data-testid="training-resume" onClick={() => void act(`/api/training/${training.id}/resume`)}
+                  className="flex-1 px-4 py-2 bg-emerald-600 hover:bg-emerald-700 rounded-lg flex items-center justify-center gap-2">
+            <Play className="w-4 h-4" /> Resume</button>
+        )}
+        {training.status === 'running' && (
+          <button type="button" data-testid="training-stop" onClick={() => void act(`/api/training/${training.id}/stop`)}
+                  className="flex-1 px-4 py-2 bg-red-600 hover:bg-red-700 rounded-lg flex items-center justify-center gap-2">
+            <Square className="w-4 h-4" /> Stop</button>
+        )}
+        {(training.status === 'failed' || training.status === 'cancelled') && (
+          <span className="flex items-center gap-2 text-sm text-slate-400"><RotateCcw className="w-4 h-4" />
+            Start it again from the form (checkpoints are kept)</span>
+        )}
+      </div>
+    </div>
+  );
+}
