@@ -164,6 +164,14 @@ def test_pause_resume_and_a_killed_worker_continue_the_same_trajectory(app: Appl
     assert (checkpoints / "step_00000100").is_dir()
 
 
+def test_sets_models_and_datasets_in_use_by_a_training_stay(app: Appliance, activation_set: dict) -> None:
+    train(app, activation_set, "topk", k=16, total_steps=20)
+    with app.client() as client:
+        for path in (f"/api/activations/{activation_set['id']}", f"/api/models/{activation_set['model_id']}",
+                     f"/api/datasets/{activation_set['dataset_id']}"):
+            assert_error(client.delete(path), 409, "CONFLICT")
+
+
 def test_bad_starts(app: Appliance, activation_set: dict) -> None:
     base = {"activation_id": activation_set["id"], "layer": LAYER}
     assert_error(app.post("/api/training/start", json={**base, "layer": 0}), 400, "VALIDATION_ERROR")

@@ -144,6 +144,10 @@ class ActivationsController(Controller):
         if row["status"] == "extracting":
             raise Conflict(f"Activation set {row['id']} is being extracted by job {row['job_id']}: cancel it first",
                            details={"job_id": row["job_id"]})
+        used = await api.db.execute_fetchall("SELECT id FROM trainings WHERE activation_id = ?", (row["id"],))
+        if used:
+            raise Conflict(f"Activation set {row['id']} is used by training {used[0]['id']}: delete that first",
+                           details={"training_id": used[0]["id"]})
         async with api.db_lock:
             await api.db.execute("DELETE FROM activation_sets WHERE id = ?", (row["id"],))
         shutil.rmtree(api.settings.data_dir / "activations" / row["id"], ignore_errors=True)

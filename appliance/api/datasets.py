@@ -363,10 +363,12 @@ class DatasetsController(Controller):
         if active:
             raise Conflict(f"Dataset {row['id']} is being processed by job {active[0]['id']}: cancel it first",
                            details={"job_id": active[0]["id"]})
-        used = await api.db.execute_fetchall("SELECT id FROM activation_sets WHERE dataset_id = ?", (row["id"],))
+        used = await api.db.execute_fetchall(
+            "SELECT id FROM activation_sets WHERE dataset_id = ? UNION ALL SELECT id FROM trainings WHERE dataset_id = ?",
+            (row["id"], row["id"]))
         if used:
-            raise Conflict(f"Dataset {row['id']} is used by activation set {used[0]['id']}: delete that first",
-                           details={"activation_id": used[0]["id"]})
+            raise Conflict(f"Dataset {row['id']} is used by {used[0]['id']} (an activation set or training): "
+                           "delete that first", details={"used_by": used[0]["id"]})
         async with api.db_lock:
             await api.db.execute("DELETE FROM datasets WHERE id = ?", (row["id"],))
         shutil.rmtree(api.settings.data_dir / "datasets" / row["id"], ignore_errors=True)

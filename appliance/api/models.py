@@ -218,10 +218,12 @@ class ModelsController(Controller):
         if active:
             raise Conflict(f"Model {row['id']} is in use by job {active[0]['id']}: cancel it first",
                            details={"job_id": active[0]["id"]})
-        used = await api.db.execute_fetchall("SELECT id FROM activation_sets WHERE model_id = ?", (row["id"],))
+        used = await api.db.execute_fetchall(
+            "SELECT id FROM activation_sets WHERE model_id = ? UNION ALL SELECT id FROM trainings WHERE model_id = ?",
+            (row["id"], row["id"]))
         if used:
-            raise Conflict(f"Model {row['id']} is used by activation set {used[0]['id']}: delete that first",
-                           details={"activation_id": used[0]["id"]})
+            raise Conflict(f"Model {row['id']} is used by {used[0]['id']} (an activation set or training): "
+                           "delete that first", details={"used_by": used[0]["id"]})
         async with api.db_lock:
             await api.db.execute("DELETE FROM models WHERE id = ?", (row["id"],))
         if row["source"] != "demo":  # the demo model's files ship with the code
