@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--events", type=int, default=200, help="SSE events to time")
     bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
     bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
-    bench.add_argument("--samples", type=int, default=100_000, help="dataset size (datasets; extraction uses 2,000 unless set)")
+    bench.add_argument("--samples", type=int, default=None,
+                       help="dataset size (default: 100,000 for datasets, 2,000 for extraction)")
     bench.add_argument("--threads", type=int, default=1, help="torch threads (training)")
     bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training)")
     bench.set_defaults(func=cmd_bench)

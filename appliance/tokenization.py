@@ -7,8 +7,9 @@ runs on anyway, it loads a ``tokenizer.json`` in milliseconds, and it keeps torc
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
@@ -50,20 +51,32 @@ def tokenizer_path(tokenizer_id: str, data_dir: Path) -> Path:
                    details={"field": "tokenizer"})
 
 
-_cache: dict[tuple[str, float], "Tokenizer"] = {}
+_cache: OrderedDict[tuple[Any, ...], "Tokenizer"] = OrderedDict()
 _lock = threading.Lock()
+CACHED = 8  # tokenizers (plain or configured) kept: a few models at a time on a small device
 
 
-def load_tokenizer(tokenizer_id: str, data_dir: Path) -> "Tokenizer":
+def load_tokenizer(tokenizer_id: str, data_dir: Path, settings: TokenizeSettings | None = None) -> "Tokenizer":
+    """The tokenizer, as loaded or configured by ``settings`` (truncation, padding); cached, since a
+    configured copy costs a serialisation round trip (~13 ms for the demo tokenizer) and previews
+    ask for the same one again and again. Shared: callers must not change it."""
     from tokenizers import Tokenizer
 
     path = tokenizer_path(tokenizer_id, data_dir)
-    key = (str(path), path.stat().st_mtime)
+    base_key = (str(path), path.stat().st_mtime)
+    key = base_key + ((settings.max_length, settings.padding, settings.truncation) if settings else ())
     with _lock:
-        if key not in _cache:
-            _cache.clear()  # one or two tokenizers in use at a time on a small device
-            _cache[key] = Tokenizer.from_file(str(path))
-        return _cache[key]
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    base = _cache.get(base_key) or Tokenizer.from_file(str(path))
+    made = configure(base, settings) if settings else base
+    with _lock:
+        _cache[base_key] = base
+        _cache[key] = made
+        while len(_cache) > CACHED:
+            _cache.popitem(last=False)
+    return made
 
 
 def pad_token(tokenizer: "Tokenizer") -> tuple[int, str]:

@@ -147,7 +147,6 @@ def test_pause_resume_and_a_killed_worker_continue_the_same_trajectory(app: Appl
     # kill -9 of the worker mid-run: the restarted worker resumes from the last auto-save (step 100).
     job = train(app, activation_set, "topk", wait=False, auto_save_interval=50, **body_hp)
     tid = job["target"]["id"]
-    response = app.get(f"/api/training/{tid}")
     wait_until(lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= 120, timeout=120, what="step 120")
     app.worker.send_signal(signal.SIGKILL)
     app.worker.wait(10)
@@ -159,7 +158,6 @@ def test_pause_resume_and_a_killed_worker_continue_the_same_trajectory(app: Appl
     assert resumed == [100], resumed
     for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), expected):
         assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
-    assert response.status_code == 200
     checkpoints = app.data_dir / "trainings" / tid / "checkpoints"
     assert (checkpoints / "step_00000100").is_dir()
 

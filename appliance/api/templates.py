@@ -18,7 +18,7 @@ from litestar.params import Parameter
 
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.state import ApiState, api_state
-from appliance.api.training import HyperparametersIn
+from appliance.training_config import Hyperparameters
 from appliance.api.validation import check_id
 from appliance.errors import NotFound, ValidationError
 from appliance.ids import new_id
@@ -38,7 +38,7 @@ class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 class TrainingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     encoder_type: Literal["sparse", "topk", "jumprelu", "skip", "transcoder"] = "sparse"
-    hyperparameters: HyperparametersIn = msgspec.field(default_factory=HyperparametersIn)
+    hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
     model_id: str | None = None  # optional binding; apply may override it
     dataset_id: str | None = None
 

@@ -11,7 +11,7 @@ from litestar import Controller, Request, get, post
 
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import api_state
-from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, configure, load_tokenizer, pieces
+from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, load_tokenizer, pieces
 
 
 class TokenizerInfo(msgspec.Struct):
@@ -56,9 +56,9 @@ def _preview(data: PreviewRequest, data_dir: Path) -> Preview:
     settings = TokenizeSettings(tokenizer=data.tokenizer, max_length=data.max_length, truncation=data.truncation,
                                 padding="do_not_pad", add_special_tokens=data.add_special_tokens)
     settings.check()
-    base = load_tokenizer(data.tokenizer, data_dir)
-    encoding = configure(base, settings).encode(data.text, add_special_tokens=data.add_special_tokens)
-    texts = pieces(encoding, data.text, base)
+    encoding = load_tokenizer(data.tokenizer, data_dir, settings).encode(
+        data.text, add_special_tokens=data.add_special_tokens)
+    texts = pieces(encoding, data.text, load_tokenizer(data.tokenizer, data_dir))
     tokens = [PreviewToken(i, t, bool(s)) for i, t, s in zip(encoding.ids, texts, encoding.special_tokens_mask)]
     return Preview(data.tokenizer, tokens, len(tokens), bool(encoding.overflowing))
 

@@ -19,31 +19,11 @@ from appliance.api.validation import check_id
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.timefmt import iso
+from appliance.training_config import Hyperparameters
 
 EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
 METRIC_COLUMNS = ("step", "tokens", "loss", "mse", "sparsity_loss", "l0", "dead_latents", "explained_variance",
                   "learning_rate", "activations_per_s")
-
-
-class HyperparametersIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The mock's ranges (INVENTORY §3.1) plus what its form lacks."""
-    d_sae: Annotated[int, msgspec.Meta(ge=16, le=1 << 20)] | None = None
-    expansion_factor: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
-    k: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 32
-    l1_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] = 5.0
-    l0_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
-    learning_rate: Annotated[float, msgspec.Meta(gt=0, le=0.1)] = 3e-4
-    batch_size: Annotated[int, msgspec.Meta(ge=8, le=65536)] = 1024
-    total_steps: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 2000
-    warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
-    lr_decay: Literal["cosine", "linear", "constant"] = "cosine"
-    l1_warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
-    aux_k_coefficient: Annotated[float, msgspec.Meta(ge=0, le=10)] = 1 / 32
-    dead_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000
-    jumprelu_init_threshold: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
-    jumprelu_bandwidth: Annotated[float, msgspec.Meta(gt=0, le=10)] = 0.5
-    normalize_activations: Literal["expected_average_only_in", "none"] = "expected_average_only_in"
-    log_every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
 
 
 class StartRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -51,7 +31,7 @@ class StartRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     layer: Annotated[int, msgspec.Meta(ge=0)]
     hook_type: Literal["residual", "mlp", "attention"] = "residual"
     encoder_type: Literal["sparse", "topk", "jumprelu", "skip", "transcoder"] = "topk"
-    hyperparameters: HyperparametersIn = msgspec.field(default_factory=HyperparametersIn)
+    hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     auto_save_interval: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 500
 

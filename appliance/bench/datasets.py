@@ -30,10 +30,10 @@ def _ts(value: str) -> float:
 
 def _bare_tokenize(path, settings: dict) -> float:
     from appliance.config import get_settings
-    from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+    from appliance.tokenization import TokenizeSettings, load_tokenizer
 
     config = TokenizeSettings(**settings)
-    tokenizer = configure(load_tokenizer(config.tokenizer, get_settings().data_dir), config)
+    tokenizer = load_tokenizer(config.tokenizer, get_settings().data_dir, config)
     texts = [json.loads(line)["text"] for line in path.open()]
     started = time.perf_counter()
     for start in range(0, len(texts), 1000):
@@ -42,7 +42,7 @@ def _bare_tokenize(path, settings: dict) -> float:
 
 
 def run(args: argparse.Namespace) -> int:
-    n = int(getattr(args, "samples", 100_000))
+    n = getattr(args, "samples", None) or 100_000
     rng = random.Random(0)
     print(section("mistudio bench datasets"))
     for line in machine_lines():

@@ -21,7 +21,7 @@ from typing import Any
 import msgspec
 
 from appliance.config import get_settings
-from appliance.db import connect_sync
+from appliance.db.rows import update_row
 from appliance.device.memory import Estimate, estimate_activations, estimate_model
 from appliance.errors import AppError, ValidationError
 from appliance.jobs.context import JobContext
@@ -70,7 +70,7 @@ def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[
     tokenizer when there is one, else tokenized here; cut to ``context_length``."""
     from datasets import Dataset, load_from_disk
 
-    from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+    from appliance.tokenization import TokenizeSettings, load_tokenizer
 
     root = data_dir / "datasets" / params.dataset_id
     stored = root / "tokenized" / params.tokenizer / "data.arrow"
@@ -85,9 +85,9 @@ def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[
         return
     texts = load_from_disk(str(root / "arrow"))
     count = min(len(texts), limit or len(texts))
-    tokenizer = configure(load_tokenizer(params.tokenizer, data_dir),
-                          TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
-                                           padding="do_not_pad"))
+    tokenizer = load_tokenizer(params.tokenizer, data_dir,
+                               TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
+                                                padding="do_not_pad"))
     for start in range(0, count, params.batch_size):
         batch = texts[start:min(count, start + params.batch_size)]["text"]
         encodings = tokenizer.encode_batch(["" if t is None else t for t in batch])
@@ -263,20 +263,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     size = sum(f.stat().st_size for f in final.iterdir())
-    _update(params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(), size_bytes=size)
+    update_row("activation_sets", params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(),
+               size_bytes=size)
     ctx.event("activations.updated", {"activation_id": params.activation_id, "status": "ready"})
     return {"activation_id": params.activation_id, "tokens": total_tokens, "samples": done_samples,
             "tokens_per_second": manifest["tokens_per_second"], "peak_rss_mb": manifest["peak_rss_mb"]}
-
-
-def _update(activation_id: str, **fields: Any) -> None:
-    conn = connect_sync(get_settings().db_path)
-    try:
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        conn.execute(f"UPDATE activation_sets SET {assignments}, updated_at = ? WHERE id = ?",
-                     (*fields.values(), time.time(), activation_id))
-    finally:
-        conn.close()
 
 
 def cleanup(job: Any) -> None:
@@ -287,5 +278,5 @@ def cleanup(job: Any) -> None:
     folder = set_dir(get_settings().data_dir, activation_id)
     shutil.rmtree(folder.with_name(folder.name + ".partial"), ignore_errors=True)
     error = job.error
-    _update(activation_id, status="error", error_code=error.code if error else "CANCELLED",
+    update_row("activation_sets", activation_id, status="error", error_code=error.code if error else "CANCELLED",
             error_message=error.message if error else "Cancelled")

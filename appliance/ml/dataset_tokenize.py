@@ -18,7 +18,7 @@ import numpy as np
 from appliance.config import get_settings
 from appliance.db import connect_sync
 from appliance.jobs.context import JobContext
-from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+from appliance.tokenization import TokenizeSettings, load_tokenizer
 
 HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # tokens; the mock's buckets
 BATCH = 1000
@@ -82,8 +82,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     params = msgspec.convert(ctx.params, TokenizeParams)
     settings = msgspec.convert(params.settings, TokenizeSettings)
     data_dir = get_settings().data_dir
-    base = load_tokenizer(settings.tokenizer, data_dir)
-    tokenizer = configure(base, settings)
+    tokenizer = load_tokenizer(settings.tokenizer, data_dir, settings)
     data = load_from_disk(str(data_dir / "datasets" / params.dataset_id / "arrow"))  # memory-mapped
     total = len(data)
     final = output_dir(data_dir, params.dataset_id, settings.tokenizer)

@@ -21,7 +21,8 @@ from appliance.config import get_settings
 from appliance.errors import UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.ml.hub import is_network_error, probe
-from appliance.ml.models import _update, register
+from appliance.db.rows import update_row
+from appliance.ml.models import register
 from appliance.secrets import delete_secret, read_secret
 
 SIDE_FILES = ("*.json", "tokenizer.model", "*.tiktoken", "merges.txt", "vocab.txt", "*.py")
@@ -103,7 +104,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, path)
-        _update(params.model_id, status="quantizing" if params.precision in ("q8", "q4") else "loading")
+        update_row("models", params.model_id, status="quantizing" if params.precision in ("q8", "q4") else "loading")
         ctx.progress(0.85, f"Loading ({params.precision})", force=True)
         return register(ctx)
     finally:

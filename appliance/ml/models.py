@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from appliance.config import get_settings
-from appliance.db import connect_sync
+from appliance.db.rows import update_row
 from appliance.errors import ValidationError
 from appliance.jobs.context import JobContext
 from appliance.ml.architecture import describe
@@ -51,26 +49,16 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _update(model_id: str, **fields: Any) -> None:
-    conn = connect_sync(get_settings().db_path)
-    try:
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        conn.execute(f"UPDATE models SET {assignments}, updated_at = ? WHERE id = ?",
-                     (*fields.values(), time.time(), model_id))
-    finally:
-        conn.close()
-
-
 def register(ctx: JobContext) -> dict[str, Any]:
     """Load a model whose files are in place, read its architecture, mark it ready."""
     model_id = ctx.params["model_id"]
     path, precision = Path(ctx.params["path"]), ctx.params.get("precision", "fp32")
-    _update(model_id, status="quantizing" if precision in ("q8", "q4") else "loading")
+    update_row("models", model_id, status="quantizing" if precision in ("q8", "q4") else "loading")
     ctx.progress(max(0.1, ctx.fraction), f"Loading the model ({precision})", force=True)
     model = load(path, precision)
     ctx.check()
     architecture = describe(model)
-    _update(model_id, status="ready", architecture=msgspec.json.encode(architecture).decode(),
+    update_row("models", model_id, status="ready", architecture=msgspec.json.encode(architecture).decode(),
             size_bytes=folder_size(path))
     ctx.event("model.updated", {"model_id": model_id, "status": "ready"})
     return {"model_id": model_id, "parameters": architecture["parameters"], "layers": architecture["layers"]}
@@ -100,5 +88,5 @@ def fail(job: Any) -> None:
         shutil.rmtree(job.params["path"], ignore_errors=True)  # the imported copy; the source stays
     if model_id:
         error = job.error
-        _update(model_id, status="error", error_code=error.code if error else "CANCELLED",
+        update_row("models", model_id, status="error", error_code=error.code if error else "CANCELLED",
                 error_message=error.message if error else "Cancelled")

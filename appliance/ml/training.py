@@ -21,35 +21,15 @@ import msgspec
 
 from appliance.config import get_settings
 from appliance.db import connect_sync
-from appliance.device.memory import Estimate, estimate_sae_training, heap_reuse
+from appliance.db.rows import update_row
+from appliance.device.memory import estimate_sae_training, heap_reuse
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.runner import memory_manager
+from appliance.training_config import Hyperparameters
 
 HELD_OUT = 0.05
 SAVE_NOW = "save-now"  # a file the API drops to ask the running loop for a checkpoint at its next step
 EVAL_TOKENS = 8192
-
-
-class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    d_sae: int | None = None  # default: expansion_factor x d_in
-    expansion_factor: int = 8
-    k: int = 32
-    l1_coefficient: float = 5.0
-    l0_coefficient: float = 1.0
-    learning_rate: float = 3e-4
-    batch_size: int = 1024
-    total_steps: int = 2000
-    warmup_steps: int = 100
-    lr_decay: str = "cosine"  # cosine | linear | constant
-    l1_warmup_steps: int = 0
-    aux_k_coefficient: float = 1 / 32
-    dead_tokens: int = 1_000_000
-    jumprelu_init_threshold: float = 0.5  # on normalised activations; short runs need a start near the data
-    jumprelu_bandwidth: float = 0.5
-    # SAELens' "expected_average_only_in": activations are scaled so their mean norm is sqrt(d_in)
-    # during training (coefficients then mean the same on any model); the export folds it back.
-    normalize_activations: str = "expected_average_only_in"
-    log_every: int = 20
 
 
 class TrainParams(msgspec.Struct):
@@ -170,16 +150,6 @@ def latest_checkpoint(folder: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def _update(training_id: str, **fields: Any) -> None:
-    conn = connect_sync(get_settings().db_path)
-    try:
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        conn.execute(f"UPDATE trainings SET {assignments}, updated_at = ? WHERE id = ?",
-                     (*fields.values(), time.time(), training_id))
-    finally:
-        conn.close()
-
-
 def _record(training_id: str, row: dict[str, Any]) -> None:
     conn = connect_sync(get_settings().db_path)
     try:
@@ -268,13 +238,12 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if checkpoint is None:
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
         sae.init_b_dec(first_y * scale_out if first_y is not None else first_x * scale_in)
-    _update(params.training_id, status="running", total_steps=hp.total_steps)
+    update_row("trainings", params.training_id, status="running", total_steps=hp.total_steps)
     ctx.event("training.updated", {"training_id": params.training_id, "status": "running"})
-    estimate = estimate_sae_training(params.d_in, d_sae, hp.batch_size)
     began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
     base_l1 = cfg.l1_coefficient
     stopped = False
-    with memory_manager().admit(ctx, Estimate(estimate.parts)), heap_reuse():
+    with memory_manager().admit(ctx, estimate_sae_training(params.d_in, d_sae, hp.batch_size)), heap_reuse():
         try:
             batches = source.batches(hp.batch_size, params.seed, step)
             while step < hp.total_steps:
@@ -313,7 +282,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
                 ctx.event("training.checkpoint", {"training_id": params.training_id, "step": step})
             if stop.control == "pause":
-                _update(params.training_id, status="paused")
+                update_row("trainings", params.training_id, status="paused")
                 ctx.event("training.updated", {"training_id": params.training_id, "status": "paused"})
             if stop.control != "stop":
                 raise
@@ -334,7 +303,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
         evaluation.update(_splice_evaluation(params, sae, data_dir))
     status = "stopped" if stopped else "completed"
-    _update(params.training_id, status=status, step=step, evaluation=msgspec.json.encode(evaluation).decode())
+    update_row("trainings", params.training_id, status=status, step=step,
+               evaluation=msgspec.json.encode(evaluation).decode())
     ctx.event("training.updated", {"training_id": params.training_id, "status": status})
     return {"training_id": params.training_id, **evaluation}
 
@@ -345,15 +315,15 @@ def _splice_evaluation(params: TrainParams, sae: Any, data_dir: Path) -> dict[st
 
     from appliance.ml.evaluation import evaluate
     from appliance.ml.models import load
-    from appliance.tokenization import TokenizeSettings, configure, load_tokenizer
+    from appliance.tokenization import TokenizeSettings, load_tokenizer
 
     spec = params.evaluation
     texts = load_from_disk(str(data_dir / "datasets" / spec["dataset_id"] / "arrow"))
     start = min(spec["skip_samples"], max(0, len(texts) - spec["samples"]))
     chosen = [t or "" for t in texts[start:start + spec["samples"]]["text"]]
-    tokenizer = configure(load_tokenizer(spec["tokenizer"], data_dir),
-                          TokenizeSettings(tokenizer=spec["tokenizer"], max_length=spec["context_length"],
-                                           padding="do_not_pad"))
+    tokenizer = load_tokenizer(spec["tokenizer"], data_dir,
+                               TokenizeSettings(tokenizer=spec["tokenizer"], max_length=spec["context_length"],
+                                                padding="do_not_pad"))
     ids = [e.ids for e in tokenizer.encode_batch(chosen)]
     model = load(spec["model_path"], spec["precision"])
     module = dict(model.named_modules())[spec["module"]]
@@ -366,5 +336,5 @@ def finished(job: Any) -> None:
     training_id = job.params.get("training_id")
     if training_id:
         error = job.error
-        _update(training_id, status="cancelled" if error is None else "failed",
+        update_row("trainings", training_id, status="cancelled" if error is None else "failed",
                 error_message=error.message if error else None)

@@ -1,0 +1,25 @@
+"""Row updates from the worker, where a job handler records progress on its resource's row."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from appliance.config import get_settings
+from appliance.db.connection import connect_sync
+
+# The tables a worker job updates by id; anything else is a programming error.
+TABLES = frozenset({"datasets", "models", "activation_sets", "trainings"})
+
+
+def update_row(table: str, row_id: str, **fields: Any) -> None:
+    """SET ``fields`` (and updated_at) on one row, in its own short connection."""
+    if table not in TABLES:
+        raise ValueError(f"not an updatable table: {table}")
+    conn = connect_sync(get_settings().db_path)
+    try:
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE {table} SET {assignments}, updated_at = ? WHERE id = ?",
+                     (*fields.values(), time.time(), row_id))
+    finally:
+        conn.close()
