@@ -20,7 +20,14 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_size: Annotated[int, msgspec.Meta(ge=8, le=65536)] = 1024
     total_steps: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 2000
     warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
-    lr_decay: Literal["cosine", "linear", "constant"] = "cosine"
+    lr_decay: Literal["cosine", "linear", "exponential", "constant"] = "cosine"
+    # The mock's choices. With weight_decay 0 (the default: SAE weights are constrained by the
+    # sparsity term, not by decay) AdamW and Adam take the same steps.
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    weight_decay: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    # Anthropic's ghost grads (Jan 2024) for the L1 architectures (sparse, skip, transcoder): dead
+    # latents get a gradient towards the residual error. TopK uses AuxK instead; JumpReLU neither.
+    ghost_grads: bool = False
     l1_warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 0
     aux_k_coefficient: Annotated[float, msgspec.Meta(ge=0, le=10)] = 1 / 32
     dead_tokens: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000

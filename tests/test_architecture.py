@@ -7,6 +7,7 @@ import pytest
 import torch
 import transformers
 
+from appliance.ml.activations import attach_capture
 from appliance.ml.architecture import block_output, describe
 
 torch.set_num_threads(1)
@@ -35,11 +36,10 @@ def test_hook_points_of_each_family(family: str) -> None:
     assert info["vocab_size"] == 97 and info["parameters"] == sum(p.numel() for p in model.parameters())
     points = info["hook_points"]
     assert {(p["layer"], p["type"]) for p in points} == {(i, t) for i in range(layers)
-                                                         for t in ("residual", "mlp", "attention")}
+                                                         for t in ("residual", "mlp_in", "mlp", "attention")}
     modules = dict(model.named_modules())
     seen: dict[str, torch.Tensor] = {}
-    handles = [modules[p["module"]].register_forward_hook(
-        lambda _m, _i, out, name=p["name"]: seen.__setitem__(name, block_output(out))) for p in points]
+    handles = [attach_capture(modules[p["module"]], p, seen) for p in points]
     with torch.no_grad():
         out = model(torch.tensor([[1, 2, 3, 4, 5]]), output_hidden_states=True)
     for handle in handles:
@@ -47,6 +47,12 @@ def test_hook_points_of_each_family(family: str) -> None:
     assert {p["name"] for p in points} == set(seen)
     for name, tensor in seen.items():
         assert tuple(tensor.shape) == (1, 5, d_model), name
+    # mlp_in is what the MLP reads: the MLP applied to it gives mlp_out.
+    for p in points:
+        if p["type"] == "mlp_in":
+            with torch.no_grad():
+                again = modules[p["module"]](seen[p["name"]])
+            torch.testing.assert_close(block_output(again), seen[f"blocks.{p['layer']}.hook_mlp_out"])
     # The residual after block i is hidden_states[i + 1] (the last one has the final norm applied).
     for i in range(layers - 1):
         torch.testing.assert_close(seen[f"blocks.{i}.hook_resid_post"], out.hidden_states[i + 1])

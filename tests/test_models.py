@@ -74,7 +74,7 @@ def test_download_loads_and_describes_the_model(app: Appliance) -> None:
     arch = app.get(f"/api/models/{model['id']}/architecture").json()["data"]
     assert arch["layers"] == 2 and arch["vocab_size"] == 4096 and arch["heads"] == 4
     assert [p["name"] for p in arch["hook_points"] if p["layer"] == 1] == \
-        ["blocks.1.hook_resid_post", "blocks.1.hook_mlp_out", "blocks.1.hook_attn_out"]
+        ["blocks.1.hook_resid_post", "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out", "blocks.1.hook_attn_out"]
     assert arch["hook_points"][0]["module"] == "transformer.h.0"
 
 

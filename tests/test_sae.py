@@ -111,3 +111,30 @@ def test_topk_revives_dead_latents_with_auxk() -> None:
     assert out.sparsity.item() > 0
     out.loss.backward()
     assert sae.W_dec.grad.abs().sum(dim=1).gt(0).sum() > 4 * 64 // 64  # more rows than the k live ones move
+
+
+@pytest.mark.parametrize("ghost", [False, True])
+def test_ghost_grads_reach_only_dead_latents_when_on(ghost: bool) -> None:
+    """Latents pushed below zero never fire, so ReLU gives their encoder no gradient; ghost grads
+    give them one (towards the residual error) and leave the live latents' gradient as it was."""
+    sae = _sae("sparse", dead_tokens=1, ghost_grads=ghost)
+    dead = torch.zeros(sae.cfg.d_sae, dtype=torch.bool)
+    dead[:8] = True
+    with torch.no_grad():
+        sae.b_enc[dead] = -100.0
+    sae.tokens_since_fired[dead] = 10
+    x = torch.randn(64, 16)
+    out = sae.forward_train(x)
+    out.loss.backward()
+    dead_grad = sae.W_enc.grad[:, dead].abs().sum().item()
+    assert (dead_grad > 0) == ghost, dead_grad
+    if ghost:
+        # The ghost term is scaled to the size of the reconstruction error.
+        assert out.loss.item() == pytest.approx(out.mse.item() * 2 + out.sparsity.item(), rel=1e-3)
+    reference = _sae("sparse", dead_tokens=1)
+    reference.load_state_dict(sae.state_dict())
+    reference.forward_train(x).loss.backward()
+    live = ~dead
+    reference_state = reference.tokens_since_fired
+    assert reference_state[dead].ge(1).all()
+    assert torch.allclose(reference.W_enc.grad[:, live], sae.W_enc.grad[:, live], atol=1e-5)

@@ -21,7 +21,9 @@ LAYER = 2
 def app(tmp_path_factory) -> Iterator[Appliance]:
     from tests.conftest import _appliance
 
-    app = _appliance(tmp_path_factory.mktemp("training"), {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1"})
+    app = _appliance(tmp_path_factory.mktemp("training"), {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1",
+                                                                    # several shuffle buffers per epoch
+                                                                    "MISTUDIO_STREAM_BUFFER_TOKENS": "4096"})
     app.start_api()
     app.start_worker()
     yield app
@@ -37,7 +39,7 @@ def activation_set(app: Appliance) -> dict:
     wait_until(lambda: demo("datasets") and demo("models"), timeout=240, what="the demo dataset and model")
     model, dataset = demo("models"), demo("datasets")
     response = app.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset["id"], "layers": [LAYER], "hook_types": ["residual"], "batch_size": 32,
+        "dataset_id": dataset["id"], "layers": [LAYER], "hook_types": ["residual", "mlp_in", "mlp"], "batch_size": 32,
         "max_samples": 800, "context_length": 64})
     job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
     assert job["status"] == "completed", job["error"]
@@ -64,6 +66,7 @@ def train(app: Appliance, act: dict, encoder: str, wait: bool = True, auto_save_
     ("sparse", {"l1_coefficient": 4, "total_steps": 1000}),
     ("jumprelu", {"l0_coefficient": 5, "jumprelu_init_threshold": 0.5, "jumprelu_bandwidth": 0.5, "total_steps": 1000}),
     ("skip", {"l1_coefficient": 4, "total_steps": 1000}),
+    ("transcoder", {"l1_coefficient": 1.5, "total_steps": 1000}),
 ])
 def test_each_architecture_learns_the_demo_models_residual_stream(app: Appliance, activation_set: dict,
                                                                     encoder: str, hp: dict) -> None:
@@ -214,3 +217,69 @@ def test_checkpoints_save_now_load_and_stop(app: Appliance, activation_set: dict
     assert stopped["status"] == "stopped" and stopped["evaluation"]["explained_variance"] > 0
     assert app.get(f"/api/training/{tid}/export").status_code == 200
     assert_error(app.post(f"/api/training/{tid}/checkpoints"), 409, "CONFLICT")
+
+
+def test_retry_continues_from_the_last_checkpoint_or_starts_from_scratch(app: Appliance, activation_set: dict) -> None:
+    hp = {"k": 16, "total_steps": 120, "log_every": 10}
+    reference = _losses(app, train(app, activation_set, "topk", auto_save_interval=40, **hp)["target"]["id"])
+    job = train(app, activation_set, "topk", wait=False, auto_save_interval=40, **hp)
+    tid = job["target"]["id"]
+    wait_until(lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= 50, timeout=120, what="step 50")
+    assert app.post(f"/api/jobs/{job['id']}/cancel").status_code == 200
+    app.wait_status(job["id"], "cancelled", timeout=60)
+    assert app.get(f"/api/training/{tid}").json()["data"]["status"] == "cancelled"
+    retried = app.post(f"/api/training/{tid}/retry")
+    assert retried.status_code == 202, retried.text
+    done = app.wait_status(retried.json()["data"]["job_id"], "completed", "failed", timeout=300)
+    assert done["status"] == "completed", done["error"]
+    events = app.get(f"/api/jobs/{done['id']}/events", params={"format": "json"}).json()["data"]
+    assert any("Resumed from the checkpoint at step 40" in (e["data"].get("message") or "") for e in events)
+    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), reference, strict=True):
+        assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
+    # A completed run retries only from scratch: checkpoints and metrics go, the same seed gives the same run.
+    assert_error(app.post(f"/api/training/{tid}/retry"), 409, "CONFLICT")
+    again = app.post(f"/api/training/{tid}/retry", json={"from_scratch": True})
+    assert again.status_code == 202
+    fresh = app.get(f"/api/training/{tid}").json()["data"]
+    assert fresh["step"] == 0 and fresh["evaluation"] is None
+    assert app.wait_status(again.json()["data"]["job_id"], "completed", "failed", timeout=300)["status"] == "completed"
+    assert [s for s, _ in _losses(app, tid)] == [s for s, _ in reference]
+    assert _losses(app, tid)[-1][1] == pytest.approx(reference[-1][1], rel=1e-4)
+    assert_error(app.post(f"/api/training/{tid}/retry", json={"from_scratch": "yes"}), 400, "VALIDATION_ERROR")
+
+
+def test_streamed_activations_train_and_resume_on_the_same_trajectory(app: Appliance, activation_set: dict) -> None:
+    """No activation set: the model runs over the dataset while the SAE trains, a 4,096-token shuffle
+    buffer at a time; a paused and resumed run repeats the uninterrupted run's losses."""
+    body = {"model_id": activation_set["model_id"], "dataset_id": activation_set["dataset_id"], "layer": LAYER,
+            "encoder_type": "topk", "seed": 3, "max_samples": 400, "context_length": 64, "auto_save_interval": 0,
+            "hyperparameters": {"k": 16, "expansion_factor": 4, "batch_size": 256, "total_steps": 150,
+                                "learning_rate": 1e-3, "warmup_steps": 10, "log_every": 10}}
+
+    def start() -> tuple[str, str]:
+        response = app.post("/api/training/start", json=body)
+        assert response.status_code == 202, response.text
+        job_id = response.json()["data"]["job_id"]
+        return job_id, app.get(f"/api/jobs/{job_id}").json()["data"]["target"]["id"]
+
+    job_id, reference = start()
+    assert app.wait_status(job_id, "completed", "failed", timeout=600)["status"] == "completed"
+    training = app.get(f"/api/training/{reference}").json()["data"]
+    assert training["activation_id"] is None and training["config"]["source"] == "streamed"
+    assert training["evaluation"]["explained_variance"] > 0.5 and training["evaluation"]["l0"] <= 16
+    assert training["evaluation"]["ce_loss_recovered"] > 0.5
+    stream = (app.data_dir / "trainings" / reference / "stream.json").read_text()
+    assert '"buffer_tokens":4096' in stream
+
+    job_id, tid = start()
+    wait_until(lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= 50, timeout=300, what="step 50")
+    assert app.post(f"/api/training/{tid}/pause").status_code == 200
+    app.wait_status(job_id, "paused", timeout=120)
+    resumed = app.post(f"/api/training/{tid}/resume").json()["data"]
+    assert app.wait_status(resumed["job_id"], "completed", "failed", timeout=600)["status"] == "completed"
+    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), _losses(app, reference), strict=True):
+        assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
+
+    assert_error(app.post("/api/training/start", json={**body, "model_id": None}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/training/start", json={**body, "context_length": 100_000}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/training/start", json={**body, "dataset_id": "ds_missing0000"}), 404, "NOT_FOUND")

@@ -11,8 +11,8 @@ from litestar import Controller, Request, Response, delete, get, post
 
 from appliance.api.envelope import Accepted, Meta, meta
 from appliance.api.state import api_state
-from appliance.api.validation import check_id
-from appliance.errors import Conflict, NotFound, ValidationError
+from appliance.api.validation import fetch_one
+from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
 from appliance.timefmt import iso
 
@@ -20,7 +20,7 @@ from appliance.timefmt import iso
 class ExtractRequest(msgspec.Struct, forbid_unknown_fields=True):
     dataset_id: str
     layers: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=1000)]], msgspec.Meta(min_length=1, max_length=200)]
-    hook_types: Annotated[list[Literal["residual", "mlp", "attention"]], msgspec.Meta(min_length=1, max_length=3)] = \
+    hook_types: Annotated[list[Literal["residual", "mlp_in", "mlp", "attention"]], msgspec.Meta(min_length=1, max_length=4)] = \
         msgspec.field(default_factory=lambda: ["residual"])
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 8
     max_samples: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | None = 1000
@@ -66,13 +66,6 @@ def _set(row: Any) -> ActivationSet:
         created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "")
 
 
-async def _one(db: Any, table: str, prefix: str, value: str, field: str) -> Any:
-    rows = await db.execute_fetchall(f"SELECT * FROM {table} WHERE id = ?", (check_id(value, prefix, field),))
-    if not rows:
-        raise NotFound(f"No {table[:-1].replace('_', ' ')} {value!r}", details={field: value})
-    return rows[0]
-
-
 class ExtractionController(Controller):
     path = "/api/models"
     tags = ["activations"]
@@ -81,8 +74,8 @@ class ExtractionController(Controller):
     async def extract(self, request: Request, model_id: str, data: ExtractRequest) -> Response[AcceptedResponse]:
         api = api_state(request)
         assert api.db is not None and api.jobs is not None
-        model = await _one(api.db, "models", "m", model_id, "model_id")
-        dataset = await _one(api.db, "datasets", "ds", data.dataset_id, "dataset_id")
+        model = await fetch_one(api.db, "models", "m", model_id, "model_id")
+        dataset = await fetch_one(api.db, "datasets", "ds", data.dataset_id, "dataset_id")
         if model["status"] != "ready" or not model["architecture"]:
             raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
         if dataset["status"] != "ready":
@@ -134,13 +127,13 @@ class ActivationsController(Controller):
     @get("/{activation_id:str}", summary="One activation set with its manifest")
     async def get_set(self, request: Request, activation_id: str) -> ActivationResponse:
         db = api_state(request).db
-        return ActivationResponse(_set(await _one(db, "activation_sets", "act", activation_id, "activation_id")), meta())
+        return ActivationResponse(_set(await fetch_one(db, "activation_sets", "act", activation_id, "activation_id")), meta())
 
     @delete("/{activation_id:str}", status_code=200, summary="Delete an activation set and its shards")
     async def delete_set(self, request: Request, activation_id: str) -> ActivationResponse:
         api = api_state(request)
         assert api.db is not None
-        row = await _one(api.db, "activation_sets", "act", activation_id, "activation_id")
+        row = await fetch_one(api.db, "activation_sets", "act", activation_id, "activation_id")
         if row["status"] == "extracting":
             raise Conflict(f"Activation set {row['id']} is being extracted by job {row['job_id']}: cancel it first",
                            details={"job_id": row["job_id"]})

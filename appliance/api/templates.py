@@ -29,7 +29,7 @@ Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
     layers: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=1000)]], msgspec.Meta(min_length=1, max_length=200)]
-    hook_types: Annotated[list[Literal["residual", "mlp", "attention"]], msgspec.Meta(min_length=1, max_length=3)]
+    hook_types: Annotated[list[Literal["residual", "mlp_in", "mlp", "attention"]], msgspec.Meta(min_length=1, max_length=4)]
     max_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None
     top_k_examples: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 32
@@ -187,17 +187,20 @@ EXTRACTION = Kind("extraction", "et", ExtractionSettings, (
 # The mock's three seeds, with its names, learning rates, batch sizes, expansion factors, steps and
 # schedules. Its L1 values (5e-4..2e-3) assume raw activations; here activations are normalised
 # (SAELens' convention), where comparable sparsity takes coefficients of a few units. The mock's
-# "linear" schedule is kept; its model/dataset binding (mock ids) is not.
+# schedules, AdamW and ghost-grad switches are kept; its model/dataset binding (mock ids) is not.
 TRAINING = Kind("training", "tt", TrainingSettings, (
     ("Fast Prototyping", "Quick training with small expansion factor for rapid iteration", True,
      {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 5e-4, "batch_size": 128, "l1_coefficient": 3.0,
-                                                     "expansion_factor": 4, "total_steps": 5000, "lr_decay": "constant"}}),
+                                                     "expansion_factor": 4, "total_steps": 5000, "lr_decay": "constant",
+                                                     "optimizer": "adamw", "ghost_grads": False}}),
     ("High Quality SAE", "Production-quality sparse autoencoder with cosine schedule", True,
      {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 256, "l1_coefficient": 5.0,
-                                                     "expansion_factor": 8, "total_steps": 10000, "lr_decay": "cosine"}}),
+                                                     "expansion_factor": 8, "total_steps": 10000, "lr_decay": "cosine",
+                                                     "optimizer": "adamw", "ghost_grads": True}}),
     ("Large Expansion", "Very sparse with 16x expansion for detailed feature discovery", False,
      {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 512, "l1_coefficient": 8.0,
-                                                     "expansion_factor": 16, "total_steps": 20000, "lr_decay": "linear"}}),
+                                                     "expansion_factor": 16, "total_steps": 20000, "lr_decay": "linear",
+                                                     "optimizer": "adamw", "ghost_grads": True}}),
 ), _fit_training, bindable=True)
 
 

@@ -7,6 +7,7 @@ import io
 import shutil
 import time
 import zipfile
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -15,7 +16,7 @@ from litestar.params import Parameter
 
 from appliance.api.envelope import Accepted, Meta, meta
 from appliance.api.state import api_state
-from appliance.api.validation import check_id
+from appliance.api.validation import check_id, fetch_one
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.timefmt import iso
@@ -27,13 +28,23 @@ METRIC_COLUMNS = ("step", "tokens", "loss", "mse", "sparsity_loss", "l0", "dead_
 
 
 class StartRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    activation_id: str
+    # A stored activation set, or (without one) the model and dataset to stream activations from.
+    activation_id: str | None = None
+    model_id: str | None = None
+    dataset_id: str | None = None
+    context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128  # streamed only
+    max_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None  # streamed only; None = the whole dataset
     layer: Annotated[int, msgspec.Meta(ge=0)]
-    hook_type: Literal["residual", "mlp", "attention"] = "residual"
+    # Transcoders read the layer's MLP input and predict its output: their hook_type is "mlp_in".
+    hook_type: Literal["residual", "mlp_in", "mlp", "attention"] = "residual"
     encoder_type: Literal["sparse", "topk", "jumprelu", "skip", "transcoder"] = "topk"
     hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
     seed: Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)] = 0
     auto_save_interval: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 500
+
+
+class RetryRequest(msgspec.Struct, forbid_unknown_fields=True):
+    from_scratch: bool = False  # drop checkpoints and metrics and start at step 0 (same seed)
 
 
 class Training(msgspec.Struct):
@@ -88,6 +99,46 @@ class AcceptedResponse(msgspec.Struct):
     meta: Meta
 
 
+@dataclass
+class _Source:
+    what: str  # for messages: "activation set" or "model"
+    model_id: str
+    dataset_id: str
+    activation_id: str | None
+    model: Any  # the models row (None if it was deleted)
+    hooks: list[dict[str, Any]]
+    d_model: int
+    context_length: int
+    samples_used: int  # the evaluation reads samples after these
+    parameters: int = 0
+
+
+async def _source(db: Any, data: StartRequest) -> _Source:
+    if data.activation_id is not None:
+        act = await fetch_one(db, "activation_sets", "act", data.activation_id, "activation_id")
+        if act["status"] != "ready":
+            raise Conflict(f"Activation set {act['id']} is {act['status']}, not ready", details={"status": act["status"]})
+        manifest = msgspec.json.decode(act["manifest"])
+        models = await db.execute_fetchall("SELECT * FROM models WHERE id = ?", (act["model_id"],))
+        used = msgspec.json.decode(act["config"]).get("max_samples") or manifest["samples"]
+        return _Source("activation set", act["model_id"], act["dataset_id"], act["id"], models[0] if models else None,
+                       manifest["hooks"], manifest["d_model"], manifest["context_length"], used)
+    if data.model_id is None or data.dataset_id is None:
+        raise ValidationError("Give an activation_id, or a model_id and dataset_id to stream activations from",
+                              details={"field": "activation_id"})
+    model = await fetch_one(db, "models", "m", data.model_id, "model_id")
+    dataset = await fetch_one(db, "datasets", "ds", data.dataset_id, "dataset_id")
+    for row, kind in ((model, "Model"), (dataset, "Dataset")):
+        if row["status"] != "ready":
+            raise Conflict(f"{kind} {row['id']} is {row['status']}, not ready", details={"status": row["status"]})
+    arch = msgspec.json.decode(model["architecture"])
+    if arch.get("context_length") and data.context_length > arch["context_length"]:
+        raise ValidationError(f"context_length is at most {arch['context_length']} for this model",
+                              details={"field": "context_length"})
+    return _Source("model", model["id"], dataset["id"], None, model, arch["hook_points"], arch["d_model"],
+                   data.context_length, data.max_samples or (dataset["num_samples"] or 0), arch["parameters"])
+
+
 def _training(row: Any) -> Training:
     decode = msgspec.json.decode
     return Training(
@@ -112,60 +163,62 @@ class TrainingController(Controller):
             raise NotFound(f"No training {training_id!r}", details={"training_id": training_id})
         return rows[0]
 
-    @post("/start", summary="Train an SAE on a stored activation set")
+    @post("/start", summary="Train an SAE on a stored activation set, or on activations streamed from the model")
     async def start(self, request: Request, data: StartRequest) -> Response[AcceptedResponse]:
         api = api_state(request)
         assert api.db is not None and api.jobs is not None
-        rows = await api.db.execute_fetchall("SELECT * FROM activation_sets WHERE id = ?",
-                                             (check_id(data.activation_id, "act", "activation_id"),))
-        if not rows:
-            raise NotFound(f"No activation set {data.activation_id!r}", details={"activation_id": data.activation_id})
-        act = rows[0]
-        if act["status"] != "ready":
-            raise Conflict(f"Activation set {act['id']} is {act['status']}, not ready")
-        manifest = msgspec.json.decode(act["manifest"])
-        hooks = {(h["layer"], h["type"]): h for h in manifest["hooks"]}
-        if data.encoder_type == "transcoder":
-            # A transcoder reads what enters the MLP and predicts what leaves it: the residual before
-            # the MLP is approximated here by the residual after the attention block (resid_mid).
-            raise ValidationError("Transcoders need the MLP input and output in the activation set; extract "
-                                  "'mlp' and 'residual' and train them when MLP-input hooks land",
-                                  details={"field": "encoder_type"})
-        hook = hooks.get((data.layer, data.hook_type))
-        if hook is None:
+        source = await _source(api.db, data)
+        hooks = {(h["layer"], h["type"]): h for h in source.hooks}
+        hook_type = "mlp_in" if data.encoder_type == "transcoder" else data.hook_type
+        hook = hooks.get((data.layer, hook_type))
+        target = hooks.get((data.layer, "mlp")) if data.encoder_type == "transcoder" else None
+        if hook is None or (data.encoder_type == "transcoder" and target is None):
             have = ", ".join(f"layer {layer} {kind}" for layer, kind in sorted(hooks))
-            raise ValidationError(f"The activation set has no layer {data.layer} {data.hook_type}; it has: {have}",
-                                  details={"field": "layer"})
+            wanted = f"layer {data.layer} mlp_in and mlp" if data.encoder_type == "transcoder" else \
+                f"layer {data.layer} {data.hook_type}"
+            raise ValidationError(f"The {source.what} has no {wanted}; it has: {have}", details={"field": "layer"})
+        if data.encoder_type != "transcoder" and hook_type == "mlp_in":
+            raise ValidationError("mlp_in is a transcoder's input; pick encoder_type 'transcoder' or another hook",
+                                  details={"field": "hook_type"})
         hp = msgspec.to_builtins(data.hyperparameters)
         if data.encoder_type == "topk" and data.hyperparameters.k > (data.hyperparameters.d_sae or
-                                                                     data.hyperparameters.expansion_factor * manifest["d_model"]):
+                                                                     data.hyperparameters.expansion_factor * source.d_model):
             raise ValidationError("k must not exceed the number of latents", details={"field": "hyperparameters.k"})
-        model_rows = await api.db.execute_fetchall("SELECT * FROM models WHERE id = ?", (act["model_id"],))
+        model = source.model
+        tokenizer = "demo" if model and model["source"] == "demo" else source.model_id
         evaluation = {}
-        if model_rows and model_rows[0]["status"] == "ready":
-            model = model_rows[0]
-            config_used = msgspec.json.decode(act["config"])
-            evaluation = {"model_path": model["path"], "precision": model["precision"],
-                          "tokenizer": "demo" if model["source"] == "demo" else model["id"],
-                          "dataset_id": act["dataset_id"], "module": hook["module"],
-                          "context_length": manifest["context_length"], "samples": EVAL_SAMPLES,
-                          "skip_samples": config_used.get("max_samples") or manifest["samples"]}
+        if model is not None and model["status"] == "ready":
+            evaluation = {"model_path": model["path"], "precision": model["precision"], "tokenizer": tokenizer,
+                          "dataset_id": source.dataset_id, "module": hook["module"],
+                          "context_length": source.context_length, "samples": EVAL_SAMPLES,
+                          "skip_samples": source.samples_used, "reads_input": data.encoder_type == "transcoder"}
+        stream = None
+        if source.activation_id is None:
+            assert model is not None
+            stream = {"model_path": model["path"], "precision": model["precision"], "tokenizer": tokenizer,
+                      "dataset_id": source.dataset_id, "hook_point": hook, "target_point": target,
+                      "context_length": data.context_length, "max_samples": data.max_samples,
+                      "parameters": source.parameters}
         training_id, now = new_id("tr"), time.time()
-        config = {"hyperparameters": hp, "seed": data.seed, "auto_save_interval": data.auto_save_interval}
+        config = {"hyperparameters": hp, "seed": data.seed, "auto_save_interval": data.auto_save_interval,
+                  "source": "stored" if stream is None else "streamed"}
+        if stream is not None:
+            config.update(context_length=data.context_length, max_samples=data.max_samples)
         async with api.db_lock:
             await api.db.execute(
                 "INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type,"
                 " config, status, total_steps, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (training_id, act["model_id"], act["dataset_id"], act["id"], data.layer, data.hook_type,
+                (training_id, source.model_id, source.dataset_id, source.activation_id, data.layer, hook_type,
                  data.encoder_type, msgspec.json.encode(config).decode(), data.hyperparameters.total_steps, now, now))
         job = await api.jobs.create("training.run", {
-            "training_id": training_id, "activation_id": act["id"], "hook_name": hook["name"],
-            "target_hook_name": None, "encoder_type": data.encoder_type, "d_in": manifest["d_model"],
-            "hyperparameters": hp, "seed": data.seed, "auto_save_interval": data.auto_save_interval,
-            "evaluation": evaluation, "metadata": {"model_name": model_rows[0]["name"] if model_rows else act["model_id"],
-                         "model_id": act["model_id"], "context_size": manifest["context_length"],
-                         "dataset_path": act["dataset_id"], "training_id": training_id}},
+            "training_id": training_id, "activation_id": source.activation_id, "hook_name": hook["name"],
+            "target_hook_name": target["name"] if target else None, "encoder_type": data.encoder_type,
+            "d_in": source.d_model, "hyperparameters": hp, "seed": data.seed,
+            "auto_save_interval": data.auto_save_interval, "evaluation": evaluation, "stream": stream,
+            "metadata": {"model_name": model["name"] if model else source.model_id, "model_id": source.model_id,
+                         "context_size": source.context_length, "dataset_path": source.dataset_id,
+                         "training_id": training_id}},
             target=("training", training_id))
         async with api.db_lock:
             await api.db.execute("UPDATE trainings SET job_id = ? WHERE id = ?", (job.id, training_id))
@@ -231,6 +284,35 @@ class TrainingController(Controller):
             await api.db.execute("UPDATE trainings SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ?",
                                  (job.id, time.time(), row["id"]))
         return TrainingResponse(_training(await self._row(request, training_id)), meta())
+
+    @post("/{training_id:str}/retry", status_code=202,
+          summary="Run a failed, cancelled or stopped training again: from its last checkpoint, or from_scratch")
+    async def retry(self, request: Request, training_id: str,
+                    data: RetryRequest | None = None) -> Response[AcceptedResponse]:
+        row = await self._row(request, training_id)
+        api = api_state(request)
+        assert api.jobs is not None and api.db is not None
+        scratch = bool(data and data.from_scratch)
+        allowed = ("failed", "cancelled", "stopped", "completed") if scratch else ("failed", "cancelled", "stopped")
+        if row["status"] not in allowed or not row["job_id"]:
+            hint = "" if scratch else " (from_scratch starts any finished training again)"
+            raise Conflict(f"Training {row['id']} is {row['status']}: nothing to retry{hint}",
+                           details={"status": row["status"]})
+        previous = await api.jobs.get(row["job_id"])
+        folder = api.settings.data_dir / "trainings" / row["id"]
+        if scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+            async with api.db_lock:
+                await api.db.execute("DELETE FROM training_metrics WHERE training_id = ?", (row["id"],))
+        else:
+            shutil.rmtree(folder / "export", ignore_errors=True)
+        job = await api.jobs.create("training.run", previous.params, target=("training", row["id"]))
+        async with api.db_lock:
+            await api.db.execute(
+                "UPDATE trainings SET status = 'queued', job_id = ?, error_message = NULL, evaluation = NULL,"
+                " step = CASE WHEN ? THEN 0 ELSE step END, latest = CASE WHEN ? THEN NULL ELSE latest END,"
+                " updated_at = ? WHERE id = ?", (job.id, scratch, scratch, time.time(), row["id"]))
+        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
 
     def _checkpoints(self, request: Request, training_id: str) -> Any:
         return api_state(request).settings.data_dir / "trainings" / training_id / "checkpoints"

@@ -26,7 +26,7 @@ from appliance.device.memory import Estimate, estimate_activations, estimate_mod
 from appliance.errors import AppError, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.jobs.runner import memory_manager
-from appliance.ml.architecture import block_output, find_layers
+from appliance.ml.architecture import block_output, find_layers, first_input
 from appliance.ml.models import load
 
 SHARD_BUDGET_BYTES = 64 * 2**20  # all hooks' shard buffers together: the one part that grows with a run
@@ -92,6 +92,59 @@ def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[
         batch = texts[start:min(count, start + params.batch_size)]["text"]
         encodings = tokenizer.encode_batch(["" if t is None else t for t in batch])
         yield list(range(start, start + len(batch))), [e.ids for e in encodings]
+
+
+def attach_capture(module: Any, point: dict[str, Any], captured: dict[str, Any]) -> Any:
+    """Store the hook point's tensor in ``captured[name]`` on each forward pass: the module's output,
+    or its input for input points (``mlp_in``)."""
+    name = point["name"]
+    if point.get("input"):
+        return module.register_forward_pre_hook(
+            lambda _m, args, kwargs: captured.__setitem__(name, first_input(args, kwargs)), with_kwargs=True)
+    return module.register_forward_hook(lambda _m, _i, out: captured.__setitem__(name, block_output(out)))
+
+
+class Capture:
+    """Forward passes that return the hook points' activations at the real (unpadded) tokens.
+
+    Nothing after the deepest hooked block is needed, so the forward pass stops there (no later
+    layers, no vocabulary projection), as SAELens' ``stop_at_layer`` does."""
+
+    def __init__(self, model: Any, points: list[dict[str, Any]]):
+        modules = dict(model.named_modules())
+        self.model, self.names = model, [p["name"] for p in points]
+        self.device = next(model.parameters()).device
+        self.captured: dict[str, Any] = {}
+        self.handles = [attach_capture(modules[p["module"]], p, self.captured) for p in points]
+        layers_path, _ = find_layers(model)
+        deepest = max(p["layer"] for p in points)
+        self.handles.append(modules[f"{layers_path}.{deepest}"].register_forward_hook(_stop))
+
+    def __call__(self, batch: list[list[int]]) -> tuple[dict[str, Any], Any, Any]:
+        """({name: [real tokens, d] in the model's dtype, on its device}, padded ids, mask) for a
+        batch of token id lists."""
+        import torch
+
+        width = max(len(ids) for ids in batch)
+        ids = torch.zeros((len(batch), width), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, tokens in enumerate(batch):
+            ids[row, :len(tokens)] = torch.tensor(tokens)
+            mask[row, :len(tokens)] = 1
+        with torch.inference_mode():
+            try:
+                self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
+            except _Stop:
+                pass
+        keep = mask.bool()
+        on_device = keep.to(self.device)
+        out = {name: self.captured[name][on_device] for name in self.names}
+        self.captured.clear()
+        return out, ids, keep
+
+    def close(self) -> None:
+        for handle in self.handles:
+            handle.remove()
 
 
 class PeakRss:
@@ -188,17 +241,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     with memory_manager().admit(ctx, estimate), PeakRss() as peak:
         ctx.progress(0.01, f"Loading the model ({params.precision})", force=True)
         model = load(params.model_path, params.precision)
-        device = next(model.parameters()).device
-        modules = dict(model.named_modules())
-        captured: dict[str, Any] = {}
-        handles = [modules[p["module"]].register_forward_hook(
-            lambda _m, _i, out, name=p["name"]: captured.__setitem__(name, block_output(out)))
-            for p in params.hook_points]
-        # Nothing after the deepest hooked block is needed: stop the forward pass there (no later
-        # layers, no vocabulary projection), as SAELens' stop_at_layer does.
-        layers_path, _ = find_layers(model)
-        deepest = max(p["layer"] for p in params.hook_points)
-        handles.append(modules[f"{layers_path}.{deepest}"].register_forward_hook(_stop))
+        capture = Capture(model, params.hook_points)
         writer = ShardWriter(partial, names, shard_tokens)
         norm_sum = {n: 0.0 for n in names}
         value_sum = {n: 0.0 for n in names}
@@ -208,24 +251,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
         try:
             for indices, batch in token_batches(params, data_dir):
                 ctx.check()
-                lengths = [len(ids) for ids in batch]
-                width = max(lengths) if lengths else 0
-                if width == 0:
+                if not any(batch):
                     continue
-                ids = torch.zeros((len(batch), width), dtype=torch.long)
-                mask = torch.zeros((len(batch), width), dtype=torch.long)
-                for row, tokens in enumerate(batch):
-                    ids[row, :len(tokens)] = torch.tensor(tokens)
-                    mask[row, :len(tokens)] = 1
-                with torch.inference_mode():
-                    try:
-                        model(input_ids=ids.to(device), attention_mask=mask.to(device), use_cache=False)
-                    except _Stop:
-                        pass
-                keep = mask.bool()
+                captured, ids, keep = capture(batch)
+                width = ids.shape[1]
                 out: dict[str, Any] = {}
                 for name in names:
-                    acts = captured[name][keep.to(device)].float()
+                    acts = captured[name].float()
                     norm_sum[name] += acts.norm(dim=-1).sum().item()
                     value_sum[name] += acts.sum().item()
                     square_sum[name] += acts.square().sum().item()
@@ -240,8 +272,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                              {"samples": done_samples, "tokens": total_tokens})
             writer.flush()
         finally:
-            for handle in handles:
-                handle.remove()
+            capture.close()
         elapsed = time.monotonic() - began
     if total_tokens == 0:
         raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})

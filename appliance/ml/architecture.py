@@ -1,17 +1,20 @@
 """What a causal LM is made of, read from its module tree: family, sizes, and the hook points per layer.
 
 Hook points carry SAELens / TransformerLens names (``blocks.{i}.hook_resid_post``, ``hook_mlp_out``,
-``hook_attn_out``) so exported SAEs name their hook the way those tools do, and the module path the
-worker attaches a forward hook to. The output of a decoder block is the residual stream after that
-layer; the MLP and attention submodules' outputs are what those sublayers add to it.
+``hook_attn_out``, ``ln2.hook_normalized``) so exported SAEs name their hook the way those tools do,
+and the module path the worker attaches a hook to. The output of a decoder block is the residual
+stream after that layer; the MLP and attention submodules' outputs are what those sublayers add to
+it. ``mlp_in`` is what enters the MLP (after its layer norm): read from the MLP module's input
+(``"input": true``), it is the transcoder's source, with ``mlp`` its target.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-HOOK_TYPES = ("residual", "mlp", "attention")
-HOOK_NAMES = {"residual": "hook_resid_post", "mlp": "hook_mlp_out", "attention": "hook_attn_out"}
+HOOK_TYPES = ("residual", "mlp_in", "mlp", "attention")
+HOOK_NAMES = {"residual": "hook_resid_post", "mlp_in": "ln2.hook_normalized", "mlp": "hook_mlp_out",
+              "attention": "hook_attn_out"}
 # Where each family keeps its decoder blocks, and what the sublayers are called.
 LAYER_PATHS = ("transformer.h", "gpt_neox.layers", "model.layers", "model.decoder.layers", "transformer.layers")
 MLP_NAMES = ("mlp", "feed_forward", "ffn")
@@ -68,13 +71,16 @@ def hook_points(model: Any) -> list[dict[str, Any]]:
     for index, block in enumerate(layers):
         modules = {"residual": f"{path}.{index}"}
         if (mlp := _child(block, MLP_NAMES)) is not None:
-            modules["mlp"] = f"{path}.{index}.{mlp}"
+            modules["mlp"] = modules["mlp_in"] = f"{path}.{index}.{mlp}"
         if (attention := _child(block, ATTENTION_NAMES)) is not None:
             modules["attention"] = f"{path}.{index}.{attention}"
         for kind in HOOK_TYPES:
             if kind in modules:
-                points.append({"layer": index, "type": kind, "name": f"blocks.{index}.{HOOK_NAMES[kind]}",
-                               "module": modules[kind]})
+                point = {"layer": index, "type": kind, "name": f"blocks.{index}.{HOOK_NAMES[kind]}",
+                         "module": modules[kind]}
+                if kind == "mlp_in":
+                    point["input"] = True
+                points.append(point)
     return points
 
 
@@ -96,6 +102,11 @@ def describe(model: Any) -> dict[str, Any]:
         "layers_module": path,
         "hook_points": hook_points(model),
     }
+
+
+def first_input(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """The hidden states a module was called with (positionally, or as its first keyword)."""
+    return args[0] if args else next(iter(kwargs.values()))
 
 
 def block_output(output: Any) -> Any:

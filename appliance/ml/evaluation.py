@@ -8,6 +8,8 @@ each gives the "CE loss recovered" (SAELens' definition):
 
 1 means splicing costs nothing, 0 means the SAE is as bad as deleting the activation. KL divergence
 is KL(original || spliced) of the next-token distributions, averaged over tokens.
+
+A transcoder replaces the MLP's output with its prediction from the MLP's input (``reads_input``).
 """
 
 from __future__ import annotations
@@ -15,20 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from appliance.ml.architecture import block_output
+from appliance.ml.architecture import block_output, first_input
 
 
 def _splice(module: Any, replace: Any) -> Any:
-    def hook(_module: Any, _inputs: Any, output: Any) -> Any:
-        value = replace(block_output(output))
+    """``replace(output, input)`` becomes the module's output."""
+    def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
+        value = replace(block_output(output), first_input(args, kwargs))
         if isinstance(output, tuple):
             return (value, *output[1:])
         return value
-    return module.register_forward_hook(hook)
+    return module.register_forward_hook(hook, with_kwargs=True)
 
 
-def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]]]) -> dict[str, float]:
-    """``sae`` works on the module's raw output (scaling folded in); ``batches`` are token id lists."""
+def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]]],
+             reads_input: bool = False) -> dict[str, float]:
+    """``sae`` works on the module's raw activations (scaling folded in); ``batches`` are token id
+    lists. ``reads_input``: the SAE maps the module's input to its output (transcoders)."""
     import torch
     import torch.nn.functional as F
 
@@ -60,13 +65,14 @@ def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]
                     handle.remove()
             return out.float()
 
-        def reconstruct(acts: Any) -> Any:
-            flat = acts.reshape(-1, acts.shape[-1]).float()
-            return sae.reconstruct(flat).reshape(acts.shape).to(acts.dtype)
+        def reconstruct(output: Any, given: Any) -> Any:
+            source = given if reads_input else output
+            flat = source.reshape(-1, source.shape[-1]).float()
+            return sae.reconstruct(flat).reshape(output.shape).to(output.dtype)
 
         original = logits(None)
         spliced = logits(reconstruct)
-        zeroed = logits(torch.zeros_like)
+        zeroed = logits(lambda output, _given: torch.zeros_like(output))
         n = targets.numel()
         totals["original"] += F.cross_entropy(original, targets, reduction="sum").item()
         totals["sae"] += F.cross_entropy(spliced, targets, reduction="sum").item()

@@ -1,9 +1,7 @@
-"""SAE training in the worker, from a stored activation set.
-
-Batches come from the set's fp16 shards in a deterministic order (a permutation per epoch drawn
-from the seed), so a run resumed from a checkpoint sees exactly the batches the uninterrupted run
-would have seen. The last ``HELD_OUT`` share of tokens is never trained on: explained variance is
-measured there. Metrics go to ``training_metrics`` and out as ``training.progress`` events every
+"""SAE training in the worker, from a stored activation set or from activations streamed out of the
+model while it trains (``activation_source``: batches in a deterministic order, so a run resumed
+from a checkpoint sees exactly the batches the uninterrupted run would have seen; a held-out share
+is never trained on and explained variance is measured there). Metrics go to ``training_metrics`` and out as ``training.progress`` events every
 ``log_every`` steps; checkpoints (weights, optimizer, scheduler, step) every ``auto_save_interval``
 steps and on pause or stop; at the end the SAE is written in the SAELens layout.
 """
@@ -13,7 +11,6 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +19,19 @@ import msgspec
 from appliance.config import get_settings
 from appliance.db import connect_sync
 from appliance.db.rows import update_row
-from appliance.device.memory import estimate_sae_training, heap_reuse
+from appliance.device.memory import Estimate, estimate_activations, estimate_model, estimate_sae_training, heap_reuse
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.runner import memory_manager
+from appliance.ml.activation_source import ActivationSource, StreamedSource, StreamSpec
 from appliance.training_config import Hyperparameters
 
-HELD_OUT = 0.05
+STREAM_FILE = "stream.json"  # a streamed run's shuffle-buffer size, fixed at its first start
 SAVE_NOW = "save-now"  # a file the API drops to ask the running loop for a checkpoint at its next step
-EVAL_TOKENS = 8192
 
 
 class TrainParams(msgspec.Struct):
     training_id: str
-    activation_id: str
+    activation_id: str | None  # None: activations streamed from the model (``stream``)
     hook_name: str
     target_hook_name: str | None  # transcoders: the MLP output hook
     encoder_type: str
@@ -45,75 +42,11 @@ class TrainParams(msgspec.Struct):
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     # For the final evaluation (the SAE spliced into the model on held-out text); empty = skip it.
     evaluation: dict[str, Any] = msgspec.field(default_factory=dict)
+    stream: dict[str, Any] | None = None  # a StreamSpec
 
 
 def training_dir(data_dir: Path, training_id: str) -> Path:
     return data_dir / "trainings" / training_id
-
-
-class ActivationSource:
-    """The activation set's shards for one hook (and the target hook for transcoders)."""
-
-    def __init__(self, folder: Path, hook: str, target: str | None):
-        self.folder, self.hook, self.target = folder, hook, target
-        self.manifest = msgspec.json.decode((folder / "manifest.json").read_bytes())
-        self.shards = [(s["index"], s["tokens"]) for s in self.manifest["shards"]]
-        total = sum(n for _, n in self.shards)
-        self.train_tokens = total - max(1, int(total * HELD_OUT))
-
-    def _load(self, name: str, index: int) -> Any:
-        from safetensors.torch import load_file
-
-        return load_file(str(self.folder / f"{name}_{index:04d}.safetensors"))["activations"]
-
-    def _rows(self, index: int) -> tuple[Any, Any | None]:
-        return self._load(self.hook, index), self._load(self.target, index) if self.target else None
-
-    def batches(self, batch_size: int, seed: int, start_step: int) -> Iterator[tuple[Any, Any | None]]:
-        """Training batches, forever, epoch after epoch, from step ``start_step`` on."""
-        import torch
-
-        step = 0
-        for epoch in range(10**9):
-            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-            offset = 0
-            for shard_pos in torch.randperm(len(self.shards), generator=generator).tolist():
-                index, tokens = self.shards[shard_pos]
-                start = sum(n for _, n in self.shards[:shard_pos])
-                usable = max(0, min(tokens, self.train_tokens - start))
-                order = torch.randperm(usable, generator=generator)
-                count = usable // batch_size
-                offset += usable
-                if step + count <= start_step:  # fast-forward without loading the shard
-                    step += count
-                    continue
-                x, y = self._rows(index)
-                for b in range(count):
-                    if step >= start_step:
-                        rows = order[b * batch_size:(b + 1) * batch_size]
-                        yield x[rows].float(), (y[rows].float() if y is not None else None)
-                    step += 1
-            if offset < batch_size:
-                raise ValueError("The activation set has fewer training tokens than one batch")
-
-    def held_out(self, limit: int = EVAL_TOKENS) -> tuple[Any, Any | None]:
-        import torch
-
-        xs, ys, have = [], [], 0
-        position = 0
-        for index, tokens in self.shards:
-            begin = max(0, self.train_tokens - position)
-            if begin < tokens:
-                x, y = self._rows(index)
-                xs.append(x[begin:].float())
-                if y is not None:
-                    ys.append(y[begin:].float())
-                have += tokens - begin
-            position += tokens
-            if have >= limit:
-                break
-        x = torch.cat(xs)[:limit]
-        return x, (torch.cat(ys)[:limit] if ys else None)
 
 
 def _lr_lambda(hp: Hyperparameters):
@@ -124,8 +57,19 @@ def _lr_lambda(hp: Hyperparameters):
             return warm * 0.5 * (1 + math.cos(math.pi * progress))
         if hp.lr_decay == "linear":
             return warm * (1 - progress)
+        if hp.lr_decay == "exponential":  # down to 1% of the rate at the last step
+            return warm * 0.01 ** progress
         return warm
     return factor
+
+
+def make_optimizer(sae: Any, hp: Hyperparameters) -> Any:
+    import torch
+
+    if hp.optimizer == "sgd":
+        return torch.optim.SGD(sae.parameters(), lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay)
+    kind = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+    return kind(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999), weight_decay=hp.weight_decay)
 
 
 def _save_checkpoint(folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, tokens: int) -> Path:
@@ -191,32 +135,77 @@ def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, flo
         return float(1 - residual / total), float(out.l0 or 0)
 
 
+def _stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate:
+    hooks = 2 if spec.target_point else 1
+    return Estimate({**estimate_model(spec.parameters, spec.precision).parts,
+                     "shuffle buffer": estimate_activations(buffer_tokens, d_in, "fp16", hooks).total,
+                     "forward batch": estimate_activations(spec.forward_batch * spec.context_length, d_in,
+                                                           "fp32", 2 * hooks).total})
+
+
 def run(ctx: JobContext) -> dict[str, Any]:
+    """Admit the run's memory, open its activation source, train."""
+    params = msgspec.convert(ctx.params, TrainParams)
+    hp = msgspec.convert(params.hyperparameters, Hyperparameters)
+    data_dir = get_settings().data_dir
+    folder = training_dir(data_dir, params.training_id)
+    d_sae = hp.d_sae or hp.expansion_factor * params.d_in
+    sae_part = estimate_sae_training(params.d_in, d_sae, hp.batch_size, optimizer=hp.optimizer)
+    if params.stream is None:
+        with memory_manager().admit(ctx, sae_part):
+            return _train(ctx, params, hp, ActivationSource(data_dir / "activations" / str(params.activation_id),
+                                                            params.hook_name, params.target_hook_name))
+    spec = msgspec.convert(params.stream, StreamSpec)
+    # The buffer's size decides the order of batches, so a resumed run keeps the size it started with;
+    # a first start takes the largest that fits, halving down to a floor.
+    chosen = folder / STREAM_FILE
+    buffer = msgspec.json.decode(chosen.read_bytes())["buffer_tokens"] if chosen.is_file() else get_settings().stream_buffer_tokens
+    floor = min(buffer, max(8 * hp.batch_size, 8192))
+
+    def estimate(tokens: int) -> Estimate:
+        return Estimate({**sae_part.parts, **_stream_estimate(spec, params.d_in, tokens).parts})
+
+    def shrink(_: Estimate) -> Estimate | None:
+        nonlocal buffer
+        if chosen.is_file() or buffer // 2 < floor:
+            return None
+        buffer //= 2
+        return estimate(buffer)
+
+    with memory_manager().admit(ctx, estimate(buffer), shrink=shrink):
+        folder.mkdir(parents=True, exist_ok=True)
+        chosen.write_bytes(msgspec.json.encode({"buffer_tokens": buffer}))
+        ctx.progress(0.0, f"Planning the stream: {buffer:,}-token shuffle buffer", force=True)
+        source = StreamedSource(spec, data_dir, buffer)
+        try:
+            return _train(ctx, params, hp, source)
+        finally:
+            source.close()
+
+
+def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: ActivationSource) -> dict[str, Any]:
     import torch
 
     from appliance.ml.sae import SAEConfig, build
     from appliance.ml.sae.saelens import export
     from appliance.ml.sae.step import train_step
 
-    params = msgspec.convert(ctx.params, TrainParams)
-    hp = msgspec.convert(params.hyperparameters, Hyperparameters)
     data_dir = get_settings().data_dir
     folder = training_dir(data_dir, params.training_id)
-    source = ActivationSource(data_dir / "activations" / params.activation_id, params.hook_name,
-                              params.target_hook_name)
-    d_out = source.manifest["d_model"] if params.target_hook_name else None
+    d_out = params.d_in if params.target_hook_name else None
     d_sae = hp.d_sae or hp.expansion_factor * params.d_in
     cfg = SAEConfig(params.encoder_type, params.d_in, d_sae, d_out=d_out, k=hp.k, l1_coefficient=hp.l1_coefficient,
                     l0_coefficient=hp.l0_coefficient, aux_k_coefficient=hp.aux_k_coefficient,
                     dead_tokens=hp.dead_tokens, jumprelu_init_threshold=hp.jumprelu_init_threshold,
-                    jumprelu_bandwidth=hp.jumprelu_bandwidth)
+                    jumprelu_bandwidth=hp.jumprelu_bandwidth, ghost_grads=hp.ghost_grads)
     torch.manual_seed(params.seed)
     sae = build(cfg)
-    optimizer = torch.optim.Adam(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999))
+    optimizer = make_optimizer(sae, hp)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(hp))
     step = tokens = 0
     scale_in = scale_out = 1.0
     if hp.normalize_activations == "expected_average_only_in":
+        ctx.progress(0.0, "Measuring the activations' scale", force=True)
         scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
         scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else scale_in
     checkpoint = latest_checkpoint(folder)
@@ -243,7 +232,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
     base_l1 = cfg.l1_coefficient
     stopped = False
-    with memory_manager().admit(ctx, estimate_sae_training(params.d_in, d_sae, hp.batch_size)), heap_reuse():
+    with heap_reuse():
         try:
             batches = source.batches(hp.batch_size, params.seed, step)
             while step < hp.total_steps:
@@ -293,8 +282,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
     with torch.no_grad():
         frequency += (sae.encode(held_x) > 0).float().mean(dim=0)
     sae.fold_scaling(scale_in, scale_out)  # the export works on the model's raw activations
-    export(sae, folder / "export", {**params.metadata, "hook_name": params.hook_name,
-                                    "activation_scale": scale_in},
+    names = {"hook_name": params.hook_name}
+    if params.target_hook_name:
+        names["hook_name_out"] = params.target_hook_name  # SAELens' name for a transcoder's output hook
+    export(sae, folder / "export", {**params.metadata, **names, "activation_scale": scale_in},
            log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
     evaluation = {"explained_variance": round(ev, 5), "l0": round(l0, 3), "dead_latents": dead,
                   "held_out_tokens": int(held_x.shape[0]), "steps": step, "tokens": tokens,
@@ -328,7 +319,7 @@ def _splice_evaluation(params: TrainParams, sae: Any, data_dir: Path) -> dict[st
     model = load(spec["model_path"], spec["precision"])
     module = dict(model.named_modules())[spec["module"]]
     batches = [ids[i:i + 8] for i in range(0, len(ids), 8)]
-    return evaluate(model, module, sae, batches)
+    return evaluate(model, module, sae, batches, reads_input=bool(spec.get("reads_input")))
 
 
 def finished(job: Any) -> None:

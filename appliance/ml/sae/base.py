@@ -31,6 +31,7 @@ class SAEConfig:
     aux_k: int | None = None  # topk: latents used by the AuxK loss (default: d_in // 2)
     aux_k_coefficient: float = 1 / 32  # 0 turns AuxK off
     dead_tokens: int = 10_000_000  # a latent silent for this many tokens is dead
+    ghost_grads: bool = False  # L1 architectures: dead latents learn from the residual error
     apply_b_dec_to_input: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -50,9 +50,32 @@ class SparseSAE(SAE):
         return self.decode(z)
 
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
-        z, l1, fired = _ReLUWithL1.apply(self.pre_activations(x), self.W_dec.norm(dim=1))
+        pre = self.pre_activations(x)
+        dead = self.dead if self.cfg.ghost_grads else None
+        # Copied before the fused ReLU clamps ``pre`` in place.
+        dead_pre = pre[:, dead] if dead is not None and bool(dead.any()) else None
+        z, l1, fired = _ReLUWithL1.apply(pre, self.W_dec.norm(dim=1))
         x_hat = self.output(x, z)
-        mse = self.mse(x_hat, x if target is None else target)
+        truth = x if target is None else target
+        mse = self.mse(x_hat, truth)
         sparsity = l1 * self.cfg.l1_coefficient
+        loss = mse + sparsity
+        if dead_pre is not None:
+            loss = loss + self._ghost_loss(dead_pre, self.W_dec[dead], truth - x_hat, mse)
         l0 = torch.count_nonzero(z.detach()).float() / x.shape[0] if stats else None
-        return StepOutput(x_hat, mse + sparsity, mse, sparsity, fired, l0)
+        return StepOutput(x_hat, loss, mse, sparsity, fired, l0)
+
+    @staticmethod
+    def _ghost_loss(dead_pre: torch.Tensor, dead_dec: torch.Tensor, error: torch.Tensor,
+                    mse: torch.Tensor) -> torch.Tensor:
+        """Ghost grads: exp(pre) of the dead latents, decoded and scaled to half the error's norm,
+        regress the residual error; the term is rescaled to the size of the MSE so it neither
+        dominates nor vanishes. Only the dead latents' weights get its gradient."""
+        error = error.detach()
+        ghost = torch.exp(dead_pre) @ dead_dec
+        scale = error.norm(dim=-1) / (2 * ghost.norm(dim=-1) + 1e-6)
+        ghost = ghost * scale.unsqueeze(-1).detach()
+        spread = (error - error.mean(dim=0)).pow(2).sum(dim=-1, keepdim=True).sqrt()
+        per_token = (ghost - error).pow(2) / (spread + 1e-6)
+        rescale = (mse / (per_token.sum(dim=-1).mean() + 1e-6)).detach()
+        return rescale * per_token.sum(dim=-1).mean()
