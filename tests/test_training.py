@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.fakehub import FakeHub, Repo
 from tests.support import Appliance, wait_until
 from tests.test_api_contract import assert_error
 
@@ -18,12 +19,20 @@ LAYER = 2
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory) -> Iterator[Appliance]:
+def hub() -> Iterator[FakeHub]:
+    hub = FakeHub().start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def app(hub: FakeHub, tmp_path_factory) -> Iterator[Appliance]:
     from tests.conftest import _appliance
 
-    app = _appliance(tmp_path_factory.mktemp("training"), {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1",
-                                                                    # several shuffle buffers per epoch
-                                                                    "MISTUDIO_STREAM_BUFFER_TOKENS": "4096"})
+    app = _appliance(tmp_path_factory.mktemp("training"), {"MISTUDIO_SEED_DEMO": "1", "HF_ENDPOINT": hub.url,
+                                                           "HF_HUB_DISABLE_TELEMETRY": "1",
+                                                           # several shuffle buffers per epoch
+                                                           "MISTUDIO_STREAM_BUFFER_TOKENS": "4096"})
     app.start_api()
     app.start_worker()
     yield app
@@ -283,3 +292,92 @@ def test_streamed_activations_train_and_resume_on_the_same_trajectory(app: Appli
     assert_error(app.post("/api/training/start", json={**body, "model_id": None}), 400, "VALIDATION_ERROR")
     assert_error(app.post("/api/training/start", json={**body, "context_length": 100_000}), 400, "VALIDATION_ERROR")
     assert_error(app.post("/api/training/start", json={**body, "dataset_id": "ds_missing0000"}), 404, "NOT_FOUND")
+
+
+def _evaluate(app: Appliance, training_id: str, **body) -> dict:
+    response = app.post(f"/api/training/{training_id}/evaluate", json=body)
+    assert response.status_code == 202, response.text
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
+    assert job["status"] == "completed", job["error"]
+    return app.get(f"/api/training/{training_id}").json()["data"]["evaluation"]
+
+
+def _import_upload(app: Appliance, model_id: str, content: bytes, **fields) -> dict:
+    response = app.post("/api/training/import/upload", files={"file": ("sae.zip", content)},
+                        data={"model_id": model_id, **fields})
+    assert response.status_code == 202, response.text
+    return app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
+
+
+def test_imported_saes_behave_like_the_original_in_the_model(app: Appliance, hub: FakeHub,
+                                                             activation_set: dict) -> None:
+    """A trained SAE's export, imported back as a zip (SAELens layout) and from the Hub (converted to
+    EleutherAI sparsify's layout), gives the same spliced-model evaluation as the original; the
+    on-demand evaluation of the original repeats its end-of-training numbers."""
+    import json
+
+    import torch
+    from safetensors.torch import load, save
+
+    model_id, dataset_id = activation_set["model_id"], activation_set["dataset_id"]
+    original = train(app, activation_set, "topk", k=16, total_steps=100)["target"]["id"]
+    at_end = app.get(f"/api/training/{original}").json()["data"]["evaluation"]
+    again = _evaluate(app, original)
+    assert again["explained_variance"] == pytest.approx(at_end["explained_variance"], abs=1e-4)
+    assert again["ce_loss_with_sae"] == pytest.approx(at_end["ce_loss_with_sae"], rel=1e-5)
+    assert sum(again["density_histogram"]["counts"]) + again["never_fired"] == 4 * activation_set["manifest"]["d_model"]
+    reference = _evaluate(app, original, dataset_id=dataset_id, samples=24, context_length=64)
+
+    exported = app.get(f"/api/training/{original}/export").content
+    job = _import_upload(app, model_id, exported)
+    assert job["status"] == "completed", job["error"]
+    imported = app.get(f"/api/training/{job['target']['id']}").json()["data"]
+    assert (imported["status"], imported["encoder_type"], imported["layer"], imported["hook_type"]) == \
+        ("completed", "topk", LAYER, "residual")
+    assert imported["dataset_id"] is None and imported["config"]["source"] == "imported"
+    assert_error(app.post(f"/api/training/{imported['id']}/evaluate"), 400, "VALIDATION_ERROR")
+    mine = _evaluate(app, imported["id"], dataset_id=dataset_id, samples=24, context_length=64)
+    assert mine["ce_loss_with_sae"] == pytest.approx(reference["ce_loss_with_sae"], rel=1e-5)
+    assert mine["ce_loss_recovered"] == pytest.approx(reference["ce_loss_recovered"], rel=1e-4)
+
+    # The same SAE in sparsify's layout, one folder per hook, from the Hub.
+    archive = zipfile.ZipFile(io.BytesIO(exported))
+    weights = load(archive.read(f"{original}/sae_weights.safetensors"))
+    d_sae = weights["W_enc"].shape[1]
+    sparsify = save({"encoder.weight": weights["W_enc"].T.contiguous(), "encoder.bias": weights["b_enc"],
+                     "W_dec": weights["W_dec"], "b_dec": weights["b_dec"]})
+    cfg = json.dumps({"expansion_factor": 4, "normalize_decoder": True, "num_latents": d_sae, "k": 16,
+                      "multi_topk": False, "skip_connection": False}).encode()
+    noise = save({"encoder.weight": torch.zeros(8, 3), "encoder.bias": torch.zeros(8), "W_dec": torch.zeros(8, 3),
+                  "b_dec": torch.zeros(3)})
+    hub.add(Repo("acme/demo-saes", "model", {f"layers.{LAYER}/cfg.json": cfg, f"layers.{LAYER}/sae.safetensors": sparsify,
+                                              "layers.0/cfg.json": cfg, "layers.0/sae.safetensors": noise}))
+    response = app.post("/api/training/import", json={"model_id": model_id, "repo_id": "acme/demo-saes",
+                                                     "subfolder": f"layers.{LAYER}"})
+    assert response.status_code == 202, response.text
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
+    assert job["status"] == "completed", job["error"]
+    from_hub = app.get(f"/api/training/{job['target']['id']}").json()["data"]
+    assert (from_hub["encoder_type"], from_hub["layer"]) == ("topk", LAYER)
+    theirs = _evaluate(app, from_hub["id"], dataset_id=dataset_id, samples=24, context_length=64)
+    assert theirs["ce_loss_with_sae"] == pytest.approx(reference["ce_loss_with_sae"], rel=1e-4)
+
+    # Bad imports: a clear reason, a failed row, no files.
+    job = _import_upload(app, model_id, b"not a zip at all")
+    assert job["status"] == "failed" and job["error"]["code"] == "VALIDATION_ERROR", job
+    assert not (app.data_dir / "trainings" / job["target"]["id"]).exists()
+    narrow = io.BytesIO()
+    with zipfile.ZipFile(narrow, "w") as z:
+        z.writestr("x/cfg.json", json.dumps({"architecture": "standard", "d_in": 3, "d_sae": 8}))
+        z.writestr("x/sae_weights.safetensors", save({"W_enc": torch.zeros(3, 8), "b_enc": torch.zeros(8),
+                                                      "W_dec": torch.zeros(8, 3), "b_dec": torch.zeros(3)}))
+    job = _import_upload(app, model_id, narrow.getvalue(), layer="1")
+    assert job["status"] == "failed" and "d_model" in job["error"]["message"], job
+    assert app.get(f"/api/training/{job['target']['id']}").json()["data"]["status"] == "failed"
+    response = app.post("/api/training/import", json={"model_id": model_id, "repo_id": "acme/missing"})
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+    assert job["status"] == "failed" and job["error"]["code"] == "NOT_FOUND", job
+    assert_error(app.post("/api/training/import", json={"model_id": "m_missing00000", "repo_id": "a/b"}), 404,
+                 "NOT_FOUND")
+    assert_error(app.post("/api/training/import/upload", files={"file": ("sae.zip", exported)}, data={}), 400,
+                 "VALIDATION_ERROR")

@@ -9,7 +9,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 
-from appliance.api.envelope import Accepted, Meta, meta
+from appliance.api.envelope import Meta, meta
+from appliance.api.queueing import AcceptedResponse, start_job
 from appliance.api.state import api_state
 from appliance.api.validation import fetch_one
 from appliance.errors import Conflict, ValidationError
@@ -50,10 +51,6 @@ class ActivationListResponse(msgspec.Struct):
     data: list[ActivationSet]
     meta: Meta
 
-
-class AcceptedResponse(msgspec.Struct):
-    data: Accepted
-    meta: Meta
 
 
 def _set(row: Any) -> ActivationSet:
@@ -102,15 +99,12 @@ class ExtractionController(Controller):
                 "INSERT INTO activation_sets (id, model_id, dataset_id, status, config, created_at, updated_at)"
                 " VALUES (?, ?, ?, 'extracting', ?, ?, ?)",
                 (activation_id, model["id"], dataset["id"], msgspec.json.encode(config).decode(), now, now))
-        job = await api.jobs.create("activations.extract", {
+        return await start_job(api, "activations.extract", {
             "activation_id": activation_id, "model_id": model["id"], "model_path": model["path"],
             "precision": model["precision"], "tokenizer": "demo" if model["source"] == "demo" else model["id"],
             "dataset_id": dataset["id"], "hook_points": points, "d_model": arch["d_model"],
             "parameters": arch["parameters"], "batch_size": data.batch_size, "max_samples": data.max_samples,
-            "context_length": data.context_length}, target=("activations", activation_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE activation_sets SET job_id = ? WHERE id = ?", (job.id, activation_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+            "context_length": data.context_length}, "activation_sets", activation_id)
 
 
 class ActivationsController(Controller):

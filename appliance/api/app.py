@@ -21,6 +21,7 @@ from appliance.api.activations import ActivationsController, ExtractionControlle
 from appliance.api.models import ModelsController
 from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
 from appliance.api.training import TrainingController
+from appliance.api.training_import import TrainingImportController
 from appliance.api.tokenize import TokenizeController
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
@@ -78,7 +79,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
                         ExtractionController, ActivationsController, ExtractionTemplatesController,
                         TrainingTemplatesController,
-                        TrainingController, events_stream,
+                        TrainingController, TrainingImportController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

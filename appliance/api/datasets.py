@@ -13,10 +13,11 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
 from appliance.api import multipart
-from appliance.api.envelope import Accepted, Meta, meta, page_meta
+from appliance.api.envelope import Meta, meta, page_meta
+from appliance.api.multipart import PayloadTooLarge
+from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.seeds import create_demo_dataset
 from appliance.api.state import api_state
-from appliance.api.multipart import PayloadTooLarge
 from appliance.api.validation import check_id, safe_path
 from appliance.dataset_formats import detect_format
 from appliance.errors import Conflict, NotFound, ValidationError
@@ -115,10 +116,6 @@ class SampleListResponse(msgspec.Struct):
     meta: Meta
 
 
-class AcceptedResponse(msgspec.Struct):
-    data: Accepted
-    meta: Meta
-
 
 def _tokenization(row: Any) -> Tokenization:
     return Tokenization(row["tokenizer"], row["status"], msgspec.json.decode(row["settings"]),
@@ -178,12 +175,9 @@ class DatasetsController(Controller):
                 "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, 'ingesting', ?, ?)",
                 (dataset_id, name, source, fmt, text_column, now, now))
-        job = await api.jobs.create("dataset.import", {
+        return await start_job(api, "dataset.import", {
             "dataset_id": dataset_id, "path": str(path), "format": fmt, "text_column": text_column,
-            "txt_mode": txt_mode, "remove_source": remove_source}, target=("dataset", dataset_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+            "txt_mode": txt_mode, "remove_source": remove_source}, "datasets", dataset_id)
 
     @post("/import", summary="Import a file from <data dir>/imports (jsonl, json, csv, parquet, txt)")
     async def import_file(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
@@ -236,7 +230,7 @@ class DatasetsController(Controller):
             raise Conflict(f"The demo dataset already exists ({existing[0]['id']}); delete it first to rebuild it",
                            details={"dataset_id": existing[0]["id"]})
         job = await create_demo_dataset(api)
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return accepted(job)
 
     @post("/download", summary="Download a dataset from the Hugging Face Hub (streamed when max_samples is set)")
     async def download(self, request: Request, data: DownloadRequest) -> Response[AcceptedResponse]:
@@ -250,12 +244,9 @@ class DatasetsController(Controller):
                 "INSERT INTO datasets (id, name, source, repo_id, config, split, text_column, status, created_at,"
                 " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, ?, 'downloading', ?, ?)",
                 (dataset_id, data.repo_id, data.repo_id, data.config, data.split, data.text_column, now, now))
-        job = await api.jobs.create("dataset.download", {
+        return await start_job(api, "dataset.download", {
             "dataset_id": dataset_id, "repo_id": data.repo_id, "config": data.config, "split": data.split,
-            "max_samples": data.max_samples, "text_column": data.text_column}, target=("dataset", dataset_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+            "max_samples": data.max_samples, "text_column": data.text_column}, "datasets", dataset_id)
 
     @get("/", summary="Datasets, newest first")
     async def list_datasets(self, request: Request) -> DatasetListResponse:
@@ -300,7 +291,7 @@ class DatasetsController(Controller):
         async with api.db_lock:
             await api.db.execute("UPDATE dataset_tokenizations SET job_id = ? WHERE dataset_id = ? AND tokenizer = ?",
                                  (job.id, row["id"], data.tokenizer))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return accepted(job)
 
     @get("/{dataset_id:str}/samples", summary="Browse samples: pagination, split filter, full-text search")
     async def samples(self, request: Request, dataset_id: str,

@@ -10,7 +10,8 @@ from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
 from appliance.api import events as sse
-from appliance.api.envelope import Accepted, Meta, meta, page_meta
+from appliance.api.envelope import Meta, meta, page_meta
+from appliance.api.queueing import AcceptedResponse, accepted
 from appliance.api.state import api_state
 from appliance.api.validation import check_id
 from appliance.errors import ValidationError
@@ -34,10 +35,6 @@ class EventListResponse(msgspec.Struct):
     data: list[Event]
     meta: Meta
 
-
-class AcceptedResponse(msgspec.Struct):
-    data: Accepted
-    meta: Meta
 
 
 class SelftestRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -112,4 +109,4 @@ class JobsController(Controller):
         params = {"steps": data.steps, "delay_ms": data.delay_ms, "fail_at": data.fail_at,
                   "memory_mb": data.memory_mb, "oom_at": data.oom_at}
         job = await api_state(request).jobs.create(kind, params)
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return accepted(job)

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 
-from appliance.api.envelope import Accepted, Meta, meta
+from appliance.api.envelope import Meta, meta
+from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.seeds import create_demo_model
 from appliance.api.state import api_state
 from appliance.api.validation import check_id, safe_path
@@ -94,10 +95,6 @@ class CapabilitiesResponse(msgspec.Struct):
     meta: Meta
 
 
-class AcceptedResponse(msgspec.Struct):
-    data: Accepted
-    meta: Meta
-
 
 def _model(row: Any) -> Model:
     arch = msgspec.json.decode(row["architecture"]) if row["architecture"] else {}
@@ -150,12 +147,9 @@ class ModelsController(Controller):
                 "INSERT INTO models (id, name, source, repo_id, revision, precision, status, path, created_at,"
                 " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, 'downloading', ?, ?, ?)",
                 (model_id, data.repo_id, data.repo_id, data.revision, data.precision, str(path), now, now))
-        job = await api.jobs.create("model.download", {
+        return await start_job(api, "model.download", {
             "model_id": model_id, "repo_id": data.repo_id, "revision": data.revision, "precision": data.precision,
-            "path": str(path), "trust_remote_code": data.trust_remote_code}, target=("model", model_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE models SET job_id = ? WHERE id = ?", (job.id, model_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+            "path": str(path), "trust_remote_code": data.trust_remote_code}, "models", model_id)
 
     @post("/import", summary="Import a model folder from <data dir>/imports (config.json + weights)")
     async def import_folder(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
@@ -177,11 +171,8 @@ class ModelsController(Controller):
                 "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
                 " VALUES (?, ?, 'local', ?, 'loading', ?, ?, ?)",
                 (model_id, data.name or source.name, data.precision, str(path), now, now))
-        job = await api.jobs.create("model.import", {"model_id": model_id, "source": str(source), "path": str(path),
-                                                     "precision": data.precision}, target=("model", model_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE models SET job_id = ? WHERE id = ?", (job.id, model_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return await start_job(api, "model.import", {"model_id": model_id, "source": str(source), "path": str(path),
+                                                     "precision": data.precision}, "models", model_id)
 
     @post("/demo", summary="(Re)register the built-in demo model")
     async def demo(self, request: Request) -> Response[AcceptedResponse]:
@@ -192,7 +183,7 @@ class ModelsController(Controller):
             raise Conflict(f"The demo model is already registered ({existing[0]['id']})",
                            details={"model_id": existing[0]["id"]})
         job = await create_demo_model(api)
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return accepted(job)
 
     @get("/{model_id:str}", summary="One model")
     async def get_model(self, request: Request, model_id: str) -> ModelResponse:

@@ -14,7 +14,8 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
-from appliance.api.envelope import Accepted, Meta, meta
+from appliance.api.envelope import Meta, meta
+from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.state import api_state
 from appliance.api.validation import check_id, fetch_one
 from appliance.errors import Conflict, NotFound, ValidationError
@@ -24,7 +25,7 @@ from appliance.training_config import Hyperparameters
 
 EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
 METRIC_COLUMNS = ("step", "tokens", "loss", "mse", "sparsity_loss", "l0", "dead_latents", "explained_variance",
-                  "learning_rate", "activations_per_s")
+                  "learning_rate", "activations_per_s", "memory_mb")
 
 
 class StartRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -43,6 +44,13 @@ class StartRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     auto_save_interval: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)] = 500
 
 
+class EvaluateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # Splice on this dataset's samples (imported SAEs need one; trainings default to their own).
+    dataset_id: str | None = None
+    samples: Annotated[int, msgspec.Meta(ge=1, le=5000)] = EVAL_SAMPLES
+    context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128  # imported SAEs
+
+
 class RetryRequest(msgspec.Struct, forbid_unknown_fields=True):
     from_scratch: bool = False  # drop checkpoints and metrics and start at step 0 (same seed)
 
@@ -50,7 +58,7 @@ class RetryRequest(msgspec.Struct, forbid_unknown_fields=True):
 class Training(msgspec.Struct):
     id: str
     model_id: str
-    dataset_id: str
+    dataset_id: str | None  # None for imported SAEs
     activation_id: str | None
     layer: int
     hook_type: str
@@ -93,10 +101,6 @@ class MetricsResponse(msgspec.Struct):
     data: list[dict[str, Any]]
     meta: Meta
 
-
-class AcceptedResponse(msgspec.Struct):
-    data: Accepted
-    meta: Meta
 
 
 @dataclass
@@ -142,7 +146,7 @@ async def _source(db: Any, data: StartRequest) -> _Source:
 def _training(row: Any) -> Training:
     decode = msgspec.json.decode
     return Training(
-        id=row["id"], model_id=row["model_id"], dataset_id=row["dataset_id"], activation_id=row["activation_id"],
+        id=row["id"], model_id=row["model_id"], dataset_id=row["dataset_id"] or None, activation_id=row["activation_id"],
         layer=row["layer"], hook_type=row["hook_type"], encoder_type=row["encoder_type"], config=decode(row["config"]),
         status=row["status"], job_id=row["job_id"], step=row["step"], total_steps=row["total_steps"],
         latest=decode(row["latest"]) if row["latest"] else None,
@@ -211,18 +215,14 @@ class TrainingController(Controller):
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
                 (training_id, source.model_id, source.dataset_id, source.activation_id, data.layer, hook_type,
                  data.encoder_type, msgspec.json.encode(config).decode(), data.hyperparameters.total_steps, now, now))
-        job = await api.jobs.create("training.run", {
+        return await start_job(api, "training.run", {
             "training_id": training_id, "activation_id": source.activation_id, "hook_name": hook["name"],
             "target_hook_name": target["name"] if target else None, "encoder_type": data.encoder_type,
             "d_in": source.d_model, "hyperparameters": hp, "seed": data.seed,
             "auto_save_interval": data.auto_save_interval, "evaluation": evaluation, "stream": stream,
             "metadata": {"model_name": model["name"] if model else source.model_id, "model_id": source.model_id,
                          "context_size": source.context_length, "dataset_path": source.dataset_id,
-                         "training_id": training_id}},
-            target=("training", training_id))
-        async with api.db_lock:
-            await api.db.execute("UPDATE trainings SET job_id = ? WHERE id = ?", (job.id, training_id))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+                         "training_id": training_id}}, "trainings", training_id)
 
     @get("/", summary="Trainings, newest first")
     async def list_trainings(self, request: Request) -> TrainingListResponse:
@@ -293,6 +293,9 @@ class TrainingController(Controller):
         api = api_state(request)
         assert api.jobs is not None and api.db is not None
         scratch = bool(data and data.from_scratch)
+        if msgspec.json.decode(row["config"]).get("source") == "imported":
+            raise Conflict(f"Training {row['id']} is an imported SAE: import it again instead",
+                           details={"status": row["status"]})
         allowed = ("failed", "cancelled", "stopped", "completed") if scratch else ("failed", "cancelled", "stopped")
         if row["status"] not in allowed or not row["job_id"]:
             hint = "" if scratch else " (from_scratch starts any finished training again)"
@@ -312,7 +315,44 @@ class TrainingController(Controller):
                 "UPDATE trainings SET status = 'queued', job_id = ?, error_message = NULL, evaluation = NULL,"
                 " step = CASE WHEN ? THEN 0 ELSE step END, latest = CASE WHEN ? THEN NULL ELSE latest END,"
                 " updated_at = ? WHERE id = ?", (job.id, scratch, scratch, time.time(), row["id"]))
-        return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
+        return accepted(job)
+
+    @post("/{training_id:str}/evaluate", status_code=202,
+          summary="Measure a finished SAE again: held-out quality and the spliced-model evaluation")
+    async def evaluate(self, request: Request, training_id: str,
+                       data: EvaluateRequest | None = None) -> Response[AcceptedResponse]:
+        row = await self._row(request, training_id)
+        api = api_state(request)
+        assert api.jobs is not None and api.db is not None
+        data = data or EvaluateRequest()
+        if row["status"] not in ("completed", "stopped") or not row["job_id"]:
+            raise Conflict(f"Training {row['id']} is {row['status']}: only finished SAEs are evaluated",
+                           details={"status": row["status"]})
+        model = await fetch_one(api.db, "models", "m", row["model_id"], "model_id")
+        if model["status"] != "ready" or not model["architecture"]:
+            raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
+        arch = msgspec.json.decode(model["architecture"])
+        imported = msgspec.json.decode(row["config"]).get("source") == "imported"
+        train = None if imported else (await api.jobs.get(row["job_id"])).params
+        spec = dict(train["evaluation"]) if train and train.get("evaluation") else {}
+        if data.dataset_id is not None or not spec:
+            if data.dataset_id is None:
+                raise ValidationError("Name a dataset_id to evaluate this SAE on", details={"field": "dataset_id"})
+            dataset = await fetch_one(api.db, "datasets", "ds", data.dataset_id, "dataset_id")
+            if dataset["status"] != "ready":
+                raise Conflict(f"Dataset {dataset['id']} is {dataset['status']}, not ready")
+            point = next(p for p in arch["hook_points"] if p["layer"] == row["layer"] and p["type"] == row["hook_type"])
+            spec = {"model_path": model["path"], "precision": model["precision"],
+                    "tokenizer": "demo" if model["source"] == "demo" else model["id"], "dataset_id": dataset["id"],
+                    "module": point["module"], "context_length": data.context_length,
+                    "skip_samples": 0,
+                    "reads_input": row["encoder_type"] == "transcoder"}
+        spec["samples"] = data.samples
+        previous = msgspec.json.decode(row["evaluation"]) if row["evaluation"] else {}
+        job = await api.jobs.create("training.evaluate", {
+            "training_id": row["id"], "train": train, "evaluation": spec, "previous": previous,
+            "parameters": arch["parameters"], "precision": model["precision"]}, target=("training", row["id"]))
+        return accepted(job)
 
     def _checkpoints(self, request: Request, training_id: str) -> Any:
         return api_state(request).settings.data_dir / "trainings" / training_id / "checkpoints"

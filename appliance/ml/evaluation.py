@@ -10,6 +10,10 @@ each gives the "CE loss recovered" (SAELens' definition):
 is KL(original || spliced) of the next-token distributions, averaged over tokens.
 
 A transcoder replaces the MLP's output with its prediction from the MLP's input (``reads_input``).
+
+``held_out_quality`` measures the SAE on held-out activations alone: explained variance, L0, the
+latents that never fired there, and the feature density histogram (how many latents fire at each
+log10 frequency), SAELens' and Neuronpedia's view of a dictionary's health.
 """
 
 from __future__ import annotations
@@ -30,6 +34,38 @@ def _splice(module: Any, replace: Any) -> Any:
     return module.register_forward_hook(hook, with_kwargs=True)
 
 
+DENSITY_EDGES = [round(-6 + 0.25 * i, 2) for i in range(25)]  # log10 firing frequency, -6 .. 0
+
+
+def held_out_quality(sae: Any, x: Any, target: Any | None = None, chunk: int = 4096) -> tuple[dict[str, Any], Any]:
+    """Quality numbers on held-out activations (``sae`` and ``x`` in the same space), and the firing
+    frequency per latent (for ``sparsity.safetensors``)."""
+    import torch
+
+    truth = x if target is None else target
+    residual = torch.zeros((), dtype=torch.float64)
+    fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
+    active = 0.0
+    with torch.no_grad():
+        for start in range(0, x.shape[0], chunk):
+            part = x[start:start + chunk]
+            z = sae.encode(part)
+            x_hat = sae.reconstruct(part)
+            residual += (x_hat - truth[start:start + chunk]).double().pow(2).sum()
+            on = z > 0
+            fired += on.double().sum(dim=0)
+            active += float(on.sum())
+    total = (truth - truth.mean(dim=0)).double().pow(2).sum().clamp_min(1e-12)
+    tokens = x.shape[0]
+    frequency = (fired / tokens).float()
+    log_frequency = torch.log10(frequency[frequency > 0]).clamp(DENSITY_EDGES[0], 0)
+    counts = torch.histogram(log_frequency, bins=torch.tensor(DENSITY_EDGES)).hist.int().tolist()
+    quality = {"explained_variance": round(float(1 - residual / total), 5), "l0": round(active / tokens, 3),
+               "never_fired": int((frequency == 0).sum()), "held_out_tokens": int(tokens),
+               "density_histogram": {"log10_edges": DENSITY_EDGES, "counts": counts}}
+    return quality, frequency
+
+
 def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]]],
              reads_input: bool = False) -> dict[str, float]:
     """``sae`` works on the module's raw activations (scaling folded in); ``batches`` are token id
@@ -40,6 +76,7 @@ def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]
     totals = {"original": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
     count = 0
     device = next(model.parameters()).device
+    sae = sae.to(device)
     for batch in batches:
         lengths = [len(ids) for ids in batch]
         width = max(lengths)

@@ -22,6 +22,7 @@ from appliance.db.rows import update_row
 from appliance.device.memory import Estimate, estimate_activations, estimate_model, estimate_sae_training, heap_reuse
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.runner import memory_manager
+from appliance.ml.evaluation import held_out_quality
 from appliance.ml.activation_source import ActivationSource, StreamedSource, StreamSpec
 from appliance.training_config import Hyperparameters
 
@@ -99,16 +100,27 @@ def _record(training_id: str, row: dict[str, Any]) -> None:
     try:
         conn.execute(
             "INSERT OR REPLACE INTO training_metrics (training_id, step, tokens, loss, mse, sparsity_loss, l0,"
-            " dead_latents, explained_variance, learning_rate, activations_per_s, recorded_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " dead_latents, explained_variance, learning_rate, activations_per_s, memory_mb, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (training_id, row["step"], row["tokens"], row["loss"], row["mse"], row["sparsity_loss"], row["l0"],
              row["dead_latents"], row["explained_variance"], row["learning_rate"], row["activations_per_s"],
-             time.time()))
+             row["memory_mb"], time.time()))
         # A run resumed from a checkpoint passes the same steps again and replaces their rows.
         conn.execute("UPDATE trainings SET step = ?, latest = ?, updated_at = ? WHERE id = ?",
                      (row["step"], msgspec.json.encode(row).decode(), time.time(), training_id))
     finally:
         conn.close()
+
+
+def _memory_mb(device: Any) -> float:
+    """What the run holds: CUDA's peak allocation, or the process's resident set on CPU."""
+    import torch
+
+    from appliance.ml.activations import PeakRss
+
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(PeakRss.rss() / 2**20, 1)
 
 
 def norm_scale(source: ActivationSource, batch_size: int, seed: int, which: int, batches: int = 20) -> float:
@@ -135,7 +147,18 @@ def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, flo
         return float(1 - residual / total), float(out.l0 or 0)
 
 
-def _stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate:
+def open_source(params: TrainParams, data_dir: Path, buffer_tokens: int | None = None) -> ActivationSource:
+    """The run's stored activation set, or its stream (``buffer_tokens``: as chosen at its first start)."""
+    if params.stream is None:
+        return ActivationSource(data_dir / "activations" / str(params.activation_id), params.hook_name,
+                                params.target_hook_name)
+    if buffer_tokens is None:
+        buffer_tokens = msgspec.json.decode(
+            (training_dir(data_dir, params.training_id) / STREAM_FILE).read_bytes())["buffer_tokens"]
+    return StreamedSource(msgspec.convert(params.stream, StreamSpec), data_dir, buffer_tokens)
+
+
+def stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate:
     hooks = 2 if spec.target_point else 1
     return Estimate({**estimate_model(spec.parameters, spec.precision).parts,
                      "shuffle buffer": estimate_activations(buffer_tokens, d_in, "fp16", hooks).total,
@@ -153,8 +176,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     sae_part = estimate_sae_training(params.d_in, d_sae, hp.batch_size, optimizer=hp.optimizer)
     if params.stream is None:
         with memory_manager().admit(ctx, sae_part):
-            return _train(ctx, params, hp, ActivationSource(data_dir / "activations" / str(params.activation_id),
-                                                            params.hook_name, params.target_hook_name))
+            return _train(ctx, params, hp, open_source(params, data_dir))
     spec = msgspec.convert(params.stream, StreamSpec)
     # The buffer's size decides the order of batches, so a resumed run keeps the size it started with;
     # a first start takes the largest that fits, halving down to a floor.
@@ -163,7 +185,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     floor = min(buffer, max(8 * hp.batch_size, 8192))
 
     def estimate(tokens: int) -> Estimate:
-        return Estimate({**sae_part.parts, **_stream_estimate(spec, params.d_in, tokens).parts})
+        return Estimate({**sae_part.parts, **stream_estimate(spec, params.d_in, tokens).parts})
 
     def shrink(_: Estimate) -> Estimate | None:
         nonlocal buffer
@@ -176,7 +198,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         chosen.write_bytes(msgspec.json.encode({"buffer_tokens": buffer}))
         ctx.progress(0.0, f"Planning the stream: {buffer:,}-token shuffle buffer", force=True)
-        source = StreamedSource(spec, data_dir, buffer)
+        source = open_source(params, data_dir, buffer)
         try:
             return _train(ctx, params, hp, source)
         finally:
@@ -198,8 +220,11 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
                     l0_coefficient=hp.l0_coefficient, aux_k_coefficient=hp.aux_k_coefficient,
                     dead_tokens=hp.dead_tokens, jumprelu_init_threshold=hp.jumprelu_init_threshold,
                     jumprelu_bandwidth=hp.jumprelu_bandwidth, ghost_grads=hp.ghost_grads)
+    # CUDA when there is one, with bf16 autocast where the GPU supports it (Orin does); fp32 on CPU.
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
     torch.manual_seed(params.seed)
-    sae = build(cfg)
+    sae = build(cfg, device=device)
     optimizer = make_optimizer(sae, hp)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(hp))
     step = tokens = 0
@@ -222,11 +247,11 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
         ctx.event("training.log", {"training_id": params.training_id, "level": "info",
                                    "message": f"Resumed from the checkpoint at step {step:,}", "step": step})
     held_x, held_y = source.held_out()
-    held_x = held_x * scale_in
-    held_y = held_y * scale_out if held_y is not None else None
+    held_x = held_x.to(device) * scale_in
+    held_y = held_y.to(device) * scale_out if held_y is not None else None
     if checkpoint is None:
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
-        sae.init_b_dec(first_y * scale_out if first_y is not None else first_x * scale_in)
+        sae.init_b_dec((first_y * scale_out if first_y is not None else first_x * scale_in).to(device))
     update_row("trainings", params.training_id, status="running", total_steps=hp.total_steps)
     ctx.event("training.updated", {"training_id": params.training_id, "status": "running"})
     began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
@@ -238,12 +263,12 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
             while step < hp.total_steps:
                 ctx.check()
                 x, y = next(batches)
-                x = x * scale_in
-                y = y * scale_out if y is not None else None
+                x = x.to(device, non_blocking=True) * scale_in
+                y = y.to(device, non_blocking=True) * scale_out if y is not None else None
                 if hp.l1_warmup_steps:
                     cfg.l1_coefficient = base_l1 * min(1.0, (step + 1) / hp.l1_warmup_steps)
                 log_now = (step + 1) % hp.log_every == 0 or step + 1 == hp.total_steps
-                out = train_step(sae, optimizer, x, y, stats=log_now)
+                out = train_step(sae, optimizer, x, y, stats=log_now, amp=amp)
                 scheduler.step()
                 step += 1
                 tokens += x.shape[0]
@@ -257,6 +282,7 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
                            "sparsity_loss": float(out.sparsity), "l0": float(out.l0 or 0),
                            "dead_latents": int(sae.dead.sum()), "explained_variance": round(ev, 5),
                            "learning_rate": scheduler.get_last_lr()[0], "activations_per_s": round(rate, 1),
+                           "memory_mb": _memory_mb(device),
                            "eta_s": round((hp.total_steps - step) * hp.batch_size / rate, 1) if rate else None}
                     _record(params.training_id, row)
                     ctx.progress(step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}",
@@ -276,23 +302,20 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
             if stop.control != "stop":
                 raise
             stopped = True
-    ev, l0 = explained_variance(sae, held_x, held_y)
     dead = int(sae.dead.sum())
-    frequency = torch.zeros(d_sae)
-    with torch.no_grad():
-        frequency += (sae.encode(held_x) > 0).float().mean(dim=0)
     sae.fold_scaling(scale_in, scale_out)  # the export works on the model's raw activations
+    quality, frequency = held_out_quality(sae, held_x / scale_in,
+                                          None if held_y is None else held_y / scale_out)
     names = {"hook_name": params.hook_name}
     if params.target_hook_name:
         names["hook_name_out"] = params.target_hook_name  # SAELens' name for a transcoder's output hook
     export(sae, folder / "export", {**params.metadata, **names, "activation_scale": scale_in},
            log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
-    evaluation = {"explained_variance": round(ev, 5), "l0": round(l0, 3), "dead_latents": dead,
-                  "held_out_tokens": int(held_x.shape[0]), "steps": step, "tokens": tokens,
+    evaluation = {**quality, "dead_latents": dead, "steps": step, "tokens": tokens,
                   "seconds": round(time.monotonic() - began, 1)}
     if params.evaluation:
         ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
-        evaluation.update(_splice_evaluation(params, sae, data_dir))
+        evaluation.update(splice_evaluation(params.evaluation, sae, data_dir))
     status = "stopped" if stopped else "completed"
     update_row("trainings", params.training_id, status=status, step=step,
                evaluation=msgspec.json.encode(evaluation).decode())
@@ -300,7 +323,7 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
     return {"training_id": params.training_id, **evaluation}
 
 
-def _splice_evaluation(params: TrainParams, sae: Any, data_dir: Path) -> dict[str, Any]:
+def splice_evaluation(spec: dict[str, Any], sae: Any, data_dir: Path) -> dict[str, Any]:
     """CE loss recovered and KL on samples the activation set did not use (see evaluation.py)."""
     from datasets import load_from_disk
 
@@ -308,7 +331,6 @@ def _splice_evaluation(params: TrainParams, sae: Any, data_dir: Path) -> dict[st
     from appliance.ml.models import load
     from appliance.tokenization import TokenizeSettings, load_tokenizer
 
-    spec = params.evaluation
     texts = load_from_disk(str(data_dir / "datasets" / spec["dataset_id"] / "arrow"))
     start = min(spec["skip_samples"], max(0, len(texts) - spec["samples"]))
     chosen = [t or "" for t in texts[start:start + spec["samples"]]["text"]]

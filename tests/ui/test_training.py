@@ -73,7 +73,32 @@ def test_train_watch_pause_resume_checkpoint_stop_and_export(make_appliance, ope
     expect(done).to_have_attribute("data-status", "completed", timeout=120_000)
     expect(done.get_by_test_id("training-percent")).to_have_text("100.0%")
     expect(done.get_by_test_id("training-evaluation")).to_contain_text("CE loss recovered")
+    expect(done.get_by_test_id("density-histogram")).to_be_visible()
     with page.expect_download() as download:
         done.get_by_test_id("training-export").click()
     assert download.value.suggested_filename.endswith("-saelens.zip")
+    exported = download.value.path()
     screenshot(page, "training-completed")
+
+    # Streamed from the model (no activation set), with AdamW and an exponential schedule.
+    form = page.get_by_test_id("training-form")
+    form.get_by_test_id("train-source-kind").select_option("streamed")
+    form.get_by_test_id("train-samples").fill("200")
+    form.locator("#hp-schedule").select_option("exponential")
+    cards = page.get_by_test_id("training-card")
+    _start(page, 100)
+    expect(cards).to_have_count(3)
+    streamed = cards.first
+    expect(streamed).to_have_attribute("data-status", "completed", timeout=180_000)
+    tid = streamed.get_attribute("data-training-id")
+    training = app.get(f"/api/training/{tid}").json()["data"]
+    assert training["activation_id"] is None and training["config"]["hyperparameters"]["lr_decay"] == "exponential"
+
+    # Import the downloaded export back: a finished, imported SAE of the demo model.
+    page.get_by_test_id("import-sae-toggle").click()
+    page.get_by_test_id("import-file").set_input_files(exported)
+    page.get_by_test_id("import-start").click()
+    imported = page.locator('[data-testid="training-card"]', has_text="imported from upload").first
+    expect(imported).to_have_attribute("data-status", "completed", timeout=60_000)
+    expect(imported.get_by_test_id("training-evaluation")).to_contain_text("Imported SAE")
+    screenshot(page, "training-imported")

@@ -15,9 +15,12 @@ UNIT_DECODER = (TopKSAE, JumpReLUSAE)
 
 
 def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
+               target: torch.Tensor | None = None, stats: bool = True, amp: torch.dtype | None = None) -> StepOutput:
+    """``amp``: on CUDA, run the forward pass under autocast in this dtype (bf16); weights, gradients
+    and the optimizer stay fp32."""
     optimizer.zero_grad(set_to_none=True)
-    out = sae.forward_train(x, target, stats=stats)
+    with torch.autocast(device_type=x.device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        out = sae.forward_train(x, target, stats=stats)
     out.loss.backward()
     unit = isinstance(sae, UNIT_DECODER)
     if unit:

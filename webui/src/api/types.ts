@@ -296,7 +296,7 @@ export interface Model {
 
 export interface HookPoint {
   layer: number;
-  type: 'residual' | 'mlp' | 'attention';
+  type: 'residual' | 'mlp_in' | 'mlp' | 'attention';
   name: string;
   module: string;
 }
@@ -357,24 +357,42 @@ export interface MetricRow {
   explained_variance: number | null;
   learning_rate: number | null;
   activations_per_s: number | null;
+  memory_mb?: number | null;
   eta_s?: number | null;
+}
+
+export interface Evaluation {
+  explained_variance?: number;
+  l0?: number;
+  dead_latents?: number;
+  never_fired?: number;
+  held_out_tokens?: number;
+  ce_loss_original?: number;
+  ce_loss_with_sae?: number;
+  ce_loss_zero_ablation?: number;
+  ce_loss_recovered?: number | null;
+  kl_divergence?: number;
+  density_histogram?: { log10_edges: number[]; counts: number[] };
+  imported?: boolean;
+  evaluated_at?: number;
 }
 
 export interface Training {
   id: string;
   model_id: string;
-  dataset_id: string;
+  dataset_id: string | null;
   activation_id: string | null;
   layer: number;
   hook_type: string;
   encoder_type: EncoderType;
-  config: { hyperparameters: Record<string, unknown>; seed: number; auto_save_interval: number };
+  config: { hyperparameters: Record<string, unknown>; seed?: number; auto_save_interval?: number;
+            source?: 'stored' | 'streamed' | 'imported'; origin?: string; d_sae?: number };
   status: 'queued' | 'running' | 'paused' | 'completed' | 'stopped' | 'failed' | 'cancelled';
   job_id: string | null;
   step: number;
   total_steps: number;
   latest: MetricRow | null;
-  evaluation: Record<string, number | null> | null;
+  evaluation: Evaluation | null;
   error: string | null;
   created_at: string;
   updated_at: string;

@@ -9,7 +9,9 @@ import { ProgressBar, formatPercent } from '../../components/ProgressBar';
 import { useToast } from '../../components/Toasts';
 import { useJobs } from '../../hooks/useJobs';
 
-const TYPES = [['residual', 'Residual Stream'], ['mlp', 'MLP Output'], ['attention', 'Attention Output']] as const;
+// "MLP Input + Output" is what a transcoder trains on.
+const TYPES = [['residual', 'Residual Stream'], ['mlp', 'MLP Output'], ['attention', 'Attention Output'],
+  ['mlp_in,mlp', 'MLP Input + Output (transcoders)']] as const;
 
 /** The mock's extraction dialog with the model's real layer count. */
 export function ExtractModal({ model, datasets, onClose }: { model: Model; datasets: Dataset[]; onClose: () => void }) {
@@ -51,7 +53,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
     setStarting(true);
     try {
       const accepted = await apiPost<Accepted>(`/api/models/${model.id}/extract-activations`, {
-        dataset_id: datasetId, layers: selected, hook_types: [hookType], batch_size: batchSize, max_samples: maxSamples,
+        dataset_id: datasetId, layers: selected, hook_types: hookType.split(','), batch_size: batchSize, max_samples: maxSamples,
         context_length: contextLength,
       });
       setJobId(accepted.job_id);

@@ -1,8 +1,8 @@
-import { Activity, CircleCheck, CircleX, Download, LoaderCircle, Pause, Play, RotateCcw, Square, Trash2 } from 'lucide-react';
+import { Activity, CircleCheck, CircleX, Download, FlaskConical, LoaderCircle, Pause, Play, RotateCcw, Square, Trash2 } from 'lucide-react';
 import { useCallback, useEffect, useState } from 'react';
 
 import { apiDelete, apiGet, apiPost, errorMessage } from '../../api/client';
-import type { CheckpointInfo, MetricRow, StreamEvent, Training } from '../../api/types';
+import type { CheckpointInfo, Evaluation, MetricRow, StreamEvent, Training } from '../../api/types';
 import { LineChart } from '../../components/LineChart';
 import { MetricTile } from '../../components/MetricTile';
 import { ProgressBar, formatPercent } from '../../components/ProgressBar';
@@ -26,6 +26,31 @@ function StatusIcon({ status }: { status: Training['status'] }) {
 
 const fmt = (v: number | null | undefined, digits: number) => (v === null || v === undefined ? null : v.toFixed(digits));
 
+/** How many latents fire at each log10 frequency on held-out tokens (plus those that never fire). */
+function DensityHistogram({ evaluation }: { evaluation: Evaluation }) {
+  const hist = evaluation.density_histogram;
+  if (!hist) return null;
+  const peak = Math.max(1, ...hist.counts, evaluation.never_fired ?? 0);
+  const bar = (count: number, key: string, title: string, color: string) => (
+    <div key={key} title={title} className="flex-1 flex flex-col justify-end h-full">
+      <div className={`${color} rounded-t`} style={{ height: `${(100 * count) / peak}%` }} />
+    </div>
+  );
+  return (
+    <div data-testid="density-histogram">
+      <div className="text-sm text-slate-400 mb-1">Feature density (log10 firing frequency on held-out tokens)</div>
+      <div className="flex items-end gap-px h-24 bg-slate-950 rounded p-2">
+        {bar(evaluation.never_fired ?? 0, 'never', `never fired: ${evaluation.never_fired ?? 0}`, 'bg-red-500')}
+        {hist.counts.map((count, i) => bar(count, String(i),
+          `10^${hist.log10_edges[i]} to 10^${hist.log10_edges[i + 1]}: ${count} latents`, 'bg-purple-500'))}
+      </div>
+      <div className="flex justify-between text-xs text-slate-500 mt-1">
+        <span>never</span><span>10^{hist.log10_edges[0]}</span><span>10^-3</span><span>1</span>
+      </div>
+    </div>
+  );
+}
+
 export function TrainingCard({ training, title, onChanged }: { training: Training; title: string; onChanged: () => void }) {
   const [metrics, setMetrics] = useState<MetricRow[]>([]);
   const [showMetrics, setShowMetrics] = useState(false);
@@ -35,6 +60,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
   const { push } = useToast();
   const latest = metrics[metrics.length - 1] ?? training.latest;
   const active = training.status === 'running' || training.status === 'queued';
+  const imported = training.config.source === 'imported';
 
   const loadMetrics = useCallback(() => {
     apiGet<MetricRow[]>(`/api/training/${training.id}/metrics`).then(setMetrics).catch(() => undefined);
@@ -53,9 +79,9 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
     setMetrics((rows) => (rows.length && rows[rows.length - 1].step >= data.step ? rows : [...rows, data]));
   }), [subscribe, training.id]);
 
-  const act = async (path: string, method: 'POST' | 'DELETE' = 'POST') => {
+  const act = async (path: string, method: 'POST' | 'DELETE' = 'POST', body?: unknown) => {
     try {
-      if (method === 'POST') await apiPost(path);
+      if (method === 'POST') await apiPost(path, body);
       else await apiDelete(path);
       loadCheckpoints();
       loadMetrics();
@@ -84,7 +110,12 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
           <span className={`px-3 py-1 rounded-full text-sm ${pill}`} data-testid="training-status">{label}</span>
         </div>
       </div>
-      {training.status !== 'queued' && training.status !== 'stopped' && (
+      {imported && (
+        <p className="text-sm text-slate-400" data-testid="training-imported">
+          Imported SAE: {training.config.d_sae?.toLocaleString('en-US')} latents, {training.encoder_type}, from{' '}
+          {training.config.origin}. Evaluate it with POST /api/training/{training.id}/evaluate and a dataset_id.</p>
+      )}
+      {!imported && training.status !== 'queued' && training.status !== 'stopped' && (
         <div>
           <div className="flex items-center justify-between mb-2 text-sm">
             <span className="text-slate-400">Training Progress</span>
@@ -94,19 +125,22 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
           <ProgressBar value={training.status === 'completed' ? 1 : (latest?.step ?? training.step) / steps} />
         </div>
       )}
-      <div className="grid grid-cols-4 gap-4">
+      {!imported && <div className="grid grid-cols-4 gap-4">
         <div data-testid="tile-loss"><MetricTile label="Loss" value={fmt(latest?.loss, 4)} color="emerald" /></div>
         <div data-testid="tile-l0"><MetricTile label="L0 Sparsity" value={fmt(latest?.l0, 1)} color="blue" /></div>
         <div data-testid="tile-dead"><MetricTile label="Dead Latents" value={latest?.dead_latents ?? null} color="red" /></div>
         <div data-testid="tile-ev"><MetricTile label="Explained Variance" value={fmt(latest?.explained_variance, 3)} color="purple" /></div>
-      </div>
+      </div>}
       {training.evaluation && (
         <p className="text-sm text-slate-300" data-testid="training-evaluation">
-          Held-out: explained variance {fmt(training.evaluation.explained_variance, 3)} • L0 {fmt(training.evaluation.l0, 1)}
+          {training.evaluation.explained_variance !== undefined
+            && `Held-out: explained variance ${fmt(training.evaluation.explained_variance, 3)} • L0 ${fmt(training.evaluation.l0, 1)}`}
+          {training.evaluation.imported && training.evaluation.ce_loss_recovered === undefined && 'Imported SAE'}
           {training.evaluation.ce_loss_recovered !== undefined && training.evaluation.ce_loss_recovered !== null
             && ` • CE loss recovered ${fmt(training.evaluation.ce_loss_recovered, 3)} • KL ${fmt(training.evaluation.kl_divergence, 4)}`}
         </p>
       )}
+      {training.evaluation?.density_histogram && <DensityHistogram evaluation={training.evaluation} />}
       <div className="flex gap-2">
         <button type="button" data-testid="toggle-metrics" onClick={() => setShowMetrics(!showMetrics)}
                 className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm">
@@ -137,6 +171,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
               <div key={m.step} className="text-slate-300">
                 Step {m.step}: loss={fmt(m.loss, 4)} mse={fmt(m.mse, 4)} L0={fmt(m.l0, 1)} dead={m.dead_latents}
                 {' '}EV={fmt(m.explained_variance, 3)} lr={m.learning_rate?.toExponential(2)} {Math.round(m.activations_per_s ?? 0)} act/s
+                {m.memory_mb ? ` ${Math.round(m.memory_mb)} MB` : ''}
               </div>
             ))}
           </div>
@@ -186,9 +221,27 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
                   className="flex-1 px-4 py-2 bg-red-600 hover:bg-red-700 rounded-lg flex items-center justify-center gap-2">
             <Square className="w-4 h-4" /> Stop</button>
         )}
-        {(training.status === 'failed' || training.status === 'cancelled') && (
-          <span className="flex items-center gap-2 text-sm text-slate-400"><RotateCcw className="w-4 h-4" />
-            Start it again from the form (checkpoints are kept)</span>
+        {(training.status === 'failed' || training.status === 'cancelled' || training.status === 'stopped')
+          && training.config.source !== 'imported' && (
+          <button type="button" data-testid="training-retry" onClick={() => void act(`/api/training/${training.id}/retry`)}
+                  className="flex-1 px-4 py-2 bg-blue-600 hover:bg-blue-700 rounded-lg flex items-center justify-center gap-2">
+            <RotateCcw className="w-4 h-4" /> Retry from last checkpoint</button>
+        )}
+        {!active && training.status !== 'paused' && training.config.source !== 'imported' && (
+          <button type="button" data-testid="training-restart"
+                  onClick={() => { if (window.confirm('Drop checkpoints and metrics and train again from step 0?')) void act(`/api/training/${training.id}/retry`, 'POST', { from_scratch: true }); }}
+                  className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg flex items-center justify-center gap-2 text-sm">
+            <RotateCcw className="w-4 h-4" /> From scratch</button>
+        )}
+        {(training.status === 'completed' || training.status === 'stopped') && training.dataset_id && (
+          <button type="button" data-testid="training-evaluate" onClick={() => void act(`/api/training/${training.id}/evaluate`)}
+                  className="px-4 py-2 bg-purple-600 hover:bg-purple-700 rounded-lg flex items-center justify-center gap-2 text-sm">
+            <FlaskConical className="w-4 h-4" /> Evaluate again</button>
+        )}
+        {!active && (
+          <button type="button" aria-label="Delete training" data-testid="training-delete"
+                  onClick={() => { if (window.confirm('Delete this training, its checkpoints and export?')) void act(`/api/training/${training.id}`, 'DELETE'); }}
+                  className="px-3 py-2 text-red-400 hover:text-red-300"><Trash2 className="w-4 h-4" /></button>
         )}
       </div>
     </div>

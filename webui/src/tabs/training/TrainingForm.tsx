@@ -6,6 +6,7 @@ import type { Accepted, ActivationSet, Dataset, EncoderType, Model, TemplateItem
 import { Card } from '../../components/Card';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { useToast } from '../../components/Toasts';
+import { ToggleRow } from '../../components/Toggle';
 
 const ENCODERS: [EncoderType, string][] = [
   ['sparse', 'Sparse Autoencoder'], ['topk', 'TopK Autoencoder'], ['jumprelu', 'JumpReLU Autoencoder'],
@@ -18,13 +19,17 @@ interface Hyper {
   l1_coefficient: number;
   expansion_factor: number;
   total_steps: number;
-  lr_decay: 'cosine' | 'linear' | 'constant';
+  lr_decay: 'cosine' | 'linear' | 'exponential' | 'constant';
+  optimizer: 'adamw' | 'adam' | 'sgd';
+  ghost_grads: boolean;
   k: number;
   auto_save_interval: number;
 }
 
 const DEFAULTS: Hyper = { learning_rate: 0.001, batch_size: 256, l1_coefficient: 4, expansion_factor: 8,
-  total_steps: 1000, lr_decay: 'cosine', k: 16, auto_save_interval: 500 };
+  total_steps: 1000, lr_decay: 'cosine', optimizer: 'adamw', ghost_grads: false, k: 16, auto_save_interval: 500 };
+const HOOKS: [string, string][] = [['residual', 'Residual stream'], ['mlp', 'MLP output'], ['attention', 'Attention output']];
+const L1_ARCHITECTURES: EncoderType[] = ['sparse', 'skip', 'transcoder'];
 
 export function TrainingForm({ datasets, models, sets, onStarted }: {
   datasets: Dataset[]; models: Model[]; sets: ActivationSet[]; onStarted: () => void;
@@ -35,6 +40,9 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   const [setId, setSetId] = useState('');
   const [layer, setLayer] = useState<number | null>(null);
   const [hookType, setHookType] = useState('residual');
+  const [source, setSource] = useState<'stored' | 'streamed'>('stored');
+  const [contextLength, setContextLength] = useState(128);
+  const [maxSamples, setMaxSamples] = useState(2000);
   const [advanced, setAdvanced] = useState(false);
   const [hyper, setHyper] = useState<Hyper>(DEFAULTS);
   const [templates, setTemplates] = useState<TemplateItem[]>([]);
@@ -43,12 +51,19 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
 
   const matching = useMemo(() => sets.filter((s) => s.status === 'ready' && s.model_id === modelId
     && s.dataset_id === datasetId), [sets, modelId, datasetId]);
-  const chosen = matching.find((s) => s.id === setId) ?? matching[0];
+  const streaming = source === 'streamed' || matching.length === 0;
+  const chosen = streaming ? undefined : matching.find((s) => s.id === setId) ?? matching[0];
+  const model = models.find((m) => m.id === modelId);
+  // Layers and hooks: what the activation set holds, or (streaming) every layer of the model.
+  const layerChoices = chosen ? chosen.config.layers : Array.from({ length: model?.layers ?? 0 }, (_, i) => i);
+  const hookChoices = (chosen ? HOOKS.filter(([h]) => chosen.config.hook_types.includes(h)) : HOOKS);
+  const transcoder = encoder === 'transcoder';
+  const transcoderReady = !chosen || (chosen.config.hook_types.includes('mlp_in') && chosen.config.hook_types.includes('mlp'));
   useEffect(() => {
     if (chosen && chosen.id !== setId) setSetId(chosen.id);
-    if (chosen && (layer === null || !chosen.config.layers.includes(layer))) setLayer(chosen.config.layers[chosen.config.layers.length - 1] ?? 0);
-    if (chosen && !chosen.config.hook_types.includes(hookType)) setHookType(chosen.config.hook_types[0]);
-  }, [chosen, setId, layer, hookType]);
+    if (layerChoices.length && (layer === null || !layerChoices.includes(layer))) setLayer(layerChoices[layerChoices.length - 1]);
+    if (hookChoices.length && !hookChoices.some(([h]) => h === hookType)) setHookType(hookChoices[0][0]);
+  }, [chosen, setId, layer, hookType, layerChoices, hookChoices]);
 
   useEffect(() => {
     apiGet<TemplateItem[]>('/api/templates/training').then(setTemplates).catch(() => setTemplates([]));
@@ -83,13 +98,16 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   };
 
   const start = async () => {
-    if (!chosen || layer === null) return;
+    if (layer === null || (!chosen && !streaming)) return;
     setBusy(true);
     try {
       const { auto_save_interval: autoSave, ...hp } = hyper;
+      const from = chosen ? { activation_id: chosen.id }
+        : { model_id: modelId, dataset_id: datasetId, context_length: contextLength, max_samples: maxSamples };
       await apiPost<Accepted>('/api/training/start', {
-        activation_id: chosen.id, layer, hook_type: hookType, encoder_type: encoder, auto_save_interval: autoSave,
-        hyperparameters: { ...hp, ...(encoder === 'jumprelu' ? { l0_coefficient: hp.l1_coefficient } : {}),
+        ...from, layer, hook_type: transcoder ? 'mlp_in' : hookType, encoder_type: encoder, auto_save_interval: autoSave,
+        hyperparameters: { ...hp, ghost_grads: hp.ghost_grads && L1_ARCHITECTURES.includes(encoder),
+                           ...(encoder === 'jumprelu' ? { l0_coefficient: hp.l1_coefficient } : {}),
                            warmup_steps: Math.min(100, Math.floor(hp.total_steps / 10)),
                            log_every: Math.max(1, Math.floor(hp.total_steps / 100)) },
       });
@@ -128,34 +146,64 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
           </Field>
         </div>
         {datasetId && modelId && (
-          matching.length === 0 ? (
-            <p className="text-sm text-yellow-400" data-testid="train-no-activations">
-              No activation set for this model and dataset yet: extract activations in the Models tab first.
-            </p>
-          ) : (
+          <div className="space-y-4" data-testid="train-source">
             <div className="grid grid-cols-1 md:grid-cols-3 gap-4">
-              <Field label="Activation Set" htmlFor="train-set">
-                <select id="train-set" data-testid="train-set" className={selectClass} value={chosen?.id ?? ''}
-                        onChange={(e) => setSetId(e.target.value)}>
-                  {matching.map((s) => (
-                    <option key={s.id} value={s.id}>{(s.manifest?.tokens ?? 0).toLocaleString('en-US')} tokens · layers {s.config.layers.join(', ')}</option>
-                  ))}
+              <Field label="Activations" htmlFor="train-source-kind"
+                     hint={streaming ? 'computed by the model while the SAE trains, through a shuffle buffer' : undefined}>
+                <select id="train-source-kind" data-testid="train-source-kind" className={selectClass}
+                        value={streaming ? 'streamed' : 'stored'} onChange={(e) => setSource(e.target.value as 'stored' | 'streamed')}>
+                  <option value="stored" disabled={matching.length === 0}>
+                    {matching.length ? 'A stored activation set' : 'A stored activation set (none yet)'}</option>
+                  <option value="streamed">Stream from the model</option>
                 </select>
               </Field>
-              <Field label="Layer" htmlFor="train-layer">
-                <select id="train-layer" data-testid="train-layer" className={selectClass} value={layer ?? ''}
-                        onChange={(e) => setLayer(Number(e.target.value))}>
-                  {(chosen?.config.layers ?? []).map((l) => <option key={l} value={l}>Layer {l}</option>)}
-                </select>
-              </Field>
-              <Field label="Hook" htmlFor="train-hook">
-                <select id="train-hook" data-testid="train-hook" className={selectClass} value={hookType}
-                        onChange={(e) => setHookType(e.target.value)}>
-                  {(chosen?.config.hook_types ?? []).map((h) => <option key={h} value={h}>{h}</option>)}
-                </select>
-              </Field>
+              {chosen ? (
+                <Field label="Activation Set" htmlFor="train-set">
+                  <select id="train-set" data-testid="train-set" className={selectClass} value={chosen.id}
+                          onChange={(e) => setSetId(e.target.value)}>
+                    {matching.map((s) => (
+                      <option key={s.id} value={s.id}>{(s.manifest?.tokens ?? 0).toLocaleString('en-US')} tokens · layers {s.config.layers.join(', ')}</option>
+                    ))}
+                  </select>
+                </Field>
+              ) : (
+                <div className="grid grid-cols-2 gap-2">
+                  <Field label="Context" htmlFor="train-context">
+                    <input id="train-context" type="number" min={2} className={inputClass} value={contextLength}
+                           onChange={(e) => setContextLength(Math.max(2, Number(e.target.value) || 2))} />
+                  </Field>
+                  <Field label="Samples" htmlFor="train-samples">
+                    <input id="train-samples" data-testid="train-samples" type="number" min={1} className={inputClass}
+                           value={maxSamples} onChange={(e) => setMaxSamples(Math.max(1, Number(e.target.value) || 1))} />
+                  </Field>
+                </div>
+              )}
+              <div className="grid grid-cols-2 gap-2">
+                <Field label="Layer" htmlFor="train-layer">
+                  <select id="train-layer" data-testid="train-layer" className={selectClass} value={layer ?? ''}
+                          onChange={(e) => setLayer(Number(e.target.value))}>
+                    {layerChoices.map((l) => <option key={l} value={l}>Layer {l}</option>)}
+                  </select>
+                </Field>
+                <Field label="Hook" htmlFor="train-hook">
+                  {transcoder ? (
+                    <select id="train-hook" data-testid="train-hook" className={selectClass} disabled value="mlp_in">
+                      <option value="mlp_in">MLP in → MLP out</option>
+                    </select>
+                  ) : (
+                    <select id="train-hook" data-testid="train-hook" className={selectClass} value={hookType}
+                            onChange={(e) => setHookType(e.target.value)}>
+                      {hookChoices.map(([h, label]) => <option key={h} value={h}>{label}</option>)}
+                    </select>
+                  )}
+                </Field>
+              </div>
             </div>
-          )
+            {transcoder && !transcoderReady && (
+              <p className="text-sm text-yellow-400">This activation set lacks the MLP input and output: extract
+                "MLP Input + Output" in the Models tab, or stream from the model.</p>
+            )}
+          </div>
         )}
         <div className="flex gap-2">
           <select aria-label="Load template" data-testid="train-template" className={`${selectClass} max-w-xs`} value=""
@@ -205,21 +253,35 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
               <input id="hp-steps" data-testid="train-steps" type="number" min={1} className={inputClass}
                      value={hyper.total_steps} onChange={(e) => set('total_steps', Math.max(1, Number(e.target.value)))} />
             </Field>
+            <Field label="Optimizer" htmlFor="hp-optimizer">
+              <select id="hp-optimizer" data-testid="train-optimizer" className={selectClass} value={hyper.optimizer}
+                      onChange={(e) => set('optimizer', e.target.value as Hyper['optimizer'])}>
+                <option value="adamw">AdamW</option>
+                <option value="adam">Adam</option>
+                <option value="sgd">SGD</option>
+              </select>
+            </Field>
             <Field label="LR Schedule" htmlFor="hp-schedule">
               <select id="hp-schedule" className={selectClass} value={hyper.lr_decay}
                       onChange={(e) => set('lr_decay', e.target.value as Hyper['lr_decay'])}>
                 <option value="constant">Constant</option>
                 <option value="linear">Linear</option>
                 <option value="cosine">Cosine</option>
+                <option value="exponential">Exponential</option>
               </select>
             </Field>
+            <ToggleRow label="Ghost Gradient Penalty" checked={hyper.ghost_grads && L1_ARCHITECTURES.includes(encoder)}
+                       disabled={!L1_ARCHITECTURES.includes(encoder)} onChange={(on) => set('ghost_grads', on)}
+                       description={L1_ARCHITECTURES.includes(encoder) ? 'revives dead latents (L1 architectures)'
+                         : encoder === 'topk' ? 'TopK revives dead latents with AuxK' : 'not used by JumpReLU'} />
             <Field label="Auto-save every N steps (0 = off)" htmlFor="hp-autosave">
               <input id="hp-autosave" data-testid="train-autosave" type="number" min={0} className={inputClass}
                      value={hyper.auto_save_interval} onChange={(e) => set('auto_save_interval', Math.max(0, Number(e.target.value)))} />
             </Field>
           </div>
         )}
-        <PrimaryButton data-testid="train-start" disabled={!chosen || layer === null} busy={busy}
+        <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || (transcoder && !transcoderReady)}
+                       busy={busy}
                        icon={<Play className="w-5 h-5" aria-hidden="true" />} onClick={() => void start()}>
           Start Training
         </PrimaryButton>
