@@ -20,6 +20,7 @@ from appliance.api.datasets import DatasetsController
 from appliance.api.activations import ActivationsController, ExtractionController
 from appliance.api.models import ModelsController
 from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
+from appliance.api.features import FeaturesController
 from appliance.api.training import TrainingController
 from appliance.api.training_import import TrainingImportController
 from appliance.api.tokenize import TokenizeController
@@ -79,7 +80,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
                         ExtractionController, ActivationsController, ExtractionTemplatesController,
                         TrainingTemplatesController,
-                        TrainingController, TrainingImportController, events_stream,
+                        TrainingController, TrainingImportController, FeaturesController, events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

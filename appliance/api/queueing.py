@@ -3,6 +3,8 @@ the job on the row, answer 202 with the job."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 import msgspec
@@ -10,6 +12,8 @@ from litestar import Response
 
 from appliance.api.envelope import Accepted, Meta, meta
 from appliance.api.state import ApiState
+from appliance.errors import AppError, Conflict, InsufficientMemory, NotFound, UpstreamUnavailable, ValidationError
+from appliance.jobs.model import FINAL_STATUSES
 
 # The tables whose rows carry the job working on them, and the target kind jobs name them by.
 TARGETS = {"datasets": "dataset", "models": "model", "activation_sets": "activations", "trainings": "training"}
@@ -31,3 +35,30 @@ async def start_job(api: ApiState, kind: str, params: dict[str, Any], table: str
     async with api.db_lock:
         await api.db.execute(f"UPDATE {table} SET job_id = ? WHERE id = ?", (job.id, row_id))
     return accepted(job)
+
+
+def _error_class(code: str) -> type[AppError]:
+    for cls in (ValidationError, NotFound, Conflict, InsufficientMemory, UpstreamUnavailable):
+        if cls.code == code:
+            return cls
+    return AppError
+
+
+async def run_and_wait(api: ApiState, kind: str, params: dict[str, Any], timeout_s: float = 120.0) -> Any:
+    """Run a short job (the interactive lane) and answer with its result, for requests a person
+    waits on (a heatmap, an ablation). The job stays in the jobs list like any other."""
+    assert api.jobs is not None
+    job = await api.jobs.create(kind, params)
+    deadline = time.monotonic() + timeout_s
+    while job.status not in FINAL_STATUSES:
+        if time.monotonic() > deadline:
+            raise UpstreamUnavailable(f"The worker did not answer within {timeout_s:.0f} s (job {job.id} goes on)",
+                                      details={"job_id": job.id})
+        await asyncio.sleep(0.05)
+        job = await api.jobs.get(job.id)
+    if job.status != "completed":
+        error = job.error
+        raise _error_class(error.code if error else "CANCELLED")(
+            error.message if error else f"Job {job.id} was {job.status}", details={"job_id": job.id},
+            code=error.code if error else "CANCELLED")
+    return job.result

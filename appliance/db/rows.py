@@ -8,8 +8,9 @@ from typing import Any
 from appliance.config import get_settings
 from appliance.db.connection import connect_sync
 
-# The tables a worker job updates by id; anything else is a programming error.
-TABLES = frozenset({"datasets", "models", "activation_sets", "trainings"})
+# The tables a worker job updates, and their key column; anything else is a programming error.
+TABLES = {"datasets": "id", "models": "id", "activation_sets": "id", "trainings": "id",
+          "feature_extractions": "training_id"}
 
 
 def update_row(table: str, row_id: str, **fields: Any) -> None:
@@ -19,7 +20,7 @@ def update_row(table: str, row_id: str, **fields: Any) -> None:
     conn = connect_sync(get_settings().db_path)
     try:
         assignments = ", ".join(f"{k} = ?" for k in fields)
-        conn.execute(f"UPDATE {table} SET {assignments}, updated_at = ? WHERE id = ?",
+        conn.execute(f"UPDATE {table} SET {assignments}, updated_at = ? WHERE {TABLES[table]} = ?",
                      (*fields.values(), time.time(), row_id))
     finally:
         conn.close()

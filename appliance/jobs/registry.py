@@ -77,3 +77,8 @@ register(JobKind("training.evaluate", "appliance.ml.training_evaluation:run", la
                  progress_type="training.progress"))
 register(JobKind("training.import", "appliance.ml.sae_import:run", lane="heavy", progress_type="training.progress",
                  cleanup="appliance.ml.sae_import:failed"))
+register(JobKind("features.extract", "appliance.ml.features:run", lane="heavy", progress_type="features.progress",
+                 cleanup="appliance.ml.features:failed"))
+# A person waits on these: the interactive lane, served while a training holds the heavy one.
+register(JobKind("features.activations_on", "appliance.ml.feature_probe:activations_on", lane="interactive"))
+register(JobKind("features.ablation", "appliance.ml.feature_probe:ablation", lane="interactive"))

@@ -76,7 +76,8 @@ def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]
     totals = {"original": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
     count = 0
     device = next(model.parameters()).device
-    sae = sae.to(device)
+    if isinstance(sae, torch.nn.Module):
+        sae = sae.to(device)
     for batch in batches:
         lengths = [len(ids) for ids in batch]
         width = max(lengths)

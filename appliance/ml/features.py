@@ -1,0 +1,340 @@
+"""Feature extraction: run evaluation samples through the model and the SAE, keep what every latent
+does, and describe each one.
+
+One pass over the samples, a batch at a time; nothing of size [tokens, d_sae] is kept dense beyond
+a batch. Per latent it accumulates firing counts, sums, squares, maxima, a histogram over
+log10(activation), and its top-k samples (the latent's max in each sample, merged batch by batch
+with a running top-k). Every token's activations are written sparse (CSR, fp16), which is what the
+API reads for contexts, correlations and heatmaps of stored text (``appliance.feature_arrays``).
+
+Then, per latent: the logit lens (its decoder row through the unembedding), its top tokens (the
+tokens at its max-activating positions), an automatic label from that evidence, and an
+interpretability score:
+
+    score = F1 of "the token is one of the feature's top tokens" as a predictor of "the feature
+            fires above 10% of its max", on held-out samples (every fifth sample, whose tokens
+            never chose the top tokens).
+
+1 means the feature is exactly "these tokens"; a feature that depends on context more than on the
+token itself scores low even when it is meaningful, so the score is a lower bound on
+interpretability. Features scoring at least 0.5 count as interpretable in the summary.
+Finally a UMAP of the decoder directions gives the feature map.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from appliance.config import get_settings
+from appliance.db import connect_sync
+from appliance.db.rows import update_row
+from appliance.device.memory import Estimate, estimate_model, estimate_sae_training
+from appliance.feature_arrays import HIST_EDGES, features_dir
+from appliance.jobs.context import JobContext
+from appliance.jobs.runner import memory_manager
+
+HELD_OUT_EVERY = 5  # every fifth sample scores the labels, never chooses them
+TOP_TOKENS = 5
+LOGIT_TOKENS = 10
+FIRE_SHARE = 0.1  # "fires" for the score: above this share of the feature's max
+
+
+class FeatureParams(msgspec.Struct):
+    training_id: str
+    model_path: str
+    precision: str
+    tokenizer: str
+    dataset_id: str
+    hook_point: dict[str, Any]  # what the SAE reads (a transcoder: the MLP input)
+    eval_samples: int = 2000
+    top_k_examples: int = 20
+    context_length: int = 128
+    batch_size: int = 8
+    parameters: int = 0
+
+
+def _texts(data_dir: Path, dataset_id: str, count: int) -> list[str]:
+    from datasets import load_from_disk
+
+    texts = load_from_disk(str(data_dir / "datasets" / dataset_id / "arrow"))
+    return ["" if t is None else t for t in texts[:min(count, len(texts))]["text"]]
+
+
+class _Accumulator:
+    """Running per-latent statistics and top-k samples over the batches."""
+
+    def __init__(self, d_sae: int, k: int):
+        import torch
+
+        self.count = torch.zeros(d_sae, dtype=torch.float64)
+        self.sum = torch.zeros(d_sae, dtype=torch.float64)
+        self.sumsq = torch.zeros(d_sae, dtype=torch.float64)
+        self.max = torch.zeros(d_sae)
+        self.samples_active = torch.zeros(d_sae, dtype=torch.long)
+        self.hist = torch.zeros(d_sae * (len(HIST_EDGES) - 1), dtype=torch.long)
+        self.top_values = torch.zeros(k, d_sae)
+        self.top_samples = torch.full((k, d_sae), -1, dtype=torch.long)
+        self.top_positions = torch.zeros(k, d_sae, dtype=torch.long)
+        self.k, self.d_sae = k, d_sae
+
+    def add(self, z: Any, sample_ids: list[int], lengths: list[int]) -> None:
+        import torch
+
+        on = z > 0
+        self.count += on.sum(dim=0)
+        self.sum += z.sum(dim=0, dtype=torch.float64)
+        self.sumsq += z.double().pow(2).sum(dim=0)
+        self.max = torch.maximum(self.max, z.max(dim=0).values)
+        rows, cols = on.nonzero(as_tuple=True)
+        bins = ((torch.log10(z[rows, cols]) - HIST_EDGES[0]) * 4).floor().clamp(0, len(HIST_EDGES) - 2).long()
+        self.hist.index_add_(0, cols * (len(HIST_EDGES) - 1) + bins, torch.ones_like(bins))
+        # The latent's max in each sample of the batch, then a merge with the running top-k.
+        values, positions, start = [], [], 0
+        for length in lengths:
+            best = z[start:start + length].max(dim=0)
+            values.append(best.values)
+            positions.append(best.indices)
+            start += length
+        batch_values = torch.stack(values)
+        self.samples_active += (batch_values > 0).sum(dim=0)
+        ids = torch.tensor(sample_ids).unsqueeze(1).expand(-1, self.d_sae)
+        all_values = torch.cat([self.top_values, batch_values])
+        all_samples = torch.cat([self.top_samples, ids])
+        all_positions = torch.cat([self.top_positions, torch.stack(positions)])
+        best = all_values.topk(self.k, dim=0)
+        self.top_values = best.values
+        self.top_samples = all_samples.gather(0, best.indices)
+        self.top_positions = all_positions.gather(0, best.indices)
+
+
+def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any]:
+    """Each decoder row through the unembedding: the tokens it pushes up and down most."""
+    import torch
+
+    unembed = model.get_output_embeddings().weight.detach().float().cpu()  # [vocab, d_model]
+    decoder = sae.W_dec.detach().float().cpu()
+    ups, up_ids, downs, down_ids = [], [], [], []
+    with torch.no_grad():
+        for start in range(0, decoder.shape[0], 1024):
+            logits = decoder[start:start + 1024] @ unembed.T
+            top = logits.topk(LOGIT_TOKENS, dim=1)
+            bottom = (-logits).topk(LOGIT_TOKENS, dim=1)
+            ups.append(top.values)
+            up_ids.append(top.indices)
+            downs.append(-bottom.values)
+            down_ids.append(bottom.indices)
+    return torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids)
+
+
+def _scores(tokens: np.ndarray, sample_of: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+            values: np.ndarray, maxima: np.ndarray, top_tokens: list[list[int]], vocab: int) -> np.ndarray:
+    """The interpretability score of every latent (module docstring), vectorised over latents."""
+    d_sae = len(top_tokens)
+    held = (sample_of % HELD_OUT_EVERY) == HELD_OUT_EVERY - 1
+    held_rows = np.nonzero(held)[0]
+    token_counts = np.bincount(tokens[held_rows], minlength=vocab)
+    predicted = np.array([token_counts[t].sum() if t else 0 for t in top_tokens], dtype=np.float64)
+    # Entries (row, latent, value) on held-out rows above FIRE_SHARE of the latent's max.
+    row_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    keep = held[row_of] & (values.astype(np.float32) > FIRE_SHARE * maxima[indices])
+    pos_latent = indices[keep].astype(np.int64)
+    positives = np.bincount(pos_latent, minlength=d_sae).astype(np.float64)
+    pairs = pos_latent * vocab + tokens[row_of[keep]]
+    wanted = np.array([latent * vocab + t for latent, ts in enumerate(top_tokens) for t in ts], dtype=np.int64)
+    hit = np.isin(pairs, wanted)
+    true_positives = np.bincount(pos_latent[hit], minlength=d_sae).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = 2 * true_positives / (positives + predicted)
+    f1[~np.isfinite(f1)] = 0.0
+    return f1
+
+
+def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
+    """A short label from the evidence: the tokens it fires on, then what it promotes."""
+    shown = [repr(text.strip() or text) for text, _ in top[:3]]
+    label = "fires on " + ", ".join(shown) if shown else "never fires"
+    if promoted and shown:
+        label += " → " + ", ".join(repr(p.strip() or p) for p in promoted[:3])
+    return label
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    import torch
+
+    from appliance.ml.activations import Capture
+    from appliance.ml.models import load
+    from appliance.ml.sae.saelens import load_folder
+    from appliance.tokenization import TokenizeSettings, load_tokenizer
+
+    params = msgspec.convert(ctx.params, FeatureParams)
+    data_dir = get_settings().data_dir
+    training_folder = data_dir / "trainings" / params.training_id
+    sae, _ = load_folder(training_folder / "export")
+    d_sae = sae.cfg.d_sae
+    final = features_dir(data_dir, params.training_id)
+    partial = final.with_name("features.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    estimate = Estimate({**estimate_model(params.parameters, params.precision).parts,
+                         **estimate_sae_training(sae.cfg.d_in, d_sae, params.batch_size * params.context_length,
+                                                 optimizer="sgd").parts})
+    began = time.monotonic()
+    with memory_manager().admit(ctx, estimate):
+        ctx.progress(0.01, "Loading the model and the SAE", force=True)
+        model = load(params.model_path, params.precision)
+        device = next(model.parameters()).device
+        sae = sae.to(device)
+        capture = Capture(model, [params.hook_point])
+        tokenizer = load_tokenizer(params.tokenizer, data_dir,
+                                   TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
+                                                    padding="do_not_pad"))
+        texts = _texts(data_dir, params.dataset_id, params.eval_samples)
+        acc = _Accumulator(d_sae, params.top_k_examples)
+        tokens: list[np.ndarray] = []
+        counts: list[np.ndarray] = []
+        indices: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        lengths_all: list[int] = []
+        try:
+            for start in range(0, len(texts), params.batch_size):
+                ctx.check()
+                encoded = [e.ids for e in tokenizer.encode_batch(texts[start:start + params.batch_size])]
+                lengths = [len(ids) for ids in encoded]
+                lengths_all.extend(lengths)
+                live = [ids for ids in encoded if ids]
+                if not live:
+                    continue
+                captured, ids, keep = capture(live)
+                with torch.no_grad():
+                    z = sae.encode(captured[params.hook_point["name"]].float()).float().cpu()
+                acc.add(z, [start + i for i, n in enumerate(lengths) if n], [n for n in lengths if n])
+                tokens.append(ids[keep].numpy().astype(np.int32))
+                on = z > 0
+                counts.append(on.sum(dim=1).numpy())
+                rows, cols = on.nonzero(as_tuple=True)
+                indices.append(cols.numpy().astype(np.int32))
+                values.append(z[rows, cols].numpy().astype(np.float16))
+                done = min(len(texts), start + params.batch_size)
+                ctx.progress(0.02 + 0.78 * done / len(texts), f"{done:,} of {len(texts):,} samples",
+                             {"training_id": params.training_id, "samples": done})
+        finally:
+            capture.close()
+        ctx.progress(0.82, "Describing the features", force=True)
+        token_array = np.concatenate(tokens) if tokens else np.zeros(0, np.int32)
+        offsets = np.concatenate([[0], np.cumsum(lengths_all)]).astype(np.int64)
+        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64) if counts \
+            else np.zeros(1, np.int64)
+        index_array = np.concatenate(indices) if indices else np.zeros(0, np.int32)
+        value_array = np.concatenate(values) if values else np.zeros(0, np.float16)
+        n_tokens = max(1, len(token_array))
+        mean = (acc.sum / n_tokens).numpy()
+        std = np.sqrt(np.maximum(acc.sumsq.numpy() / n_tokens - mean ** 2, 0))
+        arrays = {"tokens": token_array, "offsets": offsets, "indptr": indptr, "indices": index_array,
+                  "values": value_array, "top_values": acc.top_values.numpy(),
+                  "top_samples": acc.top_samples.numpy(), "top_positions": acc.top_positions.numpy(),
+                  "mean": mean, "std": std}
+        for name, array in arrays.items():
+            np.save(partial / f"{name}.npy", array)
+        up, up_ids, down, down_ids = _logit_lens(sae, model)
+    vocab = max(int(token_array.max()) + 1 if len(token_array) else 1, tokenizer.get_vocab_size(),
+                int(up_ids.max()) + 1)
+
+    def text(token_id: int) -> str:
+        return tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+    # Top tokens: those at the max positions of each latent's top samples (not the held-out ones).
+    top_rows = offsets[np.clip(acc.top_samples.numpy(), 0, None)] + acc.top_positions.numpy()
+    valid = (acc.top_values.numpy() > 0) & (acc.top_samples.numpy() % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
+    top_ids = token_array[np.clip(top_rows, 0, max(0, len(token_array) - 1))] if len(token_array) else top_rows
+    sample_of = np.repeat(np.arange(len(lengths_all)), lengths_all)
+    fired = acc.top_values.numpy() > 0
+    top_tokens: list[list[int]] = []  # chosen without held-out samples: what the score tests
+    top_counts: list[list[tuple[int, int]]] = []  # from every top sample: what the label shows
+    for latent in range(d_sae):
+        top_tokens.append([t for t, _ in Counter(top_ids[valid[:, latent], latent].tolist()).most_common(TOP_TOKENS)])
+        top_counts.append(Counter(top_ids[fired[:, latent], latent].tolist()).most_common(TOP_TOKENS))
+    maxima = acc.max.numpy()
+    scores = _scores(token_array, sample_of, indptr, index_array, value_array, maxima, top_tokens, vocab)
+    frequency = (acc.count / n_tokens).numpy()
+    mean_active = (acc.sum / acc.count.clamp_min(1)).numpy()
+    hist = acc.hist.view(d_sae, -1).tolist()
+    rows = []
+    for latent in range(d_sae):
+        shown = [(text(t), c) for t, c in top_counts[latent]]
+        promoted = [text(t) for t in up_ids[latent].tolist()]
+        lens = {"positive": [[text(t), round(float(v), 4)] for t, v in zip(up_ids[latent].tolist(), up[latent].tolist())],
+                "negative": [[text(t), round(float(v), 4)] for t, v in zip(down_ids[latent].tolist(), down[latent].tolist())]}
+        example = None
+        if acc.top_values[0, latent] > 0:
+            sample, position = int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent])
+            lo = int(offsets[sample]) + max(0, position - 6)
+            hi = min(int(offsets[sample + 1]), int(offsets[sample]) + position + 3)
+            example = {"tokens": [text(t) for t in token_array[lo:hi].tolist()],
+                       "max_index": int(offsets[sample]) + position - lo}
+        label = _label(shown, promoted) if frequency[latent] > 0 else "dead: never fires on the evaluation text"
+        search = " ".join([label, *(s for s, _ in shown)]).lower()
+        rows.append((params.training_id, latent, float(frequency[latent]), float(maxima[latent]),
+                     float(mean_active[latent]), int(acc.samples_active[latent]), msgspec.json.encode(hist[latent]).decode(),
+                     msgspec.json.encode([[s, c] for s, c in shown]).decode(), msgspec.json.encode(lens).decode(),
+                     msgspec.json.encode(example).decode() if example else None, label,
+                     round(float(scores[latent]), 4) if frequency[latent] > 0 else None, search))
+    ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
+    coords = _umap(sae.W_dec.detach().float().cpu().numpy())
+    alive = frequency > 0
+    summary = {"features": d_sae, "alive": int(alive.sum()), "dead": int((~alive).sum()),
+               "interpretable_share": round(float((scores[alive] >= 0.5).mean()), 4) if alive.any() else 0.0,
+               "mean_score": round(float(scores[alive].mean()), 4) if alive.any() else 0.0,
+               "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
+               "samples": len(texts), "tokens": int(len(token_array)),
+               "tokens_per_second": round(len(token_array) / max(time.monotonic() - began, 1e-9), 1),
+               "seconds": round(time.monotonic() - began, 1)}
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("DELETE FROM features WHERE training_id = ?", (params.training_id,))
+        conn.executemany(
+            "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
+            " histogram, top_tokens, logit_lens, example, auto_label, score, search_text, map_x, map_y)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)])
+        conn.execute("UPDATE feature_extractions SET status = 'ready', summary = ?, map_status = ?, updated_at = ?"
+                     " WHERE training_id = ?", (msgspec.json.encode(summary).decode(),
+                                                "ready" if coords is not None else "unavailable", time.time(),
+                                                params.training_id))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    ctx.event("features.updated", {"training_id": params.training_id, "status": "ready"})
+    return {"training_id": params.training_id, **summary}
+
+
+def _umap(decoder: np.ndarray) -> list[tuple[float, float]] | None:
+    """2-D UMAP of the decoder directions (cosine), scaled to [0, 1]; None when too few features."""
+    if decoder.shape[0] < 16:
+        return None
+    import umap
+
+    reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, decoder.shape[0] - 1),
+                        random_state=0, n_jobs=1)
+    points = reducer.fit_transform(decoder)
+    points = (points - points.min(axis=0)) / np.maximum(points.max(axis=0) - points.min(axis=0), 1e-9)
+    return [(round(float(x), 5), round(float(y), 5)) for x, y in points]
+
+
+def failed(job: Any) -> None:
+    training_id = job.params.get("training_id")
+    if training_id:
+        shutil.rmtree(features_dir(get_settings().data_dir, training_id).with_name("features.partial"),
+                      ignore_errors=True)
+        error = job.error
+        update_row("feature_extractions", training_id, status="error",
+                   error_message=error.message if error else "Cancelled")

@@ -1,0 +1,235 @@
+"""Feature discovery on a demo-model SAE, every number checked against a direct computation with
+the model and the exported SAE in this process: top-k activations, frequencies, logit lens,
+correlations, ablation and the heatmap; then browsing, labels and the map."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import torch
+
+from tests.support import Appliance, wait_until
+from tests.test_api_contract import assert_error
+
+LAYER = 2
+EVAL_SAMPLES = 120
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory) -> Iterator[Appliance]:
+    from tests.conftest import _appliance
+
+    app = _appliance(tmp_path_factory.mktemp("features"), {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1"})
+    app.start_api()
+    app.start_worker()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def sae(app: Appliance) -> dict:
+    """A TopK SAE trained on the demo model's layer 2, its features extracted."""
+    def demo(kind: str) -> dict | None:
+        found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
+        return found[0] if found and found[0]["status"] == "ready" else None
+
+    wait_until(lambda: demo("datasets") and demo("models"), timeout=240, what="the demo kit")
+    model, dataset = demo("models"), demo("datasets")
+    response = app.post("/api/training/start", json={
+        "model_id": model["id"], "dataset_id": dataset["id"], "layer": LAYER, "encoder_type": "topk",
+        "max_samples": 400, "context_length": 64, "seed": 1,
+        "hyperparameters": {"k": 8, "expansion_factor": 4, "batch_size": 256, "total_steps": 200,
+                            "learning_rate": 1e-3, "log_every": 50}})
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
+    assert job["status"] == "completed", job["error"]
+    training_id = job["target"]["id"]
+    response = app.post("/api/features/extract", json={"training_id": training_id, "eval_samples": EVAL_SAMPLES,
+                                                       "top_k_examples": 10, "context_length": 64})
+    assert response.status_code == 202, response.text
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
+    assert job["status"] == "completed", job["error"]
+    return {"training_id": training_id, "model": model, "dataset": dataset, "job": job}
+
+
+@pytest.fixture(scope="module")
+def direct(app: Appliance, sae: dict) -> dict:
+    """The same evaluation samples through the model and the exported SAE, densely, in this process."""
+    from datasets import load_from_disk
+
+    from appliance.ml.activations import Capture
+    from appliance.ml.architecture import hook_points
+    from appliance.ml.models import load
+    from appliance.ml.sae.saelens import load_folder
+    from appliance.tokenization import TokenizeSettings, load_tokenizer
+
+    from appliance.demo import MODEL_DIR
+
+    model = load(str(MODEL_DIR), sae["model"]["precision"])
+    point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
+    encoder, _ = load_folder(app.data_dir / "trainings" / sae["training_id"] / "export")
+    tokenizer = load_tokenizer("demo", app.data_dir, TokenizeSettings(tokenizer="demo", max_length=64,
+                                                                      padding="do_not_pad"))
+    texts = load_from_disk(str(app.data_dir / "datasets" / sae["dataset"]["id"] / "arrow"))[:EVAL_SAMPLES]["text"]
+    ids = [e.ids for e in tokenizer.encode_batch([t or "" for t in texts])]
+    capture = Capture(model, [point])
+    z = []
+    with torch.no_grad():
+        for one in ids:
+            if one:
+                z.append(encoder.encode(capture([one])[0][point["name"]].float()))
+    capture.close()
+    return {"model": model, "point": point, "sae": encoder, "tokenizer": tokenizer, "ids": ids,
+            "z": torch.cat(z).numpy()}
+
+
+def _feature(app: Appliance, sae: dict, index: int, **params) -> dict:
+    response = app.get(f"/api/training/{sae['training_id']}/features/{index}", params=params)
+    assert response.status_code == 200, response.text
+    return response.json()["data"]
+
+
+def _live(app: Appliance, sae: dict, limit: int = 500) -> list[dict]:
+    return app.get(f"/api/training/{sae['training_id']}/features",
+                   params={"limit": limit, "sort_by": "frequency"}).json()["data"]
+
+
+def test_statistics_and_examples_equal_a_direct_computation(app: Appliance, sae: dict, direct: dict) -> None:
+    z = direct["z"]
+    summary = app.get(f"/api/training/{sae['training_id']}/features/summary").json()["data"]
+    assert summary["status"] == "ready" and summary["summary"]["tokens"] == z.shape[0]
+    assert summary["summary"]["features"] == z.shape[1]
+    assert summary["summary"]["alive"] == int((z > 0).any(axis=0).sum())
+    rows = [row for page in (1, 2) for row in app.get(
+        f"/api/training/{sae['training_id']}/features",
+        params={"limit": 500, "page": page, "include_dead": True, "sort_by": "index", "order": "asc"}).json()["data"]]
+    assert [r["index"] for r in rows] == list(range(z.shape[1]))
+    np.testing.assert_allclose([r["frequency"] for r in rows], (z > 0).mean(axis=0), atol=1e-9)
+    np.testing.assert_allclose([r["max_activation"] for r in rows], z.max(axis=0), rtol=1e-4, atol=1e-5)
+
+    offsets = np.concatenate([[0], np.cumsum([len(i) for i in direct["ids"] if i])])
+    sample_rows = [s for s, one in enumerate(direct["ids"]) if one]
+    for feature in [r["index"] for r in _live(app, sae)[:5]]:
+        detail = _feature(app, sae, feature, examples=10, window=4)
+        column = z[:, feature]
+        best_per_sample = sorted((column[offsets[i]:offsets[i + 1]].max() for i in range(len(sample_rows))),
+                                 reverse=True)
+        found = [e["max_activation"] for e in detail["examples"]]
+        np.testing.assert_allclose(found, best_per_sample[:len(found)], rtol=1e-4, atol=1e-4)
+        for example in detail["examples"]:
+            row = offsets[sample_rows.index(example["sample"])] + example["position"]
+            assert column[row] == pytest.approx(example["max_activation"], rel=1e-4, abs=1e-4)
+            # Per-token values in the window are the stored fp16 activations of that latent.
+            start = row - example["max_index"]
+            np.testing.assert_allclose(example["activations"], column[start:start + len(example["activations"])],
+                                       rtol=2e-3, atol=2e-3)
+            assert example["token_ids"][example["max_index"]] == direct["ids"][example["sample"]][example["position"]]
+            assert len(example["tokens"]) == len(example["token_ids"])
+
+
+def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(app: Appliance, sae: dict,
+                                                                                  direct: dict) -> None:
+    import torch.nn.functional as F
+
+    feature = _live(app, sae)[0]["index"]
+    encoder, model, z = direct["sae"], direct["model"], direct["z"]
+
+    lens = app.get(f"/api/training/{sae['training_id']}/features/{feature}/logit-lens").json()["data"]
+    logits = encoder.W_dec[feature].detach() @ model.get_output_embeddings().weight.detach().float().T
+    top = logits.topk(10).indices.tolist()
+    assert [direct["tokenizer"].decode([t], skip_special_tokens=False) for t in top] == [p[0] for p in lens["positive"]]
+    assert lens["positive"][0][1] == pytest.approx(float(logits.max()), rel=1e-4)
+    assert lens["negative"][0][1] == pytest.approx(float(logits.min()), rel=1e-4)
+
+    correlations = app.get(f"/api/training/{sae['training_id']}/features/{feature}/correlations",
+                           params={"top": 5}).json()["data"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dense = np.nan_to_num(np.corrcoef(z.T)[feature])
+    dense[feature] = 0
+    assert [c["index"] for c in correlations] == [int(j) for j in np.argsort(-np.abs(dense))[:5]]
+    for c in correlations:
+        assert c["correlation"] == pytest.approx(dense[c["index"]], abs=5e-3)
+        assert c["label"]
+
+    text = "def read(self, path):\n    return open(path).read()"
+    heat = app.post(f"/api/training/{sae['training_id']}/features/{feature}/activations-on", json={"text": text})
+    assert heat.status_code == 200, heat.text
+    heat = heat.json()["data"]
+    ids = direct["tokenizer"].encode(text).ids
+    from appliance.ml.activations import Capture
+
+    capture = Capture(model, [direct["point"]])
+    with torch.no_grad():
+        expected = encoder.encode(capture([ids])[0][direct["point"]["name"]].float())[:, feature]
+    capture.close()
+    assert heat["token_ids"] == ids and "".join(heat["tokens"]) == "<|endoftext|>" + text  # the BOS, then the text
+    np.testing.assert_allclose(heat["activations"], expected.numpy(), rtol=1e-3, atol=1e-4)
+
+    ablation = app.post(f"/api/training/{sae['training_id']}/features/{feature}/ablation", params={"contexts": 3})
+    assert ablation.status_code == 200, ablation.text
+    ablation = ablation.json()["data"]
+    detail = _feature(app, sae, feature, examples=3)
+    module = dict(model.named_modules())[direct["point"]["module"]]
+    direction = encoder.W_dec[feature].detach()
+
+    def zero_feature(_m, _i, out):
+        hidden = out[0] if isinstance(out, tuple) else out
+        with torch.no_grad():
+            value = encoder.encode(hidden.reshape(-1, hidden.shape[-1]).float())[:, feature]
+        changed = hidden - value.reshape(*hidden.shape[:-1], 1) * direction
+        return (changed, *out[1:]) if isinstance(out, tuple) else changed
+
+    ce = {"original": 0.0, "ablated": 0.0}
+    tokens = 0
+    for example in detail["examples"]:
+        batch = torch.tensor([direct["ids"][example["sample"]]])
+        with torch.no_grad():
+            ce["original"] += F.cross_entropy(model(batch).logits[0, :-1], batch[0, 1:], reduction="sum").item()
+            handle = module.register_forward_hook(zero_feature)
+            ce["ablated"] += F.cross_entropy(model(batch).logits[0, :-1], batch[0, 1:], reduction="sum").item()
+            handle.remove()
+        tokens += batch.shape[1] - 1
+    assert ablation["tokens"] == tokens
+    assert ablation["perplexity_original"] == pytest.approx(np.exp(ce["original"] / tokens), rel=1e-4)
+    assert ablation["perplexity_ablated"] == pytest.approx(np.exp(ce["ablated"] / tokens), rel=1e-4)
+    assert 0 < ablation["impact_score"] <= 1 and ablation["fired_tokens"] > 0
+    assert _feature(app, sae, feature)["ablation"]["perplexity_delta"] == ablation["perplexity_delta"]
+
+
+def test_browse_search_label_favourite_and_map(app: Appliance, sae: dict) -> None:
+    tid = sae["training_id"]
+    base = f"/api/training/{tid}/features"
+    by_freq = app.get(base, params={"sort_by": "frequency", "order": "desc", "limit": 10}).json()
+    frequencies = [r["frequency"] for r in by_freq["data"]]
+    assert frequencies == sorted(frequencies, reverse=True) and by_freq["meta"]["pagination"]["total"] > 10
+    second = app.get(base, params={"sort_by": "frequency", "order": "desc", "limit": 10, "page": 2}).json()["data"]
+    assert second[0]["frequency"] <= frequencies[-1]
+    scored = [row for page in (1, 2) for row in app.get(
+        base, params={"sort_by": "interpretability", "limit": 500, "page": page}).json()["data"]]
+    assert len(scored) == app.get(f"{base}/summary").json()["data"]["summary"]["alive"]
+    assert all(0 <= r["score"] <= 1 for r in scored) and all(r["label"].startswith("fires on") for r in scored)
+    assert scored[0]["example"]["tokens"]
+    summary = app.get(f"{base}/summary").json()["data"]["summary"]
+    assert summary["interpretable_share"] == pytest.approx(np.mean([r["score"] >= 0.5 for r in scored]), abs=1e-4)
+
+    feature = scored[0]["index"]
+    token = _feature(app, sae, feature)["top_tokens"][0][0].strip().lower()
+    if token:
+        found = app.get(base, params={"search": token, "limit": 500}).json()["data"]
+        assert feature in [r["index"] for r in found]
+    renamed = app.client().patch(f"{base}/{feature}", json={"name": "Sockets and files", "is_favorite": True})
+    assert renamed.status_code == 200 and renamed.json()["data"]["label"] == "Sockets and files"
+    assert [r["index"] for r in app.get(base, params={"search": "sockets and", "limit": 50}).json()["data"]] == [feature]
+    assert [r["index"] for r in app.get(base, params={"favorites_only": True}).json()["data"]] == [feature]
+    assert app.get(base, params={"search": f"#{feature}"}).json()["data"][0]["index"] == feature
+
+    points = app.get(f"{base}/map").json()["data"]
+    assert len(points) == summary["alive"] and all(0 <= p["x"] <= 1 and 0 <= p["y"] <= 1 for p in points)
+    matrix = app.get(f"{base}/correlation-matrix", params={"top": 8}).json()["data"]
+    assert len(matrix["features"]) == 8 and all(matrix["matrix"][i][i] == 1.0 for i in range(8))
+
+    assert_error(app.get(f"{base}/99999"), 404, "NOT_FOUND")
+    assert_error(app.client().patch(f"{base}/{feature}", json={}), 400, "VALIDATION_ERROR")
+    assert_error(app.get(base, params={"sort_by": "magic"}), 400, "VALIDATION_ERROR")
+    assert_error(app.post("/api/features/extract", json={"training_id": "tr_missing0000"}), 404, "NOT_FOUND")
