@@ -200,7 +200,15 @@ class FeaturesController(Controller):
 
     @get("/api/training/{training_id:str}/features/summary", summary="The extraction: status, settings, summary")
     async def summary(self, request: Request, training_id: str) -> Envelope:
-        row = await self._extraction(api_state(request), training_id)
+        api = api_state(request)
+        assert api.db is not None
+        rows = await api.db.execute_fetchall("SELECT * FROM feature_extractions WHERE training_id = ?",
+                                             (check_id(training_id, "tr", "training_id"),))
+        if not rows:  # not extracted yet: a state, not an error (the training must exist)
+            training = await fetch_one(api.db, "trainings", "tr", training_id, "training_id")
+            return Envelope(Extraction(training["id"], "none", None, {}, None, None, None, training["updated_at"]),
+                            meta())
+        row = rows[0]
         return Envelope(Extraction(row["training_id"], row["status"], row["job_id"], msgspec.json.decode(row["config"]),
                                    msgspec.json.decode(row["summary"]) if row["summary"] else None, row["map_status"],
                                    row["error_message"], row["updated_at"]), meta())

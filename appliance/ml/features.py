@@ -36,14 +36,15 @@ from appliance.config import get_settings
 from appliance.db import connect_sync
 from appliance.db.rows import update_row
 from appliance.device.memory import Estimate, estimate_model, estimate_sae_training
-from appliance.feature_arrays import HIST_EDGES, features_dir
+from appliance.feature_arrays import HIST_EDGES, FeatureArrays, features_dir
 from appliance.jobs.context import JobContext
 from appliance.jobs.runner import memory_manager
 
 HELD_OUT_EVERY = 5  # every fifth sample scores the labels, never chooses them
 TOP_TOKENS = 5
 LOGIT_TOKENS = 10
-FIRE_SHARE = 0.1  # "fires" for the score: above this share of the feature's max
+FIRE_SHARE = 0.1
+EXAMPLE_WINDOW = 4  # tokens each side of the max in the browser's example context  # "fires" for the score: above this share of the feature's max
 
 
 class FeatureParams(msgspec.Struct):
@@ -114,23 +115,25 @@ class _Accumulator:
         self.top_positions = all_positions.gather(0, best.indices)
 
 
-def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any]:
-    """Each decoder row through the unembedding: the tokens it pushes up and down most."""
+def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Each decoder row through the unembedding: the tokens it pushes up and down most, and the
+    log-sum-exp of all its logits (softmax probabilities of the top tokens are exp(value - lse))."""
     import torch
 
     unembed = model.get_output_embeddings().weight.detach().float().cpu()  # [vocab, d_model]
     decoder = sae.W_dec.detach().float().cpu()
-    ups, up_ids, downs, down_ids = [], [], [], []
+    ups, up_ids, downs, down_ids, norms = [], [], [], [], []
     with torch.no_grad():
         for start in range(0, decoder.shape[0], 1024):
             logits = decoder[start:start + 1024] @ unembed.T
+            norms.append(torch.logsumexp(logits, dim=1))
             top = logits.topk(LOGIT_TOKENS, dim=1)
             bottom = (-logits).topk(LOGIT_TOKENS, dim=1)
             ups.append(top.values)
             up_ids.append(top.indices)
             downs.append(-bottom.values)
             down_ids.append(bottom.indices)
-    return torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids)
+    return torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids), torch.cat(norms)
 
 
 def _scores(tokens: np.ndarray, sample_of: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
@@ -242,7 +245,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                   "mean": mean, "std": std}
         for name, array in arrays.items():
             np.save(partial / f"{name}.npy", array)
-        up, up_ids, down, down_ids = _logit_lens(sae, model)
+        up, up_ids, down, down_ids, lse = _logit_lens(sae, model)
     vocab = max(int(token_array.max()) + 1 if len(token_array) else 1, tokenizer.get_vocab_size(),
                 int(up_ids.max()) + 1)
 
@@ -265,19 +268,20 @@ def run(ctx: JobContext) -> dict[str, Any]:
     frequency = (acc.count / n_tokens).numpy()
     mean_active = (acc.sum / acc.count.clamp_min(1)).numpy()
     hist = acc.hist.view(d_sae, -1).tolist()
+    stored = FeatureArrays(partial)
     rows = []
     for latent in range(d_sae):
         shown = [(text(t), c) for t, c in top_counts[latent]]
         promoted = [text(t) for t in up_ids[latent].tolist()]
         lens = {"positive": [[text(t), round(float(v), 4)] for t, v in zip(up_ids[latent].tolist(), up[latent].tolist())],
-                "negative": [[text(t), round(float(v), 4)] for t, v in zip(down_ids[latent].tolist(), down[latent].tolist())]}
+                "negative": [[text(t), round(float(v), 4)] for t, v in zip(down_ids[latent].tolist(), down[latent].tolist())],
+                "logsumexp": round(float(lse[latent]), 4)}
         example = None
         if acc.top_values[0, latent] > 0:
-            sample, position = int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent])
-            lo = int(offsets[sample]) + max(0, position - 6)
-            hi = min(int(offsets[sample + 1]), int(offsets[sample]) + position + 3)
-            example = {"tokens": [text(t) for t in token_array[lo:hi].tolist()],
-                       "max_index": int(offsets[sample]) + position - lo}
+            found = stored.context(int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent]), latent,
+                                   EXAMPLE_WINDOW)
+            example = {"tokens": [text(t) for t in found["token_ids"]], "activations": found["activations"],
+                       "max_index": found["max_index"]}
         label = _label(shown, promoted) if frequency[latent] > 0 else "dead: never fires on the evaluation text"
         search = " ".join([label, *(s for s, _ in shown)]).lower()
         rows.append((params.training_id, latent, float(frequency[latent]), float(maxima[latent]),

@@ -136,6 +136,10 @@ export async function apiPost<T>(path: string, body?: unknown,
   return (await apiRequest<T>(path, { ...options, method: 'POST', body: body ?? {} })).data;
 }
 
+export async function apiPatch<T>(path: string, body: unknown): Promise<T> {
+  return (await apiRequest<T>(path, { method: 'PATCH', body })).data;
+}
+
 export function apiDelete<T>(path: string, options: Omit<RequestOptions, 'method' | 'body'> = {}): Promise<T> {
   return apiRequest<T>(path, { ...options, method: 'DELETE' }).then((envelope) => envelope.data);
 }

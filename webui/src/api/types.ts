@@ -413,3 +413,87 @@ export interface TemplateItem {
   is_favorite: boolean;
   config: Record<string, unknown>;
 }
+
+// --- features ---------------------------------------------------------------------------------
+
+export interface FeatureExample {
+  tokens: string[];
+  activations: number[];
+  max_index: number;
+}
+
+export interface FeatureRow {
+  index: number;
+  label: string;
+  name: string | null;
+  auto_label: string;
+  frequency: number;
+  max_activation: number;
+  mean_activation: number;
+  score: number | null;
+  is_favorite: boolean;
+  example: FeatureExample | null;
+}
+
+export interface FeatureContext extends FeatureExample {
+  sample: number;
+  position: number;
+  token_ids: number[];
+  max_activation: number;
+}
+
+export interface LogitLens {
+  positive: [string, number][];
+  negative: [string, number][];
+  logsumexp?: number;
+}
+
+export interface Ablation {
+  perplexity_original: number | null;
+  perplexity_ablated: number | null;
+  perplexity_delta: number | null;
+  impact_score: number | null;
+  contexts: number;
+  tokens: number;
+  fired_tokens: number;
+}
+
+export interface FeatureDetail {
+  index: number;
+  label: string;
+  name: string | null;
+  auto_label: string;
+  description: string | null;
+  is_favorite: boolean;
+  frequency: number;
+  max_activation: number;
+  mean_activation: number;
+  active_samples: number;
+  score: number | null;
+  histogram: { log10_edges: number[]; counts: number[] };
+  top_tokens: [string, number][];
+  logit_lens: LogitLens;
+  examples: FeatureContext[];
+  ablation: Ablation | null;
+  map: [number, number] | null;
+}
+
+export interface FeatureExtraction {
+  training_id: string;
+  status: 'none' | 'extracting' | 'ready' | 'error';
+  job_id: string | null;
+  config: { eval_samples: number; top_k_examples: number; context_length: number; dataset_id: string };
+  summary: { features: number; alive: number; dead: number; interpretable_share: number; mean_score: number;
+             activation_rate: number; samples: number; tokens: number; tokens_per_second: number } | null;
+  map_status: string | null;
+  error: string | null;
+}
+
+export interface MapPoint {
+  index: number;
+  x: number;
+  y: number;
+  frequency: number;
+  label: string;
+  score: number | null;
+}

@@ -8,8 +8,12 @@ interface TokenChipProps {
   title?: string;
 }
 
+/** Line breaks and tabs as visible marks, so a chip keeps one line. */
+const visible = (token: string) => token.replace(/\n/g, '↵').replace(/\t/g, '⇥');
+
 /** A mono token chip, shaded emerald by activation (intensity = activation ÷ max, capped at 1). */
-export function TokenChip({ token, activation, max, variant = 'table', title }: TokenChipProps) {
+export function TokenChip({ token: raw, activation, max, variant = 'table', title }: TokenChipProps) {
+  const token = visible(raw);
   if (variant === 'plain' || activation === undefined) {
     return (
       <span className="inline-block px-2 py-1 bg-slate-700 rounded font-mono text-sm text-slate-200" title={title}>

@@ -11,7 +11,7 @@ import { useEventStream } from './useEventStream';
 const KEEP = 100; // finished jobs kept in memory (active ones are always kept)
 // Each job kind reports progress under its resource's event type (DECISIONS: `<resource>.progress`).
 export const PROGRESS_TYPES = ['job.progress', 'dataset.progress', 'model.progress',
-  'activations.progress', 'training.progress'] as const;
+  'activations.progress', 'training.progress', 'features.progress'] as const;
 
 type JobMap = Record<string, Job>;
 

@@ -1,14 +1,171 @@
-import { Search } from 'lucide-react';
+import { Search, Zap } from 'lucide-react';
+import { useCallback, useEffect, useMemo, useState } from 'react';
 
-import { PageTitle } from '../../components/Card';
+import { apiGet, apiPost, errorMessage } from '../../api/client';
+import type { Accepted, FeatureExtraction, Training } from '../../api/types';
+import { Card, PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
+import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
+import { MetricTile } from '../../components/MetricTile';
+import { ProgressBar, formatPercent } from '../../components/ProgressBar';
+import { useToast } from '../../components/Toasts';
+import { useDatasets } from '../../hooks/useDatasets';
+import { useEventStream } from '../../hooks/useEventStream';
+import { useJobs } from '../../hooks/useJobs';
+import { useModels, useTrainings } from '../../hooks/useModels';
+import { FeatureBrowser } from './FeatureBrowser';
+import { FeatureMap } from './FeatureMap';
+import { FeatureModal } from './FeatureModal';
+
+const pct = (v: number, digits: number) => `${(100 * v).toFixed(digits)}%`;
 
 export function FeaturesTab() {
+  const { trainings, loaded } = useTrainings();
+  const { models } = useModels();
+  const { datasets } = useDatasets();
+  const finished = trainings.filter((t) => t.status === 'completed' || t.status === 'stopped');
+  const [chosenId, setChosenId] = useState('');
+  const training: Training | undefined = finished.find((t) => t.id === chosenId) ?? finished[0];
+  const name = (list: { id: string; name: string }[], id: string | null) =>
+    (id ? list.find((x) => x.id === id)?.name : undefined) ?? id ?? 'imported';
+
   return (
     <div data-testid="tab-features" className="space-y-6">
       <PageTitle>Feature Discovery</PageTitle>
-      <EmptyState icon={Search} iconClassName="text-emerald-400" title="No trained SAEs yet"
-                  description="Feature discovery starts from a completed training." />
+      {loaded && finished.length === 0 ? (
+        <EmptyState icon={Search} iconClassName="text-emerald-400" title="No completed trainings yet"
+                    description="Complete a training job to discover features." />
+      ) : training && (
+        <>
+          <Card title="Select Training Job to Analyze" testId="features-training">
+            <select data-testid="features-training-select" aria-label="Training" value={training.id}
+                    onChange={(e) => setChosenId(e.target.value)} className={`${selectClass} text-lg py-3`}>
+              {finished.map((t) => (
+                <option key={t.id} value={t.id}>
+                  {t.encoder_type} SAE • {name(models, t.model_id)} • {name(datasets, t.dataset_id)} • Layer {t.layer}
+                  {' '}• Started {new Date(t.created_at).toLocaleDateString()}
+                </option>
+              ))}
+            </select>
+            <div className="grid grid-cols-3 gap-4 mt-3 text-sm">
+              {[['Model', name(models, training.model_id)], ['Dataset', name(datasets, training.dataset_id)],
+                ['Encoder', training.encoder_type]].map(([label, value]) => (
+                <div key={label} className="bg-slate-800/30 rounded px-3 py-2">
+                  <span className="text-slate-400">{label}:</span> <span className="text-slate-200">{value}</span>
+                </div>
+              ))}
+            </div>
+          </Card>
+          <ExtractionCard key={training.id} training={training} />
+        </>
+      )}
     </div>
+  );
+}
+
+function ExtractionCard({ training }: { training: Training }) {
+  const [extraction, setExtraction] = useState<FeatureExtraction | null | undefined>(undefined);
+  const [samples, setSamples] = useState(2000);
+  const [topK, setTopK] = useState(20);
+  const [open, setOpen] = useState<number | null>(null);
+  const [view, setView] = useState<'table' | 'map'>('table');
+  const [reloadKey, setReloadKey] = useState(0);
+  const { byId } = useJobs();
+  const { subscribe } = useEventStream();
+  const { push } = useToast();
+
+  const load = useCallback(() => {
+    apiGet<FeatureExtraction>(`/api/training/${training.id}/features/summary`).then(setExtraction)
+      .catch(() => setExtraction(null));
+  }, [training.id]);
+  useEffect(load, [load]);
+  useEffect(() => subscribe('features.updated', (event) => {
+    if ((event.data as { training_id?: string } | null)?.training_id === training.id) load();
+  }), [subscribe, training.id, load]);
+  const job = extraction?.job_id ? byId[extraction.job_id] : undefined;
+  useEffect(() => {
+    if (job && (job.status === 'failed' || job.status === 'cancelled')) load();
+  }, [job?.status, load]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  const start = async () => {
+    try {
+      await apiPost<Accepted>('/api/features/extract', { training_id: training.id, eval_samples: samples,
+        top_k_examples: topK });
+      load();
+    } catch (err) {
+      push({ type: 'error', title: 'Extraction not started', message: errorMessage(err) });
+    }
+  };
+
+  const summary = extraction?.summary;
+  const extracting = extraction?.status === 'extracting';
+  const form = useMemo(() => (
+    <div className="space-y-4" data-testid="features-extract-form">
+      <p className="text-slate-400">Training complete. Extract interpretable features from the trained encoder.</p>
+      {!training.dataset_id && <p className="text-sm text-yellow-400">This SAE was imported: extract its features with
+        POST /api/features/extract and a dataset_id.</p>}
+      <div className="grid grid-cols-2 gap-4 max-w-md">
+        <Field label="Evaluation Samples" htmlFor="features-samples">
+          <input id="features-samples" data-testid="features-samples" type="number" min={8} className={inputClass}
+                 value={samples} onChange={(e) => setSamples(Math.max(8, Number(e.target.value) || 8))} />
+        </Field>
+        <Field label="Top-K Examples per Feature" htmlFor="features-topk">
+          <input id="features-topk" type="number" min={1} max={200} className={inputClass} value={topK}
+                 onChange={(e) => setTopK(Math.min(200, Math.max(1, Number(e.target.value) || 1)))} />
+        </Field>
+      </div>
+      {extraction?.status === 'error' && <p className="text-sm text-red-400">Last extraction failed: {extraction.error}</p>}
+      <PrimaryButton data-testid="features-extract" disabled={!training.dataset_id} icon={<Zap className="w-5 h-5" />}
+                     onClick={() => void start()}>
+        {summary ? 'Extract Again' : 'Extract Features'}
+      </PrimaryButton>
+    </div>
+  ), [samples, topK, training, extraction, summary]); // eslint-disable-line react-hooks/exhaustive-deps
+
+  return (
+    <Card title="Feature Extraction & Analysis" testId="features-card">
+      {extraction === undefined ? null : extracting ? (
+        <div data-testid="features-extracting">
+          <div className="flex items-center justify-between mb-2">
+            <span className="text-slate-300">Extracting features...</span>
+            <span className="text-emerald-400 font-medium tabular-nums">{formatPercent(job?.progress ?? 0)}</span>
+          </div>
+          <ProgressBar value={job?.progress ?? 0} />
+          <p className="text-xs text-slate-500 mt-2">{job?.message || 'Processing activation patterns...'}</p>
+        </div>
+      ) : extraction?.status === 'ready' && summary ? (
+        <div className="space-y-4">
+          <div className="grid grid-cols-3 gap-4" data-testid="features-summary">
+            <MetricTile label="Features Found" value={summary.alive.toLocaleString('en-US')} color="emerald"
+                        caption={`of ${summary.features.toLocaleString('en-US')} latents; ${summary.dead.toLocaleString('en-US')} never fired`} />
+            <MetricTile label="Interpretable" value={pct(summary.interpretable_share, 1)} color="blue"
+                        caption="score ≥ 50%: top tokens predict where it fires" />
+            <MetricTile label="Activation Rate" value={pct(summary.activation_rate, 2)} color="purple"
+                        caption={`mean over live features, ${summary.tokens.toLocaleString('en-US')} tokens`} />
+          </div>
+          <div className="flex items-center justify-between border-t border-slate-800 pt-4">
+            <div className="flex gap-2" role="tablist">
+              {(['table', 'map'] as const).map((v) => (
+                <button key={v} type="button" role="tab" aria-selected={view === v} data-testid={`features-view-${v}`}
+                        onClick={() => setView(v)}
+                        className={`px-3 py-1 rounded text-sm ${view === v ? 'bg-emerald-600 text-white' : 'bg-slate-800 text-slate-300'}`}>
+                  {v === 'table' ? 'Browser' : 'Map (UMAP)'}</button>
+              ))}
+            </div>
+            <details className="text-sm">
+              <summary className="cursor-pointer text-slate-400">Extract again</summary>
+              <div className="mt-2">{form}</div>
+            </details>
+          </div>
+          {view === 'table'
+            ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} />
+            : <FeatureMap trainingId={training.id} onOpen={setOpen} />}
+        </div>
+      ) : form}
+      {open !== null && (
+        <FeatureModal trainingId={training.id} index={open} onClose={() => setOpen(null)} onOpen={setOpen}
+                      onChanged={() => setReloadKey((k) => k + 1)} />
+      )}
+    </Card>
   );
 }

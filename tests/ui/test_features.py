@@ -1,0 +1,89 @@
+"""The Features tab in a real browser: extract the features of a demo-model SAE, search and sort,
+open a feature (examples, logit lens, correlations, ablation, a heatmap over typed text), rename
+and favourite it, and open the map."""
+
+from __future__ import annotations
+
+from playwright.sync_api import expect
+
+from tests.support import Appliance, wait_until
+from tests.ui.conftest import DIST, screenshot
+
+
+def _demo(app: Appliance, kind: str) -> dict | None:
+    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
+    return found[0] if found and found[0]["status"] == "ready" else None
+
+
+def test_extract_browse_open_label_and_map(make_appliance, open_page) -> None:
+    app: Appliance = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_SEED_DEMO": "1",
+                                     "HF_HUB_OFFLINE": "1"})
+    app.start_api()
+    app.start_worker()
+    wait_until(lambda: _demo(app, "datasets") and _demo(app, "models"), timeout=240, what="the demo kit")
+    model, dataset = _demo(app, "models"), _demo(app, "datasets")
+    response = app.post("/api/training/start", json={
+        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "topk",
+        "max_samples": 300, "context_length": 64,
+        "hyperparameters": {"k": 8, "expansion_factor": 2, "batch_size": 256, "total_steps": 100, "log_every": 50}})
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
+    assert job["status"] == "completed", job["error"]
+    tid = job["target"]["id"]
+
+    page, problems = open_page(app.url, "/features")
+    card = page.get_by_test_id("features-card")
+    expect(card.get_by_test_id("features-extract-form")).to_be_visible()
+    card.get_by_test_id("features-samples").fill("80")
+    card.get_by_test_id("features-extract").click()
+    expect(card.get_by_test_id("features-summary")).to_be_visible(timeout=180_000)
+    summary = app.get(f"/api/training/{tid}/features/summary").json()["data"]["summary"]
+    expect(card.get_by_test_id("features-summary")).to_contain_text(f"{summary['alive']:,}")
+    rows = card.get_by_test_id("feature-row")
+    expect(rows.first).to_be_visible()
+    screenshot(page, "features-browser")
+
+    # Sort by feature id ascending, then search by a feature's id.
+    card.get_by_test_id("features-sort").select_option("index")
+    card.get_by_test_id("features-order").click()
+    first = app.get(f"/api/training/{tid}/features", params={"sort_by": "index", "order": "asc", "limit": 1}).json()
+    expect(rows.first).to_contain_text(f"#{first['data'][0]['index']}")
+    card.get_by_test_id("features-search").fill("zzzz-no-such-feature")
+    expect(card).to_contain_text("No features match your search")
+    card.get_by_test_id("features-search").fill("")
+    expect(rows.first).to_be_visible()
+
+    rows.first.click()
+    modal = page.get_by_test_id("feature-modal")
+    expect(modal.get_by_test_id("feature-example").first).to_be_visible()
+    modal.get_by_role("tab", name="logit lens").click()
+    expect(modal.get_by_test_id("logit-row")).to_have_count(20)
+    modal.get_by_role("tab", name="correlations").click()
+    expect(modal.get_by_test_id("correlation-row").first).to_be_visible(timeout=30_000)
+    modal.get_by_role("tab", name="ablation").click()
+    modal.get_by_test_id("ablation-run").click()
+    expect(modal.get_by_test_id("feature-ablation")).to_contain_text("Perplexity Change", timeout=60_000)
+    modal.get_by_role("tab", name="try text").click()
+    modal.get_by_test_id("try-text-input").fill("def main():\n    return 0")
+    modal.get_by_test_id("try-text-run").click()
+    expect(modal.get_by_test_id("try-text-result")).to_be_visible(timeout=60_000)
+    screenshot(page, "features-detail")
+
+    index = int(modal.locator("h2").first.inner_text().split("#")[1])
+    modal.get_by_test_id("feature-label").fill("My favourite feature")
+    modal.get_by_test_id("feature-label").press("Enter")
+    modal.get_by_test_id("feature-favorite").click()
+    wait_until(lambda: app.get(f"/api/training/{tid}/features/{index}").json()["data"]["is_favorite"], timeout=10,
+               what="the favourite saved")
+    detail = app.get(f"/api/training/{tid}/features/{index}").json()["data"]
+    assert detail["name"] == "My favourite feature"
+    page.keyboard.press("Escape")
+    card.get_by_test_id("features-search").fill("my favourite")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("My favourite feature")
+
+    card.get_by_test_id("features-view-map").click()
+    expect(card.get_by_test_id("map-point")).to_have_count(summary["alive"])
+    card.get_by_test_id("map-point").first.click()
+    expect(page.get_by_test_id("feature-modal")).to_be_visible()
+    screenshot(page, "features-map")
+    problems.assert_none()
