@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
     bench = sub.add_parser("bench", help="benchmarks that print figures against an in-run baseline")
-    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training"])
+    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features"])
     bench.add_argument("--clients", type=int, default=50)
     bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
     bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")

@@ -88,6 +88,27 @@ class FeatureArrays:
             found.append(example)
         return found
 
+    def quantile_examples(self, latent: int, bins: int = 4, per_bin: int = 2, window: int = 8) -> list[dict[str, Any]]:
+        """Contexts from across the feature's activation range: every token where it fires, sorted by
+        value and cut into ``bins`` quantile bins, ``per_bin`` evenly spaced picks from each
+        (strongest bin first)."""
+        rows, values = self.rows_of(latent)
+        if rows.size == 0:
+            return []
+        order = np.argsort(-values, kind="stable")
+        found = []
+        for b, part in enumerate(np.array_split(order, bins)):
+            if part.size == 0:
+                continue
+            for i in part[np.linspace(0, part.size - 1, min(per_bin, part.size)).astype(int)]:
+                row = int(rows[i])
+                sample = int(np.searchsorted(self.offsets, row, side="right") - 1)
+                example = self.context(sample, row - int(self.offsets[sample]), latent, window)
+                example["activation"] = round(float(values[i]), 4)
+                example["quantile"] = f"{100 * b // bins}-{100 * (b + 1) // bins}% from the top"
+                found.append(example)
+        return found
+
     def rows_of(self, latent: int) -> tuple[np.ndarray, np.ndarray]:
         """(token rows, values) where the latent fires. A column scan of the CSR: fast enough for one
         latent on an evaluation set (a few million stored values)."""

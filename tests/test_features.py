@@ -126,6 +126,13 @@ def test_statistics_and_examples_equal_a_direct_computation(app: Appliance, sae:
                                        rtol=2e-3, atol=2e-3)
             assert example["token_ids"][example["max_index"]] == direct["ids"][example["sample"]][example["position"]]
             assert len(example["tokens"]) == len(example["token_ids"])
+        # Examples across the activation range: real firing tokens, strongest quantile first.
+        spread = detail["quantile_examples"]
+        assert spread and all(e["activation"] > 0 for e in spread)
+        assert [e["activation"] for e in spread] == sorted((e["activation"] for e in spread), reverse=True)
+        for example in spread:
+            row = offsets[sample_rows.index(example["sample"])] + example["position"]
+            assert column[row] == pytest.approx(example["activation"], rel=2e-3, abs=2e-3)
 
 
 def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(app: Appliance, sae: dict,
@@ -233,3 +240,68 @@ def test_browse_search_label_favourite_and_map(app: Appliance, sae: dict) -> Non
     assert_error(app.client().patch(f"{base}/{feature}", json={}), 400, "VALIDATION_ERROR")
     assert_error(app.get(base, params={"sort_by": "magic"}), 400, "VALIDATION_ERROR")
     assert_error(app.post("/api/features/extract", json={"training_id": "tr_missing0000"}), 404, "NOT_FOUND")
+
+
+def test_language_model_labels_through_an_openai_compatible_endpoint_and_the_local_model(app: Appliance,
+                                                                                        sae: dict) -> None:
+    """A fake OpenAI-compatible server on loopback answers the labelling requests; the key is
+    write-only; the labels show in the browser and are searchable; the local model labels too."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+            answer = {"choices": [{"message": {"role": "assistant", "content": f'Label: "Concept {len(seen)}."\n'}}]}
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tid = sae["training_id"]
+    try:
+        assert_error(app.post(f"/api/training/{tid}/features/label", json={"top": 3}), 409, "CONFLICT")
+        assert_error(app.client().put("/api/settings/labeling", json={"provider": "openai"}), 400, "VALIDATION_ERROR")
+        response = app.client().put("/api/settings/labeling", json={
+            "provider": "openai", "endpoint": f"http://127.0.0.1:{server.server_port}/v1", "model": "labeller-1",
+            "api_key": "sk-secret-123", "examples": 3})
+        assert response.status_code == 200 and "sk-secret" not in response.text
+        assert app.get("/api/settings/labeling").json()["data"]["has_api_key"] is True
+        top = [r["index"] for r in _live(app, sae, limit=3)]
+        response = app.post(f"/api/training/{tid}/features/label", json={"top": 3})
+        assert response.status_code == 202, response.text
+        job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+        assert job["status"] == "completed", job["error"]
+    finally:
+        server.shutdown()
+    assert [s["path"] for s in seen] == ["/v1/chat/completions"] * 3
+    assert all(s["auth"] == "Bearer sk-secret-123" and s["body"]["model"] == "labeller-1" for s in seen)
+    prompt = seen[0]["body"]["messages"][1]["content"]
+    first = _feature(app, sae, top[0], examples=3)
+    assert "«" in prompt and repr(first["top_tokens"][0][0]) in prompt
+    labels = {r["index"]: r["label"] for r in _live(app, sae, limit=500)}
+    assert sorted(labels[i] for i in top) == ["Concept 1", "Concept 2", "Concept 3"]
+    assert first["llm_label"] == first["label"] and first["auto_label"].startswith("fires on")
+    found = app.get(f"/api/training/{tid}/features", params={"search": "concept 2"}).json()["data"]
+    assert len(found) == 1 and found[0]["label"] == "Concept 2"
+    events = app.get(f"/api/jobs/{job['id']}/events", params={"format": "json"}).text
+    assert "sk-secret" not in events and "sk-secret" not in app.get(f"/api/jobs/{job['id']}").text
+
+    # The SAE's own model as the labeller (a 1.4 M-parameter model writes weak labels, but real ones).
+    app.client().put("/api/settings/labeling", json={"provider": "local", "api_key": ""})
+    assert app.get("/api/settings/labeling").json()["data"]["has_api_key"] is False
+    response = app.post(f"/api/training/{tid}/features/label", json={"features": top[:2]})
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
+    assert job["status"] == "completed" and job["result"]["labelled"] == 2, job["error"]
+    assert all(_feature(app, sae, i)["llm_label"] for i in top[:2])

@@ -21,6 +21,7 @@ from appliance.api.activations import ActivationsController, ExtractionControlle
 from appliance.api.models import ModelsController
 from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
 from appliance.api.features import FeaturesController
+from appliance.api.settings import SettingsController
 from appliance.api.training import TrainingController
 from appliance.api.training_import import TrainingImportController
 from appliance.api.tokenize import TokenizeController
@@ -80,7 +81,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
                         ExtractionController, ActivationsController, ExtractionTemplatesController,
                         TrainingTemplatesController,
-                        TrainingController, TrainingImportController, FeaturesController, events_stream,
+                        TrainingController, TrainingImportController, FeaturesController, SettingsController,
+                        events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
         state=State({"api": api}),

@@ -26,7 +26,7 @@ from appliance.feature_arrays import HIST_EDGES, arrays_for
 from appliance.tokenization import load_tokenizer
 
 SORTS = {"index": "idx", "frequency": "frequency", "max_activation": "max_activation",
-         "interpretability": "score", "name": "COALESCE(name, auto_label)"}
+         "interpretability": "score", "name": "COALESCE(name, llm_label, auto_label)"}
 
 
 class ExtractRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -41,6 +41,11 @@ class FeatureUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     description: Annotated[str, msgspec.Meta(max_length=5000)] | None = None
     is_favorite: bool | None = None
+
+
+class LabelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    features: Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(min_length=1, max_length=2000)] | None = None
+    top: Annotated[int, msgspec.Meta(ge=1, le=2000)] = 50  # without a list: the most frequent live features
 
 
 class TextRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -65,6 +70,7 @@ class FeatureDetail(msgspec.Struct):
     label: str
     name: str | None
     auto_label: str
+    llm_label: str | None
     description: str | None
     is_favorite: bool
     frequency: float
@@ -76,6 +82,7 @@ class FeatureDetail(msgspec.Struct):
     top_tokens: list[Any]
     logit_lens: dict[str, Any]
     examples: list[dict[str, Any]]
+    quantile_examples: list[dict[str, Any]]
     ablation: dict[str, Any] | None
     map: list[float] | None
 
@@ -96,16 +103,32 @@ class Envelope(msgspec.Struct):
     meta: Meta
 
 
-def _row(row: Any) -> FeatureRow:
-    return FeatureRow(index=row["idx"], label=row["name"] or row["auto_label"], name=row["name"],
+def _row(row: Any, example: str | None) -> FeatureRow:
+    return FeatureRow(index=row["idx"], label=row["name"] or row["llm_label"] or row["auto_label"], name=row["name"],
                       auto_label=row["auto_label"], frequency=row["frequency"], max_activation=row["max_activation"],
                       mean_activation=row["mean_activation"], score=row["score"], is_favorite=bool(row["is_favorite"]),
-                      example=msgspec.json.decode(row["example"]) if row["example"] else None)
+                      example=msgspec.json.decode(example) if example else None)
 
 
 def _texts(tokenizer_id: str, api: ApiState, ids: list[int]) -> list[str]:
     tokenizer = load_tokenizer(tokenizer_id, api.settings.data_dir)
     return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+
+
+def _prompt(examples: list[dict[str, Any]], top_tokens: list[Any], lens: dict[str, Any], tokenizer: str,
+            api: ApiState) -> str:
+    """The evidence for one feature as the labeller reads it: contexts with the strongest token in
+    « », the tokens it fires on most, and what it makes the model predict."""
+    lines = ["Contexts where the feature fires:"]
+    for number, example in enumerate(examples, 1):
+        texts = _texts(tokenizer, api, example["token_ids"])
+        texts[example["max_index"]] = f"«{texts[example['max_index']]}»"
+        lines.append(f"{number}. {''.join(texts).strip()}")
+    if top_tokens:
+        lines.append("It fires most on: " + ", ".join(repr(t) for t, _ in top_tokens[:5]))
+    if lens.get("positive"):
+        lines.append("It makes the model predict: " + ", ".join(repr(t) for t, _ in lens["positive"][:5]))
+    return "\n".join(lines)
 
 
 class FeaturesController(Controller):
@@ -130,8 +153,9 @@ class FeaturesController(Controller):
     async def _feature(self, api: ApiState, training_id: str, index: int) -> Any:
         assert api.db is not None
         await self._ready(api, training_id)
-        rows = await api.db.execute_fetchall("SELECT * FROM features WHERE training_id = ? AND idx = ?",
-                                             (training_id, index))
+        rows = await api.db.execute_fetchall(
+            "SELECT * FROM features JOIN feature_details USING (training_id, idx) WHERE training_id = ? AND idx = ?",
+            (training_id, index))
         if not rows:
             raise NotFound(f"{training_id} has no feature {index}", details={"index": index})
         return rows[0]
@@ -227,33 +251,58 @@ class FeaturesController(Controller):
         api = api_state(request)
         assert api.db is not None
         await self._ready(api, training_id)
-        where, args = ["training_id = ?"], [training_id]
+        # Two plans. Browsing (no filter): rows come in the order of a (training_id, key, idx) index
+        # and the count is a covering-index range. Filtering: one sequential pass over the SAE's rows
+        # (WITHOUT ROWID: they are contiguous) that sorts the matches and counts them in the same
+        # query; "+column" keeps SQLite from walking an index row by row instead.
+        where, args = ["training_id = ?", "+frequency > 0" if not include_dead else "1"], [training_id]
         if search and search.strip():
             term = search.strip().lower()
             if term.lstrip("#").isdigit():
                 where.append("(idx = ? OR instr(search_text, ?) > 0)")
                 args += [int(term.lstrip("#")), term]
             else:
-                where.append("(instr(search_text, ?) > 0 OR instr(lower(COALESCE(name, '')), ?) > 0)")
-                args += [term, term]
+                where.append("(instr(search_text, ?) > 0 OR (name IS NOT NULL AND instr(lower(name), ?) > 0)"
+                             " OR (llm_label IS NOT NULL AND instr(lower(llm_label), ?) > 0))")
+                args += [term, term, term]
         if favorites_only:
             where.append("is_favorite = 1")
-        if not include_dead:
-            where.append("frequency > 0")
         if min_frequency is not None:
-            where.append("frequency >= ?")
+            where.append("+frequency >= ?")
             args.append(min_frequency)
         if max_frequency is not None:
-            where.append("frequency <= ?")
+            where.append("+frequency <= ?")
             args.append(max_frequency)
         clause = " AND ".join(where)
-        total = (await api.db.execute_fetchall(f"SELECT COUNT(*) AS n FROM features WHERE {clause}", args))[0]["n"]
         direction = "ASC" if order == "asc" else "DESC"
-        rows = await api.db.execute_fetchall(
-            f"SELECT idx, name, auto_label, frequency, max_activation, mean_activation, score, is_favorite, example"
-            f" FROM features WHERE {clause} ORDER BY {SORTS[sort_by]} {direction} NULLS LAST, idx LIMIT ? OFFSET ?",
-            [*args, limit, (page - 1) * limit])
-        return Envelope([_row(r) for r in rows], page_meta(page, limit, total))
+        columns = "idx, name, llm_label, auto_label, frequency, max_activation, mean_activation, score, is_favorite"
+        if len(where) > 2:
+            rows = await api.db.execute_fetchall(
+                f"SELECT {columns}, COUNT(*) OVER () AS total FROM features WHERE {clause}"
+                f" ORDER BY +{SORTS[sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
+                [*args, limit, (page - 1) * limit])
+            total = rows[0]["total"] if rows else (await api.db.execute_fetchall(
+                f"SELECT COUNT(*) AS n FROM features WHERE {clause}", args))[0]["n"]
+        else:
+            dead = "" if include_dead else " AND frequency > 0"
+            total = (await api.db.execute_fetchall(
+                f"SELECT COUNT(*) AS n FROM features WHERE training_id = ?{dead}", (training_id,)))[0]["n"]
+            # The page's indexes from the sort index alone (no row reads while skipping), then its rows.
+            wanted = [r["idx"] for r in await api.db.execute_fetchall(
+                f"SELECT idx FROM features WHERE {clause}"
+                f" ORDER BY {SORTS[sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
+                [*args, limit, (page - 1) * limit])]
+            by_index = {r["idx"]: r for r in await api.db.execute_fetchall(
+                f"SELECT {columns} FROM features WHERE training_id = ? AND idx IN ({','.join('?' * len(wanted))})",
+                (training_id, *wanted))} if wanted else {}
+            rows = [by_index[i] for i in wanted]
+        examples = {}
+        if rows:
+            marks = ",".join("?" * len(rows))
+            examples = {r["idx"]: r["example"] for r in await api.db.execute_fetchall(
+                f"SELECT idx, example FROM feature_details WHERE training_id = ? AND idx IN ({marks})",
+                (training_id, *[r["idx"] for r in rows]))}
+        return Envelope([_row(r, examples.get(r["idx"])) for r in rows], page_meta(page, limit, total))
 
     @get("/api/training/{training_id:str}/features/map", summary="The UMAP map: 2-D points of live features")
     async def feature_map(self, request: Request, training_id: str) -> Envelope:
@@ -261,7 +310,7 @@ class FeaturesController(Controller):
         assert api.db is not None
         await self._ready(api, training_id)
         rows = await api.db.execute_fetchall(
-            "SELECT idx, map_x, map_y, frequency, COALESCE(name, auto_label) AS label, score FROM features"
+            "SELECT idx, map_x, map_y, frequency, COALESCE(name, llm_label, auto_label) AS label, score FROM features"
             " WHERE training_id = ? AND map_x IS NOT NULL AND frequency > 0", (training_id,))
         return Envelope([{"index": r["idx"], "x": r["map_x"], "y": r["map_y"], "frequency": r["frequency"],
                           "label": r["label"], "score": r["score"]} for r in rows], meta())
@@ -293,17 +342,20 @@ class FeaturesController(Controller):
         row = await self._feature(api, training_id, index)
         extraction = await self._extraction(api, training_id)
         tokenizer = msgspec.json.decode(extraction["config"])["tokenizer"]
-        found = arrays_for(api.settings.data_dir, training_id).examples(index, examples, window)
-        for example in found:
+        arrays = arrays_for(api.settings.data_dir, training_id)
+        found = arrays.examples(index, examples, window)
+        spread = arrays.quantile_examples(index, window=min(window, 8))
+        for example in (*found, *spread):
             example["tokens"] = _texts(tokenizer, api, example["token_ids"])
         return Envelope(FeatureDetail(
-            index=row["idx"], label=row["name"] or row["auto_label"], name=row["name"], auto_label=row["auto_label"],
+            index=row["idx"], label=row["name"] or row["llm_label"] or row["auto_label"], name=row["name"],
+            auto_label=row["auto_label"], llm_label=row["llm_label"],
             description=row["description"], is_favorite=bool(row["is_favorite"]), frequency=row["frequency"],
             max_activation=row["max_activation"], mean_activation=row["mean_activation"],
             active_samples=row["active_samples"], score=row["score"],
             histogram={"log10_edges": HIST_EDGES, "counts": msgspec.json.decode(row["histogram"])},
             top_tokens=msgspec.json.decode(row["top_tokens"]), logit_lens=msgspec.json.decode(row["logit_lens"]),
-            examples=found, ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
+            examples=found, quantile_examples=spread, ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
             map=[row["map_x"], row["map_y"]] if row["map_x"] is not None else None), meta())
 
     @get("/api/training/{training_id:str}/features/{index:int}/logit-lens",
@@ -324,7 +376,8 @@ class FeaturesController(Controller):
         if pairs:
             marks = ",".join("?" * len(pairs))
             labels = {r["idx"]: r["label"] for r in await api.db.execute_fetchall(
-                f"SELECT idx, COALESCE(name, auto_label) AS label FROM features WHERE training_id = ? AND idx IN ({marks})",
+                f"SELECT idx, COALESCE(name, llm_label, auto_label) AS label FROM features"
+                f" WHERE training_id = ? AND idx IN ({marks})",
                 (training_id, *[j for j, _ in pairs]))}
         return Envelope([{"index": j, "label": labels.get(j, ""), "correlation": c} for j, c in pairs], meta())
 
@@ -342,7 +395,8 @@ class FeaturesController(Controller):
         async with api.db_lock:
             await api.db.execute(f"UPDATE features SET {assignments} WHERE training_id = ? AND idx = ?",
                                  (*fields.values(), training_id, index))
-        return Envelope(_row(await self._feature(api, training_id, index)), meta())
+        row = await self._feature(api, training_id, index)
+        return Envelope(_row(row, row["example"]), meta())
 
     @post("/api/training/{training_id:str}/features/{index:int}/activations-on", status_code=200,
           summary="The feature's activation at each token of a text (runs the model)")
@@ -352,6 +406,43 @@ class FeaturesController(Controller):
         result = await run_and_wait(api, "features.activations_on",
                                     await self._probe(api, training_id, index, text=data.text))
         return Envelope(result, meta())
+
+    @post("/api/training/{training_id:str}/features/label", status_code=202,
+          summary="Label features with a language model (settings: /api/settings/labeling)")
+    async def label(self, request: Request, training_id: str, data: LabelRequest) -> Response[AcceptedResponse]:
+        from appliance.api.settings import load_labeling
+
+        api = api_state(request)
+        assert api.db is not None and api.jobs is not None
+        extraction = await self._ready(api, training_id)
+        settings = await load_labeling(api)
+        if settings.provider == "none":
+            raise Conflict("No labelling provider: choose one with PUT /api/settings/labeling",
+                           details={"field": "provider"})
+        if data.features:
+            marks = ",".join("?" * len(data.features))
+            rows = await api.db.execute_fetchall(
+                f"SELECT idx FROM features WHERE training_id = ? AND frequency > 0 AND idx IN ({marks})",
+                (training_id, *data.features))
+        else:
+            rows = await api.db.execute_fetchall(
+                "SELECT idx FROM features WHERE training_id = ? AND frequency > 0 ORDER BY frequency DESC LIMIT ?",
+                (training_id, data.top))
+        if not rows:
+            raise ValidationError("None of those features fires", details={"field": "features"})
+        tokenizer = msgspec.json.decode(extraction["config"])["tokenizer"]
+        arrays = arrays_for(api.settings.data_dir, training_id)
+        prompts = []
+        for row in rows:
+            lens = await self._feature(api, training_id, row["idx"])
+            prompts.append((row["idx"], _prompt(arrays.examples(row["idx"], settings.examples, 10),
+                                                 msgspec.json.decode(lens["top_tokens"]),
+                                                 msgspec.json.decode(lens["logit_lens"]), tokenizer, api)))
+        probe = await self._probe(api, training_id, rows[0]["idx"]) if settings.provider == "local" else {}
+        job = await api.jobs.create("features.label", {"training_id": training_id, "prompts": prompts,
+                                                       "settings": msgspec.to_builtins(settings), "probe": probe},
+                                    target=("training", training_id))
+        return accepted(job)
 
     @post("/api/training/{training_id:str}/features/{index:int}/ablation", status_code=200,
           summary="Zero the feature on its top contexts: perplexity change and impact (runs the model)")

@@ -14,18 +14,11 @@ import time
 
 import httpx
 
-from appliance.bench.harness import Appliance, BenchError, Figure, figures_table, machine_lines, progress, section
+from appliance.bench.harness import (Appliance, BenchError, Figure, figures_table, machine_lines, progress,
+                                     section, wait_demo, wait_job)
 
 CONTEXT = 128
 BATCH = 16
-
-
-def _wait(client: httpx.Client, job_id: str) -> dict:
-    while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in ("completed", "failed", "cancelled"):
-        time.sleep(0.5)
-    if job["status"] != "completed":
-        raise BenchError(f"job {job_id} {job['status']}: {job['error']}")
-    return job
 
 
 def _bare_forward(model_path: str, texts: list[str]) -> tuple[float, int]:
@@ -64,16 +57,7 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     with Appliance(extra_env={"MISTUDIO_SEED_DEMO": "1"}) as app:
         client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
-        progress("waiting for the demo dataset and model")
-        while True:
-            datasets = [d for d in client.get("/api/datasets").json()["data"] if d["source"] == "demo"]
-            models = [m for m in client.get("/api/models").json()["data"] if m["source"] == "demo"]
-            if datasets and models and datasets[0]["status"] == "ready" and models[0]["status"] == "ready":
-                break
-            if any(x["status"] == "error" for x in datasets + models):
-                raise BenchError("the demo dataset or model failed to build")
-            time.sleep(0.5)
-        dataset, model = datasets[0], models[0]
+        dataset, model = wait_demo(client)
         layers = list(range(model["layers"]))
         progress(f"extracting the residual stream of layers {layers} over {samples:,} samples")
         response = client.post(f"/api/models/{model['id']}/extract-activations", json={
@@ -81,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             "max_samples": samples, "context_length": CONTEXT})
         if response.status_code != 202:
             raise BenchError(response.text)
-        job = _wait(client, response.json()["data"]["job_id"])
+        job = wait_job(client, response.json()["data"]["job_id"])
         result = job["result"]
         texts = [s["text"] for page in range(1, samples // 200 + 2)
                  for s in client.get(f"/api/datasets/{dataset['id']}/samples",

@@ -352,3 +352,25 @@ def kv_lines(pairs: Sequence[tuple[str, Any]]) -> list[str]:
     width = max((len(k) for k, _ in pairs), default=0)
     return [f"{k.ljust(width)} : {v}" for k, v in pairs]
 
+
+
+def wait_job(client: Any, job_id: str) -> dict[str, Any]:
+    """Poll a job until it ends; its final state, or BenchError if it did not complete."""
+    while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in ("completed", "failed", "cancelled"):
+        time.sleep(0.5)
+    if job["status"] != "completed":
+        raise BenchError(f"job {job_id} {job['status']}: {job['error']}")
+    return job
+
+
+def wait_demo(client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The demo dataset and model once both are ready (the appliance seeds them on first start)."""
+    progress("waiting for the demo dataset and model")
+    while True:
+        datasets = [d for d in client.get("/api/datasets").json()["data"] if d["source"] == "demo"]
+        models = [m for m in client.get("/api/models").json()["data"] if m["source"] == "demo"]
+        if datasets and models and datasets[0]["status"] == "ready" and models[0]["status"] == "ready":
+            return datasets[0], models[0]
+        if any(x["status"] == "error" for x in datasets + models):
+            raise BenchError("the demo dataset or model failed to build")
+        time.sleep(0.5)

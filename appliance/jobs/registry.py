@@ -82,3 +82,5 @@ register(JobKind("features.extract", "appliance.ml.features:run", lane="heavy", 
 # A person waits on these: the interactive lane, served while a training holds the heavy one.
 register(JobKind("features.activations_on", "appliance.ml.feature_probe:activations_on", lane="interactive"))
 register(JobKind("features.ablation", "appliance.ml.feature_probe:ablation", lane="interactive"))
+register(JobKind("features.label", "appliance.ml.feature_labels:run", lane="interactive",
+                 progress_type="features.progress"))

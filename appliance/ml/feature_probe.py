@@ -156,7 +156,7 @@ def ablation(ctx: JobContext) -> dict[str, Any]:
                   "computed_at": time.time()}
     conn = connect_sync(get_settings().db_path)
     try:
-        conn.execute("UPDATE features SET ablation = ? WHERE training_id = ? AND idx = ?",
+        conn.execute("UPDATE feature_details SET ablation = ? WHERE training_id = ? AND idx = ?",
                      (msgspec.json.encode(result).decode(), params.training_id, params.feature))
     finally:
         conn.close()

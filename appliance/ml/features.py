@@ -205,6 +205,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         indices: list[np.ndarray] = []
         values: list[np.ndarray] = []
         lengths_all: list[int] = []
+        pass_began = time.monotonic()
         try:
             for start in range(0, len(texts), params.batch_size):
                 ctx.check()
@@ -229,6 +230,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                              {"training_id": params.training_id, "samples": done})
         finally:
             capture.close()
+        pass_seconds = time.monotonic() - pass_began
         ctx.progress(0.82, "Describing the features", force=True)
         token_array = np.concatenate(tokens) if tokens else np.zeros(0, np.int32)
         offsets = np.concatenate([[0], np.cumsum(lengths_all)]).astype(np.int64)
@@ -269,7 +271,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     mean_active = (acc.sum / acc.count.clamp_min(1)).numpy()
     hist = acc.hist.view(d_sae, -1).tolist()
     stored = FeatureArrays(partial)
-    rows = []
+    rows, details = [], []
     for latent in range(d_sae):
         shown = [(text(t), c) for t, c in top_counts[latent]]
         promoted = [text(t) for t in up_ids[latent].tolist()]
@@ -285,10 +287,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
         label = _label(shown, promoted) if frequency[latent] > 0 else "dead: never fires on the evaluation text"
         search = " ".join([label, *(s for s, _ in shown)]).lower()
         rows.append((params.training_id, latent, float(frequency[latent]), float(maxima[latent]),
-                     float(mean_active[latent]), int(acc.samples_active[latent]), msgspec.json.encode(hist[latent]).decode(),
-                     msgspec.json.encode([[s, c] for s, c in shown]).decode(), msgspec.json.encode(lens).decode(),
-                     msgspec.json.encode(example).decode() if example else None, label,
+                     float(mean_active[latent]), int(acc.samples_active[latent]), label,
                      round(float(scores[latent]), 4) if frequency[latent] > 0 else None, search))
+        details.append((params.training_id, latent, msgspec.json.encode(hist[latent]).decode(),
+                        msgspec.json.encode([[s, c] for s, c in shown]).decode(), msgspec.json.encode(lens).decode(),
+                        msgspec.json.encode(example).decode() if example else None))
     ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
     coords = _umap(sae.W_dec.detach().float().cpu().numpy())
     alive = frequency > 0
@@ -297,7 +300,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
                "mean_score": round(float(scores[alive].mean()), 4) if alive.any() else 0.0,
                "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
                "samples": len(texts), "tokens": int(len(token_array)),
-               "tokens_per_second": round(len(token_array) / max(time.monotonic() - began, 1e-9), 1),
+               # The pass over the text (model, SAE, statistics, top-k); then labels, scores and the map.
+               "tokens_per_second": round(len(token_array) / max(pass_seconds, 1e-9), 1),
+               "pass_seconds": round(pass_seconds, 2),
                "seconds": round(time.monotonic() - began, 1)}
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -305,11 +310,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
     try:
         conn.execute("BEGIN")
         conn.execute("DELETE FROM features WHERE training_id = ?", (params.training_id,))
+        conn.execute("DELETE FROM feature_details WHERE training_id = ?", (params.training_id,))
         conn.executemany(
             "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
-            " histogram, top_tokens, logit_lens, example, auto_label, score, search_text, map_x, map_y)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " auto_label, score, search_text, map_x, map_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)])
+        conn.executemany("INSERT INTO feature_details (training_id, idx, histogram, top_tokens, logit_lens, example)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", details)
         conn.execute("UPDATE feature_extractions SET status = 'ready', summary = ?, map_status = ?, updated_at = ?"
                      " WHERE training_id = ?", (msgspec.json.encode(summary).decode(),
                                                 "ready" if coords is not None else "unavailable", time.time(),

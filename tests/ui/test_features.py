@@ -81,6 +81,18 @@ def test_extract_browse_open_label_and_map(make_appliance, open_page) -> None:
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("My favourite feature")
 
+    # Labels from a language model: the SAE's own model here.
+    card.get_by_test_id("labeling-toggle").click()
+    panel = card.get_by_test_id("labeling-panel")
+    panel.get_by_test_id("label-provider").select_option("local")
+    panel.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Labelling settings saved")).to_be_visible()
+    panel.locator("#label-top").fill("3")
+    panel.get_by_test_id("label-start").click()
+    expect(page.get_by_text("Features labelled")).to_be_visible(timeout=60_000)
+    labelled = app.get(f"/api/training/{tid}/features", params={"limit": 3}).json()["data"]
+    assert all(app.get(f"/api/training/{tid}/features/{r['index']}").json()["data"]["llm_label"] for r in labelled)
+
     card.get_by_test_id("features-view-map").click()
     expect(card.get_by_test_id("map-point")).to_have_count(summary["alive"])
     card.get_by_test_id("map-point").first.click()

@@ -463,6 +463,7 @@ export interface FeatureDetail {
   label: string;
   name: string | null;
   auto_label: string;
+  llm_label: string | null;
   description: string | null;
   is_favorite: boolean;
   frequency: number;
@@ -474,6 +475,7 @@ export interface FeatureDetail {
   top_tokens: [string, number][];
   logit_lens: LogitLens;
   examples: FeatureContext[];
+  quantile_examples: (FeatureContext & { activation: number; quantile: string })[];
   ablation: Ablation | null;
   map: [number, number] | null;
 }

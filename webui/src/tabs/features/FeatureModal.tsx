@@ -79,7 +79,7 @@ function Examples({ detail }: { detail: FeatureDetail }) {
       <div className="flex justify-between mb-3"><h4 className="font-semibold">Top Activating Contexts</h4>
         <span className="text-sm text-slate-400">Showing {detail.examples.length} examples</span></div>
       <p className="text-sm text-slate-400 mb-3">Fires most on: {detail.top_tokens.map(([t, n]) => `${show(t)} ×${n}`).join(', ') || '—'}
-        {' '}• label from the evidence: {detail.auto_label}</p>
+        {' '}• label from the evidence: {detail.auto_label}{detail.llm_label && ` • from the language model: ${detail.llm_label}`}</p>
       <div className="space-y-3">
         {detail.examples.map((example, i) => (
           <div key={`${example.sample}-${example.position}`} className="bg-slate-800/30 rounded-lg p-4" data-testid="feature-example">
@@ -94,6 +94,25 @@ function Examples({ detail }: { detail: FeatureDetail }) {
           </div>
         ))}
       </div>
+      {detail.quantile_examples.length > 0 && (
+        <div className="mt-6" data-testid="feature-quantiles">
+          <h4 className="font-semibold mb-1">Across the Activation Range</h4>
+          <p className="text-sm text-slate-400 mb-3">Random firing tokens, from the strongest quarter to the weakest</p>
+          <div className="space-y-2">
+            {detail.quantile_examples.map((example, i) => (
+              <div key={i} className="bg-slate-800/30 rounded-lg p-3">
+                <div className="flex justify-between text-xs mb-1"><span className="text-slate-400">{example.quantile}</span>
+                  <span className="text-emerald-400">Activation: {example.activation.toFixed(3)}</span></div>
+                <div className="flex flex-wrap gap-0.5">
+                  {example.tokens.map((token, j) => (
+                    <TokenChip key={j} token={token} activation={example.activations[j]} max={detail.max_activation} variant="gradient" />
+                  ))}
+                </div>
+              </div>
+            ))}
+          </div>
+        </div>
+      )}
     </div>
   );
 }

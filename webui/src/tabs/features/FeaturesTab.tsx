@@ -16,6 +16,7 @@ import { useModels, useTrainings } from '../../hooks/useModels';
 import { FeatureBrowser } from './FeatureBrowser';
 import { FeatureMap } from './FeatureMap';
 import { FeatureModal } from './FeatureModal';
+import { LabelingPanel } from './LabelingPanel';
 
 const pct = (v: number, digits: number) => `${(100 * v).toFixed(digits)}%`;
 
@@ -70,6 +71,7 @@ function ExtractionCard({ training }: { training: Training }) {
   const [open, setOpen] = useState<number | null>(null);
   const [view, setView] = useState<'table' | 'map'>('table');
   const [reloadKey, setReloadKey] = useState(0);
+  const [labeling, setLabeling] = useState(false);
   const { byId } = useJobs();
   const { subscribe } = useEventStream();
   const { push } = useToast();
@@ -152,11 +154,17 @@ function ExtractionCard({ training }: { training: Training }) {
                   {v === 'table' ? 'Browser' : 'Map (UMAP)'}</button>
               ))}
             </div>
-            <details className="text-sm">
-              <summary className="cursor-pointer text-slate-400">Extract again</summary>
-              <div className="mt-2">{form}</div>
-            </details>
+            <div className="flex gap-4">
+              <button type="button" data-testid="labeling-toggle" onClick={() => setLabeling(!labeling)}
+                      className="text-sm text-slate-400 hover:text-slate-200">
+                {labeling ? '▾' : '▸'} Label with a language model</button>
+              <details className="text-sm">
+                <summary className="cursor-pointer text-slate-400">Extract again</summary>
+                <div className="mt-2">{form}</div>
+              </details>
+            </div>
           </div>
+          {labeling && <LabelingPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
           {view === 'table'
             ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} />
             : <FeatureMap trainingId={training.id} onOpen={setOpen} />}
