@@ -14,7 +14,7 @@ TABS = {
     "datasets": ("Dataset Management", "No datasets yet"),
     "models": ("Model Management", "No models yet"),
     "training": ("Training", "No training jobs yet"),
-    "features": ("Feature", "No trained SAEs yet"),
+    "features": ("Feature", "No completed trainings yet"),
     "steering": ("Model Steering", "No SAEs to steer yet"),
 }
 
