@@ -22,6 +22,8 @@ from appliance.api.models import ModelsController
 from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
 from appliance.api.features import FeaturesController
 from appliance.api.settings import SettingsController
+from appliance.api.steering import SteeringController
+from appliance.api.steering_presets import SteeringPresetsController
 from appliance.api.training import TrainingController
 from appliance.api.training_import import TrainingImportController
 from appliance.api.tokenize import TokenizeController
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         ExtractionController, ActivationsController, ExtractionTemplatesController,
                         TrainingTemplatesController,
                         TrainingController, TrainingImportController, FeaturesController, SettingsController,
+                        SteeringController, SteeringPresetsController,
                         events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],

@@ -1,8 +1,8 @@
 """Saved settings ("templates"): list, create, read, update, delete, favourite, apply, export, import.
 
 One generic controller per kind; a kind supplies the msgspec Struct of its settings, its id prefix,
-its seeds and how "apply" fits the settings to a target. Extraction and training templates are
-kinds; steering presets will be one.
+its seeds and how "apply" fits the settings to a target. Extraction and training templates and
+steering presets (appliance/api/steering_presets.py) are kinds.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ class TemplatePatch(msgspec.Struct, forbid_unknown_fields=True):
 class ApplyRequest(msgspec.Struct, forbid_unknown_fields=True):
     model_id: str | None = None
     dataset_id: str | None = None
+    training_id: str | None = None
 
 
 class Applied(msgspec.Struct):
@@ -104,8 +105,11 @@ class Kind:
     settings: type[msgspec.Struct]
     seeds: tuple[tuple[str, str, bool, dict[str, Any]], ...]
     fit: Fit
-    # Templates bound to a model/dataset (config.model_id/dataset_id) can be filtered by them.
-    bindable: bool = False
+    # Config fields that bind a template to a resource; lists filter by them (bound or generic).
+    bindings: tuple[str, ...] = ()
+    path: str = ""  # default /api/templates/<name>
+    # Called before a list that names bindings (lazy seeds that depend on the resource).
+    before_list: Callable[[ApiState, dict[str, str]], Awaitable[None]] | None = None
 
 
 
@@ -201,12 +205,12 @@ TRAINING = Kind("training", "tt", TrainingSettings, (
      {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 512, "l1_coefficient": 8.0,
                                                      "expansion_factor": 16, "total_steps": 20000, "lr_decay": "linear",
                                                      "optimizer": "adamw", "ghost_grads": True}}),
-), _fit_training, bindable=True)
+), _fit_training, bindings=("model_id", "dataset_id"))
 
 
 def controller_for(kind: Kind) -> type[Controller]:
     class TemplatesController(Controller):
-        path = f"/api/templates/{kind.name}"
+        path = kind.path or f"/api/templates/{kind.name}"
         tags = ["templates"]
 
         async def _row(self, request: Request, template_id: str) -> Any:
@@ -222,6 +226,7 @@ def controller_for(kind: Kind) -> type[Controller]:
         async def list_templates(self, request: Request, is_favorite: bool | None = None,
                                  model_id: str | None = Parameter(default=None, max_length=100),
                                  dataset_id: str | None = Parameter(default=None, max_length=100),
+                                 training_id: str | None = Parameter(default=None, max_length=100),
                                  page: int = Parameter(default=1, ge=1, le=100_000),
                                  limit: int = Parameter(default=50, ge=1, le=200)) -> TemplateListResponse:
             db = api_state(request).db
@@ -230,11 +235,15 @@ def controller_for(kind: Kind) -> type[Controller]:
             if is_favorite is not None:
                 where += " AND is_favorite = ?"
                 params.append(int(is_favorite))
-            # Bound to this model (or dataset), or generic.
-            for field_name, value in (("model_id", model_id), ("dataset_id", dataset_id)):
-                if value and kind.bindable:
-                    where += f" AND coalesce(json_extract(config, '$.{field_name}'), ?) = ?"
-                    params += [value, value]
+            # Bound to this model (or dataset, training), or generic.
+            bound = {name: value for name, value in (("model_id", model_id), ("dataset_id", dataset_id),
+                                                     ("training_id", training_id))
+                     if value and name in kind.bindings}
+            if bound and kind.before_list:
+                await kind.before_list(api_state(request), bound)
+            for field_name, value in bound.items():
+                where += f" AND coalesce(json_extract(config, '$.{field_name}'), ?) = ?"
+                params += [value, value]
             total = (await db.execute_fetchall(f"SELECT count(*) FROM templates WHERE {where}", params))[0][0]
             rows = await db.execute_fetchall(
                 f"SELECT * FROM templates WHERE {where} ORDER BY is_favorite DESC, created_at DESC LIMIT ? OFFSET ?",

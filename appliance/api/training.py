@@ -428,7 +428,7 @@ class TrainingController(Controller):
         return Response(buffer.getvalue(), media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{row["id"]}-saelens.zip"'})
 
-    @delete("/{training_id:str}", status_code=200, summary="Delete a training, its checkpoints and export")
+    @delete("/{training_id:str}", status_code=200, summary="Delete a training, its checkpoints, export, features and steering presets")
     async def delete_training(self, request: Request, training_id: str) -> TrainingResponse:
         row = await self._row(request, training_id)
         api = api_state(request)
@@ -437,5 +437,8 @@ class TrainingController(Controller):
             raise Conflict(f"Training {row['id']} is {row['status']}: stop it first", details={"status": row["status"]})
         async with api.db_lock:
             await api.db.execute("DELETE FROM trainings WHERE id = ?", (row["id"],))
+            # Its steering presets name its features: they go with it (the spec's cascade).
+            await api.db.execute("DELETE FROM templates WHERE kind = 'steering' AND"
+                                 " json_extract(config, '$.training_id') = ?", (row["id"],))
         shutil.rmtree(api.settings.data_dir / "trainings" / row["id"], ignore_errors=True)
         return TrainingResponse(_training(row), meta())

@@ -84,3 +84,6 @@ register(JobKind("features.activations_on", "appliance.ml.feature_probe:activati
 register(JobKind("features.ablation", "appliance.ml.feature_probe:ablation", lane="interactive"))
 register(JobKind("features.label", "appliance.ml.feature_labels:run", lane="interactive",
                  progress_type="features.progress"))
+# The model stays loaded between generations (the model cache); tokens stream as steering.token.
+register(JobKind("steering.generate", "appliance.ml.steering:run", lane="interactive",
+                 progress_type="steering.progress"))

@@ -10,7 +10,7 @@
       impact_score     = mean total-variation distance between the two next-token distributions
                          at the positions where the feature fires (0: no effect, 1: disjoint)
 
-Models stay loaded between probes (the memory manager's model cache) so repeated requests are fast.
+Models stay loaded between probes (appliance.ml.model_cache) so repeated requests are fast.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import msgspec
 
 from appliance.config import get_settings
 from appliance.db import connect_sync
-from appliance.device.memory import estimate_model
 from appliance.jobs.context import JobContext
-from appliance.jobs.runner import memory_manager
+from appliance.ml.model_cache import model_and_sae
 
 
 class ProbeParams(msgspec.Struct):
@@ -42,24 +41,7 @@ class ProbeParams(msgspec.Struct):
 
 
 def _model_and_sae(params: ProbeParams, ctx: JobContext) -> tuple[Any, Any]:
-    from appliance.ml.models import load
-    from appliance.ml.sae.saelens import load_folder
-
-    manager = memory_manager()
-    key = f"{params.model_path}:{params.precision}"
-    model = manager.models.get(key)
-    if model is None:
-        estimate = estimate_model(params.parameters, params.precision)
-        with manager.admit(ctx, estimate):
-            model = load(params.model_path, params.precision)
-        manager.models.put(key, model, estimate.total)
-    sae_key = f"sae:{params.training_id}"
-    sae = manager.models.get(sae_key)
-    if sae is None:
-        sae, _ = load_folder(get_settings().data_dir / "trainings" / params.training_id / "export")
-        sae = sae.to(next(model.parameters()).device)
-        manager.models.put(sae_key, sae, sum(p.numel() * 4 for p in sae.parameters()))
-    return model, sae
+    return model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
 
 
 def activations_on(ctx: JobContext) -> dict[str, Any]:

@@ -97,6 +97,20 @@ class SAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b_dec, z, self.W_dec)
 
+    def pre_activations_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The pre-activations of latents ``idx`` only ([batch, len(idx)])."""
+        W = self.W_enc[:, idx]
+        b = self.b_enc[idx]
+        if self.cfg.apply_b_dec_to_input and self.cfg.d_in == self.cfg.output_width:
+            b = b - self.b_dec @ W
+        return torch.addmm(b, x, W)
+
+    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Latents ``idx`` only ([batch, len(idx)]). Steering reads a few latents at every generated
+        token: architectures whose latent depends on its own pre-activation alone override this to
+        skip the full [batch, d_sae] encode (TopK cannot: a latent's value depends on the others)."""
+        return self.encode(x)[:, idx]
+
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         """Loss terms for a batch; ``stats`` adds L0, which costs a pass over [batch, d_sae] (counting
         is slow on CPUs), so a training loop asks for it only on the steps it logs."""

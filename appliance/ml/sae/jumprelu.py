@@ -56,6 +56,10 @@ class JumpReLUSAE(SAE):
         pre = self.pre_activations(x)
         return pre * (pre > self.threshold)
 
+    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        pre = self.pre_activations_subset(x, idx)
+        return pre * (pre > self.threshold[idx])
+
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         pre = self.pre_activations(x)
         z, l0_term = _JumpReLUWithL0.apply(pre, self.threshold, self.cfg.jumprelu_bandwidth, stats)

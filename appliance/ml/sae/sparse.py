@@ -46,6 +46,9 @@ class SparseSAE(SAE):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.pre_activations(x))
 
+    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.pre_activations_subset(x, idx))
+
     def output(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z)
 
