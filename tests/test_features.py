@@ -66,7 +66,7 @@ def direct(app: Appliance, sae: dict) -> dict:
 
     from appliance.demo import MODEL_DIR
 
-    model = load(str(MODEL_DIR), sae["model"]["precision"])
+    model = load(str(MODEL_DIR), sae["model"]["precision"], on="cpu")
     point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
     encoder, _ = load_folder(app.data_dir / "trainings" / sae["training_id"] / "export")
     tokenizer = load_tokenizer("demo", app.data_dir, TokenizeSettings(tokenizer="demo", max_length=64,

@@ -138,3 +138,19 @@ def test_ghost_grads_reach_only_dead_latents_when_on(ghost: bool) -> None:
     reference_state = reference.tokens_since_fired
     assert reference_state[dead].ge(1).all()
     assert torch.allclose(reference.W_enc.grad[:, live], sae.W_enc.grad[:, live], atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["sparse", "topk", "jumprelu", "skip", "transcoder"])
+def test_encode_subset_matches_the_full_encode(arch: str) -> None:
+    """Steering reads a few latents per token; every architecture gives the dense encode's values."""
+    torch.manual_seed(0)
+    sae = build(SAEConfig(arch, 64, 256, k=8))
+    with torch.no_grad():
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
+    x = torch.randn(32, 64)
+    active = sae.encode(x)[0].nonzero().flatten()[:3].tolist()
+    idx = torch.tensor(sorted({3, 200, 255, *active}))
+    full = sae.encode(x)[:, idx]
+    assert (full > 0).any()
+    assert torch.allclose(sae.encode_subset(x, idx), full, atol=1e-5)

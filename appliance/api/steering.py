@@ -54,12 +54,12 @@ class Envelope(msgspec.Struct):
 
 
 async def steerable(api: ApiState, training_id: str) -> dict[str, Any]:
-    """The SAE's training, model and architecture, once it can steer: training completed, features
+    """The SAE's training, model and architecture, once it can steer: training finished, features
     extracted (their typical activations scale the coefficients), model ready."""
     assert api.db is not None
     training = await fetch_one(api.db, "trainings", "tr", training_id, "training_id")
-    if training["status"] != "completed":
-        raise Conflict(f"Training {training_id} is {training['status']}: only a completed SAE can steer",
+    if training["status"] not in ("completed", "stopped"):  # a stopped run exports what it learnt, too
+        raise Conflict(f"Training {training_id} is {training['status']}: only a finished SAE can steer",
                        details={"status": training["status"]})
     extraction = await api.db.execute_fetchall("SELECT status, config FROM feature_extractions WHERE training_id = ?",
                                                (training_id,))

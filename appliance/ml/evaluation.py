@@ -46,16 +46,17 @@ def held_out_quality(sae: Any, x: Any, target: Any | None = None, chunk: int = 4
     residual = torch.zeros((), dtype=torch.float64)
     fired = torch.zeros(sae.cfg.d_sae, dtype=torch.float64)
     active = 0.0
+    device = sae.W_enc.device  # held-out activations may wait on the CPU while the SAE is on the GPU
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk):
-            part = x[start:start + chunk]
+            part = x[start:start + chunk].to(device)
             z = sae.encode(part)
             x_hat = sae.reconstruct(part)
-            residual += (x_hat - truth[start:start + chunk]).double().pow(2).sum()
+            residual += (x_hat - truth[start:start + chunk].to(device)).double().pow(2).sum().cpu()
             on = z > 0
-            fired += on.double().sum(dim=0)
+            fired += on.double().sum(dim=0).cpu()
             active += float(on.sum())
-    total = (truth - truth.mean(dim=0)).double().pow(2).sum().clamp_min(1e-12)
+    total = (truth - truth.mean(dim=0)).double().pow(2).sum().clamp_min(1e-12).cpu()
     tokens = x.shape[0]
     frequency = (fired / tokens).float()
     log_frequency = torch.log10(frequency[frequency > 0]).clamp(DENSITY_EDGES[0], 0)

@@ -22,4 +22,5 @@ class SkipSAE(SparseSAE):
 
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
         # SAELens' skip layout has a matrix; alpha * I is the same map.
-        return {"W_skip": self.alpha.detach() * torch.eye(self.cfg.d_in, dtype=self.W_enc.dtype)}
+        eye = torch.eye(self.cfg.d_in, dtype=self.W_enc.dtype, device=self.W_enc.device)
+        return {"W_skip": self.alpha.detach() * eye}

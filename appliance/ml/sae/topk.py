@@ -22,11 +22,21 @@ class TopKSAE(SAE):
         return torch.relu(values), indices
 
     def sparse_decode(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        return F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum") + self.b_dec
+        # Under bf16 autocast the values come out of the encoder matmul in bf16; embedding_bag is not
+        # autocast and wants the weights' dtype.
+        return F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype),
+                               mode="sum") + self.b_dec
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         values, indices = self.select(x)
         return torch.zeros(x.shape[0], self.cfg.d_sae, dtype=values.dtype, device=x.device).scatter_(1, indices, values)
+
+    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """A latent is active when its pre-activation reaches the k-th largest: no dense scatter."""
+        pre = self.pre_activations(x)
+        kth = pre.topk(self.cfg.k, dim=-1, sorted=False).values.min(dim=-1, keepdim=True).values
+        chosen = pre[:, idx]
+        return torch.relu(chosen) * (chosen >= kth)
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.sparse_decode(*self.select(x))
