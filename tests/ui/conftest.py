@@ -107,3 +107,33 @@ def ui_appliance(make_appliance):
     app.start_api()
     app.start_worker()
     return app
+
+
+def demo_resource(app, kind: str) -> dict | None:
+    """The demo dataset or model once it is ready."""
+    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
+    return found[0] if found and found[0]["status"] == "ready" else None
+
+
+@pytest.fixture
+def demo_appliance(make_appliance):
+    """API and worker serving the built UI, with the demo kit ready: (app, model, dataset)."""
+    from tests.support import wait_until
+
+    app = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1"})
+    app.start_api()
+    app.start_worker()
+    wait_until(lambda: demo_resource(app, "datasets") and demo_resource(app, "models"), timeout=240,
+               what="the demo kit")
+    return app, demo_resource(app, "models"), demo_resource(app, "datasets")
+
+
+def train_small_topk(app, model: dict, dataset: dict) -> str:
+    """A small TopK SAE on the demo model's layer 2 (seconds on a CPU); its training id."""
+    response = app.post("/api/training/start", json={
+        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "topk",
+        "max_samples": 300, "context_length": 64,
+        "hyperparameters": {"k": 8, "expansion_factor": 2, "batch_size": 256, "total_steps": 100, "log_every": 50}})
+    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
+    assert job["status"] == "completed", job["error"]
+    return job["target"]["id"]

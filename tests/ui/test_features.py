@@ -6,29 +6,14 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.support import Appliance, wait_until
-from tests.ui.conftest import DIST, screenshot
+from tests.support import wait_until
+from tests.ui.conftest import screenshot, train_small_topk
 
 
-def _demo(app: Appliance, kind: str) -> dict | None:
-    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
-    return found[0] if found and found[0]["status"] == "ready" else None
 
-
-def test_extract_browse_open_label_and_map(make_appliance, open_page) -> None:
-    app: Appliance = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_SEED_DEMO": "1",
-                                     "HF_HUB_OFFLINE": "1"})
-    app.start_api()
-    app.start_worker()
-    wait_until(lambda: _demo(app, "datasets") and _demo(app, "models"), timeout=240, what="the demo kit")
-    model, dataset = _demo(app, "models"), _demo(app, "datasets")
-    response = app.post("/api/training/start", json={
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "topk",
-        "max_samples": 300, "context_length": 64,
-        "hyperparameters": {"k": 8, "expansion_factor": 2, "batch_size": 256, "total_steps": 100, "log_every": 50}})
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
-    assert job["status"] == "completed", job["error"]
-    tid = job["target"]["id"]
+def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
+    app, model, dataset = demo_appliance
+    tid = train_small_topk(app, model, dataset)
 
     page, problems = open_page(app.url, "/features")
     card = page.get_by_test_id("features-card")

@@ -5,13 +5,8 @@ from __future__ import annotations
 
 from playwright.sync_api import expect
 
-from tests.support import Appliance, wait_until
-from tests.ui.conftest import DIST, screenshot
+from tests.ui.conftest import screenshot
 
-
-def _demo(app: Appliance, kind: str) -> dict | None:
-    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
-    return found[0] if found and found[0]["status"] == "ready" else None
 
 
 def _start(page, steps: int) -> None:
@@ -27,13 +22,8 @@ def _start(page, steps: int) -> None:
     form.get_by_test_id("train-start").click()
 
 
-def test_train_watch_pause_resume_checkpoint_stop_and_export(make_appliance, open_page) -> None:
-    app: Appliance = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_SEED_DEMO": "1",
-                                     "HF_HUB_OFFLINE": "1"})
-    app.start_api()
-    app.start_worker()
-    wait_until(lambda: _demo(app, "datasets") and _demo(app, "models"), timeout=240, what="the demo kit")
-    model, dataset = _demo(app, "models"), _demo(app, "datasets")
+def test_train_watch_pause_resume_checkpoint_stop_and_export(demo_appliance, open_page) -> None:
+    app, model, dataset = demo_appliance
     response = app.post(f"/api/models/{model['id']}/extract-activations", json={
         "dataset_id": dataset["id"], "layers": [2], "hook_types": ["residual"], "max_samples": 400,
         "context_length": 64})

@@ -499,3 +499,93 @@ export interface MapPoint {
   label: string;
   score: number | null;
 }
+
+// --- steering ---------------------------------------------------------------------------------
+
+export type SteeringMode = 'add' | 'clamp' | 'ablate';
+
+/** One feature in a steering request or preset: coefficient in units of its typical max activation. */
+export interface SteeringFeatureSetting {
+  index: number;
+  coefficient: number;
+  mode: SteeringMode;
+}
+
+/** A preset's config (also the shape "Save Current" posts). */
+export interface SteeringConfig {
+  training_id: string;
+  features: SteeringFeatureSetting[];
+  intervention_layer: number | null;
+  temperature: number;
+  top_p: number;
+  max_tokens: number;
+  seed: number | null;
+  prompt: string;
+}
+
+export interface SteeringRequest extends SteeringConfig {
+  stream: boolean;
+}
+
+export interface SteeringSide {
+  text: string;
+  tokens: string[];
+  token_ids: number[];
+}
+
+export interface TokenShift {
+  token: string;
+  token_id: number;
+  baseline_prob: number;
+  steered_prob: number;
+  delta: number;
+}
+
+export interface SteeringMetrics {
+  kl_divergence: number | null;
+  perplexity_unsteered: number | null;
+  perplexity_steered: number | null;
+  perplexity_delta: number | null;
+  semantic_similarity: number | null;
+  word_overlap: number | null;
+  shift_position: number;
+  token_probability_shifts: TokenShift[];
+}
+
+export interface SteeringResult {
+  training_id: string;
+  prompt: string;
+  seed: number;
+  intervention_layer: number;
+  hook_point: string;
+  features: (SteeringFeatureSetting & { label: string; strength: number })[];
+  steering_vector_norm: number;
+  unsteered: SteeringSide;
+  steered: SteeringSide;
+  first_divergence: number | null;
+  metrics: SteeringMetrics;
+  feature_activations: { index: number; unsteered: number[]; steered: number[] }[];
+  timing: { prompt_tokens: number; generated_tokens: number; ms_per_token: number | null;
+            time_to_first_token_ms: number | null; total_ms: number; device: string; stopped_at_context?: boolean };
+}
+
+/** `data` of a `steering.token` event. */
+export interface SteeringToken {
+  job_id: string;
+  side: 'unsteered' | 'steered';
+  text: string;
+  index: number;
+}
+
+export interface SteeringPreset extends TemplateItem {
+  config: SteeringConfig & Record<string, unknown>;
+  created_at: string;
+  updated_at: string;
+}
+
+/** POST /api/<kind>/<id>/apply: the settings fitted to the target, and what was changed. */
+export interface AppliedTemplate<C = Record<string, unknown>> {
+  template_id: string;
+  config: C;
+  notes: string[];
+}
