@@ -166,6 +166,12 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
     return run_bench(args.suite, args)
 
 
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.demo_run import run_demo
+
+    return run_demo(args.url or settings.api_url, settings.token, quick=args.quick, layer=args.layer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mistudio", description="MechInterp Studio appliance")
     parser.add_argument("--version", action="version", version=f"mistudio {__version__}")
@@ -181,7 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
     bench = sub.add_parser("bench", help="benchmarks that print figures against an in-run baseline")
-    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features"])
+    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features",
+                                         "steering"])
     bench.add_argument("--clients", type=int, default=50)
     bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
     bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")
@@ -191,8 +198,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--samples", type=int, default=None,
                        help="dataset size (default: 100,000 for datasets, 2,000 for extraction)")
     bench.add_argument("--threads", type=int, default=1, help="torch threads (training)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training, steering)")
+    bench.add_argument("--no-api", action="store_true", help="skip the part that starts an appliance (steering)")
     bench.set_defaults(func=cmd_bench)
+    demo = sub.add_parser("demo", help="run the whole pipeline on the demo kit through a running appliance's API")
+    demo.add_argument("--url", help="the appliance's address (default: MISTUDIO_HOST/MISTUDIO_PORT's)")
+    demo.add_argument("--quick", action="store_true", help="a shortened run (fewer samples and steps), for tests")
+    demo.add_argument("--layer", type=int, default=None, help="the layer to train the SAE on (default 2)")
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

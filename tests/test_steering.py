@@ -116,7 +116,8 @@ def test_add_raises_the_promoted_token_and_the_metrics_match(app: Appliance, sae
     coefficient = 4.0
     result = _generate(app, sae, features=[{"index": index, "coefficient": coefficient, "mode": "add"}],
                        temperature=0.0, max_tokens=16, seed=5)
-    assert result["features"][0]["strength"] == pytest.approx(coefficient * strength, rel=1e-3)
+    assert result["features"][0]["typical_max"] == pytest.approx(strength, rel=1e-3)
+    assert result["features"][0]["value"] == pytest.approx(coefficient * strength, rel=1e-3)
     assert result["steering_vector_norm"] == pytest.approx(coefficient * strength, rel=1e-3)
 
     # Directly: the promoted token's probability after the prompt, without and with the vector.
@@ -191,7 +192,7 @@ def test_ablate_silences_the_feature_where_it_fires(app: Appliance, sae: dict, l
     prompt_len = result["timing"]["prompt_tokens"]
     before, after = trace["unsteered"], trace["steered"]
     assert max(before[:prompt_len]) > 0.3 * detail["max_activation"]
-    assert max(after) == 0.0 and result["features"][0]["strength"] == 0.0
+    assert max(after) == 0.0 and result["features"][0]["value"] == 0.0
 
     def ablating(_module, _args, output):
         x = output[0] if isinstance(output, tuple) else output
@@ -217,7 +218,7 @@ def test_clamp_sets_the_latent(app: Appliance, sae: dict) -> None:
     index = sae["features"][2]["index"]
     result = _generate(app, sae, features=[{"index": index, "coefficient": 2.0, "mode": "clamp"}],
                        temperature=0.0, max_tokens=6)
-    value = result["features"][0]["strength"]
+    value = result["features"][0]["value"]
     assert value == pytest.approx(2.0 * _strength(app, sae, index), rel=1e-3)
     steered = result["feature_activations"][0]["steered"]
     assert all(v == pytest.approx(value, rel=0.1) for v in steered)

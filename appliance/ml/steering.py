@@ -393,8 +393,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
     result = {
         "training_id": params.training_id, "prompt": params.prompt, "seed": params.seed,
         "intervention_layer": params.intervention_layer, "hook_point": params.hook_point["name"],
+        # typical_max: the unit of the coefficients; value: what the feature adds along its unit
+        # direction (add) or is set to (clamp, ablate), in activation units.
         "features": [{"index": f.index, "coefficient": f.coefficient, "mode": f.mode, "label": f.label,
-                      "strength": round(f.coefficient * f.strength, 4) if f.mode != "ablate" else 0.0}
+                      "typical_max": round(f.strength, 4),
+                      "value": round(f.coefficient * f.strength, 4) if f.mode != "ablate" else 0.0}
                      for f in params.features],
         "steering_vector_norm": round(intervention.vector_norm, 4),
         "unsteered": sides["unsteered"], "steered": sides["steered"],

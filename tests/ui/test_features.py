@@ -80,7 +80,14 @@ def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
 
     card.get_by_test_id("features-view-map").click()
     expect(card.get_by_test_id("map-point")).to_have_count(summary["alive"])
+    # The correlation matrix: the most frequent features, cells equal to the API's matrix.
+    matrix = app.get(f"/api/training/{tid}/features/correlation-matrix", params={"top": 30}).json()["data"]
+    n = len(matrix["features"])
+    expect(card.get_by_test_id("corr-cell")).to_have_count(n * n)
+    strongest = max(abs(matrix["matrix"][i][j]) for i in range(n) for j in range(i + 1, n))
+    card.get_by_test_id("corr-threshold").fill("0")
+    expect(card.get_by_test_id("corr-pairs")).to_contain_text(f"{strongest:.3f}")
+    screenshot(page, "features-map")
     card.get_by_test_id("map-point").first.click()
     expect(page.get_by_test_id("feature-modal")).to_be_visible()
-    screenshot(page, "features-map")
     problems.assert_none()

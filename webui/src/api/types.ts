@@ -558,7 +558,7 @@ export interface SteeringResult {
   seed: number;
   intervention_layer: number;
   hook_point: string;
-  features: (SteeringFeatureSetting & { label: string; strength: number })[];
+  features: (SteeringFeatureSetting & { label: string; typical_max: number; value: number })[];
   steering_vector_norm: number;
   unsteered: SteeringSide;
   steered: SteeringSide;

@@ -14,6 +14,7 @@ import { useEventStream } from '../../hooks/useEventStream';
 import { useJobs } from '../../hooks/useJobs';
 import { useModels, useTrainings } from '../../hooks/useModels';
 import { FeatureBrowser } from './FeatureBrowser';
+import { CorrelationMatrix } from './CorrelationMatrix';
 import { FeatureMap } from './FeatureMap';
 import { FeatureModal } from './FeatureModal';
 import { LabelingPanel } from './LabelingPanel';
@@ -167,7 +168,12 @@ function ExtractionCard({ training }: { training: Training }) {
           {labeling && <LabelingPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
           {view === 'table'
             ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} />
-            : <FeatureMap trainingId={training.id} onOpen={setOpen} />}
+            : (
+              <div className="space-y-6">
+                <FeatureMap trainingId={training.id} onOpen={setOpen} />
+                <CorrelationMatrix trainingId={training.id} onOpen={setOpen} />
+              </div>
+            )}
         </div>
       ) : form}
       {open !== null && (
