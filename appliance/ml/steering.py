@@ -101,6 +101,8 @@ class Intervention:
                                        device=W.device)
         self.set_directions = W[self.set_idx]
         self.trace_idx = torch.tensor([f.index for f in features], dtype=torch.long, device=W.device)
+        self.set_encoder = sae.subset_encoder(self.set_idx)
+        self.trace_encoder = sae.subset_encoder(self.trace_idx)
         values = dict(zip((f.index for f in sets), self.set_values.tolist()))
         self.set_at_trace = [(position, values[f.index]) for position, f in enumerate(features) if f.index in values]
 
@@ -112,16 +114,17 @@ class Intervention:
     def effective(self) -> bool:
         return self.add_vector is not None or len(self.set_idx) > 0
 
-    def _latents(self, x: Any, idx: Any) -> Any:
-        return self.sae.encode_subset(x.reshape(-1, x.shape[-1]).float(), idx)
+    @staticmethod
+    def _latents(x: Any, encoder: Any) -> Any:
+        return encoder(x.reshape(-1, x.shape[-1]).float())
 
     def steer(self, source: Any, target: Any) -> Any:
         """``target`` steered; ``source`` is what the SAE reads (the same tensor unless it is a transcoder)."""
         if self.record == "before":
-            self.recorded.append(self._latents(source, self.trace_idx).reshape(*source.shape[:-1], -1))
+            self.recorded.append(self._latents(source, self.trace_encoder).reshape(*source.shape[:-1], -1))
         if self.active:
             if len(self.set_idx):
-                z = self._latents(source, self.set_idx)
+                z = self._latents(source, self.set_encoder)
                 change = (self.set_values - z) @ self.set_directions
                 target = target + change.reshape(*target.shape[:-1], -1).to(target.dtype)
             if self.add_vector is not None:
@@ -131,7 +134,7 @@ class Intervention:
             # SAELens' hook_sae_acts_post shows it); the others as the SAE reads the steered stream
             # (a transcoder's source is upstream of the intervention: unchanged).
             latents = self._latents(source if self.reads_input and not self.writes_input else target,
-                                    self.trace_idx)
+                                    self.trace_encoder)
             for position, value in self.set_at_trace:
                 latents[:, position] = value
             self.recorded.append(latents.reshape(*target.shape[:-1], -1))

@@ -9,7 +9,7 @@ feature discovery and steering use.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 from torch import nn
@@ -97,19 +97,23 @@ class SAE(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b_dec, z, self.W_dec)
 
-    def pre_activations_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """The pre-activations of latents ``idx`` only ([batch, len(idx)])."""
-        W = self.W_enc[:, idx]
-        b = self.b_enc[idx]
+    def _subset_affine(self, idx: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(W, b) with x @ W + b the pre-activations of latents ``idx`` (None: all, no copy)."""
+        W = self.W_enc.detach() if idx is None else self.W_enc.detach()[:, idx]
+        b = self.b_enc.detach() if idx is None else self.b_enc.detach()[idx]
         if self.cfg.apply_b_dec_to_input and self.cfg.d_in == self.cfg.output_width:
-            b = b - self.b_dec @ W
-        return torch.addmm(b, x, W)
+            b = b - self.b_dec.detach() @ W
+        return W, b
+
+    def subset_encoder(self, idx: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """x -> latents ``idx`` only ([batch, len(idx)]), with what does not depend on x computed
+        once: steering reads a few latents at every generated token. Architectures whose latent
+        depends on its own pre-activation alone skip the full [batch, d_sae] encode; the default
+        (and TopK, whose latents depend on each other) encodes densely."""
+        return lambda x: self.encode(x)[:, idx]
 
     def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Latents ``idx`` only ([batch, len(idx)]). Steering reads a few latents at every generated
-        token: architectures whose latent depends on its own pre-activation alone override this to
-        skip the full [batch, d_sae] encode (TopK cannot: a latent's value depends on the others)."""
-        return self.encode(x)[:, idx]
+        return self.subset_encoder(idx)(x)
 
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         """Loss terms for a batch; ``stats`` adds L0, which costs a pass over [batch, d_sae] (counting

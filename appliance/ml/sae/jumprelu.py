@@ -6,6 +6,8 @@ sparsity term is the L0 itself, made differentiable the same way.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import math
 
 import torch
@@ -56,9 +58,14 @@ class JumpReLUSAE(SAE):
         pre = self.pre_activations(x)
         return pre * (pre > self.threshold)
 
-    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        pre = self.pre_activations_subset(x, idx)
-        return pre * (pre > self.threshold[idx])
+    def subset_encoder(self, idx: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        W, b = self._subset_affine(idx)
+        threshold = self.threshold.detach()[idx]
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            pre = torch.addmm(b, x, W)
+            return pre * (pre > threshold)
+        return encode
 
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         pre = self.pre_activations(x)

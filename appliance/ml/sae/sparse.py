@@ -4,6 +4,8 @@ pay. Also the base of ``skip`` and ``transcoder``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from appliance.ml.sae.base import SAE, StepOutput
@@ -46,8 +48,9 @@ class SparseSAE(SAE):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(self.pre_activations(x))
 
-    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.pre_activations_subset(x, idx))
+    def subset_encoder(self, idx: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        W, b = self._subset_affine(idx)
+        return lambda x: torch.relu(torch.addmm(b, x, W))
 
     def output(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return self.decode(z)

@@ -9,6 +9,8 @@ dense ``z @ W_dec`` would cost as much as the encoder).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -31,12 +33,17 @@ class TopKSAE(SAE):
         values, indices = self.select(x)
         return torch.zeros(x.shape[0], self.cfg.d_sae, dtype=values.dtype, device=x.device).scatter_(1, indices, values)
 
-    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def subset_encoder(self, idx: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
         """A latent is active when its pre-activation reaches the k-th largest: no dense scatter."""
-        pre = self.pre_activations(x)
-        kth = pre.topk(self.cfg.k, dim=-1, sorted=False).values.min(dim=-1, keepdim=True).values
-        chosen = pre[:, idx]
-        return torch.relu(chosen) * (chosen >= kth)
+        W, b = self._subset_affine(None)
+        k = self.cfg.k
+
+        def encode(x: torch.Tensor) -> torch.Tensor:
+            pre = torch.addmm(b, x, W)
+            kth = pre.topk(k, dim=-1, sorted=False).values.min(dim=-1, keepdim=True).values
+            chosen = pre[:, idx]
+            return torch.relu(chosen) * (chosen >= kth)
+        return encode
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         return self.sparse_decode(*self.select(x))
