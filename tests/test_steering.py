@@ -266,6 +266,28 @@ def test_served_while_a_training_runs(app: Appliance, sae: dict) -> None:
         app.wait_status(training_job, "cancelled", "completed", "failed", "stopped", timeout=60)
 
 
+def test_concurrent_requests_do_not_steer_each_other(app: Appliance, sae: dict) -> None:
+    """The worker serves interactive jobs on two threads with one cached model: a request's hook
+    must never act on another request's forward passes."""
+    index = sae["features"][0]["index"]
+    plain = {"training_id": sae["training_id"], "prompt": PROMPT, "max_tokens": 40, "temperature": 0.8,
+             "seed": 21, "stream": True, "features": [{"index": index, "coefficient": 0.0}]}
+    strong = {**plain, "seed": 22, "features": [{"index": index, "coefficient": 5.0}]}
+    bodies = [strong, plain, strong, plain]
+    jobs = [app.post("/api/steering/generate", json=body).json()["data"]["job_id"] for body in bodies]
+    results = []
+    for job_id in jobs:
+        job = app.wait_status(job_id, "completed", "failed", timeout=180)
+        assert job["status"] == "completed", job["error"]
+        results.append(job["result"])
+    for body, result in zip(bodies, results):
+        if body is plain:
+            assert result["steered"]["token_ids"] == result["unsteered"]["token_ids"]
+        else:
+            assert result["steered"]["token_ids"] != result["unsteered"]["token_ids"]
+    assert results[0]["steered"] == results[2]["steered"] and results[1]["steered"] == results[3]["steered"]
+
+
 def test_presets(app: Appliance, sae: dict) -> None:
     tid = sae["training_id"]
     listed = app.get("/api/steering/presets", params={"training_id": tid}).json()["data"]

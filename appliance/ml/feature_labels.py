@@ -62,6 +62,7 @@ def _local(ctx: JobContext, params: LabelParams) -> Any:
     import torch
 
     from appliance.ml.feature_probe import ProbeParams, _model_and_sae
+    from appliance.ml.model_cache import exclusive
     from appliance.tokenization import load_tokenizer
 
     probe = msgspec.convert(params.probe, ProbeParams)
@@ -71,7 +72,7 @@ def _local(ctx: JobContext, params: LabelParams) -> Any:
 
     def generate(prompt: str) -> str:
         ids = tokenizer.encode(f"{prompt}\nLabel:").ids[-(probe.context_length - 12):]
-        with torch.inference_mode():
+        with torch.inference_mode(), exclusive(model):
             out = model.generate(torch.tensor([ids], device=device), max_new_tokens=10, do_sample=False,
                                  pad_token_id=ids[0])
         return tokenizer.decode(out[0, len(ids):].tolist())

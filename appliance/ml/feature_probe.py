@@ -23,7 +23,7 @@ import msgspec
 from appliance.config import get_settings
 from appliance.db import connect_sync
 from appliance.jobs.context import JobContext
-from appliance.ml.model_cache import model_and_sae
+from appliance.ml.model_cache import exclusive, model_and_sae
 
 
 class ProbeParams(msgspec.Struct):
@@ -58,11 +58,12 @@ def activations_on(ctx: JobContext) -> dict[str, Any]:
     encoding = tokenizer.encode(params.text)
     if not encoding.ids:
         return {"tokens": [], "token_ids": [], "activations": [], "others": [], "max_activation": 0.0}
-    capture = Capture(model, [params.hook_point])
-    try:
-        captured, _, _ = capture([encoding.ids])
-    finally:
-        capture.close()
+    with exclusive(model):
+        capture = Capture(model, [params.hook_point])
+        try:
+            captured, _, _ = capture([encoding.ids])
+        finally:
+            capture.close()
     with torch.no_grad():
         z = sae.encode(captured[params.hook_point["name"]].float()).float().cpu()
     values = z[:, params.feature]
@@ -106,7 +107,7 @@ def ablation(ctx: JobContext) -> dict[str, Any]:
         if len(ids) < 2:
             continue
         batch = torch.tensor([ids[:params.context_length]], device=device)
-        with torch.inference_mode():
+        with torch.inference_mode(), exclusive(model):
             original = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
             fired_at.clear()
             handle = module.register_forward_hook(hook, with_kwargs=True)

@@ -1,11 +1,16 @@
 """Models and SAEs for interactive work (probes, steering), kept loaded between requests.
 
 They live in the memory manager's model cache, so they count against the device's memory budget
-and are evicted (least recently used) when a heavy job needs the room.
+and are evicted (least recently used) when a heavy job needs the room. The worker's threads share
+them: whoever hooks or runs a cached model holds it with ``exclusive`` (a hook attached for one
+request runs in every forward pass of the model, whoever makes it).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from appliance.config import get_settings
@@ -36,3 +41,16 @@ def model_and_sae(ctx: JobContext, training_id: str, model_path: str, precision:
         sae = sae.to(next(model.parameters()).device)
         manager.models.put(sae_key, sae, sum(p.numel() * 4 for p in sae.parameters()))
     return model, sae
+
+
+_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+@contextmanager
+def exclusive(model: Any) -> Iterator[None]:
+    """Use ``model`` alone (hooks on it, generation) until the block ends."""
+    with _locks_guard:
+        lock = _locks.setdefault(id(model), threading.Lock())
+    with lock:
+        yield

@@ -360,7 +360,7 @@ def measure(model: Any, intervention: Intervention, tokenizer: Any, prompt_ids: 
 # -- the job ---------------------------------------------------------------------------------------
 def run(ctx: JobContext) -> dict[str, Any]:
     from appliance.config import get_settings
-    from appliance.ml.model_cache import model_and_sae
+    from appliance.ml.model_cache import exclusive, model_and_sae
     from appliance.tokenization import load_tokenizer
 
     params = msgspec.convert(ctx.params, GenerateParams)
@@ -372,7 +372,6 @@ def run(ctx: JobContext) -> dict[str, Any]:
     writes_input = reads_input and sae.cfg.architecture != "transcoder"
     intervention = Intervention(sae, params.features, reads_input, writes_input, device, dtype)
     module = dict(model.named_modules())[params.target_module]
-    handle = intervention.attach(module)
     limit = _context_length(model)
     prompt_ids = tokenizer.encode(params.prompt).ids[-(limit - 1):]
     eos = getattr(model.config, "eos_token_id", None)
@@ -381,17 +380,21 @@ def run(ctx: JobContext) -> dict[str, Any]:
     def on_token(side: str, text: str, index: int) -> None:
         ctx.event("steering.token", {"job_id": ctx.job_id, "side": side, "text": text, "index": index}, durable=False)
 
-    try:
-        ctx.progress(0.0, "Generating", force=True)
-        generated = generate(model, intervention, prompt_ids, temperature=params.temperature, top_p=params.top_p,
-                             max_tokens=params.max_tokens, seed=params.seed, tokenizer=tokenizer, eos=eos,
-                             on_token=on_token if params.stream else None, check=ctx.check)
-        ctx.progress(0.9, "Measuring", force=True)
-        sides = generated["sides"]
-        metrics, traces = measure(model, intervention, tokenizer, prompt_ids, sides["unsteered"]["token_ids"],
-                                  sides["steered"]["token_ids"])
-    finally:
-        handle.remove()
+    ctx.progress(0.0, "Waiting for the model", force=True)
+    with exclusive(model):  # the hook would steer anyone else's forward passes too
+        handle = intervention.attach(module)
+        try:
+            ctx.progress(0.0, "Generating", force=True)
+            generated = generate(model, intervention, prompt_ids, temperature=params.temperature,
+                                 top_p=params.top_p, max_tokens=params.max_tokens, seed=params.seed,
+                                 tokenizer=tokenizer, eos=eos, on_token=on_token if params.stream else None,
+                                 check=ctx.check)
+            ctx.progress(0.9, "Measuring", force=True)
+            sides = generated["sides"]
+            metrics, traces = measure(model, intervention, tokenizer, prompt_ids,
+                                      sides["unsteered"]["token_ids"], sides["steered"]["token_ids"])
+        finally:
+            handle.remove()
     metrics["word_overlap"] = round(word_overlap(sides["unsteered"]["text"], sides["steered"]["text"]), 4)
     result = {
         "training_id": params.training_id, "prompt": params.prompt, "seed": params.seed,
