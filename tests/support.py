@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 import httpx
@@ -247,3 +248,26 @@ def job_finished(job_id: str) -> Callable[[list[dict[str, Any]]], bool]:
         return any(e["event"] == "job.updated" and e["payload"]["job_id"] == job_id
                    and e["payload"]["data"]["status"] in ("completed", "failed", "cancelled") for e in events)
     return done
+
+
+def started(app: "Appliance") -> Iterator["Appliance"]:
+    """API and worker running for the duration of a fixture (``yield from started(app)``)."""
+    app.start_api()
+    app.start_worker()
+    try:
+        yield app
+    finally:
+        app.stop()
+
+
+def demo_resource(app: "Appliance", kind: str) -> dict[str, Any] | None:
+    """The demo dataset or model (``kind``: datasets, models) once it is ready."""
+    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
+    return found[0] if found and found[0]["status"] == "ready" else None
+
+
+def demo_kit(app: "Appliance", timeout: float = 240) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(model, dataset) of the demo kit, once the appliance has built both."""
+    wait_until(lambda: demo_resource(app, "datasets") and demo_resource(app, "models"), timeout=timeout,
+               what="the demo kit")
+    return demo_resource(app, "models"), demo_resource(app, "datasets")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support import Appliance, wait_until
+from tests.support import Appliance, demo_kit, started
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -21,22 +21,14 @@ EVAL_SAMPLES = 120
 def app(tmp_path_factory) -> Iterator[Appliance]:
     from tests.conftest import _appliance
 
-    app = _appliance(tmp_path_factory.mktemp("features"), {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1"})
-    app.start_api()
-    app.start_worker()
-    yield app
-    app.stop()
+    yield from started(_appliance(tmp_path_factory.mktemp("features"), {"MISTUDIO_SEED_DEMO": "1",
+                                                                        "HF_HUB_OFFLINE": "1"}))
 
 
 @pytest.fixture(scope="module")
 def sae(app: Appliance) -> dict:
     """A TopK SAE trained on the demo model's layer 2, its features extracted."""
-    def demo(kind: str) -> dict | None:
-        found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
-        return found[0] if found and found[0]["status"] == "ready" else None
-
-    wait_until(lambda: demo("datasets") and demo("models"), timeout=240, what="the demo kit")
-    model, dataset = demo("models"), demo("datasets")
+    model, dataset = demo_kit(app)
     response = app.post("/api/training/start", json={
         "model_id": model["id"], "dataset_id": dataset["id"], "layer": LAYER, "encoder_type": "topk",
         "max_samples": 400, "context_length": 64, "seed": 1,

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from tests.support import Appliance, SSEReader, job_finished, wait_until
+from tests.support import Appliance, SSEReader, demo_kit, job_finished, started, wait_until
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -23,23 +23,15 @@ PROMPT = "Return the number of"
 def app(tmp_path_factory) -> Iterator[Appliance]:
     from tests.conftest import _appliance
 
-    app = _appliance(tmp_path_factory.mktemp("steering"), {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1"})
-    app.start_api()
-    app.start_worker()
-    yield app
-    app.stop()
+    yield from started(_appliance(tmp_path_factory.mktemp("steering"), {"MISTUDIO_SEED_DEMO": "1",
+                                                                        "HF_HUB_OFFLINE": "1"}))
 
-
-def _demo(app: Appliance, kind: str) -> dict | None:
-    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
-    return found[0] if found and found[0]["status"] == "ready" else None
 
 
 @pytest.fixture(scope="module")
 def sae(app: Appliance) -> dict:
     """A sparse SAE on the demo model's layer 2, its features extracted."""
-    wait_until(lambda: _demo(app, "datasets") and _demo(app, "models"), timeout=240, what="the demo kit")
-    model, dataset = _demo(app, "models"), _demo(app, "datasets")
+    model, dataset = demo_kit(app)
     response = app.post("/api/training/start", json={
         "model_id": model["id"], "dataset_id": dataset["id"], "layer": LAYER, "encoder_type": "sparse",
         "max_samples": 300, "context_length": 64, "seed": 3,

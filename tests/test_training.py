@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakehub import FakeHub, Repo
-from tests.support import Appliance, wait_until
+from tests.support import Appliance, demo_kit, started, wait_until
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -30,24 +30,14 @@ def hub() -> Iterator[FakeHub]:
 def app(hub: FakeHub, tmp_path_factory) -> Iterator[Appliance]:
     from tests.conftest import _appliance
 
-    app = _appliance(tmp_path_factory.mktemp("training"), {"MISTUDIO_SEED_DEMO": "1", "HF_ENDPOINT": hub.url,
-                                                           "HF_HUB_DISABLE_TELEMETRY": "1",
-                                                           # several shuffle buffers per epoch
-                                                           "MISTUDIO_STREAM_BUFFER_TOKENS": "4096"})
-    app.start_api()
-    app.start_worker()
-    yield app
-    app.stop()
+    env = {"MISTUDIO_SEED_DEMO": "1", "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1",
+           "MISTUDIO_STREAM_BUFFER_TOKENS": "4096"}  # several shuffle buffers per epoch
+    yield from started(_appliance(tmp_path_factory.mktemp("training"), env))
 
 
 @pytest.fixture(scope="module")
 def activation_set(app: Appliance) -> dict:
-    def demo(kind: str) -> dict | None:
-        found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
-        return found[0] if found and found[0]["status"] == "ready" else None
-
-    wait_until(lambda: demo("datasets") and demo("models"), timeout=240, what="the demo dataset and model")
-    model, dataset = demo("models"), demo("datasets")
+    model, dataset = demo_kit(app)
     response = app.post(f"/api/models/{model['id']}/extract-activations", json={
         "dataset_id": dataset["id"], "layers": [LAYER], "hook_types": ["residual", "mlp_in", "mlp"], "batch_size": 32,
         "max_samples": 800, "context_length": 64})

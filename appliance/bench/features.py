@@ -20,7 +20,7 @@ import time
 import httpx
 
 from appliance.bench.harness import (Appliance, BenchError, Figure, figures_table, machine_lines, percentile,
-                                     progress, section, wait_demo, wait_job)
+                                     progress, section, start_job, train_sae, wait_demo)
 
 CONTEXT = 128
 BATCH = 8
@@ -98,15 +98,12 @@ def run(args: argparse.Namespace) -> int:
         client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
         dataset, model = wait_demo(client)
         progress("training a TopK SAE (8x, k=16) on layer 2, activations streamed")
-        job = wait_job(client, client.post("/api/training/start", json={
-            "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "topk",
-            "max_samples": 1000, "context_length": CONTEXT,
-            "hyperparameters": {"k": 16, "expansion_factor": 8, "batch_size": 1024, "total_steps": 300}}).json()["data"]["job_id"])
-        training_id = job["target"]["id"]
+        training_id = train_sae(client, model, dataset, "topk",
+                                {"k": 16, "expansion_factor": 8, "batch_size": 1024, "total_steps": 300},
+                                max_samples=1000, context_length=CONTEXT)
         progress(f"extracting features over {samples:,} samples")
-        job = wait_job(client, client.post("/api/features/extract", json={
-            "training_id": training_id, "eval_samples": samples, "top_k_examples": 20,
-            "context_length": CONTEXT}).json()["data"]["job_id"])
+        job = start_job(client, "/api/features/extract", {
+            "training_id": training_id, "eval_samples": samples, "top_k_examples": 20, "context_length": CONTEXT})
         summary = job["result"]
         progress("bare forward + SAE encode of the same batches")
         from datasets import load_from_disk

@@ -374,3 +374,17 @@ def wait_demo(client: Any) -> tuple[dict[str, Any], dict[str, Any]]:
         if any(x["status"] == "error" for x in datasets + models):
             raise BenchError("the demo dataset or model failed to build")
         time.sleep(0.5)
+
+
+def start_job(client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """POST a request that starts a job, and wait for the job (see wait_job)."""
+    return wait_job(client, client.post(path, json=body).json()["data"]["job_id"])
+
+
+def train_sae(client: Any, model: dict[str, Any], dataset: dict[str, Any], encoder_type: str,
+              hyperparameters: dict[str, Any], max_samples: int, context_length: int) -> str:
+    """An SAE on layer 2 of ``model``, activations streamed from ``dataset``; its training id."""
+    job = start_job(client, "/api/training/start", {
+        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": encoder_type,
+        "max_samples": max_samples, "context_length": context_length, "hyperparameters": hyperparameters})
+    return job["target"]["id"]

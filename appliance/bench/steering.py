@@ -23,8 +23,8 @@ import time
 
 import httpx
 
-from appliance.bench.harness import (Appliance, Figure, figures_table, machine_lines, progress, section, wait_demo,
-                                     wait_job)
+from appliance.bench.harness import (Appliance, Figure, figures_table, machine_lines, progress, section, start_job,
+                                     train_sae, wait_demo)
 
 PROMPT = "Return the number of items in the container, counting"
 TOKENS = 64
@@ -137,13 +137,11 @@ def _appliance_figures() -> list[Figure]:
         client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
         dataset, model = wait_demo(client)
         progress("training a ReLU SAE (4x) on the demo model's layer 2 and extracting its features")
-        job = wait_job(client, client.post("/api/training/start", json={
-            "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "sparse",
-            "max_samples": 300, "context_length": 64,
-            "hyperparameters": {"expansion_factor": 4, "batch_size": 256, "total_steps": 150}}).json()["data"]["job_id"])
-        training_id = job["target"]["id"]
-        wait_job(client, client.post("/api/features/extract", json={
-            "training_id": training_id, "eval_samples": 80, "context_length": 64}).json()["data"]["job_id"])
+        training_id = train_sae(client, model, dataset, "sparse",
+                                {"expansion_factor": 4, "batch_size": 256, "total_steps": 150},
+                                max_samples=300, context_length=64)
+        start_job(client, "/api/features/extract", {"training_id": training_id, "eval_samples": 80,
+                                                    "context_length": 64})
         body = {"training_id": training_id, "prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0.0,
                 "features": [{"index": i, "coefficient": 2.0} for i in (1, 2, 3)]}
         progress("time to the first streamed token, cold then warm")

@@ -83,7 +83,6 @@ class Intervention:
         import torch
 
         self.sae, self.reads_input, self.writes_input = sae, reads_input, writes_input
-        self.dtype = dtype
         self.active = False
         self.record: Literal["off", "before", "after"] = "off"
         self.recorded: list[Any] = []
@@ -274,8 +273,11 @@ def _context_length(model: Any) -> int:
 
 
 # -- metrics ---------------------------------------------------------------------------------------
-def _pass(model: Any, intervention: Intervention, ids: list[int], steered: bool, record: str) -> tuple[Any, Any, Any]:
-    """One forward over ``ids``: logits, final hidden states and the recorded latents ([T, n])."""
+def _pass(model: Any, intervention: Intervention, ids: list[int], start: int, steered: bool,
+          record: str) -> tuple[Any, Any, Any]:
+    """One forward over ``ids``: the logits from position ``start`` on and the final hidden states
+    after it, left on the model's device (a [tokens, vocab] copy per pass is more than a small
+    board can spare), and the recorded latents ([tokens, n], on the CPU)."""
     import torch
 
     device = next(model.parameters()).device
@@ -287,7 +289,7 @@ def _pass(model: Any, intervention: Intervention, ids: list[int], steered: bool,
     finally:
         intervention.active, intervention.record = False, "off"
     latents = intervention.recorded[0][0].float().cpu() if intervention.recorded else None
-    return out.logits[0].float().cpu(), out.hidden_states[-1][0].float().cpu(), latents
+    return out.logits[0, start:].float(), out.hidden_states[-1][0, start + 1:].float(), latents
 
 
 def words(text: str) -> set[str]:
@@ -313,31 +315,27 @@ def measure(model: Any, intervention: Intervention, tokenizer: Any, prompt_ids: 
     import torch
     import torch.nn.functional as F
 
-    p = len(prompt_ids)
-    gen = slice(p - 1, None)  # positions predicting the generated tokens (and one past the last)
-    logits_u, hidden_u, trace_u = _pass(model, intervention, prompt_ids + unsteered, False, "before")
-    logits_su, _, _ = _pass(model, intervention, prompt_ids + unsteered, True, "off")
-    logits_us, hidden_s, _ = _pass(model, intervention, prompt_ids + steered, False, "off")
-    _, _, trace_s = _pass(model, intervention, prompt_ids + steered, True, "after")
-
-    def ce(logits: Any, targets: list[int]) -> float | None:
-        if not targets:
-            return None
-        return float(F.cross_entropy(logits[gen][:len(targets)], torch.tensor(targets)))
-
-    log_p = F.log_softmax(logits_u[gen][:len(unsteered)], dim=-1)
-    log_q = F.log_softmax(logits_su[gen][:len(unsteered)], dim=-1)
-    kl = float((log_p.exp() * (log_p - log_q)).sum(-1).mean()) if unsteered else 0.0
-    ce_u, ce_s = ce(logits_u, unsteered), ce(logits_us, steered)
-    ppl_u = math.exp(ce_u) if ce_u is not None else None
-    ppl_s = math.exp(ce_s) if ce_s is not None else None
+    p, n = len(prompt_ids), len(unsteered)
+    # Rows of the logits: the positions predicting each generated token, and one past the last.
+    logits, hidden_u, trace_u = _pass(model, intervention, prompt_ids + unsteered, p - 1, False, "before")
+    log_p = F.log_softmax(logits, dim=-1)
+    logits, _, _ = _pass(model, intervention, prompt_ids + unsteered, p - 1, True, "off")
+    log_q = F.log_softmax(logits, dim=-1)
+    del logits
+    kl = float((log_p[:n].exp() * (log_p[:n] - log_q[:n])).sum(-1).mean()) if n else 0.0
+    ppl_u = math.exp(float(F.nll_loss(log_p[:n], torch.tensor(unsteered, device=log_p.device)))) if n else None
+    divergence = first_divergence(unsteered, steered)
+    at = divergence if divergence is not None else 0  # <= n: log_p has a row for it
+    P, Q = log_p[at].exp().cpu(), log_q[at].exp().cpu()
+    del log_p, log_q
+    logits, hidden_s, _ = _pass(model, intervention, prompt_ids + steered, p - 1, False, "off")
+    ppl_s = math.exp(float(F.cross_entropy(logits[:len(steered)], torch.tensor(steered, device=logits.device)))
+                     ) if steered else None
+    del logits
+    _, _, trace_s = _pass(model, intervention, prompt_ids + steered, p - 1, True, "after")
     similarity = None
     if unsteered and steered:
-        similarity = float(F.cosine_similarity(hidden_u[p:].mean(0), hidden_s[p:].mean(0), dim=0))
-    divergence = first_divergence(unsteered, steered)
-    at = divergence if divergence is not None else 0
-    P = log_p.exp()[at] if at < len(log_p) else F.softmax(logits_u[p - 1 + at], -1)
-    Q = log_q.exp()[at] if at < len(log_q) else F.softmax(logits_su[p - 1 + at], -1)
+        similarity = float(F.cosine_similarity(hidden_u.mean(0), hidden_s.mean(0), dim=0))
     delta = Q - P
     moved = delta.abs().topk(min(SHIFTS_SHOWN, delta.numel())).indices.tolist()
     shifts = [{"token": tokenizer.decode([i], skip_special_tokens=False), "token_id": i,

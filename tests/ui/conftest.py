@@ -109,23 +109,15 @@ def ui_appliance(make_appliance):
     return app
 
 
-def demo_resource(app, kind: str) -> dict | None:
-    """The demo dataset or model once it is ready."""
-    found = [x for x in app.get(f"/api/{kind}").json()["data"] if x["source"] == "demo"]
-    return found[0] if found and found[0]["status"] == "ready" else None
-
-
 @pytest.fixture
 def demo_appliance(make_appliance):
     """API and worker serving the built UI, with the demo kit ready: (app, model, dataset)."""
-    from tests.support import wait_until
+    from tests.support import demo_kit
 
     app = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1"})
     app.start_api()
     app.start_worker()
-    wait_until(lambda: demo_resource(app, "datasets") and demo_resource(app, "models"), timeout=240,
-               what="the demo kit")
-    return app, demo_resource(app, "models"), demo_resource(app, "datasets")
+    return (app, *demo_kit(app))
 
 
 def train_small_topk(app, model: dict, dataset: dict) -> str:
