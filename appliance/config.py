@@ -45,6 +45,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_upload_bytes: int = 2 * 1024**3
     # Streamed SAE training: tokens per shuffle buffer (the memory manager may halve it at a run's start).
     stream_buffer_tokens: int = 1 << 16
+    # Activation extraction: all hooks' shard buffers together, the one part of its memory that grows
+    # with a run (smaller on a tight board means more, smaller shard files).
+    activation_shard_mb: int = 64
     # Create the demo dataset (Python standard library docstrings) on first start.
     seed_demo: bool = True
     sse_heartbeat_s: float = 15.0
@@ -114,6 +117,7 @@ def load_settings() -> Settings:
         max_body_bytes=int(_number("MAX_BODY_BYTES", 10 * 1024 * 1024, int, 1024, 1 << 40)),
         max_upload_bytes=int(_number("MAX_UPLOAD_BYTES", 2 * 1024**3, int, 1024, 1 << 44)),
         stream_buffer_tokens=int(_number("STREAM_BUFFER_TOKENS", 1 << 16, int, 1024, 1 << 26)),
+        activation_shard_mb=int(_number("ACTIVATION_SHARD_MB", 64, int, 1, 4096)),
         seed_demo=bool(_number("SEED_DEMO", 1, int, 0, 1)),
         sse_heartbeat_s=_number("SSE_HEARTBEAT_S", 15.0, float, 0.1, 300),
         sse_poll_s=_number("SSE_POLL_S", 0.01, float, 0.005, 5),

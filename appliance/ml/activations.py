@@ -2,7 +2,7 @@
 hooked activations as fp16 safetensors shards with a manifest.
 
 Memory stays flat whatever the dataset's size: one batch of activations plus one shard buffer per
-hook (sized so all buffers together stay under ``SHARD_BUDGET_BYTES``) are all that is held. Only real
+hook (all buffers together sized by ``MISTUDIO_ACTIVATION_SHARD_MB``) are all that is held. Only real
 tokens are stored (no padding), each with its sample index and position in ``tokens_NNNN``
 shards, so later stages can find a token's context. The set is written to ``<id>.partial`` and
 renamed when complete: a failed or cancelled run leaves nothing.
@@ -29,7 +29,6 @@ from appliance.jobs.runner import memory_manager
 from appliance.ml.architecture import block_output, find_layers, first_input
 from appliance.ml.models import load
 
-SHARD_BUDGET_BYTES = 64 * 2**20  # all hooks' shard buffers together: the one part that grows with a run
 MANIFEST = "manifest.json"
 
 
@@ -176,36 +175,45 @@ class PeakRss:
 
 
 class ShardWriter:
-    """Buffers per hook; writes ``{hook}_{NNNN}.safetensors`` and ``tokens_{NNNN}.safetensors`` together."""
+    """Fills one preallocated fp16 buffer per hook and writes ``{hook}_{NNNN}.safetensors`` and
+    ``tokens_{NNNN}.safetensors`` together each time they are full.
 
-    def __init__(self, folder: Path, names: list[str], shard_tokens: int):
+    Preallocated rather than a list of batches joined at write time: the join would hold a second copy
+    of the shard, and the buffers' pages, once touched, are the same pages for every later shard.
+    """
+
+    def __init__(self, folder: Path, names: list[str], shard_tokens: int, d_model: int):
+        import torch
+
         self.folder, self.names, self.shard_tokens = folder, names, shard_tokens
-        self.buffers: dict[str, list[Any]] = {n: [] for n in names}
-        self.tokens: list[Any] = []
+        self.buffers = {n: torch.empty(shard_tokens, d_model, dtype=torch.float16) for n in names}
+        self.tokens = torch.empty(shard_tokens, 3, dtype=torch.int64)
         self.buffered = 0
         self.shards: list[dict[str, Any]] = []
 
     def add(self, activations: dict[str, Any], tokens: Any) -> None:
-        for name in self.names:
-            self.buffers[name].append(activations[name])
-        self.tokens.append(tokens)
-        self.buffered += len(tokens)
-        if self.buffered >= self.shard_tokens:
-            self.flush()
+        done = 0
+        while done < len(tokens):
+            take = min(len(tokens) - done, self.shard_tokens - self.buffered)
+            rows = slice(self.buffered, self.buffered + take)
+            for name in self.names:
+                self.buffers[name][rows] = activations[name][done:done + take]
+            self.tokens[rows] = tokens[done:done + take]
+            self.buffered += take
+            done += take
+            if self.buffered == self.shard_tokens:
+                self.flush()
 
     def flush(self) -> None:
-        import torch
         from safetensors.torch import save_file
 
         if not self.buffered:
             return
         index = len(self.shards)
         for name in self.names:
-            save_file({"activations": torch.cat(self.buffers[name]).contiguous()},
+            save_file({"activations": self.buffers[name][:self.buffered]},
                       str(self.folder / f"{name}_{index:04d}.safetensors"))
-            self.buffers[name].clear()
-        save_file({"tokens": torch.cat(self.tokens).contiguous()}, str(self.folder / f"tokens_{index:04d}.safetensors"))
-        self.tokens.clear()
+        save_file({"tokens": self.tokens[:self.buffered]}, str(self.folder / f"tokens_{index:04d}.safetensors"))
         self.shards.append({"index": index, "tokens": self.buffered})
         self.buffered = 0
 
@@ -229,7 +237,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if needed > free * 0.95:
         raise InsufficientStorage(f"The set may need {needed / 1e9:,.2f} GB and {free / 1e9:,.2f} GB are free: "
                                   "extract fewer samples, layers or hook types", details={"needed": needed, "free": free})
-    shard_tokens = max(1024, SHARD_BUDGET_BYTES // (n_hooks * params.d_model * 2))
+    shard_tokens = max(1024, get_settings().activation_shard_mb * 2**20 // (n_hooks * params.d_model * 2))
     estimate = Estimate({
         **estimate_model(params.parameters, params.precision).parts,
         "batch activations": estimate_activations(params.batch_size * params.context_length, params.d_model,
@@ -242,7 +250,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
         ctx.progress(0.01, f"Loading the model ({params.precision})", force=True)
         model = load(params.model_path, params.precision)
         capture = Capture(model, params.hook_points)
-        writer = ShardWriter(partial, names, shard_tokens)
+        writer = ShardWriter(partial, names, shard_tokens, params.d_model)
         norm_sum = {n: 0.0 for n in names}
         value_sum = {n: 0.0 for n in names}
         square_sum = {n: 0.0 for n in names}
