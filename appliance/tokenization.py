@@ -79,6 +79,31 @@ def load_tokenizer(tokenizer_id: str, data_dir: Path, settings: TokenizeSettings
     return made
 
 
+def truncated(encodings: list["Encoding"], texts: list[str], settings: TokenizeSettings, data_dir: Path) -> list[bool]:
+    """Which encodings lost tokens to truncation.
+
+    ``Encoding.overflowing`` says so, except in tokenizers 0.23.1 and 0.23.2, whose truncation early
+    exit leaves it empty (huggingface/tokenizers#2091). An encoding that fills ``max_length`` with no
+    overflow is therefore checked by encoding its text again untruncated: rare where the flag works,
+    and only the samples at the limit where it does not.
+    """
+    if settings.truncation == "do_not_truncate":
+        return [False] * len(encodings)
+    plain = TokenizeSettings(tokenizer=settings.tokenizer, max_length=settings.max_length,
+                             truncation="do_not_truncate", padding="do_not_pad")
+    flags = []
+    for encoding, text in zip(encodings, texts):
+        if encoding.overflowing:
+            flags.append(True)
+        elif sum(encoding.attention_mask) < settings.max_length:
+            flags.append(False)
+        else:
+            full = load_tokenizer(settings.tokenizer, data_dir, plain).encode(
+                text, add_special_tokens=settings.add_special_tokens)
+            flags.append(len(full.ids) > settings.max_length)
+    return flags
+
+
 def pad_token(tokenizer: "Tokenizer") -> tuple[int, str]:
     """The padding token: the tokenizer's own, else its end-of-text token (what GPT-2 users do)."""
     vocab = tokenizer.get_vocab()

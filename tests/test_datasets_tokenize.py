@@ -117,3 +117,24 @@ def test_preview_gives_pieces_and_ids(app: Appliance) -> None:
     assert short.json()["data"]["count"] == 3 and short.json()["data"]["truncated"] is True
     assert_error(app.post("/api/tokenize/preview", json={"text": "x", "tokenizer": "nope"}), 404, "NOT_FOUND")
     assert_error(app.post("/api/tokenize/preview", json={}), 400, "VALIDATION_ERROR")
+
+
+def test_truncation_is_detected_without_the_overflow_list(tmp_path) -> None:
+    """tokenizers 0.23.1-0.23.2 leave ``Encoding.overflowing`` empty when truncating (huggingface/
+    tokenizers#2091): the count must not depend on it."""
+    from appliance.tokenization import TokenizeSettings, load_tokenizer, truncated
+
+    class NoOverflow:  # an encoding as those versions return it
+        def __init__(self, encoding) -> None:
+            self.ids, self.attention_mask, self.overflowing = encoding.ids, encoding.attention_mask, []
+
+    texts = ["one two three four five six seven", "one two", "one two three"]
+    for add_special_tokens in (True, False):
+        settings = TokenizeSettings(max_length=3, padding="max_length", add_special_tokens=add_special_tokens)
+        encodings = load_tokenizer("demo", tmp_path, settings).encode_batch(texts, add_special_tokens=add_special_tokens)
+        expected = [len(TOK.encode(t, add_special_tokens=add_special_tokens).ids) > 3 for t in texts]
+        assert expected == [True, False, add_special_tokens]
+        assert truncated(encodings, texts, settings, tmp_path) == expected
+        assert truncated([NoOverflow(e) for e in encodings], texts, settings, tmp_path) == expected
+    off = TokenizeSettings(max_length=3, truncation="do_not_truncate", padding="do_not_pad")
+    assert truncated(load_tokenizer("demo", tmp_path, off).encode_batch(texts), texts, off, tmp_path) == [False] * 3

@@ -11,7 +11,7 @@ from litestar import Controller, Request, get, post
 
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import api_state
-from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, load_tokenizer, pieces
+from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, load_tokenizer, pieces, truncated
 
 
 class TokenizerInfo(msgspec.Struct):
@@ -60,7 +60,7 @@ def _preview(data: PreviewRequest, data_dir: Path) -> Preview:
         data.text, add_special_tokens=data.add_special_tokens)
     texts = pieces(encoding, data.text, load_tokenizer(data.tokenizer, data_dir))
     tokens = [PreviewToken(i, t, bool(s)) for i, t, s in zip(encoding.ids, texts, encoding.special_tokens_mask)]
-    return Preview(data.tokenizer, tokens, len(tokens), bool(encoding.overflowing))
+    return Preview(data.tokenizer, tokens, len(tokens), truncated([encoding], [data.text], settings, data_dir)[0])
 
 
 class TokenizeController(Controller):

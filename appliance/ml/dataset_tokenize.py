@@ -19,6 +19,7 @@ from appliance.config import get_settings
 from appliance.db import connect_sync
 from appliance.jobs.context import JobContext
 from appliance.tokenization import TokenizeSettings, load_tokenizer
+from appliance.tokenization import truncated as was_truncated
 
 HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # tokens; the mock's buckets
 BATCH = 1000
@@ -104,7 +105,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             encodings = tokenizer.encode_batch(texts, add_special_tokens=settings.add_special_tokens)
             real = np.array([sum(e.attention_mask) for e in encodings], dtype=np.int32)
             lengths[start:start + len(encodings)] = real
-            truncated += sum(1 for e in encodings if e.overflowing)
+            truncated += sum(was_truncated(encodings, texts, settings, data_dir))
             ids = pa.array([e.ids for e in encodings], pa.list_(pa.int32()))
             counts += _real_token_counts(ids, real, len(counts))
             columns = [ids, pa.array(real, pa.int32())]
