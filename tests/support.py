@@ -26,6 +26,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def bare_env(**variables: str) -> dict[str, str]:
+    """An environment with only a system PATH and ``variables``, for a process that must not inherit
+    ours; PYTHONPATH passes through where the interpreter's packages are found by it."""
+    return {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"}, **variables}
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while True:

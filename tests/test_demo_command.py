@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.support import Appliance, free_port
+from tests.support import Appliance, bare_env, free_port
 
 STAGES = ("demo kit", "tokenize", "activations", "training", "features", "steering")
 DURATION = r"(?:\d+m )?[\d.]+s"  # 12.3s or 1m 02.3s
@@ -84,6 +84,6 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance) -> None:
 
 def test_demo_without_an_appliance_says_how_to_start_one(tmp_path: Path) -> None:
     run = subprocess.run([*_mistudio(), "demo", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True,
-                         text=True, timeout=30, env={"PATH": "/usr/bin:/bin", "MISTUDIO_DATA_DIR": str(tmp_path)})
+                         text=True, timeout=30, env=bare_env(MISTUDIO_DATA_DIR=str(tmp_path)))
     assert run.returncode == 1
     assert "no appliance answers" in run.stderr and "mistudio up" in run.stderr, run.stderr

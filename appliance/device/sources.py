@@ -53,6 +53,8 @@ class ProcSource:
 
     def start(self) -> None:
         self._last_stat = self._read_stat()
+        if self.root != Path("/"):  # NVML sees this machine's GPU, not the host mounted at root
+            return
         try:
             import pynvml
 
