@@ -83,24 +83,21 @@ def truncated(encodings: list["Encoding"], texts: list[str], settings: TokenizeS
     """Which encodings lost tokens to truncation.
 
     ``Encoding.overflowing`` says so, except in tokenizers 0.23.1 and 0.23.2, whose truncation early
-    exit leaves it empty (huggingface/tokenizers#2091). An encoding that fills ``max_length`` with no
-    overflow is therefore checked by encoding its text again untruncated: rare where the flag works,
-    and only the samples at the limit where it does not.
+    exit leaves it empty (huggingface/tokenizers#2091). The encodings that fill ``max_length`` with no
+    overflow are therefore encoded again untruncated, in one batch: rare where the flag works, and only
+    the samples at the limit where it does not.
     """
     if settings.truncation == "do_not_truncate":
         return [False] * len(encodings)
-    plain = TokenizeSettings(tokenizer=settings.tokenizer, max_length=settings.max_length,
-                             truncation="do_not_truncate", padding="do_not_pad")
-    flags = []
-    for encoding, text in zip(encodings, texts):
-        if encoding.overflowing:
-            flags.append(True)
-        elif sum(encoding.attention_mask) < settings.max_length:
-            flags.append(False)
-        else:
-            full = load_tokenizer(settings.tokenizer, data_dir, plain).encode(
-                text, add_special_tokens=settings.add_special_tokens)
-            flags.append(len(full.ids) > settings.max_length)
+    flags = [bool(e.overflowing) for e in encodings]
+    unsure = [i for i, e in enumerate(encodings) if not e.overflowing and sum(e.attention_mask) >= settings.max_length]
+    if unsure:
+        plain = load_tokenizer(settings.tokenizer, data_dir, TokenizeSettings(
+            tokenizer=settings.tokenizer, max_length=settings.max_length, truncation="do_not_truncate",
+            padding="do_not_pad"))
+        full = plain.encode_batch([texts[i] for i in unsure], add_special_tokens=settings.add_special_tokens)
+        for i, encoding in zip(unsure, full):
+            flags[i] = len(encoding.ids) > settings.max_length
     return flags
 
 

@@ -88,10 +88,13 @@ def test_each_supported_precision_loads(app: Appliance) -> None:
     caps = app.get("/api/models/capabilities").json()["data"]
     supported = [p["name"] for p in caps["precisions"] if p["supported"]]
     # CPU: int8 is torch's dynamic quantization. A GPU needs bitsandbytes for int8 and 4-bit.
-    bitsandbytes = importlib.util.find_spec("bitsandbytes") is not None
-    expected = (["fp32", "fp16", "bf16", "q8", "q4"] if bitsandbytes else ["fp32", "fp16", "bf16"]) \
-        if detect().cuda_available else ["fp32", "fp16", "bf16", "q8"]
-    assert caps["device"] == ("cuda" if detect().cuda_available else "cpu") and supported == expected
+    if not detect().cuda_available:
+        device, expected = "cpu", ["fp32", "fp16", "bf16", "q8"]
+    elif importlib.util.find_spec("bitsandbytes") is not None:
+        device, expected = "cuda", ["fp32", "fp16", "bf16", "q8", "q4"]
+    else:
+        device, expected = "cuda", ["fp32", "fp16", "bf16"]
+    assert caps["device"] == device and supported == expected
     for precision in supported[1:]:
         job, model = download(app, repo_id="acme/tiny-gpt2", precision=precision)
         assert job["status"] == "completed" and model["precision"] == precision and model["layers"] == 2, job["error"]

@@ -153,4 +153,4 @@ def test_encode_subset_matches_the_full_encode(arch: str) -> None:
     idx = torch.tensor(sorted({3, 200, 255, *active}))
     full = sae.encode(x)[:, idx]
     assert (full > 0).any()
-    assert torch.allclose(sae.encode_subset(x, idx), full, atol=1e-5)
+    assert torch.allclose(sae.subset_encoder(idx)(x), full, atol=1e-5)

@@ -18,8 +18,7 @@ import numpy as np
 from appliance.config import get_settings
 from appliance.db import connect_sync
 from appliance.jobs.context import JobContext
-from appliance.tokenization import TokenizeSettings, load_tokenizer
-from appliance.tokenization import truncated as was_truncated
+from appliance.tokenization import TokenizeSettings, load_tokenizer, truncated
 
 HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # tokens; the mock's buckets
 BATCH = 1000
@@ -46,7 +45,7 @@ def histogram(lengths: np.ndarray) -> list[dict[str, Any]]:
     return buckets
 
 
-def token_stats(lengths: np.ndarray, counts: np.ndarray, truncated: int, tokenizer: Any,
+def token_stats(lengths: np.ndarray, counts: np.ndarray, truncated_samples: int, tokenizer: Any,
                 settings: TokenizeSettings) -> dict[str, Any]:
     top = np.argsort(-counts, kind="stable")[:TOP_TOKENS]
     total = int(counts.sum())
@@ -57,7 +56,7 @@ def token_stats(lengths: np.ndarray, counts: np.ndarray, truncated: int, tokeniz
         "min_tokens": int(lengths.min()) if len(lengths) else 0,
         "median_tokens": float(statistics.median(lengths.tolist())) if len(lengths) else 0,
         "max_tokens": int(lengths.max()) if len(lengths) else 0,
-        "unique_tokens": int((counts > 0).sum()), "truncated_samples": truncated,
+        "unique_tokens": int((counts > 0).sum()), "truncated_samples": truncated_samples,
         "length_unit": "tokens", "length_histogram": histogram(lengths),
         "top_tokens": [{"id": int(i), "token": tokenizer.id_to_token(int(i)) or "",
                         "text": tokenizer.decode([int(i)], skip_special_tokens=False),
@@ -96,7 +95,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     schema = pa.schema(fields)
     counts = np.zeros(tokenizer.get_vocab_size(with_added_tokens=True), dtype=np.int64)
     lengths = np.zeros(total, dtype=np.int32)
-    truncated = 0
+    truncated_samples = 0
     ctx.progress(0.01, f"Tokenizing {total:,} samples with {settings.tokenizer}", force=True)
     with pa.OSFile(str(partial / DATA_FILE), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for start in range(0, total, BATCH):
@@ -105,7 +104,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             encodings = tokenizer.encode_batch(texts, add_special_tokens=settings.add_special_tokens)
             real = np.array([sum(e.attention_mask) for e in encodings], dtype=np.int32)
             lengths[start:start + len(encodings)] = real
-            truncated += sum(was_truncated(encodings, texts, settings, data_dir))
+            truncated_samples += sum(truncated(encodings, texts, settings, data_dir))
             ids = pa.array([e.ids for e in encodings], pa.list_(pa.int32()))
             counts += _real_token_counts(ids, real, len(counts))
             columns = [ids, pa.array(real, pa.int32())]
@@ -114,7 +113,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             writer.write_batch(pa.record_batch(columns, schema=schema))
             done = start + len(encodings)
             ctx.progress(0.02 + 0.95 * done / total, f"Tokenized {done:,} of {total:,} samples", {"samples": done})
-    stats = token_stats(lengths, counts, truncated, tokenizer, settings)
+    stats = token_stats(lengths, counts, truncated_samples, tokenizer, settings)
     meta = {"settings": msgspec.to_builtins(settings), "stats": stats}
     (partial / META_FILE).write_bytes(msgspec.json.encode(meta))
     # The new ids replace an earlier tokenization only once complete.

@@ -112,9 +112,6 @@ class SAE(nn.Module):
         (and TopK, whose latents depend on each other) encodes densely."""
         return lambda x: self.encode(x)[:, idx]
 
-    def encode_subset(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return self.subset_encoder(idx)(x)
-
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         """Loss terms for a batch; ``stats`` adds L0, which costs a pass over [batch, d_sae] (counting
         is slow on CPUs), so a training loop asks for it only on the steps it logs."""
