@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -37,11 +35,10 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    """API and worker together in the foreground; Ctrl-C stops both cleanly."""
-    worker_cmd = [sys.executable, "-m", "appliance", "worker"]
-    worker = subprocess.Popen(worker_cmd, start_new_session=True)
-    print(f"mistudio: worker started (pid {worker.pid}); UI and API on {settings.api_url}", flush=True)
-    api = subprocess.Popen([sys.executable, "-m", "appliance", "serve"], start_new_session=True)
+    """API and worker together in the foreground, each restarted when it exits (see appliance.supervise);
+    Ctrl-C or SIGTERM stops both cleanly."""
+    from appliance.supervise import Supervisor
+
     stopping = False
 
     def stop(signum: int, frame: object) -> None:
@@ -50,32 +47,20 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    restarts = 0
+    supervisor = Supervisor.from_settings(settings, {
+        "worker": [sys.executable, "-m", "appliance", "worker"],
+        "API": [sys.executable, "-m", "appliance", "serve"],
+    })
     try:
-        while not stopping:
-            time.sleep(0.2)
-            if api.poll() is not None:
-                print(f"mistudio: the API exited with code {api.returncode}", file=sys.stderr)
-                return api.returncode or 1
-            if worker.poll() is not None and not stopping:
-                restarts += 1
-                if restarts > 5:
-                    print("mistudio: the worker keeps exiting; giving up", file=sys.stderr)
-                    return 1
-                print(f"mistudio: worker exited ({worker.returncode}); restarting", file=sys.stderr)
-                time.sleep(min(2 ** restarts, 10))
-                worker = subprocess.Popen(worker_cmd, start_new_session=True)
+        worker = supervisor.start("worker")
+        print(f"mistudio: worker started (pid {worker.pid}); UI and API on {settings.api_url}", flush=True)
+        api = supervisor.start("API")
+        print(f"mistudio: API started (pid {api.pid})", flush=True)
+        supervisor.run(lambda: stopping)
         return 0
     finally:
         print("mistudio: stopping", flush=True)
-        for proc in (api, worker):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in (api, worker):
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        supervisor.stop()
 
 
 def _api_reachable(settings: Settings) -> str:

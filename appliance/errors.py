@@ -39,6 +39,13 @@ class InsufficientMemory(AppError):
     retryable = True
 
 
+class InsufficientStorage(AppError):
+    """The write would leave the data disk with less than its reserve (MISTUDIO_DISK_RESERVE_MB) free."""
+    code = "INSUFFICIENT_STORAGE"
+    status_code = 507
+    retryable = True
+
+
 class UpstreamUnavailable(AppError):
     code = "UPSTREAM_UNAVAILABLE"
     status_code = 502

@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+from appliance import redact
+
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 
 
@@ -27,7 +29,9 @@ def write_secret(data_dir: Path, name: str, value: str) -> None:
 
 def read_secret(data_dir: Path, name: str) -> str | None:
     path = _path(data_dir, name)
-    return path.read_text() if path.exists() else None
+    value = path.read_text() if path.exists() else None
+    redact.remember(value)  # scrubbed from the worker's output even once the file is deleted
+    return value
 
 
 def delete_secret(data_dir: Path, name: str) -> None:

@@ -7,12 +7,17 @@ from typing import Annotated, Literal
 
 import msgspec
 
+# The widest SAE a training may ask for (by d_sae, or expansion_factor × d_model); they also bound
+# what an imported SAE's zip may unpack to.
+MAX_D_SAE = 1 << 20
+MAX_EXPANSION = 256
+
 
 class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The mock's ranges (INVENTORY §3.1) plus what its form lacks; one definition for the API's
     validation, the worker's loop and the training templates."""
-    d_sae: Annotated[int, msgspec.Meta(ge=16, le=1 << 20)] | None = None
-    expansion_factor: Annotated[int, msgspec.Meta(ge=1, le=256)] = 8
+    d_sae: Annotated[int, msgspec.Meta(ge=16, le=MAX_D_SAE)] | None = None
+    expansion_factor: Annotated[int, msgspec.Meta(ge=1, le=MAX_EXPANSION)] = 8
     k: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 32
     l1_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] = 5.0
     l0_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0

@@ -277,3 +277,28 @@ def demo_kit(app: "Appliance", timeout: float = 240) -> tuple[dict[str, Any], di
     wait_until(lambda: demo_resource(app, "datasets") and demo_resource(app, "models"), timeout=timeout,
                what="the demo kit")
     return demo_resource(app, "models"), demo_resource(app, "datasets")
+
+
+def json_post_server(answer: Callable[[str, dict[str, str], Any], tuple[int, Any]]):
+    """An HTTP server on 127.0.0.1 (a fake upstream such as an OpenAI-compatible endpoint) that answers
+    every POST with ``answer(path, headers, json_body) -> (status, json_answer)``. Call ``shutdown()``
+    when done; ``server_address[1]`` is its port."""
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])) or b"null")
+            status, reply = answer(self.path, dict(self.headers), body)
+            data = json.dumps(reply).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server

@@ -96,6 +96,33 @@ def test_validation_error_names_the_field(shared_appliance: Appliance) -> None:
     assert "delay_ms" in error["message"] or "delay_ms" in str(error["details"])
 
 
+@pytest.mark.parametrize("path, body, key", [
+    ("/api/jobs/selftest", {"steps": "5"}, "steps"),
+    ("/api/jobs/selftest", {"lane": "heavy", "delay_ms": "0"}, "delay_ms"),
+    ("/api/training/start", {"model_id": "m_abcdefgh", "dataset_id": "ds_abcdefgh", "layer": 0,
+                             "hyperparameters": {"total_steps": "100"}}, "hyperparameters.total_steps"),
+    ("/api/training/start", {"model_id": "m_abcdefgh", "dataset_id": "ds_abcdefgh", "layer": "0"}, "layer"),
+])
+def test_body_values_are_not_coerced(shared_appliance: Appliance, path: str, body: dict, key: str) -> None:
+    # A query string is all text, so "5" must do there; in JSON a quoted number is a wrong type.
+    error = assert_error(shared_appliance.post(path, json=body), 400, "VALIDATION_ERROR")
+    assert error["details"]["errors"][0]["key"] == key, error
+
+
+def test_deeply_nested_body_is_a_validation_error(shared_appliance: Appliance) -> None:
+    for body in (b"[" * 100_000, b'{"steps": ' + b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000):
+        response = shared_appliance.post("/api/jobs/selftest", content=body,
+                                         headers={"content-type": "application/json"})
+        assert_error(response, 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize("endpoint", ["/api/models/import", "/api/datasets/import"])
+def test_import_path_too_long_for_the_file_system(shared_appliance: Appliance, endpoint: str) -> None:
+    for path in ("a" * 1000, "x/" + "b" * 256 + "/c"):
+        error = assert_error(shared_appliance.post(endpoint, json={"path": path}), 400, "VALIDATION_ERROR")
+        assert error["details"]["field"] == "path", error
+
+
 def test_bad_query_parameters(shared_appliance: Appliance) -> None:
     assert_error(shared_appliance.get("/api/jobs", params={"page": "abc"}), 400, "VALIDATION_ERROR")
     assert_error(shared_appliance.get("/api/jobs", params={"limit": 100000}), 400, "VALIDATION_ERROR")
@@ -117,7 +144,7 @@ def test_path_traversal_never_reads_outside(shared_appliance: Appliance) -> None
     for path in (b"/../../../../etc/passwd", b"/%2e%2e/%2e%2e/%2e%2e/etc/passwd", b"/assets/../../../etc/passwd",
                  b"/assets/..%2f..%2f..%2fetc%2fpasswd", b"/api/../../etc/passwd", b"/..%5c..%5cetc%5cpasswd"):
         status, body = raw_request(shared_appliance,
-                                   b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                                   b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         assert b"root:" not in body, path
         assert status < 500, (path, status)
 

@@ -177,8 +177,10 @@ def test_bad_uploads_get_clear_errors_and_leave_nothing(app: Appliance) -> None:
     assert_error(_upload(app, "b.xlsx", b"PK\x03\x04"), 400, "VALIDATION_ERROR")
     assert_error(_upload(app, "empty.jsonl", b""), 400, "VALIDATION_ERROR")
     assert_error(_upload(app, "b.jsonl", b'{"text": "x"}\n', txt_mode="sideways"), 400, "VALIDATION_ERROR")
-    assert_error(app.post("/api/datasets/upload", json={"path": "x"}), 400, "VALIDATION_ERROR")
-    assert_error(app.post("/api/datasets/upload", data={"text_column": "x"}), 400, "VALIDATION_ERROR")
+    # Not a file: the endpoint takes multipart/form-data only (a multipart body without a file is a 400).
+    assert_error(app.post("/api/datasets/upload", json={"path": "x"}), 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_error(app.post("/api/datasets/upload", data={"text_column": "x"}), 415, "UNSUPPORTED_MEDIA_TYPE")
+    assert_error(app.post("/api/datasets/upload", files={"text_column": (None, "x")}), 400, "VALIDATION_ERROR")
     # Over the limit: refused from Content-Length before reading, and also when counted while streaming.
     big = (json.dumps({"text": "y" * 1000}) + "\n").encode() * (UPLOAD_LIMIT // 1000 + 10)
     assert_error(_upload(app, "big.jsonl", big), 413, "PAYLOAD_TOO_LARGE")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support import Appliance, demo_kit, started
+from tests.support import Appliance, demo_kit, json_post_server, started
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -238,29 +238,13 @@ def test_language_model_labels_through_an_openai_compatible_endpoint_and_the_loc
                                                                                         sae: dict) -> None:
     """A fake OpenAI-compatible server on loopback answers the labelling requests; the key is
     write-only; the labels show in the browser and are searchable; the local model labels too."""
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
     seen: list[dict] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
+    def answer(path: str, headers: dict[str, str], body: dict) -> tuple[int, dict]:
+        seen.append({"path": path, "auth": headers.get("Authorization"), "body": body})
+        return 200, {"choices": [{"message": {"role": "assistant", "content": f'Label: "Concept {len(seen)}."\n'}}]}
 
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            seen.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-            answer = {"choices": [{"message": {"role": "assistant", "content": f'Label: "Concept {len(seen)}."\n'}}]}
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = json_post_server(answer)
     tid = sae["training_id"]
     try:
         assert_error(app.post(f"/api/training/{tid}/features/label", json={"top": 3}), 409, "CONFLICT")

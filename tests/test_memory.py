@@ -9,10 +9,11 @@ import time
 import pytest
 
 from appliance.device.memory import (
-    MB, Estimate, MemoryManager, ModelCache, estimate_activations, estimate_model, estimate_sae_training,
+    MB, Estimate, MemoryBusy, MemoryManager, ModelCache, estimate_activations, estimate_model, estimate_sae_training,
     run_with_oom_retry)
 from appliance.errors import InsufficientMemory
 from appliance.jobs.context import JobInterrupted
+from tests.support import wait_until
 
 GB = 1024 * MB
 
@@ -20,10 +21,11 @@ GB = 1024 * MB
 class FakeCtx:
     """The parts of a JobContext the manager uses: an id, a status line, a cancellable sleep."""
 
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str, defer: bool = False):
         self.job_id = job_id
         self.messages: list[str] = []
         self.cancelled = threading.Event()
+        self.defer_memory_wait = defer  # as the worker's interactive jobs
 
     def status(self, message: str) -> None:
         self.messages.append(message)
@@ -116,6 +118,83 @@ def test_waiting_job_can_be_cancelled() -> None:
     assert manager.reserved() == 0
 
 
+def test_a_deferred_job_keeps_its_place_and_smaller_jobs_pass_only_with_memory_it_cannot_use() -> None:
+    manager = small_board()  # 6963 MB
+    training = manager.admit(FakeCtx("training"), Estimate({"x": 5 * GB}))
+    training.__enter__()
+    with pytest.raises(MemoryBusy) as busy:  # 4 GB cannot fit beside 5 GB: back to the queue, not waiting here
+        with manager.admit(FakeCtx("big", defer=True), Estimate({"x": 4 * GB})):
+            pass
+    assert "Waiting for memory: needs 4,096 MB, 1,843 MB free" in busy.value.message
+    assert not manager.ready("big")
+    # The 1.8 GB free are of no use to the big job yet: a small job may have them.
+    with manager.admit(FakeCtx("small", defer=True), Estimate({"x": 1 * GB})):
+        assert manager.reserved() == 6 * GB
+    training.__exit__(None, None, None)
+    # Now the big job fits: its 4 GB are kept for it, and a newer job gets only the rest.
+    with pytest.raises(MemoryBusy):
+        with manager.admit(FakeCtx("newer", defer=True), Estimate({"x": 3 * GB})):
+            pass
+    with manager.admit(FakeCtx("small", defer=True), Estimate({"x": 2 * GB})):
+        pass
+    assert manager.ready("big") and manager.ready("not-in-line")
+    with manager.admit(FakeCtx("big", defer=True), Estimate({"x": 4 * GB})):
+        assert manager.reserved() == 4 * GB
+    # A job that gave up its place (cancelled while queued) keeps nothing for itself.
+    manager.forget("newer")
+    with manager.admit(FakeCtx("other", defer=True), Estimate({"x": 6 * GB})):
+        pass
+    assert manager.reserved() == 0
+
+
+def test_a_job_that_waits_on_its_thread_also_keeps_its_place() -> None:
+    manager = small_board()
+    holder = manager.admit(FakeCtx("training"), Estimate({"x": 5 * GB}))
+    holder.__enter__()
+    admitted, checked = threading.Event(), threading.Event()
+
+    def heavy() -> None:  # a heavy job waits in place (it holds the one heavy slot anyway)
+        with manager.admit(FakeCtx("heavy"), Estimate({"x": 4 * GB})):
+            admitted.set()
+            # Held until the newer job has asked: whether the heavy job is still waiting or already
+            # admitted when it asks, the newer one must not get the memory.
+            checked.wait(5)
+
+    waiter = threading.Thread(target=heavy)
+    waiter.start()
+    wait_until = time.monotonic() + 5
+    while not manager._waiters and time.monotonic() < wait_until:
+        time.sleep(0.01)
+    holder.__exit__(None, None, None)
+    with pytest.raises(MemoryBusy):  # the freed memory is the waiting job's
+        with manager.admit(FakeCtx("newer", defer=True), Estimate({"x": 4 * GB})):
+            pass
+    checked.set()
+    waiter.join(5)
+    assert admitted.is_set()
+    manager.forget("newer")
+    assert manager.reserved() == 0 and not manager._waiters
+
+
+def test_the_api_estimates_what_can_never_fit() -> None:
+    from appliance.jobs.estimates import minimum, refuse_what_never_fits
+
+    manager = small_board()
+    hp = {"batch_size": 1024, "expansion_factor": 8, "optimizer": "adam"}
+    trained = minimum("training.run", {"d_in": 512, "hyperparameters": hp})
+    assert trained == estimate_sae_training(512, 4096, 1024, optimizer="adam")
+    streamed = minimum("training.run", {"d_in": 512, "hyperparameters": hp,
+                                        "stream": {"parameters": 10**9, "precision": "fp32"}})
+    assert streamed.parts["model weights"] == 4 * 10**9
+    assert minimum("steering.generate", {"parameters": 10**9, "precision": "fp16"}).total == 2 * 10**9
+    assert minimum("selftest", {"steps": 3}) is None and minimum("dataset.import", {}) is None
+    refuse_what_never_fits(manager, "steering.generate", {"parameters": 10**9, "precision": "fp16"})
+    with pytest.raises(InsufficientMemory) as info:
+        refuse_what_never_fits(manager, "training.run", {"d_in": 2048, "hyperparameters": {
+            "batch_size": 65536, "expansion_factor": 64}})
+    assert "batch size" in info.value.message
+
+
 def test_live_free_memory_also_limits_admission() -> None:
     free = {"bytes": 1 * GB}
     manager = MemoryManager(physical_bytes=8 * GB, fraction=0.85, available=lambda: free["bytes"])
@@ -170,27 +249,71 @@ def small_appliance(make_appliance):
     return app
 
 
-def test_job_that_can_never_fit_fails_with_a_suggestion(small_appliance) -> None:
-    job = small_appliance.wait_status(small_appliance.selftest(steps=2, delay_ms=0, memory_mb=800), "failed")
-    assert job["error"]["code"] == "INSUFFICIENT_MEMORY"
-    assert "800 MB" in job["error"]["message"] and "500 MB" in job["error"]["message"]
-    assert "MISTUDIO_MAX_MEMORY_FRACTION" in job["error"]["message"]
+def test_job_that_can_never_fit_is_refused_when_requested(small_appliance) -> None:
+    response = small_appliance.post("/api/jobs/selftest", json={"steps": 2, "delay_ms": 0, "memory_mb": 800})
+    assert response.status_code == 503, response.text
+    error = response.json()["error"]
+    assert error["code"] == "INSUFFICIENT_MEMORY"
+    assert "800 MB" in error["message"] and "500 MB" in error["message"]
+    assert "MISTUDIO_MAX_MEMORY_FRACTION" in error["message"]
+    assert small_appliance.get("/api/jobs").json()["data"] == []  # no job row was created
     assert small_appliance.get("/api/system/info").json()["data"]["memory_budget_mb"] == 500
+
+
+def _waiting_for_memory(app, job_id: str) -> dict | None:
+    job = app.job(job_id)
+    return job if job["status"] == "queued" and "Waiting for memory" in (job["message"] or "") else None
 
 
 def test_job_that_fits_after_another_finishes_waits_then_runs(small_appliance) -> None:
     first = small_appliance.selftest(steps=30, delay_ms=50, memory_mb=300)
     small_appliance.wait_status(first, "running")
     second = small_appliance.selftest(steps=2, delay_ms=0, memory_mb=300)
-    small_appliance.wait_status(second, "running")
-    time.sleep(0.5)
-    assert "Waiting for memory" in small_appliance.job(second)["message"]
+    wait_until(lambda: _waiting_for_memory(small_appliance, second), what="the second job to wait for memory")
     assert small_appliance.job(first)["status"] == "running"
     done_first = small_appliance.wait_status(first, "completed", timeout=20)
     done_second = small_appliance.wait_status(second, "completed", timeout=20)
     assert done_second["finished_at"] > done_first["finished_at"]
     events = small_appliance.get(f"/api/jobs/{second}/events", params={"format": "json"}).json()["data"]
     assert any("Waiting for memory" in (e["data"].get("message") or "") for e in events)
+
+
+def test_a_job_waiting_for_memory_does_not_hold_a_worker_thread(small_appliance) -> None:
+    """Two worker threads: a long heavy job holds one thread and 300 of the 500 MB. An interactive job
+    that needs 300 MB waits in the queue, so the other thread still serves the interactive jobs behind
+    it, also one that needs memory nobody ahead of it can use (100 MB); the waiting job runs once
+    the heavy one ends."""
+    app = small_appliance
+    training = app.selftest(lane="heavy", steps=100_000, delay_ms=50, memory_mb=300)
+    app.wait_status(training, "running")
+    waiting = app.selftest(steps=1, delay_ms=0, memory_mb=300)
+    wait_until(lambda: "Waiting for memory" in (app.job(waiting)["message"] or ""), what="the job to wait for memory")
+    quick = app.selftest(steps=1, delay_ms=0)
+    small = app.selftest(steps=1, delay_ms=0, memory_mb=100)
+    app.wait_status(quick, "completed", timeout=30)
+    app.wait_status(small, "completed", timeout=30)
+    assert _waiting_for_memory(app, waiting), "the big job should still wait while the training holds memory"
+    assert app.job(training)["status"] == "running"
+    assert app.post(f"/api/jobs/{training}/cancel").status_code == 200
+    done = app.wait_status(waiting, "completed", "failed", timeout=30)
+    assert done["status"] == "completed", done
+    assert done["started_at"] > app.job(small)["finished_at"]
+    events = app.get(f"/api/jobs/{waiting}/events", params={"format": "json"}).json()["data"]
+    assert any("Waiting for memory" in (e["data"].get("message") or "") for e in events)
+
+
+def test_a_job_cancelled_while_it_waits_for_memory_gives_up_its_place(small_appliance) -> None:
+    app = small_appliance
+    training = app.selftest(lane="heavy", steps=100_000, delay_ms=50, memory_mb=300)
+    app.wait_status(training, "running")
+    waiting = app.selftest(steps=1, delay_ms=0, memory_mb=300)
+    wait_until(lambda: _waiting_for_memory(app, waiting), what="the interactive job to wait for memory")
+    assert app.post(f"/api/jobs/{waiting}/cancel").status_code == 200
+    assert app.job(waiting)["status"] == "cancelled"
+    assert app.post(f"/api/jobs/{training}/cancel").status_code == 200
+    app.wait_status(training, "cancelled")
+    # 400 MB fit only if nothing is kept for the cancelled job any more.
+    assert app.wait_status(app.selftest(steps=1, delay_ms=0, memory_mb=400), "completed", timeout=30)
 
 
 def test_out_of_memory_inside_a_job_is_a_clean_failure(small_appliance) -> None:

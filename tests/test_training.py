@@ -356,9 +356,10 @@ def test_imported_saes_behave_like_the_original_in_the_model(app: Appliance, hub
     assert theirs["ce_loss_with_sae"] == pytest.approx(reference["ce_loss_with_sae"], rel=1e-4)
 
     # Bad imports: a clear reason, a failed row, no files.
-    job = _import_upload(app, model_id, b"not a zip at all")
-    assert job["status"] == "failed" and job["error"]["code"] == "VALIDATION_ERROR", job
-    assert not (app.data_dir / "trainings" / job["target"]["id"]).exists()
+    trainings_before = len(app.get("/api/training/").json()["data"])
+    assert_error(app.post("/api/training/import/upload", files={"file": ("sae.zip", b"not a zip at all")},
+                          data={"model_id": model_id}), 400, "VALIDATION_ERROR")  # refused before it is queued
+    assert len(app.get("/api/training/").json()["data"]) == trainings_before
     narrow = io.BytesIO()
     with zipfile.ZipFile(narrow, "w") as z:
         z.writestr("x/cfg.json", json.dumps({"architecture": "standard", "d_in": 3, "d_sae": 8}))

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.queueing import AcceptedResponse, start_job
 from appliance.api.state import api_state
@@ -67,7 +68,7 @@ class ExtractionController(Controller):
     path = "/api/models"
     tags = ["activations"]
 
-    @post("/{model_id:str}/extract-activations", summary="Extract activations of chosen layers over a dataset")
+    @post("/{model_id:str}/extract-activations", responses=errors(409), summary="Extract activations of chosen layers over a dataset")
     async def extract(self, request: Request, model_id: str, data: ExtractRequest) -> Response[AcceptedResponse]:
         api = api_state(request)
         assert api.db is not None and api.jobs is not None
@@ -94,17 +95,15 @@ class ExtractionController(Controller):
             raise ValidationError(f"Layer {layer} has no {kind} hook point", details={"field": "hook_types"})
         activation_id, now = new_id("act"), time.time()
         config = msgspec.to_builtins(data)
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO activation_sets (id, model_id, dataset_id, status, config, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'extracting', ?, ?, ?)",
-                (activation_id, model["id"], dataset["id"], msgspec.json.encode(config).decode(), now, now))
+        insert = ("INSERT INTO activation_sets (id, model_id, dataset_id, status, config, created_at, updated_at)"
+                  " VALUES (?, ?, ?, 'extracting', ?, ?, ?)",
+                  (activation_id, model["id"], dataset["id"], msgspec.json.encode(config).decode(), now, now))
         return await start_job(api, "activations.extract", {
             "activation_id": activation_id, "model_id": model["id"], "model_path": model["path"],
             "precision": model["precision"], "tokenizer": "demo" if model["source"] == "demo" else model["id"],
             "dataset_id": dataset["id"], "hook_points": points, "d_model": arch["d_model"],
             "parameters": arch["parameters"], "batch_size": data.batch_size, "max_samples": data.max_samples,
-            "context_length": data.context_length}, "activation_sets", activation_id)
+            "context_length": data.context_length}, "activation_sets", activation_id, insert=insert)
 
 
 class ActivationsController(Controller):
@@ -123,7 +122,7 @@ class ActivationsController(Controller):
         db = api_state(request).db
         return ActivationResponse(_set(await fetch_one(db, "activation_sets", "act", activation_id, "activation_id")), meta())
 
-    @delete("/{activation_id:str}", status_code=200, summary="Delete an activation set and its shards")
+    @delete("/{activation_id:str}", responses=errors(409), status_code=200, summary="Delete an activation set and its shards")
     async def delete_set(self, request: Request, activation_id: str) -> ActivationResponse:
         api = api_state(request)
         assert api.db is not None

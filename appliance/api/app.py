@@ -11,13 +11,14 @@ from litestar.config.compression import CompressionConfig
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.types import ASGIApp
 
 from appliance import __version__
-from appliance.api.auth import require_token
+from appliance.api.access import guard
+from appliance.api.body import StrictJsonRequest
 from appliance.api.datasets import DatasetsController
 from appliance.api.activations import ActivationsController, ExtractionController
+from appliance.api.apidoc import complete as complete_openapi
 from appliance.api.models import ModelsController
 from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
 from appliance.api.features import FeaturesController
@@ -31,15 +32,18 @@ from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
 from appliance.api.health import HealthController
 from appliance.api.jobs import JobsController
+from appliance.api.schema_viewer import LocalSwaggerPlugin
 from appliance.api.spa import not_found_handler, ui_routes
 from appliance.api.state import ApiState
 from appliance.api.system import SystemController
 from appliance.config import Settings, get_settings
 from appliance.db import connect_async, migrate
+from appliance.device.memory import MemoryManager
 from appliance.device.monitor import Monitor
 from appliance.device.platform import detect_cached
 from appliance.jobs import sql
 from appliance.api.seeds import seed_first_start
+from appliance.api import uploads
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.broadcast import Broadcaster
 from appliance.jobs.queue import JobQueue
@@ -63,7 +67,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         migrate(settings.db_path)
         api.db = await connect_async(settings.db_path)
         api.events_db = await connect_async(settings.db_path)
-        api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path, api.db_lock)
+        api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path, api.db_lock,
+                                 memory=MemoryManager.from_settings(settings))
+        await uploads.sweep(api)  # before serving: no upload is in flight yet
         await seed_first_start(api)
         await api.broadcaster.start(api.events_db, settings.db_path)
         api.platform = detect_cached(settings.host_root)
@@ -79,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             await api.db.close()
 
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
-    return Litestar(
+    app = Litestar(
         route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
                         ExtractionController, ActivationsController, ExtractionTemplatesController,
                         TrainingTemplatesController,
@@ -91,15 +97,18 @@ def create_app(settings: Settings | None = None) -> Litestar:
         state=State({"api": api}),
         exception_handlers=handlers,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,
+        request_class=StrictJsonRequest,
         # Gzip pays off for the UI's assets; API answers are small, and the per-request cost of the
         # compressor showed up in the latency profile.
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["^/api/", "^/schema"]),
         openapi_config=OpenAPIConfig(title="MechInterp Studio API", version=__version__, path="/schema",
-                                     render_plugins=[ScalarRenderPlugin()]),
+                                     render_plugins=[LocalSwaggerPlugin()]),
         debug=False,
     )
+    complete_openapi(app, settings)  # the document as the API answers: errors, 202s, ids, streams
+    return app
 
 
 def asgi_app(app: Litestar, settings: Settings) -> ASGIApp:
-    """What the server runs: the app, behind the access token when one is set."""
-    return require_token(app, settings.token) if settings.token else app
+    """What the server runs: the app behind its access checks (host, token, origin, content type)."""
+    return guard(app, settings)

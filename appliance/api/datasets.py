@@ -12,9 +12,9 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
-from appliance.api import multipart
+from appliance.api.apidoc import errors, form_fields
+from appliance.api import multipart, uploads
 from appliance.api.envelope import Meta, meta, page_meta
-from appliance.api.multipart import PayloadTooLarge
 from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.seeds import create_demo_dataset
 from appliance.api.state import api_state
@@ -87,8 +87,7 @@ def _upload_fields(fields: dict[str, str]) -> UploadFields:
 
 
 _SAFE_NAME = re.compile(r"[^\w.-]")
-MULTIPART_OVERHEAD = 1 << 20
-SEARCH_COUNT_CAP = 1000  # headers and small fields around the file part
+SEARCH_COUNT_CAP = 1000
 
 
 class DownloadRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -170,14 +169,11 @@ class DatasetsController(Controller):
         api = api_state(request)
         assert api.db is not None and api.jobs is not None
         now = time.time()
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, 'ingesting', ?, ?)",
-                (dataset_id, name, source, fmt, text_column, now, now))
         return await start_job(api, "dataset.import", {
             "dataset_id": dataset_id, "path": str(path), "format": fmt, "text_column": text_column,
-            "txt_mode": txt_mode, "remove_source": remove_source}, "datasets", dataset_id)
+            "txt_mode": txt_mode, "remove_source": remove_source}, "datasets", dataset_id, insert=(
+            "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
+            " VALUES (?, ?, ?, ?, ?, 'ingesting', ?, ?)", (dataset_id, name, source, fmt, text_column, now, now)))
 
     @post("/import", summary="Import a file from <data dir>/imports (jsonl, json, csv, parquet, txt)")
     async def import_file(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
@@ -191,20 +187,16 @@ class DatasetsController(Controller):
                                         source="local", text_column=data.text_column, txt_mode=data.txt_mode,
                                         remove_source=False)
 
-    @post("/upload", request_max_body_size=None,
+    @post("/upload", request_max_body_size=None, opt={**multipart.FILE_UPLOAD, **form_fields(UploadFields)},
           summary="Upload a file as multipart/form-data (field `file`; optional text_column, format, txt_mode, name)")
     async def upload(self, request: Request) -> Response[AcceptedResponse]:
         settings = api_state(request).settings
-        limit = settings.max_upload_bytes
-        announced = request.headers.get("content-length")
-        if announced and announced.isdigit() and int(announced) > limit + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"The upload is larger than the limit of {limit:,} bytes (MISTUDIO_MAX_UPLOAD_BYTES)",
-                                  details={"limit": limit})
+        uploads.check_announced(request, settings)
         dataset_id = new_id("ds")
-        folder = settings.data_dir / "uploads" / dataset_id
+        folder = uploads.folder(settings, dataset_id)
         try:
-            form = await multipart.receive(request.stream(), request.headers.get("content-type", ""), "file",
-                                           folder / "upload", limit)
+            form = await multipart.receive(uploads.body(request), request.headers.get("content-type", ""), "file",
+                                           folder / "upload", settings.max_upload_bytes, uploads.space_check(settings))
             if form.path is None or not form.filename:
                 raise ValidationError("No file: send it in the form field `file`", details={"field": "file"})
             fields = _upload_fields(form.fields)
@@ -214,22 +206,17 @@ class DatasetsController(Controller):
             if form.size == 0:
                 raise ValidationError("The file is empty", details={"field": "file"})
             fmt = detect_format(path, fields.format)
-        except BaseException:
+            return await self._start_import(request, path, fmt, dataset_id=dataset_id, name=fields.name or path.stem,
+                                            source="upload", text_column=fields.text_column,
+                                            txt_mode=fields.txt_mode, remove_source=True)
+        except BaseException:  # no job was created (that is all or nothing): the file goes too
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        return await self._start_import(request, path, fmt, dataset_id=dataset_id, name=fields.name or path.stem,
-                                        source="upload", text_column=fields.text_column, txt_mode=fields.txt_mode,
-                                        remove_source=True)
 
-    @post("/demo", summary="(Re)create the demo dataset from this device's Python standard library")
+    @post("/demo", responses=errors(409), summary="(Re)create the demo dataset from this device's Python standard library (409 while one exists)")
     async def demo(self, request: Request) -> Response[AcceptedResponse]:
-        api = api_state(request)
-        assert api.db is not None
-        existing = await api.db.execute_fetchall("SELECT id FROM datasets WHERE source = 'demo' AND status != 'error'")
-        if existing:
-            raise Conflict(f"The demo dataset already exists ({existing[0]['id']}); delete it first to rebuild it",
-                           details={"dataset_id": existing[0]["id"]})
-        job = await create_demo_dataset(api)
+        # Checked and created in one transaction: concurrent requests make one dataset, the others get 409.
+        job = await create_demo_dataset(api_state(request))
         return accepted(job)
 
     @post("/download", summary="Download a dataset from the Hugging Face Hub (streamed when max_samples is set)")
@@ -239,14 +226,12 @@ class DatasetsController(Controller):
         dataset_id, now = new_id("ds"), time.time()
         if data.hf_token:
             write_secret(api.settings.data_dir, dataset_id, data.hf_token)
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO datasets (id, name, source, repo_id, config, split, text_column, status, created_at,"
-                " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, ?, 'downloading', ?, ?)",
-                (dataset_id, data.repo_id, data.repo_id, data.config, data.split, data.text_column, now, now))
         return await start_job(api, "dataset.download", {
             "dataset_id": dataset_id, "repo_id": data.repo_id, "config": data.config, "split": data.split,
-            "max_samples": data.max_samples, "text_column": data.text_column}, "datasets", dataset_id)
+            "max_samples": data.max_samples, "text_column": data.text_column}, "datasets", dataset_id, insert=(
+            "INSERT INTO datasets (id, name, source, repo_id, config, split, text_column, status, created_at,"
+            " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, ?, 'downloading', ?, ?)",
+            (dataset_id, data.repo_id, data.repo_id, data.config, data.split, data.text_column, now, now)))
 
     @get("/", summary="Datasets, newest first")
     async def list_datasets(self, request: Request) -> DatasetListResponse:
@@ -262,7 +247,7 @@ class DatasetsController(Controller):
         tokenized = await _tokenizations(api_state(request).db, [row["id"]])
         return DatasetResponse(_dataset(row, tokenized.get(row["id"])), meta())
 
-    @post("/{dataset_id:str}/tokenize", summary="Tokenize a ready dataset (settings are kept per tokenizer)")
+    @post("/{dataset_id:str}/tokenize", responses=errors(409), summary="Tokenize a ready dataset (settings are kept per tokenizer)")
     async def tokenize(self, request: Request, dataset_id: str, data: TokenizeSettings) -> Response[AcceptedResponse]:
         row = await self._row(request, dataset_id)
         api = api_state(request)
@@ -273,24 +258,25 @@ class DatasetsController(Controller):
         tokenizer_path(data.tokenizer, api.settings.data_dir)
         settings = msgspec.to_builtins(data)
         now = time.time()
-        async with api.db_lock:  # check and claim together, so two requests cannot both start a run
-            busy = await api.db.execute_fetchall(
+
+        async def claim(db: Any, job_id: str) -> None:
+            # Checked and claimed in the job's own transaction, so two requests cannot both start a run
+            # and a refused job leaves no claim behind.
+            busy = await db.execute_fetchall(
                 "SELECT job_id FROM dataset_tokenizations WHERE dataset_id = ? AND tokenizer = ?"
                 " AND status = 'tokenizing'", (row["id"], data.tokenizer))
             if busy:
                 raise Conflict(f"Dataset {row['id']} is already being tokenized with {data.tokenizer}",
                                details={"job_id": busy[0]["job_id"]})
-            # The row exists before the job does: the worker only ever updates it.
-            await api.db.execute(
-                "INSERT INTO dataset_tokenizations (dataset_id, tokenizer, settings, status, created_at, updated_at)"
-                " VALUES (?, ?, ?, 'tokenizing', ?, ?) ON CONFLICT (dataset_id, tokenizer) DO UPDATE SET"
-                " status = 'tokenizing', job_id = NULL, error_message = NULL, updated_at = excluded.updated_at",
-                (row["id"], data.tokenizer, msgspec.json.encode(settings).decode(), now, now))
+            await db.execute(
+                "INSERT INTO dataset_tokenizations (dataset_id, tokenizer, settings, status, job_id, created_at,"
+                " updated_at) VALUES (?, ?, ?, 'tokenizing', ?, ?, ?) ON CONFLICT (dataset_id, tokenizer) DO UPDATE"
+                " SET status = 'tokenizing', job_id = excluded.job_id, error_message = NULL,"
+                " updated_at = excluded.updated_at",
+                (row["id"], data.tokenizer, msgspec.json.encode(settings).decode(), job_id, now, now))
+
         job = await api.jobs.create("dataset.tokenize", {"dataset_id": row["id"], "settings": settings},
-                                    target=("dataset", row["id"]))
-        async with api.db_lock:
-            await api.db.execute("UPDATE dataset_tokenizations SET job_id = ? WHERE dataset_id = ? AND tokenizer = ?",
-                                 (job.id, row["id"], data.tokenizer))
+                                    target=("dataset", row["id"]), within=claim)
         return accepted(job)
 
     @get("/{dataset_id:str}/samples", summary="Browse samples: pagination, split filter, full-text search")
@@ -343,7 +329,7 @@ class DatasetsController(Controller):
                           msgspec.json.decode(r["metadata"]) if r["metadata"] else None) for r in rows[:limit]]
         return SampleListResponse(samples, page_meta(page, limit, total, exact=exact, has_next=has_next))
 
-    @delete("/{dataset_id:str}", status_code=200, summary="Delete a dataset and its files (409 while in use)")
+    @delete("/{dataset_id:str}", responses=errors(409), status_code=200, summary="Delete a dataset and its files (409 while in use)")
     async def delete_dataset(self, request: Request, dataset_id: str) -> DatasetResponse:
         row = await self._row(request, dataset_id)
         api = api_state(request)

@@ -17,6 +17,7 @@ import msgspec
 from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import Parameter
 
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.queueing import AcceptedResponse, accepted, run_and_wait
 from appliance.api.state import ApiState, api_state
@@ -175,7 +176,7 @@ class FeaturesController(Controller):
                 "parameters": arch["parameters"], "context_length": config["context_length"], **extra}
 
     # -- extraction -------------------------------------------------------------------------------
-    @post("/api/features/extract", summary="Extract the features of a finished SAE (max-activating examples, "
+    @post("/api/features/extract", responses=errors(404, 409), summary="Extract the features of a finished SAE (max-activating examples, "
                                            "statistics, logit lens, labels, scores, map)")
     async def extract(self, request: Request, data: ExtractRequest) -> Response[AcceptedResponse]:
         api = api_state(request)
@@ -204,22 +205,22 @@ class FeaturesController(Controller):
         config = {"eval_samples": data.eval_samples, "top_k_examples": data.top_k_examples,
                   "context_length": data.context_length, "dataset_id": dataset["id"], "tokenizer": tokenizer}
         now = time.time()
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO feature_extractions (training_id, status, config, created_at, updated_at)"
-                " VALUES (?, 'extracting', ?, ?, ?) ON CONFLICT (training_id) DO UPDATE SET status = 'extracting',"
-                " config = excluded.config, error_message = NULL, updated_at = excluded.updated_at",
-                (training["id"], msgspec.json.encode(config).decode(), now, now))
+
+        async def claim(db: Any, job_id: str) -> None:  # commits with the job, or neither does
+            await db.execute(
+                "INSERT INTO feature_extractions (training_id, status, config, job_id, created_at, updated_at)"
+                " VALUES (?, 'extracting', ?, ?, ?, ?) ON CONFLICT (training_id) DO UPDATE SET status = 'extracting',"
+                " config = excluded.config, job_id = excluded.job_id, error_message = NULL,"
+                " updated_at = excluded.updated_at", (training["id"], msgspec.json.encode(config).decode(), job_id,
+                                                      now, now))
+
         assert api.jobs is not None
         job = await api.jobs.create("features.extract", {
             "training_id": training["id"], "model_path": model["path"], "precision": model["precision"],
             "tokenizer": tokenizer, "dataset_id": dataset["id"], "hook_point": point,
             "eval_samples": data.eval_samples, "top_k_examples": data.top_k_examples,
             "context_length": data.context_length, "parameters": arch["parameters"]},
-            target=("training", training["id"]))
-        async with api.db_lock:
-            await api.db.execute("UPDATE feature_extractions SET job_id = ? WHERE training_id = ?",
-                                 (job.id, training["id"]))
+            target=("training", training["id"]), within=claim)
         return accepted(job)
 
     @get("/api/training/{training_id:str}/features/summary", summary="The extraction: status, settings, summary")
@@ -238,7 +239,7 @@ class FeaturesController(Controller):
                                    row["error_message"], row["updated_at"]), meta())
 
     # -- browsing ---------------------------------------------------------------------------------
-    @get("/api/training/{training_id:str}/features", summary="Browse features: search, sort, filter, pages")
+    @get("/api/training/{training_id:str}/features", responses=errors(409), summary="Browse features: search, sort, filter, pages")
     async def browse(self, request: Request, training_id: str,
                      search: str | None = Parameter(default=None, max_length=200),
                      sort_by: Literal["index", "frequency", "max_activation", "interpretability", "name"] = "frequency",
@@ -304,7 +305,7 @@ class FeaturesController(Controller):
                 (training_id, *[r["idx"] for r in rows]))}
         return Envelope([_row(r, examples.get(r["idx"])) for r in rows], page_meta(page, limit, total))
 
-    @get("/api/training/{training_id:str}/features/map", summary="The UMAP map: 2-D points of live features")
+    @get("/api/training/{training_id:str}/features/map", responses=errors(409), summary="The UMAP map: 2-D points of live features")
     async def feature_map(self, request: Request, training_id: str) -> Envelope:
         api = api_state(request)
         assert api.db is not None
@@ -315,7 +316,7 @@ class FeaturesController(Controller):
         return Envelope([{"index": r["idx"], "x": r["map_x"], "y": r["map_y"], "frequency": r["frequency"],
                           "label": r["label"], "score": r["score"]} for r in rows], meta())
 
-    @get("/api/training/{training_id:str}/features/correlation-matrix",
+    @get("/api/training/{training_id:str}/features/correlation-matrix", responses=errors(409),
          summary="Pearson correlations among the top-N features by frequency")
     async def correlation_matrix(self, request: Request, training_id: str,
                                  top: int = Parameter(default=32, ge=2, le=200)) -> Envelope:
@@ -334,7 +335,7 @@ class FeaturesController(Controller):
         return Envelope({"features": chosen, "matrix": matrix}, meta())
 
     # -- one feature ------------------------------------------------------------------------------
-    @get("/api/training/{training_id:str}/features/{index:int}", summary="One feature with its evidence")
+    @get("/api/training/{training_id:str}/features/{index:int}", responses=errors(409), summary="One feature with its evidence")
     async def detail(self, request: Request, training_id: str, index: int,
                      examples: int = Parameter(default=20, ge=0, le=200),
                      window: int = Parameter(default=12, ge=1, le=256)) -> Envelope:
@@ -358,13 +359,13 @@ class FeaturesController(Controller):
             examples=found, quantile_examples=spread, ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
             map=[row["map_x"], row["map_y"]] if row["map_x"] is not None else None), meta())
 
-    @get("/api/training/{training_id:str}/features/{index:int}/logit-lens",
+    @get("/api/training/{training_id:str}/features/{index:int}/logit-lens", responses=errors(409),
          summary="The tokens the feature's decoder direction promotes and suppresses")
     async def logit_lens(self, request: Request, training_id: str, index: int) -> Envelope:
         row = await self._feature(api_state(request), training_id, index)
         return Envelope({"index": index, **msgspec.json.decode(row["logit_lens"])}, meta())
 
-    @get("/api/training/{training_id:str}/features/{index:int}/correlations",
+    @get("/api/training/{training_id:str}/features/{index:int}/correlations", responses=errors(409),
          summary="The features that co-activate with this one (Pearson over the evaluation tokens)")
     async def correlations(self, request: Request, training_id: str, index: int,
                            top: int = Parameter(default=20, ge=1, le=200)) -> Envelope:
@@ -381,7 +382,7 @@ class FeaturesController(Controller):
                 (training_id, *[j for j, _ in pairs]))}
         return Envelope([{"index": j, "label": labels.get(j, ""), "correlation": c} for j, c in pairs], meta())
 
-    @patch("/api/training/{training_id:str}/features/{index:int}", summary="Name, describe or favourite a feature")
+    @patch("/api/training/{training_id:str}/features/{index:int}", responses=errors(409), summary="Name, describe or favourite a feature")
     async def update(self, request: Request, training_id: str, index: int, data: FeatureUpdate) -> Envelope:
         api = api_state(request)
         assert api.db is not None
@@ -398,7 +399,7 @@ class FeaturesController(Controller):
         row = await self._feature(api, training_id, index)
         return Envelope(_row(row, row["example"]), meta())
 
-    @post("/api/training/{training_id:str}/features/{index:int}/activations-on", status_code=200,
+    @post("/api/training/{training_id:str}/features/{index:int}/activations-on", responses=errors(409, 502, 503), status_code=200,
           summary="The feature's activation at each token of a text (runs the model)")
     async def activations_on(self, request: Request, training_id: str, index: int, data: TextRequest) -> Envelope:
         api = api_state(request)
@@ -407,7 +408,7 @@ class FeaturesController(Controller):
                                     await self._probe(api, training_id, index, text=data.text))
         return Envelope(result, meta())
 
-    @post("/api/training/{training_id:str}/features/label", status_code=202,
+    @post("/api/training/{training_id:str}/features/label", responses=errors(409), status_code=202,
           summary="Label features with a language model (settings: /api/settings/labeling)")
     async def label(self, request: Request, training_id: str, data: LabelRequest) -> Response[AcceptedResponse]:
         from appliance.api.settings import load_labeling
@@ -444,7 +445,7 @@ class FeaturesController(Controller):
                                     target=("training", training_id))
         return accepted(job)
 
-    @post("/api/training/{training_id:str}/features/{index:int}/ablation", status_code=200,
+    @post("/api/training/{training_id:str}/features/{index:int}/ablation", responses=errors(409, 502, 503), status_code=200,
           summary="Zero the feature on its top contexts: perplexity change and impact (runs the model)")
     async def ablation(self, request: Request, training_id: str, index: int,
                        contexts: int = Parameter(default=10, ge=1, le=100)) -> Envelope:

@@ -9,6 +9,7 @@ import msgspec
 from litestar import Controller, Request, get
 
 from appliance import __version__
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import ApiState, api_state
 from appliance.db.migrate import latest_version
@@ -96,7 +97,7 @@ class HealthController(Controller):
     async def live(self) -> LiveResponse:
         return LiveResponse(Live("ok"), meta())
 
-    @get("/ready", summary="Ready: database migrated and a worker seen recently (else 503)")
+    @get("/ready", responses=errors(503), summary="Ready: database migrated and a worker seen recently (else 503)")
     async def ready(self, request: Request) -> HealthResponse:
         components = await _components(request)
         failing = {name: c.detail for name, c in components.items() if not c.ok and name != "disk"}

@@ -9,6 +9,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
+from appliance.api.apidoc import errors
 from appliance.api import events as sse
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.queueing import AcceptedResponse, accepted
@@ -79,7 +80,7 @@ class JobsController(Controller):
     async def get_job(self, request: Request, job_id: str) -> JobResponse:
         return JobResponse(await api_state(request).jobs.get(check_id(job_id, "job", "job_id")), meta())
 
-    @post("/{job_id:str}/cancel", status_code=200,
+    @post("/{job_id:str}/cancel", responses=errors(409), status_code=200,
           summary="Cancel a job: a queued one at once, a running one within about a second")
     async def cancel_job(self, request: Request, job_id: str) -> JobResponse:
         return JobResponse(await api_state(request).jobs.cancel(check_id(job_id, "job", "job_id")), meta())

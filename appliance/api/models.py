@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.seeds import create_demo_model
@@ -142,14 +143,12 @@ class ModelsController(Controller):
         if data.hf_token:
             write_secret(api.settings.data_dir, model_id, data.hf_token)
         path = api.settings.data_dir / "models" / model_id
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO models (id, name, source, repo_id, revision, precision, status, path, created_at,"
-                " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, 'downloading', ?, ?, ?)",
-                (model_id, data.repo_id, data.repo_id, data.revision, data.precision, str(path), now, now))
         return await start_job(api, "model.download", {
             "model_id": model_id, "repo_id": data.repo_id, "revision": data.revision, "precision": data.precision,
-            "path": str(path), "trust_remote_code": data.trust_remote_code}, "models", model_id)
+            "path": str(path), "trust_remote_code": data.trust_remote_code}, "models", model_id, insert=(
+            "INSERT INTO models (id, name, source, repo_id, revision, precision, status, path, created_at,"
+            " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, 'downloading', ?, ?, ?)",
+            (model_id, data.repo_id, data.repo_id, data.revision, data.precision, str(path), now, now)))
 
     @post("/import", summary="Import a model folder from <data dir>/imports (config.json + weights)")
     async def import_folder(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:
@@ -166,30 +165,24 @@ class ModelsController(Controller):
             raise ValidationError(f"{data.path!r} has no .safetensors or .bin weights", details={"field": "path"})
         model_id, now = new_id("m"), time.time()
         path = api.settings.data_dir / "models" / model_id
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
-                " VALUES (?, ?, 'local', ?, 'loading', ?, ?, ?)",
-                (model_id, data.name or source.name, data.precision, str(path), now, now))
         return await start_job(api, "model.import", {"model_id": model_id, "source": str(source), "path": str(path),
-                                                     "precision": data.precision}, "models", model_id)
+                                                     "precision": data.precision}, "models", model_id, insert=(
+            "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
+            " VALUES (?, ?, 'local', ?, 'loading', ?, ?, ?)",
+            (model_id, data.name or source.name, data.precision, str(path), now, now)))
 
-    @post("/demo", summary="(Re)register the built-in demo model")
+    @post("/demo", responses=errors(409), summary="(Re)register the built-in demo model (409 naming it while one is registered)")
     async def demo(self, request: Request) -> Response[AcceptedResponse]:
-        api = api_state(request)
-        assert api.db is not None
-        existing = await api.db.execute_fetchall("SELECT id FROM models WHERE source = 'demo' AND status != 'error'")
-        if existing:
-            raise Conflict(f"The demo model is already registered ({existing[0]['id']})",
-                           details={"model_id": existing[0]["id"]})
-        job = await create_demo_model(api)
+        # The check for an existing demo model is made inside the transaction that creates the new one,
+        # so concurrent requests register one model: the others get 409 naming it.
+        job = await create_demo_model(api_state(request))
         return accepted(job)
 
     @get("/{model_id:str}", summary="One model")
     async def get_model(self, request: Request, model_id: str) -> ModelResponse:
         return ModelResponse(_model(await self._row(request, model_id)), meta())
 
-    @get("/{model_id:str}/architecture", summary="Family, sizes and hook points per layer")
+    @get("/{model_id:str}/architecture", responses=errors(409), summary="Family, sizes and hook points per layer")
     async def architecture(self, request: Request, model_id: str) -> ArchitectureResponse:
         row = await self._row(request, model_id)
         if not row["architecture"]:
@@ -197,7 +190,7 @@ class ModelsController(Controller):
                            details={"status": row["status"]})
         return ArchitectureResponse(msgspec.json.decode(row["architecture"], type=Architecture), meta())
 
-    @delete("/{model_id:str}", status_code=200, summary="Delete a model and its files (409 while in use)")
+    @delete("/{model_id:str}", responses=errors(409), status_code=200, summary="Delete a model and its files (409 while in use)")
     async def delete_model(self, request: Request, model_id: str) -> ModelResponse:
         row = await self._row(request, model_id)
         api = api_state(request)

@@ -8,7 +8,7 @@ text fields are kept in memory. One file part per request is all the appliance n
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +20,9 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 32
 MAX_HEADER_BYTES = 16 * 1024
 WRITE_CHUNK = 1 << 20
+# Route option of the endpoints that take a file: the access guard (appliance.api.access) lets
+# multipart/form-data bodies reach those, and only JSON bodies reach every other endpoint.
+FILE_UPLOAD = {"body": "multipart/form-data"}
 
 
 class PayloadTooLarge(AppError):
@@ -81,8 +84,9 @@ class _Reader:
 
 
 async def receive(chunks: AsyncIterator[bytes], content_type: str, file_field: str, dest: Path,
-                  max_file_bytes: int) -> Upload:
+                  max_file_bytes: int, before_write: Callable[[int], None] | None = None) -> Upload:
     """Read the form: text fields into ``Upload.fields``, the part named ``file_field`` into ``dest``.
+    ``before_write(n)`` is called before each ``n`` bytes are written (a free-space check that raises).
     On any error the partial file is removed before the error propagates."""
     boundary = boundary_of(content_type)
     delimiter = b"\r\n--" + boundary
@@ -105,7 +109,7 @@ async def receive(chunks: AsyncIterator[bytes], content_type: str, file_field: s
                 if upload.path is not None:
                     raise ValidationError("Send one file per upload", details={"field": file_field})
                 upload.filename, upload.path = filename, dest
-                upload.size = await _to_file(reader, delimiter, dest, max_file_bytes)
+                upload.size = await _to_file(reader, delimiter, dest, max_file_bytes, before_write)
             else:
                 if len(upload.fields) >= MAX_FIELDS:
                     raise ValidationError("Too many form fields", details={"field": "body"})
@@ -117,7 +121,8 @@ async def receive(chunks: AsyncIterator[bytes], content_type: str, file_field: s
         raise
 
 
-async def _to_file(reader: _Reader, delimiter: bytes, dest: Path, max_bytes: int) -> int:
+async def _to_file(reader: _Reader, delimiter: bytes, dest: Path, max_bytes: int,
+                   before_write: Callable[[int], None] | None) -> int:
     size = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
     async with await anyio.open_file(dest, "wb") as out:
@@ -130,6 +135,8 @@ async def _to_file(reader: _Reader, delimiter: bytes, dest: Path, max_bytes: int
                 if size > max_bytes:
                     raise PayloadTooLarge(f"The file is larger than the upload limit of {max_bytes:,} bytes "
                                           "(MISTUDIO_MAX_UPLOAD_BYTES)", details={"limit": max_bytes})
+                if before_write is not None:
+                    before_write(ready)
                 await out.write(bytes(reader.buffer[:ready]))
                 del reader.buffer[:ready]
             if index >= 0:

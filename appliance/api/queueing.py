@@ -1,5 +1,6 @@
 """The last step of every endpoint that starts work: create the job for a resource row, record
-the job on the row, answer 202 with the job."""
+the job on the row, answer 202 with the job. Row, job, its event and its queued task are created
+together or not at all (a request refused on a full disk leaves nothing that runs later)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import asyncio
 import time
 from typing import Any
 
+import aiosqlite
 import msgspec
 from litestar import Response
 
 from appliance.api.envelope import Accepted, Meta, meta
 from appliance.api.state import ApiState
 from appliance.errors import AppError, Conflict, InsufficientMemory, NotFound, UpstreamUnavailable, ValidationError
+from appliance.jobs.async_store import Within
 from appliance.jobs.model import FINAL_STATUSES
+from appliance.jobs.sql import Query
 
 # The tables whose rows carry the job working on them, and the target kind jobs name them by.
 TARGETS = {"datasets": "dataset", "models": "model", "activation_sets": "activations", "trainings": "training"}
@@ -28,12 +32,21 @@ def accepted(job: Any) -> Response[AcceptedResponse]:
     return Response(AcceptedResponse(Accepted(job.id, job.status, job.kind), meta()), status_code=202)
 
 
-async def start_job(api: ApiState, kind: str, params: dict[str, Any], table: str,
-                    row_id: str) -> Response[AcceptedResponse]:
+def with_row(table: str, row_id: str, insert: Query | None = None) -> Within:
+    """The resource side of a new job, for AsyncJobStore.create: ``insert`` (the resource's row, if
+    the job creates it) and the row naming its job commit with the job, or nothing does."""
+    async def within(db: aiosqlite.Connection, job_id: str) -> None:
+        if insert is not None:
+            await db.execute(*insert)
+        await db.execute(f"UPDATE {table} SET job_id = ? WHERE id = ?", (job_id, row_id))
+    return within
+
+
+async def start_job(api: ApiState, kind: str, params: dict[str, Any], table: str, row_id: str,
+                    insert: Query | None = None) -> Response[AcceptedResponse]:
+    """Create the job working on row ``row_id`` of ``table`` (and the row itself: ``insert``), all at once."""
     assert api.db is not None and api.jobs is not None
-    job = await api.jobs.create(kind, params, target=(TARGETS[table], row_id))
-    async with api.db_lock:
-        await api.db.execute(f"UPDATE {table} SET job_id = ? WHERE id = ?", (job.id, row_id))
+    job = await api.jobs.create(kind, params, target=(TARGETS[table], row_id), within=with_row(table, row_id, insert))
     return accepted(job)
 
 

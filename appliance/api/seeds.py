@@ -10,11 +10,17 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
+import aiosqlite
+
 from appliance.api import templates
+from appliance.api.queueing import with_row
 from appliance.api.state import ApiState
 from appliance.demo import MODEL_DIR
+from appliance.errors import Conflict
 from appliance.ids import new_id
+from appliance.jobs.async_store import Within
 from appliance.jobs.model import Job
+from appliance.jobs.sql import Query
 
 log = logging.getLogger("mistudio.api")
 
@@ -22,38 +28,48 @@ DEMO_DATASET_NAME = "Python stdlib docs (demo)"
 DEMO_MODEL_NAME = "mistudio-demo-gpt (demo)"
 
 
+def _only_one(table: str, row_id: str, insert: Query, conflict: str, id_key: str) -> Within:
+    """Create a demo resource unless one (not failed) exists: checked in the transaction that creates
+    it, so concurrent requests cannot both pass the check. The others get 409 naming the one there is."""
+    async def within(db: aiosqlite.Connection, job_id: str) -> None:
+        existing = await db.execute_fetchall(f"SELECT id FROM {table} WHERE source = 'demo' AND status != 'error'")
+        if existing:
+            raise Conflict(conflict.format(existing[0]["id"]), details={id_key: existing[0]["id"]})
+        await with_row(table, row_id, insert)(db, job_id)
+    return within
+
+
 async def create_demo_dataset(api: ApiState) -> Job:
-    """Queue the job that builds the demo dataset from this device's Python standard library."""
+    """Queue the job that builds the demo dataset from this device's Python standard library (409 while
+    one exists)."""
     assert api.db is not None and api.jobs is not None
     dataset_id, now = new_id("ds"), time.time()
-    async with api.db_lock:
-        await api.db.execute(
-            "INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
-            " VALUES (?, ?, 'demo', 'python-docstrings', 'text', 'ingesting', ?, ?)",
-            (dataset_id, DEMO_DATASET_NAME, now, now))
-    job = await api.jobs.create("dataset.demo", {"dataset_id": dataset_id}, target=("dataset", dataset_id))
-    async with api.db_lock:
-        await api.db.execute("UPDATE datasets SET job_id = ? WHERE id = ?", (job.id, dataset_id))
-    return job
+    insert = ("INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
+              " VALUES (?, ?, 'demo', 'python-docstrings', 'text', 'ingesting', ?, ?)",
+              (dataset_id, DEMO_DATASET_NAME, now, now))
+    return await api.jobs.create("dataset.demo", {"dataset_id": dataset_id}, target=("dataset", dataset_id),
+                                 within=_only_one("datasets", dataset_id, insert, "The demo dataset already exists "
+                                                  "({}); delete it first to rebuild it", "dataset_id"))
 
 
 async def create_demo_model(api: ApiState) -> Job:
-    """Register the demo model shipped in appliance/demo/model (a job loads it and reads its layers)."""
+    """Register the demo model shipped in appliance/demo/model (a job loads it and reads its layers; 409
+    while one is registered)."""
     assert api.db is not None and api.jobs is not None
     model_id, now = new_id("m"), time.time()
-    async with api.db_lock:
-        await api.db.execute(
-            "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
-            " VALUES (?, ?, 'demo', 'fp32', 'loading', ?, ?, ?)", (model_id, DEMO_MODEL_NAME, str(MODEL_DIR), now, now))
-    job = await api.jobs.create("model.register", {"model_id": model_id, "path": str(MODEL_DIR), "precision": "fp32"},
-                                target=("model", model_id))
-    async with api.db_lock:
-        await api.db.execute("UPDATE models SET job_id = ? WHERE id = ?", (job.id, model_id))
-    return job
+    insert = ("INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
+              " VALUES (?, ?, 'demo', 'fp32', 'loading', ?, ?, ?)", (model_id, DEMO_MODEL_NAME, str(MODEL_DIR), now, now))
+    return await api.jobs.create("model.register", {"model_id": model_id, "path": str(MODEL_DIR), "precision": "fp32"},
+                                 target=("model", model_id),
+                                 within=_only_one("models", model_id, insert,
+                                                  "The demo model is already registered ({})", "model_id"))
 
 
 async def _job_id(job: Awaitable[Job]) -> str:
-    return (await job).id
+    try:
+        return (await job).id
+    except Conflict as exc:  # made before this data dir kept the fact (or by a request): the seed is done
+        return next(iter(exc.details.values()))
 
 
 # Demo seeds queue jobs (MISTUDIO_SEED_DEMO=0 skips them); template seeds are rows and always made.

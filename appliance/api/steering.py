@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, post
 
+from appliance.api.apidoc import accepted_too, errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.queueing import accepted, run_and_wait
 from appliance.api.state import ApiState, api_state
@@ -112,7 +113,7 @@ async def _features(api: ApiState, training_id: str, d_sae: int, wanted: list[Fe
 class SteeringController(Controller):
     tags = ["steering"]
 
-    @post("/api/steering/generate", status_code=200,
+    @post("/api/steering/generate", responses={**errors(404, 409, 502, 503), **accepted_too()}, status_code=200,
           summary="Unsteered and steered generations from one prompt and seed, with comparison metrics")
     async def generate(self, request: Request, data: GenerateRequest) -> Response[Any]:
         api = api_state(request)

@@ -9,6 +9,7 @@ import anyio
 import msgspec
 from litestar import Controller, Request, get, post
 
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import api_state
 from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, load_tokenizer, pieces, truncated
@@ -84,7 +85,7 @@ class TokenizeController(Controller):
                 found.append(TokenizerInfo(row["id"], f"{row['name']} (model)", "model", vocab or 0))
         return TokenizerListResponse(found, meta())
 
-    @post("/tokenize/preview", status_code=200, summary="Tokenize a text: token pieces and ids")
+    @post("/tokenize/preview", responses=errors(404), status_code=200, summary="Tokenize a text: token pieces and ids")
     async def preview(self, request: Request, data: PreviewRequest) -> PreviewResponse:
         result = await anyio.to_thread.run_sync(_preview, data, api_state(request).settings.data_dir)
         return PreviewResponse(result, meta())

@@ -14,6 +14,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
+from appliance.api.apidoc import alternatives, errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.state import api_state
@@ -80,6 +81,9 @@ class Checkpoint(msgspec.Struct):
     tokens: int
     loss: float | None
     saved_at: str
+    # auto | user ("save now": kept outside MISTUDIO_KEEP_CHECKPOINTS) | pause | stop | requeue
+    kind: str = "auto"
+    held_out_loss: float | None = None  # the objective on held-out activations; pruning keeps the lowest
 
 
 class CheckpointListResponse(msgspec.Struct):
@@ -167,7 +171,7 @@ class TrainingController(Controller):
             raise NotFound(f"No training {training_id!r}", details={"training_id": training_id})
         return rows[0]
 
-    @post("/start", summary="Train an SAE on a stored activation set, or on activations streamed from the model")
+    @post("/start", responses=errors(404, 409), summary="Train an SAE on a stored activation set, or on activations streamed from the model")
     async def start(self, request: Request, data: StartRequest) -> Response[AcceptedResponse]:
         api = api_state(request)
         assert api.db is not None and api.jobs is not None
@@ -208,13 +212,11 @@ class TrainingController(Controller):
                   "source": "stored" if stream is None else "streamed"}
         if stream is not None:
             config.update(context_length=data.context_length, max_samples=data.max_samples)
-        async with api.db_lock:
-            await api.db.execute(
-                "INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type,"
-                " config, status, total_steps, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-                (training_id, source.model_id, source.dataset_id, source.activation_id, data.layer, hook_type,
-                 data.encoder_type, msgspec.json.encode(config).decode(), data.hyperparameters.total_steps, now, now))
+        insert = ("INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type,"
+                  " config, status, total_steps, created_at, updated_at)"
+                  " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+                  (training_id, source.model_id, source.dataset_id, source.activation_id, data.layer, hook_type,
+                   data.encoder_type, msgspec.json.encode(config).decode(), data.hyperparameters.total_steps, now, now))
         return await start_job(api, "training.run", {
             "training_id": training_id, "activation_id": source.activation_id, "hook_name": hook["name"],
             "target_hook_name": target["name"] if target else None, "encoder_type": data.encoder_type,
@@ -222,7 +224,7 @@ class TrainingController(Controller):
             "auto_save_interval": data.auto_save_interval, "evaluation": evaluation, "stream": stream,
             "metadata": {"model_name": model["name"] if model else source.model_id, "model_id": source.model_id,
                          "context_size": source.context_length, "dataset_path": source.dataset_id,
-                         "training_id": training_id}}, "trainings", training_id)
+                         "training_id": training_id}}, "trainings", training_id, insert=insert)
 
     @get("/", summary="Trainings, newest first")
     async def list_trainings(self, request: Request) -> TrainingListResponse:
@@ -235,7 +237,7 @@ class TrainingController(Controller):
     async def get_training(self, request: Request, training_id: str) -> TrainingResponse:
         return TrainingResponse(_training(await self._row(request, training_id)), meta())
 
-    @get("/{training_id:str}/metrics", summary="Metrics history (format=json or csv)")
+    @get("/{training_id:str}/metrics", opt=alternatives("text/csv"), summary="Metrics history (format=json or csv)")
     async def metrics(self, request: Request, training_id: str,
                       format: Literal["json", "csv"] = Parameter(default="json")) -> Any:
         row = await self._row(request, training_id)
@@ -260,15 +262,15 @@ class TrainingController(Controller):
         await api.jobs.request(row["job_id"], control)
         return TrainingResponse(_training(await self._row(request, training_id)), meta())
 
-    @post("/{training_id:str}/pause", status_code=200, summary="Checkpoint, then pause")
+    @post("/{training_id:str}/pause", responses=errors(409), status_code=200, summary="Checkpoint, then pause")
     async def pause(self, request: Request, training_id: str) -> TrainingResponse:
         return await self._control(request, training_id, "pause")
 
-    @post("/{training_id:str}/stop", status_code=200, summary="Finish now: checkpoint, evaluate and export")
+    @post("/{training_id:str}/stop", responses=errors(409), status_code=200, summary="Finish now: checkpoint, evaluate and export")
     async def stop(self, request: Request, training_id: str) -> TrainingResponse:
         return await self._control(request, training_id, "stop")
 
-    @post("/{training_id:str}/resume", status_code=200, summary="Continue a paused training from its checkpoint")
+    @post("/{training_id:str}/resume", responses=errors(409, 503), status_code=200, summary="Continue a paused training from its checkpoint")
     async def resume(self, request: Request, training_id: str) -> TrainingResponse:
         row = await self._row(request, training_id)
         api = api_state(request)
@@ -276,16 +278,18 @@ class TrainingController(Controller):
         if row["status"] != "paused" or not row["job_id"]:
             raise Conflict(f"Training {row['id']} is {row['status']}, not paused", details={"status": row["status"]})
         job = await api.jobs.get(row["job_id"])
+
+        async def requeued(db: Any, job_id: str) -> None:  # commits with the job's own change
+            await db.execute("UPDATE trainings SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ?",
+                             (job_id, time.time(), row["id"]))
+
         if job.status == "paused":
-            await api.jobs.resume(job.id)
+            await api.jobs.resume(job.id, within=requeued)
         else:  # its job ended (a checkpoint was loaded after it finished): a new job continues the run
-            job = await api.jobs.create("training.run", job.params, target=("training", row["id"]))
-        async with api.db_lock:
-            await api.db.execute("UPDATE trainings SET status = 'queued', job_id = ?, updated_at = ? WHERE id = ?",
-                                 (job.id, time.time(), row["id"]))
+            await api.jobs.create("training.run", job.params, target=("training", row["id"]), within=requeued)
         return TrainingResponse(_training(await self._row(request, training_id)), meta())
 
-    @post("/{training_id:str}/retry", status_code=202,
+    @post("/{training_id:str}/retry", responses=errors(409), status_code=202,
           summary="Run a failed, cancelled or stopped training again: from its last checkpoint, or from_scratch")
     async def retry(self, request: Request, training_id: str,
                     data: RetryRequest | None = None) -> Response[AcceptedResponse]:
@@ -309,15 +313,17 @@ class TrainingController(Controller):
                 await api.db.execute("DELETE FROM training_metrics WHERE training_id = ?", (row["id"],))
         else:
             shutil.rmtree(folder / "export", ignore_errors=True)
-        job = await api.jobs.create("training.run", previous.params, target=("training", row["id"]))
-        async with api.db_lock:
-            await api.db.execute(
+
+        async def requeued(db: Any, job_id: str) -> None:  # commits with the job
+            await db.execute(
                 "UPDATE trainings SET status = 'queued', job_id = ?, error_message = NULL, evaluation = NULL,"
                 " step = CASE WHEN ? THEN 0 ELSE step END, latest = CASE WHEN ? THEN NULL ELSE latest END,"
-                " updated_at = ? WHERE id = ?", (job.id, scratch, scratch, time.time(), row["id"]))
+                " updated_at = ? WHERE id = ?", (job_id, scratch, scratch, time.time(), row["id"]))
+
+        job = await api.jobs.create("training.run", previous.params, target=("training", row["id"]), within=requeued)
         return accepted(job)
 
-    @post("/{training_id:str}/evaluate", status_code=202,
+    @post("/{training_id:str}/evaluate", responses=errors(409), status_code=202,
           summary="Measure a finished SAE again: held-out quality and the spliced-model evaluation")
     async def evaluate(self, request: Request, training_id: str,
                        data: EvaluateRequest | None = None) -> Response[AcceptedResponse]:
@@ -366,13 +372,17 @@ class TrainingController(Controller):
             "SELECT step, loss FROM training_metrics WHERE training_id = ?", (row["id"],))}
         found = []
         for folder in sorted(self._checkpoints(request, row["id"]).glob("step_*")):
-            if folder.name.endswith(".partial") or not (folder / "info.json").is_file():
+            if folder.name.endswith(".partial"):
                 continue
-            info = msgspec.json.decode((folder / "info.json").read_bytes())
-            found.append(Checkpoint(info["step"], info["tokens"], losses.get(info["step"]), iso(info["saved_at"]) or ""))
+            try:
+                info = msgspec.json.decode((folder / "info.json").read_bytes())
+            except (OSError, msgspec.DecodeError):  # pruned by the running training meanwhile
+                continue
+            found.append(Checkpoint(info["step"], info["tokens"], losses.get(info["step"]), iso(info["saved_at"]) or "",
+                                    info.get("kind", "auto"), info.get("held_out_loss")))
         return CheckpointListResponse(found, meta())
 
-    @post("/{training_id:str}/checkpoints", status_code=202, summary="Save a checkpoint now (running trainings)")
+    @post("/{training_id:str}/checkpoints", responses=errors(409), status_code=202, summary="Save a checkpoint now (running trainings)")
     async def save_now(self, request: Request, training_id: str) -> TrainingResponse:
         row = await self._row(request, training_id)
         if row["status"] != "running":
@@ -383,7 +393,7 @@ class TrainingController(Controller):
         (folder / "save-now").touch()
         return TrainingResponse(_training(row), meta())
 
-    @post("/{training_id:str}/checkpoints/{step:int}/load", status_code=200,
+    @post("/{training_id:str}/checkpoints/{step:int}/load", responses=errors(409), status_code=200,
           summary="Go back to a checkpoint: later checkpoints and metrics go, the run is paused there")
     async def load_checkpoint(self, request: Request, training_id: str, step: int) -> TrainingResponse:
         row = await self._row(request, training_id)
@@ -414,7 +424,7 @@ class TrainingController(Controller):
         shutil.rmtree(folder)
         return await self.checkpoints.fn(self, request, training_id)
 
-    @get("/{training_id:str}/export", summary="The trained SAE in the SAELens layout, as a zip")
+    @get("/{training_id:str}/export", media_type="application/zip", responses=errors(409), summary="The trained SAE in the SAELens layout, as a zip")
     async def export(self, request: Request, training_id: str) -> Response[bytes]:
         row = await self._row(request, training_id)
         folder = api_state(request).settings.data_dir / "trainings" / row["id"] / "export"
@@ -428,7 +438,7 @@ class TrainingController(Controller):
         return Response(buffer.getvalue(), media_type="application/zip",
                         headers={"Content-Disposition": f'attachment; filename="{row["id"]}-saelens.zip"'})
 
-    @delete("/{training_id:str}", status_code=200, summary="Delete a training, its checkpoints, export, features and steering presets")
+    @delete("/{training_id:str}", responses=errors(409), status_code=200, summary="Delete a training, its checkpoints, export, features and steering presets")
     async def delete_training(self, request: Request, training_id: str) -> TrainingResponse:
         row = await self._row(request, training_id)
         api = api_state(request)

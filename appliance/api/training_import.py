@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import anyio
 import msgspec
 from litestar import Controller, Request, Response, post
 
-from appliance.api import multipart
-from appliance.api.datasets import MULTIPART_OVERHEAD
-from appliance.api.multipart import PayloadTooLarge
+from appliance.api.apidoc import errors, form_fields
+from appliance.api import multipart, uploads
 from appliance.api.state import ApiState, api_state
 from appliance.api.queueing import AcceptedResponse, start_job
 from appliance.api.validation import fetch_one
 from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
+from appliance.sae_archive import check_declared
 from appliance.secrets import write_secret
 
 HookType = Literal["residual", "mlp_in", "mlp", "attention"]
@@ -48,45 +50,44 @@ async def _queue(api: ApiState, model_id: str, params: dict[str, Any], training_
         raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
     arch = msgspec.json.decode(model["architecture"])
     training_id, now = training_id or new_id("tr"), time.time()
-    async with api.db_lock:
-        await api.db.execute(
-            "INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type, config,"
-            " status, total_steps, created_at, updated_at) VALUES (?, ?, '', NULL, ?, ?, 'sparse', ?, 'queued', 0, ?, ?)",
-            (training_id, model["id"], params.get("layer") or 0, params.get("hook_type") or "residual",
-             msgspec.json.encode({"source": "imported", "origin": params.get("repo_id") or "upload"}).decode(),
-             now, now))
+    if params.get("upload"):
+        # A zip bomb is refused now, from its declared sizes; the worker counts what it really writes.
+        await anyio.to_thread.run_sync(check_declared, Path(params["upload"]), arch["d_model"],
+                                       api.settings.data_dir / "trainings", api.settings.disk_reserve_mb)
+    insert = (
+        "INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type, config,"
+        " status, total_steps, created_at, updated_at) VALUES (?, ?, '', NULL, ?, ?, 'sparse', ?, 'queued', 0, ?, ?)",
+        (training_id, model["id"], params.get("layer") or 0, params.get("hook_type") or "residual",
+         msgspec.json.encode({"source": "imported", "origin": params.get("repo_id") or "upload"}).decode(), now, now))
     if secret:
         write_secret(api.settings.data_dir, training_id, secret)
     return await start_job(api, "training.import", {
         **params, "training_id": training_id, "model_name": model["name"], "d_model": arch["d_model"],
-        "hook_points": arch["hook_points"]}, "trainings", training_id)
+        "hook_points": arch["hook_points"]}, "trainings", training_id, insert=insert)
 
 
 class TrainingImportController(Controller):
     path = "/api/training/import"
     tags = ["training"]
 
-    @post("/", summary="Import a SAELens or sparsify SAE from the Hub for a local model")
+    @post("/", responses=errors(404, 409), summary="Import a SAELens or sparsify SAE from the Hub for a local model")
     async def from_hub(self, request: Request, data: HubImport) -> Response[AcceptedResponse]:
         params = msgspec.to_builtins(data)
         secret = params.pop("hf_token", None)
         params.pop("model_id")
         return await _queue(api_state(request), data.model_id, params, secret=secret)
 
-    @post("/upload", request_max_body_size=None,
+    @post("/upload", request_max_body_size=None, opt={**multipart.FILE_UPLOAD, **form_fields(UploadFields)}, responses=errors(404, 409),
           summary="Import an SAE from a zip (multipart field `file`; fields model_id, optional layer, hook_type)")
     async def upload(self, request: Request) -> Response[AcceptedResponse]:
         api = api_state(request)
-        limit = api.settings.max_upload_bytes
-        announced = request.headers.get("content-length")
-        if announced and announced.isdigit() and int(announced) > limit + MULTIPART_OVERHEAD:
-            raise PayloadTooLarge(f"The upload is larger than the limit of {limit:,} bytes (MISTUDIO_MAX_UPLOAD_BYTES)",
-                                  details={"limit": limit})
+        uploads.check_announced(request, api.settings)
         training_id = new_id("tr")
-        folder = api.settings.data_dir / "uploads" / training_id
+        folder = uploads.folder(api.settings, training_id)
         try:
-            form = await multipart.receive(request.stream(), request.headers.get("content-type", ""), "file",
-                                           folder / "sae.zip", limit)
+            form = await multipart.receive(uploads.body(request), request.headers.get("content-type", ""), "file",
+                                           folder / "sae.zip", api.settings.max_upload_bytes,
+                                           uploads.space_check(api.settings))
             if form.path is None or not form.size:
                 raise ValidationError("No file: send the SAE's zip in the form field `file`", details={"field": "file"})
             try:

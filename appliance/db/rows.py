@@ -7,6 +7,7 @@ from typing import Any
 
 from appliance.config import get_settings
 from appliance.db.connection import connect_sync
+from appliance.redact import scrub
 
 # The tables a worker job updates, and their key column; anything else is a programming error.
 TABLES = {"datasets": "id", "models": "id", "activation_sets": "id", "trainings": "id",
@@ -21,6 +22,6 @@ def update_row(table: str, row_id: str, **fields: Any) -> None:
     try:
         assignments = ", ".join(f"{k} = ?" for k in fields)
         conn.execute(f"UPDATE {table} SET {assignments}, updated_at = ? WHERE {TABLES[table]} = ?",
-                     (*fields.values(), time.time(), row_id))
+                     (*(scrub(v) for v in fields.values()), time.time(), row_id))
     finally:
         conn.close()

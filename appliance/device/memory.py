@@ -3,6 +3,13 @@
 Jobs say what they need (:class:`Estimate`) before they start; the manager admits them, makes them
 wait while other jobs hold memory, or refuses at once, with a suggestion, what can never fit. It
 never imports torch itself: it only uses it when a job has already loaded it.
+
+Waiting is first come, first served without blocking: jobs that wait stand in line, and memory that
+an earlier job in line can use now is kept for it, so a newer job may pass only with memory nobody
+ahead of it can use yet (a small job still runs beside a training while a big one waits for the
+training to end). A job whose context sets ``defer_memory_wait`` (the worker's interactive jobs)
+does not wait on its thread: :class:`MemoryBusy` sends it back to the queue, keeping its place in
+line, and the thread serves the next job.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ BYTES_PER_DTYPE = {"fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, 
 # Room left for the OS, the API and allocator slack when comparing with live free memory.
 SAFETY_BYTES = 256 * MB
 WAIT_POLL_S = 0.2
+# A place in line not claimed again for this long is given up (its job was cancelled while queued, or
+# it went missing): jobs that wait poll every WAIT_POLL_S, deferred ones come back every second or two.
+WAITER_TTL_S = 60.0
 T = TypeVar("T")
 
 
@@ -78,6 +88,15 @@ def estimate_sae_training(d_in: int, d_sae: int, batch_size: int, dtype: str = "
         "optimizer state": int(params * 4 * states),
         "batch": int(batch_size * (2 * d_in + 2 * d_sae) * width * 2),
     })
+
+
+class MemoryBusy(Exception):
+    """The job fits the budget but not now, and its context asked not to wait on its thread."""
+
+    def __init__(self, message: str, needed: int):
+        super().__init__(message)
+        self.message = message
+        self.needed = needed
 
 
 def physical_memory_bytes(settings: Settings) -> int:
@@ -188,6 +207,8 @@ class MemoryManager:
     safety_bytes: int = SAFETY_BYTES
     models: ModelCache = field(default_factory=ModelCache)
     _reserved: dict[str, int] = field(default_factory=dict)
+    # Jobs waiting for memory, first come first: holder -> (bytes needed, time.monotonic() last seen).
+    _waiters: OrderedDict[str, tuple[int, float]] = field(default_factory=OrderedDict)
     _lock: threading.RLock = field(default_factory=threading.RLock)  # admit() holds it while calling reserved()
 
     @classmethod
@@ -203,6 +224,11 @@ class MemoryManager:
             held = sum(size for holder, size in self._reserved.items() if holder != excluding)
         return held + self.models.size
 
+    def check_budget(self, estimate: Estimate) -> None:
+        """Raise INSUFFICIENT_MEMORY (with a suggestion) if ``estimate`` exceeds the whole budget."""
+        if estimate.total > self.budget:
+            raise self._never_fits(estimate)
+
     def _never_fits(self, estimate: Estimate) -> InsufficientMemory:
         need, budget = estimate.total / MB, self.budget / MB
         shrink_to = self.budget / estimate.total
@@ -214,9 +240,54 @@ class MemoryManager:
             details={"needed_mb": round(need, 1), "budget_mb": round(budget, 1),
                      "parts_mb": {k: round(v / MB, 1) for k, v in estimate.parts.items()}})
 
-    def _fits_now(self, holder: str, estimate: Estimate) -> bool:
-        room = self.budget - self.reserved(excluding=holder)
-        return estimate.total <= room and estimate.total <= self.available() - self.safety_bytes
+    def _room(self, holder: str) -> int:
+        return min(self.budget - self.reserved(excluding=holder), self.available() - self.safety_bytes)
+
+    def _fits_now(self, holder: str, need: int) -> bool:
+        """Whether ``need`` fits in what is free less what earlier jobs in line can use now."""
+        with self._lock:
+            self._forget_stale()
+            room = self._room(holder)
+            for other, (wanted, _) in self._waiters.items():  # oldest first
+                if other == holder:
+                    break
+                if wanted <= room:
+                    room -= wanted  # kept for the job ahead, which takes it at its next try
+            return need <= room
+
+    def _stand_in_line(self, holder: str, need: int) -> None:
+        with self._lock:
+            self._waiters[holder] = (need, time.monotonic())  # an existing entry keeps its place
+
+    def _forget_stale(self) -> None:
+        cutoff = time.monotonic() - WAITER_TTL_S
+        for holder in [h for h, (_, seen) in self._waiters.items() if seen < cutoff]:
+            del self._waiters[holder]
+
+    def forget(self, holder: str) -> None:
+        """Give up ``holder``'s place in line (its job ended while it waited)."""
+        with self._lock:
+            self._waiters.pop(holder, None)
+
+    def _evict_if_it_helps(self, holder: str, need: int) -> None:
+        # Unloading cached models is worth it only if their memory would make the job fit.
+        if need <= self._room(holder) + self.models.size:
+            self.models.evict_to_fit(need)
+
+    def ready(self, holder: str) -> bool:
+        """For a job waiting in line: whether it would be admitted now (True for one not in line).
+
+        Lets the worker keep a deferred job in the queue without starting it again until it can run."""
+        with self._lock:
+            entry = self._waiters.get(holder)
+        if entry is None:
+            return True
+        need = entry[0]
+        self._stand_in_line(holder, need)
+        if self._fits_now(holder, need):
+            return True
+        self._evict_if_it_helps(holder, need)
+        return self._fits_now(holder, need)
 
     @contextmanager
     def admit(self, ctx: Any, estimate: Estimate,
@@ -233,29 +304,37 @@ class MemoryManager:
             if smaller is None or smaller.total >= estimate.total:
                 break
             estimate = smaller
-        if estimate.total > self.budget:
-            raise self._never_fits(estimate)
-        waiting = False
-        while True:
-            with self._lock:
-                fits = self._fits_now(holder, estimate)
-                if fits:
-                    self._reserved[holder] = self._reserved.get(holder, 0) + estimate.total
-                    break
-            if not waiting:
-                self.models.evict_to_fit(estimate.total)
-                if self._fits_now(holder, estimate):
-                    continue
-                waiting = True
-                free = max(0, min(self.budget - self.reserved(excluding=holder), self.available() - self.safety_bytes))
-                log.info("%s waits for memory: needs %.0f MB, %.0f MB free", holder, estimate.total / MB, free / MB)
-                if hasattr(ctx, "status"):
-                    ctx.status(f"Waiting for memory: needs {estimate.total / MB:,.0f} MB, "
-                               f"{free / MB:,.0f} MB free")
-            if hasattr(ctx, "sleep"):
-                ctx.sleep(WAIT_POLL_S)  # raises when the job is cancelled while it waits
-            else:
-                time.sleep(WAIT_POLL_S)
+        self.check_budget(estimate)
+        need, waiting = estimate.total, False
+        try:
+            while True:
+                with self._lock:
+                    if self._fits_now(holder, need):
+                        self._reserved[holder] = self._reserved.get(holder, 0) + need
+                        self._waiters.pop(holder, None)
+                        break
+                    self._stand_in_line(holder, need)
+                if not waiting:
+                    self._evict_if_it_helps(holder, need)
+                    if self._fits_now(holder, need):
+                        continue
+                    waiting = True
+                    free = max(0, self._room(holder))
+                    message = f"Waiting for memory: needs {need / MB:,.0f} MB, {free / MB:,.0f} MB free"
+                    if getattr(ctx, "defer_memory_wait", False):
+                        raise MemoryBusy(message, need)  # keeps its place in line (see the module docstring)
+                    log.info("%s waits for memory: needs %.0f MB, %.0f MB free", holder, need / MB, free / MB)
+                    if hasattr(ctx, "status"):
+                        ctx.status(message)
+                if hasattr(ctx, "sleep"):
+                    ctx.sleep(WAIT_POLL_S)  # raises when the job is cancelled while it waits
+                else:
+                    time.sleep(WAIT_POLL_S)
+        except MemoryBusy:
+            raise
+        except BaseException:
+            self.forget(holder)  # cancelled while it waited here: nobody keeps memory for it
+            raise
         try:
             yield estimate
         finally:

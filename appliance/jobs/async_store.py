@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,29 +14,38 @@ from anyio import to_thread
 
 from appliance.db import connect_sync
 from appliance.errors import Conflict, NotFound
-from appliance.jobs import sql
+from appliance.device.memory import MemoryManager
+from appliance.jobs import finalize, sql
+from appliance.jobs.estimates import refuse_what_never_fits
 from appliance.jobs.model import FINAL_STATUSES, Job, job_from_row
 from appliance.jobs.queue import JobQueue
-from appliance.jobs.registry import get_kind
+from appliance.jobs.registry import get_kind, resource_ending
 from appliance.jobs.store import job_topic
 from appliance.ids import new_id
 
 CANCEL_WAIT_S = 2.0
+
+# Statements that commit together with a job: its resource rows (see AsyncJobStore.create).
+Within = Callable[[aiosqlite.Connection, str], Awaitable[None]]
 
 
 LIST_CACHE_ENTRIES = 64
 
 
 class AsyncJobStore:
-    def __init__(self, db: aiosqlite.Connection, queue: JobQueue, db_path: Path, write_lock: asyncio.Lock):
+    def __init__(self, db: aiosqlite.Connection, queue: JobQueue, db_path: Path, write_lock: asyncio.Lock,
+                 memory: MemoryManager | None = None):
         self.db = db
         self.queue = queue
+        # The worker's budget, to refuse a job that can never fit before it is created.
+        self.memory = memory
         # One aiosqlite connection is shared by all requests; transactions must not interleave.
         self._write_lock = write_lock
         # Job lists are polled by every open UI; they are served from a cache until the database
         # changes. PRAGMA data_version moves whenever another connection (the worker, or our own
         # aiosqlite connection) commits, and reading it costs microseconds, so it is read inline.
         self._version_conn = connect_sync(db_path)
+        self._data_dir = db_path.parent
         self._list_cache: dict[tuple[Any, ...], tuple[int, tuple[list[Job], int]]] = {}
 
     def close(self) -> None:
@@ -43,9 +54,16 @@ class AsyncJobStore:
     def _data_version(self) -> int:
         return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
-    async def _change(self, job_id: str, statement: sql.Query, now: float) -> Job | None:
+    async def _change(self, job_id: str, statement: sql.Query, now: float, *, within: Within | None = None,
+                      enqueue: str | None = None) -> Job | None:
         """Apply ``statement`` to a job and publish its new state as ``job.updated``, in one transaction
-        (as the worker's JobStore does); None if the statement changed no row."""
+        (as the worker's JobStore does); None if the statement changed no row.
+
+        ``within(db, job_id)`` runs in the same transaction (the rows of the job's resource), and with
+        ``enqueue`` (a lane) the job's task is sent before COMMIT: if sending fails (a full disk, say)
+        nothing was committed, so a job is never left queued without a task for the worker's
+        reconciliation to re-send minutes after the client was told it failed. A task whose COMMIT
+        then fails finds no job, and the worker drops it (JobStore.get_settled)."""
         async with self._write_lock:
             await self.db.execute("BEGIN IMMEDIATE")
             try:
@@ -53,22 +71,55 @@ class AsyncJobStore:
                 if cursor.rowcount == 0:
                     await self.db.execute("ROLLBACK")
                     return None
+                if within is not None:
+                    await within(self.db, job_id)
                 job = job_from_row((await self.db.execute_fetchall(*sql.get_job(job_id)))[0])
                 await self.db.execute(*sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now))
+                ended = await self._end_resource(job, now)
+                if enqueue is not None:
+                    await to_thread.run_sync(self.queue.enqueue, job_id, enqueue)
                 await self.db.execute("COMMIT")
+                if ended:
+                    await to_thread.run_sync(finalize.remove, ended)
                 return job
             except BaseException:
-                await self.db.execute("ROLLBACK")
+                await self._rollback()
                 raise
 
-    async def create(self, kind_name: str, params: dict[str, Any], target: tuple[str, str] | None = None) -> Job:
+    async def _end_resource(self, job: Job, now: float) -> list[Path]:
+        """Inside a job's transaction: end its resource if the job has just failed or been cancelled
+        (appliance.jobs.finalize); returns the files to remove after COMMIT."""
+        ending = resource_ending(job, now)
+        if ending is None:
+            return []
+        resource, statement = ending
+        rows = await self.db.execute_fetchall(*statement)
+        events, paths = resource.ended(list(rows), self._data_dir, now)
+        for event in events:
+            await self.db.execute(*event)
+        return paths
+
+    async def _rollback(self) -> None:
+        # SQLite may already have rolled back on its own (SQLITE_FULL at COMMIT does); a ROLLBACK then
+        # fails, and that must not hide the error that caused it.
+        try:
+            await self.db.execute("ROLLBACK")
+        except sqlite3.OperationalError:
+            pass
+
+    async def create(self, kind_name: str, params: dict[str, Any], target: tuple[str, str] | None = None, *,
+                     within: Within | None = None) -> Job:
+        """Create a job and send its task, all or nothing. ``within(db, job_id)`` creates or updates the
+        job's resource rows in the same transaction; it uses ``db`` directly (the write lock is held)
+        and may raise (an AppError, say) to create nothing."""
         kind = get_kind(kind_name)
+        if self.memory is not None:
+            refuse_what_never_fits(self.memory, kind_name, params)
         job_id = new_id("job")
         now = time.time()
-        job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, params, target, now), now)
+        job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, params, target, now), now,
+                                 within=within, enqueue=kind.lane)
         assert job is not None
-        # If the API dies before this line the worker's reconciliation re-sends the task.
-        await to_thread.run_sync(self.queue.enqueue, job_id, kind.lane)
         return job
 
     async def find(self, job_id: str) -> Job | None:
@@ -106,16 +157,16 @@ class AsyncJobStore:
             await self.db.execute(*sql.request_control(job_id, control, ("running",), time.time()))
         return await self.get(job_id)
 
-    async def resume(self, job_id: str) -> Job:
+    async def resume(self, job_id: str, *, within: Within | None = None) -> Job:
         """Queue a paused job again; its handler picks up from its own checkpoint."""
+        current = await self.get(job_id)
         now = time.time()
         job = await self._change(job_id, (
             "UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
-            " WHERE id = ? AND status = 'paused'", (now, job_id)), now)
+            " WHERE id = ? AND status = 'paused'", (now, job_id)), now, within=within, enqueue=current.lane)
         if job is None:
             current = await self.get(job_id)
             raise Conflict(f"Job {job_id} is {current.status}, not paused", details={"status": current.status})
-        await to_thread.run_sync(self.queue.enqueue, job_id, job.lane)
         return job
 
     async def cancel(self, job_id: str) -> Job:

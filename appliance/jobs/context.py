@@ -36,6 +36,9 @@ class JobContext:
         self._fraction = 0.0
         self._control: str | None = None
         self._wake = threading.Event()
+        # Set by the runner for interactive jobs: memory admission sends the job back to the queue
+        # instead of waiting on the worker thread (appliance.device.memory.MemoryBusy).
+        self.defer_memory_wait = False
 
     @property
     def job_id(self) -> str:

@@ -13,9 +13,10 @@ import threading
 from dataclasses import dataclass, field
 
 from appliance.config import get_settings
-from appliance.device.memory import MemoryManager, is_oom, release_cached_memory
+from appliance.device.memory import MemoryBusy, MemoryManager, is_oom, release_cached_memory
 from appliance.errors import AppError
 from appliance.jobs.context import JobContext, JobInterrupted
+from appliance.jobs.model import FINAL_STATUSES
 from appliance.jobs.queue import JobQueue
 from appliance.jobs.registry import KINDS, JobKind
 from appliance.jobs.store import JobStore, job_topic
@@ -25,6 +26,9 @@ log = logging.getLogger("mistudio.jobs")
 # A heavy job waiting for the heavy slot is put back on Huey's schedule this far in the future, which
 # frees its consumer thread for interactive work.
 HEAVY_RETRY_DELAY_S = 0.5
+# An interactive job that waits for memory waits in the queue, not on a thread: it comes back this
+# often (plus up to Huey's 1 s schedule check) and starts again once the memory manager can admit it.
+MEMORY_RETRY_DELAY_S = 0.5
 
 
 @dataclass
@@ -61,15 +65,20 @@ def memory_manager() -> MemoryManager:
 
 def execute(job_id: str) -> None:
     rt = runtime()
-    job = rt.store.get(job_id)
+    job = rt.store.get(job_id) or rt.store.get_settled(job_id)
     if job is None or job.status != "queued":
-        return  # cancelled before it started, or a duplicate delivery of a job already taken
+        if rt.memory is not None and (job is None or job.status in FINAL_STATUSES):
+            rt.memory.forget(job_id)  # cancelled while it waited for memory: it gives up its place in line
+        return  # cancelled before it started, a duplicate delivery, or a job whose creation rolled back
     kind = KINDS.get(job.kind)
     if kind is None:
         rt.store.finish(job_id, "failed", error=("UNKNOWN_JOB_KIND", f"this worker has no job kind {job.kind!r}"))
         return
     if rt.shutting_down.is_set():
         rt.queue.enqueue(job_id, kind.lane)
+        return
+    if kind.lane == "interactive" and not memory_manager().ready(job_id):
+        rt.queue.enqueue(job_id, kind.lane, delay=MEMORY_RETRY_DELAY_S)  # still no memory: not started again
         return
     heavy = kind.lane == "heavy"
     if heavy and not rt.heavy_slot.acquire(blocking=False):
@@ -95,6 +104,7 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         progress_type=kind.progress_type,
         topic=topic,
     )
+    ctx.defer_memory_wait = kind.lane == "interactive"
     with rt.lock:
         rt.running[job_id] = ctx
     if rt.shutting_down.is_set():
@@ -104,6 +114,11 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         result = kind.load_handler()(ctx)
     except JobInterrupted as stop:
         _interrupted(rt, job_id, kind, stop.control)
+    except MemoryBusy as busy:
+        # Not an outcome: back to the queue with the reason in its message; this thread serves the next job.
+        store.requeue(job_id, busy.message)
+        rt.queue.enqueue(job_id, kind.lane, delay=MEMORY_RETRY_DELAY_S)
+        log.info("job %s waits for memory in the queue: %s", job_id, busy.message)
     except AppError as exc:
         log.info("job %s failed: %s %s", job_id, exc.code, exc.message)
         _failed(rt, job_id, kind, exc.code, exc.message)

@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from appliance.db import connect_sync
-from appliance.jobs import sql
+from appliance.jobs import finalize, sql
 from appliance.jobs.model import Job, job_from_row
+from appliance.jobs.registry import resource_ending
+from appliance.redact import scrub
 
 
 def job_topic(job_id: str) -> str:
@@ -35,6 +37,17 @@ class JobStore:
         row = self.conn.execute(*sql.get_job(job_id)).fetchone()
         return job_from_row(row) if row else None
 
+    def get_settled(self, job_id: str) -> Job | None:
+        """The job once any write in progress has committed or rolled back. The API sends a new job's
+        task before its transaction commits (AsyncJobStore._change), so a task can arrive while its row
+        is still being written, or for a row that never will be: taking the write lock waits for that."""
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            return self.get(job_id)
+        finally:
+            conn.execute("ROLLBACK")
+
     def _transition(self, job_id: str, assignments: str, params: tuple[Any, ...], where: str = "") -> Job | None:
         """Apply an UPDATE and publish the new job state as ``job.updated``, atomically."""
         now = time.time()
@@ -48,11 +61,46 @@ class JobStore:
                 return None
             job = job_from_row(conn.execute(*sql.get_job(job_id)).fetchone())
             conn.execute(*sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now))
+            ended = self._end_resource(job, now)
             conn.execute("COMMIT")
+            finalize.remove(ended)
             return job
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+    def _end_resource(self, job: Job, now: float) -> list[Path]:
+        """Inside a job's transaction: end its resource if the job has just failed or been cancelled
+        (appliance.jobs.finalize); returns the files to remove after COMMIT."""
+        ending = resource_ending(job, now)
+        if ending is None:
+            return []
+        resource, statement = ending
+        rows = self.conn.execute(*statement).fetchall()
+        events, paths = resource.ended(rows, self.db_path.parent, now)
+        for event in events:
+            self.conn.execute(*event)
+        return paths
+
+    def sweep_resources(self, now: float) -> list[str]:
+        """End every resource left in an in-progress state with no live job (worker start); returns
+        what was ended, for the log."""
+        conn, found, paths = self.conn, [], []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for resource in finalize.RESOURCES:
+                rows = conn.execute(*resource.sweep(now)).fetchall()
+                events, removed = resource.ended(rows, self.db_path.parent, now)
+                for event in events:
+                    conn.execute(*event)
+                paths += removed
+                found += [f"{resource.table} {row[resource.id_column]}" for row in rows]
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        finalize.remove(paths)
+        return found
 
     def start(self, job_id: str) -> Job | None:
         """queued -> running; None if the job is no longer queued (cancelled, or already taken)."""
@@ -63,6 +111,8 @@ class JobStore:
     def finish(self, job_id: str, status: str, *, result: Any = None, error: tuple[str, str] | None = None,
                message: str | None = None) -> Job | None:
         code, text = error if error else (None, None)
+        # An error is often an upstream's own words, which may quote a secret it was sent.
+        result, text, message = scrub(result), scrub(text), scrub(message)
         progress = ", progress = 1" if status == "completed" else ""
         return self._transition(
             job_id,
@@ -78,10 +128,10 @@ class JobStore:
 
     def report(self, job_id: str, progress: float, message: str) -> None:
         self.conn.execute("UPDATE jobs SET progress = ?, message = ?, updated_at = ? WHERE id = ?",
-                          (progress, message, time.time(), job_id))
+                          (progress, scrub(message), time.time(), job_id))
 
     def emit(self, topic: str, type_: str, data: Any, job_id: str | None = None, durable: bool = True) -> None:
-        self.conn.execute(*sql.insert_event(topic, type_, data, job_id, durable, time.time()))
+        self.conn.execute(*sql.insert_event(topic, type_, scrub(data), job_id, durable, time.time()))
 
     def jobs_with_status(self, *statuses: str) -> list[Job]:
         marks = ",".join("?" * len(statuses))

@@ -24,7 +24,7 @@ from typing import Any
 
 from huey.consumer import Consumer
 
-from appliance import __version__
+from appliance import __version__, redact
 from appliance.config import Settings
 from appliance.db import migrate
 from appliance.device.memory import MemoryManager
@@ -133,6 +133,10 @@ class Worker:
             if kind is not None:
                 runner._cleanup(kind, self.runtime, job.id)
             log.warning("job %s was running when the worker died: marked failed", job.id)
+        # Resources whose job ended or vanished without ending them (an older version, the API dying
+        # between a row and its job): each goes to its final state (appliance.jobs.finalize).
+        for swept in self.store.sweep_resources(time.time()):
+            log.warning("%s was left in progress with no job working on it: ended", swept)
         self.requeue_lost()
 
     def requeue_lost(self, min_age_s: float = 0.0) -> None:
@@ -206,6 +210,8 @@ class Worker:
     def run(self) -> None:
         # Hub caches live in the data dir: offline-first, and writable under systemd's ProtectHome.
         os.environ.setdefault("HF_HOME", str(self.settings.data_dir / "cache" / "huggingface"))
+        # Before anything can fail or log: no stored secret leaves this process in any text.
+        redact.install(redact.Scrubber(self.settings.data_dir, (self.settings.token,)))
         migrate(self.settings.db_path)
         self.acquire_lock()
         runner.install(self.runtime)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,9 @@ from appliance.errors import UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.ml.hub import is_network_error, probe
 from appliance.ml.training import training_dir
+from appliance.sae_archive import unpack
 from appliance.secrets import delete_secret, read_secret
 
-MAX_UNZIPPED_BYTES = 8 * 2**30
 # sparsify names its per-hook folders after the module ("layers.6", "h.6", "model.layers.6").
 _SPARSIFY_LAYER = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)$")
 
@@ -40,24 +39,6 @@ class ImportParams(msgspec.Struct):
     revision: str | None = None
     layer: int | None = None  # overrides what the files say
     hook_type: str | None = None
-
-
-def _unzip(archive: Path, dest: Path) -> None:
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            members = [m for m in zipped.infolist() if not m.is_dir()]
-            if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-                raise ValidationError("The zip unpacks to more than 8 GB", details={"field": "file"})
-            for member in members:
-                name = Path(member.filename.replace("\\", "/"))
-                if name.is_absolute() or ".." in name.parts:
-                    raise ValidationError(f"Unsafe path in the zip: {member.filename}", details={"field": "file"})
-                target = dest / name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                with zipped.open(member) as src, open(target, "wb") as out:
-                    shutil.copyfileobj(src, out, 1 << 20)
-    except zipfile.BadZipFile:
-        raise ValidationError("The upload is not a zip file", details={"field": "file"}) from None
 
 
 def _download(params: ImportParams, dest: Path, token: str | None) -> None:
@@ -114,7 +95,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     try:
         if params.upload:
             ctx.progress(0.1, "Unpacking the upload", force=True)
-            _unzip(Path(params.upload), incoming)
+            unpack(Path(params.upload), incoming, params.d_model, settings.disk_reserve_mb)
         else:
             ctx.progress(0.1, f"Downloading {params.repo_id}", force=True)
             _download(params, incoming, read_secret(settings.data_dir, params.training_id))

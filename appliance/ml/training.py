@@ -2,8 +2,9 @@
 model while it trains (``activation_source``: batches in a deterministic order, so a run resumed
 from a checkpoint sees exactly the batches the uninterrupted run would have seen; a held-out share
 is never trained on and explained variance is measured there). Metrics go to ``training_metrics`` and out as ``training.progress`` events every
-``log_every`` steps; checkpoints (weights, optimizer, scheduler, step) every ``auto_save_interval``
-steps and on pause or stop; at the end the SAE is written in the SAELens layout.
+``log_every`` steps; checkpoints (weights, optimizer, scheduler, step; ``checkpoints``: space-checked,
+pruned to a bounded set) every ``auto_save_interval`` steps, on "save now" and on pause or stop; at
+the end the SAE is written in the SAELens layout.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from appliance.db.rows import update_row
 from appliance.device.memory import Estimate, estimate_activations, estimate_model, estimate_sae_training, heap_reuse
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.runner import memory_manager
+from appliance.storage import is_disk_full, storage_error
+from appliance.ml import checkpoints
 from appliance.ml.evaluation import held_out_quality
 from appliance.ml.activation_source import ActivationSource, StreamedSource, StreamSpec
 from appliance.training_config import Hyperparameters
@@ -73,26 +76,30 @@ def make_optimizer(sae: Any, hp: Hyperparameters) -> Any:
     return kind(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999), weight_decay=hp.weight_decay)
 
 
-def _save_checkpoint(folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, tokens: int) -> Path:
-    import torch
-    from safetensors.torch import save_file
+def _save_checkpoint(ctx: JobContext, folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, tokens: int,
+                     kind: checkpoints.Kind, held_x: Any, held_y: Any | None) -> None:
+    """Write a checkpoint (space checked first, never left partial), prune to the bounded set and
+    announce it with its held-out loss, which decides the "best" checkpoint that pruning keeps."""
+    settings = get_settings()
+    loss = _held_out_loss(sae, held_x[:2048], None if held_y is None else held_y[:2048])
+    checkpoints.save(folder, sae, optimizer, scheduler, step, tokens, kind=kind, held_out_loss=loss,
+                     reserve_mb=settings.disk_reserve_mb, keep=settings.keep_checkpoints)
+    ctx.event("training.checkpoint", {"training_id": folder.name, "step": step, "kind": kind,
+                                      "held_out_loss": loss})
 
-    path = folder / "checkpoints" / f"step_{step:08d}"
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}, str(partial / "sae.safetensors"))
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                "tokens": tokens, "rng": torch.get_rng_state()}, partial / "state.pt")
-    (partial / "info.json").write_bytes(msgspec.json.encode({"step": step, "tokens": tokens, "saved_at": time.time()}))
-    shutil.rmtree(path, ignore_errors=True)
-    partial.rename(path)
-    return path
+
+def _held_out_loss(sae: Any, x: Any, target: Any | None) -> float | None:
+    """The training objective on activations the run never trains on (no side effects: the
+    dead-latent counter moves only in train_step)."""
+    import torch
+
+    with torch.no_grad():
+        loss = float(sae.forward_train(x, target, stats=False).loss)
+    return loss if math.isfinite(loss) else None
 
 
 def latest_checkpoint(folder: Path) -> Path | None:
-    found = sorted(p for p in (folder / "checkpoints").glob("step_*") if not p.name.endswith(".partial"))
-    return found[-1] if found else None
+    return checkpoints.latest(folder)
 
 
 def _record(training_id: str, row: dict[str, Any]) -> None:
@@ -233,6 +240,7 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
         ctx.progress(0.0, "Measuring the activations' scale", force=True)
         scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
         scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else scale_in
+    checkpoints.sweep_partials(folder)  # a worker killed mid-write left it; the run starts from a whole one
     checkpoint = latest_checkpoint(folder)
     if checkpoint is not None:
         from safetensors.torch import load_file
@@ -288,14 +296,15 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
                     ctx.progress(step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}",
                                  {"training_id": params.training_id, **row})
                 save_now = folder / SAVE_NOW
-                if (params.auto_save_interval and step % params.auto_save_interval == 0) or save_now.exists():
-                    _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
-                    save_now.unlink(missing_ok=True)
-                    ctx.event("training.checkpoint", {"training_id": params.training_id, "step": step})
+                asked = save_now.exists()
+                if (params.auto_save_interval and step % params.auto_save_interval == 0) or asked:
+                    _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens,
+                                     "user" if asked else "auto", held_x, held_y)
+                    if asked:  # only then: a request that arrived during an automatic save waits its turn
+                        save_now.unlink(missing_ok=True)
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
-                _save_checkpoint(folder, sae, optimizer, scheduler, step, tokens)
-                ctx.event("training.checkpoint", {"training_id": params.training_id, "step": step})
+                _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens, stop.control, held_x, held_y)
             if stop.control == "pause":
                 update_row("trainings", params.training_id, status="paused")
                 ctx.event("training.updated", {"training_id": params.training_id, "status": "paused"})
@@ -309,8 +318,14 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
     names = {"hook_name": params.hook_name}
     if params.target_hook_name:
         names["hook_name_out"] = params.target_hook_name  # SAELens' name for a transcoder's output hook
-    export(sae, folder / "export", {**params.metadata, **names, "activation_scale": scale_in},
-           log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
+    try:
+        export(sae, folder / "export", {**params.metadata, **names, "activation_scale": scale_in},
+               log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        shutil.rmtree(folder / "export", ignore_errors=True)  # a half export would look finished to the API
+        raise storage_error(exc, "the trained SAE's export", folder) from exc
     evaluation = {**quality, "dead_latents": dead, "steps": step, "tokens": tokens,
                   "seconds": round(time.monotonic() - began, 1)}
     if params.evaluation:
