@@ -136,8 +136,12 @@ def test_job_creation_on_a_full_disk_is_refused_whole_and_nothing_runs_later(sma
     body = assert_error(app.post("/api/models/demo"), 507, "INSUFFICIENT_STORAGE")
     assert body["retryable"] is True
     assert_error(app.post("/api/jobs/selftest", json={"steps": 1, "delay_ms": 0}), 507, "INSUFFICIENT_STORAGE")
+    # A Hub download's token is stored for the worker before its job; a job never created leaves none.
+    assert_error(app.post("/api/models/download", json={"repo_id": "org/tiny", "hf_token": "hf_Xy12secretToken"}),
+                 507, "INSUFFICIENT_STORAGE")
     assert _rows(app, "SELECT id FROM jobs") == baseline
     assert _rows(app, "SELECT id FROM models") == []
+    assert not (app.data_dir / "secrets").exists() or list((app.data_dir / "secrets").iterdir()) == []
 
     # Space comes back; a restarted worker (which re-sends queued jobs that lost their task) runs nothing
     # of the refused requests: a job created now is the only new one.

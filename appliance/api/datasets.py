@@ -22,7 +22,6 @@ from appliance.api.validation import check_id, safe_path
 from appliance.dataset_formats import detect_format
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
-from appliance.secrets import write_secret
 from appliance.tokenization import TokenizeSettings, tokenizer_path
 from appliance.timefmt import iso
 
@@ -224,14 +223,13 @@ class DatasetsController(Controller):
         api = api_state(request)
         assert api.db is not None and api.jobs is not None
         dataset_id, now = new_id("ds"), time.time()
-        if data.hf_token:
-            write_secret(api.settings.data_dir, dataset_id, data.hf_token)
         return await start_job(api, "dataset.download", {
             "dataset_id": dataset_id, "repo_id": data.repo_id, "config": data.config, "split": data.split,
             "max_samples": data.max_samples, "text_column": data.text_column}, "datasets", dataset_id, insert=(
             "INSERT INTO datasets (id, name, source, repo_id, config, split, text_column, status, created_at,"
             " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, ?, 'downloading', ?, ?)",
-            (dataset_id, data.repo_id, data.repo_id, data.config, data.split, data.text_column, now, now)))
+            (dataset_id, data.repo_id, data.repo_id, data.config, data.split, data.text_column, now, now)),
+            secret=data.hf_token)
 
     @get("/", summary="Datasets, newest first")
     async def list_datasets(self, request: Request) -> DatasetListResponse:

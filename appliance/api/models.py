@@ -18,7 +18,6 @@ from appliance.api.validation import check_id, safe_path
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.precision import PRECISIONS, PrecisionSupport, capabilities, check, estimates
-from appliance.secrets import write_secret
 from appliance.timefmt import iso
 
 
@@ -140,15 +139,14 @@ class ModelsController(Controller):
         assert api.db is not None and api.jobs is not None and api.platform is not None
         check(api.platform, data.precision)
         model_id, now = new_id("m"), time.time()
-        if data.hf_token:
-            write_secret(api.settings.data_dir, model_id, data.hf_token)
         path = api.settings.data_dir / "models" / model_id
         return await start_job(api, "model.download", {
             "model_id": model_id, "repo_id": data.repo_id, "revision": data.revision, "precision": data.precision,
             "path": str(path), "trust_remote_code": data.trust_remote_code}, "models", model_id, insert=(
             "INSERT INTO models (id, name, source, repo_id, revision, precision, status, path, created_at,"
             " updated_at) VALUES (?, ?, 'huggingface', ?, ?, ?, 'downloading', ?, ?, ?)",
-            (model_id, data.repo_id, data.repo_id, data.revision, data.precision, str(path), now, now)))
+            (model_id, data.repo_id, data.repo_id, data.revision, data.precision, str(path), now, now)),
+            secret=data.hf_token)
 
     @post("/import", summary="Import a model folder from <data dir>/imports (config.json + weights)")
     async def import_folder(self, request: Request, data: ImportRequest) -> Response[AcceptedResponse]:

@@ -18,6 +18,7 @@ from appliance.errors import AppError, Conflict, InsufficientMemory, NotFound, U
 from appliance.jobs.async_store import Within
 from appliance.jobs.model import FINAL_STATUSES
 from appliance.jobs.sql import Query
+from appliance.secrets import delete_secret, write_secret
 
 # The tables whose rows carry the job working on them, and the target kind jobs name them by.
 TARGETS = {"datasets": "dataset", "models": "model", "activation_sets": "activations", "trainings": "training"}
@@ -43,10 +44,20 @@ def with_row(table: str, row_id: str, insert: Query | None = None) -> Within:
 
 
 async def start_job(api: ApiState, kind: str, params: dict[str, Any], table: str, row_id: str,
-                    insert: Query | None = None) -> Response[AcceptedResponse]:
-    """Create the job working on row ``row_id`` of ``table`` (and the row itself: ``insert``), all at once."""
+                    insert: Query | None = None, secret: str | None = None) -> Response[AcceptedResponse]:
+    """Create the job working on row ``row_id`` of ``table`` (and the row itself: ``insert``), all at once.
+    ``secret`` (a Hub token) is stored for the worker under the row's id, and removed again if the job
+    is not created."""
     assert api.db is not None and api.jobs is not None
-    job = await api.jobs.create(kind, params, target=(TARGETS[table], row_id), within=with_row(table, row_id, insert))
+    try:
+        if secret:
+            write_secret(api.settings.data_dir, row_id, secret)
+        job = await api.jobs.create(kind, params, target=(TARGETS[table], row_id),
+                                    within=with_row(table, row_id, insert))
+    except BaseException:
+        if secret:
+            delete_secret(api.settings.data_dir, row_id)
+        raise
     return accepted(job)
 
 

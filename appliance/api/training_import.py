@@ -20,7 +20,6 @@ from appliance.api.validation import fetch_one
 from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
 from appliance.sae_archive import check_declared
-from appliance.secrets import write_secret
 
 HookType = Literal["residual", "mlp_in", "mlp", "attention"]
 
@@ -59,11 +58,9 @@ async def _queue(api: ApiState, model_id: str, params: dict[str, Any], training_
         " status, total_steps, created_at, updated_at) VALUES (?, ?, '', NULL, ?, ?, 'sparse', ?, 'queued', 0, ?, ?)",
         (training_id, model["id"], params.get("layer") or 0, params.get("hook_type") or "residual",
          msgspec.json.encode({"source": "imported", "origin": params.get("repo_id") or "upload"}).decode(), now, now))
-    if secret:
-        write_secret(api.settings.data_dir, training_id, secret)
     return await start_job(api, "training.import", {
         **params, "training_id": training_id, "model_name": model["name"], "d_model": arch["d_model"],
-        "hook_points": arch["hook_points"]}, "trainings", training_id, insert=insert)
+        "hook_points": arch["hook_points"]}, "trainings", training_id, insert=insert, secret=secret)
 
 
 class TrainingImportController(Controller):
