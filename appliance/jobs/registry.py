@@ -94,7 +94,7 @@ register(JobKind("model.import", "appliance.ml.models:import_folder", lane="heav
                  progress_type="model.progress", cleanup="appliance.ml.models:fail", resource=res.MODEL))
 # Resumable: after a worker crash the run continues from its last checkpoint.
 register(JobKind("training.run", "appliance.ml.training:run", lane="heavy", progress_type="training.progress",
-                 resumable=True, cleanup="appliance.ml.training:finished", resource=res.TRAINING))
+                 resumable=True, resource=res.TRAINING))
 register(JobKind("training.evaluate", "appliance.ml.training_evaluation:run", lane="heavy",
                  progress_type="training.progress"))
 register(JobKind("training.import", "appliance.ml.sae_import:run", lane="heavy", progress_type="training.progress",

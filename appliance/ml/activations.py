@@ -310,12 +310,10 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def cleanup(job: Any) -> None:
-    """No partial set is left: the files go, the row stays with the reason."""
+    """No partial set is left: the files go; the row stays with the reason (set when the job ended,
+    by appliance.jobs.finalize)."""
     activation_id = job.params.get("activation_id")
     if not activation_id:
         return
     folder = set_dir(get_settings().data_dir, activation_id)
     shutil.rmtree(folder.with_name(folder.name + ".partial"), ignore_errors=True)
-    error = job.error
-    update_row("activation_sets", activation_id, status="error", error_code=error.code if error else "CANCELLED",
-            error_message=error.message if error else "Cancelled")

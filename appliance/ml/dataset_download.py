@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 
 from appliance.config import get_settings
-from appliance.errors import AppError, NotFound, UpstreamUnavailable, ValidationError
+from appliance.errors import AppError, UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.ml.hub import is_network_error, probe
 from appliance.ml.dataset_ingest import ingest, set_status
@@ -101,7 +101,8 @@ def _forget_raw_files(repo_id: str) -> None:
 
 
 def cleanup(job: Any) -> None:
-    """A failed download keeps its row (status error, with the reason) but no files."""
+    """A failed download keeps its row (set to error with the reason when the job ended, by
+    appliance.jobs.finalize) but nothing it wrote: no files, no samples, no token."""
     from appliance.db import connect_sync
 
     dataset_id = job.params.get("dataset_id")
@@ -111,8 +112,5 @@ def cleanup(job: Any) -> None:
     conn = connect_sync(settings.db_path)
     try:
         conn.execute("DELETE FROM dataset_samples WHERE dataset_id = ?", (dataset_id,))
-        error = job.error or None
-        conn.execute("UPDATE datasets SET status = 'error', error_code = ?, error_message = ? WHERE id = ?",
-                     (error.code if error else "CANCELLED", error.message if error else "Cancelled", dataset_id))
     finally:
         conn.close()

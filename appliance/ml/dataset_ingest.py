@@ -151,15 +151,11 @@ def build_demo(ctx: JobContext) -> dict[str, Any]:
 
 
 def cleanup(job: Any) -> None:
-    """A failed or cancelled import leaves nothing behind: no files, no samples, no row."""
+    """A failed or cancelled import leaves nothing behind. The row (and with it, by ON DELETE CASCADE,
+    the samples) went with the job's end (appliance.jobs.finalize); the files written since go here."""
     dataset_id = job.params.get("dataset_id")
     if not dataset_id:
         return
     settings = get_settings()
     shutil.rmtree(settings.data_dir / "datasets" / dataset_id, ignore_errors=True)
     shutil.rmtree(settings.data_dir / "uploads" / dataset_id, ignore_errors=True)
-    conn = connect_sync(settings.db_path)
-    try:
-        conn.execute("DELETE FROM datasets WHERE id = ?", (dataset_id,))  # samples go by ON DELETE CASCADE
-    finally:
-        conn.close()

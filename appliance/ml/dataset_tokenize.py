@@ -139,16 +139,10 @@ def _save(dataset_id: str, tokenizer: str, status: str, *, settings: dict[str, A
 
 
 def cleanup(job: Any) -> None:
-    """A failed or cancelled run leaves the previous tokenization (if any) as it was."""
+    """A failed or cancelled run leaves the previous tokenization (if any) as it was: its row went back
+    to ready, or to error, when the job ended (appliance.jobs.finalize); the partial output goes here."""
     dataset_id, tokenizer = job.params.get("dataset_id"), job.params.get("settings", {}).get("tokenizer")
     if not dataset_id or not tokenizer:
         return
     final = output_dir(get_settings().data_dir, dataset_id, tokenizer)
     shutil.rmtree(final.with_name(final.name + ".partial"), ignore_errors=True)
-    meta = final / META_FILE
-    if meta.is_file():
-        previous = msgspec.json.decode(meta.read_bytes())
-        _save(dataset_id, tokenizer, "ready", settings=previous["settings"], stats=previous["stats"])
-    else:
-        message = job.error.message if job.error else "Cancelled"
-        _save(dataset_id, tokenizer, "error", error=message)

@@ -34,7 +34,6 @@ import numpy as np
 
 from appliance.config import get_settings
 from appliance.db import connect_sync
-from appliance.db.rows import update_row
 from appliance.device.memory import Estimate, estimate_model, estimate_sae_training
 from appliance.feature_arrays import HIST_EDGES, FeatureArrays, features_dir
 from appliance.jobs.context import JobContext
@@ -344,8 +343,6 @@ def _umap(decoder: np.ndarray) -> list[tuple[float, float]] | None:
 def failed(job: Any) -> None:
     training_id = job.params.get("training_id")
     if training_id:
+        # The row went to error when the job ended (appliance.jobs.finalize); the partial files go here.
         shutil.rmtree(features_dir(get_settings().data_dir, training_id).with_name("features.partial"),
                       ignore_errors=True)
-        error = job.error
-        update_row("feature_extractions", training_id, status="error",
-                   error_message=error.message if error else "Cancelled")

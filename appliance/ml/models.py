@@ -80,13 +80,9 @@ def import_folder(ctx: JobContext) -> dict[str, Any]:
 
 
 def fail(job: Any) -> None:
-    """A model that could not be loaded keeps its row, with the reason."""
-    model_id = job.params.get("model_id")
+    """A model that could not be loaded keeps its row, with the reason (set when the job ended, by
+    appliance.jobs.finalize); an import's partial copy goes (the source stays)."""
     if job.kind == "model.import" and job.params.get("path"):
         import shutil
 
-        shutil.rmtree(job.params["path"], ignore_errors=True)  # the imported copy; the source stays
-    if model_id:
-        error = job.error
-        update_row("models", model_id, status="error", error_code=error.code if error else "CANCELLED",
-                error_message=error.message if error else "Cancelled")
+        shutil.rmtree(job.params["path"], ignore_errors=True)

@@ -135,10 +135,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
 
 
 def failed(job: Any) -> None:
-    """A failed import leaves a failed row with the reason and no files."""
+    """A failed import leaves a failed row with the reason (set when the job ended, by
+    appliance.jobs.finalize) and no files."""
     training_id = job.params.get("training_id")
     if training_id:
         shutil.rmtree(training_dir(get_settings().data_dir, training_id), ignore_errors=True)
-        error = job.error
-        update_row("trainings", training_id, status="failed" if error else "cancelled",
-                   error_message=error.message if error else None)

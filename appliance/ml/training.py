@@ -359,10 +359,3 @@ def splice_evaluation(spec: dict[str, Any], sae: Any, data_dir: Path) -> dict[st
     return evaluate(model, module, sae, batches, reads_input=bool(spec.get("reads_input")))
 
 
-def finished(job: Any) -> None:
-    """A failed or cancelled run: the row says so (checkpoints stay for a retry)."""
-    training_id = job.params.get("training_id")
-    if training_id:
-        error = job.error
-        update_row("trainings", training_id, status="cancelled" if error is None else "failed",
-                error_message=error.message if error else None)
