@@ -152,9 +152,19 @@ def cmd_bench(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from appliance.bench import record_dir
     from appliance.demo_run import run_demo
 
-    return run_demo(args.url or settings.api_url, settings.token, quick=args.quick, layer=args.layer)
+    return run_demo(args.url or settings.api_url, settings.token, quick=args.quick, layer=args.layer,
+                    record_dir=record_dir(args))
+
+
+BENCH_EXIT_CODES = """exit status (every suite):
+  0    every target met
+  1    a target missed, or a figure was measured with errors (a failed request,
+       a lost or duplicated event, a non-200 page): that figure is a MISS
+  2    the benchmark itself could not run (the appliance did not start, ...)
+  130  interrupted"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -171,7 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--cancel", metavar="JOB_ID")
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
-    bench = sub.add_parser("bench", help="benchmarks that print figures against an in-run baseline")
+    bench = sub.add_parser(
+        "bench", help="benchmarks that print figures against an in-run baseline",
+        description="Start a throw-away appliance, measure one suite, print its figures against their "
+                    "targets and record the run as docs/bench/<suite>.json in the checkout (the README's "
+                    "figures are rendered from these records).",
+        epilog=BENCH_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features",
                                          "steering"])
     bench.add_argument("--clients", type=int, default=50)
@@ -181,15 +196,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
     bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
     bench.add_argument("--samples", type=int, default=None,
-                       help="dataset size (default: 100,000 for datasets, 2,000 for extraction)")
-    bench.add_argument("--threads", type=int, default=1, help="torch threads (training)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training, steering)")
+                       help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features)")
+    bench.add_argument("--threads", type=int, default=1, help="torch threads (training, extraction, features, steering)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training, extraction, features, steering)")
     bench.add_argument("--no-api", action="store_true", help="skip the part that starts an appliance (steering)")
+    bench.add_argument("--record-dir", metavar="DIR", default=None,
+                       help="record the run as DIR/<suite>.json (default: docs/bench of the checkout)")
+    bench.add_argument("--no-record", action="store_true", help="print the figures only, record nothing")
     bench.set_defaults(func=cmd_bench)
     demo = sub.add_parser("demo", help="run the whole pipeline on the demo kit through a running appliance's API")
     demo.add_argument("--url", help="the appliance's address (default: MISTUDIO_HOST/MISTUDIO_PORT's)")
     demo.add_argument("--quick", action="store_true", help="a shortened run (fewer samples and steps), for tests")
     demo.add_argument("--layer", type=int, default=None, help="the layer to train the SAE on (default 2)")
+    demo.add_argument("--record-dir", metavar="DIR", default=None,
+                      help="record a completed run as DIR/demo.json (default: docs/bench of the checkout, whose "
+                           "README quotes it; an installed package records nothing)")
+    demo.add_argument("--no-record", action="store_true", help="record nothing")
     demo.set_defaults(func=cmd_demo)
     return parser
 

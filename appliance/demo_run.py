@@ -5,18 +5,26 @@ steering, with a progress bar per stage and a summary at the end.
 It is a plain HTTP client on purpose (the standard library only: no torch, no worker code, no
 database access), so what it shows is exactly what the API offers any other client, and it works
 against an appliance on another machine (``--url``).
+
+A completed run is recorded like a bench run (see :mod:`appliance.bench.records`): its transcript
+(what it printed, without the progress lines), the date, the machine and the duration go to
+``docs/bench/demo.json`` of the source checkout, and the README's transcript is rendered from that
+file, so it shows a run that happened. ``--no-record`` or an installed package records nothing;
+``--record-dir DIR`` records elsewhere.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
 FINAL = ("completed", "failed", "cancelled")
@@ -111,9 +119,10 @@ class Bar:
 
     WIDTH = 24
 
-    def __init__(self, number: int, name: str, out: TextIO, tty: bool):
+    def __init__(self, number: int, name: str, out: TextIO, tty: bool, kept: list[str] | None = None):
         self.head = f"[{number}/{len(STAGES)}] {name:<11}"
         self.out, self.tty = out, tty
+        self.kept = kept  # the transcript: gets the final line only, not the progress lines
         self.began = time.monotonic()
         self.quarter = -1
         self.width = shutil.get_terminal_size((100, 20)).columns if tty else 0
@@ -135,6 +144,8 @@ class Bar:
         if self.tty:
             self.out.write("\r" + " " * (self.width - 1) + "\r")
         self._line(f"done in {duration(took)}  {note}")
+        if self.kept is not None:
+            self.kept.append(f"{self.head} done in {duration(took)}  {note}")
         return took
 
     def _line(self, text: str) -> None:
@@ -153,6 +164,11 @@ class Demo:
     tty: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     current_job: str | None = None  # what keeps running if the user presses Ctrl-C
+    transcript: list[str] = field(default_factory=list)  # what it printed, less the progress lines
+    total_s: float = 0.0
+
+    def bar(self, number: int, name: str) -> Bar:
+        return Bar(number, name, self.out, self.tty, self.transcript)
 
     def follow(self, job_id: str, bar: Bar, note: Callable[[dict[str, Any]], str] | None = None) -> dict[str, Any]:
         """Poll the job until it ends (GET /api/jobs/<id>: simpler than SSE, and enough for a bar
@@ -174,7 +190,7 @@ class Demo:
     # Each stage returns what later stages need and records its time.
     def demo_kit(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The demo dataset and model: built on the appliance's first start; made here if absent."""
-        bar = Bar(1, "demo kit", self.out, self.tty)
+        bar = self.bar(1, "demo kit")
         for kind in ("datasets", "models"):
             if not [x for x in self.client.get(f"/api/{kind}") if x["source"] == "demo" and x["status"] != "error"]:
                 self.client.post(f"/api/{kind}/demo")
@@ -209,7 +225,7 @@ class Demo:
     def tokenize(self, dataset: dict[str, Any]) -> None:
         """Store the dataset's tokens once (activation extraction reads them instead of
         re-tokenizing); skipped when the demo tokenizer's tokenization is already there."""
-        bar = Bar(2, "tokenize", self.out, self.tty)
+        bar = self.bar(2, "tokenize")
         done = [t for t in dataset.get("tokenizations", []) if t["tokenizer"] == "demo" and t["status"] == "ready"]
         if not done:
             job = self.client.post(f"/api/datasets/{dataset['id']}/tokenize",
@@ -224,7 +240,7 @@ class Demo:
     def activations(self, dataset: dict[str, Any], model: dict[str, Any]) -> dict[str, Any]:
         """Extract the layer's residual stream over the dataset, or reuse a ready activation set with
         exactly these settings (a second demo run then costs no extraction and no extra disk)."""
-        bar = Bar(3, "activations", self.out, self.tty)
+        bar = self.bar(3, "activations")
         wanted = {"dataset_id": dataset["id"], "layers": [self.plan.layer], "hook_types": ["residual"],
                   "batch_size": 32, "max_samples": self.plan.samples, "context_length": self.plan.context_length}
         same = [a for a in self.client.get("/api/activations")
@@ -245,7 +261,7 @@ class Demo:
 
     def training(self, act: dict[str, Any]) -> dict[str, Any]:
         plan = self.plan
-        bar = Bar(4, "training", self.out, self.tty)
+        bar = self.bar(4, "training")
         job = self.client.post("/api/training/start", {
             "activation_id": act["id"], "layer": plan.layer, "hook_type": "residual", "encoder_type": "topk",
             "seed": plan.seed, "auto_save_interval": 0,
@@ -272,7 +288,7 @@ class Demo:
         return training
 
     def features(self, training: dict[str, Any]) -> dict[str, Any]:
-        bar = Bar(5, "features", self.out, self.tty)
+        bar = self.bar(5, "features")
         job = self.client.post("/api/features/extract", {
             "training_id": training["id"], "eval_samples": self.plan.feature_samples,
             "context_length": self.plan.context_length})
@@ -286,7 +302,7 @@ class Demo:
 
     def steering(self, training: dict[str, Any], feature: dict[str, Any]) -> dict[str, Any]:
         """One plain (non-streaming) request: the API answers when both generations are done."""
-        bar = Bar(6, "steering", self.out, self.tty)
+        bar = self.bar(6, "steering")
         bar.update(0.0, f"feature #{feature['index']} at {self.plan.coefficient:+g}, {self.plan.max_tokens} tokens")
         result = self.client.post("/api/steering/generate", {
             "training_id": training["id"], "prompt": self.plan.prompt,
@@ -320,7 +336,8 @@ class Demo:
         if not top:
             raise DemoError(f"the SAE {training['id']} has no live features to show or steer")
         steered = self.steering(training, top[0])
-        self.summary(training, top, skipped, steered, time.monotonic() - began)
+        self.total_s = time.monotonic() - began
+        self.summary(training, top, skipped, steered, self.total_s)
 
     def top_features(self, training: dict[str, Any], count: int = 5) -> tuple[list[dict[str, Any]], int]:
         """The most interpretable features, leaving out those whose top token is a special token.
@@ -390,8 +407,29 @@ class Demo:
         say(f"Open the web UI at {self.client.url} to browse the features and steer by hand.")
 
     def _say(self, text: str) -> None:
+        self.transcript.append(text)
         self.out.write(text + "\n")
         self.out.flush()
+
+    def record(self, command: str) -> dict[str, Any]:
+        """The completed run as ``docs/bench/demo.json`` keeps it. The machine is this one (the
+        client's: the bench's machine_info); the appliance says what it runs on, and whether that is
+        this machine, since the timings are its own."""
+        from appliance.bench.harness import machine_info
+
+        info = self.client.get("/api/system/info")
+        appliance = {key: info.get(key) for key in ("device_name", "platform_kind", "gpu_name", "cuda_available",
+                                                    "total_memory_mb")}
+        appliance["torch"] = (info.get("worker") or {}).get("torch")
+        appliance["same_machine"] = info.get("hostname") == socket.gethostname()
+        return {
+            "suite": "demo", "command": command,
+            "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "machine": machine_info(), "appliance": appliance,
+            "settings": asdict(self.plan), "duration_s": round(self.total_s, 1),
+            "timings_s": {name: round(s, 1) for name, s in self.timings.items()},
+            "transcript": self.transcript,
+        }
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -415,9 +453,10 @@ def _health_note(health: dict[str, Any]) -> str:
 
 
 def run_demo(url: str, token: str | None, quick: bool = False, layer: int | None = None,
-             out: TextIO = sys.stdout) -> int:
+             out: TextIO = sys.stdout, record_dir: Path | None = None) -> int:
     """The ``mistudio demo`` command: 0 when every stage completed, 1 with a message otherwise,
-    130 on Ctrl-C (the job under way keeps running on the appliance)."""
+    130 on Ctrl-C (the job under way keeps running on the appliance). A completed run is recorded
+    in ``record_dir`` (None: not recorded); a failed or interrupted one leaves the record as it was."""
     plan = QUICK if quick else FULL
     if hasattr(out, "reconfigure"):  # labels and texts are any Unicode; a C-locale pipe must not fail on them
         out.reconfigure(errors="replace")
@@ -440,4 +479,21 @@ def run_demo(url: str, token: str | None, quick: bool = False, layer: int | None
             out.write("\n")
         print(f"mistudio demo: {exc}", file=sys.stderr)
         return 1
+    if record_dir is not None:
+        _save(demo, record_dir, "mistudio demo" + (" --quick" if quick else "")
+              + (f" --layer {layer}" if layer is not None else ""))
     return 0
+
+
+def _save(demo: Demo, directory: Path, command: str) -> None:
+    """Record the run; a record that cannot be written is said, but the demo itself succeeded."""
+    from appliance.bench import records
+
+    try:
+        path, readme = records.save(directory, demo.record(command))
+    except (DemoError, OSError) as exc:
+        print(f"mistudio demo: the run was not recorded: {exc}", file=sys.stderr)
+        return
+    # On stderr: stdout is the transcript itself.
+    print(f"mistudio demo: recorded in {path}" + (f"; refreshed its transcript in {readme}" if readme else ""),
+          file=sys.stderr)

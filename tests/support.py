@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from collections.abc import Iterator
@@ -302,3 +303,44 @@ def json_post_server(answer: Callable[[str, dict[str, str], Any], tuple[int, Any
     server = HTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
+
+
+class ModelSpy:
+    """Records what the worker's loader (appliance.ml.models.load) loads, and inside ``watching()`` the
+    names of those models' modules as they run: to check that a bench floor loads like the worker and
+    stops where the job stops."""
+
+    def __init__(self, monkeypatch: Any):
+        import appliance.ml.models as models
+
+        self.loads: list[tuple[tuple, dict, Any]] = []
+        self.ran: list[str] = []
+        self._names: dict[int, str] = {}
+        real_load = models.load
+
+        def spy_load(*args: Any, **kwargs: Any) -> Any:
+            model = real_load(*args, **kwargs)
+            self.loads.append((args, kwargs, model))
+            self._names.update({id(m): n for n, m in model.named_modules()})
+            return model
+
+        monkeypatch.setattr(models, "load", spy_load)
+
+    @contextmanager
+    def watching(self) -> Iterator[None]:
+        import torch
+
+        hook = torch.nn.modules.module.register_module_forward_pre_hook(
+            lambda module, _args: self.ran.append(self._names[id(module)]) if id(module) in self._names else None)
+        try:
+            yield
+        finally:
+            hook.remove()
+
+    def assert_stopped_after(self, layer: int, times: int) -> None:
+        """Blocks 0..layer ran, block ``layer`` ``times`` times, and nothing after it (no later block,
+        final norm or LM head). GPT-2 module names."""
+        blocks = {n for n in self.ran if n.startswith("transformer.h.") and n.count(".") == 2}
+        assert blocks == {f"transformer.h.{i}" for i in range(layer + 1)}
+        assert self.ran.count(f"transformer.h.{layer}") == times
+        assert not any(n.startswith(("transformer.ln_f", "lm_head")) for n in self.ran), sorted(set(self.ran))

@@ -191,4 +191,7 @@ def test_ui_is_served_with_spa_fallback(shared_appliance: Appliance) -> None:
         assert client.get("/assets/app-abc123.js", headers={"accept-encoding": "gzip"}).headers.get(
             "content-encoding") == "gzip"
         assert_error(client.get("/assets/missing-123.js"), 404, "NOT_FOUND")
-        assert client.head("/").status_code in (200, 405)
+        # HEAD is GET without the body (RFC 9110 9.3.2): the same status and headers, nothing else.
+        head = client.head("/")
+        assert head.status_code == 200 and head.headers["content-type"] == index.headers["content-type"]
+        assert head.content == b""

@@ -32,8 +32,23 @@ def test_status_and_jobs(appliance: Appliance) -> None:
     assert done in jobs.stdout and running in jobs.stdout and "completed" in jobs.stdout
     cancel = _cli(appliance, "jobs", "--cancel", running)
     assert cancel.returncode == 0 and "cancel requested" in cancel.stdout
-    assert appliance.wait_status(running, "cancelled", timeout=3)
+    assert appliance.wait_status(running, "cancelled", timeout=60)
     assert _cli(appliance, "jobs", "--cancel", running).returncode == 1
+
+
+def test_torch_threads_setting_sizes_torchs_pools_in_the_worker(make_appliance) -> None:
+    """MISTUDIO_TORCH_THREADS=1 (torch's default is one thread per core: 1 differs from it on any
+    machine with more than one core): the first job to load torch gets 1 intra-op thread (from the
+    variables exported at start), and from the next job on both pools have 1."""
+    assert (os.cpu_count() or 1) > 1, "a one-core machine cannot tell the setting from torch's default"
+    app: Appliance = make_appliance({"MISTUDIO_TORCH_THREADS": "1"})
+    app.start_api()
+    app.start_worker()
+    first = app.wait_status(app.selftest(steps=1, delay_ms=0, torch=True), "completed", "failed", timeout=120)
+    assert first["result"]["torch_threads"] == 1, first
+    second = app.wait_status(app.selftest(steps=1, delay_ms=0, torch=True), "completed", "failed", timeout=120)
+    assert (second["result"]["torch_threads"], second["result"]["torch_interop_threads"]) == (1, 1), second
+    assert "torch: 1 intra-op and 1 inter-op threads" in app.log("worker")
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

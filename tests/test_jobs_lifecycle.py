@@ -18,7 +18,7 @@ def _statuses(events: list[dict], job_id: str) -> list[str]:
 
 def test_selftest_lifecycle_over_sse(appliance: Appliance) -> None:
     with SSEReader(appliance.url + "/api/events") as reader:
-        wait_until(lambda: reader.retry is not None, timeout=5, what="the retry field")
+        wait_until(lambda: reader.retry is not None, timeout=30, what="the retry field")
         assert reader.retry > 0
         job_id = appliance.selftest(steps=5, delay_ms=50)
         reader.wait_for(job_finished(job_id))
@@ -46,15 +46,15 @@ def test_progress_visible_with_curl(appliance: Appliance) -> None:
     assert '"status":"completed"' in out
 
 
-def test_cancel_running_job_within_a_second(appliance: Appliance) -> None:
+def test_cancel_stops_a_running_job(appliance: Appliance) -> None:
+    # 10,000 steps of 50 ms: left alone it would run for 8 minutes, so a cancelled status with little
+    # progress shows the cancel stopped it (how fast is not asserted here: no wall-clock bounds in tests).
     job_id = appliance.selftest(steps=10_000, delay_ms=50)
     appliance.wait_status(job_id, "running")
-    started = time.monotonic()
     response = appliance.post(f"/api/jobs/{job_id}/cancel")
     assert response.status_code == 200
-    job = appliance.wait_status(job_id, "cancelled", timeout=1.0)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0, elapsed
+    job = appliance.wait_status(job_id, "cancelled", "completed", "failed", timeout=60)
+    assert job["status"] == "cancelled"
     assert response.json()["data"]["status"] == "cancelled"  # the answer already shows the outcome
     assert job["finished_at"] is not None and job["progress"] < 0.5
     # It really stopped: no progress after cancellation.
@@ -70,22 +70,25 @@ def test_cancel_queued_job_never_runs(make_appliance) -> None:
     assert app.job(job_id)["status"] == "queued"
     assert app.post(f"/api/jobs/{job_id}/cancel").json()["data"]["status"] == "cancelled"
     app.start_worker()
-    time.sleep(1.0)
+    # A job sent after it completes: the worker has been through the queue, the cancelled job included.
+    app.wait_status(app.selftest(steps=1, delay_ms=0), "completed", timeout=60)
     job = app.job(job_id)
     assert job["status"] == "cancelled" and job["started_at"] is None and job["attempts"] == 0
 
 
 def test_interactive_job_not_stuck_behind_heavy_jobs(appliance: Appliance) -> None:
-    heavy_1 = appliance.selftest(steps=60, delay_ms=50, lane="heavy")
+    # The first heavy job runs until cancelled (8 minutes otherwise), so the quick one completing while
+    # it runs shows the lanes, whatever the machine's speed.
+    heavy_1 = appliance.selftest(steps=10_000, delay_ms=50, lane="heavy")
     appliance.wait_status(heavy_1, "running")
     heavy_2 = appliance.selftest(steps=1, delay_ms=0, lane="heavy")
     quick = appliance.selftest(steps=2, delay_ms=10)
-    appliance.wait_status(quick, "completed", timeout=3)
+    appliance.wait_status(quick, "completed", timeout=60)
     # Heavy jobs run one at a time: the second waits for the first.
     assert appliance.job(heavy_1)["status"] == "running"
     assert appliance.job(heavy_2)["status"] == "queued"
     appliance.post(f"/api/jobs/{heavy_1}/cancel")
-    second = appliance.wait_status(heavy_2, "completed", timeout=5)
+    second = appliance.wait_status(heavy_2, "completed", timeout=60)
     assert second["started_at"] >= appliance.job(heavy_1)["finished_at"]
 
 
@@ -107,7 +110,7 @@ def test_job_events_endpoint_streams_until_the_job_ends(appliance: Appliance) ->
     assert all(e["payload"]["job_id"] == job_id for e in reader.events)
     # Finished job: the stream replays its history and ends; JSON for polling clients.
     with SSEReader(f"{appliance.url}/api/jobs/{job_id}/events") as replay:
-        wait_until(replay.ended.is_set, timeout=5, what="the replay to end")
+        wait_until(replay.ended.is_set, timeout=30, what="the replay to end")
     assert replay.ids() == reader.ids()
     listed = appliance.get(f"/api/jobs/{job_id}/events", params={"format": "json"}).json()["data"]
     assert [e["id"] for e in listed] == reader.ids()

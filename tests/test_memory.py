@@ -200,9 +200,8 @@ def test_live_free_memory_also_limits_admission() -> None:
     manager = MemoryManager(physical_bytes=8 * GB, fraction=0.85, available=lambda: free["bytes"])
     ctx = FakeCtx("job_a")
     threading.Timer(0.4, lambda: free.update(bytes=8 * GB)).start()  # another program exits
-    started = time.monotonic()
     with manager.admit(ctx, Estimate({"x": 2 * GB})):
-        assert time.monotonic() - started >= 0.3
+        assert free["bytes"] == 8 * GB  # admitted only once the memory was free
     assert "Waiting for memory" in ctx.messages[0]
 
 

@@ -45,7 +45,7 @@ def test_resume_from_query_parameter_for_curl(appliance: Appliance) -> None:
 
 def test_heartbeat_and_retry(appliance: Appliance) -> None:
     with SSEReader(appliance.url + "/api/events") as reader:
-        wait_until(lambda: "heartbeat" in reader.comments, timeout=5, what="a heartbeat comment")
+        wait_until(lambda: "heartbeat" in reader.comments, timeout=30, what="a heartbeat comment")
     assert reader.retry == 3000
 
 
@@ -61,13 +61,17 @@ def test_topic_filter(appliance: Appliance) -> None:
 def test_api_stops_promptly_with_clients_connected(appliance: Appliance) -> None:
     readers = [SSEReader(appliance.url + "/api/events").__enter__() for _ in range(3)]
     try:
-        took = appliance.stop_proc(appliance.api, signal.SIGTERM, timeout=10)
-        assert took < 5, took
+        appliance.stop_proc(appliance.api, signal.SIGTERM, timeout=60)
         # uvicorn re-raises the signal after a clean shutdown; systemd counts SIGTERM as a clean stop.
         assert appliance.api.returncode in (0, -signal.SIGTERM)
-        assert "Application shutdown complete" in appliance.log("serve")
+        log = appliance.log("serve")
+        assert "Application shutdown complete" in log
+        # The streams were ended by the appliance, not cut by uvicorn's graceful-shutdown timeout (which
+        # would also stop the process, only later): no cancelled tasks, every client saw a clean end.
+        assert "timeout graceful shutdown exceeded" not in log, log
         for reader in readers:
-            wait_until(reader.ended.is_set, timeout=5, what="the stream to close")
+            wait_until(reader.ended.is_set, timeout=30, what="the stream to close")
+            assert reader.error is None, reader.error
     finally:
         for reader in readers:
             reader.close()

@@ -144,7 +144,7 @@ def test_pause_resume_and_a_killed_worker_continue_the_same_trajectory(app: Appl
     assert app.post(f"/api/training/{tid}/resume").status_code == 200
     final = app.wait_status(job["id"], "completed", "failed", timeout=300)
     assert final["status"] == "completed", final["error"]
-    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), expected):
+    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), expected, strict=True):
         assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
 
     # kill -9 of the worker mid-run: the restarted worker resumes from the last auto-save (step 100).
@@ -159,7 +159,7 @@ def test_pause_resume_and_a_killed_worker_continue_the_same_trajectory(app: Appl
     events = app.get(f"/api/jobs/{job['id']}/events", params={"format": "json"}).json()["data"]
     resumed = [e["data"]["step"] for e in events if e["type"] == "training.log" and "Resumed" in e["data"]["message"]]
     assert resumed == [100], resumed
-    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), expected):
+    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), expected, strict=True):
         assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
     checkpoints = app.data_dir / "trainings" / tid / "checkpoints"
     assert (checkpoints / "step_00000100").is_dir()
@@ -199,7 +199,7 @@ def test_checkpoints_save_now_load_and_stop(app: Appliance, activation_set: dict
     resumed = app.post(f"/api/training/{tid}/resume").json()["data"]
     final = app.wait_status(resumed["job_id"], "completed", "failed", timeout=300)
     assert final["status"] == "completed", final["error"]
-    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), first):
+    for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), first, strict=True):
         assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
     assert app.get(f"/api/training/{tid}/export").status_code == 200
     assert_error(app.post(f"/api/training/{tid}/checkpoints/7/load"), 404, "NOT_FOUND")

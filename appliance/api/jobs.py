@@ -48,6 +48,8 @@ class SelftestRequest(msgspec.Struct, forbid_unknown_fields=True):
     oom_at: Annotated[int, msgspec.Meta(ge=1)] | None = None
     # "heavy" runs in the single heavy slot, like a training would.
     lane: Literal["interactive", "heavy"] = "interactive"
+    # Load torch in the worker and report its CPU thread pools (MISTUDIO_TORCH_THREADS) in the result.
+    torch: bool = False
 
 
 def _statuses(raw: str | None) -> list[str] | None:
@@ -108,6 +110,6 @@ class JobsController(Controller):
     async def selftest(self, request: Request, data: SelftestRequest) -> Response[AcceptedResponse]:
         kind = "selftest" if data.lane == "interactive" else "selftest.heavy"
         params = {"steps": data.steps, "delay_ms": data.delay_ms, "fail_at": data.fail_at,
-                  "memory_mb": data.memory_mb, "oom_at": data.oom_at}
+                  "memory_mb": data.memory_mb, "oom_at": data.oom_at, "torch": data.torch}
         job = await api_state(request).jobs.create(kind, params)
         return accepted(job)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from litestar import MediaType, Request, Response, get
+from litestar import MediaType, Request, Response, get, head
+from litestar.response import File
 from litestar.exceptions import NotFoundException
 from litestar.static_files import create_static_files_router
 
@@ -18,14 +19,25 @@ _NO_UI = """<!doctype html><html><head><meta charset="utf-8"><title>MechInterp S
 
 
 def ui_routes(webui_dir: Path) -> list[Any]:
-    if (webui_dir / "index.html").is_file():
-        return [create_static_files_router(path="/", directories=[webui_dir], html_mode=True, name="ui")]
+    # HEAD / answers as GET / does, without the body (RFC 9110: HEAD is supported wherever GET is);
+    # Litestar's static router answers HEAD for its files but not for its root.
+    index = webui_dir / "index.html"
+    if index.is_file():
+        @head("/", include_in_schema=False)
+        async def ui_head() -> File:
+            return File(index, filename="index.html", media_type=MediaType.HTML, content_disposition_type="inline")
+
+        return [create_static_files_router(path="/", directories=[webui_dir], html_mode=True, name="ui"), ui_head]
 
     @get("/", include_in_schema=False, media_type=MediaType.HTML)
     async def no_ui() -> str:
         return _NO_UI
 
-    return [no_ui]
+    @head("/", include_in_schema=False, media_type=MediaType.HTML)
+    async def no_ui_head() -> None:
+        return None
+
+    return [no_ui, no_ui_head]
 
 
 def not_found_handler(webui_dir: Path):

@@ -1,6 +1,24 @@
 """What every benchmark suite shares: a throw-away appliance to measure, process figures, and the
 printed report (settings, machine, and a figures table with targets and PASS/MISS).
 
+One exit convention for every suite, and one way to end a suite's ``run``:
+
+    return finish("extraction", figures, settings={"samples": samples})
+
+``finish(suite, figures, settings=None) -> int`` prints the "Targets" table and a one-line verdict,
+records the run (machine, date, settings, figures, verdicts) as ``docs/bench/<suite>.json`` (see
+``record_run``; ``mistudio bench --no-record`` skips it) and returns the exit code:
+
+    0    every target met
+    1    at least one target missed (a figure with a target that is MISS, or n/a)
+    2    the benchmark itself could not run (raise ``BenchError``: the appliance did not start, a
+         setup request failed, ...); ``appliance.bench.run_bench`` maps it to 2
+    130  interrupted
+
+A figure without a target is reported, never judged. Errors that happen *during* a measurement
+(failed requests, lost events, a non-200 page) are not fatal: they make that figure a MISS — pass
+``errors=<count>`` to its ``Figure``.
+
 Only the standard library here, so importing the harness costs nothing.
 """
 
@@ -73,6 +91,64 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            raw = stat.read()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on; the name may contain spaces
+
+
+def _children_of(pids: set[int]) -> set[int]:
+    """Live (or not yet reaped) processes whose parent is in ``pids``."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))) is not None and int(fields[1]) in pids:
+            found.add(int(entry))
+    return found
+
+
+@dataclass(frozen=True)
+class TreeCpu:
+    """CPU seconds of a process (``own``) and of every process it started (``children``)."""
+
+    own: float
+    children: float
+    live_children: int = 0
+
+    @property
+    def total(self) -> float:
+        return self.own + self.children
+
+    def __sub__(self, other: "TreeCpu") -> "TreeCpu":
+        return TreeCpu(self.own - other.own, self.children - other.children, self.live_children)
+
+
+def tree_cpu_seconds(pid: int) -> TreeCpu:
+    """CPU used so far by ``pid`` and all its descendants, e.g. the API and the ``tegrastats`` it starts.
+
+    A descendant's time is counted while it lives (its utime+stime, plus cutime+cstime of the
+    processes it reaped) and, once its parent reaps it, in the parent's cutime+cstime: the kernel moves
+    it there, so the sum neither loses nor counts twice a child that exits between two readings.
+    """
+    fields = _stat_fields(pid)
+    if fields is None:
+        return TreeCpu(0.0, 0.0)
+    own = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+    children = (int(fields[13]) + int(fields[14])) / _CLK_TCK
+    seen: set[int] = set()
+    level = _children_of({pid})
+    while level - seen:
+        level -= seen
+        seen |= level
+        for child in level:
+            if (child_fields := _stat_fields(child)) is not None:
+                children += sum(int(child_fields[i]) for i in (11, 12, 13, 14)) / _CLK_TCK
+        level = _children_of(level)
+    return TreeCpu(own, children, len(seen))
+
+
 class CpuMeter:
     """CPU used by the API, the worker and this (client) process over a stretch of wall time."""
 
@@ -122,7 +198,8 @@ class Appliance:
     worker: subprocess.Popen | None = None
     exit_codes: dict[str, int | None] = field(default_factory=dict)
     stop_s: dict[str, float] = field(default_factory=dict)  # SIGTERM to exit, per process
-    started_s: float = 0.0  # how long start-up to ready took
+    started_s: float = 0.0  # how long start-up to ready took (API and worker, started together)
+    api_up_s: float = 0.0  # how long until the API answered at all (its own start-up)
 
     # -- where and how ----------------------------------------------------------------------------
     @property
@@ -191,14 +268,15 @@ class Appliance:
             # too, so the order does not matter. Both import at once to save start-up time.
             self.worker = self._spawn("worker")
             self.api = self._spawn("serve")
-            self._wait_ready()
+            self._wait_ready(began)
         except BaseException:
             self.stop()
             raise
         self.started_s = time.perf_counter() - began
         return self
 
-    def _wait_ready(self) -> None:
+    def _wait_ready(self, began: float | None = None) -> None:
+        began = time.perf_counter() if began is None else began
         deadline = time.monotonic() + self.ready_timeout_s
         last = "no answer"
         while True:
@@ -210,10 +288,13 @@ class Appliance:
             request = urllib.request.Request(self.url + "/api/health/ready", headers=self.auth_headers())
             try:
                 with urllib.request.urlopen(request, timeout=2) as response:
+                    self.api_up_s = self.api_up_s or time.perf_counter() - began
                     if response.status == 200:
                         return
                     last = f"HTTP {response.status}"
             except urllib.error.HTTPError as exc:
+                # Any answer (503 while the worker starts) means the API itself is up.
+                self.api_up_s = self.api_up_s or time.perf_counter() - began
                 last = f"HTTP {exc.code}: {exc.read(300).decode(errors='replace')}"
             except OSError as exc:
                 last = str(exc)
@@ -284,9 +365,14 @@ class Figure:
     higher_is_better: bool = False
     note: str = ""
     digits: int = 1
+    # Failures while measuring it (failed requests, lost or duplicated events, non-200 pages): a
+    # figure measured with errors is a MISS whatever its value, and even without a target.
+    errors: int = 0
 
     @property
     def verdict(self) -> str:
+        if self.errors:
+            return "MISS"
         if self.target is None:
             return ""
         if self.value is None or math.isnan(self.value):
@@ -294,10 +380,29 @@ class Figure:
         ok = self.value > self.target if self.higher_is_better else self.value < self.target
         return "PASS" if ok else "MISS"
 
+    def value_text(self) -> str:
+        if self.value is None or math.isnan(self.value):
+            return "n/a"
+        return f"{self.value:,.{self.digits}f} {self.unit}".strip()
+
+    def target_text(self) -> str:
+        if self.target is None:
+            return ""
+        return f"{'>' if self.higher_is_better else '<'} {self.target:g} {self.unit}".strip()
+
+    def note_text(self) -> str:
+        errors = f"{self.errors} error{'s' if self.errors != 1 else ''}" if self.errors else ""
+        return "; ".join(part for part in (errors, self.note) if part)
+
     def cells(self) -> list[str]:
-        value = "n/a" if self.value is None or math.isnan(self.value) else f"{self.value:.{self.digits}f} {self.unit}"
-        target = "" if self.target is None else f"{'>' if self.higher_is_better else '<'} {self.target:g} {self.unit}"
-        return [self.name, value.strip(), target.strip(), self.verdict, self.note]
+        return [self.name, self.value_text(), self.target_text(), self.verdict, self.note_text()]
+
+    def to_record(self) -> dict[str, Any]:
+        value = None if self.value is None or math.isnan(self.value) else self.value
+        return {"name": self.name, "value": value, "unit": self.unit, "target": self.target,
+                "higher_is_better": self.higher_is_better, "digits": self.digits, "errors": self.errors,
+                "note": self.note, "text": self.value_text(), "target_text": self.target_text(),
+                "verdict": self.verdict}
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[int] = ()) -> str:
@@ -321,7 +426,8 @@ def section(title: str) -> str:
     return f"\n{title}\n{'=' * len(title)}"
 
 
-def machine_lines() -> list[str]:
+def machine_info() -> dict[str, Any]:
+    """What the figures were measured on, for the printed report and the recorded run."""
     try:
         usable = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -332,19 +438,28 @@ def machine_lines() -> list[str]:
             model = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), "")
     except OSError:
         pass
-    mem = ""
+    ram_gb = None
     try:
         with open("/proc/meminfo") as info:
             total_kb = next(int(line.split()[1]) for line in info if line.startswith("MemTotal:"))
-        mem = f", {total_kb / 1e6:.1f} GB RAM"
+        ram_gb = round(total_kb / 1e6, 1)
     except (OSError, StopIteration):
         pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    return {
+        "cores": os.cpu_count(), "usable_cores": usable, "cpu": model, "ram_gb": ram_gb,
+        "platform": platform.platform(), "python": platform.python_version(),
+        "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def machine_lines(info: dict[str, Any] | None = None) -> list[str]:
+    info = info or machine_info()
+    model = f", {info['cpu']}" if info.get("cpu") else ""
+    mem = f", {info['ram_gb']:.1f} GB RAM" if info.get("ram_gb") else ""
+    load = "load average " + " / ".join(f"{x:.2f}" for x in info["load_average"]) if info.get("load_average") else ""
     return [
-        f"machine : {os.cpu_count()} cores ({usable} usable){', ' + model if model else ''}{mem}",
-        f"          {platform.platform()}; Python {platform.python_version()}; {load}",
+        f"machine : {info['cores']} cores ({info['usable_cores']} usable){model}{mem}",
+        f"          {info['platform']}; Python {info['python']}; {load}",
     ]
 
 
@@ -352,6 +467,60 @@ def kv_lines(pairs: Sequence[tuple[str, Any]]) -> list[str]:
     width = max((len(k) for k, _ in pairs), default=0)
     return [f"{k.ljust(width)} : {v}" for k, v in pairs]
 
+
+
+# -- the verdict, the exit code and the record ------------------------------------------------------
+
+EXIT_MET, EXIT_MISSED, EXIT_BROKEN, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+# Where finish() records runs; run_bench sets it from --record-dir / --no-record (None: do not record).
+RECORD_DIR: Path | None = None
+
+
+def exit_code(figures: Sequence[Figure]) -> int:
+    """EXIT_MISSED if any figure is a MISS (a missed target, or errors while measuring), else EXIT_MET."""
+    return EXIT_MISSED if any(f.verdict == "MISS" for f in figures) else EXIT_MET
+
+
+def verdict_line(figures: Sequence[Figure]) -> str:
+    judged = [f for f in figures if f.verdict]
+    missed = [f.name for f in judged if f.verdict == "MISS"]
+    if missed:
+        return f"{len(missed)} of {len(judged)} judged figures missed: {'; '.join(missed)} (exit {EXIT_MISSED})"
+    if not judged:
+        return f"no targets (exit {EXIT_MET})"
+    return f"all {len(judged)} target{'s' if len(judged) != 1 else ''} met (exit {EXIT_MET})"
+
+
+def run_record(suite: str, figures: Sequence[Figure], settings: dict[str, Any] | None = None,
+               machine: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What a run records: when, where, with which settings, every figure and the exit code."""
+    return {
+        "suite": suite,
+        "command": f"mistudio bench {suite}",
+        "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": machine or machine_info(),
+        "settings": {k: v for k, v in (settings or {}).items()},
+        "figures": [f.to_record() for f in figures],
+        "exit_code": exit_code(figures),
+    }
+
+
+def finish(suite: str, figures: Sequence[Figure], settings: dict[str, Any] | None = None) -> int:
+    """Print the figures table and the verdict, record the run (see RECORD_DIR) and return the exit code."""
+    from appliance.bench import records
+
+    print(section("Figures"))
+    print(figures_table(figures))
+    print("\n" + verdict_line(figures), flush=True)
+    code = exit_code(figures)
+    if RECORD_DIR is not None:
+        record = run_record(suite, figures, settings)
+        path = records.write_record(RECORD_DIR, record)
+        readme = RECORD_DIR.parent.parent / "README.md"
+        refreshed = records.refresh_readme(readme, record)
+        progress(f"recorded in {path}" + (f"; refreshed its block in {readme}" if refreshed else ""))
+    return code
 
 
 def wait_job(client: Any, job_id: str) -> dict[str, Any]:

@@ -23,7 +23,7 @@ import time
 
 import httpx
 
-from appliance.bench.harness import (Appliance, Figure, figures_table, machine_lines, progress, section, start_job,
+from appliance.bench.harness import (Appliance, Figure, finish, machine_lines, progress, section, start_job,
                                      train_sae, wait_demo)
 
 PROMPT = "Return the number of items in the container, counting"
@@ -174,6 +174,5 @@ def run(args: argparse.Namespace) -> int:
     figures += _model_figures("GPT-2-small size", _gpt2_small(), repeats)
     if not getattr(args, "no_api", False):
         figures += _appliance_figures()
-    print(section("Figures"))
-    print(figures_table(figures))
-    return 0
+    return finish("steering", figures, settings={"threads": threads, "repeats": repeats, "tokens": TOKENS, "torch": torch.__version__,
+                                                "api": not getattr(args, "no_api", False)})

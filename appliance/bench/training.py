@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from appliance.bench.harness import Figure, figures_table, machine_lines, progress, section
+from appliance.bench.harness import Figure, finish, machine_lines, progress, section
 
 SHAPES = ((512, 4096, 4096), (768, 768 * 16, 4096))
 ARCHITECTURES = ("sparse", "topk", "jumprelu", "skip", "transcoder")
@@ -44,9 +44,7 @@ def run(args: argparse.Namespace) -> int:
     with heap_reuse():  # as the training job runs
         for shape in SHAPES:
             figures += _shape(*shape, repeats)
-    print(section("Figures"))
-    print(figures_table(figures))
-    return 0
+    return finish("training", figures, settings={"threads": threads, "repeats": repeats, "torch": torch.__version__})
 
 
 def _shape(d_in: int, d_sae: int, batch: int, repeats: int) -> list[Figure]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from appliance.config import get_settings
 from appliance.device.memory import MemoryBusy, MemoryManager, is_oom, release_cached_memory
 from appliance.errors import AppError
+from appliance.jobs import torch_threads
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.jobs.model import FINAL_STATUSES
 from appliance.jobs.queue import JobQueue
@@ -110,6 +111,8 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
     if rt.shutting_down.is_set():
         ctx.request("requeue")
     log.info("job %s (%s) started", job_id, kind.name)
+    threads = get_settings().torch_threads
+    torch_threads.apply(threads)  # once a job has loaded torch (appliance.jobs.torch_threads)
     try:
         result = kind.load_handler()(ctx)
     except JobInterrupted as stop:
@@ -137,6 +140,7 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         store.finish(job_id, "completed", result=result, message="Completed")
         log.info("job %s completed", job_id)
     finally:
+        torch_threads.apply(threads)  # the job that first loaded torch: sized before the next one runs
         with rt.lock:
             rt.running.pop(job_id, None)
 

@@ -18,6 +18,8 @@ class SelftestParams(msgspec.Struct, forbid_unknown_fields=True):
     memory_mb: int | None = None
     # Raise MemoryError at this step, as a job that runs out of memory would.
     oom_at: int | None = None
+    # Load torch and report the sizes of its CPU thread pools in this worker (MISTUDIO_TORCH_THREADS).
+    torch: bool = False
 
 
 def _count(ctx: JobContext, params: SelftestParams) -> dict[str, int]:
@@ -28,6 +30,11 @@ def _count(ctx: JobContext, params: SelftestParams) -> dict[str, int]:
         if params.oom_at == step:
             raise MemoryError(f"selftest ran out of memory on purpose at step {step}")
         ctx.progress(step / params.steps, f"step {step}/{params.steps}", {"step": step}, force=True)
+    if params.torch:
+        import torch
+
+        return {"steps": params.steps, "torch_threads": torch.get_num_threads(),
+                "torch_interop_threads": torch.get_num_interop_threads()}
     return {"steps": params.steps}
 
 

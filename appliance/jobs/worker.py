@@ -28,7 +28,7 @@ from appliance import __version__, redact
 from appliance.config import Settings
 from appliance.db import migrate
 from appliance.device.memory import MemoryManager
-from appliance.jobs import runner
+from appliance.jobs import runner, torch_threads
 from appliance.jobs.queue import JobQueue
 from appliance.jobs.registry import KINDS
 from appliance.jobs.store import JobStore
@@ -210,6 +210,7 @@ class Worker:
     def run(self) -> None:
         # Hub caches live in the data dir: offline-first, and writable under systemd's ProtectHome.
         os.environ.setdefault("HF_HOME", str(self.settings.data_dir / "cache" / "huggingface"))
+        torch_threads.export(self.settings.torch_threads)  # before any job imports torch
         # Before anything can fail or log: no stored secret leaves this process in any text.
         redact.install(redact.Scrubber(self.settings.data_dir, (self.settings.token,)))
         migrate(self.settings.db_path)

@@ -28,6 +28,7 @@ from appliance.jobs.context import JobContext
 from appliance.jobs.runner import memory_manager
 from appliance.ml.architecture import block_output, find_layers, first_input
 from appliance.ml.models import load
+from appliance.ml.prefetch import Prefetched
 
 MANIFEST = "manifest.json"
 
@@ -103,6 +104,38 @@ def attach_capture(module: Any, point: dict[str, Any], captured: dict[str, Any])
     return module.register_forward_hook(lambda _m, _i, out: captured.__setitem__(name, block_output(out)))
 
 
+def pad(batch: list[list[int]]) -> tuple[Any, Any]:
+    """(ids, attention mask), both [samples, longest] int64 on the CPU: each sample's tokens from the
+    left, zeros after them."""
+    import torch
+
+    width = max(len(ids) for ids in batch)
+    ids = torch.zeros((len(batch), width), dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, tokens in enumerate(batch):
+        ids[row, :len(tokens)] = torch.tensor(tokens)
+        mask[row, :len(tokens)] = 1
+    return ids, mask
+
+
+def stop_after(model: Any, layer: int) -> Any:
+    """Make every forward pass of ``model`` end after block ``layer`` (see ``forward_to_stop``); the
+    hook's handle, to remove it."""
+    layers_path, _ = find_layers(model)
+    return dict(model.named_modules())[f"{layers_path}.{layer}"].register_forward_hook(_stop)
+
+
+def forward_to_stop(model: Any, ids: Any, mask: Any) -> None:
+    """One forward pass without grads, ended by a ``stop_after`` hook (or by the model's end)."""
+    import torch
+
+    with torch.inference_mode():
+        try:
+            model(input_ids=ids, attention_mask=mask, use_cache=False)
+        except _Stop:
+            pass
+
+
 class Capture:
     """Forward passes that return the hook points' activations at the real (unpadded) tokens.
 
@@ -115,26 +148,13 @@ class Capture:
         self.device = next(model.parameters()).device
         self.captured: dict[str, Any] = {}
         self.handles = [attach_capture(modules[p["module"]], p, self.captured) for p in points]
-        layers_path, _ = find_layers(model)
-        deepest = max(p["layer"] for p in points)
-        self.handles.append(modules[f"{layers_path}.{deepest}"].register_forward_hook(_stop))
+        self.handles.append(stop_after(model, max(p["layer"] for p in points)))
 
     def __call__(self, batch: list[list[int]]) -> tuple[dict[str, Any], Any, Any]:
         """({name: [real tokens, d] in the model's dtype, on its device}, padded ids, mask) for a
         batch of token id lists."""
-        import torch
-
-        width = max(len(ids) for ids in batch)
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, tokens in enumerate(batch):
-            ids[row, :len(tokens)] = torch.tensor(tokens)
-            mask[row, :len(tokens)] = 1
-        with torch.inference_mode():
-            try:
-                self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device), use_cache=False)
-            except _Stop:
-                pass
+        ids, mask = pad(batch)
+        forward_to_stop(self.model, ids.to(self.device), mask.to(self.device))
         keep = mask.bool()
         on_device = keep.to(self.device)
         out = {name: self.captured[name][on_device] for name in self.names}
@@ -175,47 +195,81 @@ class PeakRss:
 
 
 class ShardWriter:
-    """Fills one preallocated fp16 buffer per hook and writes ``{hook}_{NNNN}.safetensors`` and
+    """Fills preallocated fp16 buffers, one per hook, and writes ``{hook}_{NNNN}.safetensors`` and
     ``tokens_{NNNN}.safetensors`` together each time they are full.
 
     Preallocated rather than a list of batches joined at write time: the join would hold a second copy
     of the shard, and the buffers' pages, once touched, are the same pages for every later shard.
+    Two sets of them: a full set is written by a background thread while the next batches fill the
+    other, so the disk writes overlap the forward passes instead of stopping them (``run`` gives each
+    set half the memory setting). ``flush`` writes what is buffered and waits for every write, raising
+    a write's error; ``close`` stops the writer thread after the write under way, so a job that ends
+    early leaves nothing writing into the folder its clean-up removes.
     """
 
+    SETS = 2
+
     def __init__(self, folder: Path, names: list[str], shard_tokens: int, d_model: int):
+        from concurrent.futures import Future, ThreadPoolExecutor
+
         import torch
 
         self.folder, self.names, self.shard_tokens = folder, names, shard_tokens
-        self.buffers = {n: torch.empty(shard_tokens, d_model, dtype=torch.float16) for n in names}
-        self.tokens = torch.empty(shard_tokens, 3, dtype=torch.int64)
+        # torch.empty touches no page: the second set costs memory only once a first shard is full.
+        self._sets = [({n: torch.empty(shard_tokens, d_model, dtype=torch.float16) for n in names},
+                       torch.empty(shard_tokens, 3, dtype=torch.int64)) for _ in range(self.SETS)]
+        self._writes: list[Future | None] = [None] * self.SETS
+        self._current = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="shard-writer")
         self.buffered = 0
         self.shards: list[dict[str, Any]] = []
 
     def add(self, activations: dict[str, Any], tokens: Any) -> None:
+        """Append one batch: ``activations[hook]`` [n, d] (any float dtype and device; stored as fp16)
+        and ``tokens`` [n, 3] (sample index, position, token id)."""
         done = 0
         while done < len(tokens):
             take = min(len(tokens) - done, self.shard_tokens - self.buffered)
             rows = slice(self.buffered, self.buffered + take)
+            buffers, token_rows = self._sets[self._current]
             for name in self.names:
-                self.buffers[name][rows] = activations[name][done:done + take]
-            self.tokens[rows] = tokens[done:done + take]
+                buffers[name][rows] = activations[name][done:done + take]
+            token_rows[rows] = tokens[done:done + take]
             self.buffered += take
             done += take
             if self.buffered == self.shard_tokens:
-                self.flush()
+                self._hand_off()
 
-    def flush(self) -> None:
+    def _hand_off(self) -> None:
+        """Queue the current set's write and go on in the other set once that one's last write is done."""
+        index, count = len(self.shards), self.buffered
+        buffers, token_rows = self._sets[self._current]
+        self._writes[self._current] = self._pool.submit(self._write, index, count, buffers, token_rows)
+        self.shards.append({"index": index, "tokens": count})
+        self.buffered = 0
+        self._current = (self._current + 1) % self.SETS
+        self._wait(self._current)
+
+    def _wait(self, which: int) -> None:
+        write, self._writes[which] = self._writes[which], None
+        if write is not None:
+            write.result()
+
+    def _write(self, index: int, count: int, buffers: dict[str, Any], token_rows: Any) -> None:
         from safetensors.torch import save_file
 
-        if not self.buffered:
-            return
-        index = len(self.shards)
         for name in self.names:
-            save_file({"activations": self.buffers[name][:self.buffered]},
-                      str(self.folder / f"{name}_{index:04d}.safetensors"))
-        save_file({"tokens": self.tokens[:self.buffered]}, str(self.folder / f"tokens_{index:04d}.safetensors"))
-        self.shards.append({"index": index, "tokens": self.buffered})
-        self.buffered = 0
+            save_file({"activations": buffers[name][:count]}, str(self.folder / f"{name}_{index:04d}.safetensors"))
+        save_file({"tokens": token_rows[:count]}, str(self.folder / f"tokens_{index:04d}.safetensors"))
+
+    def flush(self) -> None:
+        if self.buffered:
+            self._hand_off()
+        for which in range(self.SETS):
+            self._wait(which)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
@@ -237,27 +291,31 @@ def run(ctx: JobContext) -> dict[str, Any]:
     if needed > free * 0.95:
         raise InsufficientStorage(f"The set may need {needed / 1e9:,.2f} GB and {free / 1e9:,.2f} GB are free: "
                                   "extract fewer samples, layers or hook types", details={"needed": needed, "free": free})
-    shard_tokens = max(1024, get_settings().activation_shard_mb * 2**20 // (n_hooks * params.d_model * 2))
+    sets = ShardWriter.SETS  # the setting's memory is shared by the writer's sets of buffers
+    shard_tokens = max(1024, get_settings().activation_shard_mb * 2**20 // (sets * n_hooks * params.d_model * 2))
     estimate = Estimate({
         **estimate_model(params.parameters, params.precision).parts,
         "batch activations": estimate_activations(params.batch_size * params.context_length, params.d_model,
                                                   "fp32", n_hooks * 2).total,
-        "shard buffers": estimate_activations(shard_tokens, params.d_model, "fp16", n_hooks).total,
+        "shard buffers": estimate_activations(shard_tokens, params.d_model, "fp16", sets * n_hooks).total,
     })
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    with memory_manager().admit(ctx, estimate), PeakRss() as peak:
+    # The batches are read and tokenized by a thread that runs ahead: while the model loads, then
+    # during each forward pass (Arrow and the Rust tokenizer release the GIL).
+    with memory_manager().admit(ctx, estimate), PeakRss() as peak, \
+            Prefetched(token_batches(params, data_dir)) as batches:
         ctx.progress(0.01, f"Loading the model ({params.precision})", force=True)
         model = load(params.model_path, params.precision)
         capture = Capture(model, params.hook_points)
         writer = ShardWriter(partial, names, shard_tokens, params.d_model)
-        norm_sum = {n: 0.0 for n in names}
-        value_sum = {n: 0.0 for n in names}
-        square_sum = {n: 0.0 for n in names}
+        # Per hook: sums of the token norms, the values and their squares, kept on the model's device
+        # in fp64: reading them back per batch (.item()) would wait for the GPU three times a hook.
+        sums = {n: torch.zeros(3, dtype=torch.float64, device=capture.device) for n in names}
         total_tokens = done_samples = 0
         began = time.monotonic()
         try:
-            for indices, batch in token_batches(params, data_dir):
+            for indices, batch in batches:
                 ctx.check()
                 if not any(batch):
                     continue
@@ -265,11 +323,11 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 width = ids.shape[1]
                 out: dict[str, Any] = {}
                 for name in names:
-                    acts = captured[name].float()
-                    norm_sum[name] += acts.norm(dim=-1).sum().item()
-                    value_sum[name] += acts.sum().item()
-                    square_sum[name] += acts.square().sum().item()
-                    out[name] = acts.to(torch.float16).cpu()
+                    acts = captured[name]
+                    x = acts.float()  # the model's own tensor when it is fp32
+                    sums[name] += torch.stack([x.norm(dim=-1).sum(), x.sum(), x.square().sum()])
+                    # The writer's fp16 buffers convert on copy; off the CPU, halve the transfer first.
+                    out[name] = acts if acts.device.type == "cpu" else acts.to(torch.float16)
                 positions = torch.arange(width).expand(len(batch), width)[keep]
                 sample_index = torch.tensor(indices).unsqueeze(1).expand(len(batch), width)[keep]
                 writer.add(out, torch.stack([sample_index, positions, ids[keep]], dim=1).to(torch.int64))
@@ -281,7 +339,9 @@ def run(ctx: JobContext) -> dict[str, Any]:
             writer.flush()
         finally:
             capture.close()
+            writer.close()
         elapsed = time.monotonic() - began
+    norm_sum, value_sum, square_sum = ({n: float(sums[n][i]) for n in names} for i in range(3))
     if total_tokens == 0:
         raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})
     values = total_tokens * params.d_model

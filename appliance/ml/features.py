@@ -26,6 +26,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,11 @@ TOP_TOKENS = 5
 LOGIT_TOKENS = 10
 FIRE_SHARE = 0.1
 EXAMPLE_WINDOW = 4  # tokens each side of the max in the browser's example context  # "fires" for the score: above this share of the feature's max
+HIST_BINS = len(HIST_EDGES) - 1
+TOKENIZE_CHUNK = 1024  # texts tokenized at once, before their batches are timed and run
+# Samples whose maxima wait before a merge into the running top-k: a merge costs about the same for
+# 8 or 64 waiting, and 64 x d_sae waiting values stay well below one batch's dense z.
+MERGE_SAMPLES = 64
 
 
 class FeatureParams(msgspec.Struct):
@@ -60,58 +66,157 @@ class FeatureParams(msgspec.Struct):
     parameters: int = 0
 
 
-def _texts(data_dir: Path, dataset_id: str, count: int) -> list[str]:
+def eval_texts(data_dir: Path, dataset_id: str, count: int) -> list[str]:
+    """The first ``count`` texts of a dataset (a missing text is an empty one): the evaluation samples."""
     from datasets import load_from_disk
 
     texts = load_from_disk(str(data_dir / "datasets" / dataset_id / "arrow"))
     return ["" if t is None else t for t in texts[:min(count, len(texts))]["text"]]
 
 
-class _Accumulator:
-    """Running per-latent statistics and top-k samples over the batches."""
+def token_batches(tokenizer: Any, texts: list[str], batch_size: int) -> Iterator[tuple[int, list[list[int]]]]:
+    """(index of the batch's first sample, token ids of each sample) per batch of ``texts``, tokenized
+    ``TOKENIZE_CHUNK`` texts at a time (the tokenizer is fastest on many texts at once)."""
+    for chunk in range(0, len(texts), TOKENIZE_CHUNK):
+        encoded = [e.ids for e in tokenizer.encode_batch(texts[chunk:chunk + TOKENIZE_CHUNK])]
+        for start in range(0, len(encoded), batch_size):
+            yield chunk + start, encoded[start:start + batch_size]
 
-    def __init__(self, d_sae: int, k: int):
+
+def encode_batch(capture: Any, sae: Any, name: str, batch: list[list[int]]) -> tuple[Any, Any, Any]:
+    """(z [real tokens, d_sae] on the model's device, padded ids, mask) for non-empty samples: the
+    model stopped after the hooked block, then the SAE's encode. This is all of the pass that is not
+    bookkeeping, and what ``mistudio bench features`` times alone as its floor."""
+    import torch
+
+    captured, ids, keep = capture(batch)
+    with torch.no_grad():
+        return sae.encode(captured[name].float()).float(), ids, keep
+
+
+class FeaturePass:
+    """The pass over the samples, a batch at a time (``add``), and its arrays at the end (``finish``).
+
+    Everything after the encode reads only the latents that fire: (row, latent, value) triples, about
+    k per token, taken once from z. The dense [tokens, d_sae] z is only scanned for them; statistics,
+    the histogram, each sample's max per latent and the sparse copy are scatters over the triples
+    (as reductions over dense z they cost more than the encode itself). Accumulators stay on the
+    model's device; only the triples' sparse copy comes to the CPU.
+    """
+
+    def __init__(self, model: Any, sae: Any, hook_point: dict[str, Any], top_k: int):
         import torch
 
-        self.count = torch.zeros(d_sae, dtype=torch.float64)
-        self.sum = torch.zeros(d_sae, dtype=torch.float64)
-        self.sumsq = torch.zeros(d_sae, dtype=torch.float64)
-        self.max = torch.zeros(d_sae)
-        self.samples_active = torch.zeros(d_sae, dtype=torch.long)
-        self.hist = torch.zeros(d_sae * (len(HIST_EDGES) - 1), dtype=torch.long)
-        self.top_values = torch.zeros(k, d_sae)
-        self.top_samples = torch.full((k, d_sae), -1, dtype=torch.long)
-        self.top_positions = torch.zeros(k, d_sae, dtype=torch.long)
-        self.k, self.d_sae = k, d_sae
+        from appliance.ml.activations import Capture
 
-    def add(self, z: Any, sample_ids: list[int], lengths: list[int]) -> None:
+        self.sae, self.name, self.k = sae, hook_point["name"], top_k
+        self.d_sae = d = sae.cfg.d_sae
+        self.device = next(model.parameters()).device
+        self.capture = Capture(model, [hook_point])
+        on = {"device": self.device}
+        self.count = torch.zeros(d, dtype=torch.float64, **on)
+        self.sum = torch.zeros(d, dtype=torch.float64, **on)
+        self.sumsq = torch.zeros(d, dtype=torch.float64, **on)
+        self.max = torch.zeros(d, **on)
+        self.samples_active = torch.zeros(d, dtype=torch.long, **on)
+        self.hist = torch.zeros(d * HIST_BINS, dtype=torch.long, **on)
+        self.top_values = torch.zeros(top_k, d, **on)
+        self.top_samples = torch.full((top_k, d), -1, dtype=torch.long, **on)
+        self.top_positions = torch.zeros(top_k, d, dtype=torch.long, **on)
+        # Per-sample maxima wait here and join the top-k MERGE_SAMPLES samples at a time: a merge is a
+        # top-k over [k + waiting, d_sae], whatever the number waiting.
+        self.waiting: list[tuple[Any, Any, Any]] = []
+        self.waiting_samples = 0
+        self.lengths: list[int] = []
+        self.tokens: list[Any] = []
+        self.counts: list[Any] = []
+        self.indices: list[Any] = []
+        self.values: list[Any] = []
+
+    def add(self, start: int, batch: list[list[int]]) -> None:
+        """Samples ``start``, ``start + 1``, ... (token ids; an empty one is counted, not run)."""
         import torch
 
-        on = z > 0
-        self.count += on.sum(dim=0)
-        self.sum += z.sum(dim=0, dtype=torch.float64)
-        self.sumsq += z.double().pow(2).sum(dim=0)
-        self.max = torch.maximum(self.max, z.max(dim=0).values)
-        rows, cols = on.nonzero(as_tuple=True)
-        bins = ((torch.log10(z[rows, cols]) - HIST_EDGES[0]) * 4).floor().clamp(0, len(HIST_EDGES) - 2).long()
-        self.hist.index_add_(0, cols * (len(HIST_EDGES) - 1) + bins, torch.ones_like(bins))
-        # The latent's max in each sample of the batch, then a merge with the running top-k.
-        values, positions, start = [], [], 0
-        for length in lengths:
-            best = z[start:start + length].max(dim=0)
-            values.append(best.values)
-            positions.append(best.indices)
-            start += length
-        batch_values = torch.stack(values)
-        self.samples_active += (batch_values > 0).sum(dim=0)
-        ids = torch.tensor(sample_ids).unsqueeze(1).expand(-1, self.d_sae)
-        all_values = torch.cat([self.top_values, batch_values])
-        all_samples = torch.cat([self.top_samples, ids])
-        all_positions = torch.cat([self.top_positions, torch.stack(positions)])
-        best = all_values.topk(self.k, dim=0)
-        self.top_values = best.values
-        self.top_samples = all_samples.gather(0, best.indices)
-        self.top_positions = all_positions.gather(0, best.indices)
+        self.lengths.extend(len(ids) for ids in batch)
+        live = [(start + i, len(ids)) for i, ids in enumerate(batch) if ids]
+        if not live:
+            return
+        z, ids, keep = encode_batch(self.capture, self.sae, self.name, [ids for ids in batch if ids])
+        d, device = self.d_sae, z.device
+        rows, cols = (z > 0).nonzero(as_tuple=True)  # row-major: the CSR order
+        values = z[rows, cols]
+        lengths = torch.tensor([n for _, n in live], device=device)
+        sample_of_row = torch.repeat_interleave(torch.arange(len(live), device=device), lengths)
+        position_of_row = torch.arange(z.shape[0], device=device) - (lengths.cumsum(0) - lengths)[sample_of_row]
+
+        as64 = values.double()
+        self.count += torch.bincount(cols, minlength=d)
+        self.sum.index_add_(0, cols, as64)
+        self.sumsq.index_add_(0, cols, as64 * as64)
+        self.max.scatter_reduce_(0, cols, values, "amax")
+        bins = ((torch.log10(values) - HIST_EDGES[0]) * 4).floor().clamp(0, HIST_BINS - 1).long()
+        self.hist += torch.bincount(cols * HIST_BINS + bins, minlength=d * HIST_BINS)
+
+        # Each sample's max per latent (0 where it does not fire) and its first position.
+        key = sample_of_row[rows] * d + cols
+        best = torch.zeros(len(live) * d, device=device).scatter_reduce_(0, key, values, "amax")
+        at_max = values == best[key]
+        where = torch.zeros(len(live) * d, dtype=torch.long, device=device).scatter_reduce_(
+            0, key[at_max], position_of_row[rows[at_max]], "amin", include_self=False)
+        best = best.view(len(live), d)
+        self.samples_active += (best > 0).sum(dim=0)
+        samples = torch.tensor([s for s, _ in live], device=device)
+        self.waiting.append((best, samples.unsqueeze(1).expand(-1, d), where.view(len(live), d)))
+        self.waiting_samples += len(live)
+        if self.waiting_samples >= MERGE_SAMPLES:
+            self._merge()
+
+        self.tokens.append(ids[keep].to(torch.int32))
+        self.counts.append(torch.bincount(rows, minlength=z.shape[0]).cpu())
+        self.indices.append(cols.to(torch.int32).cpu())
+        self.values.append(values.half().cpu())
+
+    def _merge(self) -> None:
+        import torch
+
+        if not self.waiting:
+            return
+        values, samples, positions = (torch.cat([top, *parts]) for top, parts in zip(
+            (self.top_values, self.top_samples, self.top_positions), zip(*self.waiting)))
+        # Rows are in sample order (the running top-k holds earlier samples than those waiting), so a
+        # stable sort keeps the earliest of samples with equal maxima: the same k whatever the merges.
+        order = values.sort(dim=0, descending=True, stable=True).indices[:self.k]
+        self.top_values = values.gather(0, order)
+        self.top_samples = samples.gather(0, order)
+        self.top_positions = positions.gather(0, order)
+        self.waiting, self.waiting_samples = [], 0
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The arrays of ``appliance.feature_arrays`` (statistics, top-k, sparse CSR); the accumulators
+        move to the CPU too."""
+        import torch
+
+        self._merge()
+        for name in ("count", "sum", "sumsq", "max", "samples_active", "hist", "top_values", "top_samples",
+                     "top_positions"):
+            setattr(self, name, getattr(self, name).cpu())
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        tokens = torch.cat(self.tokens).numpy() if self.tokens else np.zeros(0, np.int32)
+        counts = torch.cat(self.counts).numpy() if self.counts else np.zeros(0, np.int64)
+        n_tokens = max(1, len(tokens))
+        mean = (self.sum / n_tokens).cpu().numpy()
+        return {
+            "tokens": tokens, "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "indices": torch.cat(self.indices).numpy() if self.indices else np.zeros(0, np.int32),
+            "values": torch.cat(self.values).numpy() if self.values else np.zeros(0, np.float16),
+            "top_values": self.top_values.cpu().numpy(), "top_samples": self.top_samples.cpu().numpy(),
+            "top_positions": self.top_positions.cpu().numpy(), "mean": mean,
+            "std": np.sqrt(np.maximum((self.sumsq / n_tokens).cpu().numpy() - mean ** 2, 0)),
+        }
+
+    def close(self) -> None:
+        self.capture.close()
 
 
 def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any, Any]:
@@ -168,9 +273,6 @@ def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    import torch
-
-    from appliance.ml.activations import Capture
     from appliance.ml.models import load
     from appliance.ml.sae.saelens import load_folder
     from appliance.tokenization import TokenizeSettings, load_tokenizer
@@ -193,57 +295,32 @@ def run(ctx: JobContext) -> dict[str, Any]:
         model = load(params.model_path, params.precision)
         device = next(model.parameters()).device
         sae = sae.to(device)
-        capture = Capture(model, [params.hook_point])
         tokenizer = load_tokenizer(params.tokenizer, data_dir,
                                    TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
                                                     padding="do_not_pad"))
-        texts = _texts(data_dir, params.dataset_id, params.eval_samples)
-        acc = _Accumulator(d_sae, params.top_k_examples)
-        tokens: list[np.ndarray] = []
-        counts: list[np.ndarray] = []
-        indices: list[np.ndarray] = []
-        values: list[np.ndarray] = []
-        lengths_all: list[int] = []
-        pass_began = time.monotonic()
+        texts = eval_texts(data_dir, params.dataset_id, params.eval_samples)
+        acc = FeaturePass(model, sae, params.hook_point, params.top_k_examples)
+        # The pass's time is its batches' (model, SAE, bookkeeping), not the tokenizer's or the job's.
+        pass_seconds = 0.0
         try:
-            for start in range(0, len(texts), params.batch_size):
+            for start, batch in token_batches(tokenizer, texts, params.batch_size):
                 ctx.check()
-                encoded = [e.ids for e in tokenizer.encode_batch(texts[start:start + params.batch_size])]
-                lengths = [len(ids) for ids in encoded]
-                lengths_all.extend(lengths)
-                live = [ids for ids in encoded if ids]
-                if not live:
-                    continue
-                captured, ids, keep = capture(live)
-                with torch.no_grad():
-                    z = sae.encode(captured[params.hook_point["name"]].float()).float().cpu()
-                acc.add(z, [start + i for i, n in enumerate(lengths) if n], [n for n in lengths if n])
-                tokens.append(ids[keep].numpy().astype(np.int32))
-                on = z > 0
-                counts.append(on.sum(dim=1).numpy())
-                rows, cols = on.nonzero(as_tuple=True)
-                indices.append(cols.numpy().astype(np.int32))
-                values.append(z[rows, cols].numpy().astype(np.float16))
-                done = min(len(texts), start + params.batch_size)
+                batch_began = time.perf_counter()
+                acc.add(start, batch)
+                pass_seconds += time.perf_counter() - batch_began
+                done = start + len(batch)
                 ctx.progress(0.02 + 0.78 * done / len(texts), f"{done:,} of {len(texts):,} samples",
                              {"training_id": params.training_id, "samples": done})
+            finish_began = time.perf_counter()
+            arrays = acc.finish()
+            pass_seconds += time.perf_counter() - finish_began
         finally:
-            capture.close()
-        pass_seconds = time.monotonic() - pass_began
+            acc.close()
         ctx.progress(0.82, "Describing the features", force=True)
-        token_array = np.concatenate(tokens) if tokens else np.zeros(0, np.int32)
-        offsets = np.concatenate([[0], np.cumsum(lengths_all)]).astype(np.int64)
-        indptr = np.concatenate([[0], np.cumsum(np.concatenate(counts))]).astype(np.int64) if counts \
-            else np.zeros(1, np.int64)
-        index_array = np.concatenate(indices) if indices else np.zeros(0, np.int32)
-        value_array = np.concatenate(values) if values else np.zeros(0, np.float16)
+        token_array, offsets, indptr = arrays["tokens"], arrays["offsets"], arrays["indptr"]
+        index_array, value_array = arrays["indices"], arrays["values"]
+        lengths_all = np.diff(offsets)
         n_tokens = max(1, len(token_array))
-        mean = (acc.sum / n_tokens).numpy()
-        std = np.sqrt(np.maximum(acc.sumsq.numpy() / n_tokens - mean ** 2, 0))
-        arrays = {"tokens": token_array, "offsets": offsets, "indptr": indptr, "indices": index_array,
-                  "values": value_array, "top_values": acc.top_values.numpy(),
-                  "top_samples": acc.top_samples.numpy(), "top_positions": acc.top_positions.numpy(),
-                  "mean": mean, "std": std}
         for name, array in arrays.items():
             np.save(partial / f"{name}.npy", array)
         up, up_ids, down, down_ids, lse = _logit_lens(sae, model)
