@@ -143,9 +143,10 @@ class Bar:
         took = time.monotonic() - self.began
         if self.tty:
             self.out.write("\r" + " " * (self.width - 1) + "\r")
-        self._line(f"done in {duration(took)}  {note}")
+        line = f"done in {duration(took)}  {note}"
+        self._line(line)
         if self.kept is not None:
-            self.kept.append(f"{self.head} done in {duration(took)}  {note}")
+            self.kept.append(f"{self.head} {line}")
         return took
 
     def _line(self, text: str) -> None:

@@ -69,8 +69,9 @@ class Scrubber:
 
     def _current(self) -> list[str]:
         try:
-            entries = sorted(os.scandir(self.folder), key=lambda e: e.name)
-            listing = tuple((e.name, e.stat().st_mtime_ns, e.stat().st_size) for e in entries if e.is_file())
+            entries = sorted((e for e in os.scandir(self.folder) if e.is_file()), key=lambda e: e.name)
+            stats = [e.stat() for e in entries]
+            listing = tuple((e.name, s.st_mtime_ns, s.st_size) for e, s in zip(entries, stats))
         except OSError:  # no secrets folder yet
             entries, listing = [], ()
         if listing != self._listing:
@@ -88,16 +89,21 @@ class Scrubber:
         return self._secrets
 
     def text(self, text: str) -> str:
-        for secret in self._current():
-            text = _redact(text, secret)
-        return text
+        return _redact_all(text, self._current())
 
     def value(self, value: Any) -> Any:
-        """``value`` with every string in it (dict keys and values, list items) scrubbed."""
+        """``value`` with every string in it (dict keys and values, list items) scrubbed; the secrets
+        folder is looked at once for the whole value, not once per string."""
         secrets = self._current()
         if not secrets:
             return value
-        return _walk(value, self.text)
+        return _walk(value, lambda text: _redact_all(text, secrets))
+
+
+def _redact_all(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = _redact(text, secret)
+    return text
 
 
 def _walk(value: Any, text: Any) -> Any:

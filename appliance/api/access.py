@@ -36,7 +36,7 @@ from litestar.utils import normalize_path
 
 from appliance.api.auth import presented_token
 from appliance.api.errors import ErrorBody, ErrorResponse
-from appliance.api.multipart import FILE_UPLOAD
+from appliance.api.multipart import takes_file
 from appliance.config import Settings
 from appliance.timefmt import now_iso
 
@@ -47,7 +47,7 @@ API_PREFIX = "/api"
 # API_PREFIX, so a handler added elsewhere cannot become public by accident: add it here on purpose.
 PUBLIC_ROUTES = ("/", "/{file_path:path}", "/schema")
 
-_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _JSON = b"application/json"
 _MULTIPART = b"multipart/form-data"
 _HOST_CACHE_MAX = 256
@@ -62,7 +62,7 @@ def check_routes(app: Litestar) -> frozenset[str]:
                 or any(_under(path, public) for public in PUBLIC_ROUTES if public != "/")):
             raise RuntimeError(f"route {path} is neither under {API_PREFIX} nor in access.PUBLIC_ROUTES")
         for handler in route.route_handlers if isinstance(route, HTTPRoute) else [route.route_handler]:
-            if handler.opt.get("body") == FILE_UPLOAD["body"]:
+            if takes_file(handler):
                 if "{" in path:  # the guard matches upload paths exactly
                     raise RuntimeError(f"file-upload route {path} must not have path parameters")
                 uploads.add(path)
@@ -145,7 +145,7 @@ def guard(app: Litestar, settings: Settings) -> ASGIApp:
                                   "This appliance requires an access token (MISTUDIO_TOKEN): send it as "
                                   "'Authorization: Bearer <token>'", {}, [(b"www-authenticate", b"Bearer")])
                     return
-        if kind == "http" and scope.get("method") in _STATE_CHANGING:
+        if kind == "http" and scope.get("method") in STATE_CHANGING:
             if origin is not None and not _same_origin(origin, host):
                 shown = origin.decode("latin-1")[:100]
                 await _refuse(scope, send, 403, "FORBIDDEN",

@@ -21,17 +21,19 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Reference, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, RequestBody, Schema)
 from litestar.response import ServerSentEvent
 from litestar.routes import HTTPRoute
 
+from appliance.api.access import STATE_CHANGING
 from appliance.api.errors import ErrorResponse
+from appliance.api.multipart import takes_file
 from appliance.api.queueing import AcceptedResponse
 from appliance.config import Settings
 
 _COMPONENTS = "#/components/schemas/{name}"
 _ERROR = Reference(ref=_COMPONENTS.format(name="ErrorResponse"))
-_STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _UPLOAD = "multipart/form-data"
 
 # What each status means here, with the error codes it carries.
@@ -107,7 +109,7 @@ def _id_pattern(prefix: str) -> str:
 def _body_ids(operation: Operation, schemas: dict[str, Any]) -> None:
     """Resource ids named in a JSON body (model_id, dataset_id, ...) have their id format too."""
     body = operation.request_body
-    media = body.content.get("application/json") if body is not None else None
+    media = body.content.get("application/json") if isinstance(body, RequestBody) else None
     if media is None or not isinstance(media.schema, Reference):
         return
     target = schemas.get(media.schema.ref.rsplit("/", 1)[-1])
@@ -138,7 +140,7 @@ def _any_of(node: Any) -> None:
 def _complete(operation: Operation, handler: Any, method: str, path: str, settings: Settings) -> None:
     responses = operation.responses = dict(operation.responses or {})
     _success(responses, handler)
-    upload = handler.opt.get("body") == _UPLOAD
+    upload = takes_file(handler)
     if upload:
         operation.request_body = _upload_body(handler, settings)
     elif operation.request_body is not None:
@@ -146,6 +148,8 @@ def _complete(operation: Operation, handler: Any, method: str, path: str, settin
             f"JSON (content-type: application/json), at most {settings.max_body_bytes:,} bytes "
             "(MISTUDIO_MAX_BODY_BYTES)")
     for parameter in operation.parameters or ():
+        if not isinstance(parameter, Parameter):
+            continue
         prefix = _TEMPLATE_PREFIXES.get(path.split("/{")[0]) if parameter.name == "template_id" \
             else _ID_PREFIXES.get(parameter.name)
         if parameter.param_in == "path" and prefix and isinstance(parameter.schema, Schema):
@@ -167,9 +171,9 @@ def _statuses(operation: Operation, handler: Any, method: str, upload: bool, res
     parameters = operation.parameters or ()
     if parameters or operation.request_body is not None:
         found.add(400)
-    if any(p.param_in == "path" for p in parameters):
+    if any(isinstance(p, Parameter) and p.param_in == "path" for p in parameters):
         found.add(404)  # no such resource; a path segment that is not one also matches no route
-    if method in _STATE_CHANGING:
+    if method in STATE_CHANGING:
         found |= {403, 507}  # a foreign Origin; a full data disk
         if operation.request_body is not None or upload:
             found |= {413, 415}

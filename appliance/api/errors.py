@@ -10,6 +10,7 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from appliance.api.state import api_state
 from appliance.errors import AppError
 from appliance.storage import is_disk_full, storage_error
 from appliance.timefmt import now_iso
@@ -81,7 +82,7 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     if is_disk_full(exc):
         # A full data disk is the device's state, not a bug: INSUFFICIENT_STORAGE, one log line. What the
         # request wrote was a transaction (rolled back) or a file its handler removes.
-        data_dir = request.app.state["api"].settings.data_dir
+        data_dir = api_state(request).settings.data_dir
         log.warning("%s %s: the data disk is full (%s)", request.method, request.url.path, exc)
         return app_error_handler(request, storage_error(exc, "this request's data", data_dir))
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)

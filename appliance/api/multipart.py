@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import anyio
@@ -23,6 +24,11 @@ WRITE_CHUNK = 1 << 20
 # Route option of the endpoints that take a file: the access guard (appliance.api.access) lets
 # multipart/form-data bodies reach those, and only JSON bodies reach every other endpoint.
 FILE_UPLOAD = {"body": "multipart/form-data"}
+
+
+def takes_file(handler: Any) -> bool:
+    """The route handler was declared with ``opt=FILE_UPLOAD`` (its body is a multipart upload)."""
+    return handler.opt.get("body") == FILE_UPLOAD["body"]
 
 
 class PayloadTooLarge(AppError):

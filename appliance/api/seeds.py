@@ -32,7 +32,7 @@ def _only_one(table: str, row_id: str, insert: Query, conflict: str, id_key: str
     """Create a demo resource unless one (not failed) exists: checked in the transaction that creates
     it, so concurrent requests cannot both pass the check. The others get 409 naming the one there is."""
     async def within(db: aiosqlite.Connection, job_id: str) -> None:
-        existing = await db.execute_fetchall(f"SELECT id FROM {table} WHERE source = 'demo' AND status != 'error'")
+        existing = list(await db.execute_fetchall(f"SELECT id FROM {table} WHERE source = 'demo' AND status != 'error'"))
         if existing:
             raise Conflict(conflict.format(existing[0]["id"]), details={id_key: existing[0]["id"]})
         await with_row(table, row_id, insert)(db, job_id)

@@ -165,8 +165,8 @@ class TrainingController(Controller):
     async def _row(self, request: Request, training_id: str) -> Any:
         db = api_state(request).db
         assert db is not None
-        rows = await db.execute_fetchall("SELECT * FROM trainings WHERE id = ?",
-                                         (check_id(training_id, "tr", "training_id"),))
+        rows = list(await db.execute_fetchall("SELECT * FROM trainings WHERE id = ?",
+                                              (check_id(training_id, "tr", "training_id"),)))
         if not rows:
             raise NotFound(f"No training {training_id!r}", details={"training_id": training_id})
         return rows[0]

@@ -8,10 +8,9 @@ short by a killed API never becomes a job; the folders no live job reads are rem
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from anyio import to_thread
 from litestar import Request
@@ -20,6 +19,7 @@ from appliance.api.multipart import PayloadTooLarge
 from appliance.api.state import ApiState
 from appliance.config import Settings
 from appliance.errors import AppError
+from appliance.jobs import finalize
 from appliance.storage import require_free
 
 log = logging.getLogger("mistudio.api")
@@ -66,7 +66,7 @@ async def body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
             log.info("%s %s: the client disconnected after %d bytes; its partial upload is discarded",
                      request.method, request.url.path, received)
             raise ClientDisconnected("The client disconnected before the upload ended")
-        chunk = message.get("body", b"")
+        chunk = cast(bytes, message.get("body", b""))
         if chunk:
             received += len(chunk)
             yield chunk
@@ -87,19 +87,5 @@ async def sweep(api: ApiState) -> None:
     for entry in sorted(root.iterdir()):
         if entry.name in live:
             continue
-        size = await to_thread.run_sync(_size, entry)
-        await to_thread.run_sync(_remove, entry)
-        log.info("removed %s (%d bytes): an upload no job reads (cut short by a restart)", entry, size)
-
-
-def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        path.unlink(missing_ok=True)
+        await to_thread.run_sync(finalize.remove, [entry])
+        log.info("removed %s: an upload no job reads (cut short by a restart)", entry)

@@ -5,9 +5,9 @@ One exit convention for every suite, and one way to end a suite's ``run``:
 
     return finish("extraction", figures, settings={"samples": samples})
 
-``finish(suite, figures, settings=None) -> int`` prints the "Targets" table and a one-line verdict,
+``finish(suite, figures, settings=None) -> int`` prints the "Figures" table and a one-line verdict,
 records the run (machine, date, settings, figures, verdicts) as ``docs/bench/<suite>.json`` (see
-``record_run``; ``mistudio bench --no-record`` skips it) and returns the exit code:
+``run_record``; ``mistudio bench --no-record`` skips it) and returns the exit code:
 
     0    every target met
     1    at least one target missed (a figure with a target that is MISS, or n/a)
@@ -515,11 +515,8 @@ def finish(suite: str, figures: Sequence[Figure], settings: dict[str, Any] | Non
     print("\n" + verdict_line(figures), flush=True)
     code = exit_code(figures)
     if RECORD_DIR is not None:
-        record = run_record(suite, figures, settings)
-        path = records.write_record(RECORD_DIR, record)
-        readme = RECORD_DIR.parent.parent / "README.md"
-        refreshed = records.refresh_readme(readme, record)
-        progress(f"recorded in {path}" + (f"; refreshed its block in {readme}" if refreshed else ""))
+        path, readme = records.save(RECORD_DIR, run_record(suite, figures, settings))
+        progress(f"recorded in {path}" + (f"; refreshed its block in {readme}" if readme else ""))
     return code
 
 

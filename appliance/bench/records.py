@@ -40,15 +40,24 @@ def record_path(directory: Path, suite: str) -> Path:
     return directory / f"{suite}.json"
 
 
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` whole: a reader, or a crash or full disk mid-write, never leaves
+    half a file (and no temporary file is left behind)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_record(directory: Path, record: dict[str, Any]) -> Path:
-    """Write ``record`` as ``<directory>/<suite>.json`` (atomically: a reader never sees half a file)."""
+    """Write ``record`` as ``<directory>/<suite>.json``, atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     path = record_path(directory, record["suite"])
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{record['suite']}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(record, handle, indent=2, ensure_ascii=False)
-        handle.write("\n")
-    os.replace(tmp, path)
+    _write_atomic(path, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     return path
 
 
@@ -154,7 +163,7 @@ def refresh_readme(readme: Path, record: dict[str, Any]) -> bool:
         return False
     updated = text[:match.start("body")] + render_block(record) + text[match.end("body"):]
     if updated != text:
-        readme.write_text(updated)
+        _write_atomic(readme, updated)
     return True
 
 

@@ -93,10 +93,9 @@ def estimate_sae_training(d_in: int, d_sae: int, batch_size: int, dtype: str = "
 class MemoryBusy(Exception):
     """The job fits the budget but not now, and its context asked not to wait on its thread."""
 
-    def __init__(self, message: str, needed: int):
+    def __init__(self, message: str):
         super().__init__(message)
         self.message = message
-        self.needed = needed
 
 
 def physical_memory_bytes(settings: Settings) -> int:
@@ -322,7 +321,7 @@ class MemoryManager:
                     free = max(0, self._room(holder))
                     message = f"Waiting for memory: needs {need / MB:,.0f} MB, {free / MB:,.0f} MB free"
                     if getattr(ctx, "defer_memory_wait", False):
-                        raise MemoryBusy(message, need)  # keeps its place in line (see the module docstring)
+                        raise MemoryBusy(message)  # keeps its place in line (see the module docstring)
                     log.info("%s waits for memory: needs %.0f MB, %.0f MB free", holder, need / MB, free / MB)
                     if hasattr(ctx, "status"):
                         ctx.status(message)

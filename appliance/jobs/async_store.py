@@ -55,12 +55,12 @@ class AsyncJobStore:
         return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
     async def _change(self, job_id: str, statement: sql.Query, now: float, *, within: Within | None = None,
-                      enqueue: str | None = None) -> Job | None:
+                      enqueue: bool = False) -> Job | None:
         """Apply ``statement`` to a job and publish its new state as ``job.updated``, in one transaction
         (as the worker's JobStore does); None if the statement changed no row.
 
         ``within(db, job_id)`` runs in the same transaction (the rows of the job's resource), and with
-        ``enqueue`` (a lane) the job's task is sent before COMMIT: if sending fails (a full disk, say)
+        ``enqueue`` the job's task (on its lane) is sent before COMMIT: if sending fails (a full disk, say)
         nothing was committed, so a job is never left queued without a task for the worker's
         reconciliation to re-send minutes after the client was told it failed. A task whose COMMIT
         then fails finds no job, and the worker drops it (JobStore.get_settled)."""
@@ -76,8 +76,8 @@ class AsyncJobStore:
                 job = job_from_row((await self.db.execute_fetchall(*sql.get_job(job_id)))[0])
                 await self.db.execute(*sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now))
                 ended = await self._end_resource(job, now)
-                if enqueue is not None:
-                    await to_thread.run_sync(self.queue.enqueue, job_id, enqueue)
+                if enqueue:
+                    await to_thread.run_sync(self.queue.enqueue, job_id, job.lane)
                 await self.db.execute("COMMIT")
                 if ended:
                     await to_thread.run_sync(finalize.remove, ended)
@@ -118,7 +118,7 @@ class AsyncJobStore:
         job_id = new_id("job")
         now = time.time()
         job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, params, target, now), now,
-                                 within=within, enqueue=kind.lane)
+                                 within=within, enqueue=True)
         assert job is not None
         return job
 
@@ -159,11 +159,10 @@ class AsyncJobStore:
 
     async def resume(self, job_id: str, *, within: Within | None = None) -> Job:
         """Queue a paused job again; its handler picks up from its own checkpoint."""
-        current = await self.get(job_id)
         now = time.time()
         job = await self._change(job_id, (
             "UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
-            " WHERE id = ? AND status = 'paused'", (now, job_id)), now, within=within, enqueue=current.lane)
+            " WHERE id = ? AND status = 'paused'", (now, job_id)), now, within=within, enqueue=True)
         if job is None:
             current = await self.get(job_id)
             raise Conflict(f"Job {job_id} is {current.status}, not paused", details={"status": current.status})

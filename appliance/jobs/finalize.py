@@ -6,8 +6,7 @@ a job it found running at start).
 Rows only this resource owns (an upload, a Hub token, a partial folder) are removed once that
 transaction commits. A handler's own clean-up of what it wrote while running still runs in the worker
 afterwards. Resources already stuck in an in-progress state (their job ended or vanished before this
-rule existed, or the API died between creating the row and its job) are ended at worker start
-(``sweep_statements``).
+rule existed: rows written by an older version) are ended at worker start (``Resource.sweep``).
 
 Light: no torch (the API applies these rules too).
 """
@@ -29,8 +28,8 @@ log = logging.getLogger("mistudio.jobs")
 
 ENDED = ("failed", "cancelled")
 Statement = tuple[str, dict[str, Any]]  # SQL with :named parameters
-# A resource row whose job id is not recorded yet is left alone this long: the API writes the id just
-# after creating the job.
+# A resource row with no job id is left alone this long before the sweep ends it. New rows get their
+# job id in the job's own transaction; only rows of older versions lack one, and they may be recent.
 UNCLAIMED_GRACE_S = 120.0
 
 

@@ -133,14 +133,14 @@ class Worker:
             if kind is not None:
                 runner._cleanup(kind, self.runtime, job.id)
             log.warning("job %s was running when the worker died: marked failed", job.id)
-        # Resources whose job ended or vanished without ending them (an older version, the API dying
-        # between a row and its job): each goes to its final state (appliance.jobs.finalize).
+        # Resources whose job ended or vanished without ending them (rows of an older version): each goes
+        # to its final state (appliance.jobs.finalize).
         for swept in self.store.sweep_resources(time.time()):
             log.warning("%s was left in progress with no job working on it: ended", swept)
         self.requeue_lost()
 
     def requeue_lost(self, min_age_s: float = 0.0) -> None:
-        """Queued jobs with no Huey task (e.g. the API died between insert and enqueue)."""
+        """Queued jobs with no Huey task (the queue lost it: a task taken by a worker that then died)."""
         waiting = self.queue.queued_job_ids()
         rows = self.store.conn.execute("SELECT id, kind FROM jobs WHERE status = 'queued' AND created_at <= ?",
                                        (time.time() - min_age_s,)).fetchall()

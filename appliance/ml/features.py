@@ -204,15 +204,15 @@ class FeaturePass:
         tokens = torch.cat(self.tokens).numpy() if self.tokens else np.zeros(0, np.int32)
         counts = torch.cat(self.counts).numpy() if self.counts else np.zeros(0, np.int64)
         n_tokens = max(1, len(tokens))
-        mean = (self.sum / n_tokens).cpu().numpy()
+        mean = (self.sum / n_tokens).numpy()
         return {
             "tokens": tokens, "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             "indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "indices": torch.cat(self.indices).numpy() if self.indices else np.zeros(0, np.int32),
             "values": torch.cat(self.values).numpy() if self.values else np.zeros(0, np.float16),
-            "top_values": self.top_values.cpu().numpy(), "top_samples": self.top_samples.cpu().numpy(),
-            "top_positions": self.top_positions.cpu().numpy(), "mean": mean,
-            "std": np.sqrt(np.maximum((self.sumsq / n_tokens).cpu().numpy() - mean ** 2, 0)),
+            "top_values": self.top_values.numpy(), "top_samples": self.top_samples.numpy(),
+            "top_positions": self.top_positions.numpy(), "mean": mean,
+            "std": np.sqrt(np.maximum((self.sumsq / n_tokens).numpy() - mean ** 2, 0)),
         }
 
     def close(self) -> None:

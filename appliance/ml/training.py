@@ -13,7 +13,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -96,10 +96,6 @@ def _held_out_loss(sae: Any, x: Any, target: Any | None) -> float | None:
     with torch.no_grad():
         loss = float(sae.forward_train(x, target, stats=False).loss)
     return loss if math.isfinite(loss) else None
-
-
-def latest_checkpoint(folder: Path) -> Path | None:
-    return checkpoints.latest(folder)
 
 
 def _record(training_id: str, row: dict[str, Any]) -> None:
@@ -241,7 +237,7 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
         scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
         scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else scale_in
     checkpoints.sweep_partials(folder)  # a worker killed mid-write left it; the run starts from a whole one
-    checkpoint = latest_checkpoint(folder)
+    checkpoint = checkpoints.latest(folder)
     if checkpoint is not None:
         from safetensors.torch import load_file
 
@@ -304,7 +300,8 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
                         save_now.unlink(missing_ok=True)
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
-                _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens, stop.control, held_x, held_y)
+                _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens,
+                                 cast(checkpoints.Kind, stop.control), held_x, held_y)
             if stop.control == "pause":
                 update_row("trainings", params.training_id, status="paused")
                 ctx.event("training.updated", {"training_id": params.training_id, "status": "paused"})
