@@ -10,10 +10,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, Callable
 
 import httpx
@@ -306,12 +306,12 @@ def json_post_server(answer: Callable[[str, dict[str, str], Any], tuple[int, Any
 
 
 class ModelSpy:
-    """Records what the worker's loader (appliance.ml.models.load) loads, and inside ``watching()`` the
+    """Records what the worker's loader (appliance.pipeline.models.loading.load) loads, and inside ``watching()`` the
     names of those models' modules as they run: to check that a bench floor loads like the worker and
     stops where the job stops."""
 
     def __init__(self, monkeypatch: Any):
-        import appliance.ml.models as models
+        import appliance.pipeline.models.loading as models
 
         self.loads: list[tuple[tuple, dict, Any]] = []
         self.ran: list[str] = []

@@ -7,8 +7,8 @@ import pytest
 import torch
 import transformers
 
-from appliance.ml.activations import attach_capture
-from appliance.ml.architecture import block_output, describe
+from appliance.pipeline.activations.extract import attach_capture
+from appliance.pipeline.models.architecture import block_output, describe
 
 torch.set_num_threads(1)
 SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,

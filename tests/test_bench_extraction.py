@@ -50,8 +50,8 @@ def _stored(app: Appliance, act: dict, name: str):
 def test_the_floor_runs_the_jobs_batches_through_the_same_blocks_on_the_workers_loader(
         app: Appliance, extraction: tuple[dict, dict], monkeypatch: pytest.MonkeyPatch) -> None:
 
-    import appliance.ml.models as models
-    from appliance.bench import extraction as bench
+    import appliance.pipeline.models.loading as models
+    from appliance.commands.bench import extraction as bench
 
     job, act = extraction
     params = bench._params(job)
@@ -79,7 +79,7 @@ def test_an_extraction_over_several_shards_keeps_every_token_once_in_order(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from appliance.bench import extraction as bench
+    from appliance.commands.bench import extraction as bench
 
     job, act = extraction
     assert len(act["manifest"]["shards"]) >= 3  # both buffer sets filled, and one reused
@@ -101,7 +101,7 @@ def test_an_extraction_over_several_shards_keeps_every_token_once_in_order(
 
 
 def test_the_verdict_is_a_miss_when_anything_failed() -> None:
-    from appliance.bench.extraction import _figures
+    from appliance.commands.bench.extraction import _figures
 
     def ratio(jobs, floors, errors=()):
         return next(f for f in _figures(jobs, floors, list(errors), "x", "fp32") if f.name == "extraction / floor")
@@ -115,7 +115,7 @@ def test_the_verdict_is_a_miss_when_anything_failed() -> None:
 
 
 def test_prefetched_keeps_order_raises_where_the_producer_failed_and_stops_when_closed() -> None:
-    from appliance.ml.prefetch import Prefetched
+    from appliance.pipeline.prefetch import Prefetched
 
     assert list(Prefetched(iter(range(100)), depth=3)) == list(range(100))
 
@@ -144,7 +144,7 @@ def test_prefetched_keeps_order_raises_where_the_producer_failed_and_stops_when_
 def test_a_failed_shard_write_is_raised_by_flush(tmp_path) -> None:
     import torch
 
-    from appliance.ml.activations import ShardWriter
+    from appliance.pipeline.activations.extract import ShardWriter
 
     writer = ShardWriter(tmp_path / "gone", ["a"], shard_tokens=10, d_model=4)  # the folder does not exist
     try:

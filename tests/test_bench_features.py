@@ -50,9 +50,9 @@ def job(app: Appliance) -> dict:
 def test_the_floor_runs_the_pass_batches_through_the_same_blocks_and_encode_on_the_workers_loader(
         app: Appliance, job: dict, monkeypatch: pytest.MonkeyPatch) -> None:
 
-    import appliance.ml.models as models
-    from appliance.bench import features as bench
-    from appliance.feature_arrays import features_dir
+    import appliance.pipeline.models.loading as models
+    from appliance.commands.bench import features as bench
+    from appliance.contracts.feature_arrays import features_dir
 
     spy = ModelSpy(monkeypatch)
     loads = spy.loads
@@ -80,8 +80,8 @@ def test_the_floor_runs_the_pass_batches_through_the_same_blocks_and_encode_on_t
 
 
 def test_the_verdict_is_a_miss_when_anything_failed() -> None:
-    from appliance.bench.features import _figures
-    from appliance.bench.harness import EXIT_MET, EXIT_MISSED, exit_code
+    from appliance.commands.bench.features import _figures
+    from appliance.commands.bench.harness import EXIT_MET, EXIT_MISSED, exit_code
 
     summary = {"tokens": 1000, "tokens_per_second": 900.0, "pass_seconds": 1.1, "seconds": 5.0, "alive": 10,
                "features": 16, "interpretable_share": 0.5}
@@ -114,10 +114,10 @@ def test_the_pass_equals_a_dense_computation_across_several_top_k_merges(
     and the running top-k merged every few samples (not once at the end)."""
     import torch
 
-    from appliance.bench import features as bench
-    from appliance.feature_arrays import HIST_EDGES
-    from appliance.ml import features
-    from appliance.ml.activations import Capture
+    from appliance.commands.bench import features as bench
+    from appliance.contracts.feature_arrays import HIST_EDGES
+    from appliance.pipeline.activations.extract import Capture
+    from appliance.pipeline.features import extract as features
 
     monkeypatch.setattr(features, "MERGE_SAMPLES", 12)  # a merge every second batch of 8
     sides = bench._Sides(job, app.data_dir)

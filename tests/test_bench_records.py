@@ -15,16 +15,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-import appliance.bench as bench
-from appliance.bench import harness, records
-from appliance.bench.api import Config, LoadResult, Pickup, Results, SseResult, _figures, _load
-from appliance.bench.datasets import _timed_get, latency_figure
-from appliance.bench.harness import BenchError, Figure, finish, tree_cpu_seconds
-from appliance.bench.monitoring import Usage, monitoring_figures
+import appliance.commands.bench as bench
+from appliance.commands.bench import harness, records
+from appliance.commands.bench.api import Config, LoadResult, Pickup, Results, SseResult, _figures, _load
+from appliance.commands.bench.datasets import _timed_get, latency_figure
+from appliance.commands.bench.harness import BenchError, Figure, finish, tree_cpu_seconds
+from appliance.commands.bench.monitoring import Usage, monitoring_figures
 from tests.support import REPO, SSEReader, wait_until
 from tests.test_platform import make_jetson_root
 from tests.test_system_monitoring import ORIN_LINE
-
 
 # -- bench api: failed requests and lost or duplicated SSE events --------------------------------
 

@@ -14,9 +14,9 @@ ARCHITECTURES = ("sparse", "topk", "jumprelu", "skip", "transcoder")
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_bf16_autocast_training_learns(arch: str) -> None:
-    from appliance.ml.sae import SAEConfig, build
-    from appliance.ml.sae.step import train_step
-    from appliance.ml.training import _memory_mb
+    from appliance.pipeline.sae import SAEConfig, build
+    from appliance.pipeline.sae.step import train_step
+    from appliance.pipeline.sae.training.loop import _memory_mb
 
     torch.manual_seed(0)
     device = torch.device("cuda")
@@ -45,13 +45,14 @@ def test_bf16_autocast_training_learns(arch: str) -> None:
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_steered_generation_on_the_gpu(precision: str) -> None:
-    from appliance.demo import MODEL_DIR, TOKENIZER_FILE
-    from appliance.ml.activations import Capture
-    from appliance.ml.architecture import hook_points
-    from appliance.ml.models import load
-    from appliance.ml.sae import SAEConfig, build
-    from appliance.ml.steering import Intervention, SteeredFeature, generate, measure
     from tokenizers import Tokenizer
+
+    from appliance.demo_kit import MODEL_DIR, TOKENIZER_FILE
+    from appliance.pipeline.activations.extract import Capture
+    from appliance.pipeline.models.architecture import hook_points
+    from appliance.pipeline.models.loading import load
+    from appliance.pipeline.sae import SAEConfig, build
+    from appliance.pipeline.steering.generate import Intervention, SteeredFeature, generate, measure
 
     model = load(str(MODEL_DIR), precision)
     assert next(model.parameters()).device.type == "cuda"

@@ -11,7 +11,7 @@ import pytest
 from datasets import Dataset
 from tokenizers import Tokenizer
 
-from appliance.demo import TOKENIZER_FILE
+from appliance.demo_kit import TOKENIZER_FILE
 from tests.support import Appliance
 from tests.test_api_contract import assert_error
 from tests.test_datasets_import import TEXTS
@@ -122,7 +122,7 @@ def test_preview_gives_pieces_and_ids(app: Appliance) -> None:
 def test_truncation_is_detected_without_the_overflow_list(tmp_path) -> None:
     """tokenizers 0.23.1-0.23.2 leave ``Encoding.overflowing`` empty when truncating (huggingface/
     tokenizers#2091): the count must not depend on it."""
-    from appliance.tokenization import TokenizeSettings, load_tokenizer, truncated
+    from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, truncated
 
     class NoOverflow:  # an encoding as those versions return it
         def __init__(self, encoding) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.db import connect_sync, migrate, schema_version
-from appliance.db.migrate import latest_version
+from appliance.data import connect_sync, migrate, schema_version
+from appliance.data.migrate import latest_version
 from appliance.jobs.store import JobStore
 
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from appliance.bench import records
+from appliance.commands.bench import records
 from tests.support import REPO, Appliance, bare_env, free_port
 
 STAGES = ("demo kit", "tokenize", "activations", "training", "features", "steering")

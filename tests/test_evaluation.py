@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import transformers
 
-from appliance.ml.evaluation import evaluate
+from appliance.pipeline.sae.evaluation.splice import evaluate
 
 torch.set_num_threads(1)
 

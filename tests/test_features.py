@@ -50,13 +50,12 @@ def direct(app: Appliance, sae: dict) -> dict:
     """The same evaluation samples through the model and the exported SAE, densely, in this process."""
     from datasets import load_from_disk
 
-    from appliance.ml.activations import Capture
-    from appliance.ml.architecture import hook_points
-    from appliance.ml.models import load
-    from appliance.ml.sae.saelens import load_folder
-    from appliance.tokenization import TokenizeSettings, load_tokenizer
-
-    from appliance.demo import MODEL_DIR
+    from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
+    from appliance.demo_kit import MODEL_DIR
+    from appliance.pipeline.activations.extract import Capture
+    from appliance.pipeline.models.architecture import hook_points
+    from appliance.pipeline.models.loading import load
+    from appliance.pipeline.sae.io.saelens import load_folder
 
     model = load(str(MODEL_DIR), sae["model"]["precision"], on="cpu")
     point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
@@ -156,7 +155,7 @@ def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(
     assert heat.status_code == 200, heat.text
     heat = heat.json()["data"]
     ids = direct["tokenizer"].encode(text).ids
-    from appliance.ml.activations import Capture
+    from appliance.pipeline.activations.extract import Capture
 
     capture = Capture(model, [direct["point"]])
     with torch.no_grad():

@@ -8,11 +8,19 @@ import time
 
 import pytest
 
-from appliance.device.memory import (
-    MB, Estimate, MemoryBusy, MemoryManager, ModelCache, estimate_activations, estimate_model, estimate_sae_training,
-    run_with_oom_retry)
 from appliance.errors import InsufficientMemory
 from appliance.jobs.context import JobInterrupted
+from appliance.memory.admission import (
+    MB,
+    Estimate,
+    MemoryBusy,
+    MemoryManager,
+    ModelCache,
+    estimate_activations,
+    estimate_model,
+    estimate_sae_training,
+    run_with_oom_retry,
+)
 from tests.support import wait_until
 
 GB = 1024 * MB
@@ -177,7 +185,7 @@ def test_a_job_that_waits_on_its_thread_also_keeps_its_place() -> None:
 
 
 def test_the_api_estimates_what_can_never_fit() -> None:
-    from appliance.jobs.estimates import minimum, refuse_what_never_fits
+    from appliance.memory.estimates import minimum, refuse_what_never_fits
 
     manager = small_board()
     hp = {"batch_size": 1024, "expansion_factor": 8, "optimizer": "adam"}

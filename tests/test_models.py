@@ -20,7 +20,7 @@ def tiny_gpt2_files(tmp: Path) -> dict[str, bytes]:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-    from appliance.demo import TOKENIZER_FILE
+    from appliance.demo_kit import TOKENIZER_FILE
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=4096, n_embd=32, n_layer=2, n_head=4, n_positions=64))
@@ -155,7 +155,7 @@ def test_demo_model_is_registered_on_first_start(make_appliance) -> None:
     assert_error(app.post("/api/models/demo"), 409, "CONFLICT")
     with app.client() as client:
         assert client.delete(f"/api/models/{demo['id']}").status_code == 200
-    from appliance.demo import MODEL_DIR
+    from appliance.demo_kit import MODEL_DIR
 
     assert (MODEL_DIR / "model.safetensors").exists()  # the shipped files stay
 
@@ -239,7 +239,7 @@ def test_shard_writer_splits_batches_across_full_shards(tmp_path) -> None:
     import torch
     from safetensors.torch import load_file
 
-    from appliance.ml.activations import ShardWriter
+    from appliance.pipeline.activations.extract import ShardWriter
 
     writer = ShardWriter(tmp_path, ["a", "b"], shard_tokens=100, d_model=8)
     sent_a, sent_b, sent_tokens = [], [], []

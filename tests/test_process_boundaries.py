@@ -15,8 +15,8 @@ def test_app_factory_imports_nothing_heavy(tmp_path: Path) -> None:
     code = (
         "import sys\n"
         "from appliance.api.app import create_app\n"
-        "from appliance.serve import serve\n"
-        "import appliance.cli\n"
+        "from appliance.commands.serve import serve\n"
+        "import appliance.commands.cli\n"
         "create_app()\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
     )

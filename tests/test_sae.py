@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from appliance.ml.sae import SAEConfig, build
-from appliance.ml.sae.step import train_step
+from appliance.pipeline.sae import SAEConfig, build
+from appliance.pipeline.sae.step import train_step
 
 torch.set_num_threads(1)
 ARCHS = ("sparse", "topk", "jumprelu", "skip", "transcoder")

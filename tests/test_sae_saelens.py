@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from appliance.ml.sae import SAEConfig, build
-from appliance.ml.sae.saelens import export, load_folder
+from appliance.pipeline.sae import SAEConfig, build
+from appliance.pipeline.sae.io.saelens import export, load_folder
 
 torch.set_num_threads(1)
 

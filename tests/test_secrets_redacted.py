@@ -9,8 +9,8 @@ import json
 import sqlite3
 import time
 
-from appliance.jobs import sql
-from appliance.redact import PREFIX_LEN
+from appliance.data import jobs as sql
+from appliance.data.redact import PREFIX_LEN
 from tests.support import SSEReader, job_finished, json_post_server
 
 KEY = "sk-test-Zq81vW0rT5yLm3Kp9XcB2nHd"

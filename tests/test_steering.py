@@ -51,11 +51,11 @@ def sae(app: Appliance) -> dict:
 @pytest.fixture(scope="module")
 def local(app: Appliance, sae: dict) -> dict:
     """The demo model and the exported SAE in this process, for direct computations."""
-    from appliance.demo import MODEL_DIR
-    from appliance.ml.architecture import hook_points
-    from appliance.ml.models import load
-    from appliance.ml.sae.saelens import load_folder
-    from appliance.tokenization import load_tokenizer
+    from appliance.contracts.tokenization import load_tokenizer
+    from appliance.demo_kit import MODEL_DIR
+    from appliance.pipeline.models.architecture import hook_points
+    from appliance.pipeline.models.loading import load
+    from appliance.pipeline.sae.io.saelens import load_folder
 
     model = load(str(MODEL_DIR), sae["model"]["precision"], on="cpu")
     point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
@@ -141,7 +141,7 @@ def test_add_raises_the_promoted_token_and_the_metrics_match(app: Appliance, sae
 def test_every_cached_position_is_steered(local: dict, sae: dict, app: Appliance) -> None:
     """Greedy steered generation with the KV cache equals, token by token, the argmax of a full
     steered forward pass without a cache: later tokens see the intervention at every position."""
-    from appliance.ml.steering import Intervention, SteeredFeature, generate
+    from appliance.pipeline.steering.generate import Intervention, SteeredFeature, generate
 
     model, encoder = local["model"], local["sae"]
     index = sae["features"][1]["index"]

@@ -127,7 +127,7 @@ def test_service_restarts_stops_and_logs(units, name):
 
 
 def test_stop_timeouts_leave_room_for_a_clean_stop(units):
-    from appliance.serve import GRACEFUL_SHUTDOWN_S
+    from appliance.commands.serve import GRACEFUL_SHUTDOWN_S
 
     api_timeout = int(one(units["mistudio.service"], "Service", "TimeoutStopSec"))
     assert api_timeout > GRACEFUL_SHUTDOWN_S + 2

@@ -8,7 +8,7 @@ import json
 import torch
 from safetensors.torch import save_file
 
-from appliance.ml.activation_source import ActivationSource
+from appliance.pipeline.activations.source import ActivationSource
 
 
 def test_resume_at_any_step_continues_the_same_batch_sequence(tmp_path) -> None:

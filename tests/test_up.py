@@ -129,7 +129,7 @@ def test_up_keeps_restarting_a_worker_that_exits_after_healthy_periods(make_appl
 
 
 def test_restart_delay_doubles_up_to_its_cap() -> None:
-    from appliance.supervise import Supervisor
+    from appliance.commands.up import Supervisor
 
     sup = Supervisor({}, backoff_s=1, backoff_max_s=30, healthy_s=60)
     assert [sup.delay(n) for n in range(1, 8)] == [1, 2, 4, 8, 16, 30, 30]

@@ -21,8 +21,7 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import (
-    OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, RequestBody, Schema)
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, RequestBody, Schema
 from litestar.response import ServerSentEvent
 from litestar.routes import HTTPRoute
 

@@ -14,39 +14,40 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import ASGIApp
 
 from appliance import __version__
+from appliance.api import uploads
 from appliance.api.access import guard
-from appliance.api.body import StrictJsonRequest
-from appliance.api.datasets import DatasetsController
 from appliance.api.activations import ActivationsController, ExtractionController
 from appliance.api.apidoc import complete as complete_openapi
-from appliance.api.models import ModelsController
-from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
-from appliance.api.features import FeaturesController
-from appliance.api.settings import SettingsController
-from appliance.api.steering import SteeringController
-from appliance.api.steering_presets import SteeringPresetsController
-from appliance.api.training import TrainingController
-from appliance.api.training_import import TrainingImportController
-from appliance.api.tokenize import TokenizeController
+from appliance.api.body import StrictJsonRequest
+from appliance.api.datasets import DatasetsController
 from appliance.api.errors import EXCEPTION_HANDLERS
 from appliance.api.events import events_stream
+from appliance.api.features import FeaturesController
 from appliance.api.health import HealthController
 from appliance.api.jobs import JobsController
+from appliance.api.models import ModelsController
+from appliance.api.monitor import Monitor
 from appliance.api.schema_viewer import LocalSwaggerPlugin
-from appliance.api.spa import not_found_handler, ui_routes
-from appliance.api.state import ApiState
-from appliance.api.system import SystemController
-from appliance.config import Settings, get_settings
-from appliance.db import connect_async, migrate
-from appliance.device.memory import MemoryManager
-from appliance.device.monitor import Monitor
-from appliance.device.platform import detect_cached
-from appliance.jobs import sql
 from appliance.api.seeds import seed_first_start
-from appliance.api import uploads
+from appliance.api.settings import SettingsController
+from appliance.api.spa import not_found_handler, ui_routes
+from appliance.api.state import DEPENDENCIES, ApiState
+from appliance.api.steering import SteeringController
+from appliance.api.steering_presets import SteeringPresetsController
+from appliance.api.system import SystemController
+from appliance.api.templates import ExtractionTemplatesController, TrainingTemplatesController
+from appliance.api.tokenize import TokenizeController
+from appliance.api.training import TrainingController
+from appliance.api.training_import import TrainingImportController
+from appliance.config import Settings, get_settings
+from appliance.data import connect_async, migrate
+from appliance.data import jobs as sql
+from appliance.data.database import AsyncDatabase
+from appliance.device.platform import detect_cached
+from appliance.events.fanout import Broadcaster
 from appliance.jobs.async_store import AsyncJobStore
-from appliance.jobs.broadcast import Broadcaster
 from appliance.jobs.queue import JobQueue
+from appliance.memory.admission import MemoryManager
 
 log = logging.getLogger("mistudio.api")
 
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.db_path)
         api.db = await connect_async(settings.db_path)
+        api.database = AsyncDatabase(api.db, api.db_lock)
         api.events_db = await connect_async(settings.db_path)
         api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path, api.db_lock,
                                  memory=MemoryManager.from_settings(settings))
@@ -94,6 +96,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                         events_stream,
                         *ui_routes(settings.webui_dir)],
         lifespan=[lifespan],
+        dependencies=DEPENDENCIES,
         state=State({"api": api}),
         exception_handlers=handlers,  # type: ignore[arg-type]
         request_max_body_size=settings.max_body_bytes,

@@ -12,17 +12,17 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import Parameter
 
-from appliance.api.apidoc import errors, form_fields
 from appliance.api import multipart, uploads
+from appliance.api.apidoc import errors, form_fields
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.seeds import create_demo_dataset
 from appliance.api.state import api_state
 from appliance.api.validation import check_id, safe_path
-from appliance.dataset_formats import detect_format
+from appliance.contracts.dataset_formats import detect_format
+from appliance.contracts.tokenization import TokenizeSettings, tokenizer_path
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
-from appliance.tokenization import TokenizeSettings, tokenizer_path
 from appliance.timefmt import iso
 
 

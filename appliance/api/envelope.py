@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -50,3 +51,22 @@ class Accepted(msgspec.Struct):
     job_id: str
     status: str
     kind: str
+
+
+T = TypeVar("T")
+
+
+class Envelope(msgspec.Struct, Generic[T]):
+    """Every success answer: ``Envelope[Training]``, ``Envelope[list[Dataset]]``... The type parameter
+    keeps each answer's schema in the OpenAPI document (and so in the UI's generated types)."""
+    data: T
+    meta: Meta
+
+
+def ok(data: T, pagination: Pagination | None = None) -> Envelope[T]:
+    return Envelope(data, meta(pagination))
+
+
+def page(data: T, page: int, limit: int, total: int, *, exact: bool = True,
+         has_next: bool | None = None) -> Envelope[T]:
+    return Envelope(data, page_meta(page, limit, total, exact=exact, has_next=has_next))

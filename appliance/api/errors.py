@@ -11,8 +11,8 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
 from appliance.api.state import api_state
+from appliance.data.storage import is_disk_full, storage_error
 from appliance.errors import AppError
-from appliance.storage import is_disk_full, storage_error
 from appliance.timefmt import now_iso
 
 log = logging.getLogger("mistudio.api")

@@ -18,8 +18,8 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from appliance.api.state import ApiState, api_state
 from appliance.errors import ValidationError
-from appliance.jobs.broadcast import Subscription
-from appliance.jobs.model import FINAL_STATUSES, Event
+from appliance.events.fanout import Subscription
+from appliance.jobs.records import FINAL_STATUSES, Event
 
 _encode = msgspec.json.encode
 

@@ -4,7 +4,7 @@ and favourite it, and the UMAP map. A feature is addressed by its SAE and index:
 ``/api/training/tr_x/features/42``.
 
 Browsing reads SQLite (one row per feature, indexed by the sort keys); per-feature views read the
-extraction's memory-mapped arrays (``appliance.feature_arrays``). Views that need the model run as
+extraction's memory-mapped arrays (``appliance.contracts.feature_arrays``). Views that need the model run as
 short jobs on the worker's interactive lane.
 """
 
@@ -22,9 +22,9 @@ from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.queueing import AcceptedResponse, accepted, run_and_wait
 from appliance.api.state import ApiState, api_state
 from appliance.api.validation import check_id, fetch_one
+from appliance.contracts.feature_arrays import HIST_EDGES, arrays_for
+from appliance.contracts.tokenization import load_tokenizer
 from appliance.errors import Conflict, NotFound, ValidationError
-from appliance.feature_arrays import HIST_EDGES, arrays_for
-from appliance.tokenization import load_tokenizer
 
 SORTS = {"index": "idx", "frequency": "frequency", "max_activation": "max_activation",
          "interpretability": "score", "name": "COALESCE(name, llm_label, auto_label)"}

@@ -12,9 +12,9 @@ from appliance import __version__
 from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import ApiState, api_state
-from appliance.db.migrate import latest_version
+from appliance.data import jobs as sql
+from appliance.data.migrate import latest_version
 from appliance.errors import AppError
-from appliance.jobs import sql
 
 
 class ComponentStatus(msgspec.Struct):

@@ -9,15 +9,16 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent
 
-from appliance.api.apidoc import errors
 from appliance.api import events as sse
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.queueing import AcceptedResponse, accepted
 from appliance.api.state import api_state
 from appliance.api.validation import check_id
+from appliance.contracts.params.selftest import SelftestParams
 from appliance.errors import ValidationError
-from appliance.jobs.broadcast import Subscription
-from appliance.jobs.model import FINAL_STATUSES, Event, Job
+from appliance.events.fanout import Subscription
+from appliance.jobs.records import FINAL_STATUSES, Event, Job
 
 _STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled")
 
@@ -109,7 +110,7 @@ class JobsController(Controller):
     @post("/selftest", summary="Start the diagnostic job: counts to `steps` with `delay_ms` between steps")
     async def selftest(self, request: Request, data: SelftestRequest) -> Response[AcceptedResponse]:
         kind = "selftest" if data.lane == "interactive" else "selftest.heavy"
-        params = {"steps": data.steps, "delay_ms": data.delay_ms, "fail_at": data.fail_at,
-                  "memory_mb": data.memory_mb, "oom_at": data.oom_at, "torch": data.torch}
+        params = SelftestParams(steps=data.steps, delay_ms=data.delay_ms, fail_at=data.fail_at,
+                                memory_mb=data.memory_mb, oom_at=data.oom_at, torch=data.torch)
         job = await api_state(request).jobs.create(kind, params)
         return accepted(job)

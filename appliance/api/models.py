@@ -15,9 +15,9 @@ from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.seeds import create_demo_model
 from appliance.api.state import api_state
 from appliance.api.validation import check_id, safe_path
+from appliance.contracts.precision import PRECISIONS, PrecisionSupport, capabilities, check, estimates
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
-from appliance.precision import PRECISIONS, PrecisionSupport, capabilities, check, estimates
 from appliance.timefmt import iso
 
 

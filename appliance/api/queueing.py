@@ -14,11 +14,11 @@ from litestar import Response
 
 from appliance.api.envelope import Accepted, Meta, meta
 from appliance.api.state import ApiState
+from appliance.data.jobs import Query
+from appliance.data.secrets import delete_secret, write_secret
 from appliance.errors import AppError, Conflict, InsufficientMemory, NotFound, UpstreamUnavailable, ValidationError
 from appliance.jobs.async_store import Within
-from appliance.jobs.model import FINAL_STATUSES
-from appliance.jobs.sql import Query
-from appliance.secrets import delete_secret, write_secret
+from appliance.jobs.records import FINAL_STATUSES
 
 # The tables whose rows carry the job working on them, and the target kind jobs name them by.
 TARGETS = {"datasets": "dataset", "models": "model", "activation_sets": "activations", "trainings": "training"}

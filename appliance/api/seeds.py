@@ -15,12 +15,12 @@ import aiosqlite
 from appliance.api import templates
 from appliance.api.queueing import with_row
 from appliance.api.state import ApiState
-from appliance.demo import MODEL_DIR
+from appliance.data.jobs import Query
+from appliance.demo_kit import MODEL_DIR
 from appliance.errors import Conflict
 from appliance.ids import new_id
 from appliance.jobs.async_store import Within
-from appliance.jobs.model import Job
-from appliance.jobs.sql import Query
+from appliance.jobs.records import Job
 
 log = logging.getLogger("mistudio.api")
 
@@ -53,7 +53,7 @@ async def create_demo_dataset(api: ApiState) -> Job:
 
 
 async def create_demo_model(api: ApiState) -> Job:
-    """Register the demo model shipped in appliance/demo/model (a job loads it and reads its layers; 409
+    """Register the demo model shipped in appliance/demo_kit/model (a job loads it and reads its layers; 409
     while one is registered)."""
     assert api.db is not None and api.jobs is not None
     model_id, now = new_id("m"), time.time()

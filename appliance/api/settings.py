@@ -11,9 +11,9 @@ from litestar import Controller, Request, get, put
 
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import ApiState, api_state
+from appliance.contracts.labeling import SECRET, SETTINGS_KEY, LabelingSettings
+from appliance.data.secrets import delete_secret, read_secret, write_secret
 from appliance.errors import ValidationError
-from appliance.labeling import SECRET, SETTINGS_KEY, LabelingSettings
-from appliance.secrets import delete_secret, read_secret, write_secret
 
 
 class LabelingUpdate(LabelingSettings, kw_only=True):

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from litestar import MediaType, Request, Response, get, head
-from litestar.response import File
 from litestar.exceptions import NotFoundException
+from litestar.response import File
 from litestar.static_files import create_static_files_router
 
 from appliance.api.errors import http_error_handler

@@ -1,4 +1,6 @@
-"""What request handlers share: settings, the DB connection, the job store and the event fan-out."""
+"""What request handlers share: settings, the data dir's layout, the database, the job store and the
+event fan-out; and the providers that inject them into handlers (Litestar dependency injection), so a
+handler names what it needs (``db: AsyncDatabase``) instead of reaching into the app state."""
 
 from __future__ import annotations
 
@@ -9,12 +11,15 @@ from typing import Any
 
 import aiosqlite
 from litestar import Request
+from litestar.di import Provide
 
+from appliance.api.monitor import Monitor
 from appliance.config import Settings
-from appliance.device.monitor import Monitor
+from appliance.data.database import AsyncDatabase
+from appliance.data.layout import DataLayout
 from appliance.device.platform import PlatformInfo
+from appliance.events.fanout import Broadcaster
 from appliance.jobs.async_store import AsyncJobStore
-from appliance.jobs.broadcast import Broadcaster
 from appliance.jobs.queue import JobQueue
 
 
@@ -25,6 +30,7 @@ class ApiState:
     broadcaster: Broadcaster
     started_at: float = field(default_factory=time.time)
     db: aiosqlite.Connection | None = None
+    database: AsyncDatabase | None = None  # the data-access layer's door onto ``db``
     events_db: aiosqlite.Connection | None = None
     jobs: AsyncJobStore | None = None
     # Guards writes on the shared aiosqlite connection so transactions never interleave.
@@ -34,8 +40,52 @@ class ApiState:
     # (monotonic time, components) of the last health check; see api/health.py.
     health_cache: tuple[float, Any] | None = None
 
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.settings.data_dir)
+
 
 def api_state(request: Request) -> ApiState:
     # Taking the request (not a `state: State` parameter, which Litestar copies per request) keeps
     # the hot path cheap.
     return request.app.state["api"]
+
+
+class NotStarted(RuntimeError):
+    """A request reached a handler before the app's lifespan opened the database."""
+
+
+def _database(request: Request) -> AsyncDatabase:
+    database = api_state(request).database
+    if database is None:
+        raise NotStarted("the database is not open yet")
+    return database
+
+
+def _jobs(request: Request) -> AsyncJobStore:
+    jobs = api_state(request).jobs
+    if jobs is None:
+        raise NotStarted("the job store is not open yet")
+    return jobs
+
+
+def _settings(request: Request) -> Settings:
+    return api_state(request).settings
+
+
+def _layout(request: Request) -> DataLayout:
+    return api_state(request).layout
+
+
+def _api(request: Request) -> ApiState:
+    return api_state(request)
+
+
+# Handlers declare any of these parameters by name; the app registers them once (api/app.py).
+DEPENDENCIES = {
+    "db": Provide(_database, sync_to_thread=False),
+    "jobs": Provide(_jobs, sync_to_thread=False),
+    "settings": Provide(_settings, sync_to_thread=False),
+    "layout": Provide(_layout, sync_to_thread=False),
+    "api": Provide(_api, sync_to_thread=False),
+}

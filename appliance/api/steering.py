@@ -1,5 +1,5 @@
 """Steering: ``POST /api/steering/generate`` (unsteered and steered text from one request; the
-method and the metrics are in appliance/ml/steering.py). Presets are in steering_presets.py.
+method and the metrics are in appliance/pipeline/steering/generate.py). Presets are in steering_presets.py.
 
 A plain request answers with both texts and the metrics when they are done (curl); with
 ``stream: true`` it answers 202 with the job, and the tokens arrive on the event stream

@@ -14,9 +14,9 @@ from litestar import Controller, Request, get
 from appliance import __version__
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import api_state
+from appliance.data import jobs as sql
 from appliance.device.power import PowerMode, power_mode
 from appliance.device.sample import Sample
-from appliance.jobs import sql
 from appliance.timefmt import iso
 
 

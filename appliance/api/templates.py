@@ -18,8 +18,8 @@ from litestar.params import Parameter
 
 from appliance.api.envelope import Meta, meta, page_meta
 from appliance.api.state import ApiState, api_state
-from appliance.training_config import Hyperparameters
 from appliance.api.validation import check_id
+from appliance.contracts.hyperparameters import Hyperparameters
 from appliance.errors import NotFound, ValidationError
 from appliance.ids import new_id
 

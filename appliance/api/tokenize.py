@@ -12,7 +12,7 @@ from litestar import Controller, Request, get, post
 from appliance.api.apidoc import errors
 from appliance.api.envelope import Meta, meta
 from appliance.api.state import api_state
-from appliance.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, load_tokenizer, pieces, truncated
+from appliance.contracts.tokenization import DEMO_TOKENIZER, TokenizeSettings, Truncation, load_tokenizer, pieces, truncated
 
 
 class TokenizerInfo(msgspec.Struct):

@@ -19,10 +19,10 @@ from appliance.api.envelope import Meta, meta
 from appliance.api.queueing import AcceptedResponse, accepted, start_job
 from appliance.api.state import api_state
 from appliance.api.validation import check_id, fetch_one
+from appliance.contracts.hyperparameters import Hyperparameters
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.timefmt import iso
-from appliance.training_config import Hyperparameters
 
 EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
 METRIC_COLUMNS = ("step", "tokens", "loss", "mse", "sparsity_loss", "l0", "dead_latents", "explained_variance",

@@ -1,5 +1,5 @@
 """Import an SAE trained elsewhere as a finished training of a local model: from the Hub (JSON) or
-an uploaded zip (multipart). The worker reads and checks the files (appliance.ml.sae_import)."""
+an uploaded zip (multipart). The worker reads and checks the files (appliance.pipeline.sae.io.importing)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import anyio
 import msgspec
 from litestar import Controller, Request, Response, post
 
-from appliance.api.apidoc import errors, form_fields
 from appliance.api import multipart, uploads
-from appliance.api.state import ApiState, api_state
+from appliance.api.apidoc import errors, form_fields
 from appliance.api.queueing import AcceptedResponse, start_job
+from appliance.api.state import ApiState, api_state
 from appliance.api.validation import fetch_one
+from appliance.contracts.sae_archive import check_declared
 from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
-from appliance.sae_archive import check_declared
 
 HookType = Literal["residual", "mlp_in", "mlp", "attention"]
 

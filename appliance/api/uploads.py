@@ -18,9 +18,9 @@ from litestar import Request
 from appliance.api.multipart import PayloadTooLarge
 from appliance.api.state import ApiState
 from appliance.config import Settings
+from appliance.data.storage import require_free
 from appliance.errors import AppError
 from appliance.jobs import finalize
-from appliance.storage import require_free
 
 log = logging.getLogger("mistudio.api")
 

@@ -10,18 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import msgspec
 from anyio import to_thread
 
-from appliance.db import connect_sync
+from appliance.data import connect_sync
+from appliance.data import jobs as sql
 from appliance.errors import Conflict, NotFound
-from appliance.device.memory import MemoryManager
-from appliance.jobs import finalize, sql
-from appliance.jobs.estimates import refuse_what_never_fits
-from appliance.jobs.model import FINAL_STATUSES, Job, job_from_row
+from appliance.ids import new_id
+from appliance.jobs import finalize
 from appliance.jobs.queue import JobQueue
+from appliance.jobs.records import FINAL_STATUSES, Job, job_from_row
 from appliance.jobs.registry import get_kind, resource_ending
 from appliance.jobs.store import job_topic
-from appliance.ids import new_id
+from appliance.memory.admission import MemoryManager
+from appliance.memory.estimates import refuse_what_never_fits
 
 CANCEL_WAIT_S = 2.0
 
@@ -107,17 +109,20 @@ class AsyncJobStore:
         except sqlite3.OperationalError:
             pass
 
-    async def create(self, kind_name: str, params: dict[str, Any], target: tuple[str, str] | None = None, *,
+    async def create(self, kind_name: str, params: msgspec.Struct, target: tuple[str, str] | None = None, *,
                      within: Within | None = None) -> Job:
         """Create a job and send its task, all or nothing. ``within(db, job_id)`` creates or updates the
         job's resource rows in the same transaction; it uses ``db`` directly (the write lock is held)
         and may raise (an AppError, say) to create nothing."""
         kind = get_kind(kind_name)
+        if kind.params is not None and not isinstance(params, kind.params):
+            raise TypeError(f"{kind_name} takes {kind.params.__name__}, not {type(params).__name__}")
+        encoded: dict[str, Any] = msgspec.to_builtins(params)
         if self.memory is not None:
-            refuse_what_never_fits(self.memory, kind_name, params)
+            refuse_what_never_fits(self.memory, kind_name, encoded)
         job_id = new_id("job")
         now = time.time()
-        job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, params, target, now), now,
+        job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, encoded, target, now), now,
                                  within=within, enqueue=True)
         assert job is not None
         return job

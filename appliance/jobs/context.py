@@ -1,4 +1,7 @@
-"""What a running job handler sees: progress reporting, events and cooperative control.
+"""What a running job handler sees, and its only door to the rest of the appliance: the settings,
+the data dir's layout, the database, the memory budget, progress reporting, events and cooperative
+control. A handler is called as ``handler(ctx, params)`` with its kind's typed parameters; it reaches
+nothing through globals.
 
 Handlers call ``ctx.check()`` (or ``ctx.sleep()``) often; a cancel/pause/stop request set in the job
 row is noticed by the worker's supervisor thread within ~0.1 s and raises here, which is how a
@@ -9,9 +12,19 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from appliance.jobs.model import Job
+from appliance.config import Settings
+from appliance.data.database import Database
+from appliance.data.layout import DataLayout
+from appliance.jobs.records import Job
+
+if TYPE_CHECKING:
+    from appliance.memory.admission import MemoryManager
+
+# Controls relayed from the job row. "save" (a training's "save now") is not an interruption: the
+# handler takes it with take_save_request() at its next step.
+SAVE = "save"
 
 
 class JobInterrupted(Exception):
@@ -24,10 +37,15 @@ class JobInterrupted(Exception):
 
 class JobContext:
     def __init__(self, job: Job, emit: Callable[..., None], report: Callable[..., None], progress_type: str,
-                 topic: str, min_progress_interval_s: float = 0.1):
+                 topic: str, *, settings: Settings, db: Database, memory: MemoryManager,
+                 min_progress_interval_s: float = 0.1):
         self.job = job
-        self.params = job.params
+        self.params = job.params  # TRANSITIONAL: removed once every kind declares its params Struct
         self.topic = topic
+        self.settings = settings
+        self.layout = DataLayout(settings.data_dir)
+        self.db = db
+        self.memory = memory
         self._emit = emit
         self._report = report
         self._progress_type = progress_type
@@ -35,9 +53,10 @@ class JobContext:
         self._last_progress = 0.0
         self._fraction = 0.0
         self._control: str | None = None
+        self._save_requested = False
         self._wake = threading.Event()
         # Set by the runner for interactive jobs: memory admission sends the job back to the queue
-        # instead of waiting on the worker thread (appliance.device.memory.MemoryBusy).
+        # instead of waiting on the worker thread (appliance.memory.admission.MemoryBusy).
         self.defer_memory_wait = False
 
     @property
@@ -46,8 +65,16 @@ class JobContext:
 
     # Set by the supervisor thread.
     def request(self, control: str) -> None:
+        if control == SAVE:
+            self._save_requested = True
+            return
         self._control = control
         self._wake.set()
+
+    def take_save_request(self) -> bool:
+        """Whether someone asked for a checkpoint now since the last call (the request is consumed)."""
+        asked, self._save_requested = self._save_requested, False
+        return asked
 
     @property
     def control(self) -> str | None:

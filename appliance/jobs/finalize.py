@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.jobs.model import Job
-from appliance.jobs.sql import Query, insert_event
+from appliance.data.jobs import Query, insert_event
+from appliance.jobs.records import Job
 
 log = logging.getLogger("mistudio.jobs")
 

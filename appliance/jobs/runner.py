@@ -12,15 +12,18 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from appliance.config import get_settings
-from appliance.device.memory import MemoryBusy, MemoryManager, is_oom, release_cached_memory
+import msgspec
+
+from appliance.config import Settings
+from appliance.data.database import Database
 from appliance.errors import AppError
 from appliance.jobs import torch_threads
 from appliance.jobs.context import JobContext, JobInterrupted
-from appliance.jobs.model import FINAL_STATUSES
 from appliance.jobs.queue import JobQueue
+from appliance.jobs.records import FINAL_STATUSES
 from appliance.jobs.registry import KINDS, JobKind
 from appliance.jobs.store import JobStore, job_topic
+from appliance.memory.admission import MemoryBusy, MemoryManager, is_oom, release_cached_memory
 
 log = logging.getLogger("mistudio.jobs")
 
@@ -34,6 +37,7 @@ MEMORY_RETRY_DELAY_S = 0.5
 
 @dataclass
 class Runtime:
+    settings: Settings
     store: JobStore
     queue: JobQueue
     running: dict[str, JobContext] = field(default_factory=dict)
@@ -41,6 +45,7 @@ class Runtime:
     lock: threading.Lock = field(default_factory=threading.Lock)
     shutting_down: threading.Event = field(default_factory=threading.Event)
     memory: MemoryManager | None = None
+    db: Database | None = None  # the handlers' door to the database (JobContext.db)
 
 
 _runtime: Runtime | None = None
@@ -60,7 +65,7 @@ def runtime() -> Runtime:
 def memory_manager() -> MemoryManager:
     rt = runtime()
     if rt.memory is None:
-        rt.memory = MemoryManager.from_settings(get_settings())
+        rt.memory = MemoryManager.from_settings(rt.settings)
     return rt.memory
 
 
@@ -104,6 +109,9 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         report=lambda progress, message: store.report(job_id, progress, message),
         progress_type=kind.progress_type,
         topic=topic,
+        settings=rt.settings,
+        db=rt.db or Database(rt.settings.db_path),
+        memory=memory_manager(),
     )
     ctx.defer_memory_wait = kind.lane == "interactive"
     with rt.lock:
@@ -111,10 +119,15 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
     if rt.shutting_down.is_set():
         ctx.request("requeue")
     log.info("job %s (%s) started", job_id, kind.name)
-    threads = get_settings().torch_threads
+    threads = rt.settings.torch_threads
     torch_threads.apply(threads)  # once a job has loaded torch (appliance.jobs.torch_threads)
     try:
-        result = kind.load_handler()(ctx)
+        handler = kind.load_handler()
+        if kind.params is None:
+            result = handler(ctx)
+        else:
+            # The API encoded this Struct; decoding it again is the contract's check on this side.
+            result = handler(ctx, msgspec.convert(job.params, kind.params))
     except JobInterrupted as stop:
         _interrupted(rt, job_id, kind, stop.control)
     except MemoryBusy as busy:

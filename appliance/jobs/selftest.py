@@ -3,23 +3,9 @@
 
 from __future__ import annotations
 
-import msgspec
-
-from appliance.device.memory import MB, Estimate
+from appliance.contracts.params.selftest import SelftestParams
 from appliance.jobs.context import JobContext
-
-
-class SelftestParams(msgspec.Struct, forbid_unknown_fields=True):
-    steps: int = 10
-    delay_ms: int = 100
-    # Fail on purpose at this step (1-based), to exercise the failure path.
-    fail_at: int | None = None
-    # Hold this much of the memory budget while running (admitted like any heavy job).
-    memory_mb: int | None = None
-    # Raise MemoryError at this step, as a job that runs out of memory would.
-    oom_at: int | None = None
-    # Load torch and report the sizes of its CPU thread pools in this worker (MISTUDIO_TORCH_THREADS).
-    torch: bool = False
+from appliance.memory.admission import MB, Estimate
 
 
 def _count(ctx: JobContext, params: SelftestParams) -> dict[str, int]:
@@ -38,11 +24,8 @@ def _count(ctx: JobContext, params: SelftestParams) -> dict[str, int]:
     return {"steps": params.steps}
 
 
-def run(ctx: JobContext) -> dict[str, int]:
-    params = msgspec.convert(ctx.params, SelftestParams)
+def run(ctx: JobContext, params: SelftestParams) -> dict[str, int]:
     if not params.memory_mb:
         return _count(ctx, params)
-    from appliance.jobs.runner import memory_manager
-
-    with memory_manager().admit(ctx, Estimate({"selftest": params.memory_mb * MB})):
+    with ctx.memory.admit(ctx, Estimate({"selftest": params.memory_mb * MB})):
         return _count(ctx, params)

@@ -8,11 +8,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.db import connect_sync
-from appliance.jobs import finalize, sql
-from appliance.jobs.model import Job, job_from_row
+from appliance.data import connect_sync
+from appliance.data import jobs as sql
+from appliance.data.redact import scrub
+from appliance.jobs import finalize
+from appliance.jobs.records import Job, job_from_row
 from appliance.jobs.registry import resource_ending
-from appliance.redact import scrub
 
 
 def job_topic(job_id: str) -> str:
@@ -145,6 +146,10 @@ class JobStore:
         rows = self.conn.execute(
             f"SELECT id, control FROM jobs WHERE id IN ({marks}) AND control IS NOT NULL", job_ids)
         return {row["id"]: row["control"] for row in rows}
+
+    def clear_control(self, job_id: str, control: str) -> None:
+        """Forget a control the handler has been given (a "save now" is taken once)."""
+        self.conn.execute("UPDATE jobs SET control = NULL WHERE id = ? AND control = ?", (job_id, control))
 
     def request_control(self, job_id: str, control: str, statuses: tuple[str, ...]) -> bool:
         return self.conn.execute(*sql.request_control(job_id, control, statuses, time.time())).rowcount > 0

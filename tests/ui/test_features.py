@@ -10,7 +10,6 @@ from tests.support import wait_until
 from tests.ui.conftest import screenshot, train_small_topk
 
 
-
 def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
     app, model, dataset = demo_appliance
     tid = train_small_topk(app, model, dataset)

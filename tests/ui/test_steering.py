@@ -13,7 +13,6 @@ from tests.support import wait_until
 from tests.ui.conftest import screenshot, train_small_topk
 
 
-
 def _fixed(value: float, digits: int) -> str:
     """JavaScript's Number.prototype.toFixed: the exact binary value, ties away from zero."""
     return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))

@@ -8,7 +8,6 @@ from playwright.sync_api import expect
 from tests.ui.conftest import screenshot
 
 
-
 def _start(page, steps: int) -> None:
     form = page.get_by_test_id("training-form")
     form.get_by_test_id("train-dataset").select_option(label="Python stdlib docs (demo)")

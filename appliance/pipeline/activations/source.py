@@ -1,0 +1,208 @@
+"""Where a training's activations come from, batch by batch.
+
+Both sources cut the tokens into blocks and serve batches in a deterministic order: the blocks in
+a permutation drawn per epoch from the seed, the tokens of a block in a permutation of their own.
+A run resumed from a checkpoint therefore sees exactly the batches the uninterrupted run would
+have seen, and fast-forwards over earlier blocks by counting, without reading them. The last
+``HELD_OUT`` share of tokens is never trained on: explained variance is measured there.
+
+- ``ActivationSource``: a stored activation set; a block is one of its fp16 shards.
+- ``StreamedSource``: the model runs over the tokenized dataset while training; a block is the
+  shuffle buffer (as many samples' tokens as the memory manager allows), filled by forward passes
+  when the loop reaches it. Token counts come from the tokenization, so the plan of blocks is
+  known before any forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+HELD_OUT = 0.05
+EVAL_TOKENS = 8192
+
+
+class ActivationSource:
+    """The activation set's shards for one hook (and the target hook for transcoders)."""
+
+    def __init__(self, folder: Path, hook: str, target: str | None):
+        self.folder, self.hook, self.target = folder, hook, target
+        self.manifest = msgspec.json.decode((folder / "manifest.json").read_bytes())
+        self.shards = [(s["index"], s["tokens"]) for s in self.manifest["shards"]]
+        total = sum(n for _, n in self.shards)
+        self.train_tokens = total - max(1, int(total * HELD_OUT))
+
+    def _load(self, name: str, index: int) -> Any:
+        from safetensors.torch import load_file
+
+        return load_file(str(self.folder / f"{name}_{index:04d}.safetensors"))["activations"]
+
+    def _rows(self, index: int) -> tuple[Any, Any | None]:
+        return self._load(self.hook, index), self._load(self.target, index) if self.target else None
+
+    def batches(self, batch_size: int, seed: int, start_step: int) -> Iterator[tuple[Any, Any | None]]:
+        """Training batches, forever, epoch after epoch, from step ``start_step`` on."""
+        import torch
+
+        step = 0
+        for epoch in range(10**9):
+            generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+            offset = 0
+            for shard_pos in torch.randperm(len(self.shards), generator=generator).tolist():
+                index, tokens = self.shards[shard_pos]
+                start = sum(n for _, n in self.shards[:shard_pos])
+                usable = max(0, min(tokens, self.train_tokens - start))
+                order = torch.randperm(usable, generator=generator)
+                count = usable // batch_size
+                offset += usable
+                if step + count <= start_step:  # fast-forward without loading the shard
+                    step += count
+                    continue
+                x, y = self._rows(index)
+                for b in range(count):
+                    if step >= start_step:
+                        rows = order[b * batch_size:(b + 1) * batch_size]
+                        yield x[rows].float(), (y[rows].float() if y is not None else None)
+                    step += 1
+            if offset < batch_size:
+                raise ValueError("The activation set has fewer training tokens than one batch")
+
+    def held_out(self, limit: int = EVAL_TOKENS) -> tuple[Any, Any | None]:
+        import torch
+
+        xs, ys, have = [], [], 0
+        position = 0
+        for index, tokens in self.shards:
+            begin = max(0, self.train_tokens - position)
+            if begin < tokens:
+                x, y = self._rows(index)
+                xs.append(x[begin:].float())
+                if y is not None:
+                    ys.append(y[begin:].float())
+                have += tokens - begin
+            position += tokens
+            if have >= limit:
+                break
+        x = torch.cat(xs)[:limit]
+        return x, (torch.cat(ys)[:limit] if ys else None)
+
+    def close(self) -> None:
+        """Nothing held between batches (streamed sources hold a model)."""
+
+
+class StreamSpec(msgspec.Struct):
+    """What a streamed source runs: the model over the dataset's first ``max_samples`` samples."""
+    model_path: str
+    precision: str
+    tokenizer: str
+    dataset_id: str
+    hook_point: dict[str, Any]  # the model's hook point (name, module, layer, type)
+    target_point: dict[str, Any] | None  # transcoders: the MLP output
+    context_length: int = 128
+    max_samples: int | None = None
+    forward_batch: int = 8
+    parameters: int = 0  # the model's size, for the memory estimate
+
+
+class StreamedSource(ActivationSource):
+    """Activations computed while training: blocks of consecutive samples (a shuffle buffer's worth
+    of tokens each) run through the model when the loop reaches them; the last block is kept."""
+
+    def __init__(self, spec: StreamSpec, data_dir: Path, buffer_tokens: int):
+        self.spec, self.data_dir = spec, data_dir
+        self.hook = spec.hook_point["name"]
+        self.target = spec.target_point["name"] if spec.target_point else None
+        lengths = self._lengths()
+        self.blocks: list[tuple[int, int]] = []  # [first, end) sample ranges
+        self.shards = []
+        first = filled = 0
+        for index, n in enumerate(lengths):
+            filled += n
+            if filled >= buffer_tokens or index == len(lengths) - 1:
+                if filled:
+                    self.shards.append((len(self.blocks), filled))
+                    self.blocks.append((first, index + 1))
+                first, filled = index + 1, 0
+        total = sum(n for _, n in self.shards)
+        if total < 2:
+            raise ValueError("The dataset has no tokens to train on")
+        self.train_tokens = total - max(1, int(total * HELD_OUT))
+        self._capture: Any = None
+        self._cached: tuple[int, tuple[Any, Any | None]] | None = None
+
+    # -- tokens -----------------------------------------------------------------------------------
+    def _stored(self) -> Path:
+        return self.data_dir / "datasets" / self.spec.dataset_id / "tokenized" / self.spec.tokenizer / "data.arrow"
+
+    def _count(self, available: int) -> int:
+        return min(available, self.spec.max_samples or available)
+
+    def _lengths(self) -> list[int]:
+        """Tokens per sample (cut to the context length): from the stored tokenization's lengths, or
+        by tokenizing the texts (the Rust tokenizer; no model needed)."""
+        from datasets import Dataset
+
+        cut = self.spec.context_length
+        if self._stored().is_file():
+            data = Dataset.from_file(str(self._stored()))
+            return [min(n, cut) for n in data.select_columns(["length"])[:self._count(len(data))]["length"]]
+        lengths: list[int] = []
+        texts = self._texts()
+        for start in range(0, len(texts), 1024):
+            lengths.extend(len(ids) for ids in self._ids(start, min(len(texts), start + 1024)))
+        return lengths
+
+    def _texts(self) -> Any:
+        from datasets import load_from_disk
+
+        texts = load_from_disk(str(self.data_dir / "datasets" / self.spec.dataset_id / "arrow"))
+        return texts.select(range(self._count(len(texts))))
+
+    def _ids(self, first: int, end: int) -> list[list[int]]:
+        from datasets import Dataset
+
+        from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
+
+        cut = self.spec.context_length
+        if self._stored().is_file():
+            rows = Dataset.from_file(str(self._stored()))[first:end]
+            return [ids[:min(n, cut)] for ids, n in zip(rows["input_ids"], rows["length"])]
+        tokenizer = load_tokenizer(self.spec.tokenizer, self.data_dir,
+                                   TokenizeSettings(tokenizer=self.spec.tokenizer, max_length=cut,
+                                                    padding="do_not_pad"))
+        texts = self._texts()[first:end]["text"]
+        return [e.ids for e in tokenizer.encode_batch(["" if t is None else t for t in texts])]
+
+    # -- activations ------------------------------------------------------------------------------
+    def _rows(self, index: int) -> tuple[Any, Any | None]:
+        import torch
+
+        from appliance.pipeline.activations.extract import Capture
+        from appliance.pipeline.models.loading import load
+
+        if self._cached is not None and self._cached[0] == index:
+            return self._cached[1]
+        if self._capture is None:
+            points = [self.spec.hook_point] + ([self.spec.target_point] if self.spec.target_point else [])
+            self._capture = Capture(load(self.spec.model_path, self.spec.precision), points)
+        first, end = self.blocks[index]
+        ids = [x for x in self._ids(first, end) if x]
+        xs, ys = [], []
+        for start in range(0, len(ids), self.spec.forward_batch):
+            captured, _, _ = self._capture(ids[start:start + self.spec.forward_batch])
+            xs.append(captured[self.hook].to(torch.float16).cpu())
+            if self.target:
+                ys.append(captured[self.target].to(torch.float16).cpu())
+        self._cached = None  # the old block goes before the new one is kept
+        rows = (torch.cat(xs), torch.cat(ys) if ys else None)
+        self._cached = (index, rows)
+        return rows
+
+    def close(self) -> None:
+        if self._capture is not None:
+            self._capture.close()
+            self._capture = None
+        self._cached = None

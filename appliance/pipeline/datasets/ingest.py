@@ -1,0 +1,161 @@
+"""Import a local file as a dataset: Arrow on disk (memory-mapped when read), samples in SQLite for
+the browser and its full-text search, statistics computed once at ingestion. Runs in the worker."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from appliance.config import get_settings
+from appliance.data import connect_sync
+from appliance.errors import ValidationError
+from appliance.jobs.context import JobContext
+
+HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # characters; the mock's buckets
+BATCH = 2000
+
+
+class ImportParams(msgspec.Struct):
+    dataset_id: str
+    path: str  # absolute, already checked to lie inside the imports folder
+    format: str
+    text_column: str = "text"
+    txt_mode: str = "line"  # "line" or "paragraph" (blank-line separated blocks)
+    remove_source: bool = False  # an upload: the Arrow copy replaces it once ingested
+
+
+def _read(params: ImportParams, cache_dir: Path) -> Any:
+    from datasets import load_dataset
+
+    path = Path(params.path)
+    try:
+        if params.format == "text":
+            # The text builder reads in chunks (a large file never sits in memory whole); blank lines
+            # and blocks are dropped, and surrounding whitespace with them.
+            data = load_dataset("text", data_files=str(path), split="train", cache_dir=str(cache_dir),
+                                sample_by="paragraph" if params.txt_mode == "paragraph" else "line")
+            return data.map(lambda b: {"text": [t.strip() for t in b["text"]]}, batched=True) \
+                       .filter(lambda b: [bool(t) for t in b["text"]], batched=True)
+        data = load_dataset(params.format, data_files=str(path), split="train", cache_dir=str(cache_dir))
+    except Exception as exc:  # noqa: BLE001 - the library's parse errors become one clear message
+        raise ValidationError(f"Could not read the {params.format} file: {type(exc).__name__}: {str(exc)[:300]}",
+                              details={"field": "path"}) from None
+    if params.text_column not in data.column_names:
+        raise ValidationError(f"No column {params.text_column!r}; the file has: {', '.join(data.column_names)}",
+                              details={"field": "text_column", "columns": data.column_names})
+    return data
+
+
+def compute_stats(lengths: list[int], splits: Counter[str]) -> dict[str, Any]:
+    histogram = []
+    low = 0
+    for high in (*HISTOGRAM_EDGES, None):
+        count = sum(1 for n in lengths if n >= low and (high is None or n < high))
+        histogram.append({"range": f"{low}-{high}" if high else f"{low}+", "count": count})
+        low = high or low
+    return {
+        "samples": len(lengths), "total_chars": sum(lengths),
+        "avg_length": round(sum(lengths) / len(lengths), 1) if lengths else 0,
+        "min_length": min(lengths, default=0), "median_length": statistics.median(lengths) if lengths else 0,
+        "max_length": max(lengths, default=0), "length_unit": "characters", "length_histogram": histogram,
+        "splits": dict(splits),
+    }
+
+
+def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, root: Path, *, split: str = "train",
+           split_column: str | None = None, source_column: str | None = None) -> dict[str, Any]:
+    """Store ``data[column]`` as the dataset: Arrow on disk, samples in SQLite, statistics; mark it ready.
+
+    Idempotent: a re-run after a crash replaces whatever an earlier attempt left."""
+    settings = get_settings()
+    conn = connect_sync(settings.db_path)
+    try:
+        keep = [c for c in (column, split_column, source_column) if c]
+        data = data.select_columns(keep)
+        if column != "text":
+            data = data.rename_column(column, "text")
+        total = len(data)
+        if total == 0:
+            raise ValidationError("The dataset has no samples", details={"field": "path"})
+        ctx.check()
+        shutil.rmtree(root / "arrow", ignore_errors=True)
+        data.save_to_disk(str(root / "arrow"))
+        shutil.rmtree(root / "cache", ignore_errors=True)
+        conn.execute("DELETE FROM dataset_samples WHERE dataset_id = ?", (dataset_id,))
+        lengths: list[int] = []
+        splits: Counter[str] = Counter()
+        for start in range(0, total, BATCH):
+            ctx.check()
+            batch = data[start:start + BATCH]
+            texts = ["" if t is None else str(t) for t in batch["text"]]
+            names = batch[split_column] if split_column else [split] * len(texts)
+            sources = batch[source_column] if source_column else [None] * len(texts)
+            rows = [(dataset_id, start + i, names[i], len(t), t,
+                     msgspec.json.encode({"source": sources[i]}).decode() if sources[i] else None)
+                    for i, t in enumerate(texts)]
+            lengths.extend(r[3] for r in rows)
+            splits.update(names)
+            conn.execute("BEGIN")
+            conn.executemany("INSERT INTO dataset_samples (dataset_id, idx, split, length, text, metadata)"
+                             " VALUES (?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+            done = min(total, start + BATCH)
+            ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
+        stats = compute_stats(lengths, splits)
+        size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+        conn.execute("UPDATE datasets SET status = 'ready', num_samples = ?, size_bytes = ?, stats = ?, updated_at = ?"
+                     " WHERE id = ?", (total, size, msgspec.json.encode(stats).decode(), time.time(), dataset_id))
+        ctx.event("dataset.updated", {"dataset_id": dataset_id, "status": "ready"})
+        return {"dataset_id": dataset_id, "samples": total}
+    finally:
+        conn.close()
+
+
+def set_status(dataset_id: str, status: str) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute("UPDATE datasets SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), dataset_id))
+    finally:
+        conn.close()
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    params = msgspec.convert(ctx.params, ImportParams)
+    root = get_settings().data_dir / "datasets" / params.dataset_id
+    ctx.progress(0.02, "Reading the file", force=True)
+    data = _read(params, root / "cache")
+    result = ingest(ctx, params.dataset_id, data, params.text_column if params.format != "text" else "text", root)
+    if params.remove_source:
+        shutil.rmtree(Path(params.path).parent, ignore_errors=True)
+    return result
+
+
+def build_demo(ctx: JobContext) -> dict[str, Any]:
+    """The demo dataset, from this device's Python standard library (no network)."""
+    from datasets import Dataset
+
+    from appliance.pipeline.datasets.demo_corpus import samples
+
+    dataset_id = ctx.params["dataset_id"]
+    ctx.progress(0.02, "Reading the Python standard library", force=True)
+    data = Dataset.from_list(list(samples()))
+    ctx.progress(0.4, f"Found {len(data):,} texts", force=True)
+    return ingest(ctx, dataset_id, data, "text", get_settings().data_dir / "datasets" / dataset_id,
+                  split_column="split", source_column="source")
+
+
+def cleanup(job: Any) -> None:
+    """A failed or cancelled import leaves nothing behind. The row (and with it, by ON DELETE CASCADE,
+    the samples) went with the job's end (appliance.jobs.finalize); the files written since go here."""
+    dataset_id = job.params.get("dataset_id")
+    if not dataset_id:
+        return
+    settings = get_settings()
+    shutil.rmtree(settings.data_dir / "datasets" / dataset_id, ignore_errors=True)
+    shutil.rmtree(settings.data_dir / "uploads" / dataset_id, ignore_errors=True)

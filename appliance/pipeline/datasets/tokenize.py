@@ -1,0 +1,148 @@
+"""Tokenize a dataset: token ids as Arrow on disk (read memory-mapped by extraction and training),
+with the settings that made them and token statistics. Runs in the worker, batch by batch, so memory
+stays flat whatever the dataset's size.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from appliance.config import get_settings
+from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, truncated
+from appliance.data import connect_sync
+from appliance.jobs.context import JobContext
+
+HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # tokens; the mock's buckets
+BATCH = 1000
+TOP_TOKENS = 20
+DATA_FILE = "data.arrow"
+META_FILE = "meta.json"
+
+
+class TokenizeParams(msgspec.Struct):
+    dataset_id: str
+    settings: dict[str, Any]
+
+
+def output_dir(data_dir: Path, dataset_id: str, tokenizer: str) -> Path:
+    return data_dir / "datasets" / dataset_id / "tokenized" / tokenizer
+
+
+def histogram(lengths: np.ndarray) -> list[dict[str, Any]]:
+    buckets, low = [], 0
+    for high in (*HISTOGRAM_EDGES, None):
+        count = int(((lengths >= low) & (lengths < high)).sum()) if high else int((lengths >= low).sum())
+        buckets.append({"range": f"{low}-{high}" if high else f"{low}+", "count": count})
+        low = high or low
+    return buckets
+
+
+def token_stats(lengths: np.ndarray, counts: np.ndarray, truncated_samples: int, tokenizer: Any,
+                settings: TokenizeSettings) -> dict[str, Any]:
+    top = np.argsort(-counts, kind="stable")[:TOP_TOKENS]
+    total = int(counts.sum())
+    return {
+        "tokenizer": settings.tokenizer, "vocab_size": int(tokenizer.get_vocab_size(with_added_tokens=True)),
+        "samples": int(len(lengths)), "total_tokens": total,
+        "avg_tokens": round(float(lengths.mean()), 1) if len(lengths) else 0,
+        "min_tokens": int(lengths.min()) if len(lengths) else 0,
+        "median_tokens": float(statistics.median(lengths.tolist())) if len(lengths) else 0,
+        "max_tokens": int(lengths.max()) if len(lengths) else 0,
+        "unique_tokens": int((counts > 0).sum()), "truncated_samples": truncated_samples,
+        "length_unit": "tokens", "length_histogram": histogram(lengths),
+        "top_tokens": [{"id": int(i), "token": tokenizer.id_to_token(int(i)) or "",
+                        "text": tokenizer.decode([int(i)], skip_special_tokens=False),
+                        "count": int(counts[i]), "share": round(float(counts[i]) / total, 5) if total else 0}
+                       for i in top if counts[i] > 0],
+    }
+
+
+def _real_token_counts(ids: Any, real: np.ndarray, vocab: int) -> np.ndarray:
+    """Occurrences of each token id, padding excluded. Padding goes on the right, so a sample's real
+    tokens are its first ``real`` ids (vectorised: no Python loop over tokens)."""
+    flat = ids.flatten().to_numpy()
+    sizes = np.diff(ids.offsets.to_numpy())
+    position = np.arange(len(flat)) - np.repeat(ids.offsets.to_numpy()[:-1], sizes)
+    kept = flat[position < np.repeat(real, sizes)]
+    return np.bincount(kept, minlength=vocab)[:vocab]
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    import pyarrow as pa
+    from datasets import load_from_disk
+
+    params = msgspec.convert(ctx.params, TokenizeParams)
+    settings = msgspec.convert(params.settings, TokenizeSettings)
+    data_dir = get_settings().data_dir
+    tokenizer = load_tokenizer(settings.tokenizer, data_dir, settings)
+    data = load_from_disk(str(data_dir / "datasets" / params.dataset_id / "arrow"))  # memory-mapped
+    total = len(data)
+    final = output_dir(data_dir, params.dataset_id, settings.tokenizer)
+    partial = final.with_name(final.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    fields = [pa.field("input_ids", pa.list_(pa.int32())), pa.field("length", pa.int32())]
+    if settings.return_attention_mask:
+        fields.append(pa.field("attention_mask", pa.list_(pa.int8())))
+    schema = pa.schema(fields)
+    counts = np.zeros(tokenizer.get_vocab_size(with_added_tokens=True), dtype=np.int64)
+    lengths = np.zeros(total, dtype=np.int32)
+    truncated_samples = 0
+    ctx.progress(0.01, f"Tokenizing {total:,} samples with {settings.tokenizer}", force=True)
+    with pa.OSFile(str(partial / DATA_FILE), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for start in range(0, total, BATCH):
+            ctx.check()
+            texts = ["" if t is None else t for t in data[start:start + BATCH]["text"]]
+            encodings = tokenizer.encode_batch(texts, add_special_tokens=settings.add_special_tokens)
+            real = np.array([sum(e.attention_mask) for e in encodings], dtype=np.int32)
+            lengths[start:start + len(encodings)] = real
+            truncated_samples += sum(truncated(encodings, texts, settings, data_dir))
+            ids = pa.array([e.ids for e in encodings], pa.list_(pa.int32()))
+            counts += _real_token_counts(ids, real, len(counts))
+            columns = [ids, pa.array(real, pa.int32())]
+            if settings.return_attention_mask:
+                columns.append(pa.array([e.attention_mask for e in encodings], pa.list_(pa.int8())))
+            writer.write_batch(pa.record_batch(columns, schema=schema))
+            done = start + len(encodings)
+            ctx.progress(0.02 + 0.95 * done / total, f"Tokenized {done:,} of {total:,} samples", {"samples": done})
+    stats = token_stats(lengths, counts, truncated_samples, tokenizer, settings)
+    meta = {"settings": msgspec.to_builtins(settings), "stats": stats}
+    (partial / META_FILE).write_bytes(msgspec.json.encode(meta))
+    # The new ids replace an earlier tokenization only once complete.
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(partial, final)
+    _save(params.dataset_id, settings.tokenizer, "ready", settings=meta["settings"], stats=stats)
+    ctx.event("dataset.updated", {"dataset_id": params.dataset_id, "tokenization": "ready",
+                                  "tokenizer": settings.tokenizer})
+    return {"dataset_id": params.dataset_id, "tokenizer": settings.tokenizer, "total_tokens": stats["total_tokens"]}
+
+
+def _save(dataset_id: str, tokenizer: str, status: str, *, settings: dict[str, Any] | None = None,
+          stats: dict[str, Any] | None = None, error: str | None = None) -> None:
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute(
+            "UPDATE dataset_tokenizations SET status = ?, settings = coalesce(?, settings), stats = ?,"
+            " error_message = ?, updated_at = ? WHERE dataset_id = ? AND tokenizer = ?",
+            (status, msgspec.json.encode(settings).decode() if settings else None,
+             msgspec.json.encode(stats).decode() if stats else None, error, time.time(), dataset_id, tokenizer))
+    finally:
+        conn.close()
+
+
+def cleanup(job: Any) -> None:
+    """A failed or cancelled run leaves the previous tokenization (if any) as it was: its row went back
+    to ready, or to error, when the job ended (appliance.jobs.finalize); the partial output goes here."""
+    dataset_id, tokenizer = job.params.get("dataset_id"), job.params.get("settings", {}).get("tokenizer")
+    if not dataset_id or not tokenizer:
+        return
+    final = output_dir(get_settings().data_dir, dataset_id, tokenizer)
+    shutil.rmtree(final.with_name(final.name + ".partial"), ignore_errors=True)

@@ -1,0 +1,425 @@
+"""Feature extraction: run evaluation samples through the model and the SAE, keep what every latent
+does, and describe each one.
+
+One pass over the samples, a batch at a time; nothing of size [tokens, d_sae] is kept dense beyond
+a batch. Per latent it accumulates firing counts, sums, squares, maxima, a histogram over
+log10(activation), and its top-k samples (the latent's max in each sample, merged batch by batch
+with a running top-k). Every token's activations are written sparse (CSR, fp16), which is what the
+API reads for contexts, correlations and heatmaps of stored text (``appliance.contracts.feature_arrays``).
+
+Then, per latent: the logit lens (its decoder row through the unembedding), its top tokens (the
+tokens at its max-activating positions), an automatic label from that evidence, and an
+interpretability score:
+
+    score = F1 of "the token is one of the feature's top tokens" as a predictor of "the feature
+            fires above 10% of its max", on held-out samples (every fifth sample, whose tokens
+            never chose the top tokens).
+
+1 means the feature is exactly "these tokens"; a feature that depends on context more than on the
+token itself scores low even when it is meaningful, so the score is a lower bound on
+interpretability. Features scoring at least 0.5 count as interpretable in the summary.
+Finally a UMAP of the decoder directions gives the feature map.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from appliance.config import get_settings
+from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays, features_dir
+from appliance.data import connect_sync
+from appliance.jobs.context import JobContext
+from appliance.jobs.runner import memory_manager
+from appliance.memory.admission import Estimate, estimate_model, estimate_sae_training
+
+HELD_OUT_EVERY = 5  # every fifth sample scores the labels, never chooses them
+TOP_TOKENS = 5
+LOGIT_TOKENS = 10
+FIRE_SHARE = 0.1
+EXAMPLE_WINDOW = 4  # tokens each side of the max in the browser's example context  # "fires" for the score: above this share of the feature's max
+HIST_BINS = len(HIST_EDGES) - 1
+TOKENIZE_CHUNK = 1024  # texts tokenized at once, before their batches are timed and run
+# Samples whose maxima wait before a merge into the running top-k: a merge costs about the same for
+# 8 or 64 waiting, and 64 x d_sae waiting values stay well below one batch's dense z.
+MERGE_SAMPLES = 64
+
+
+class FeatureParams(msgspec.Struct):
+    training_id: str
+    model_path: str
+    precision: str
+    tokenizer: str
+    dataset_id: str
+    hook_point: dict[str, Any]  # what the SAE reads (a transcoder: the MLP input)
+    eval_samples: int = 2000
+    top_k_examples: int = 20
+    context_length: int = 128
+    batch_size: int = 8
+    parameters: int = 0
+
+
+def eval_texts(data_dir: Path, dataset_id: str, count: int) -> list[str]:
+    """The first ``count`` texts of a dataset (a missing text is an empty one): the evaluation samples."""
+    from datasets import load_from_disk
+
+    texts = load_from_disk(str(data_dir / "datasets" / dataset_id / "arrow"))
+    return ["" if t is None else t for t in texts[:min(count, len(texts))]["text"]]
+
+
+def token_batches(tokenizer: Any, texts: list[str], batch_size: int) -> Iterator[tuple[int, list[list[int]]]]:
+    """(index of the batch's first sample, token ids of each sample) per batch of ``texts``, tokenized
+    ``TOKENIZE_CHUNK`` texts at a time (the tokenizer is fastest on many texts at once)."""
+    for chunk in range(0, len(texts), TOKENIZE_CHUNK):
+        encoded = [e.ids for e in tokenizer.encode_batch(texts[chunk:chunk + TOKENIZE_CHUNK])]
+        for start in range(0, len(encoded), batch_size):
+            yield chunk + start, encoded[start:start + batch_size]
+
+
+def encode_batch(capture: Any, sae: Any, name: str, batch: list[list[int]]) -> tuple[Any, Any, Any]:
+    """(z [real tokens, d_sae] on the model's device, padded ids, mask) for non-empty samples: the
+    model stopped after the hooked block, then the SAE's encode. This is all of the pass that is not
+    bookkeeping, and what ``mistudio bench features`` times alone as its floor."""
+    import torch
+
+    captured, ids, keep = capture(batch)
+    with torch.no_grad():
+        return sae.encode(captured[name].float()).float(), ids, keep
+
+
+class FeaturePass:
+    """The pass over the samples, a batch at a time (``add``), and its arrays at the end (``finish``).
+
+    Everything after the encode reads only the latents that fire: (row, latent, value) triples, about
+    k per token, taken once from z. The dense [tokens, d_sae] z is only scanned for them; statistics,
+    the histogram, each sample's max per latent and the sparse copy are scatters over the triples
+    (as reductions over dense z they cost more than the encode itself). Accumulators stay on the
+    model's device; only the triples' sparse copy comes to the CPU.
+    """
+
+    def __init__(self, model: Any, sae: Any, hook_point: dict[str, Any], top_k: int):
+        import torch
+
+        from appliance.pipeline.activations.extract import Capture
+
+        self.sae, self.name, self.k = sae, hook_point["name"], top_k
+        self.d_sae = d = sae.cfg.d_sae
+        self.device = next(model.parameters()).device
+        self.capture = Capture(model, [hook_point])
+        on = {"device": self.device}
+        self.count = torch.zeros(d, dtype=torch.float64, **on)
+        self.sum = torch.zeros(d, dtype=torch.float64, **on)
+        self.sumsq = torch.zeros(d, dtype=torch.float64, **on)
+        self.max = torch.zeros(d, **on)
+        self.samples_active = torch.zeros(d, dtype=torch.long, **on)
+        self.hist = torch.zeros(d * HIST_BINS, dtype=torch.long, **on)
+        self.top_values = torch.zeros(top_k, d, **on)
+        self.top_samples = torch.full((top_k, d), -1, dtype=torch.long, **on)
+        self.top_positions = torch.zeros(top_k, d, dtype=torch.long, **on)
+        # Per-sample maxima wait here and join the top-k MERGE_SAMPLES samples at a time: a merge is a
+        # top-k over [k + waiting, d_sae], whatever the number waiting.
+        self.waiting: list[tuple[Any, Any, Any]] = []
+        self.waiting_samples = 0
+        self.lengths: list[int] = []
+        self.tokens: list[Any] = []
+        self.counts: list[Any] = []
+        self.indices: list[Any] = []
+        self.values: list[Any] = []
+
+    def add(self, start: int, batch: list[list[int]]) -> None:
+        """Samples ``start``, ``start + 1``, ... (token ids; an empty one is counted, not run)."""
+        import torch
+
+        self.lengths.extend(len(ids) for ids in batch)
+        live = [(start + i, len(ids)) for i, ids in enumerate(batch) if ids]
+        if not live:
+            return
+        z, ids, keep = encode_batch(self.capture, self.sae, self.name, [ids for ids in batch if ids])
+        d, device = self.d_sae, z.device
+        rows, cols = (z > 0).nonzero(as_tuple=True)  # row-major: the CSR order
+        values = z[rows, cols]
+        lengths = torch.tensor([n for _, n in live], device=device)
+        sample_of_row = torch.repeat_interleave(torch.arange(len(live), device=device), lengths)
+        position_of_row = torch.arange(z.shape[0], device=device) - (lengths.cumsum(0) - lengths)[sample_of_row]
+
+        as64 = values.double()
+        self.count += torch.bincount(cols, minlength=d)
+        self.sum.index_add_(0, cols, as64)
+        self.sumsq.index_add_(0, cols, as64 * as64)
+        self.max.scatter_reduce_(0, cols, values, "amax")
+        bins = ((torch.log10(values) - HIST_EDGES[0]) * 4).floor().clamp(0, HIST_BINS - 1).long()
+        self.hist += torch.bincount(cols * HIST_BINS + bins, minlength=d * HIST_BINS)
+
+        # Each sample's max per latent (0 where it does not fire) and its first position.
+        key = sample_of_row[rows] * d + cols
+        best = torch.zeros(len(live) * d, device=device).scatter_reduce_(0, key, values, "amax")
+        at_max = values == best[key]
+        where = torch.zeros(len(live) * d, dtype=torch.long, device=device).scatter_reduce_(
+            0, key[at_max], position_of_row[rows[at_max]], "amin", include_self=False)
+        best = best.view(len(live), d)
+        self.samples_active += (best > 0).sum(dim=0)
+        samples = torch.tensor([s for s, _ in live], device=device)
+        self.waiting.append((best, samples.unsqueeze(1).expand(-1, d), where.view(len(live), d)))
+        self.waiting_samples += len(live)
+        if self.waiting_samples >= MERGE_SAMPLES:
+            self._merge()
+
+        self.tokens.append(ids[keep].to(torch.int32))
+        self.counts.append(torch.bincount(rows, minlength=z.shape[0]).cpu())
+        self.indices.append(cols.to(torch.int32).cpu())
+        self.values.append(values.half().cpu())
+
+    def _merge(self) -> None:
+        import torch
+
+        if not self.waiting:
+            return
+        values, samples, positions = (torch.cat([top, *parts]) for top, parts in zip(
+            (self.top_values, self.top_samples, self.top_positions), zip(*self.waiting)))
+        # Rows are in sample order (the running top-k holds earlier samples than those waiting), so a
+        # stable sort keeps the earliest of samples with equal maxima: the same k whatever the merges.
+        order = values.sort(dim=0, descending=True, stable=True).indices[:self.k]
+        self.top_values = values.gather(0, order)
+        self.top_samples = samples.gather(0, order)
+        self.top_positions = positions.gather(0, order)
+        self.waiting, self.waiting_samples = [], 0
+
+    def finish(self) -> dict[str, np.ndarray]:
+        """The arrays of ``appliance.contracts.feature_arrays`` (statistics, top-k, sparse CSR); the accumulators
+        move to the CPU too."""
+        import torch
+
+        self._merge()
+        for name in ("count", "sum", "sumsq", "max", "samples_active", "hist", "top_values", "top_samples",
+                     "top_positions"):
+            setattr(self, name, getattr(self, name).cpu())
+        lengths = np.asarray(self.lengths, dtype=np.int64)
+        tokens = torch.cat(self.tokens).numpy() if self.tokens else np.zeros(0, np.int32)
+        counts = torch.cat(self.counts).numpy() if self.counts else np.zeros(0, np.int64)
+        n_tokens = max(1, len(tokens))
+        mean = (self.sum / n_tokens).numpy()
+        return {
+            "tokens": tokens, "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            "indices": torch.cat(self.indices).numpy() if self.indices else np.zeros(0, np.int32),
+            "values": torch.cat(self.values).numpy() if self.values else np.zeros(0, np.float16),
+            "top_values": self.top_values.numpy(), "top_samples": self.top_samples.numpy(),
+            "top_positions": self.top_positions.numpy(), "mean": mean,
+            "std": np.sqrt(np.maximum((self.sumsq / n_tokens).numpy() - mean ** 2, 0)),
+        }
+
+    def close(self) -> None:
+        self.capture.close()
+
+
+def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any, Any]:
+    """Each decoder row through the unembedding: the tokens it pushes up and down most, and the
+    log-sum-exp of all its logits (softmax probabilities of the top tokens are exp(value - lse))."""
+    import torch
+
+    unembed = model.get_output_embeddings().weight.detach().float().cpu()  # [vocab, d_model]
+    decoder = sae.W_dec.detach().float().cpu()
+    ups, up_ids, downs, down_ids, norms = [], [], [], [], []
+    with torch.no_grad():
+        for start in range(0, decoder.shape[0], 1024):
+            logits = decoder[start:start + 1024] @ unembed.T
+            norms.append(torch.logsumexp(logits, dim=1))
+            top = logits.topk(LOGIT_TOKENS, dim=1)
+            bottom = (-logits).topk(LOGIT_TOKENS, dim=1)
+            ups.append(top.values)
+            up_ids.append(top.indices)
+            downs.append(-bottom.values)
+            down_ids.append(bottom.indices)
+    return torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids), torch.cat(norms)
+
+
+def _scores(tokens: np.ndarray, sample_of: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
+            values: np.ndarray, maxima: np.ndarray, top_tokens: list[list[int]], vocab: int) -> np.ndarray:
+    """The interpretability score of every latent (module docstring), vectorised over latents."""
+    d_sae = len(top_tokens)
+    held = (sample_of % HELD_OUT_EVERY) == HELD_OUT_EVERY - 1
+    held_rows = np.nonzero(held)[0]
+    token_counts = np.bincount(tokens[held_rows], minlength=vocab)
+    predicted = np.array([token_counts[t].sum() if t else 0 for t in top_tokens], dtype=np.float64)
+    # Entries (row, latent, value) on held-out rows above FIRE_SHARE of the latent's max.
+    row_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+    keep = held[row_of] & (values.astype(np.float32) > FIRE_SHARE * maxima[indices])
+    pos_latent = indices[keep].astype(np.int64)
+    positives = np.bincount(pos_latent, minlength=d_sae).astype(np.float64)
+    pairs = pos_latent * vocab + tokens[row_of[keep]]
+    wanted = np.array([latent * vocab + t for latent, ts in enumerate(top_tokens) for t in ts], dtype=np.int64)
+    hit = np.isin(pairs, wanted)
+    true_positives = np.bincount(pos_latent[hit], minlength=d_sae).astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f1 = 2 * true_positives / (positives + predicted)
+    f1[~np.isfinite(f1)] = 0.0
+    return f1
+
+
+def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
+    """A short label from the evidence: the tokens it fires on, then what it promotes."""
+    shown = [repr(text.strip() or text) for text, _ in top[:3]]
+    label = "fires on " + ", ".join(shown) if shown else "never fires"
+    if promoted and shown:
+        label += " → " + ", ".join(repr(p.strip() or p) for p in promoted[:3])
+    return label
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
+    from appliance.pipeline.models.loading import load
+    from appliance.pipeline.sae.io.saelens import load_folder
+
+    params = msgspec.convert(ctx.params, FeatureParams)
+    data_dir = get_settings().data_dir
+    training_folder = data_dir / "trainings" / params.training_id
+    sae, _ = load_folder(training_folder / "export")
+    d_sae = sae.cfg.d_sae
+    final = features_dir(data_dir, params.training_id)
+    partial = final.with_name("features.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    estimate = Estimate({**estimate_model(params.parameters, params.precision).parts,
+                         **estimate_sae_training(sae.cfg.d_in, d_sae, params.batch_size * params.context_length,
+                                                 optimizer="sgd").parts})
+    began = time.monotonic()
+    with memory_manager().admit(ctx, estimate):
+        ctx.progress(0.01, "Loading the model and the SAE", force=True)
+        model = load(params.model_path, params.precision)
+        device = next(model.parameters()).device
+        sae = sae.to(device)
+        tokenizer = load_tokenizer(params.tokenizer, data_dir,
+                                   TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
+                                                    padding="do_not_pad"))
+        texts = eval_texts(data_dir, params.dataset_id, params.eval_samples)
+        acc = FeaturePass(model, sae, params.hook_point, params.top_k_examples)
+        # The pass's time is its batches' (model, SAE, bookkeeping), not the tokenizer's or the job's.
+        pass_seconds = 0.0
+        try:
+            for start, batch in token_batches(tokenizer, texts, params.batch_size):
+                ctx.check()
+                batch_began = time.perf_counter()
+                acc.add(start, batch)
+                pass_seconds += time.perf_counter() - batch_began
+                done = start + len(batch)
+                ctx.progress(0.02 + 0.78 * done / len(texts), f"{done:,} of {len(texts):,} samples",
+                             {"training_id": params.training_id, "samples": done})
+            finish_began = time.perf_counter()
+            arrays = acc.finish()
+            pass_seconds += time.perf_counter() - finish_began
+        finally:
+            acc.close()
+        ctx.progress(0.82, "Describing the features", force=True)
+        token_array, offsets, indptr = arrays["tokens"], arrays["offsets"], arrays["indptr"]
+        index_array, value_array = arrays["indices"], arrays["values"]
+        lengths_all = np.diff(offsets)
+        n_tokens = max(1, len(token_array))
+        for name, array in arrays.items():
+            np.save(partial / f"{name}.npy", array)
+        up, up_ids, down, down_ids, lse = _logit_lens(sae, model)
+    vocab = max(int(token_array.max()) + 1 if len(token_array) else 1, tokenizer.get_vocab_size(),
+                int(up_ids.max()) + 1)
+
+    def text(token_id: int) -> str:
+        return tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+    # Top tokens: those at the max positions of each latent's top samples (not the held-out ones).
+    top_rows = offsets[np.clip(acc.top_samples.numpy(), 0, None)] + acc.top_positions.numpy()
+    valid = (acc.top_values.numpy() > 0) & (acc.top_samples.numpy() % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
+    top_ids = token_array[np.clip(top_rows, 0, max(0, len(token_array) - 1))] if len(token_array) else top_rows
+    sample_of = np.repeat(np.arange(len(lengths_all)), lengths_all)
+    fired = acc.top_values.numpy() > 0
+    top_tokens: list[list[int]] = []  # chosen without held-out samples: what the score tests
+    top_counts: list[list[tuple[int, int]]] = []  # from every top sample: what the label shows
+    for latent in range(d_sae):
+        top_tokens.append([t for t, _ in Counter(top_ids[valid[:, latent], latent].tolist()).most_common(TOP_TOKENS)])
+        top_counts.append(Counter(top_ids[fired[:, latent], latent].tolist()).most_common(TOP_TOKENS))
+    maxima = acc.max.numpy()
+    scores = _scores(token_array, sample_of, indptr, index_array, value_array, maxima, top_tokens, vocab)
+    frequency = (acc.count / n_tokens).numpy()
+    mean_active = (acc.sum / acc.count.clamp_min(1)).numpy()
+    hist = acc.hist.view(d_sae, -1).tolist()
+    stored = FeatureArrays(partial)
+    rows, details = [], []
+    for latent in range(d_sae):
+        shown = [(text(t), c) for t, c in top_counts[latent]]
+        promoted = [text(t) for t in up_ids[latent].tolist()]
+        lens = {"positive": [[text(t), round(float(v), 4)] for t, v in zip(up_ids[latent].tolist(), up[latent].tolist())],
+                "negative": [[text(t), round(float(v), 4)] for t, v in zip(down_ids[latent].tolist(), down[latent].tolist())],
+                "logsumexp": round(float(lse[latent]), 4)}
+        example = None
+        if acc.top_values[0, latent] > 0:
+            found = stored.context(int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent]), latent,
+                                   EXAMPLE_WINDOW)
+            example = {"tokens": [text(t) for t in found["token_ids"]], "activations": found["activations"],
+                       "max_index": found["max_index"]}
+        label = _label(shown, promoted) if frequency[latent] > 0 else "dead: never fires on the evaluation text"
+        search = " ".join([label, *(s for s, _ in shown)]).lower()
+        rows.append((params.training_id, latent, float(frequency[latent]), float(maxima[latent]),
+                     float(mean_active[latent]), int(acc.samples_active[latent]), label,
+                     round(float(scores[latent]), 4) if frequency[latent] > 0 else None, search))
+        details.append((params.training_id, latent, msgspec.json.encode(hist[latent]).decode(),
+                        msgspec.json.encode([[s, c] for s, c in shown]).decode(), msgspec.json.encode(lens).decode(),
+                        msgspec.json.encode(example).decode() if example else None))
+    ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
+    coords = _umap(sae.W_dec.detach().float().cpu().numpy())
+    alive = frequency > 0
+    summary = {"features": d_sae, "alive": int(alive.sum()), "dead": int((~alive).sum()),
+               "interpretable_share": round(float((scores[alive] >= 0.5).mean()), 4) if alive.any() else 0.0,
+               "mean_score": round(float(scores[alive].mean()), 4) if alive.any() else 0.0,
+               "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
+               "samples": len(texts), "tokens": int(len(token_array)),
+               # The pass over the text (model, SAE, statistics, top-k); then labels, scores and the map.
+               "tokens_per_second": round(len(token_array) / max(pass_seconds, 1e-9), 1),
+               "pass_seconds": round(pass_seconds, 2),
+               "seconds": round(time.monotonic() - began, 1)}
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute("BEGIN")
+        conn.execute("DELETE FROM features WHERE training_id = ?", (params.training_id,))
+        conn.execute("DELETE FROM feature_details WHERE training_id = ?", (params.training_id,))
+        conn.executemany(
+            "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
+            " auto_label, score, search_text, map_x, map_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)])
+        conn.executemany("INSERT INTO feature_details (training_id, idx, histogram, top_tokens, logit_lens, example)"
+                         " VALUES (?, ?, ?, ?, ?, ?)", details)
+        conn.execute("UPDATE feature_extractions SET status = 'ready', summary = ?, map_status = ?, updated_at = ?"
+                     " WHERE training_id = ?", (msgspec.json.encode(summary).decode(),
+                                                "ready" if coords is not None else "unavailable", time.time(),
+                                                params.training_id))
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    ctx.event("features.updated", {"training_id": params.training_id, "status": "ready"})
+    return {"training_id": params.training_id, **summary}
+
+
+def _umap(decoder: np.ndarray) -> list[tuple[float, float]] | None:
+    """2-D UMAP of the decoder directions (cosine), scaled to [0, 1]; None when too few features."""
+    if decoder.shape[0] < 16:
+        return None
+    import umap
+
+    reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, decoder.shape[0] - 1),
+                        random_state=0, n_jobs=1)
+    points = reducer.fit_transform(decoder)
+    points = (points - points.min(axis=0)) / np.maximum(points.max(axis=0) - points.min(axis=0), 1e-9)
+    return [(round(float(x), 5), round(float(y), 5)) for x, y in points]
+
+
+def failed(job: Any) -> None:
+    training_id = job.params.get("training_id")
+    if training_id:
+        # The row went to error when the job ended (appliance.jobs.finalize); the partial files go here.
+        shutil.rmtree(features_dir(get_settings().data_dir, training_id).with_name("features.partial"),
+                      ignore_errors=True)

@@ -1,0 +1,146 @@
+"""Short, interactive probes of one feature that need the model (the worker's interactive lane):
+
+- ``activations_on``: the feature's activation at every token of a text the user types (the
+  heatmap), with the strongest other features per token.
+- ``ablation``: the feature zeroed where it fires, on its own max-activating contexts. The hooked
+  activation becomes ``x - z_i * W_dec[i]`` (the SAE's error term and every other latent kept), and
+  the model's next-token predictions are compared with the untouched run:
+
+      perplexity_delta = exp(CE_ablated) - exp(CE_original)   over the contexts' next tokens
+      impact_score     = mean total-variation distance between the two next-token distributions
+                         at the positions where the feature fires (0: no effect, 1: disjoint)
+
+Models stay loaded between probes (appliance.pipeline.models.cache) so repeated requests are fast.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from appliance.config import get_settings
+from appliance.data import connect_sync
+from appliance.jobs.context import JobContext
+from appliance.pipeline.models.cache import exclusive, model_and_sae
+
+
+class ProbeParams(msgspec.Struct):
+    training_id: str
+    model_path: str
+    precision: str
+    tokenizer: str
+    hook_point: dict[str, Any]
+    feature: int
+    parameters: int = 0
+    text: str = ""  # activations_on
+    contexts: list[list[int]] = msgspec.field(default_factory=list)  # ablation: token ids
+    context_length: int = 128
+    top_others: int = 3
+
+
+def _model_and_sae(params: ProbeParams, ctx: JobContext) -> tuple[Any, Any]:
+    return model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
+
+
+def activations_on(ctx: JobContext) -> dict[str, Any]:
+    import torch
+
+    from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, pieces
+    from appliance.pipeline.activations.extract import Capture
+
+    params = msgspec.convert(ctx.params, ProbeParams)
+    model, sae = _model_and_sae(params, ctx)
+    tokenizer = load_tokenizer(params.tokenizer, get_settings().data_dir,
+                               TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
+                                                padding="do_not_pad"))
+    encoding = tokenizer.encode(params.text)
+    if not encoding.ids:
+        return {"tokens": [], "token_ids": [], "activations": [], "others": [], "max_activation": 0.0}
+    with exclusive(model):
+        capture = Capture(model, [params.hook_point])
+        try:
+            captured, _, _ = capture([encoding.ids])
+        finally:
+            capture.close()
+    with torch.no_grad():
+        z = sae.encode(captured[params.hook_point["name"]].float()).float().cpu()
+    values = z[:, params.feature]
+    others = z.clone()
+    others[:, params.feature] = 0
+    top = others.topk(params.top_others, dim=1)
+    return {"tokens": pieces(encoding, params.text, tokenizer), "token_ids": encoding.ids,
+            "activations": [round(float(v), 4) for v in values],
+            "others": [[[int(i), round(float(v), 4)] for i, v in zip(ids.tolist(), vals.tolist()) if v > 0]
+                       for ids, vals in zip(top.indices, top.values)],
+            "max_activation": round(float(values.max()), 4)}
+
+
+def ablation(ctx: JobContext) -> dict[str, Any]:
+    import torch
+    import torch.nn.functional as F
+
+    from appliance.pipeline.models.architecture import block_output, first_input
+
+    params = msgspec.convert(ctx.params, ProbeParams)
+    model, sae = _model_and_sae(params, ctx)
+    module = dict(model.named_modules())[params.hook_point["module"]]
+    device = next(model.parameters()).device
+    reads_input = bool(params.hook_point.get("input"))
+    direction = sae.W_dec[params.feature].detach()
+    fired_at: list[Any] = []
+
+    def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
+        out = block_output(output)
+        source = first_input(args, kwargs) if reads_input else out
+        with torch.no_grad():
+            z = sae.encode(source.reshape(-1, source.shape[-1]).float())[:, params.feature]
+        fired_at.append(z.reshape(out.shape[:-1]) > 0)
+        value = out - (z.reshape(*out.shape[:-1], 1) * direction).to(out.dtype)
+        return (value, *output[1:]) if isinstance(output, tuple) else value
+
+    totals = {"original": 0.0, "ablated": 0.0, "tv": 0.0}
+    tokens = fired = 0
+    for ids in params.contexts:
+        ctx.check()
+        if len(ids) < 2:
+            continue
+        batch = torch.tensor([ids[:params.context_length]], device=device)
+        with torch.inference_mode(), exclusive(model):
+            original = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
+            fired_at.clear()
+            handle = module.register_forward_hook(hook, with_kwargs=True)
+            try:
+                ablated = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
+            finally:
+                handle.remove()
+        targets = batch[0, 1:]
+        totals["original"] += F.cross_entropy(original, targets, reduction="sum").item()
+        totals["ablated"] += F.cross_entropy(ablated, targets, reduction="sum").item()
+        mask = fired_at[0][0, :-1] if fired_at else torch.zeros(len(targets), dtype=torch.bool, device=device)
+        if mask.any():
+            p, q = original[mask].softmax(-1), ablated[mask].softmax(-1)
+            totals["tv"] += 0.5 * (p - q).abs().sum().item()
+            fired += int(mask.sum())
+        tokens += len(targets)
+    if tokens == 0:
+        result = {"perplexity_original": None, "perplexity_ablated": None, "perplexity_delta": None,
+                  "impact_score": None, "contexts": 0, "tokens": 0, "fired_tokens": 0}
+    else:
+        import math
+
+        ppl_original = math.exp(totals["original"] / tokens)
+        ppl_ablated = math.exp(totals["ablated"] / tokens)
+        result = {"perplexity_original": round(ppl_original, 4), "perplexity_ablated": round(ppl_ablated, 4),
+                  "perplexity_delta": round(ppl_ablated - ppl_original, 4),
+                  "impact_score": round(totals["tv"] / fired, 4) if fired else 0.0,
+                  "contexts": len(params.contexts), "tokens": tokens, "fired_tokens": fired,
+                  "computed_at": time.time()}
+    conn = connect_sync(get_settings().db_path)
+    try:
+        conn.execute("UPDATE feature_details SET ablation = ? WHERE training_id = ? AND idx = ?",
+                     (msgspec.json.encode(result).decode(), params.training_id, params.feature))
+    finally:
+        conn.close()
+    return result

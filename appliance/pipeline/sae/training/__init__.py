@@ -1,0 +1,1 @@
+"""Pipeline stage 4, SAE training: the loop and its checkpoints."""

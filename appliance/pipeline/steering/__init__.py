@@ -1,0 +1,1 @@
+"""Pipeline stage 6, steering: generation with and without feature interventions."""

@@ -1,0 +1,415 @@
+"""Steered generation: the same prompt, seed and sampling, with and without feature interventions,
+token by token, then measured side by side.
+
+Interventions act on one module's output (the SAE's hook point, or for residual SAEs another
+layer's residual stream), at every position the model computes: the prompt pass and every new
+token, so the cached keys and values of earlier positions are steered too.
+
+- ``add``: ``coefficient x strength x unit(W_dec[i])`` is added (strength: the feature's typical
+  max activation, so +1 pushes about as hard as the feature's strongest natural firing).
+- ``clamp``: the latent is set to ``coefficient x strength`` and decoded, keeping the SAE's error
+  term: ``x + (v - z_i) W_dec[i]`` (the decoder is linear, so this is decode(z') + (x - decode(z))).
+- ``ablate``: ``clamp`` to 0.
+
+Each side has its own KV cache and its own random generator seeded alike, and the unsteered side
+never runs an intervention, so with no effective intervention both sides compute the same numbers
+and draw the same tokens.
+
+Metrics (after generation; "generated positions" are the positions that predict generated tokens):
+
+- ``kl_divergence``: mean over the unsteered text's generated positions of KL(P || Q), P the
+  unsteered and Q the steered model's next-token distributions, both reading the unsteered text.
+- ``perplexity_unsteered`` / ``perplexity_steered``: exp(mean cross-entropy) of each side's
+  generated tokens under the unsteered model; ``perplexity_delta`` = steered - unsteered.
+- ``semantic_similarity``: cosine of the two texts' mean final hidden states (unsteered model, over
+  the generated tokens): the model's own embedding, no extra model.
+- ``word_overlap``: Jaccard similarity of the two texts' sets of lower-case words.
+- ``token_probability_shifts``: at the first position where the sides' tokens differ (else the
+  first), the tokens whose probability moved most between P and Q.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from appliance.jobs.context import JobContext
+
+Mode = Literal["add", "clamp", "ablate"]
+SIDES = ("unsteered", "steered")
+SHIFTS_SHOWN = 10
+WORD = re.compile(r"\w+")
+
+
+class SteeredFeature(msgspec.Struct):
+    index: int
+    coefficient: float
+    mode: Mode
+    strength: float  # the feature's typical max activation, in activation units
+    label: str = ""
+
+
+class GenerateParams(msgspec.Struct, kw_only=True):
+    training_id: str
+    model_path: str
+    precision: str
+    parameters: int
+    tokenizer: str
+    hook_point: dict[str, Any]  # the SAE's
+    target_module: str  # where the interventions act
+    same_module: bool  # target_module is the SAE's hook module (clamp/ablate need it)
+    intervention_layer: int
+    prompt: str
+    features: list[SteeredFeature]
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_tokens: int = 100
+    seed: int = 0
+    stream: bool = False
+
+
+# -- the intervention ----------------------------------------------------------------------------
+class Intervention:
+    """A forward hook that steers the module's output while ``active``; it can also record, for
+    the features it names, their latents at every position (before or after the intervention)."""
+
+    def __init__(self, sae: Any, features: list[SteeredFeature], reads_input: bool, writes_input: bool,
+                 device: Any, dtype: Any):
+        import torch
+
+        self.sae, self.reads_input, self.writes_input = sae, reads_input, writes_input
+        self.active = False
+        self.record: Literal["off", "before", "after"] = "off"
+        self.recorded: list[Any] = []
+        W = sae.W_dec.detach().float()
+        adds = [f for f in features if f.mode == "add" and f.coefficient * f.strength != 0]
+        self.add_vector = None
+        if adds:
+            vector = torch.zeros(W.shape[1], device=W.device)
+            for f in adds:
+                vector += f.coefficient * f.strength * W[f.index] / W[f.index].norm().clamp_min(1e-8)
+            self.add_vector = vector.to(device=device, dtype=dtype)
+        sets = [f for f in features if f.mode != "add"]
+        self.set_idx = torch.tensor([f.index for f in sets], dtype=torch.long, device=W.device)
+        self.set_values = torch.tensor([f.coefficient * f.strength if f.mode == "clamp" else 0.0 for f in sets],
+                                       device=W.device)
+        self.set_directions = W[self.set_idx]
+        self.trace_idx = torch.tensor([f.index for f in features], dtype=torch.long, device=W.device)
+        self.set_encoder = sae.subset_encoder(self.set_idx)
+        self.trace_encoder = sae.subset_encoder(self.trace_idx)
+        values = dict(zip((f.index for f in sets), self.set_values.tolist()))
+        self.set_at_trace = [(position, values[f.index]) for position, f in enumerate(features) if f.index in values]
+
+    @property
+    def vector_norm(self) -> float:
+        return float(self.add_vector.float().norm()) if self.add_vector is not None else 0.0
+
+    @property
+    def effective(self) -> bool:
+        return self.add_vector is not None or len(self.set_idx) > 0
+
+    @staticmethod
+    def _latents(x: Any, encoder: Any) -> Any:
+        return encoder(x.reshape(-1, x.shape[-1]).float())
+
+    def steer(self, source: Any, target: Any) -> Any:
+        """``target`` steered; ``source`` is what the SAE reads (the same tensor unless it is a transcoder)."""
+        if self.record == "before":
+            self.recorded.append(self._latents(source, self.trace_encoder).reshape(*source.shape[:-1], -1))
+        if self.active:
+            if len(self.set_idx):
+                z = self._latents(source, self.set_encoder)
+                change = (self.set_values - z) @ self.set_directions
+                target = target + change.reshape(*target.shape[:-1], -1).to(target.dtype)
+            if self.add_vector is not None:
+                target = target + self.add_vector
+        if self.record == "after":
+            # Clamped and ablated latents read as set (the SAE's own view of the steered run, as
+            # SAELens' hook_sae_acts_post shows it); the others as the SAE reads the steered stream
+            # (a transcoder's source is upstream of the intervention: unchanged).
+            latents = self._latents(source if self.reads_input and not self.writes_input else target,
+                                    self.trace_encoder)
+            for position, value in self.set_at_trace:
+                latents[:, position] = value
+            self.recorded.append(latents.reshape(*target.shape[:-1], -1))
+        return target
+
+    def attach(self, module: Any) -> Any:
+        from appliance.pipeline.models.architecture import block_output, first_input
+
+        if self.writes_input:  # an SAE of the MLP's input: steer what enters the module
+            def pre_hook(_module: Any, args: Any, kwargs: Any) -> Any:
+                x = first_input(args, kwargs)
+                steered = self.steer(x, x)
+                if args:
+                    return (steered, *args[1:]), kwargs
+                key = next(iter(kwargs))
+                return args, {**kwargs, key: steered}
+
+            return module.register_forward_pre_hook(pre_hook, with_kwargs=True)
+
+        def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
+            out = block_output(output)
+            source = first_input(args, kwargs) if self.reads_input else out
+            steered = self.steer(source, out)
+            return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+        return module.register_forward_hook(hook, with_kwargs=True)
+
+
+# -- sampling and text ---------------------------------------------------------------------------
+def sample(logits: Any, temperature: float, top_p: float, generator: Any) -> int:
+    """One token from [vocab] logits: greedy at temperature 0, else softmax(logits / T) cut to the
+    smallest set of tokens whose probability reaches ``top_p`` (nucleus sampling)."""
+    import torch
+
+    if temperature <= 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits.float().cpu() / temperature, dim=-1)
+    if top_p < 1.0:
+        sorted_probs, order = probs.sort(descending=True)
+        keep = sorted_probs.cumsum(0) - sorted_probs < top_p  # the first token always stays
+        probs = torch.zeros_like(probs).scatter_(0, order[keep], sorted_probs[keep])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class TextStream:
+    """Token ids -> text pieces. Byte-level tokens can end inside a character: such a piece waits
+    (as "") until the character is complete, so concatenated pieces always equal the decoded text."""
+
+    def __init__(self, tokenizer: Any):
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.shown = 0
+
+    def push(self, token_id: int) -> str:
+        self.ids.append(token_id)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        if text.endswith("\ufffd"):
+            return ""
+        piece, self.shown = text[self.shown:], len(text)
+        return piece
+
+    def text(self) -> str:
+        return self.tokenizer.decode(self.ids, skip_special_tokens=False)
+
+
+@dataclass
+class Side:
+    name: str
+    steered: bool
+    generator: Any
+    stream: TextStream
+    past: Any = None
+    pieces: list[str] = field(default_factory=list)
+    done: bool = False
+
+
+# -- generation ------------------------------------------------------------------------------------
+def generate(model: Any, intervention: Intervention, prompt_ids: list[int], *, sides: tuple[str, ...] = SIDES,
+             temperature: float, top_p: float, max_tokens: int, seed: int, tokenizer: Any, eos: int | None,
+             on_token: Any = None, check: Any = None) -> dict[str, Any]:
+    """Both sides, a token each per step (so they stream side by side). Returns each side's token
+    ids and pieces and the timings."""
+    import torch
+
+    device = next(model.parameters()).device
+    limit = _context_length(model)
+    runs = [Side(name, name == "steered", torch.Generator().manual_seed(seed), TextStream(tokenizer))
+            for name in sides]
+    started = time.perf_counter()
+    first_token_at = None
+    steps = 0
+    with torch.inference_mode():
+        for step in range(max_tokens):
+            if check:
+                check()
+            if len(prompt_ids) + step >= limit:
+                break
+            for side in runs:
+                if side.done:
+                    continue
+                inputs = torch.tensor([prompt_ids if side.past is None else side.stream.ids[-1:]], device=device)
+                intervention.active = side.steered
+                out = model(input_ids=inputs, past_key_values=side.past, use_cache=True)
+                side.past = out.past_key_values
+                token = sample(out.logits[0, -1], temperature, top_p, side.generator)
+                if eos is not None and token == eos:
+                    side.done = True
+                    continue
+                piece = side.stream.push(token)
+                side.pieces.append(piece)
+                if first_token_at is None:
+                    first_token_at = time.perf_counter()
+                if on_token:
+                    on_token(side.name, piece, len(side.pieces) - 1)
+            steps += 1
+            if all(side.done for side in runs):
+                break
+    intervention.active = False
+    elapsed = time.perf_counter() - started
+    tokens = sum(len(side.pieces) for side in runs)
+    return {"sides": {side.name: {"token_ids": side.stream.ids, "tokens": side.pieces, "text": side.stream.text()}
+                      for side in runs},
+            "timing": {"prompt_tokens": len(prompt_ids), "generated_tokens": max(len(s.pieces) for s in runs),
+                       "ms_per_token": round(1000 * elapsed / tokens, 3) if tokens else None,
+                       "time_to_first_token_ms": round(1000 * (first_token_at - started), 2) if first_token_at else None,
+                       "total_ms": round(1000 * elapsed, 2), "device": device.type,
+                       "stopped_at_context": len(prompt_ids) + steps >= limit}}
+
+
+def _context_length(model: Any) -> int:
+    config = model.config
+    for name in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, name, None)
+        if value:
+            return int(value)
+    return 1 << 30
+
+
+# -- metrics ---------------------------------------------------------------------------------------
+def _pass(model: Any, intervention: Intervention, ids: list[int], start: int, steered: bool,
+          record: str) -> tuple[Any, Any, Any]:
+    """One forward over ``ids``: the logits from position ``start`` on and the final hidden states
+    after it, left on the model's device (a [tokens, vocab] copy per pass is more than a small
+    board can spare), and the recorded latents ([tokens, n], on the CPU)."""
+    import torch
+
+    device = next(model.parameters()).device
+    intervention.active, intervention.record = steered, record
+    intervention.recorded.clear()
+    try:
+        with torch.inference_mode():
+            out = model(input_ids=torch.tensor([ids], device=device), use_cache=False, output_hidden_states=True)
+    finally:
+        intervention.active, intervention.record = False, "off"
+    latents = intervention.recorded[0][0].float().cpu() if intervention.recorded else None
+    return out.logits[0, start:].float(), out.hidden_states[-1][0, start + 1:].float(), latents
+
+
+def words(text: str) -> set[str]:
+    return set(WORD.findall(text.lower()))
+
+
+def word_overlap(a: str, b: str) -> float:
+    wa, wb = words(a), words(b)
+    return 1.0 if not wa and not wb else len(wa & wb) / len(wa | wb)
+
+
+def first_divergence(a: list[int], b: list[int]) -> int | None:
+    for i, (x, y) in enumerate(zip(a, b)):
+        if x != y:
+            return i
+    return None if len(a) == len(b) else min(len(a), len(b))
+
+
+def measure(model: Any, intervention: Intervention, tokenizer: Any, prompt_ids: list[int],
+            unsteered: list[int], steered: list[int]) -> tuple[dict[str, Any], list[list[list[float]]]]:
+    """The comparison metrics and the traced latents ([feature][side][token of prompt + generated
+    text]): the unsteered side's as the SAE reads them, the steered side's after the intervention."""
+    import torch
+    import torch.nn.functional as F
+
+    p, n = len(prompt_ids), len(unsteered)
+    # Rows of the logits: the positions predicting each generated token, and one past the last.
+    logits, hidden_u, trace_u = _pass(model, intervention, prompt_ids + unsteered, p - 1, False, "before")
+    log_p = F.log_softmax(logits, dim=-1)
+    logits, _, _ = _pass(model, intervention, prompt_ids + unsteered, p - 1, True, "off")
+    log_q = F.log_softmax(logits, dim=-1)
+    del logits
+    kl = float((log_p[:n].exp() * (log_p[:n] - log_q[:n])).sum(-1).mean()) if n else 0.0
+    ppl_u = math.exp(float(F.nll_loss(log_p[:n], torch.tensor(unsteered, device=log_p.device)))) if n else None
+    divergence = first_divergence(unsteered, steered)
+    at = divergence if divergence is not None else 0  # <= n: log_p has a row for it
+    P, Q = log_p[at].exp().cpu(), log_q[at].exp().cpu()
+    del log_p, log_q
+    logits, hidden_s, _ = _pass(model, intervention, prompt_ids + steered, p - 1, False, "off")
+    ppl_s = math.exp(float(F.cross_entropy(logits[:len(steered)], torch.tensor(steered, device=logits.device)))
+                     ) if steered else None
+    del logits
+    _, _, trace_s = _pass(model, intervention, prompt_ids + steered, p - 1, True, "after")
+    similarity = None
+    if unsteered and steered:
+        similarity = float(F.cosine_similarity(hidden_u.mean(0), hidden_s.mean(0), dim=0))
+    delta = Q - P
+    moved = delta.abs().topk(min(SHIFTS_SHOWN, delta.numel())).indices.tolist()
+    shifts = [{"token": tokenizer.decode([i], skip_special_tokens=False), "token_id": i,
+               "baseline_prob": round(float(P[i]), 6), "steered_prob": round(float(Q[i]), 6),
+               "delta": round(float(delta[i]), 6)} for i in moved]
+
+    def rounded(x: float | None, digits: int = 4) -> float | None:
+        return None if x is None else round(x, digits)
+
+    metrics = {"kl_divergence": rounded(max(kl, 0.0), 6), "perplexity_unsteered": rounded(ppl_u),
+               "perplexity_steered": rounded(ppl_s),
+               "perplexity_delta": rounded(ppl_s - ppl_u) if ppl_u is not None and ppl_s is not None else None,
+               "semantic_similarity": rounded(similarity), "word_overlap": None, "shift_position": at,
+               "token_probability_shifts": shifts}
+    traces = [[[round(float(v), 4) for v in trace[:, feature]] if trace is not None else []
+               for trace in (trace_u, trace_s)] for feature in range(len(intervention.trace_idx))]
+    return metrics, traces
+
+
+# -- the job ---------------------------------------------------------------------------------------
+def run(ctx: JobContext) -> dict[str, Any]:
+    from appliance.config import get_settings
+    from appliance.contracts.tokenization import load_tokenizer
+    from appliance.pipeline.models.cache import exclusive, model_and_sae
+
+    params = msgspec.convert(ctx.params, GenerateParams)
+    model, sae = model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
+    tokenizer = load_tokenizer(params.tokenizer, get_settings().data_dir)
+    device = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    reads_input = bool(params.hook_point.get("input")) and params.same_module
+    writes_input = reads_input and sae.cfg.architecture != "transcoder"
+    intervention = Intervention(sae, params.features, reads_input, writes_input, device, dtype)
+    module = dict(model.named_modules())[params.target_module]
+    limit = _context_length(model)
+    prompt_ids = tokenizer.encode(params.prompt).ids[-(limit - 1):]
+    eos = getattr(model.config, "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, list) else eos
+
+    def on_token(side: str, text: str, index: int) -> None:
+        ctx.event("steering.token", {"job_id": ctx.job_id, "side": side, "text": text, "index": index}, durable=False)
+
+    ctx.progress(0.0, "Waiting for the model", force=True)
+    with exclusive(model):  # the hook would steer anyone else's forward passes too
+        handle = intervention.attach(module)
+        try:
+            ctx.progress(0.0, "Generating", force=True)
+            generated = generate(model, intervention, prompt_ids, temperature=params.temperature,
+                                 top_p=params.top_p, max_tokens=params.max_tokens, seed=params.seed,
+                                 tokenizer=tokenizer, eos=eos, on_token=on_token if params.stream else None,
+                                 check=ctx.check)
+            ctx.progress(0.9, "Measuring", force=True)
+            sides = generated["sides"]
+            metrics, traces = measure(model, intervention, tokenizer, prompt_ids,
+                                      sides["unsteered"]["token_ids"], sides["steered"]["token_ids"])
+        finally:
+            handle.remove()
+    metrics["word_overlap"] = round(word_overlap(sides["unsteered"]["text"], sides["steered"]["text"]), 4)
+    result = {
+        "training_id": params.training_id, "prompt": params.prompt, "seed": params.seed,
+        "intervention_layer": params.intervention_layer, "hook_point": params.hook_point["name"],
+        # typical_max: the unit of the coefficients; value: what the feature adds along its unit
+        # direction (add) or is set to (clamp, ablate), in activation units.
+        "features": [{"index": f.index, "coefficient": f.coefficient, "mode": f.mode, "label": f.label,
+                      "typical_max": round(f.strength, 4),
+                      "value": round(f.coefficient * f.strength, 4) if f.mode != "ablate" else 0.0}
+                     for f in params.features],
+        "steering_vector_norm": round(intervention.vector_norm, 4),
+        "unsteered": sides["unsteered"], "steered": sides["steered"],
+        "first_divergence": first_divergence(sides["unsteered"]["token_ids"], sides["steered"]["token_ids"]),
+        "metrics": metrics,
+        "feature_activations": [{"index": f.index, "unsteered": trace[0], "steered": trace[1]}
+                                for f, trace in zip(params.features, traces)],
+        "timing": generated["timing"],
+    }
+    ctx.event("steering.completed", {"job_id": ctx.job_id, "result": result})
+    return result

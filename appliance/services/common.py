@@ -1,0 +1,39 @@
+"""Rules every resource shares: find a row or answer 404; refuse to delete what others use."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from appliance.api.validation import check_id
+from appliance.data.database import AsyncDatabase, Query, Row
+from appliance.errors import Conflict, NotFound
+
+
+async def get_or_404(db: AsyncDatabase, query: Query, what: str, value: str, field: str) -> Row:
+    """The row ``query`` finds, or NOT_FOUND naming ``field`` (e.g. "No training 'tr_x'")."""
+    row = await db.one(query)
+    if row is None:
+        raise NotFound(f"No {what} {value!r}", details={field: value})
+    return row
+
+
+def checked_id(value: str, prefix: str, field: str) -> str:
+    """``value`` if it has the shape of an id of this kind (else a VALIDATION_ERROR naming ``field``)."""
+    return check_id(value, prefix, field)
+
+
+def refuse_if_used(what: str, dependents: Sequence[Row]) -> None:
+    """The one delete policy: a resource others are built on is not deleted under them. ``dependents``
+    are rows with ``kind`` (e.g. "training") and ``id`` columns; all of them are named."""
+    if not dependents:
+        return
+    names = ", ".join(f"{row['kind']} {row['id']}" for row in dependents)
+    raise Conflict(f"{what} is used by {names}: delete {'that' if len(dependents) == 1 else 'those'} first",
+                   details={"used_by": [row["id"] for row in dependents]})
+
+
+def refuse_if_busy(what: str, job_id: str | None, status: str, busy: Sequence[str]) -> None:
+    """A resource a job is still working on is not deleted or changed under it."""
+    if status in busy:
+        raise Conflict(f"{what} is {status}" + (f" by job {job_id}" if job_id else "") + ": cancel or stop it first",
+                       details={"status": status, **({"job_id": job_id} if job_id else {})})
