@@ -13,7 +13,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
-import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,18 +31,35 @@ def modules() -> dict[str, Path]:
     return found
 
 
+def _import_nodes(body: list[ast.stmt], deferred: bool) -> list[ast.AST]:
+    """The import statements of ``body``: at its top level (and in top-level if/try blocks), or
+    (``deferred``) at any depth. Blocks under ``if TYPE_CHECKING:`` never run, so they never count."""
+    found: list[ast.AST] = []
+
+    def visit(node: ast.AST, top: bool) -> None:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+            return
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return
+        nested = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda))
+        if nested and not deferred:
+            return
+        for child in ast.iter_child_nodes(node):
+            visit(child, top and not nested)
+
+    for statement in body:
+        visit(statement, True)
+    return found
+
+
 def imports(name: str, path: Path, known: dict[str, Path], deferred: bool) -> set[str]:
     """Modules of the package that ``name`` imports: at module level, or anywhere (``deferred``:
     imports inside functions too, which keep torch out of the API but still tie two modules)."""
     tree = ast.parse(path.read_text())
     out: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    nodes = ast.walk(tree) if deferred else iter(tree.body)
-    for node in nodes:
-        if isinstance(node, ast.If) and not deferred:  # TYPE_CHECKING blocks are not runtime imports
-            continue
-        if deferred and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            continue
+    for node in _import_nodes(tree.body, deferred):
         targets: list[str] = []
         if isinstance(node, ast.Import):
             targets = [a.name for a in node.names]
@@ -96,16 +113,40 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return result
 
 
-def main() -> None:
+@dataclass
+class Report:
+    sql_files: list[str]
+    untyped_params: list[str]  # "path: line" of Any in job-parameter contracts
+    globals_in_worker_code: list[str]  # "path: call"
+    cycles: list[list[str]]  # module-level imports
+    cycles_all: list[list[str]]  # deferred imports too
+    largest_controller: tuple[int, str]
+    largest_function: tuple[int, str]
+    line_length: int
+    long_lines: int
+
+
+WORKER_SIDE = ("appliance.pipeline", "appliance.jobs", "appliance.data", "appliance.memory", "appliance.events",
+               "appliance.contracts", "appliance.device")
+
+
+def measure() -> Report:
     known = modules()
-    line_length = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["line-length"]
+    found = re.search(r"^line-length\s*=\s*(\d+)", (ROOT / "pyproject.toml").read_text(), re.M)
+    line_length = int(found.group(1)) if found else 88
     sql_files, long_lines, largest_fn, largest_ctl = [], 0, (0, ""), (0, "")
+    untyped, globals_ = [], []
     for name, path in known.items():
         text = path.read_text()
-        rel = path.relative_to(ROOT)
-        if SQL.search(text) and not str(rel).startswith("appliance/data/"):
-            sql_files.append(str(rel))
+        rel = str(path.relative_to(ROOT))
+        if SQL.search(text) and not rel.startswith("appliance/data/"):
+            sql_files.append(rel)
         long_lines += sum(1 for line in text.splitlines() if len(line) > line_length)
+        if name.startswith("appliance.contracts.params"):
+            untyped += [f"{rel}:{i}" for i, line in enumerate(text.splitlines(), 1)
+                        if re.search(r"\bAny\b", line) and not line.lstrip().startswith("#")]
+        if name.startswith(WORKER_SIDE):
+            globals_ += [f"{rel}: {m}" for m in re.findall(r"\b(?:get_settings|memory_manager)\(\)", text)]
         for node in ast.walk(ast.parse(text)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 size = (node.end_lineno or node.lineno) - node.lineno + 1
@@ -113,29 +154,31 @@ def main() -> None:
             if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "Controller" for b in node.bases):
                 size = (node.end_lineno or node.lineno) - node.lineno + 1
                 largest_ctl = max(largest_ctl, (size, f"{rel}:{node.name}"))
-    worker_code = [p for n, p in known.items() if not n.startswith(("appliance.api", "appliance.commands"))]
-    globals_ = sum(len(re.findall(r"\b(get_settings|memory_manager)\(\)", p.read_text())) for p in worker_code
-                   if "def get_settings" not in p.read_text())
-    untyped = 0
-    for name, path in known.items():
-        if ".contracts" in name or name.endswith("jobs.params"):
-            untyped += len(re.findall(r"dict\[str, Any\]", path.read_text()))
-    found = cycles({n: imports(n, p, known, deferred=False) for n, p in known.items()})
-    found_all = cycles({n: imports(n, p, known, deferred=True) for n, p in known.items()})
-    print(f"files holding SQL outside appliance/data/: {len(sql_files)}")
-    for f in sql_files:
+    return Report(
+        sql_files=sql_files, untyped_params=untyped, globals_in_worker_code=globals_,
+        cycles=cycles({n: imports(n, p, known, deferred=False) for n, p in known.items()}),
+        cycles_all=cycles({n: imports(n, p, known, deferred=True) for n, p in known.items()}),
+        largest_controller=largest_ctl, largest_function=largest_fn, line_length=line_length, long_lines=long_lines)
+
+
+def main() -> None:
+    r = measure()
+    print(f"files holding SQL outside appliance/data/: {len(r.sql_files)}")
+    for f in r.sql_files:
         print(f"  {f}")
-    print(f"dict[str, Any] in job-parameter contracts: {untyped}")
-    print(f"get_settings()/memory_manager() calls outside the API and the commands: {globals_}")
-    print(f"import cycles (module level): {len(found)}")
-    for comp in found:
+    print(f"Any in job-parameter contracts (appliance/contracts/params): {len(r.untyped_params)}")
+    print(f"get_settings()/memory_manager() calls in worker-side code: {len(r.globals_in_worker_code)}")
+    for g in r.globals_in_worker_code:
+        print(f"  {g}")
+    print(f"import cycles (module level): {len(r.cycles)}")
+    for comp in r.cycles:
         print("  " + " <-> ".join(comp))
-    print(f"import cycles (deferred imports too): {len(found_all)}")
-    for comp in found_all:
+    print(f"import cycles (deferred imports too): {len(r.cycles_all)}")
+    for comp in r.cycles_all:
         print("  " + " <-> ".join(comp))
-    print(f"largest controller: {largest_ctl[0]} lines ({largest_ctl[1]})")
-    print(f"largest function: {largest_fn[0]} lines ({largest_fn[1]})")
-    print(f"lines past {line_length} columns: {long_lines}")
+    print(f"largest controller: {r.largest_controller[0]} lines ({r.largest_controller[1]})")
+    print(f"largest function: {r.largest_function[0]} lines ({r.largest_function[1]})")
+    print(f"lines past {r.line_length} columns: {r.long_lines}")
 
 
 if __name__ == "__main__":

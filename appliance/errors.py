@@ -1,4 +1,4 @@
-"""Errors that carry an API error code (DECISIONS §4); raised by the API and by job handlers alike."""
+"""Errors that carry an API error code ; raised by the API and by job handlers alike."""
 
 from __future__ import annotations
 

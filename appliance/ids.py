@@ -1,4 +1,4 @@
-"""Resource identifiers: a type prefix plus url-safe random characters (DECISIONS §4)."""
+"""Resource identifiers: a type prefix plus url-safe random characters (see docs/ARCHITECTURE.md)."""
 
 from __future__ import annotations
 

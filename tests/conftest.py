@@ -8,7 +8,7 @@ import pytest
 
 from tests.support import Appliance, free_port, make_webui
 
-# Small torch ops are 10-30x slower with 2 threads on a shared 2-core machine (STACK-NOTES).
+# Small torch ops are 10-30x slower with 2 threads on a shared 2-core machine (measured).
 os.environ.setdefault("MISTUDIO_TORCH_THREADS", "1")
 
 

@@ -134,7 +134,7 @@ def test_the_pass_equals_a_dense_computation_across_several_top_k_merges(
 
     capture = Capture(sides.model, [point])
     try:
-        z = torch.cat([features.encode_batch(capture, sides.sae, point["name"], [ids for ids in batch if ids])[0]
+        z = torch.cat([features.encode_batch(capture, sides.sae, point.name, [ids for ids in batch if ids])[0]
                        for _, batch in batches]).cpu().numpy()
     finally:
         capture.close()

@@ -127,6 +127,7 @@ def test_bad_inputs_are_rejected_or_fail_cleanly(app: Appliance) -> None:
 def test_delete_removes_files_and_samples(app: Appliance) -> None:
     (_imports(app) / "del.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:5]))
     dataset = _dataset_of(app, _import(app, path="del.jsonl"))
+    assert dataset["actions"] == ["tokenize", "delete"]  # what the UI may offer a ready dataset
     with app.client() as client:
         assert client.delete(f"/api/datasets/{dataset['id']}").status_code == 200
         assert_error(client.get(f"/api/datasets/{dataset['id']}"), 404, "NOT_FOUND")
@@ -218,3 +219,13 @@ def test_search_counts_stop_at_a_cap_and_say_so(app: Appliance) -> None:
     assert deep["meta"]["pagination"]["has_next"] is False and deep["meta"]["pagination"]["total"] == 1500
     rare = app.get(url, params={"search": "number 149"}).json()["meta"]["pagination"]
     assert rare["total"] == 11 and "total_exact" not in rare  # 149 and 1490-1499
+
+
+def test_dataset_actions_follow_its_status() -> None:
+    from appliance.services.datasets import dataset_actions, tokenization_actions
+
+    assert dataset_actions("ready") == ["tokenize", "delete"]
+    assert dataset_actions("error") == ["delete"]
+    assert dataset_actions("ingesting") == dataset_actions("downloading") == ["cancel"]  # through its job
+    assert tokenization_actions("tokenizing") == ["cancel"]
+    assert tokenization_actions("ready") == tokenization_actions("error") == ["tokenize"]

@@ -50,7 +50,7 @@ def _tokenize(app: Appliance, dataset_id: str, **settings) -> tuple[dict, dict]:
 
 
 def test_tokenized_ids_and_statistics_match_the_tokenizer(app: Appliance, dataset: dict) -> None:
-    job, detail = _tokenize(app, dataset["id"])  # the mock's defaults: 512, pad to max length, specials, mask
+    job, detail = _tokenize(app, dataset["id"])  # the form's defaults: 512, pad to max length, specials, mask
     assert job["status"] == "completed", job["error"]
     (tokenized,) = detail["tokenizations"]
     assert tokenized["status"] == "ready" and tokenized["tokenizer"] == "demo"

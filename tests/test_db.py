@@ -49,7 +49,7 @@ def test_retention_thins_old_progress_and_keeps_lifecycle(tmp_path: Path) -> Non
     migrate(db)
     store = JobStore(db)
     old = time.time() - 3 * 86400
-    conn = store.conn
+    conn = store.db.conn
     for i in range(50):
         conn.execute("INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?,?,?,?,?,?)",
                      ("job:job_aaaaaaaa", "job.progress", "job_aaaaaaaa", 0, f'{{"i":{i}}}', old + i))

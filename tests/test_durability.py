@@ -1,4 +1,4 @@
-"""Killing either process loses nothing: job rows and events stay consistent (DECISIONS §3)."""
+"""Killing either process loses nothing: job rows and events stay consistent (the job table is the truth)."""
 
 from __future__ import annotations
 

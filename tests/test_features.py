@@ -337,3 +337,17 @@ def test_language_model_labels_through_an_openai_compatible_endpoint_and_the_loc
     job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
     assert job["status"] == "completed" and job["result"]["labelled"] == 2, job["error"]
     assert all(_feature(app, sae, i)["llm_label"] for i in top[:2])
+
+
+def test_the_api_returns_the_actions_each_state_allows(app: Appliance, sae: dict) -> None:
+    """The UI reads what it may offer from the API instead of re-deriving it from statuses."""
+    from appliance.services.features import extraction_actions, feature_actions
+
+    assert extraction_actions("none") == ["extract"] and extraction_actions("error") == ["extract"]
+    assert extraction_actions("extracting") == ["cancel"]
+    assert "label" in extraction_actions("ready") and "ablation" not in feature_actions(0.0)
+    base = f"/api/training/{sae['training_id']}/features"
+    assert app.get(f"{base}/summary").json()["data"]["actions"] == ["extract", "label", "steer"]
+    live = _live(app, sae, limit=1)[0]
+    assert live["actions"] == ["update", "activations_on", "ablation", "label", "steer"]
+    assert _feature(app, sae, live["index"])["actions"] == live["actions"]

@@ -30,6 +30,9 @@ def test_selftest_lifecycle_over_sse(appliance: Appliance) -> None:
     job = appliance.job(job_id)
     assert job["status"] == "completed" and job["progress"] == 1.0 and job["result"] == {"steps": 5}
     assert job["started_at"] >= job["created_at"] and job["finished_at"] >= job["started_at"]
+    assert job["actions"] == []  # nothing more can be asked of a finished job
+    updates = [e["payload"]["data"] for e in reader.events if e["event"] == "job.updated"]
+    assert [u["actions"] for u in updates] == [["cancel"], ["cancel"], []]  # events carry them too
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
@@ -46,11 +49,23 @@ def test_progress_visible_with_curl(appliance: Appliance) -> None:
     assert '"status":"completed"' in out
 
 
+def test_job_actions_follow_status_and_kind() -> None:
+    from appliance.jobs.registry import job_actions
+
+    assert job_actions("queued", ()) == ["cancel"]
+    assert job_actions("running", ()) == ["cancel"]
+    controls = ("pause", "resume", "stop", "save_checkpoint")
+    assert job_actions("running", controls) == ["cancel", "pause", "stop", "save_checkpoint"]
+    assert job_actions("paused", controls) == ["cancel", "resume"]
+    assert all(job_actions(status, controls) == [] for status in ("completed", "failed", "cancelled"))
+
+
 def test_cancel_stops_a_running_job(appliance: Appliance) -> None:
     # 10,000 steps of 50 ms: left alone it would run for 8 minutes, so a cancelled status with little
     # progress shows the cancel stopped it (how fast is not asserted here: no wall-clock bounds in tests).
     job_id = appliance.selftest(steps=10_000, delay_ms=50)
     appliance.wait_status(job_id, "running")
+    assert appliance.job(job_id)["actions"] == ["cancel"]  # the self-test takes no pause or stop
     response = appliance.post(f"/api/jobs/{job_id}/cancel")
     assert response.status_code == 200
     job = appliance.wait_status(job_id, "cancelled", "completed", "failed", timeout=60)

@@ -228,11 +228,31 @@ def test_extracted_activations_equal_a_direct_forward_pass(app: Appliance) -> No
 
     # In use: neither the model nor the dataset can go while the set exists; then both can.
     with app.client() as client:
-        assert_error(client.delete(f"/api/models/{model['id']}"), 409, "CONFLICT")
+        refused = assert_error(client.delete(f"/api/models/{model['id']}"), 409, "CONFLICT")
+        assert refused["details"]["used_by"] == [act["id"]] and act["id"] in refused["message"]
         assert_error(client.delete(f"/api/datasets/{dataset_id}"), 409, "CONFLICT")
         assert client.delete(f"/api/activations/{act['id']}").status_code == 200
         assert not folder.exists()
         assert client.delete(f"/api/datasets/{dataset_id}").status_code == 200
+
+
+def test_models_and_activation_sets_say_which_actions_their_state_allows(app: Appliance) -> None:
+    """The UI shows the buttons the API lists, so each state's list is the API's own rule."""
+    from appliance.services.activations import activation_set_actions
+    from appliance.services.models import model_actions
+
+    assert model_actions("downloading") == model_actions("quantizing") == ["cancel"]
+    assert model_actions("error") == ["delete"]
+    assert activation_set_actions("extracting") == ["cancel"]
+    assert activation_set_actions("ready") == activation_set_actions("error") == ["delete"]
+    _, model = download(app, repo_id="acme/tiny-gpt2")
+    assert model["actions"] == ["architecture", "extract", "delete"]
+    assert next(m for m in app.get("/api/models").json()["data"] if m["id"] == model["id"])["actions"] == \
+        model["actions"]
+    job, act = _extract(app, model["id"], dataset_id=_dataset(app, "actions.jsonl", TEXTS[:4]), layers=[0],
+                        max_samples=4, context_length=12)
+    assert job["status"] == "completed" and act["actions"] == ["delete"], job["error"]
+    assert app.client().delete(f"/api/activations/{act['id']}").status_code == 200
 
 
 def test_shard_writer_splits_batches_across_full_shards(tmp_path) -> None:

@@ -1,4 +1,4 @@
-"""The API process never imports torch, transformers, datasets or umap (DECISIONS §2)."""
+"""The API process never imports torch, transformers, datasets or umap: it stays small and quick to restart."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Extraction templates: the mock's two seeds on first start, CRUD, favourite, apply fitted to a
+"""Extraction templates: the two seeds on first start, CRUD, favourite, apply fitted to a
 model's layers, export and import."""
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""The HTTP API (Litestar): one module per resource, the envelope and errors of DECISIONS §4."""
+"""The HTTP API (Litestar): one module per resource, the success envelope and the one error format."""

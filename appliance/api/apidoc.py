@@ -10,6 +10,10 @@ that is queued, Server-Sent Events as text/event-stream. Two parts say so:
   second content type of its success, ``form_fields(Struct)`` for the fields of a file upload;
 - ``complete(app, settings)``, run once at start, for what follows from a route's shape: the same
   rule for every route (see ``_statuses``), each error pointing at the one envelope component.
+
+An event stream's ``data:`` is documented as ``StreamEvent``, the union of every event
+(appliance.contracts.events). ``python -m appliance.api.apidoc FILE`` writes the whole document
+without serving it: the web UI's TypeScript types are generated from that file.
 """
 
 from __future__ import annotations
@@ -30,10 +34,14 @@ from appliance.api.errors import ErrorResponse
 from appliance.api.multipart import takes_file
 from appliance.api.queueing import AcceptedResponse
 from appliance.config import Settings
+from appliance.contracts.events import StreamEvent
 
 _COMPONENTS = "#/components/schemas/{name}"
 _ERROR = Reference(ref=_COMPONENTS.format(name="ErrorResponse"))
 _UPLOAD = "multipart/form-data"
+# How the job-creating routes' answer is named: the one-shape wrapper, or the generic Envelope[Accepted].
+_ACCEPTED_REFS = ("/AcceptedResponse", "/Envelope_appliance.api.envelope.Accepted_")
+_STREAM_EVENT = "StreamEvent"  # the component naming the union of every event (appliance.contracts.events)
 
 # What each status means here, with the error codes it carries.
 _MEANING = {
@@ -84,6 +92,7 @@ def complete(app: Litestar, settings: Settings) -> None:
     _, components = msgspec.json.schema_components((ErrorResponse,), ref_template=_COMPONENTS)
     schemas = openapi.components.schemas = dict(openapi.components.schemas or {})
     schemas.update(components)  # the envelope as msgspec encodes it: ErrorResponse and ErrorBody
+    _event_components(schemas)
     for schema in schemas.values():
         _any_of(schema)
     for route in app.routes:
@@ -187,7 +196,7 @@ def _success(responses: dict[str, Any], handler: Any) -> None:
     for code in success:
         content = responses[code].content or {}
         schema = content.get("application/json") and content["application/json"].schema
-        if code == "201" and isinstance(schema, Reference) and schema.ref.endswith("/AcceptedResponse"):
+        if code == "201" and isinstance(schema, Reference) and schema.ref.endswith(_ACCEPTED_REFS):
             responses["202"] = responses.pop("201")
             responses["202"].description = "Accepted: the work was queued as a job; follow it at /api/jobs/{job_id}"
     if _streams_events(handler):
@@ -195,15 +204,81 @@ def _success(responses: dict[str, Any], handler: Any) -> None:
         content = {k: v for k, v in (ok.content or {}).items() if k != "application/json"}
         json_schema = ok.content and ok.content.get("application/json") and ok.content["application/json"].schema
         alternatives_ = [s for s in getattr(json_schema, "one_of", None) or () if isinstance(s, Reference)]
-        content["text/event-stream"] = OpenAPIMediaType(schema=Schema(
+        content["text/event-stream"] = OpenAPIMediaType(schema=Reference(
+            ref=_COMPONENTS.format(name=_STREAM_EVENT),
             description="Server-Sent Events: `id:` (the event id, for Last-Event-ID), `event:` (its type) and "
-                        "`data:` (a JSON object) per event, and comment heartbeats. It does not end by itself."))
+                        "`data:` (a JSON object, this schema) per event, and comment heartbeats. "
+                        "It does not end by itself."))
         if alternatives_:  # a JSON poll of the same events (format=json)
             content["application/json"] = OpenAPIMediaType(schema=alternatives_[0])
         ok.content = content
     for media_type in handler.opt.get("also_as", ()):
         ok = responses["200"]
         ok.content = {**(ok.content or {}), media_type: OpenAPIMediaType(schema=Schema(description=media_type))}
+
+
+def _event_components(schemas: dict[str, Any]) -> None:
+    """The union of every event as the component ``StreamEvent``: the schema of an event stream's
+    ``data:``, so clients generated from this document (the web UI's types) get each event's shape.
+
+    msgspec writes the events; a Struct they share with a route (the job in ``job.updated``, the
+    monitoring sample) keeps the one component Litestar already wrote for it, so a client sees one
+    type for it, not two."""
+    (union,), components = msgspec.json.schema_components((StreamEvent,), ref_template=_COMPONENTS)
+    renames: dict[str, str] = {}
+    for name, struct in _structs(StreamEvent).items():
+        known = _litestar_name(struct, components.get(name, {}), schemas)
+        if known is not None:
+            renames[_COMPONENTS.format(name=name)] = _COMPONENTS.format(name=known)
+            components.pop(name)
+    components[_STREAM_EVENT] = {**union, "title": _STREAM_EVENT,
+                                 "description": "One event of /api/events: `type` names it and decides `data`."}
+    for name, schema in _renamed(components, renames).items():
+        if name in schemas:
+            raise RuntimeError(f"the event component {name} would replace a route's component of that name")
+        schemas[name] = schema
+
+
+def _structs(type_: Any) -> dict[str, type]:
+    """Every Struct reachable from ``type_``, by the component name msgspec gives it."""
+    found: dict[str, type] = {}
+
+    def walk(info: Any) -> None:
+        if isinstance(info, msgspec.inspect.StructType):
+            if info.cls.__name__ in found:
+                return  # seen (a Struct may refer to itself)
+            found[info.cls.__name__] = info.cls
+            for field in info.fields:
+                walk(field.type)
+        for attr in ("types", "item_type", "key_type", "value_type", "item_types"):
+            value = getattr(info, attr, None)
+            for item in value if isinstance(value, tuple) else (value,) if value is not None else ():
+                walk(item)
+
+    walk(msgspec.inspect.type_info(type_))
+    return found
+
+
+def _litestar_name(struct: type, schema: dict[str, Any], schemas: dict[str, Any]) -> str | None:
+    """The name Litestar gave ``struct``'s component, if a route uses it: its own name, or one with
+    as much of its module path in front as told it apart from a namesake (``device_sample_Sample``)."""
+    key = (*struct.__module__.split("."), struct.__qualname__)
+    for start in range(len(key)):
+        found = schemas.get("_".join(key[start:]))
+        if found is not None and set(getattr(found, "properties", None) or ()) == set(schema.get("properties", ())):
+            return "_".join(key[start:])
+    return None
+
+
+def _renamed(components: dict[str, Any], renames: dict[str, str]) -> dict[str, Any]:
+    def rename(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: renames.get(v, v) if k == "$ref" else rename(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [rename(item) for item in node]
+        return node
+
+    return rename(components)
 
 
 def _streams_events(handler: Any) -> bool:
@@ -232,4 +307,3 @@ def _upload_body(handler: Any, settings: Settings) -> RequestBody:
         content={_UPLOAD: OpenAPIMediaType(schema=Schema(
             type="object", required=required,  # type: ignore[arg-type]
             properties={"file": {"type": "string", "format": "binary"}, **fields}))})  # type: ignore[dict-item]
-

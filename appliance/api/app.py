@@ -41,13 +41,13 @@ from appliance.api.training import TrainingController
 from appliance.api.training_import import TrainingImportController
 from appliance.config import Settings, get_settings
 from appliance.data import connect_async, migrate
-from appliance.data import jobs as sql
 from appliance.data.database import AsyncDatabase
 from appliance.device.platform import detect_cached
 from appliance.events.fanout import Broadcaster
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.queue import JobQueue
 from appliance.memory.admission import MemoryManager
+from appliance.services.system import live_worker_pid
 
 log = logging.getLogger("mistudio.api")
 
@@ -58,9 +58,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
                    broadcaster=Broadcaster(settings.sse_poll_s))
 
     async def worker_pid() -> int | None:
-        assert api.db is not None
-        rows = await api.db.execute_fetchall(*sql.latest_worker())
-        return rows[0]["pid"] if rows and rows[0]["stopped_at"] is None else None
+        return await live_worker_pid(api.database) if api.database is not None else None
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -69,11 +67,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
         api.db = await connect_async(settings.db_path)
         api.database = AsyncDatabase(api.db, api.db_lock)
         api.events_db = await connect_async(settings.db_path)
-        api.jobs = AsyncJobStore(api.db, api.queue, settings.db_path, api.db_lock,
+        api.jobs = AsyncJobStore(api.database, api.queue, settings.db_path,
                                  memory=MemoryManager.from_settings(settings))
         await uploads.sweep(api)  # before serving: no upload is in flight yet
         await seed_first_start(api)
-        await api.broadcaster.start(api.events_db, settings.db_path)
+        await api.broadcaster.start(AsyncDatabase(api.events_db), settings.db_path)
         api.platform = detect_cached(settings.host_root)
         api.monitor = Monitor(settings, api.platform, api.broadcaster, worker_pid)
         api.monitor.start()
@@ -88,8 +86,8 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     app = Litestar(
-        route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController, ModelsController,
-                        ExtractionController, ActivationsController, ExtractionTemplatesController,
+        route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController,
+                        ModelsController, ExtractionController, ActivationsController, ExtractionTemplatesController,
                         TrainingTemplatesController,
                         TrainingController, TrainingImportController, FeaturesController, SettingsController,
                         SteeringController, SteeringPresetsController,

@@ -1,4 +1,4 @@
-"""Every error leaves the API in one shape (DECISIONS §4):
+"""Every error leaves the API in one shape (docs/ARCHITECTURE.md):
 ``{"error": {"code", "message", "details", "retryable", "timestamp"}}``. Never a stack trace."""
 
 from __future__ import annotations

@@ -12,11 +12,11 @@ import time
 from collections.abc import AsyncIterator
 
 import msgspec
-from litestar import Request, get
+from litestar import get
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from appliance.api.state import ApiState, api_state
+from appliance.api.state import ApiState
 from appliance.errors import ValidationError
 from appliance.events.fanout import Subscription
 from appliance.jobs.records import FINAL_STATUSES, Event
@@ -67,12 +67,12 @@ async def stream(api: ApiState, sub: Subscription, job_final: bool = False) -> A
                 scanned, more = last_sent, True
                 while more:
                     events, scanned, more = await broadcaster.replay(sub, scanned)
-                    for event in events:
-                        if event.id > last_sent:
-                            yield _message(event)
-                            last_sent = event.id
+                    for stored in events:
+                        if stored.id is not None and stored.id > last_sent:
+                            yield _message(stored)
+                            last_sent = stored.id
                             last_yield = time.monotonic()
-                            if _ends_job(event, sub.job_id):
+                            if _ends_job(stored, sub.job_id):
                                 return
                 needs_replay = False
                 if job_final:
@@ -116,12 +116,11 @@ def _topics(raw: str | None) -> tuple[str, ...]:
      description="Each event: `id:` (row id), `event:` (type, e.g. job.updated), `data:` JSON "
                  "{id, topic, type, job_id, created_at, data}. Resume with Last-Event-ID.")
 async def events_stream(
-    request: Request,
+    api: ApiState,
     topics: str | None = Parameter(default=None, description="Comma-separated topic filters"),
     last_event_id_header: str | None = Parameter(header="Last-Event-ID", default=None),
     last_event_id: int | None = Parameter(default=None, ge=0, description="Resume after this id (curl)"),
 ) -> ServerSentEvent:
-    api = api_state(request)
     resume = parse_last_event_id(last_event_id_header, last_event_id)
     sub = await api.broadcaster.subscribe(_topics(topics), None, resume)
     return ServerSentEvent(stream(api, sub), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,4 +1,4 @@
-"""What a fresh installation starts with: the demo dataset (and, as later resources land, their seeds).
+"""What a fresh installation starts with: the demo dataset and the demo model, and the saved templates.
 
 Each seed is created once per data dir; the fact is kept in ``app_state`` so a seed the user deleted
 stays deleted.
@@ -13,69 +13,60 @@ from collections.abc import Awaitable, Callable
 import aiosqlite
 
 from appliance.api import templates
-from appliance.api.queueing import with_row
 from appliance.api.state import ApiState
-from appliance.data.jobs import Query
+from appliance.contracts.params.models import ModelRegisterParams
+from appliance.data import app_state, models
 from appliance.demo_kit import MODEL_DIR
 from appliance.errors import Conflict
 from appliance.ids import new_id
-from appliance.jobs.async_store import Within
+from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
+from appliance.services import datasets
 
 log = logging.getLogger("mistudio.api")
 
-DEMO_DATASET_NAME = "Python stdlib docs (demo)"
 DEMO_MODEL_NAME = "mistudio-demo-gpt (demo)"
 
 
-def _only_one(table: str, row_id: str, insert: Query, conflict: str, id_key: str) -> Within:
-    """Create a demo resource unless one (not failed) exists: checked in the transaction that creates
-    it, so concurrent requests cannot both pass the check. The others get 409 naming the one there is."""
-    async def within(db: aiosqlite.Connection, job_id: str) -> None:
-        existing = list(await db.execute_fetchall(f"SELECT id FROM {table} WHERE source = 'demo' AND status != 'error'"))
+def _jobs(api: ApiState) -> AsyncJobStore:
+    if api.jobs is None:
+        raise RuntimeError("the job store is not open yet: seeds run in the app's lifespan, after it opens")
+    return api.jobs
+
+
+async def demo_model(jobs: AsyncJobStore) -> Job:
+    """Register the demo model shipped in appliance/demo_kit/model (a job loads it and reads its layers).
+    Checked and created in one transaction: of concurrent requests one registers it, the others get 409."""
+    model_id = new_id("m")
+
+    async def within(conn: aiosqlite.Connection, job_id: str) -> None:
+        existing = list(await conn.execute_fetchall(*models.live_demo()))
         if existing:
-            raise Conflict(conflict.format(existing[0]["id"]), details={id_key: existing[0]["id"]})
-        await with_row(table, row_id, insert)(db, job_id)
-    return within
+            raise Conflict(f"The demo model is already registered ({existing[0]['id']})",
+                           details={"model_id": existing[0]["id"]})
+        await conn.execute(*models.insert(model_id, name=DEMO_MODEL_NAME, source="demo", precision="fp32",
+                                          status="loading", path=str(MODEL_DIR), job_id=job_id, now=time.time()))
 
-
-async def create_demo_dataset(api: ApiState) -> Job:
-    """Queue the job that builds the demo dataset from this device's Python standard library (409 while
-    one exists)."""
-    assert api.db is not None and api.jobs is not None
-    dataset_id, now = new_id("ds"), time.time()
-    insert = ("INSERT INTO datasets (id, name, source, format, text_column, status, created_at, updated_at)"
-              " VALUES (?, ?, 'demo', 'python-docstrings', 'text', 'ingesting', ?, ?)",
-              (dataset_id, DEMO_DATASET_NAME, now, now))
-    return await api.jobs.create("dataset.demo", {"dataset_id": dataset_id}, target=("dataset", dataset_id),
-                                 within=_only_one("datasets", dataset_id, insert, "The demo dataset already exists "
-                                                  "({}); delete it first to rebuild it", "dataset_id"))
+    params = ModelRegisterParams(model_id=model_id, path=str(MODEL_DIR), precision="fp32")
+    return await jobs.create("model.register", params, target=("model", model_id), within=within)
 
 
 async def create_demo_model(api: ApiState) -> Job:
-    """Register the demo model shipped in appliance/demo_kit/model (a job loads it and reads its layers; 409
-    while one is registered)."""
-    assert api.db is not None and api.jobs is not None
-    model_id, now = new_id("m"), time.time()
-    insert = ("INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
-              " VALUES (?, ?, 'demo', 'fp32', 'loading', ?, ?, ?)", (model_id, DEMO_MODEL_NAME, str(MODEL_DIR), now, now))
-    return await api.jobs.create("model.register", {"model_id": model_id, "path": str(MODEL_DIR), "precision": "fp32"},
-                                 target=("model", model_id),
-                                 within=_only_one("models", model_id, insert,
-                                                  "The demo model is already registered ({})", "model_id"))
+    """``demo_model`` for callers holding the app state (the models controller)."""
+    return await demo_model(_jobs(api))
 
 
 async def _job_id(job: Awaitable[Job]) -> str:
     try:
         return (await job).id
     except Conflict as exc:  # made before this data dir kept the fact (or by a request): the seed is done
-        return next(iter(exc.details.values()))
+        return str(next(iter(exc.details.values())))
 
 
 # Demo seeds queue jobs (MISTUDIO_SEED_DEMO=0 skips them); template seeds are rows and always made.
 DEMO_SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
-    "seeded.demo_dataset": lambda api: _job_id(create_demo_dataset(api)),
-    "seeded.demo_model": lambda api: _job_id(create_demo_model(api)),
+    "seeded.demo_dataset": lambda api: _job_id(datasets.create_demo(_jobs(api))),
+    "seeded.demo_model": lambda api: _job_id(demo_model(_jobs(api))),
 }
 SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
     "seeded.extraction_templates": lambda api: templates.seed(api, templates.EXTRACTION),
@@ -84,13 +75,13 @@ SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
 
 
 async def seed_first_start(api: ApiState) -> None:
-    assert api.db is not None
+    db = api.database
+    if db is None:
+        raise RuntimeError("the database is not open yet: seeds run in the app's lifespan, after it opens")
     seeds = {**SEEDS, **(DEMO_SEEDS if api.settings.seed_demo else {})}
     for key, create in seeds.items():
-        if await api.db.execute_fetchall("SELECT 1 FROM app_state WHERE key = ?", (key,)):
+        if await db.one(app_state.exists(key)):
             continue
         made = await create(api)
-        async with api.db_lock:
-            await api.db.execute("INSERT OR IGNORE INTO app_state (key, value, updated_at) VALUES (?, ?, ?)",
-                                 (key, made, time.time()))
+        await db.write(app_state.put_once(key, made, time.time()))
         log.info("first start: %s (%s)", key.removeprefix("seeded."), made)

@@ -4,30 +4,20 @@ from __future__ import annotations
 
 import platform
 import socket
-import time
-from typing import Any
 
 import msgspec
 from anyio import to_thread
-from litestar import Controller, Request, get
+from litestar import Controller, get
 
 from appliance import __version__
-from appliance.api.envelope import Meta, meta
-from appliance.api.state import api_state
-from appliance.data import jobs as sql
+from appliance.api.envelope import Envelope, ok
+from appliance.api.state import ApiState, NotStarted
+from appliance.config import Settings
+from appliance.data.database import AsyncDatabase
 from appliance.device.power import PowerMode, power_mode
 from appliance.device.sample import Sample
-from appliance.timefmt import iso
-
-
-class WorkerInfo(msgspec.Struct):
-    pid: int
-    alive: bool
-    started_at: str
-    last_seen_at: str
-    python: str | None
-    torch: str | None
-    transformers: str | None
+from appliance.services import system
+from appliance.services.system import WorkerInfo
 
 
 class SystemInfo(msgspec.Struct):
@@ -50,11 +40,6 @@ class SystemInfo(msgspec.Struct):
     worker: WorkerInfo | None
 
 
-class SystemInfoResponse(msgspec.Struct):
-    data: SystemInfo
-    meta: Meta
-
-
 class Metrics(msgspec.Struct):
     latest: Sample | None
     history: list[Sample]
@@ -62,52 +47,36 @@ class Metrics(msgspec.Struct):
     source: str | None
 
 
-class MetricsResponse(msgspec.Struct):
-    data: Metrics
-    meta: Meta
-
-
-class PowerResponse(msgspec.Struct):
-    data: PowerMode
-    meta: Meta
-
-
 class SystemController(Controller):
     path = "/api/system"
     tags = ["system"]
 
     @get("/info", summary="The device (board, SoC, L4T/JetPack, memory) and the worker's runtime")
-    async def info(self, request: Request) -> SystemInfoResponse:
-        api = api_state(request)
-        assert api.db is not None
-        rows = await api.db.execute_fetchall(*sql.latest_worker())
-        worker = None
-        if rows:
-            row = rows[0]
-            details: dict[str, Any] = msgspec.json.decode(row["info"])
-            alive = row["stopped_at"] is None and time.time() - row["heartbeat_at"] <= api.settings.worker_stale_s
-            worker = WorkerInfo(row["pid"], alive, iso(row["started_at"]), iso(row["heartbeat_at"]),
-                                details.get("python"), details.get("torch"), details.get("transformers"))
+    async def info(self, api: ApiState, db: AsyncDatabase, settings: Settings) -> Envelope[SystemInfo]:
+        worker = await system.worker(db, settings)
         device = api.platform
-        physical_mb = api.settings.memory_total_mb or device.total_memory_mb
-        return SystemInfoResponse(SystemInfo(
+        if device is None:
+            raise NotStarted("the device is not detected yet")
+        physical_mb = settings.memory_total_mb or device.total_memory_mb
+        return ok(SystemInfo(
             version=__version__, device_name=device.device_name, hostname=socket.gethostname(),
             platform=platform.platform(), platform_kind=device.kind, board=device.board, soc=device.soc,
             l4t=device.l4t, jetpack=device.jetpack, gpu_name=device.gpu_name,
             cuda_available=device.cuda_available, unified_memory=device.unified_memory,
             total_memory_mb=device.total_memory_mb,
-            memory_budget_mb=round(physical_mb * api.settings.max_memory_fraction, 1),
-            python=platform.python_version(), data_dir=str(api.settings.data_dir), worker=worker), meta())
+            memory_budget_mb=round(physical_mb * settings.max_memory_fraction, 1),
+            python=platform.python_version(), data_dir=str(settings.data_dir), worker=worker))
 
     @get("/metrics", summary="Latest monitoring sample and the last minutes of history",
          description="Sampling runs only while someone listens: this call keeps it running for 30 s; "
                      "live samples stream as `system.metrics` events on /api/events.")
-    async def metrics(self, request: Request) -> MetricsResponse:
-        monitor = api_state(request).monitor
-        assert monitor is not None
+    async def metrics(self, api: ApiState) -> Envelope[Metrics]:
+        monitor = api.monitor
+        if monitor is None:
+            raise NotStarted("the monitor is not started yet")
         latest, history = await monitor.snapshot()
-        return MetricsResponse(Metrics(latest, history, monitor.interval, monitor.source_name), meta())
+        return ok(Metrics(latest, history, monitor.interval, monitor.source_name))
 
     @get("/power", summary="Jetson power mode (nvpmodel), read-only")
-    async def power(self) -> PowerResponse:
-        return PowerResponse(await to_thread.run_sync(power_mode), meta())
+    async def power(self) -> Envelope[PowerMode]:
+        return ok(await to_thread.run_sync(power_mode))

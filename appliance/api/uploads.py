@@ -18,6 +18,8 @@ from litestar import Request
 from appliance.api.multipart import PayloadTooLarge
 from appliance.api.state import ApiState
 from appliance.config import Settings
+from appliance.data import jobs
+from appliance.data.layout import DataLayout
 from appliance.data.storage import require_free
 from appliance.errors import AppError
 from appliance.jobs import finalize
@@ -34,7 +36,7 @@ class ClientDisconnected(AppError):
 
 
 def folder(settings: Settings, resource_id: str) -> Path:
-    return settings.data_dir / "uploads" / resource_id
+    return DataLayout(settings.data_dir).upload(resource_id)
 
 
 def check_announced(request: Request[Any, Any, Any], settings: Settings) -> None:
@@ -77,13 +79,12 @@ async def body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
 async def sweep(api: ApiState) -> None:
     """Remove the upload folders no queued, running or paused job reads: uploads cut short when the API
     was killed (they never became a job) and leftovers of ended ones. Runs at start, before any request."""
-    assert api.db is not None
-    root = api.settings.data_dir / "uploads"
+    if api.database is None:
+        raise RuntimeError("the database is not open yet: sweep runs in the app's lifespan, after it opens")
+    root = api.layout.uploads
     if not root.is_dir():
         return
-    rows = await api.db.execute_fetchall(
-        "SELECT target_id FROM jobs WHERE status IN ('queued', 'running', 'paused') AND target_id IS NOT NULL")
-    live = {row["target_id"] for row in rows}
+    live = {row["target_id"] for row in await api.database.all(jobs.live_targets())}
     for entry in sorted(root.iterdir()):
         if entry.name in live:
             continue

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-from appliance.errors import NotFound, ValidationError
+from appliance.errors import ValidationError
 from appliance.ids import is_valid_id
 
 
@@ -49,13 +48,6 @@ def safe_path(base: Path, user_path: str, field: str) -> Path:
     if len(os.fsencode(str(candidate))) > _PATH_MAX:
         raise ValidationError(f"{field} is longer than the file system allows", details={"field": field})
     if candidate != root and root not in candidate.parents:
-        raise ValidationError(f"{field} must stay inside {root.name}/", details={"field": field, "value": user_path[:200]})
+        raise ValidationError(f"{field} must stay inside {root.name}/",
+                              details={"field": field, "value": user_path[:200]})
     return candidate
-
-
-async def fetch_one(db: Any, table: str, prefix: str, value: str, field: str) -> Any:
-    """The row with id ``value`` (checked against ``prefix``), or NOT_FOUND naming ``field``."""
-    rows = await db.execute_fetchall(f"SELECT * FROM {table} WHERE id = ?", (check_id(value, prefix, field),))
-    if not rows:
-        raise NotFound(f"No {table[:-1].replace('_', ' ')} {value!r}", details={field: value})
-    return rows[0]

@@ -77,39 +77,43 @@ def _api_reachable(settings: Settings) -> str:
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
-    from appliance.data import connect_sync, migrate
+    from appliance.data import jobs as job_sql
+    from appliance.data import migrate
+    from appliance.data import workers as worker_sql
+    from appliance.data.database import Database
 
     if not settings.db_path.exists():
         print(f"No appliance data in {settings.data_dir} yet (start it with `mistudio up`).")
         return 1
     migrate(settings.db_path)
-    conn = connect_sync(settings.db_path)
+    db = Database(settings.db_path)
     print(f"data dir : {settings.data_dir}")
     print(f"API      : {_api_reachable(settings)}")
-    row = conn.execute("SELECT * FROM workers ORDER BY heartbeat_at DESC LIMIT 1").fetchone()
+    row = db.one(worker_sql.latest())
     if row is None:
         print("worker   : never started")
     else:
         age = time.time() - row["heartbeat_at"]
         alive = row["stopped_at"] is None and age <= settings.worker_stale_s
-        state = f"running (pid {row['pid']}, seen {age:.0f}s ago)" if alive else f"not running (last seen {age:.0f}s ago)"
+        state = (f"running (pid {row['pid']}, seen {age:.0f}s ago)" if alive
+                 else f"not running (last seen {age:.0f}s ago)")
         print(f"worker   : {state}")
-    counts = dict(conn.execute("SELECT status, count(*) FROM jobs GROUP BY status").fetchall())
+    counts = {status: n for status, n in db.all(job_sql.status_counts())}
     print("jobs     : " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
-    active = conn.execute("SELECT id, kind, status, progress, message FROM jobs WHERE status IN "
-                          "('queued', 'running', 'paused') ORDER BY created_at").fetchall()
-    for job in active:
+    for job in db.all(job_sql.active()):
         print(f"  {job['id']}  {job['kind']:<16} {job['status']:<8} {job['progress'] * 100:5.1f}%  {job['message']}")
     return 0
 
 
 def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
-    from appliance.data import connect_sync, migrate
+    from appliance.data import jobs as job_sql
+    from appliance.data import migrate
+    from appliance.data.database import Database
     from appliance.jobs.store import JobStore
 
     migrate(settings.db_path)
     if args.cancel:
-        store = JobStore(settings.db_path)
+        store = JobStore(Database(settings.db_path))
         job = store.get(args.cancel)
         if job is None:
             print(f"no job {args.cancel}", file=sys.stderr)
@@ -119,22 +123,16 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         print(f"{job.id} is already {job.status}", file=sys.stderr)
         return 1
-    conn = connect_sync(settings.db_path)
-    query = "SELECT * FROM jobs"
-    params: tuple[str, ...] = ()
-    if args.status:
-        query += " WHERE status = ?"
-        params = (args.status,)
-    rows = conn.execute(query + " ORDER BY created_at DESC LIMIT ?", (*params, args.limit)).fetchall()
+    rows = Database(settings.db_path).all(job_sql.recent(args.status, args.limit))
     if not rows:
         print("no jobs")
         return 0
     print(f"{'ID':<16} {'KIND':<16} {'STATUS':<10} {'PROGRESS':>8}  {'CREATED':<20} MESSAGE")
-    for job in rows:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job["created_at"]))
-        message = job["error_message"] if job["error_code"] else job["message"]
-        code = f"[{job['error_code']}] " if job["error_code"] else ""
-        print(f"{job['id']:<16} {job['kind']:<16} {job['status']:<10} {job['progress'] * 100:7.1f}%  "
+    for row in rows:
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
+        message = row["error_message"] if row["error_code"] else row["message"]
+        code = f"[{row['error_code']}] " if row["error_code"] else ""
+        print(f"{row['id']:<16} {row['kind']:<16} {row['status']:<10} {row['progress'] * 100:7.1f}%  "
               f"{created:<20} {code}{message}")
     return 0
 
@@ -197,8 +195,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
     bench.add_argument("--samples", type=int, default=None,
                        help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features)")
-    bench.add_argument("--threads", type=int, default=1, help="torch threads (training, extraction, features, steering)")
-    bench.add_argument("--repeats", type=int, default=3, help="timed repeats, best kept (training, extraction, features, steering)")
+    bench.add_argument("--threads", type=int, default=1,
+                       help="torch threads (training, extraction, features, steering)")
+    bench.add_argument("--repeats", type=int, default=3,
+                       help="timed repeats, best kept (training, extraction, features, steering)")
     bench.add_argument("--no-api", action="store_true", help="skip the part that starts an appliance (steering)")
     bench.add_argument("--record-dir", metavar="DIR", default=None,
                        help="record the run as DIR/<suite>.json (default: docs/bench of the checkout)")

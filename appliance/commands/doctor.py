@@ -105,10 +105,10 @@ def _port(settings: Settings) -> Check:
 def _worker(settings: Settings) -> Check:
     if not settings.db_path.exists():
         return Check("worker", WARN, "never started", "mistudio up (or systemctl start mistudio.target)")
-    from appliance.data import connect_sync
+    from appliance.data import workers as worker_sql
+    from appliance.data.database import Database
 
-    row = connect_sync(settings.db_path).execute(
-        "SELECT pid, heartbeat_at, stopped_at FROM workers ORDER BY heartbeat_at DESC LIMIT 1").fetchone()
+    row = Database(settings.db_path).one(worker_sql.latest())
     if row is None:
         return Check("worker", WARN, "never started", "mistudio up (or systemctl start mistudio.target)")
     age = time.time() - row["heartbeat_at"]
@@ -124,7 +124,8 @@ def _systemd() -> Check:
     unit = Path("/etc/systemd/system/mistudio.target")
     if not unit.exists():
         return Check("systemd", WARN, "units not installed", "sudo ./install.sh --system")
-    state = subprocess.run(["systemctl", "is-enabled", "mistudio.target"], capture_output=True, text=True).stdout.strip()
+    state = subprocess.run(["systemctl", "is-enabled", "mistudio.target"], capture_output=True,
+                           text=True).stdout.strip()
     return Check("systemd", OK if state == "enabled" else WARN, f"mistudio.target {state or 'unknown'}",
                  "" if state == "enabled" else "sudo systemctl enable --now mistudio.target")
 
@@ -132,7 +133,8 @@ def _systemd() -> Check:
 def _monitoring(settings: Settings) -> Check:
     platform = detect(settings.host_root)
     if platform.kind != "jetson":
-        return Check("monitoring", OK, f"{platform.kind}: /proc and sysfs" + (" + NVML" if platform.kind == "nvidia" else ""))
+        nvml = " + NVML" if platform.kind == "nvidia" else ""
+        return Check("monitoring", OK, f"{platform.kind}: /proc and sysfs{nvml}")
     if Path("/run/jtop.sock").exists():
         return Check("monitoring", OK, f"{platform.board}: jtop service")
     if settings.tegrastats_path or shutil.which("tegrastats"):

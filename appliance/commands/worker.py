@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import fcntl
+import functools
 import logging
 import os
 import platform
@@ -27,8 +28,10 @@ from huey.consumer import Consumer
 from appliance import __version__
 from appliance.config import Settings
 from appliance.data import migrate, redact
+from appliance.data import workers as worker_sql
 from appliance.data.database import Database
-from appliance.data.jobs import encode
+from appliance.data.events import encode
+from appliance.data.layout import DataLayout
 from appliance.jobs import runner, torch_threads
 from appliance.jobs.context import SAVE
 from appliance.jobs.queue import JobQueue
@@ -89,10 +92,13 @@ class _Consumer(Consumer):
 class Worker:
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.store = JobStore(settings.db_path)
+        self.layout = DataLayout(settings.data_dir)
+        # One Database door (a connection per thread) for the job store, the handlers and supervision.
+        self.db = Database(settings.db_path)
+        self.store = JobStore(self.db)
         self.queue = JobQueue(settings.queue_path)
         self.runtime = runner.Runtime(settings=settings, store=self.store, queue=self.queue,
-                                      memory=MemoryManager.from_settings(settings), db=Database(settings.db_path))
+                                      memory=MemoryManager.from_settings(settings), db=self.db)
         self.worker_id = f"w_{os.getpid()}_{int(time.time())}"
         self._stop = threading.Event()
         self._lock_file: Any = None
@@ -101,7 +107,7 @@ class Worker:
     # -- start-up -------------------------------------------------------------------------------
     def acquire_lock(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path = self.settings.data_dir / "worker.lock"
+        path = self.layout.worker_lock
         self._lock_file = open(path, "a+")
         try:
             fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -116,10 +122,8 @@ class Worker:
         self._lock_file.flush()
 
     def register(self) -> None:
-        now = time.time()
-        self.store.conn.execute(
-            "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?, ?, ?)",
-            (self.worker_id, os.getpid(), socket.gethostname(), now, now, encode(worker_info(self.settings))))
+        self.db.execute(worker_sql.insert(self.worker_id, os.getpid(), socket.gethostname(),
+                                          encode(worker_info(self.settings)), time.time()))
 
     def reconcile(self) -> None:
         """Jobs a dead worker left behind: resume the resumable, fail the rest, re-send lost tasks."""
@@ -144,18 +148,16 @@ class Worker:
     def requeue_lost(self, min_age_s: float = 0.0) -> None:
         """Queued jobs with no Huey task (the queue lost it: a task taken by a worker that then died)."""
         waiting = self.queue.queued_job_ids()
-        rows = self.store.conn.execute("SELECT id, kind FROM jobs WHERE status = 'queued' AND created_at <= ?",
-                                       (time.time() - min_age_s,)).fetchall()
-        for row in rows:
-            if row["id"] in waiting or row["id"] in self.runtime.running:
+        for job_id, kind_name in self.store.queued_before(time.time() - min_age_s):
+            if job_id in waiting or job_id in self.runtime.running:
                 continue
-            kind = KINDS.get(row["kind"])
-            self.queue.enqueue(row["id"], kind.lane if kind else "interactive")
-            log.info("job %s had no queued task: re-sent", row["id"])
+            kind = KINDS.get(kind_name)
+            self.queue.enqueue(job_id, kind.lane if kind else "interactive")
+            log.info("job %s had no queued task: re-sent", job_id)
 
     # -- supervision ----------------------------------------------------------------------------
     def _supervise(self) -> None:
-        store = JobStore(self.settings.db_path)  # its own connection, on its own thread
+        store = self.store  # the Database door gives this thread its own connection
         next_heartbeat = next_maintenance = 0.0
         next_unload = time.monotonic() + MODEL_UNLOAD_CHECK_S
         while not self._stop.wait(CONTROL_POLL_S):
@@ -169,11 +171,9 @@ class Worker:
                 now = time.monotonic()
                 if now >= next_heartbeat:
                     next_heartbeat = now + HEARTBEAT_S
-                    store.conn.execute("UPDATE workers SET heartbeat_at = ? WHERE id = ?",
-                                       (time.time(), self.worker_id))
+                    self.db.execute(worker_sql.heartbeat(self.worker_id, time.time()))
                 if now >= next_unload:
                     next_unload = now + MODEL_UNLOAD_CHECK_S
-                    assert self.runtime.memory is not None
                     self.runtime.memory.models.evict_idle(self.settings.model_idle_s)
                 if now >= next_maintenance:
                     next_maintenance = now + MAINTENANCE_S
@@ -213,13 +213,13 @@ class Worker:
     # -- main -----------------------------------------------------------------------------------
     def run(self) -> None:
         # Hub caches live in the data dir: offline-first, and writable under systemd's ProtectHome.
-        os.environ.setdefault("HF_HOME", str(self.settings.data_dir / "cache" / "huggingface"))
+        os.environ.setdefault("HF_HOME", str(self.layout.hf_home))
         torch_threads.export(self.settings.torch_threads)  # before any job imports torch
         # Before anything can fail or log: no stored secret leaves this process in any text.
         redact.install(redact.Scrubber(self.settings.data_dir, (self.settings.token,)))
         migrate(self.settings.db_path)
         self.acquire_lock()
-        runner.install(self.runtime)
+        self.queue.serve(functools.partial(runner.execute, self.runtime))
         self.register()
         self.reconcile()
         self.queue.huey.signal("interrupted")(self._on_interrupted)
@@ -238,7 +238,7 @@ class Worker:
         finally:
             self._stop.set()
             supervisor.join(timeout=2)
-            self.store.conn.execute("UPDATE workers SET stopped_at = ? WHERE id = ?", (time.time(), self.worker_id))
+            self.db.execute(worker_sql.stopped(self.worker_id, time.time()))
             log.info("worker stopped")
 
 

@@ -4,18 +4,23 @@ API process, which validates an import before queueing it."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, cast
 
 from appliance.errors import ValidationError
 
-FORMATS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+# The readers of the `datasets` library a file is loaded with.
+FileFormat = Literal["json", "csv", "parquet", "text"]
+FORMATS: dict[str, FileFormat] = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet",
+                                  ".txt": "text"}
 
 
-def detect_format(path: Path, declared: str | None) -> str:
+def detect_format(path: Path, declared: str | None) -> FileFormat:
     fmt = declared or FORMATS.get(path.suffix.lower())
     if fmt not in ("json", "csv", "parquet", "text"):
         raise ValidationError(f"Unsupported file type {path.suffix!r}: use .jsonl, .json, .csv, .parquet or .txt",
                               details={"field": "format"})
-    head = path.open("rb").read(8192)
+    with path.open("rb") as handle:
+        head = handle.read(8192)
     if fmt == "parquet":
         if not head.startswith(b"PAR1"):
             raise ValidationError("The file is not a Parquet file (no PAR1 header)", details={"field": "path"})
@@ -27,6 +32,4 @@ def detect_format(path: Path, declared: str | None) -> str:
         except UnicodeDecodeError as exc:
             if exc.start < len(head) - 4:  # a multi-byte character cut at the 8 KB boundary is fine
                 raise ValidationError("The file is not UTF-8 text", details={"field": "path"}) from None
-    return fmt
-
-
+    return cast(FileFormat, fmt)

@@ -24,13 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from appliance.data.layout import DataLayout
+
 HIST_EDGES = [round(-3 + 0.25 * i, 2) for i in range(25)]  # a feature's histogram: log10(activation), -3 .. 3
 NAMES = ("tokens", "offsets", "indptr", "indices", "values", "top_values", "top_samples", "top_positions",
          "mean", "std")
 
 
 def features_dir(data_dir: Path, training_id: str) -> Path:
-    return data_dir / "trainings" / training_id / "features"
+    return DataLayout(data_dir).features(training_id)
 
 
 class FeatureArrays:
@@ -143,6 +145,6 @@ def open_arrays(folder: str, stamp: float) -> FeatureArrays:
     return FeatureArrays(Path(folder))
 
 
-def arrays_for(data_dir: Path, training_id: str) -> FeatureArrays:
-    folder = features_dir(data_dir, training_id)
+def arrays_for(folder: Path) -> FeatureArrays:
+    """The arrays of an extraction folder (``DataLayout.features``), opened once per extraction."""
     return open_arrays(str(folder), (folder / "indptr.npy").stat().st_mtime)

@@ -1,5 +1,6 @@
-"""SAE training settings, shared by the API (validation), the worker (the loop) and templates.
-Light: no torch."""
+"""SAE training settings, shared by the API (validation and ``GET /api/training/defaults``), the
+worker (the loop builds its SAEConfig from them) and templates. Their defaults are the only ones:
+``appliance.pipeline.sae.base.SAEConfig`` takes its own from here. Light: no torch."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import msgspec
 MAX_D_SAE = 1 << 20
 MAX_EXPANSION = 256
 
+# The SAE architectures; one module each under appliance.pipeline.sae.
+EncoderType = Literal["sparse", "topk", "jumprelu", "skip", "transcoder"]
+
 
 class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The mock's ranges (INVENTORY §3.1) plus what its form lacks; one definition for the API's
-    validation, the worker's loop and the training templates."""
+    """The training form's settings with the ranges it allows, plus what the form does not show;
+    one definition for the API's validation, the worker's loop and the training templates."""
     d_sae: Annotated[int, msgspec.Meta(ge=16, le=MAX_D_SAE)] | None = None
     expansion_factor: Annotated[int, msgspec.Meta(ge=1, le=MAX_EXPANSION)] = 8
     k: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 32
@@ -26,7 +30,7 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     total_steps: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 2000
     warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
     lr_decay: Literal["cosine", "linear", "exponential", "constant"] = "cosine"
-    # The mock's choices. With weight_decay 0 (the default: SAE weights are constrained by the
+    # With weight_decay 0 (the default: SAE weights are constrained by the
     # sparsity term, not by decay) AdamW and Adam take the same steps.
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     weight_decay: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0

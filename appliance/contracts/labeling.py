@@ -19,3 +19,9 @@ class LabelingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
     model: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     examples: Annotated[int, msgspec.Meta(ge=1, le=20)] = 5  # contexts shown to the labeller per feature
     timeout_s: Annotated[float, msgspec.Meta(gt=0, le=300)] = 30.0
+
+
+def decode_settings(stored: str | None) -> LabelingSettings:
+    """The settings as stored in ``app_state`` (the defaults when nothing is stored): the API's
+    settings page and the labelling endpoint read them the same way."""
+    return msgspec.json.decode(stored, type=LabelingSettings) if stored else LabelingSettings()

@@ -8,11 +8,11 @@ on CUDA; q4 only with bitsandbytes on CUDA.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
 
 import msgspec
 
 from appliance.device.platform import PlatformInfo
+from appliance.errors import ValidationError
 
 PRECISIONS = ("fp32", "fp16", "bf16", "q8", "q4")
 BYTES_PER_PARAM = {"fp32": 4.0, "fp16": 2.0, "bf16": 2.0, "q8": 1.0, "q4": 0.5}
@@ -46,8 +46,7 @@ def capabilities(platform: PlatformInfo) -> list[PrecisionSupport]:
 
 
 def check(platform: PlatformInfo, precision: str) -> None:
-    from appliance.errors import ValidationError
-
+    """A precision this device cannot load is refused when it is asked for, not when the job runs."""
     for item in capabilities(platform):
         if item.name == precision and not item.supported:
             raise ValidationError(f"Precision {precision} is not available on this device: {item.reason}",
@@ -59,5 +58,6 @@ def memory_mb(parameters: int, precision: str) -> float:
     return parameters * BYTES_PER_PARAM[precision] * 1.2 / 2**20
 
 
-def estimates(parameters: int | None) -> dict[str, Any] | None:
+def estimates(parameters: int | None) -> dict[str, float] | None:
+    """The planning figure per precision, for a model whose size is known."""
     return {p: round(memory_mb(parameters, p), 1) for p in PRECISIONS} if parameters else None

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
+from appliance.data.layout import DataLayout
 from appliance.demo_kit import TOKENIZER_FILE
 from appliance.errors import NotFound, ValidationError
 
@@ -25,7 +26,8 @@ Truncation = Literal["longest_first", "only_first", "only_second", "do_not_trunc
 
 
 class TokenizeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The mock's tokenization form; stored with each tokenized dataset and reused by its consumers."""
+    """How a dataset is tokenized (the Tokenization tab's form); stored with each tokenized dataset
+    and reused by whatever reads its token ids, so they are read as they were made."""
     tokenizer: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = DEMO_TOKENIZER
     max_length: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 512
     padding: Padding = "max_length"
@@ -44,7 +46,7 @@ def tokenizer_path(tokenizer_id: str, data_dir: Path) -> Path:
     if tokenizer_id == DEMO_TOKENIZER:
         return TOKENIZER_FILE
     if tokenizer_id.startswith("m_") and "/" not in tokenizer_id and ".." not in tokenizer_id:
-        path = data_dir / "models" / tokenizer_id / "tokenizer.json"
+        path = DataLayout(data_dir).model(tokenizer_id) / "tokenizer.json"
         if path.is_file():
             return path
     raise NotFound(f"No tokenizer {tokenizer_id!r}: use 'demo' or the id of a ready model",

@@ -96,3 +96,7 @@ class DataLayout:
 
     def features(self, training_id: str) -> Path:
         return self.training(training_id) / "features"
+
+    def features_partial(self, training_id: str) -> Path:
+        """An extraction's arrays while it runs; renamed to ``features`` when it completes."""
+        return self.training(training_id) / "features.partial"

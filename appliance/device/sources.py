@@ -1,4 +1,4 @@
-"""Where samples come from. Choice (DECISIONS §6): on a Jetson the jtop service when it is active,
+"""Where samples come from. Choice: on a Jetson the jtop service when it is active,
 else a ``tegrastats`` subprocess; elsewhere /proc, sysfs and NVML.
 
 A source is started when someone listens and stopped when nobody does, so an idle appliance pays

@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import aiosqlite
-
 from appliance.data import connect_sync
-from appliance.data import jobs as sql
+from appliance.data import events as sql
+from appliance.data.database import AsyncDatabase
 from appliance.jobs.records import Event, event_from_row
 
 log = logging.getLogger("mistudio.events")
@@ -55,19 +54,19 @@ class Broadcaster:
         self.poll_s = poll_s
         self.subscribers: set[Subscription] = set()
         self.cursor = 0
-        self._db: aiosqlite.Connection | None = None
+        self._db: AsyncDatabase | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._closed = False
         self.on_subscribe: list[Callable[[], None]] = []
 
-    async def start(self, db: aiosqlite.Connection, db_path: Path) -> None:
-        # A connection of its own: the tail must not queue behind request handlers' queries.
+    async def start(self, db: AsyncDatabase, db_path: Path) -> None:
+        # A connection of its own (only read here): the tail must not queue behind request handlers' queries.
         self._db = db
         self._version_conn = connect_sync(db_path)
         self._seen_version: int | None = None
         self._last_change = 0.0
-        self.cursor = (await db.execute_fetchall(*sql.last_event_id()))[0][0]
+        self.cursor = await db.scalar(sql.last_id())
         self._task = asyncio.create_task(self._run(), name="event-broadcaster")
 
     async def close(self) -> None:
@@ -108,7 +107,8 @@ class Broadcaster:
 
     async def last_id(self) -> int:
         assert self._db is not None
-        return (await self._db.execute_fetchall(*sql.last_event_id()))[0][0]
+        last: int = await self._db.scalar(sql.last_id())
+        return last
 
     def unsubscribe(self, sub: Subscription) -> None:
         self.subscribers.discard(sub)
@@ -141,7 +141,7 @@ class Broadcaster:
                 continue
             self._seen_version = version
             try:
-                rows = await self._db.execute_fetchall(*sql.events_after(self.cursor, PAGE))
+                rows = await self._db.all(sql.after(self.cursor, PAGE))
             except sqlite3.OperationalError:
                 log.warning("event tail failed; retrying", exc_info=True)
                 rows = []
@@ -149,7 +149,7 @@ class Broadcaster:
                 self._last_change = asyncio.get_running_loop().time()
             for row in rows:
                 event = event_from_row(row)
-                self.cursor = event.id
+                self.cursor = row["id"]
                 for sub in list(self.subscribers):
                     if sub.wants(event):
                         self._offer(sub, event)
@@ -162,6 +162,6 @@ class Broadcaster:
         Returns the wanted events, the last row id scanned and whether more rows may follow.
         """
         assert self._db is not None
-        rows = await self._db.execute_fetchall(*sql.events_after(after_id, PAGE, sub.job_id))
+        rows = await self._db.all(sql.after(after_id, PAGE, sub.job_id))
         events = [event for event in map(event_from_row, rows) if sub.wants(event)]
         return events, (rows[-1]["id"] if rows else after_id), len(rows) == PAGE

@@ -1,9 +1,9 @@
-"""The API's side of the job table (aiosqlite): create, read, list and cancel jobs."""
+"""The API's side of the job table: create, read, list and cancel jobs. The statements are the
+data-access layer's (appliance.data.jobs); this module says which commit together."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,13 +14,15 @@ import msgspec
 from anyio import to_thread
 
 from appliance.data import connect_sync
+from appliance.data import events as event_sql
 from appliance.data import jobs as sql
+from appliance.data.database import AsyncDatabase, Query
 from appliance.errors import Conflict, NotFound
 from appliance.ids import new_id
 from appliance.jobs import finalize
 from appliance.jobs.queue import JobQueue
-from appliance.jobs.records import FINAL_STATUSES, Job, job_from_row
-from appliance.jobs.registry import get_kind, resource_ending
+from appliance.jobs.records import FINAL_STATUSES, Job
+from appliance.jobs.registry import get_kind, job_record, resource_ending
 from appliance.jobs.store import job_topic
 from appliance.memory.admission import MemoryManager
 from appliance.memory.estimates import refuse_what_never_fits
@@ -35,14 +37,13 @@ LIST_CACHE_ENTRIES = 64
 
 
 class AsyncJobStore:
-    def __init__(self, db: aiosqlite.Connection, queue: JobQueue, db_path: Path, write_lock: asyncio.Lock,
-                 memory: MemoryManager | None = None):
+    def __init__(self, db: AsyncDatabase, queue: JobQueue, db_path: Path, memory: MemoryManager | None = None):
+        # One aiosqlite connection is shared by all requests; AsyncDatabase's lock keeps transactions
+        # from interleaving.
         self.db = db
         self.queue = queue
         # The worker's budget, to refuse a job that can never fit before it is created.
         self.memory = memory
-        # One aiosqlite connection is shared by all requests; transactions must not interleave.
-        self._write_lock = write_lock
         # Job lists are polled by every open UI; they are served from a cache until the database
         # changes. PRAGMA data_version moves whenever another connection (the worker, or our own
         # aiosqlite connection) commits, and reading it costs microseconds, so it is read inline.
@@ -56,7 +57,7 @@ class AsyncJobStore:
     def _data_version(self) -> int:
         return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
-    async def _change(self, job_id: str, statement: sql.Query, now: float, *, within: Within | None = None,
+    async def _change(self, job_id: str, statement: Query, now: float, *, within: Within | None = None,
                       enqueue: bool = False) -> Job | None:
         """Apply ``statement`` to a job and publish its new state as ``job.updated``, in one transaction
         (as the worker's JobStore does); None if the statement changed no row.
@@ -66,48 +67,33 @@ class AsyncJobStore:
         nothing was committed, so a job is never left queued without a task for the worker's
         reconciliation to re-send minutes after the client was told it failed. A task whose COMMIT
         then fails finds no job, and the worker drops it (JobStore.get_settled)."""
-        async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = await self.db.execute(*statement)
-                if cursor.rowcount == 0:
-                    await self.db.execute("ROLLBACK")
-                    return None
-                if within is not None:
-                    await within(self.db, job_id)
-                job = job_from_row((await self.db.execute_fetchall(*sql.get_job(job_id)))[0])
-                await self.db.execute(*sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now))
-                ended = await self._end_resource(job, now)
-                if enqueue:
-                    await to_thread.run_sync(self.queue.enqueue, job_id, job.lane)
-                await self.db.execute("COMMIT")
-                if ended:
-                    await to_thread.run_sync(finalize.remove, ended)
-                return job
-            except BaseException:
-                await self._rollback()
-                raise
+        async with self.db.transaction() as conn:
+            cursor = await conn.execute(*statement)
+            if cursor.rowcount == 0:
+                return None
+            if within is not None:
+                await within(conn, job_id)
+            job = job_record((await conn.execute_fetchall(*sql.get_job(job_id)))[0])  # type: ignore[index]
+            await conn.execute(*event_sql.insert(job_topic(job_id), "job.updated", job, job_id, True, now))
+            ended = await self._end_resource(conn, job, now)
+            if enqueue:
+                await to_thread.run_sync(self.queue.enqueue, job_id, job.lane)
+        if ended:
+            await to_thread.run_sync(finalize.remove, ended)
+        return job
 
-    async def _end_resource(self, job: Job, now: float) -> list[Path]:
+    async def _end_resource(self, conn: aiosqlite.Connection, job: Job, now: float) -> list[Path]:
         """Inside a job's transaction: end its resource if the job has just failed or been cancelled
         (appliance.jobs.finalize); returns the files to remove after COMMIT."""
         ending = resource_ending(job, now)
         if ending is None:
             return []
         resource, statement = ending
-        rows = await self.db.execute_fetchall(*statement)
+        rows = await conn.execute_fetchall(*statement)
         events, paths = resource.ended(list(rows), self._data_dir, now)
         for event in events:
-            await self.db.execute(*event)
+            await conn.execute(*event)
         return paths
-
-    async def _rollback(self) -> None:
-        # SQLite may already have rolled back on its own (SQLITE_FULL at COMMIT does); a ROLLBACK then
-        # fails, and that must not hide the error that caused it.
-        try:
-            await self.db.execute("ROLLBACK")
-        except sqlite3.OperationalError:
-            pass
 
     async def create(self, kind_name: str, params: msgspec.Struct, target: tuple[str, str] | None = None, *,
                      within: Within | None = None) -> Job:
@@ -115,7 +101,7 @@ class AsyncJobStore:
         job's resource rows in the same transaction; it uses ``db`` directly (the write lock is held)
         and may raise (an AppError, say) to create nothing."""
         kind = get_kind(kind_name)
-        if kind.params is not None and not isinstance(params, kind.params):
+        if not isinstance(params, kind.params):
             raise TypeError(f"{kind_name} takes {kind.params.__name__}, not {type(params).__name__}")
         encoded: dict[str, Any] = msgspec.to_builtins(params)
         if self.memory is not None:
@@ -128,9 +114,8 @@ class AsyncJobStore:
         return job
 
     async def find(self, job_id: str) -> Job | None:
-        async with self.db.execute(*sql.get_job(job_id)) as cur:
-            row = await cur.fetchone()
-        return job_from_row(row) if row else None
+        row = await self.db.one(sql.get_job(job_id))
+        return job_record(row) if row else None
 
     async def get(self, job_id: str) -> Job:
         job = await self.find(job_id)
@@ -145,9 +130,9 @@ class AsyncJobStore:
         if cached is not None and cached[0] == version:
             return cached[1]
         rows_q, count_q = sql.list_jobs(statuses, kind, page, limit)
-        rows = await self.db.execute_fetchall(*rows_q)
-        total = (await self.db.execute_fetchall(*count_q))[0][0]
-        result = ([job_from_row(row) for row in rows], total)
+        rows = await self.db.all(rows_q)
+        total = await self.db.scalar(count_q)
+        result = ([job_record(row) for row in rows], total)
         if len(self._list_cache) >= LIST_CACHE_ENTRIES:
             self._list_cache.clear()
         self._list_cache[key] = (version, result)
@@ -158,16 +143,13 @@ class AsyncJobStore:
         job = await self.get(job_id)
         if job.status != "running":
             raise Conflict(f"Job {job_id} is {job.status}, not running", details={"status": job.status})
-        async with self._write_lock:
-            await self.db.execute(*sql.request_control(job_id, control, ("running",), time.time()))
+        await self.db.write(sql.request_control(job_id, control, ("running",), time.time()))
         return await self.get(job_id)
 
     async def resume(self, job_id: str, *, within: Within | None = None) -> Job:
         """Queue a paused job again; its handler picks up from its own checkpoint."""
         now = time.time()
-        job = await self._change(job_id, (
-            "UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
-            " WHERE id = ? AND status = 'paused'", (now, job_id)), now, within=within, enqueue=True)
+        job = await self._change(job_id, sql.resume(job_id, now), now, within=within, enqueue=True)
         if job is None:
             current = await self.get(job_id)
             raise Conflict(f"Job {job_id} is {current.status}, not paused", details={"status": current.status})
@@ -179,16 +161,12 @@ class AsyncJobStore:
             raise Conflict(f"Job {job_id} is already {job.status}", details={"status": job.status})
         now = time.time()
         if job.status in ("queued", "paused"):
-            cancelled = await self._change(job_id, (
-                "UPDATE jobs SET status = 'cancelled', control = NULL, finished_at = ?, updated_at = ?,"
-                " message = 'Cancelled before it started' WHERE id = ? AND status IN ('queued', 'paused')",
-                (now, now, job_id)), now)
+            cancelled = await self._change(job_id, sql.cancel_waiting(job_id, now), now)
             if cancelled is not None:
                 return cancelled
         # Running (or it started meanwhile): ask the worker, then wait briefly for it to take effect
         # so a curl user sees the final state in the answer.
-        async with self._write_lock:
-            await self.db.execute(*sql.request_control(job_id, "cancel", ("running",), now))
+        await self.db.write(sql.request_control(job_id, "cancel", ("running",), now))
         deadline = time.monotonic() + CANCEL_WAIT_S
         while time.monotonic() < deadline:
             job = await self.get(job_id)

@@ -40,7 +40,6 @@ class JobContext:
                  topic: str, *, settings: Settings, db: Database, memory: MemoryManager,
                  min_progress_interval_s: float = 0.1):
         self.job = job
-        self.params = job.params  # TRANSITIONAL: removed once every kind declares its params Struct
         self.topic = topic
         self.settings = settings
         self.layout = DataLayout(settings.data_dir)

@@ -41,6 +41,9 @@ class Job(msgspec.Struct):
     started_at: str | None
     finished_at: str | None
     updated_at: str
+    # What the API allows now ("cancel", "pause", "resume", "stop", "save_checkpoint"), so clients do
+    # not re-derive the rules from the status.
+    actions: list[str] = msgspec.field(default_factory=list)
 
 
 class Event(msgspec.Struct):
@@ -55,7 +58,12 @@ class Event(msgspec.Struct):
 _json_decode = msgspec.json.decode
 
 
-def job_from_row(row: sqlite3.Row) -> Job:
+def _required_iso(ts: float) -> str:
+    """A NOT NULL timestamp column as ISO text (iso() also takes the nullable ones)."""
+    return iso(ts) or ""
+
+
+def job_from_row(row: sqlite3.Row, actions: list[str] | None = None) -> Job:
     error = JobError(row["error_code"], row["error_message"] or "") if row["error_code"] else None
     target = JobTarget(row["target_type"], row["target_id"]) if row["target_type"] else None
     return Job(
@@ -70,10 +78,11 @@ def job_from_row(row: sqlite3.Row) -> Job:
         error=error,
         target=target,
         attempts=row["attempts"],
-        created_at=iso(row["created_at"]),
+        created_at=_required_iso(row["created_at"]),
         started_at=iso(row["started_at"]),
         finished_at=iso(row["finished_at"]),
-        updated_at=iso(row["updated_at"]),
+        updated_at=_required_iso(row["updated_at"]),
+        actions=actions or [],
     )
 
 
@@ -84,5 +93,5 @@ def event_from_row(row: sqlite3.Row) -> Event:
         type=row["type"],
         job_id=row["job_id"],
         data=_json_decode(row["data"]),
-        created_at=iso(row["created_at"]),
+        created_at=_required_iso(row["created_at"]),
     )

@@ -16,6 +16,7 @@ import msgspec
 
 from appliance.config import Settings
 from appliance.data.database import Database
+from appliance.data.layout import DataLayout
 from appliance.errors import AppError
 from appliance.jobs import torch_threads
 from appliance.jobs.context import JobContext, JobInterrupted
@@ -37,43 +38,27 @@ MEMORY_RETRY_DELAY_S = 0.5
 
 @dataclass
 class Runtime:
+    """Everything a job's run needs from its worker, handed in (JobContext takes its doors from here)."""
     settings: Settings
     store: JobStore
     queue: JobQueue
+    memory: MemoryManager  # the worker's one memory budget (JobContext.memory)
+    db: Database  # the handlers' door to the database (JobContext.db)
     running: dict[str, JobContext] = field(default_factory=dict)
     heavy_slot: threading.Lock = field(default_factory=threading.Lock)
     lock: threading.Lock = field(default_factory=threading.Lock)
     shutting_down: threading.Event = field(default_factory=threading.Event)
-    memory: MemoryManager | None = None
-    db: Database | None = None  # the handlers' door to the database (JobContext.db)
+
+    @property
+    def layout(self) -> DataLayout:
+        return DataLayout(self.settings.data_dir)
 
 
-_runtime: Runtime | None = None
-
-
-def install(runtime: Runtime) -> None:
-    global _runtime
-    _runtime = runtime
-
-
-def runtime() -> Runtime:
-    if _runtime is None:
-        raise RuntimeError("job runtime not installed: jobs run only inside `mistudio worker`")
-    return _runtime
-
-
-def memory_manager() -> MemoryManager:
-    rt = runtime()
-    if rt.memory is None:
-        rt.memory = MemoryManager.from_settings(rt.settings)
-    return rt.memory
-
-
-def execute(job_id: str) -> None:
-    rt = runtime()
+def execute(rt: Runtime, job_id: str) -> None:
+    """The queue's task body in the worker (JobQueue.serve): run job ``job_id`` if it is still queued."""
     job = rt.store.get(job_id) or rt.store.get_settled(job_id)
     if job is None or job.status != "queued":
-        if rt.memory is not None and (job is None or job.status in FINAL_STATUSES):
+        if job is None or job.status in FINAL_STATUSES:
             rt.memory.forget(job_id)  # cancelled while it waited for memory: it gives up its place in line
         return  # cancelled before it started, a duplicate delivery, or a job whose creation rolled back
     kind = KINDS.get(job.kind)
@@ -83,7 +68,7 @@ def execute(job_id: str) -> None:
     if rt.shutting_down.is_set():
         rt.queue.enqueue(job_id, kind.lane)
         return
-    if kind.lane == "interactive" and not memory_manager().ready(job_id):
+    if kind.lane == "interactive" and not rt.memory.ready(job_id):
         rt.queue.enqueue(job_id, kind.lane, delay=MEMORY_RETRY_DELAY_S)  # still no memory: not started again
         return
     heavy = kind.lane == "heavy"
@@ -110,8 +95,8 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         progress_type=kind.progress_type,
         topic=topic,
         settings=rt.settings,
-        db=rt.db or Database(rt.settings.db_path),
-        memory=memory_manager(),
+        db=rt.db,
+        memory=rt.memory,
     )
     ctx.defer_memory_wait = kind.lane == "interactive"
     with rt.lock:
@@ -122,12 +107,9 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
     threads = rt.settings.torch_threads
     torch_threads.apply(threads)  # once a job has loaded torch (appliance.jobs.torch_threads)
     try:
-        handler = kind.load_handler()
-        if kind.params is None:
-            result = handler(ctx)
-        else:
-            # The API encoded this Struct; decoding it again is the contract's check on this side.
-            result = handler(ctx, msgspec.convert(job.params, kind.params))
+        # The API encoded this Struct; decoding it again is the contract's check on this side.
+        params = msgspec.convert(job.params, kind.params)
+        result = kind.load_handler()(ctx, params)
     except JobInterrupted as stop:
         _interrupted(rt, job_id, kind, stop.control)
     except MemoryBusy as busy:
@@ -181,6 +163,6 @@ def _cleanup(kind: JobKind, rt: Runtime, job_id: str) -> None:
         return
     job = rt.store.get(job_id)
     try:
-        cleanup(job)
+        cleanup(job, msgspec.convert(job.params, kind.params), rt.layout, rt.db)
     except Exception:  # noqa: BLE001
         log.exception("cleanup of job %s failed", job_id)

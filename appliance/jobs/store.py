@@ -1,19 +1,21 @@
-"""Synchronous job/event writes for the worker and the CLI (the API has its async twin in api/)."""
+"""Synchronous job/event writes for the worker and the CLI (the API has its async twin,
+appliance.jobs.async_store). The statements are the data-access layer's (appliance.data.jobs,
+appliance.data.events); this module says which commit together."""
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from appliance.data import connect_sync
+from appliance.data import events as event_sql
 from appliance.data import jobs as sql
+from appliance.data.database import Database, Query
+from appliance.data.endings import RESOURCES
 from appliance.data.redact import scrub
 from appliance.jobs import finalize
-from appliance.jobs.records import Job, job_from_row
-from appliance.jobs.registry import resource_ending
+from appliance.jobs.records import Job
+from appliance.jobs.registry import job_record, resource_ending
 
 
 def job_topic(job_id: str) -> str:
@@ -21,54 +23,39 @@ def job_topic(job_id: str) -> str:
 
 
 class JobStore:
-    """One SQLite connection per thread; every state change and its event commit together."""
+    """Every state change of a job and its ``job.updated`` event commit together. One connection per
+    thread (the Database door), so the supervisor and the job threads can share one store."""
 
-    def __init__(self, db_path: Path):
-        self.db_path = db_path
-        self._local = threading.local()
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = connect_sync(self.db_path)
-        return conn
+    def __init__(self, db: Database | Path):
+        self.db = db if isinstance(db, Database) else Database(db)
+        self._data_dir = self.db.path.parent
 
     def get(self, job_id: str) -> Job | None:
-        row = self.conn.execute(*sql.get_job(job_id)).fetchone()
-        return job_from_row(row) if row else None
+        row = self.db.one(sql.get_job(job_id))
+        return job_record(row) if row else None
 
     def get_settled(self, job_id: str) -> Job | None:
         """The job once any write in progress has committed or rolled back. The API sends a new job's
         task before its transaction commits (AsyncJobStore._change), so a task can arrive while its row
         is still being written, or for a row that never will be: taking the write lock waits for that."""
-        conn = self.conn
+        conn = self.db.conn
         conn.execute("BEGIN IMMEDIATE")
         try:
             return self.get(job_id)
         finally:
             conn.execute("ROLLBACK")
 
-    def _transition(self, job_id: str, assignments: str, params: tuple[Any, ...], where: str = "") -> Job | None:
-        """Apply an UPDATE and publish the new job state as ``job.updated``, atomically."""
-        now = time.time()
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            cur = conn.execute(f"UPDATE jobs SET {assignments}, updated_at = ? WHERE id = ?{where}",
-                               (*params, now, job_id))
-            if cur.rowcount == 0:
-                conn.execute("ROLLBACK")
+    def _transition(self, job_id: str, statement: Query, now: float) -> Job | None:
+        """Apply ``statement`` and publish the new job state as ``job.updated``, atomically; None if the
+        job was not in the state the statement starts from."""
+        with self.db.transaction() as conn:
+            if conn.execute(*statement).rowcount == 0:
                 return None
-            job = job_from_row(conn.execute(*sql.get_job(job_id)).fetchone())
-            conn.execute(*sql.insert_event(job_topic(job_id), "job.updated", job, job_id, True, now))
+            job = job_record(conn.execute(*sql.get_job(job_id)).fetchone())
+            conn.execute(*event_sql.insert(job_topic(job_id), "job.updated", job, job_id, True, now))
             ended = self._end_resource(job, now)
-            conn.execute("COMMIT")
-            finalize.remove(ended)
-            return job
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        finalize.remove(ended)
+        return job
 
     def _end_resource(self, job: Job, now: float) -> list[Path]:
         """Inside a job's transaction: end its resource if the job has just failed or been cancelled
@@ -77,95 +64,81 @@ class JobStore:
         if ending is None:
             return []
         resource, statement = ending
-        rows = self.conn.execute(*statement).fetchall()
-        events, paths = resource.ended(rows, self.db_path.parent, now)
+        conn = self.db.conn
+        rows = conn.execute(*statement).fetchall()
+        events, paths = resource.ended(rows, self._data_dir, now)
         for event in events:
-            self.conn.execute(*event)
+            conn.execute(*event)
         return paths
 
     def sweep_resources(self, now: float) -> list[str]:
         """End every resource left in an in-progress state with no live job (worker start); returns
         what was ended, for the log."""
-        conn, found, paths = self.conn, [], []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for resource in finalize.RESOURCES:
+        found: list[str] = []
+        paths: list[Path] = []
+        with self.db.transaction() as conn:
+            for resource in RESOURCES:
                 rows = conn.execute(*resource.sweep(now)).fetchall()
-                events, removed = resource.ended(rows, self.db_path.parent, now)
+                events, removed = resource.ended(rows, self._data_dir, now)
                 for event in events:
                     conn.execute(*event)
                 paths += removed
                 found += [f"{resource.table} {row[resource.id_column]}" for row in rows]
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         finalize.remove(paths)
         return found
 
     def start(self, job_id: str) -> Job | None:
         """queued -> running; None if the job is no longer queued (cancelled, or already taken)."""
-        return self._transition(
-            job_id, "status = 'running', started_at = ?, attempts = attempts + 1, control = NULL,"
-            " error_code = NULL, error_message = NULL", (time.time(),), " AND status = 'queued'")
+        now = time.time()
+        return self._transition(job_id, sql.start(job_id, now), now)
 
     def finish(self, job_id: str, status: str, *, result: Any = None, error: tuple[str, str] | None = None,
                message: str | None = None) -> Job | None:
-        code, text = error if error else (None, None)
         # An error is often an upstream's own words, which may quote a secret it was sent.
-        result, text, message = scrub(result), scrub(text), scrub(message)
-        progress = ", progress = 1" if status == "completed" else ""
-        return self._transition(
-            job_id,
-            f"status = ?, finished_at = ?, control = NULL, result = ?, error_code = ?, error_message = ?,"
-            f" message = coalesce(?, message){progress}",
-            (status, time.time(), sql.encode(result) if result is not None else None, code, text, message))
+        result, message = scrub(result), scrub(message)
+        error = (error[0], scrub(error[1])) if error else None
+        now = time.time()
+        encoded = sql.encode(result) if result is not None else None
+        return self._transition(job_id, sql.finish(job_id, status, encoded, error, message, now), now)
 
     def requeue(self, job_id: str, message: str) -> Job | None:
-        return self._transition(job_id, "status = 'queued', control = NULL, message = ?", (message,))
+        now = time.time()
+        return self._transition(job_id, sql.requeue(job_id, message, now), now)
 
     def set_status(self, job_id: str, status: str, message: str) -> Job | None:
-        return self._transition(job_id, "status = ?, control = NULL, message = ?", (status, message))
+        now = time.time()
+        return self._transition(job_id, sql.set_status(job_id, status, message, now), now)
 
     def report(self, job_id: str, progress: float, message: str) -> None:
-        self.conn.execute("UPDATE jobs SET progress = ?, message = ?, updated_at = ? WHERE id = ?",
-                          (progress, scrub(message), time.time(), job_id))
+        self.db.execute(sql.report(job_id, progress, scrub(message), time.time()))
 
     def emit(self, topic: str, type_: str, data: Any, job_id: str | None = None, durable: bool = True) -> None:
-        self.conn.execute(*sql.insert_event(topic, type_, scrub(data), job_id, durable, time.time()))
+        self.db.execute(event_sql.insert(topic, type_, scrub(data), job_id, durable, time.time()))
 
     def jobs_with_status(self, *statuses: str) -> list[Job]:
-        marks = ",".join("?" * len(statuses))
-        rows = self.conn.execute(f"SELECT * FROM jobs WHERE status IN ({marks}) ORDER BY created_at", statuses)
-        return [job_from_row(row) for row in rows]
+        return [job_record(row) for row in self.db.all(sql.with_status(*statuses))]
+
+    def queued_before(self, cutoff: float) -> list[tuple[str, str]]:
+        """(id, kind) of the jobs queued at or before ``cutoff``."""
+        return [(row["id"], row["kind"]) for row in self.db.all(sql.queued_before(cutoff))]
 
     def controls(self, job_ids: list[str]) -> dict[str, str]:
         if not job_ids:
             return {}
-        marks = ",".join("?" * len(job_ids))
-        rows = self.conn.execute(
-            f"SELECT id, control FROM jobs WHERE id IN ({marks}) AND control IS NOT NULL", job_ids)
-        return {row["id"]: row["control"] for row in rows}
+        return {row["id"]: row["control"] for row in self.db.all(sql.controls(job_ids))}
 
     def clear_control(self, job_id: str, control: str) -> None:
         """Forget a control the handler has been given (a "save now" is taken once)."""
-        self.conn.execute("UPDATE jobs SET control = NULL WHERE id = ? AND control = ?", (job_id, control))
+        self.db.execute(sql.clear_control(job_id, control))
 
     def request_control(self, job_id: str, control: str, statuses: tuple[str, ...]) -> bool:
-        return self.conn.execute(*sql.request_control(job_id, control, statuses, time.time())).rowcount > 0
+        return self.db.execute(sql.request_control(job_id, control, statuses, time.time())) > 0
 
     def cancel_queued(self, job_id: str) -> Job | None:
-        return self._transition(
-            job_id, "status = 'cancelled', control = NULL, finished_at = ?, message = 'Cancelled before it started'",
-            (time.time(),), " AND status IN ('queued', 'paused')")
+        now = time.time()
+        return self._transition(job_id, sql.cancel_waiting(job_id, now), now)
 
     def thin_events(self, older_than_s: float, keep_every: int = 10) -> int:
         """Retention: old progress events are thinned to one in ``keep_every`` per topic and type
         (always keeping the newest); lifecycle (durable) events are kept."""
-        cutoff = time.time() - older_than_s
-        cur = self.conn.execute(
-            "DELETE FROM events WHERE id IN (SELECT id FROM ("
-            " SELECT id, row_number() OVER (PARTITION BY topic, type ORDER BY id DESC) AS rn"
-            " FROM events WHERE durable = 0 AND created_at < ?) WHERE rn > 1 AND rn % ? != 1)",
-            (cutoff, keep_every))
-        return cur.rowcount
+        return self.db.execute(event_sql.thin(time.time() - older_than_s, keep_every))

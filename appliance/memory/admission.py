@@ -1,4 +1,4 @@
-"""The worker's memory manager: one budget for all jobs on a unified-memory device (DECISIONS §6).
+"""The worker's memory manager: one budget for all jobs on a unified-memory device (docs/ARCHITECTURE.md, "Memory is admitted").
 
 Jobs say what they need (:class:`Estimate`) before they start; the manager admits them, makes them
 wait while other jobs hold memory, or refuses at once, with a suggestion, what can never fit. It

@@ -15,7 +15,14 @@ from typing import Any
 import msgspec
 
 from appliance.contracts.hyperparameters import Hyperparameters
-from appliance.memory.admission import MB, Estimate, MemoryManager, estimate_activations, estimate_model, estimate_sae_training
+from appliance.memory.admission import (
+    MB,
+    Estimate,
+    MemoryManager,
+    estimate_activations,
+    estimate_model,
+    estimate_sae_training,
+)
 
 
 def _model(params: dict[str, Any]) -> dict[str, int]:

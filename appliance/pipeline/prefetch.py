@@ -61,7 +61,7 @@ class Prefetched(Iterator[T]):
         if isinstance(item, BaseException):
             self._done = True
             raise item
-        return item  # type: ignore[return-value]
+        return item
 
     def close(self) -> None:
         self._done = True

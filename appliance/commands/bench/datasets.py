@@ -19,10 +19,21 @@ import json
 import random
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 import httpx
 
-from appliance.commands.bench.harness import Appliance, BenchError, Figure, finish, machine_lines, percentile, progress, section
+from appliance.commands.bench.harness import (
+    Appliance,
+    BenchError,
+    Figure,
+    finish,
+    machine_lines,
+    percentile,
+    progress,
+    section,
+)
 
 WORDS = ("the cat dog bird model layer feature sparse token attention residual neuron circuit steering "
          "vector latent dictionary activation gradient memory device jetson orin train loss").split()
@@ -67,12 +78,11 @@ def _wait(client: httpx.Client, response: httpx.Response, what: str) -> dict:
     return job
 
 
-def _bare_tokenize(path, settings: dict) -> float:
-    from appliance.config import get_settings
+def _bare_tokenize(path: Path, settings: dict[str, Any], data_dir: Path) -> float:
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
 
     config = TokenizeSettings(**settings)
-    tokenizer = load_tokenizer(config.tokenizer, get_settings().data_dir, config)
+    tokenizer = load_tokenizer(config.tokenizer, data_dir, config)
     texts = [json.loads(line)["text"] for line in path.open()]
     started = time.perf_counter()
     for start in range(0, len(texts), 1000):
@@ -126,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
         tokenize_s = _ts(job["finished_at"]) - _ts(job["started_at"])
         tokens = job["result"]["total_tokens"]
         progress("bare encode_batch of the same texts in this process")
-        bare_tokenize_s = _bare_tokenize(path, settings)
+        bare_tokenize_s = _bare_tokenize(path, settings, app.data_dir)
     figures = [
         latency_figure(f"search p95 over {n:,} samples", latencies, failed_searches, 50, f"{len(queries)} queries"),
         latency_figure("browse page p95", browse, failed_pages, 50, "deep pages, no search"),

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 
 from appliance.commands.bench.harness import (
     Appliance,
@@ -32,6 +34,8 @@ from appliance.commands.bench.harness import (
     wait_demo,
     wait_job,
 )
+from appliance.contracts.params.activations import ExtractParams
+from appliance.data.layout import DataLayout
 
 CONTEXT = 128
 BATCH = 16
@@ -61,23 +65,20 @@ def _tokenize(client: httpx.Client, dataset: dict[str, Any]) -> None:
     wait_job(client, response.json()["data"]["job_id"])
 
 
-def _batches(params: Any, data_dir: Any) -> list[list[list[int]]]:
+def _batches(params: ExtractParams, data_dir: Path) -> list[list[list[int]]]:
     """The token batches a job with ``params`` runs, read by its own code (the stored tokenization, or
     the tokenizer, cut to the context length) and skipped where it skips them."""
     from appliance.pipeline.activations.extract import token_batches
 
-    return [batch for _, batch in token_batches(params, data_dir) if any(batch)]
+    return [batch for _, batch in token_batches(params, DataLayout(data_dir)) if any(batch)]
 
 
-def _params(job: dict[str, Any], **changes: Any) -> Any:
-    import msgspec
-
-    from appliance.pipeline.activations.extract import ExtractParams
-
+def _params(job: dict[str, Any], **changes: Any) -> ExtractParams:
+    """The job's own parameters, as its handler received them."""
     return msgspec.structs.replace(msgspec.convert(job["params"], ExtractParams), **changes)
 
 
-def _floor(params: Any, batches: list[list[list[int]]]) -> tuple[float, int]:
+def _floor(params: ExtractParams, batches: list[list[list[int]]]) -> tuple[float, int]:
     """(seconds, tokens) of the floor's pass over ``batches`` (see the module's docstring)."""
     import torch
 
@@ -86,7 +87,7 @@ def _floor(params: Any, batches: list[list[list[int]]]) -> tuple[float, int]:
 
     model = load(params.model_path, params.precision)
     device = next(model.parameters()).device
-    handle = stop_after(model, max(p["layer"] for p in params.hook_points))
+    handle = stop_after(model, max(p.layer for p in params.hook_points))
     try:
         padded = [pad(batch) for batch in batches]
         tokens = sum(int(mask.sum()) for _, mask in padded)
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     jobs: list[dict[str, Any]] = []
     floors: list[tuple[float, int]] = []
     errors: list[str] = []
-    params = None
+    params: ExtractParams | None = None
     with Appliance(extra_env=env) as app:
         client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
         dataset, model = wait_demo(client)

@@ -25,8 +25,8 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -43,33 +43,40 @@ from appliance.commands.bench.harness import (
     train_sae,
     wait_demo,
 )
+from appliance.data import features, trainings
+from appliance.data.database import Database
+from appliance.data.layout import DataLayout
+from appliance.data.statements import update
 
 CONTEXT = 128
 BROWSER_FEATURES = 32_768
 TARGET = 0.7
 TURN_BATCHES = 8  # batches one side runs before the other takes its turn
 WORDS = "the of def class return import value error file path list string token model layer".split()
+SORTS = ("frequency", "max_activation", "interpretability", "index", "name")
 
 
 class _Sides:
     """The model, the SAE and the token batches both sides run, loaded as the job loads them."""
 
-    def __init__(self, job: dict[str, Any], data_dir: Any):
+    def __init__(self, job: dict[str, Any], data_dir: Path):
         import msgspec
 
+        from appliance.contracts.params.features import ExtractParams
         from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
-        from appliance.pipeline.features.extract import FeatureParams, eval_texts, token_batches
+        from appliance.pipeline.features.extract import eval_texts, token_batches
         from appliance.pipeline.models.loading import load
         from appliance.pipeline.sae.io.saelens import load_folder
 
-        self.params = params = msgspec.convert(job["params"], FeatureParams)
+        layout = DataLayout(data_dir)
+        self.params = params = msgspec.convert(job["params"], ExtractParams)
         self.model = load(params.model_path, params.precision)
         self.device = next(self.model.parameters()).device
-        sae, _ = load_folder(data_dir / "trainings" / params.training_id / "export")
+        sae, _ = load_folder(layout.export(params.training_id))
         self.sae = sae.to(self.device)
         tokenizer = load_tokenizer(params.tokenizer, data_dir, TokenizeSettings(
             tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"))
-        self.batches = list(token_batches(tokenizer, eval_texts(data_dir, params.dataset_id, params.eval_samples),
+        self.batches = list(token_batches(tokenizer, eval_texts(layout, params.dataset_id, params.eval_samples),
                                           params.batch_size))
 
     def _synchronize(self) -> None:
@@ -87,7 +94,7 @@ class _Sides:
         is timed from its construction to its finished arrays."""
         from appliance.pipeline.features.extract import FeaturePass, encode_batch
 
-        name = self.params.hook_point["name"]
+        name = self.params.hook_point.name
         pass_s = floor_s = 0.0
         floor_tokens = 0
         self._synchronize()
@@ -133,15 +140,9 @@ def _pass_and_floor(sides: _Sides, repeats: int) -> tuple[list[tuple[float, int]
 
 
 def _fill_browser(app: Appliance, training_id: str, model_id: str) -> None:
+    """A finished SAE of ``BROWSER_FEATURES`` synthetic features, written straight to the database."""
     rng = random.Random(0)
-    conn = sqlite3.connect(app.data_dir / "mistudio.db")
     now = time.time()
-    conn.execute("INSERT INTO trainings (id, model_id, dataset_id, layer, hook_type, encoder_type, config, status,"
-                 " total_steps, created_at, updated_at) VALUES (?, ?, '', 0, 'residual', 'topk', '{}', 'completed',"
-                 " 0, ?, ?)", (training_id, model_id, now, now))
-    conn.execute("INSERT INTO feature_extractions (training_id, status, config, summary, created_at, updated_at)"
-                 " VALUES (?, 'ready', '{\"tokenizer\": \"demo\", \"context_length\": 128}', '{}', ?, ?)",
-                 (training_id, now, now))
     rows, details = [], []
     for i in range(BROWSER_FEATURES):
         top = rng.sample(WORDS, 3)
@@ -151,13 +152,19 @@ def _fill_browser(app: Appliance, training_id: str, model_id: str) -> None:
         rows.append((training_id, i, rng.random() ** 3, rng.random() * 10, rng.random(), rng.randint(0, 500), label,
                      rng.random(), " ".join([label, *top]).lower(), int(rng.random() < 0.01)))
         details.append((training_id, i, "[]", json.dumps([[t, 3] for t in top]), "{}", example))
-    conn.executemany("INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation,"
-                     " active_samples, auto_label, score, search_text, is_favorite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     rows)
-    conn.executemany("INSERT INTO feature_details (training_id, idx, histogram, top_tokens, logit_lens, example)"
-                     " VALUES (?, ?, ?, ?, ?, ?)", details)
-    conn.commit()
-    conn.close()
+    db = Database(DataLayout(app.data_dir).db)
+    try:
+        with db.transaction() as conn:
+            conn.execute(*trainings.insert(training_id, model_id=model_id, dataset_id="", activation_id=None, layer=0,
+                                           hook_type="residual", encoder_type="topk", config={}, total_steps=0,
+                                           now=now))
+            conn.execute(*update("trainings", training_id, {"status": "completed"}, now=now))
+            conn.execute(*features.insert_ready_extraction(
+                training_id, json.dumps({"tokenizer": "demo", "context_length": CONTEXT}), "{}", now))
+            conn.executemany(*features.insert_browsable(rows))
+            conn.executemany(*features.insert_details(details))
+    finally:
+        db.close()
 
 
 def _token_problem(summary: dict[str, Any], passes: list[tuple[float, int]],
@@ -246,10 +253,9 @@ def run(args: argparse.Namespace) -> int:
         base = f"/api/training/{browse_id}/features"
         queries = {
             "search": [{"search": w} for w in WORDS] + [{"search": "fires on 'def'"}, {"search": "#1234"}],
-            "sort": [{"sort_by": s, "order": o} for s in ("frequency", "max_activation", "interpretability", "index", "name")
-                     for o in ("asc", "desc")],
-            "filter": [{"favorites_only": "true"}, {"min_frequency": "0.1"}, {"min_frequency": "0.01", "max_frequency": "0.2",
-                                                                             "sort_by": "interpretability"}],
+            "sort": [{"sort_by": s, "order": o} for s in SORTS for o in ("asc", "desc")],
+            "filter": [{"favorites_only": "true"}, {"min_frequency": "0.1"},
+                       {"min_frequency": "0.01", "max_frequency": "0.2", "sort_by": "interpretability"}],
             "deep page": [{"page": str(p), "limit": "50"} for p in (10, 100, 300, 600)],
         }
         for kind, params_list in queries.items():

@@ -58,7 +58,8 @@ def _run_once(model: object, prompt: list[int], intervention: object) -> float:
     return out["timing"]["total_ms"] / max(1, out["timing"]["generated_tokens"])
 
 
-def _paired(model: object, prompt: list[int], repeats: int, intervention: object, module: object) -> tuple[float, float]:
+def _paired(model: object, prompt: list[int], repeats: int, intervention: object,
+            module: object) -> tuple[float, float]:
     """(unsteered, steered) ms per token, each the best of ``repeats`` runs taken in alternation, so
     drifts of the machine (clocks, other load) hit both alike. Unsteered runs have no hook at all."""
     _run_once(model, prompt, _NoIntervention())  # warm-up
@@ -183,5 +184,5 @@ def run(args: argparse.Namespace) -> int:
     figures += _model_figures("GPT-2-small size", _gpt2_small(), repeats)
     if not getattr(args, "no_api", False):
         figures += _appliance_figures()
-    return finish("steering", figures, settings={"threads": threads, "repeats": repeats, "tokens": TOKENS, "torch": torch.__version__,
-                                                "api": not getattr(args, "no_api", False)})
+    return finish("steering", figures, settings={"threads": threads, "repeats": repeats, "tokens": TOKENS,
+                                                "torch": torch.__version__, "api": not getattr(args, "no_api", False)})

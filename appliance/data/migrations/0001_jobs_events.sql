@@ -1,4 +1,4 @@
--- Jobs are the truth about long operations; Huey is only the transport (DECISIONS §3).
+-- Jobs are the truth about long operations; Huey is only the transport (docs/ARCHITECTURE.md).
 CREATE TABLE jobs (
     id            TEXT PRIMARY KEY,
     kind          TEXT NOT NULL,

@@ -1,4 +1,4 @@
--- Datasets: the rows live here, the data as Arrow files under datasets/<id>/ (DECISIONS §5).
+-- Datasets: the rows live here, the data as Arrow files under datasets/<id>/: SQLite holds what is queried, Arrow what is streamed.
 CREATE TABLE datasets (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,

@@ -14,17 +14,21 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from appliance.config import get_settings
-from appliance.data.rows import update_row
-from appliance.errors import AppError, ValidationError
+from appliance.data.database import Database
+from appliance.jobs.records import Job
+from appliance.contracts.params.activations import ExtractParams
+from appliance.contracts.params.models import HookPoint
+from appliance.data import activation_sets
+from appliance.data.jobs import insert_event
+from appliance.data.layout import DataLayout
+from appliance.errors import InsufficientStorage, ValidationError
 from appliance.jobs.context import JobContext
-from appliance.jobs.runner import memory_manager
 from appliance.memory.admission import Estimate, estimate_activations, estimate_model
 from appliance.pipeline.models.architecture import block_output, find_layers, first_input
 from appliance.pipeline.models.loading import load
@@ -41,39 +45,25 @@ def _stop(*_: Any) -> None:
     raise _Stop
 
 
-class InsufficientStorage(AppError):
-    code = "INSUFFICIENT_STORAGE"
-    status_code = 507
+def partial_dir(layout: DataLayout, activation_id: str) -> Path:
+    """Where a set is written until it is complete (then renamed to its own folder)."""
+    final = layout.activations(activation_id)
+    return final.with_name(final.name + ".partial")
 
 
-class ExtractParams(msgspec.Struct):
-    activation_id: str
-    model_id: str
-    model_path: str
-    precision: str
-    tokenizer: str
-    dataset_id: str
-    hook_points: list[dict[str, Any]]  # the model's hook points chosen (name, module, layer, type)
-    d_model: int
-    parameters: int
-    batch_size: int = 8
-    max_samples: int | None = 1000
-    context_length: int = 128
+def as_hook_point(point: HookPoint | Mapping[str, Any]) -> HookPoint:
+    """The typed hook point; callers in other stages still hold the architecture's stored dicts."""
+    return point if isinstance(point, HookPoint) else msgspec.convert(point, HookPoint)
 
 
-def set_dir(data_dir: Path, activation_id: str) -> Path:
-    return data_dir / "activations" / activation_id
-
-
-def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[int], list[list[int]]]]:
+def token_batches(params: ExtractParams, layout: DataLayout) -> Iterator[tuple[list[int], list[list[int]]]]:
     """(sample indices, token ids) per batch: from the dataset's stored tokenization with this
     tokenizer when there is one, else tokenized here; cut to ``context_length``."""
     from datasets import Dataset, load_from_disk
 
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
 
-    root = data_dir / "datasets" / params.dataset_id
-    stored = root / "tokenized" / params.tokenizer / "data.arrow"
+    stored = layout.tokenized_arrow(params.dataset_id, params.tokenizer)
     limit = params.max_samples
     if stored.is_file():
         data = Dataset.from_file(str(stored))
@@ -83,9 +73,9 @@ def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[
             yield (list(range(start, start + len(rows["length"]))),
                    [ids[:min(n, params.context_length)] for ids, n in zip(rows["input_ids"], rows["length"])])
         return
-    texts = load_from_disk(str(root / "arrow"))
+    texts = load_from_disk(str(layout.dataset_arrow(params.dataset_id)))
     count = min(len(texts), limit or len(texts))
-    tokenizer = load_tokenizer(params.tokenizer, data_dir,
+    tokenizer = load_tokenizer(params.tokenizer, layout.root,
                                TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
                                                 padding="do_not_pad"))
     for start in range(0, count, params.batch_size):
@@ -94,11 +84,12 @@ def token_batches(params: ExtractParams, data_dir: Path) -> Iterator[tuple[list[
         yield list(range(start, start + len(batch))), [e.ids for e in encodings]
 
 
-def attach_capture(module: Any, point: dict[str, Any], captured: dict[str, Any]) -> Any:
+def attach_capture(module: Any, point: HookPoint | Mapping[str, Any], captured: dict[str, Any]) -> Any:
     """Store the hook point's tensor in ``captured[name]`` on each forward pass: the module's output,
     or its input for input points (``mlp_in``)."""
-    name = point["name"]
-    if point.get("input"):
+    point = as_hook_point(point)
+    name = point.name
+    if point.input:
         return module.register_forward_pre_hook(
             lambda _m, args, kwargs: captured.__setitem__(name, first_input(args, kwargs)), with_kwargs=True)
     return module.register_forward_hook(lambda _m, _i, out: captured.__setitem__(name, block_output(out)))
@@ -142,13 +133,14 @@ class Capture:
     Nothing after the deepest hooked block is needed, so the forward pass stops there (no later
     layers, no vocabulary projection), as SAELens' ``stop_at_layer`` does."""
 
-    def __init__(self, model: Any, points: list[dict[str, Any]]):
+    def __init__(self, model: Any, points: list[HookPoint] | list[Mapping[str, Any]]):
+        typed = [as_hook_point(p) for p in points]
         modules = dict(model.named_modules())
-        self.model, self.names = model, [p["name"] for p in points]
+        self.model, self.names = model, [p.name for p in typed]
         self.device = next(model.parameters()).device
         self.captured: dict[str, Any] = {}
-        self.handles = [attach_capture(modules[p["module"]], p, self.captured) for p in points]
-        self.handles.append(stop_after(model, max(p["layer"] for p in points)))
+        self.handles = [attach_capture(modules[p.module], p, self.captured) for p in typed]
+        self.handles.append(stop_after(model, max(p.layer for p in typed)))
 
     def __call__(self, batch: list[list[int]]) -> tuple[dict[str, Any], Any, Any]:
         """({name: [real tokens, d] in the model's dtype, on its device}, padded ids, mask) for a
@@ -272,108 +264,141 @@ class ShardWriter:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
-    import torch
-
-    params = msgspec.convert(ctx.params, ExtractParams)
-    data_dir = get_settings().data_dir
-    final = set_dir(data_dir, params.activation_id)
-    partial = final.with_name(final.name + ".partial")
-    names = [p["name"] for p in params.hook_points]
-    n_hooks = len(names)
+def samples_to_extract(params: ExtractParams, layout: DataLayout) -> int:
+    """How many samples the job reads, once it is sure the disk can hold them: every token of every
+    sample at full context, fp16, per hook (an upper bound), refused before any work is done."""
     from datasets import load_from_disk
 
-    # Disk first: every token of every sample at full context, fp16, per hook (an upper bound).
-    available = len(load_from_disk(str(data_dir / "datasets" / params.dataset_id / "arrow")))
+    available = len(load_from_disk(str(layout.dataset_arrow(params.dataset_id))))
     samples = min(params.max_samples or available, available)
-    needed = samples * params.context_length * params.d_model * 2 * n_hooks
-    free = shutil.disk_usage(data_dir).free
+    needed = samples * params.context_length * params.d_model * 2 * len(params.hook_points)
+    free = shutil.disk_usage(layout.root).free
     if needed > free * 0.95:
         raise InsufficientStorage(f"The set may need {needed / 1e9:,.2f} GB and {free / 1e9:,.2f} GB are free: "
-                                  "extract fewer samples, layers or hook types", details={"needed": needed, "free": free})
-    sets = ShardWriter.SETS  # the setting's memory is shared by the writer's sets of buffers
-    shard_tokens = max(1024, get_settings().activation_shard_mb * 2**20 // (sets * n_hooks * params.d_model * 2))
-    estimate = Estimate({
+                                  "extract fewer samples, layers or hook types",
+                                  details={"needed": needed, "free": free})
+    return samples
+
+
+def memory_estimate(params: ExtractParams, shard_tokens: int) -> Estimate:
+    """The model, one batch's activations in fp32 (captured and converted) and the writer's buffers."""
+    n_hooks = len(params.hook_points)
+    return Estimate({
         **estimate_model(params.parameters, params.precision).parts,
         "batch activations": estimate_activations(params.batch_size * params.context_length, params.d_model,
                                                   "fp32", n_hooks * 2).total,
-        "shard buffers": estimate_activations(shard_tokens, params.d_model, "fp16", sets * n_hooks).total,
+        "shard buffers": estimate_activations(shard_tokens, params.d_model, "fp16", ShardWriter.SETS * n_hooks).total,
     })
+
+
+class Totals:
+    """What the pass counted: samples, tokens, and per hook the sums of the token norms, the values and
+    their squares, kept on the model's device in fp64: reading them back per batch (.item()) would wait
+    for the GPU three times a hook."""
+
+    def __init__(self, names: list[str], device: Any):
+        import torch
+
+        self.sums = {n: torch.zeros(3, dtype=torch.float64, device=device) for n in names}
+        self.tokens = self.samples = 0
+
+    def hook_stats(self, name: str, d_model: int) -> dict[str, float]:
+        norm_sum, value_sum, square_sum = (float(v) for v in self.sums[name])
+        values = self.tokens * d_model
+        mean = value_sum / values
+        return {"mean_norm": round(norm_sum / self.tokens, 5), "mean": round(mean, 6),
+                "std": round(max(0.0, square_sum / values - mean ** 2) ** 0.5, 6)}
+
+
+def extract_batches(ctx: JobContext, batches: Iterator[tuple[list[int], list[list[int]]]], capture: Capture,
+                    writer: ShardWriter, totals: Totals, samples: int) -> None:
+    """Every batch through the model, its activations summed into ``totals`` and handed to ``writer``."""
+    import torch
+
+    for indices, batch in batches:
+        ctx.check()
+        if not any(batch):
+            continue
+        captured, ids, keep = capture(batch)
+        width = ids.shape[1]
+        out: dict[str, Any] = {}
+        for name in capture.names:
+            acts = captured[name]
+            x = acts.float()  # the model's own tensor when it is fp32
+            totals.sums[name] += torch.stack([x.norm(dim=-1).sum(), x.sum(), x.square().sum()])
+            # The writer's fp16 buffers convert on copy; off the CPU, halve the transfer first.
+            out[name] = acts if acts.device.type == "cpu" else acts.to(torch.float16)
+        positions = torch.arange(width).expand(len(batch), width)[keep]
+        sample_index = torch.tensor(indices).unsqueeze(1).expand(len(batch), width)[keep]
+        writer.add(out, torch.stack([sample_index, positions, ids[keep]], dim=1).to(torch.int64))
+        totals.tokens += int(keep.sum())
+        totals.samples += len(batch)
+        ctx.progress(0.02 + 0.95 * totals.samples / samples,
+                     f"{totals.samples:,} of {samples:,} samples, {totals.tokens:,} tokens",
+                     {"samples": totals.samples, "tokens": totals.tokens})
+    writer.flush()
+
+
+def manifest_of(params: ExtractParams, totals: Totals, shards: list[dict[str, Any]], elapsed: float,
+                peak_rss: int) -> dict[str, Any]:
+    """The set's manifest.json: what was extracted, its shards, and per hook its shape and statistics."""
+    if totals.tokens == 0:
+        raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})
+    return {
+        "activation_id": params.activation_id, "model_id": params.model_id, "dataset_id": params.dataset_id,
+        "tokenizer": params.tokenizer, "precision": params.precision, "dtype": "float16",
+        "context_length": params.context_length, "samples": totals.samples, "tokens": totals.tokens,
+        "d_model": params.d_model, "shards": shards,
+        "token_columns": ["sample_index", "position", "token_id"],
+        "hooks": [{**msgspec.to_builtins(p), "shape": [totals.tokens, params.d_model],
+                   **totals.hook_stats(p.name, params.d_model)} for p in params.hook_points],
+        "tokens_per_second": round(totals.tokens / elapsed, 1) if elapsed else None,
+        "peak_rss_mb": round(peak_rss / 2**20, 1),
+    }
+
+
+def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
+    final = ctx.layout.activations(params.activation_id)
+    partial = partial_dir(ctx.layout, params.activation_id)
+    names = [p.name for p in params.hook_points]
+    samples = samples_to_extract(params, ctx.layout)
+    # The setting's memory is shared by the writer's sets of buffers.
+    shard_tokens = max(1024, ctx.settings.activation_shard_mb * 2**20
+                       // (ShardWriter.SETS * len(names) * params.d_model * 2))
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     # The batches are read and tokenized by a thread that runs ahead: while the model loads, then
     # during each forward pass (Arrow and the Rust tokenizer release the GIL).
-    with memory_manager().admit(ctx, estimate), PeakRss() as peak, \
-            Prefetched(token_batches(params, data_dir)) as batches:
+    with ctx.memory.admit(ctx, memory_estimate(params, shard_tokens)), PeakRss() as peak, \
+            Prefetched(token_batches(params, ctx.layout)) as batches:
         ctx.progress(0.01, f"Loading the model ({params.precision})", force=True)
         model = load(params.model_path, params.precision)
         capture = Capture(model, params.hook_points)
         writer = ShardWriter(partial, names, shard_tokens, params.d_model)
-        # Per hook: sums of the token norms, the values and their squares, kept on the model's device
-        # in fp64: reading them back per batch (.item()) would wait for the GPU three times a hook.
-        sums = {n: torch.zeros(3, dtype=torch.float64, device=capture.device) for n in names}
-        total_tokens = done_samples = 0
+        totals = Totals(names, capture.device)
         began = time.monotonic()
         try:
-            for indices, batch in batches:
-                ctx.check()
-                if not any(batch):
-                    continue
-                captured, ids, keep = capture(batch)
-                width = ids.shape[1]
-                out: dict[str, Any] = {}
-                for name in names:
-                    acts = captured[name]
-                    x = acts.float()  # the model's own tensor when it is fp32
-                    sums[name] += torch.stack([x.norm(dim=-1).sum(), x.sum(), x.square().sum()])
-                    # The writer's fp16 buffers convert on copy; off the CPU, halve the transfer first.
-                    out[name] = acts if acts.device.type == "cpu" else acts.to(torch.float16)
-                positions = torch.arange(width).expand(len(batch), width)[keep]
-                sample_index = torch.tensor(indices).unsqueeze(1).expand(len(batch), width)[keep]
-                writer.add(out, torch.stack([sample_index, positions, ids[keep]], dim=1).to(torch.int64))
-                total_tokens += int(keep.sum())
-                done_samples += len(batch)
-                ctx.progress(0.02 + 0.95 * done_samples / samples,
-                             f"{done_samples:,} of {samples:,} samples, {total_tokens:,} tokens",
-                             {"samples": done_samples, "tokens": total_tokens})
-            writer.flush()
+            extract_batches(ctx, batches, capture, writer, totals, samples)
         finally:
             capture.close()
             writer.close()
         elapsed = time.monotonic() - began
-    norm_sum, value_sum, square_sum = ({n: float(sums[n][i]) for n in names} for i in range(3))
-    if total_tokens == 0:
-        raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})
-    values = total_tokens * params.d_model
-    manifest = {
-        "activation_id": params.activation_id, "model_id": params.model_id, "dataset_id": params.dataset_id,
-        "tokenizer": params.tokenizer, "precision": params.precision, "dtype": "float16",
-        "context_length": params.context_length, "samples": done_samples, "tokens": total_tokens,
-        "d_model": params.d_model, "shards": writer.shards,
-        "token_columns": ["sample_index", "position", "token_id"],
-        "hooks": [{**p, "shape": [total_tokens, params.d_model], "mean_norm": round(norm_sum[p["name"]] / total_tokens, 5),
-                   "mean": round(value_sum[p["name"]] / values, 6),
-                   "std": round(max(0.0, square_sum[p["name"]] / values - (value_sum[p["name"]] / values) ** 2) ** 0.5, 6)}
-                  for p in params.hook_points],
-        "tokens_per_second": round(total_tokens / elapsed, 1) if elapsed else None,
-        "peak_rss_mb": round(peak.peak / 2**20, 1),
-    }
+    manifest = manifest_of(params, totals, writer.shards, elapsed, peak.peak)
     (partial / MANIFEST).write_bytes(msgspec.json.encode(manifest))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
     size = sum(f.stat().st_size for f in final.iterdir())
-    update_row("activation_sets", params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(),
-               size_bytes=size)
-    ctx.event("activations.updated", {"activation_id": params.activation_id, "status": "ready"})
-    return {"activation_id": params.activation_id, "tokens": total_tokens, "samples": done_samples,
+    # The row and the event the UI watches commit together: a client that sees the event reads "ready".
+    ctx.db.write(
+        activation_sets.change(params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(),
+                               size_bytes=size),
+        insert_event(ctx.topic, "activations.updated", {"activation_id": params.activation_id, "status": "ready"},
+                     ctx.job_id, True, time.time()))
+    return {"activation_id": params.activation_id, "tokens": totals.tokens, "samples": totals.samples,
             "tokens_per_second": manifest["tokens_per_second"], "peak_rss_mb": manifest["peak_rss_mb"]}
 
 
-def cleanup(job: Any) -> None:
+def cleanup(job: Job, params: ExtractParams, layout: DataLayout, db: Database) -> None:
     """No partial set is left: the files go; the row stays with the reason (set when the job ended,
     by appliance.jobs.finalize)."""
-    activation_id = job.params.get("activation_id")
-    if not activation_id:
-        return
-    folder = set_dir(get_settings().data_dir, activation_id)
-    shutil.rmtree(folder.with_name(folder.name + ".partial"), ignore_errors=True)
+    shutil.rmtree(partial_dir(layout, params.activation_id), ignore_errors=True)

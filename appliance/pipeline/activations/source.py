@@ -21,6 +21,9 @@ from typing import Any
 
 import msgspec
 
+from appliance.contracts.params.training import StreamSpec
+from appliance.data.layout import DataLayout
+
 HELD_OUT = 0.05
 EVAL_TOKENS = 8192
 
@@ -93,28 +96,14 @@ class ActivationSource:
         """Nothing held between batches (streamed sources hold a model)."""
 
 
-class StreamSpec(msgspec.Struct):
-    """What a streamed source runs: the model over the dataset's first ``max_samples`` samples."""
-    model_path: str
-    precision: str
-    tokenizer: str
-    dataset_id: str
-    hook_point: dict[str, Any]  # the model's hook point (name, module, layer, type)
-    target_point: dict[str, Any] | None  # transcoders: the MLP output
-    context_length: int = 128
-    max_samples: int | None = None
-    forward_batch: int = 8
-    parameters: int = 0  # the model's size, for the memory estimate
-
-
 class StreamedSource(ActivationSource):
     """Activations computed while training: blocks of consecutive samples (a shuffle buffer's worth
     of tokens each) run through the model when the loop reaches them; the last block is kept."""
 
-    def __init__(self, spec: StreamSpec, data_dir: Path, buffer_tokens: int):
-        self.spec, self.data_dir = spec, data_dir
-        self.hook = spec.hook_point["name"]
-        self.target = spec.target_point["name"] if spec.target_point else None
+    def __init__(self, spec: StreamSpec, layout: DataLayout, buffer_tokens: int):
+        self.spec, self.layout = spec, layout
+        self.hook = spec.hook_point.name
+        self.target = spec.target_point.name if spec.target_point else None
         lengths = self._lengths()
         self.blocks: list[tuple[int, int]] = []  # [first, end) sample ranges
         self.shards = []
@@ -135,7 +124,7 @@ class StreamedSource(ActivationSource):
 
     # -- tokens -----------------------------------------------------------------------------------
     def _stored(self) -> Path:
-        return self.data_dir / "datasets" / self.spec.dataset_id / "tokenized" / self.spec.tokenizer / "data.arrow"
+        return self.layout.tokenized_arrow(self.spec.dataset_id, self.spec.tokenizer)
 
     def _count(self, available: int) -> int:
         return min(available, self.spec.max_samples or available)
@@ -158,7 +147,7 @@ class StreamedSource(ActivationSource):
     def _texts(self) -> Any:
         from datasets import load_from_disk
 
-        texts = load_from_disk(str(self.data_dir / "datasets" / self.spec.dataset_id / "arrow"))
+        texts = load_from_disk(str(self.layout.dataset_arrow(self.spec.dataset_id)))
         return texts.select(range(self._count(len(texts))))
 
     def _ids(self, first: int, end: int) -> list[list[int]]:
@@ -170,7 +159,7 @@ class StreamedSource(ActivationSource):
         if self._stored().is_file():
             rows = Dataset.from_file(str(self._stored()))[first:end]
             return [ids[:min(n, cut)] for ids, n in zip(rows["input_ids"], rows["length"])]
-        tokenizer = load_tokenizer(self.spec.tokenizer, self.data_dir,
+        tokenizer = load_tokenizer(self.spec.tokenizer, self.layout.root,
                                    TokenizeSettings(tokenizer=self.spec.tokenizer, max_length=cut,
                                                     padding="do_not_pad"))
         texts = self._texts()[first:end]["text"]

@@ -12,13 +12,15 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from appliance.config import get_settings
+from appliance.contracts.params.datasets import DownloadParams
+from appliance.data import datasets, samples
+from appliance.data.database import Database
+from appliance.data.layout import DataLayout
 from appliance.data.secrets import delete_secret, read_secret
 from appliance.errors import AppError, UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
-from appliance.pipeline.datasets.ingest import ingest, set_status
+from appliance.jobs.records import Job
+from appliance.pipeline.datasets.ingest import ingest
 from appliance.pipeline.hub import is_network_error, probe
 
 
@@ -27,20 +29,9 @@ class UnsupportedFormat(AppError):
     status_code = 422
 
 
-class DownloadParams(msgspec.Struct):
-    dataset_id: str
-    repo_id: str
-    config: str | None = None
-    split: str = "train"
-    max_samples: int | None = None
-    text_column: str = "text"
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
-    params = msgspec.convert(ctx.params, DownloadParams)
-    settings = get_settings()
-    root = settings.data_dir / "datasets" / params.dataset_id
-    token = read_secret(settings.data_dir, params.dataset_id)
+def run(ctx: JobContext, params: DownloadParams) -> dict[str, Any]:
+    layout = ctx.layout
+    token = read_secret(layout.root, params.dataset_id)
     try:
         ctx.progress(0.01, f"Contacting the Hub for {params.repo_id}", force=True)
         probe("dataset", params.repo_id, token)
@@ -61,7 +52,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
                 # attempt: a retry, or a re-queue after a worker restart, resumes them with Range
                 # requests instead of starting over.
                 data = load_dataset(params.repo_id, params.config, split=params.split, token=token,
-                                    cache_dir=str(root / "cache"))
+                                    cache_dir=str(layout.dataset_cache(params.dataset_id)))
         except FileNotFoundError as exc:
             # The repo answered the probe; "no data files" means none in a format the library reads.
             if type(exc).__name__ == "DataFilesNotFoundError" or "data files" in str(exc).lower():
@@ -83,14 +74,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if params.text_column not in data.column_names:
             raise ValidationError(f"{params.repo_id} has no column {params.text_column!r}; it has: "
                                   f"{', '.join(data.column_names)}", details={"field": "text_column"})
-        set_status(params.dataset_id, "ingesting")
+        ctx.db.execute(datasets.set_status(params.dataset_id, "ingesting"))
         ctx.progress(0.5, "Ingesting", force=True)
-        result = ingest(ctx, params.dataset_id, data, params.text_column, root, split=params.split)
+        result = ingest(ctx, params.dataset_id, data, params.text_column, split=params.split)
         _forget_raw_files(params.repo_id)
         return result
     finally:
-        delete_secret(settings.data_dir, params.dataset_id)
-        shutil.rmtree(root / "cache", ignore_errors=True)
+        delete_secret(layout.root, params.dataset_id)
+        shutil.rmtree(layout.dataset_cache(params.dataset_id), ignore_errors=True)
 
 
 def _forget_raw_files(repo_id: str) -> None:
@@ -100,17 +91,9 @@ def _forget_raw_files(repo_id: str) -> None:
     shutil.rmtree(Path(constants.HF_HUB_CACHE) / f"datasets--{repo_id.replace('/', '--')}", ignore_errors=True)
 
 
-def cleanup(job: Any) -> None:
+def cleanup(job: Job, params: DownloadParams, layout: DataLayout, db: Database) -> None:
     """A failed download keeps its row (set to error with the reason when the job ended, by
     appliance.jobs.finalize) but nothing it wrote: no files, no samples, no token."""
-    from appliance.data import connect_sync
-
-    dataset_id = job.params.get("dataset_id")
-    settings = get_settings()
-    shutil.rmtree(settings.data_dir / "datasets" / dataset_id, ignore_errors=True)
-    delete_secret(settings.data_dir, dataset_id)
-    conn = connect_sync(settings.db_path)
-    try:
-        conn.execute("DELETE FROM dataset_samples WHERE dataset_id = ?", (dataset_id,))
-    finally:
-        conn.close()
+    shutil.rmtree(layout.dataset(params.dataset_id), ignore_errors=True)
+    delete_secret(layout.root, params.dataset_id)
+    db.execute(samples.delete_for(params.dataset_id))

@@ -12,22 +12,18 @@ from typing import Any
 
 import msgspec
 
-from appliance.config import get_settings
-from appliance.data import connect_sync
+from appliance.data.database import Database
+from appliance.contracts.params.datasets import DemoParams, ImportParams
+from appliance.data import datasets, samples
+from appliance.data.jobs import insert_event
+from appliance.data.layout import DataLayout
 from appliance.errors import ValidationError
 from appliance.jobs.context import JobContext
+from appliance.jobs.records import Job
 
-HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # characters; the mock's buckets
+# Sample lengths in characters: the buckets of the Statistics tab's histogram.
+HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)
 BATCH = 2000
-
-
-class ImportParams(msgspec.Struct):
-    dataset_id: str
-    path: str  # absolute, already checked to lie inside the imports folder
-    format: str
-    text_column: str = "text"
-    txt_mode: str = "line"  # "line" or "paragraph" (blank-line separated blocks)
-    remove_source: bool = False  # an upload: the Arrow copy replaces it once ingested
 
 
 def _read(params: ImportParams, cache_dir: Path) -> Any:
@@ -68,94 +64,79 @@ def compute_stats(lengths: list[int], splits: Counter[str]) -> dict[str, Any]:
     }
 
 
-def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, root: Path, *, split: str = "train",
+def _sample_rows(dataset_id: str, start: int, batch: dict[str, list[Any]], split: str, split_column: str | None,
+                 source_column: str | None) -> list[samples.SampleRow]:
+    texts = ["" if t is None else str(t) for t in batch["text"]]
+    names = batch[split_column] if split_column else [split] * len(texts)
+    sources = batch[source_column] if source_column else [None] * len(texts)
+    return [(dataset_id, start + i, names[i], len(t), t,
+             msgspec.json.encode({"source": sources[i]}).decode() if sources[i] else None)
+            for i, t in enumerate(texts)]
+
+
+def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, *, split: str = "train",
            split_column: str | None = None, source_column: str | None = None) -> dict[str, Any]:
     """Store ``data[column]`` as the dataset: Arrow on disk, samples in SQLite, statistics; mark it ready.
 
     Idempotent: a re-run after a crash replaces whatever an earlier attempt left."""
-    settings = get_settings()
-    conn = connect_sync(settings.db_path)
-    try:
-        keep = [c for c in (column, split_column, source_column) if c]
-        data = data.select_columns(keep)
-        if column != "text":
-            data = data.rename_column(column, "text")
-        total = len(data)
-        if total == 0:
-            raise ValidationError("The dataset has no samples", details={"field": "path"})
+    root = ctx.layout.dataset(dataset_id)
+    keep = [c for c in (column, split_column, source_column) if c]
+    data = data.select_columns(keep)
+    if column != "text":
+        data = data.rename_column(column, "text")
+    total = len(data)
+    if total == 0:
+        raise ValidationError("The dataset has no samples", details={"field": "path"})
+    ctx.check()
+    arrow = ctx.layout.dataset_arrow(dataset_id)
+    shutil.rmtree(arrow, ignore_errors=True)
+    data.save_to_disk(str(arrow))
+    shutil.rmtree(ctx.layout.dataset_cache(dataset_id), ignore_errors=True)
+    ctx.db.execute(samples.delete_for(dataset_id))
+    lengths: list[int] = []
+    splits: Counter[str] = Counter()
+    for start in range(0, total, BATCH):
         ctx.check()
-        shutil.rmtree(root / "arrow", ignore_errors=True)
-        data.save_to_disk(str(root / "arrow"))
-        shutil.rmtree(root / "cache", ignore_errors=True)
-        conn.execute("DELETE FROM dataset_samples WHERE dataset_id = ?", (dataset_id,))
-        lengths: list[int] = []
-        splits: Counter[str] = Counter()
-        for start in range(0, total, BATCH):
-            ctx.check()
-            batch = data[start:start + BATCH]
-            texts = ["" if t is None else str(t) for t in batch["text"]]
-            names = batch[split_column] if split_column else [split] * len(texts)
-            sources = batch[source_column] if source_column else [None] * len(texts)
-            rows = [(dataset_id, start + i, names[i], len(t), t,
-                     msgspec.json.encode({"source": sources[i]}).decode() if sources[i] else None)
-                    for i, t in enumerate(texts)]
-            lengths.extend(r[3] for r in rows)
-            splits.update(names)
-            conn.execute("BEGIN")
-            conn.executemany("INSERT INTO dataset_samples (dataset_id, idx, split, length, text, metadata)"
-                             " VALUES (?, ?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-            done = min(total, start + BATCH)
-            ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
-        stats = compute_stats(lengths, splits)
-        size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
-        conn.execute("UPDATE datasets SET status = 'ready', num_samples = ?, size_bytes = ?, stats = ?, updated_at = ?"
-                     " WHERE id = ?", (total, size, msgspec.json.encode(stats).decode(), time.time(), dataset_id))
-        ctx.event("dataset.updated", {"dataset_id": dataset_id, "status": "ready"})
-        return {"dataset_id": dataset_id, "samples": total}
-    finally:
-        conn.close()
+        rows = _sample_rows(dataset_id, start, data[start:start + BATCH], split, split_column, source_column)
+        lengths.extend(r[3] for r in rows)
+        splits.update(r[2] for r in rows)
+        with ctx.db.transaction() as conn:
+            conn.executemany(samples.INSERT, rows)
+        done = min(total, start + BATCH)
+        ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
+    stats = msgspec.json.encode(compute_stats(lengths, splits)).decode()
+    size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
+    now = time.time()
+    # The row becomes ready and the UI hears of it in one commit: no client sees one without the other.
+    ctx.db.write(datasets.set_ready(dataset_id, total, size, stats, now),
+                 insert_event(ctx.topic, "dataset.updated", {"dataset_id": dataset_id, "status": "ready"},
+                              ctx.job_id, True, now))
+    return {"dataset_id": dataset_id, "samples": total}
 
 
-def set_status(dataset_id: str, status: str) -> None:
-    conn = connect_sync(get_settings().db_path)
-    try:
-        conn.execute("UPDATE datasets SET status = ?, updated_at = ? WHERE id = ?", (status, time.time(), dataset_id))
-    finally:
-        conn.close()
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
-    params = msgspec.convert(ctx.params, ImportParams)
-    root = get_settings().data_dir / "datasets" / params.dataset_id
+def run(ctx: JobContext, params: ImportParams) -> dict[str, Any]:
     ctx.progress(0.02, "Reading the file", force=True)
-    data = _read(params, root / "cache")
-    result = ingest(ctx, params.dataset_id, data, params.text_column if params.format != "text" else "text", root)
+    data = _read(params, ctx.layout.dataset_cache(params.dataset_id))
+    result = ingest(ctx, params.dataset_id, data, params.text_column if params.format != "text" else "text")
     if params.remove_source:
         shutil.rmtree(Path(params.path).parent, ignore_errors=True)
     return result
 
 
-def build_demo(ctx: JobContext) -> dict[str, Any]:
+def build_demo(ctx: JobContext, params: DemoParams) -> dict[str, Any]:
     """The demo dataset, from this device's Python standard library (no network)."""
     from datasets import Dataset
 
-    from appliance.pipeline.datasets.demo_corpus import samples
+    from appliance.pipeline.datasets.demo_corpus import samples as corpus
 
-    dataset_id = ctx.params["dataset_id"]
     ctx.progress(0.02, "Reading the Python standard library", force=True)
-    data = Dataset.from_list(list(samples()))
+    data = Dataset.from_list(list(corpus()))
     ctx.progress(0.4, f"Found {len(data):,} texts", force=True)
-    return ingest(ctx, dataset_id, data, "text", get_settings().data_dir / "datasets" / dataset_id,
-                  split_column="split", source_column="source")
+    return ingest(ctx, params.dataset_id, data, "text", split_column="split", source_column="source")
 
 
-def cleanup(job: Any) -> None:
+def cleanup(job: Job, params: ImportParams | DemoParams, layout: DataLayout, db: Database) -> None:
     """A failed or cancelled import leaves nothing behind. The row (and with it, by ON DELETE CASCADE,
     the samples) went with the job's end (appliance.jobs.finalize); the files written since go here."""
-    dataset_id = job.params.get("dataset_id")
-    if not dataset_id:
-        return
-    settings = get_settings()
-    shutil.rmtree(settings.data_dir / "datasets" / dataset_id, ignore_errors=True)
-    shutil.rmtree(settings.data_dir / "uploads" / dataset_id, ignore_errors=True)
+    shutil.rmtree(layout.dataset(params.dataset_id), ignore_errors=True)
+    shutil.rmtree(layout.upload(params.dataset_id), ignore_errors=True)

@@ -15,25 +15,20 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from appliance.config import get_settings
+from appliance.data.database import Database
+from appliance.contracts.params.datasets import TokenizeParams
 from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, truncated
-from appliance.data import connect_sync
+from appliance.data import tokenizations
+from appliance.data.jobs import insert_event
+from appliance.data.layout import DataLayout
 from appliance.jobs.context import JobContext
+from appliance.jobs.records import Job
 
-HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)  # tokens; the mock's buckets
+# Sample lengths in tokens: the buckets of the Statistics tab's histogram.
+HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)
 BATCH = 1000
 TOP_TOKENS = 20
-DATA_FILE = "data.arrow"
 META_FILE = "meta.json"
-
-
-class TokenizeParams(msgspec.Struct):
-    dataset_id: str
-    settings: dict[str, Any]
-
-
-def output_dir(data_dir: Path, dataset_id: str, tokenizer: str) -> Path:
-    return data_dir / "datasets" / dataset_id / "tokenized" / tokenizer
 
 
 def histogram(lengths: np.ndarray) -> list[dict[str, Any]]:
@@ -75,18 +70,22 @@ def _real_token_counts(ids: Any, real: np.ndarray, vocab: int) -> np.ndarray:
     return np.bincount(kept, minlength=vocab)[:vocab]
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def _partial(final: Path) -> Path:
+    """Where a run writes until it completes: the earlier token ids stay readable meanwhile."""
+    return final.with_name(final.name + ".partial")
+
+
+def run(ctx: JobContext, params: TokenizeParams) -> dict[str, Any]:
     import pyarrow as pa
     from datasets import load_from_disk
 
-    params = msgspec.convert(ctx.params, TokenizeParams)
-    settings = msgspec.convert(params.settings, TokenizeSettings)
-    data_dir = get_settings().data_dir
+    settings = params.settings
+    data_dir = ctx.layout.root
     tokenizer = load_tokenizer(settings.tokenizer, data_dir, settings)
-    data = load_from_disk(str(data_dir / "datasets" / params.dataset_id / "arrow"))  # memory-mapped
+    data = load_from_disk(str(ctx.layout.dataset_arrow(params.dataset_id)))  # memory-mapped
     total = len(data)
-    final = output_dir(data_dir, params.dataset_id, settings.tokenizer)
-    partial = final.with_name(final.name + ".partial")
+    final = ctx.layout.tokenized(params.dataset_id, settings.tokenizer)
+    partial = _partial(final)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     fields = [pa.field("input_ids", pa.list_(pa.int32())), pa.field("length", pa.int32())]
@@ -97,7 +96,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     lengths = np.zeros(total, dtype=np.int32)
     truncated_samples = 0
     ctx.progress(0.01, f"Tokenizing {total:,} samples with {settings.tokenizer}", force=True)
-    with pa.OSFile(str(partial / DATA_FILE), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+    data_file = ctx.layout.tokenized_arrow(params.dataset_id, settings.tokenizer).name
+    with pa.OSFile(str(partial / data_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for start in range(0, total, BATCH):
             ctx.check()
             texts = ["" if t is None else t for t in data[start:start + BATCH]["text"]]
@@ -119,30 +119,17 @@ def run(ctx: JobContext) -> dict[str, Any]:
     # The new ids replace an earlier tokenization only once complete.
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
-    _save(params.dataset_id, settings.tokenizer, "ready", settings=meta["settings"], stats=stats)
-    ctx.event("dataset.updated", {"dataset_id": params.dataset_id, "tokenization": "ready",
-                                  "tokenizer": settings.tokenizer})
+    now = time.time()
+    # The tokenization becomes ready and the UI hears of it in one commit.
+    ctx.db.write(tokenizations.finish(params.dataset_id, settings.tokenizer, "ready",
+                                      settings=msgspec.json.encode(meta["settings"]).decode(),
+                                      stats=msgspec.json.encode(stats).decode()),
+                 insert_event(ctx.topic, "dataset.updated", {"dataset_id": params.dataset_id, "tokenization": "ready",
+                                                             "tokenizer": settings.tokenizer}, ctx.job_id, True, now))
     return {"dataset_id": params.dataset_id, "tokenizer": settings.tokenizer, "total_tokens": stats["total_tokens"]}
 
 
-def _save(dataset_id: str, tokenizer: str, status: str, *, settings: dict[str, Any] | None = None,
-          stats: dict[str, Any] | None = None, error: str | None = None) -> None:
-    conn = connect_sync(get_settings().db_path)
-    try:
-        conn.execute(
-            "UPDATE dataset_tokenizations SET status = ?, settings = coalesce(?, settings), stats = ?,"
-            " error_message = ?, updated_at = ? WHERE dataset_id = ? AND tokenizer = ?",
-            (status, msgspec.json.encode(settings).decode() if settings else None,
-             msgspec.json.encode(stats).decode() if stats else None, error, time.time(), dataset_id, tokenizer))
-    finally:
-        conn.close()
-
-
-def cleanup(job: Any) -> None:
+def cleanup(job: Job, params: TokenizeParams, layout: DataLayout, db: Database) -> None:
     """A failed or cancelled run leaves the previous tokenization (if any) as it was: its row went back
     to ready, or to error, when the job ended (appliance.jobs.finalize); the partial output goes here."""
-    dataset_id, tokenizer = job.params.get("dataset_id"), job.params.get("settings", {}).get("tokenizer")
-    if not dataset_id or not tokenizer:
-        return
-    final = output_dir(get_settings().data_dir, dataset_id, tokenizer)
-    shutil.rmtree(final.with_name(final.name + ".partial"), ignore_errors=True)
+    shutil.rmtree(_partial(layout.tokenized(params.dataset_id, params.settings.tokenizer)), ignore_errors=True)

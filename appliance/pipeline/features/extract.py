@@ -26,25 +26,26 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from appliance.config import get_settings
-from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays, features_dir
-from appliance.data import connect_sync
+from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays
+from appliance.contracts.params.features import ExtractParams
+from appliance.contracts.params.models import HookPoint
+from appliance.data import features as sql
+from appliance.data.jobs import insert_event
+from appliance.data.layout import DataLayout
 from appliance.jobs.context import JobContext
-from appliance.jobs.runner import memory_manager
 from appliance.memory.admission import Estimate, estimate_model, estimate_sae_training
 
 HELD_OUT_EVERY = 5  # every fifth sample scores the labels, never chooses them
 TOP_TOKENS = 5
 LOGIT_TOKENS = 10
-FIRE_SHARE = 0.1
-EXAMPLE_WINDOW = 4  # tokens each side of the max in the browser's example context  # "fires" for the score: above this share of the feature's max
+FIRE_SHARE = 0.1  # "fires" for the score: above this share of the feature's max
+EXAMPLE_WINDOW = 4  # tokens each side of the max in the browser's example context
 HIST_BINS = len(HIST_EDGES) - 1
 TOKENIZE_CHUNK = 1024  # texts tokenized at once, before their batches are timed and run
 # Samples whose maxima wait before a merge into the running top-k: a merge costs about the same for
@@ -52,25 +53,11 @@ TOKENIZE_CHUNK = 1024  # texts tokenized at once, before their batches are timed
 MERGE_SAMPLES = 64
 
 
-class FeatureParams(msgspec.Struct):
-    training_id: str
-    model_path: str
-    precision: str
-    tokenizer: str
-    dataset_id: str
-    hook_point: dict[str, Any]  # what the SAE reads (a transcoder: the MLP input)
-    eval_samples: int = 2000
-    top_k_examples: int = 20
-    context_length: int = 128
-    batch_size: int = 8
-    parameters: int = 0
-
-
-def eval_texts(data_dir: Path, dataset_id: str, count: int) -> list[str]:
+def eval_texts(layout: DataLayout, dataset_id: str, count: int) -> list[str]:
     """The first ``count`` texts of a dataset (a missing text is an empty one): the evaluation samples."""
     from datasets import load_from_disk
 
-    texts = load_from_disk(str(data_dir / "datasets" / dataset_id / "arrow"))
+    texts = load_from_disk(str(layout.dataset_arrow(dataset_id)))
     return ["" if t is None else t for t in texts[:min(count, len(texts))]["text"]]
 
 
@@ -104,12 +91,12 @@ class FeaturePass:
     model's device; only the triples' sparse copy comes to the CPU.
     """
 
-    def __init__(self, model: Any, sae: Any, hook_point: dict[str, Any], top_k: int):
+    def __init__(self, model: Any, sae: Any, hook_point: HookPoint, top_k: int):
         import torch
 
         from appliance.pipeline.activations.extract import Capture
 
-        self.sae, self.name, self.k = sae, hook_point["name"], top_k
+        self.sae, self.name, self.k = sae, hook_point.name, top_k
         self.d_sae = d = sae.cfg.d_sae
         self.device = next(model.parameters()).device
         self.capture = Capture(model, [hook_point])
@@ -263,6 +250,11 @@ def _scores(tokens: np.ndarray, sample_of: np.ndarray, indptr: np.ndarray, indic
     return f1
 
 
+def _lens_side(text: Callable[[int], str], ids: list[int], values: list[float]) -> list[list[Any]]:
+    """[token text, logit] pairs of one side of the logit lens."""
+    return [[text(t), round(float(v), 4)] for t, v in zip(ids, values)]
+
+
 def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
     """A short label from the evidence: the tokens it fires on, then what it promotes."""
     shown = [repr(text.strip() or text) for text, _ in top[:3]]
@@ -272,33 +264,31 @@ def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
     return label
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
     from appliance.pipeline.models.loading import load
     from appliance.pipeline.sae.io.saelens import load_folder
 
-    params = msgspec.convert(ctx.params, FeatureParams)
-    data_dir = get_settings().data_dir
-    training_folder = data_dir / "trainings" / params.training_id
-    sae, _ = load_folder(training_folder / "export")
+    layout = ctx.layout
+    sae, _ = load_folder(layout.export(params.training_id))
     d_sae = sae.cfg.d_sae
-    final = features_dir(data_dir, params.training_id)
-    partial = final.with_name("features.partial")
+    final = layout.features(params.training_id)
+    partial = layout.features_partial(params.training_id)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     estimate = Estimate({**estimate_model(params.parameters, params.precision).parts,
                          **estimate_sae_training(sae.cfg.d_in, d_sae, params.batch_size * params.context_length,
                                                  optimizer="sgd").parts})
     began = time.monotonic()
-    with memory_manager().admit(ctx, estimate):
+    with ctx.memory.admit(ctx, estimate):
         ctx.progress(0.01, "Loading the model and the SAE", force=True)
         model = load(params.model_path, params.precision)
         device = next(model.parameters()).device
         sae = sae.to(device)
-        tokenizer = load_tokenizer(params.tokenizer, data_dir,
+        tokenizer = load_tokenizer(params.tokenizer, layout.root,
                                    TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
                                                     padding="do_not_pad"))
-        texts = eval_texts(data_dir, params.dataset_id, params.eval_samples)
+        texts = eval_texts(layout, params.dataset_id, params.eval_samples)
         acc = FeaturePass(model, sae, params.hook_point, params.top_k_examples)
         # The pass's time is its batches' (model, SAE, bookkeeping), not the tokenizer's or the job's.
         pass_seconds = 0.0
@@ -351,8 +341,8 @@ def run(ctx: JobContext) -> dict[str, Any]:
     for latent in range(d_sae):
         shown = [(text(t), c) for t, c in top_counts[latent]]
         promoted = [text(t) for t in up_ids[latent].tolist()]
-        lens = {"positive": [[text(t), round(float(v), 4)] for t, v in zip(up_ids[latent].tolist(), up[latent].tolist())],
-                "negative": [[text(t), round(float(v), 4)] for t, v in zip(down_ids[latent].tolist(), down[latent].tolist())],
+        lens = {"positive": _lens_side(text, up_ids[latent].tolist(), up[latent].tolist()),
+                "negative": _lens_side(text, down_ids[latent].tolist(), down[latent].tolist()),
                 "logsumexp": round(float(lse[latent]), 4)}
         example = None
         if acc.top_values[0, latent] > 0:
@@ -382,25 +372,19 @@ def run(ctx: JobContext) -> dict[str, Any]:
                "seconds": round(time.monotonic() - began, 1)}
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
-    conn = connect_sync(get_settings().db_path)
-    try:
-        conn.execute("BEGIN")
-        conn.execute("DELETE FROM features WHERE training_id = ?", (params.training_id,))
-        conn.execute("DELETE FROM feature_details WHERE training_id = ?", (params.training_id,))
-        conn.executemany(
-            "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
-            " auto_label, score, search_text, map_x, map_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)])
-        conn.executemany("INSERT INTO feature_details (training_id, idx, histogram, top_tokens, logit_lens, example)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", details)
-        conn.execute("UPDATE feature_extractions SET status = 'ready', summary = ?, map_status = ?, updated_at = ?"
-                     " WHERE training_id = ?", (msgspec.json.encode(summary).decode(),
-                                                "ready" if coords is not None else "unavailable", time.time(),
-                                                params.training_id))
-        conn.execute("COMMIT")
-    finally:
-        conn.close()
-    ctx.event("features.updated", {"training_id": params.training_id, "status": "ready"})
+    now = time.time()
+    # The rows, the extraction's new state and the event that tells the UI commit together: a reader
+    # never sees "ready" without its features, nor misses the event of a change that committed.
+    with ctx.db.transaction() as conn:
+        for query in sql.delete_features(params.training_id):
+            conn.execute(*query)
+        conn.executemany(*sql.insert_features(
+            [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)]))
+        conn.executemany(*sql.insert_details(details))
+        conn.execute(*sql.finish_extraction(params.training_id, msgspec.json.encode(summary).decode(),
+                                            "ready" if coords is not None else "unavailable", now))
+        conn.execute(*insert_event(ctx.topic, "features.updated", {"training_id": params.training_id,
+                                                                    "status": "ready"}, ctx.job_id, True, now))
     return {"training_id": params.training_id, **summary}
 
 
@@ -415,11 +399,3 @@ def _umap(decoder: np.ndarray) -> list[tuple[float, float]] | None:
     points = reducer.fit_transform(decoder)
     points = (points - points.min(axis=0)) / np.maximum(points.max(axis=0) - points.min(axis=0), 1e-9)
     return [(round(float(x), 5), round(float(y), 5)) for x, y in points]
-
-
-def failed(job: Any) -> None:
-    training_id = job.params.get("training_id")
-    if training_id:
-        # The row went to error when the job ended (appliance.jobs.finalize); the partial files go here.
-        shutil.rmtree(features_dir(get_settings().data_dir, training_id).with_name("features.partial"),
-                      ignore_errors=True)

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
-from appliance.config import get_settings
 from appliance.contracts.labeling import SECRET, LabelingSettings
-from appliance.data import connect_sync
+from appliance.contracts.params.features import LabelParams, ProbeParams
+from appliance.data import features as sql
 from appliance.data.secrets import read_secret
 from appliance.errors import UpstreamUnavailable
 from appliance.jobs.context import JobContext
@@ -22,14 +21,6 @@ from appliance.jobs.context import JobContext
 SYSTEM = ("You name features of a sparse autoencoder trained on a language model. Given text contexts where "
           "a feature fires (the strongest token is marked with « »), answer with a label of at most six words "
           "for what they have in common. Answer with the label only.")
-
-
-class LabelParams(msgspec.Struct):
-    training_id: str
-    settings: dict[str, Any]
-    prompts: list[tuple[int, str]]  # (feature index, prompt)
-    # The local provider: the SAE's model (ProbeParams' fields).
-    probe: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def clean(text: str) -> str:
@@ -57,17 +48,16 @@ def _openai(settings: LabelingSettings, key: str | None, prompt: str) -> str:
     return answer["choices"][0]["message"]["content"]
 
 
-def _local(ctx: JobContext, params: LabelParams) -> Any:
+def _local(ctx: JobContext, probe: ProbeParams) -> Callable[[str], str]:
     """A generator with the SAE's own model (greedy, a few tokens)."""
     import torch
 
     from appliance.contracts.tokenization import load_tokenizer
-    from appliance.pipeline.features.probe import ProbeParams, _model_and_sae
+    from appliance.pipeline.features.probe import probe_model
     from appliance.pipeline.models.cache import exclusive
 
-    probe = msgspec.convert(params.probe, ProbeParams)
-    model, _ = _model_and_sae(probe, ctx)
-    tokenizer = load_tokenizer(probe.tokenizer, get_settings().data_dir)
+    model, _ = probe_model(ctx, probe)
+    tokenizer = load_tokenizer(probe.tokenizer, ctx.layout.root)
     device = next(model.parameters()).device
 
     def generate(prompt: str) -> str:
@@ -79,22 +69,20 @@ def _local(ctx: JobContext, params: LabelParams) -> Any:
     return generate
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
-    params = msgspec.convert(ctx.params, LabelParams)
-    settings = msgspec.convert(params.settings, LabelingSettings)
-    key = read_secret(get_settings().data_dir, SECRET)
-    generate = _local(ctx, params) if settings.provider == "local" else None
+def run(ctx: JobContext, params: LabelParams) -> dict[str, Any]:
+    settings = params.settings
+    key = read_secret(ctx.layout.root, SECRET)
+    generate = None
+    if settings.provider == "local":
+        if params.probe is None:  # the API always names the model for this provider
+            raise ValueError("the local labeller needs the SAE's model (probe)")
+        generate = _local(ctx, params.probe)
     labelled: dict[int, str] = {}
     for done, (index, prompt) in enumerate(params.prompts):
         ctx.check()
         text = generate(prompt) if generate else _openai(settings, key, prompt)
         labelled[index] = clean(text) or "(no label)"
         ctx.progress((done + 1) / len(params.prompts), f"Labelled {done + 1} of {len(params.prompts)} features")
-        conn = connect_sync(get_settings().db_path)
-        try:
-            conn.execute("UPDATE features SET llm_label = ? WHERE training_id = ? AND idx = ?",
-                         (labelled[index], params.training_id, index))
-        finally:
-            conn.close()
+        ctx.db.write(sql.set_llm_label(params.training_id, index, labelled[index]))
     ctx.event("features.updated", {"training_id": params.training_id, "status": "labelled"})
     return {"training_id": params.training_id, "labelled": len(labelled), "provider": settings.provider}

@@ -20,39 +20,25 @@ from typing import Any
 
 import msgspec
 
-from appliance.config import get_settings
-from appliance.data import connect_sync
+from appliance.contracts.params.features import AblationParams, ActivationsOnParams, ProbeParams
+from appliance.data import features as sql
 from appliance.jobs.context import JobContext
 from appliance.pipeline.models.cache import exclusive, model_and_sae
 
 
-class ProbeParams(msgspec.Struct):
-    training_id: str
-    model_path: str
-    precision: str
-    tokenizer: str
-    hook_point: dict[str, Any]
-    feature: int
-    parameters: int = 0
-    text: str = ""  # activations_on
-    contexts: list[list[int]] = msgspec.field(default_factory=list)  # ablation: token ids
-    context_length: int = 128
-    top_others: int = 3
-
-
-def _model_and_sae(params: ProbeParams, ctx: JobContext) -> tuple[Any, Any]:
+def probe_model(ctx: JobContext, params: ProbeParams) -> tuple[Any, Any]:
+    """The probe's model and SAE, from the cache (loaded on first use)."""
     return model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
 
 
-def activations_on(ctx: JobContext) -> dict[str, Any]:
+def activations_on(ctx: JobContext, params: ActivationsOnParams) -> dict[str, Any]:
     import torch
 
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, pieces
     from appliance.pipeline.activations.extract import Capture
 
-    params = msgspec.convert(ctx.params, ProbeParams)
-    model, sae = _model_and_sae(params, ctx)
-    tokenizer = load_tokenizer(params.tokenizer, get_settings().data_dir,
+    model, sae = probe_model(ctx, params)
+    tokenizer = load_tokenizer(params.tokenizer, ctx.layout.root,
                                TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
                                                 padding="do_not_pad"))
     encoding = tokenizer.encode(params.text)
@@ -65,7 +51,7 @@ def activations_on(ctx: JobContext) -> dict[str, Any]:
         finally:
             capture.close()
     with torch.no_grad():
-        z = sae.encode(captured[params.hook_point["name"]].float()).float().cpu()
+        z = sae.encode(captured[params.hook_point.name].float()).float().cpu()
     values = z[:, params.feature]
     others = z.clone()
     others[:, params.feature] = 0
@@ -77,17 +63,16 @@ def activations_on(ctx: JobContext) -> dict[str, Any]:
             "max_activation": round(float(values.max()), 4)}
 
 
-def ablation(ctx: JobContext) -> dict[str, Any]:
+def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
     from appliance.pipeline.models.architecture import block_output, first_input
 
-    params = msgspec.convert(ctx.params, ProbeParams)
-    model, sae = _model_and_sae(params, ctx)
-    module = dict(model.named_modules())[params.hook_point["module"]]
+    model, sae = probe_model(ctx, params)
+    module = dict(model.named_modules())[params.hook_point.module]
     device = next(model.parameters()).device
-    reads_input = bool(params.hook_point.get("input"))
+    reads_input = params.hook_point.input
     direction = sae.W_dec[params.feature].detach()
     fired_at: list[Any] = []
 
@@ -124,6 +109,7 @@ def ablation(ctx: JobContext) -> dict[str, Any]:
             totals["tv"] += 0.5 * (p - q).abs().sum().item()
             fired += int(mask.sum())
         tokens += len(targets)
+    result: dict[str, Any]
     if tokens == 0:
         result = {"perplexity_original": None, "perplexity_ablated": None, "perplexity_delta": None,
                   "impact_score": None, "contexts": 0, "tokens": 0, "fired_tokens": 0}
@@ -137,10 +123,5 @@ def ablation(ctx: JobContext) -> dict[str, Any]:
                   "impact_score": round(totals["tv"] / fired, 4) if fired else 0.0,
                   "contexts": len(params.contexts), "tokens": tokens, "fired_tokens": fired,
                   "computed_at": time.time()}
-    conn = connect_sync(get_settings().db_path)
-    try:
-        conn.execute("UPDATE feature_details SET ablation = ? WHERE training_id = ? AND idx = ?",
-                     (msgspec.json.encode(result).decode(), params.training_id, params.feature))
-    finally:
-        conn.close()
+    ctx.db.write(sql.set_ablation(params.training_id, params.feature, msgspec.json.encode(result).decode()))
     return result

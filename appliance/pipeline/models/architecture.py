@@ -85,7 +85,8 @@ def hook_points(model: Any) -> list[dict[str, Any]]:
 
 
 def describe(model: Any) -> dict[str, Any]:
-    """Family, sizes and hook points; JSON-able, stored with the model so the API needs no torch."""
+    """Family, sizes and hook points; JSON-able, stored with the model so the API needs no torch (it
+    reads them back as appliance.contracts.params.models.ModelArchitecture)."""
     config = model.config
     path, layers = find_layers(model)
     return {

@@ -1,9 +1,14 @@
-"""Models and SAEs for interactive work (probes, steering), kept loaded between requests.
+"""Models and SAEs for interactive work (probes, labels, steering), kept loaded between requests.
 
-They live in the memory manager's model cache, so they count against the device's memory budget
-and are evicted (least recently used) when a heavy job needs the room. The worker's threads share
-them: whoever hooks or runs a cached model holds it with ``exclusive`` (a hook attached for one
-request runs in every forward pass of the model, whoever makes it).
+This is not a second cache: the loaded objects live in the memory manager's one ``ModelCache``
+(``ctx.memory.models``, appliance.memory.admission), so they count against the device's memory
+budget and are evicted (least recently used) when a heavy job needs the room. This module only
+decides what is cached under which key, admits a model's first load against the budget, and puts
+the SAE on the model's device.
+
+The worker's threads share the cached objects: whoever hooks or runs a cached model holds it with
+``exclusive`` (a hook attached for one request runs in every forward pass of the model, whoever
+makes it). Locks are keyed by the object's id; an id reused after an eviction only shares a lock.
 """
 
 from __future__ import annotations
@@ -13,10 +18,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from appliance.config import get_settings
 from appliance.jobs.context import JobContext
-from appliance.jobs.runner import memory_manager
 from appliance.memory.admission import estimate_model
+
+
+def model_key(model_path: str, precision: str) -> str:
+    return f"{model_path}:{precision}"
+
+
+def sae_key(training_id: str) -> str:
+    return f"sae:{training_id}"
 
 
 def model_and_sae(ctx: JobContext, training_id: str, model_path: str, precision: str,
@@ -26,20 +37,19 @@ def model_and_sae(ctx: JobContext, training_id: str, model_path: str, precision:
     from appliance.pipeline.models.loading import load
     from appliance.pipeline.sae.io.saelens import load_folder
 
-    manager = memory_manager()
-    key = f"{model_path}:{precision}"
-    model = manager.models.get(key)
+    cache = ctx.memory.models
+    key = model_key(model_path, precision)
+    model = cache.get(key)
     if model is None:
         estimate = estimate_model(parameters, precision)
-        with manager.admit(ctx, estimate):
+        with ctx.memory.admit(ctx, estimate):
             model = load(model_path, precision)
-        manager.models.put(key, model, estimate.total)
-    sae_key = f"sae:{training_id}"
-    sae = manager.models.get(sae_key)
+        cache.put(key, model, estimate.total)
+    sae = cache.get(sae_key(training_id))
     if sae is None:
-        sae, _ = load_folder(get_settings().data_dir / "trainings" / training_id / "export")
+        sae, _ = load_folder(ctx.layout.export(training_id))
         sae = sae.to(next(model.parameters()).device)
-        manager.models.put(sae_key, sae, sum(p.numel() * 4 for p in sae.parameters()))
+        cache.put(sae_key(training_id), sae, sum(p.numel() * 4 for p in sae.parameters()))
     return model, sae
 
 

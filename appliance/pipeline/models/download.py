@@ -15,26 +15,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from appliance.config import get_settings
-from appliance.data.rows import update_row
+from appliance.data.database import Database
+from appliance.jobs.records import Job
+from appliance.contracts.params.models import ModelDownloadParams
+from appliance.data import models
+from appliance.data.layout import DataLayout
 from appliance.data.secrets import delete_secret, read_secret
 from appliance.errors import UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.pipeline.hub import is_network_error, probe
-from appliance.pipeline.models.loading import register
+from appliance.pipeline.models.loading import loading_status, register
 
 SIDE_FILES = ("*.json", "tokenizer.model", "*.tiktoken", "merges.txt", "vocab.txt", "*.py")
-
-
-class ModelDownloadParams(msgspec.Struct):
-    model_id: str
-    repo_id: str
-    path: str
-    precision: str = "fp32"
-    revision: str | None = None
-    trust_remote_code: bool = False
 
 
 def wanted_files(siblings: list[Any]) -> tuple[list[str], int]:
@@ -55,13 +47,11 @@ def _on_disk(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext, params: ModelDownloadParams) -> dict[str, Any]:
     from huggingface_hub import snapshot_download
 
-    params = msgspec.convert(ctx.params, ModelDownloadParams)
-    settings = get_settings()
     path = Path(params.path)
-    token = read_secret(settings.data_dir, params.model_id)
+    token = read_secret(ctx.layout.root, params.model_id)
     try:
         ctx.progress(0.01, f"Contacting the Hub for {params.repo_id}", force=True)
         info: Any = probe("model", params.repo_id, token, params.revision)
@@ -70,7 +60,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
             files = [f for f in files if not f.endswith(".py")]
         # Files land in a staging folder named after the repo, so a retry after a failure (a new
         # model row) resumes the interrupted files instead of starting over.
-        staging = settings.data_dir / "cache" / "model-downloads" / params.repo_id.replace("/", "--")
+        staging = ctx.layout.model_staging(params.repo_id)
         staging.mkdir(parents=True, exist_ok=True)
         outcome: dict[str, BaseException | None] = {}
 
@@ -104,17 +94,14 @@ def run(ctx: JobContext) -> dict[str, Any]:
         shutil.rmtree(path, ignore_errors=True)
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(staging, path)
-        update_row("models", params.model_id, status="quantizing" if params.precision in ("q8", "q4") else "loading")
+        ctx.db.execute(models.change(params.model_id, status=loading_status(params.precision)))
         ctx.progress(0.85, f"Loading ({params.precision})", force=True)
-        return register(ctx)
+        return register(ctx, params.register())
     finally:
-        delete_secret(settings.data_dir, params.model_id)
+        delete_secret(ctx.layout.root, params.model_id)
 
 
-def cleanup(job: Any) -> None:
-    """A failed download keeps its row with the reason; finished files stay for a retry's resume
-    only while the row exists (deleting the model removes them)."""
-    from appliance.pipeline.models.loading import fail
-
-    delete_secret(get_settings().data_dir, job.params.get("model_id", ""))
-    fail(job)
+def cleanup(job: Job, params: ModelDownloadParams, layout: DataLayout, db: Database) -> None:
+    """A failed download keeps its row with the reason, and its staged files for a retry to resume;
+    only the Hub token goes (the handler removes it too, but not if the worker died under it)."""
+    delete_secret(layout.root, params.model_id)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from appliance.data.rows import update_row
+from appliance.data.layout import DataLayout
+from appliance.data.database import Database
+from appliance.jobs.records import Job
+from appliance.contracts.params.models import ModelImportParams, ModelRegisterParams
+from appliance.data import models
+from appliance.data.jobs import insert_event
 from appliance.errors import ValidationError
 from appliance.jobs.context import JobContext
 from appliance.pipeline.models.architecture import describe
@@ -26,9 +32,11 @@ def load(path: str | Path, precision: str = "fp32", on: str | None = None) -> An
     from transformers import AutoModelForCausalLM
 
     on = on or device()
+    model: Any  # transformers' partial stubs type .to() for a different class
     if precision in ("fp32", "fp16", "bf16"):
         dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(on)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        model = model.to(on)
     elif precision in ("q8", "q4") and on == "cuda":
         from transformers import BitsAndBytesConfig
 
@@ -49,26 +57,33 @@ def folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def register(ctx: JobContext) -> dict[str, Any]:
+def loading_status(precision: str) -> str:
+    """What a model is while it loads: quantizing takes longer, and the UI says so."""
+    return "quantizing" if precision in ("q8", "q4") else "loading"
+
+
+def register(ctx: JobContext, params: ModelRegisterParams) -> dict[str, Any]:
     """Load a model whose files are in place, read its architecture, mark it ready."""
-    model_id = ctx.params["model_id"]
-    path, precision = Path(ctx.params["path"]), ctx.params.get("precision", "fp32")
-    update_row("models", model_id, status="quantizing" if precision in ("q8", "q4") else "loading")
-    ctx.progress(max(0.1, ctx.fraction), f"Loading the model ({precision})", force=True)
-    model = load(path, precision)
+    path = Path(params.path)
+    ctx.db.execute(models.change(params.model_id, status=loading_status(params.precision)))
+    ctx.progress(max(0.1, ctx.fraction), f"Loading the model ({params.precision})", force=True)
+    model = load(path, params.precision)
     ctx.check()
     architecture = describe(model)
-    update_row("models", model_id, status="ready", architecture=msgspec.json.encode(architecture).decode(),
-            size_bytes=folder_size(path))
-    ctx.event("model.updated", {"model_id": model_id, "status": "ready"})
-    return {"model_id": model_id, "parameters": architecture["parameters"], "layers": architecture["layers"]}
+    # The row and the event the UI watches commit together: a client that sees the event reads "ready".
+    ctx.db.write(
+        models.change(params.model_id, status="ready", architecture=msgspec.json.encode(architecture).decode(),
+                      size_bytes=folder_size(path)),
+        insert_event(ctx.topic, "model.updated", {"model_id": params.model_id, "status": "ready"}, ctx.job_id,
+                     True, time.time()))
+    return {"model_id": params.model_id, "parameters": architecture["parameters"], "layers": architecture["layers"]}
 
 
-def import_folder(ctx: JobContext) -> dict[str, Any]:
+def import_folder(ctx: JobContext, params: ModelImportParams) -> dict[str, Any]:
     """Copy a model folder from the imports folder (top-level files only), then register it."""
     import shutil
 
-    source, path = Path(ctx.params["source"]), Path(ctx.params["path"])
+    source, path = Path(params.source), Path(params.path)
     ctx.progress(0.02, f"Copying {source.name}", force=True)
     path.mkdir(parents=True, exist_ok=True)
     files = [f for f in sorted(source.iterdir()) if f.is_file()]
@@ -76,13 +91,12 @@ def import_folder(ctx: JobContext) -> dict[str, Any]:
         ctx.check()
         shutil.copy2(file, path / file.name)
         ctx.progress(0.02 + 0.6 * (index + 1) / len(files), f"Copied {file.name}")
-    return register(ctx)
+    return register(ctx, ModelRegisterParams(model_id=params.model_id, path=params.path, precision=params.precision))
 
 
-def fail(job: Any) -> None:
-    """A model that could not be loaded keeps its row, with the reason (set when the job ended, by
-    appliance.jobs.finalize); an import's partial copy goes (the source stays)."""
-    if job.kind == "model.import" and job.params.get("path"):
-        import shutil
+def import_failed(job: Job, params: ModelImportParams, layout: DataLayout, db: Database) -> None:
+    """A model that could not be imported keeps its row, with the reason (set when the job ended, by
+    appliance.jobs.finalize); its partial copy goes (the source stays)."""
+    import shutil
 
-        shutil.rmtree(job.params["path"], ignore_errors=True)
+    shutil.rmtree(params.path, ignore_errors=True)

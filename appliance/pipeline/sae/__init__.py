@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from appliance.pipeline.sae.base import SAE, Architecture, SAEConfig, StepOutput
+from appliance.pipeline.sae.base import SAE, Architecture, SAEConfig, StepOutput, sae_config
 from appliance.pipeline.sae.jumprelu import JumpReLUSAE
 from appliance.pipeline.sae.skip import SkipSAE
 from appliance.pipeline.sae.sparse import SparseSAE
@@ -19,4 +19,4 @@ def build(cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torc
     return CLASSES[cfg.architecture](cfg, dtype=dtype, device=device)
 
 
-__all__ = ["SAE", "Architecture", "SAEConfig", "StepOutput", "build", "CLASSES"]
+__all__ = ["SAE", "Architecture", "SAEConfig", "StepOutput", "build", "sae_config", "CLASSES"]

@@ -8,13 +8,19 @@ feature discovery and steering use.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Literal
+from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
-Architecture = Literal["sparse", "topk", "jumprelu", "skip", "transcoder"]
+from appliance.contracts.hyperparameters import EncoderType, Hyperparameters
+
+Architecture = EncoderType
+# The one set of defaults: what the API gives a training that names none (GET /api/training/defaults).
+# An SAE built here without a training (tests, benches, loaded files) gets the same numbers, so the two
+# cannot drift apart.
+_DEFAULTS = Hyperparameters()
 
 
 @dataclass
@@ -23,21 +29,29 @@ class SAEConfig:
     d_in: int
     d_sae: int
     d_out: int | None = None  # transcoders: the MLP output width; others: d_in
-    k: int = 32  # topk: active latents per token
-    l1_coefficient: float = 5.0  # sparse/skip/transcoder: weight of the decoder-norm-weighted L1 term
-    l0_coefficient: float = 1.0  # jumprelu: weight of the L0 term
-    jumprelu_init_threshold: float = 0.001
-    jumprelu_bandwidth: float = 0.001
+    k: int = _DEFAULTS.k  # topk: active latents per token
+    l1_coefficient: float = _DEFAULTS.l1_coefficient  # sparse/skip/transcoder: decoder-norm-weighted L1
+    l0_coefficient: float = _DEFAULTS.l0_coefficient  # jumprelu: weight of the L0 term
+    jumprelu_init_threshold: float = _DEFAULTS.jumprelu_init_threshold
+    jumprelu_bandwidth: float = _DEFAULTS.jumprelu_bandwidth
     aux_k: int | None = None  # topk: latents used by the AuxK loss (default: d_in // 2)
-    aux_k_coefficient: float = 1 / 32  # 0 turns AuxK off
-    dead_tokens: int = 10_000_000  # a latent silent for this many tokens is dead
-    ghost_grads: bool = False  # L1 architectures: dead latents learn from the residual error
+    aux_k_coefficient: float = _DEFAULTS.aux_k_coefficient  # 0 turns AuxK off
+    dead_tokens: int = _DEFAULTS.dead_tokens  # a latent silent for this many tokens is dead
+    ghost_grads: bool = _DEFAULTS.ghost_grads  # L1 architectures: dead latents learn from the residual error
     apply_b_dec_to_input: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def output_width(self) -> int:
         return self.d_out or self.d_in
+
+
+def sae_config(architecture: Architecture, d_in: int, hp: Hyperparameters, d_out: int | None = None) -> SAEConfig:
+    """The one path from a training's settings to its SAE: width from ``d_sae`` or the expansion
+    factor, every loss coefficient from ``hp``."""
+    return SAEConfig(architecture, d_in, hp.d_sae or hp.expansion_factor * d_in, d_out=d_out, k=hp.k,
+                     l1_coefficient=hp.l1_coefficient, l0_coefficient=hp.l0_coefficient,
+                     jumprelu_init_threshold=hp.jumprelu_init_threshold, jumprelu_bandwidth=hp.jumprelu_bandwidth,
+                     aux_k_coefficient=hp.aux_k_coefficient, dead_tokens=hp.dead_tokens, ghost_grads=hp.ghost_grads)
 
 
 @dataclass

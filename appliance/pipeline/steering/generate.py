@@ -36,41 +36,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import msgspec
-
+from appliance.contracts.params.steering import GenerateParams, Mode, SteeredFeature
 from appliance.jobs.context import JobContext
 
-Mode = Literal["add", "clamp", "ablate"]
+__all__ = ["GenerateParams", "Intervention", "Mode", "SteeredFeature", "generate", "measure", "run"]
+
 SIDES = ("unsteered", "steered")
 SHIFTS_SHOWN = 10
 WORD = re.compile(r"\w+")
-
-
-class SteeredFeature(msgspec.Struct):
-    index: int
-    coefficient: float
-    mode: Mode
-    strength: float  # the feature's typical max activation, in activation units
-    label: str = ""
-
-
-class GenerateParams(msgspec.Struct, kw_only=True):
-    training_id: str
-    model_path: str
-    precision: str
-    parameters: int
-    tokenizer: str
-    hook_point: dict[str, Any]  # the SAE's
-    target_module: str  # where the interventions act
-    same_module: bool  # target_module is the SAE's hook module (clamp/ablate need it)
-    intervention_layer: int
-    prompt: str
-    features: list[SteeredFeature]
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 100
-    seed: int = 0
-    stream: bool = False
 
 
 # -- the intervention ----------------------------------------------------------------------------
@@ -258,7 +231,8 @@ def generate(model: Any, intervention: Intervention, prompt_ids: list[int], *, s
                       for side in runs},
             "timing": {"prompt_tokens": len(prompt_ids), "generated_tokens": max(len(s.pieces) for s in runs),
                        "ms_per_token": round(1000 * elapsed / tokens, 3) if tokens else None,
-                       "time_to_first_token_ms": round(1000 * (first_token_at - started), 2) if first_token_at else None,
+                       "time_to_first_token_ms": (round(1000 * (first_token_at - started), 2)
+                                                  if first_token_at else None),
                        "total_ms": round(1000 * elapsed, 2), "device": device.type,
                        "stopped_at_context": len(prompt_ids) + steps >= limit}}
 
@@ -274,7 +248,7 @@ def _context_length(model: Any) -> int:
 
 # -- metrics ---------------------------------------------------------------------------------------
 def _pass(model: Any, intervention: Intervention, ids: list[int], start: int, steered: bool,
-          record: str) -> tuple[Any, Any, Any]:
+          record: Literal["off", "before", "after"]) -> tuple[Any, Any, Any]:
     """One forward over ``ids``: the logits from position ``start`` on and the final hidden states
     after it, left on the model's device (a [tokens, vocab] copy per pass is more than a small
     board can spare), and the recorded latents ([tokens, n], on the CPU)."""
@@ -356,17 +330,15 @@ def measure(model: Any, intervention: Intervention, tokenizer: Any, prompt_ids: 
 
 
 # -- the job ---------------------------------------------------------------------------------------
-def run(ctx: JobContext) -> dict[str, Any]:
-    from appliance.config import get_settings
+def run(ctx: JobContext, params: GenerateParams) -> dict[str, Any]:
     from appliance.contracts.tokenization import load_tokenizer
     from appliance.pipeline.models.cache import exclusive, model_and_sae
 
-    params = msgspec.convert(ctx.params, GenerateParams)
     model, sae = model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
-    tokenizer = load_tokenizer(params.tokenizer, get_settings().data_dir)
+    tokenizer = load_tokenizer(params.tokenizer, ctx.layout.root)
     device = next(model.parameters()).device
     dtype = next(model.parameters()).dtype
-    reads_input = bool(params.hook_point.get("input")) and params.same_module
+    reads_input = params.hook_point.input and params.same_module
     writes_input = reads_input and sae.cfg.architecture != "transcoder"
     intervention = Intervention(sae, params.features, reads_input, writes_input, device, dtype)
     module = dict(model.named_modules())[params.target_module]
@@ -396,7 +368,7 @@ def run(ctx: JobContext) -> dict[str, Any]:
     metrics["word_overlap"] = round(word_overlap(sides["unsteered"]["text"], sides["steered"]["text"]), 4)
     result = {
         "training_id": params.training_id, "prompt": params.prompt, "seed": params.seed,
-        "intervention_layer": params.intervention_layer, "hook_point": params.hook_point["name"],
+        "intervention_layer": params.intervention_layer, "hook_point": params.hook_point.name,
         # typical_max: the unit of the coefficients; value: what the feature adds along its unit
         # direction (add) or is set to (clamp, ablate), in activation units.
         "features": [{"index": f.index, "coefficient": f.coefficient, "mode": f.mode, "label": f.label,

@@ -124,7 +124,8 @@ export async function apiRequest<T>(path: string, options: RequestOptions = {}):
     throw new ApiError('BAD_RESPONSE', `Unexpected response from ${path}`, response.status, text.slice(0, 500));
   }
   const envelope = payload as { data: T; meta?: Meta };
-  return { data: envelope.data, meta: envelope.meta ?? {} };
+  // Every answer of the API has `meta`; a proxy's or an older server's may not.
+  return { data: envelope.data, meta: envelope.meta ?? { timestamp: '', request_id: '' } };
 }
 
 export async function apiGet<T>(path: string, options: Omit<RequestOptions, 'method' | 'body'> = {}): Promise<T> {

@@ -1,167 +1,90 @@
-// Shapes of the appliance API (see DECISIONS.md §4). Timestamps are ISO 8601 UTC strings.
+// The appliance API's shapes, as the UI uses them. They come from the API's own OpenAPI document:
+// `schema.d.ts` is generated from `openapi.json` (written by `python -m appliance.api.apidoc`; see
+// README, Development), so a field the API adds, drops or renames breaks this build instead of a
+// page. The few types declared here by hand are either UI-only, or narrow a field the document
+// only describes loosely (a status the API types as a plain string, an open JSON object); each says
+// which. Timestamps are ISO 8601 UTC strings unless a field says otherwise.
+import type { components, paths } from './schema';
 
-export interface Pagination {
-  page: number;
-  limit: number;
-  total: number;
-  has_next: boolean;
-  has_prev: boolean;
-  /** false: counting stopped at a cap and there are at least `total` items. */
-  total_exact?: boolean;
-}
+type Schemas = components['schemas'];
 
-export interface Meta {
-  pagination?: Pagination;
-  [key: string]: unknown;
-}
+/**
+ * A generated shape with some fields narrowed where the document is loose. Every key of `N` must be
+ * a field of `T`, so a narrowing cannot outlive the field it narrows.
+ */
+type Narrow<T, N extends { [K in keyof N]: K extends keyof T ? unknown : never }> = Omit<T, keyof N> & N;
+
+/**
+ * The actions the API allows now on a resource (named after its endpoints: "pause", "delete"...),
+ * computed by the API from the resource's status; the UI shows a button when its action is listed.
+ * Always sent; the document marks it optional only because the field has a default.
+ */
+type WithActions = { actions: string[] };
+
+/** What a GET answers in its envelope's `data` (for shapes whose component names are not stable). */
+type Answer<P extends keyof paths> = paths[P] extends {
+  get: { responses: { 200: { content: { 'application/json': { data: infer D } } } } };
+} ? D : never;
+
+// --- envelope ---------------------------------------------------------------------------------
+
+export type Pagination = Schemas['Pagination'];
+export type Meta = Schemas['Meta'];
+export type ErrorBody = Schemas['ErrorBody'];
 
 export interface Envelope<T> {
   data: T;
   meta: Meta;
 }
 
-export interface ErrorBody {
-  code: string;
-  message: string;
-  details: unknown;
-  retryable: boolean;
-  timestamp: string;
-}
+// --- system -----------------------------------------------------------------------------------
 
-export interface ComponentStatus {
-  ok: boolean;
-  detail: string;
-}
+export type ComponentStatus = Schemas['ComponentStatus'];
+/** Narrowed: the document types `status` as a string. */
+export type Health = Narrow<Schemas['Health'], { status: 'healthy' | 'degraded' }>;
+export type WorkerInfo = Schemas['WorkerInfo'];
+/** Narrowed: the document types `platform_kind` as a string. */
+export type SystemInfo = Narrow<Schemas['SystemInfo'], { platform_kind: 'jetson' | 'nvidia' | 'cpu' }>;
+/** One monitoring sample; any field a device cannot report is absent or null (never invented). */
+export type MetricsSample = Schemas['SystemMetricsEvent']['data'];
+export type SystemMetrics = Schemas['Metrics'];
 
-export interface Health {
-  status: 'healthy' | 'degraded';
-  version: string;
-  uptime_s: number;
-  components: Record<string, ComponentStatus>;
-}
+// --- jobs and events --------------------------------------------------------------------------
 
-export interface WorkerInfo {
-  pid: number;
-  alive: boolean;
-  started_at: string;
-  last_seen_at: string;
-  python: string | null;
-  torch: string | null;
-  transformers: string | null;
-}
-
-export interface SystemInfo {
-  version: string;
-  device_name: string;
-  hostname: string;
-  platform: string;
-  platform_kind: 'jetson' | 'nvidia' | 'cpu';
-  board: string | null;
-  soc: string | null;
-  l4t: string | null;
-  jetpack: string | null;
-  gpu_name: string | null;
-  cuda_available: boolean;
-  unified_memory: boolean;
-  total_memory_mb: number;
-  memory_budget_mb: number;
-  python: string;
-  data_dir: string;
-  worker: WorkerInfo | null;
-}
-
-/** One monitoring sample; any field a device cannot report is absent (never invented). */
-export interface MetricsSample {
-  timestamp: number;
-  source: 'tegrastats' | 'jtop' | 'proc';
-  cpu?: { index: number; online: boolean; load_pct?: number; freq_mhz?: number }[];
-  cpu_load_pct?: number;
-  gpu_load_pct?: number;
-  gpu_freq_mhz?: number;
-  ram_used_mb?: number;
-  ram_total_mb?: number;
-  swap_used_mb?: number;
-  swap_total_mb?: number;
-  gpu_mem_used_mb?: number;
-  gpu_mem_total_mb?: number;
-  emc_load_pct?: number;
-  emc_freq_mhz?: number;
-  temperatures_c?: Record<string, number>;
-  power?: { name: string; current_mw: number; average_mw?: number }[];
-  fan_pct?: number;
-  process_rss_mb?: { api?: number; worker?: number };
-}
-
-export interface SystemMetrics {
-  latest: MetricsSample | null;
-  history: MetricsSample[];
-  interval_s: number;
-  source: string | null;
-}
-
-export type JobStatus = 'queued' | 'running' | 'paused' | 'completed' | 'failed' | 'cancelled';
+export type Job = Schemas['Job'];
+export type JobStatus = Job['status'];
+export type JobError = Schemas['JobError'];
+export type JobTarget = Schemas['JobTarget'];
+export type Accepted = Narrow<Schemas['Accepted'], { status: JobStatus }>;
 
 export const ACTIVE_STATUSES: readonly JobStatus[] = ['queued', 'running', 'paused'];
 export const FINAL_STATUSES: readonly JobStatus[] = ['completed', 'failed', 'cancelled'];
-
-export interface JobError {
-  code: string;
-  message: string;
-}
-
-export interface JobTarget {
-  type: string;
-  id: string;
-}
-
-export interface Job {
-  id: string;
-  kind: string;
-  lane: 'heavy' | 'interactive';
-  status: JobStatus;
-  progress: number;
-  message: string;
-  params: Record<string, unknown>;
-  result: unknown;
-  error: JobError | null;
-  target: JobTarget | null;
-  attempts: number;
-  created_at: string;
-  started_at: string | null;
-  finished_at: string | null;
-  updated_at: string;
-}
-
-/** The `data:` of every SSE message. */
-export interface StreamEvent<T = unknown> {
-  id: number | null; // null: an ephemeral event (system.metrics), never stored or replayed
-  topic: string;
-  type: string;
-  job_id: string | null;
-  created_at: string;
-  data: T;
-}
-
-export interface JobProgress {
-  job_id: string;
-  progress: number;
-  message: string;
-  [key: string]: unknown;
-}
 
 export function isActive(status: JobStatus): boolean {
   return ACTIVE_STATUSES.includes(status);
 }
 
+/** The `data:` of every SSE message: a union tagged by `type`, one member per event. */
+export type StreamEvent = Schemas['StreamEvent'];
+export type StreamEventType = StreamEvent['type'];
+/** The event of one type, e.g. `EventOf<'training.progress'>`. */
+export type EventOf<K extends StreamEventType> = Extract<StreamEvent, { type: K }>;
+
+/** The `*.progress` events (each job kind reports on its own), and what they all carry. */
+export type ProgressEvent = Extract<StreamEvent, { type: `${string}.progress` }>;
+export type JobProgress = ProgressEvent['data'];
+
 // --- datasets ---------------------------------------------------------------------------------
 
 export type DatasetStatus = 'downloading' | 'ingesting' | 'ready' | 'error';
 
+/** UI-side: the document describes a dataset's `stats` as an open object. */
 export interface HistogramBucket {
   range: string;
   count: number;
 }
 
+/** UI-side: the document describes a dataset's `stats` as an open object. */
 export interface DatasetStats {
   samples: number;
   total_chars: number;
@@ -174,14 +97,7 @@ export interface DatasetStats {
   splits: Record<string, number>;
 }
 
-export interface TokenizeSettings {
-  tokenizer: string;
-  max_length: number;
-  padding: 'max_length' | 'longest' | 'do_not_pad';
-  truncation: 'longest_first' | 'only_first' | 'only_second' | 'do_not_truncate';
-  add_special_tokens: boolean;
-  return_attention_mask: boolean;
-}
+export type TokenizeSettings = Schemas['TokenizeSettings'];
 
 export interface TopToken {
   id: number;
@@ -191,6 +107,7 @@ export interface TopToken {
   share: number;
 }
 
+/** UI-side: the document describes a tokenization's `stats` as an open object. */
 export interface TokenStats {
   tokenizer: string;
   vocab_size: number;
@@ -206,146 +123,64 @@ export interface TokenStats {
   top_tokens: TopToken[];
 }
 
-export interface Tokenization {
-  tokenizer: string;
+/** Narrowed: `status` is a string and `settings`/`stats` open objects in the document. */
+export type Tokenization = Narrow<Schemas['Tokenization'], {
   status: 'tokenizing' | 'ready' | 'error';
   settings: TokenizeSettings;
   stats: TokenStats | null;
-  job_id: string | null;
-  error: string | null;
-  updated_at: string;
-}
+}>;
 
-export interface Dataset {
-  id: string;
-  name: string;
+/** Narrowed: `source`, `status` are strings and `stats` an open object in the document. */
+export type Dataset = Narrow<Schemas['Dataset'], {
   source: 'huggingface' | 'upload' | 'local' | 'demo';
-  repo_id: string | null;
-  split: string | null;
-  format: string | null;
-  text_column: string;
   status: DatasetStatus;
-  error: { code: string; message: string } | null;
-  job_id: string | null;
-  num_samples: number | null;
-  size_bytes: number | null;
   stats: DatasetStats | null;
-  created_at: string;
-  updated_at: string;
-  tokenizations: Tokenization[];
-}
+  tokenizations?: Tokenization[];
+} & WithActions>;
 
-export interface Sample {
-  index: number;
-  split: string;
-  length: number;
-  text: string;
-  metadata: Record<string, unknown> | null;
-}
-
-export interface TokenizerInfo {
-  id: string;
-  name: string;
-  source: string;
-  vocab_size: number;
-}
-
-export interface PreviewToken {
-  id: number;
-  text: string;
-  special: boolean;
-}
-
-export interface TokenPreview {
-  tokenizer: string;
-  tokens: PreviewToken[];
-  count: number;
-  truncated: boolean;
-}
-
-export interface Accepted {
-  job_id: string;
-  status: JobStatus;
-  kind: string;
-}
+export type Sample = Answer<'/api/datasets/{dataset_id}/samples'>[number];
+export type TokenizerInfo = Schemas['TokenizerInfo'];
+export type PreviewToken = Schemas['PreviewToken'];
+export type TokenPreview = Schemas['Preview'];
 
 // --- models and activations -------------------------------------------------------------------
 
 export type ModelStatus = 'downloading' | 'loading' | 'quantizing' | 'ready' | 'error';
 export type Precision = 'fp32' | 'fp16' | 'bf16' | 'q8' | 'q4';
 
-export interface Model {
-  id: string;
-  name: string;
+/** Narrowed: `source`, `precision`, `status` are strings and `memory_mb` an open map in the document. */
+export type Model = Narrow<Schemas['Model'], {
   source: 'huggingface' | 'local' | 'demo';
-  repo_id: string | null;
-  revision: string | null;
   precision: Precision;
   status: ModelStatus;
-  error: { code: string; message: string } | null;
-  job_id: string | null;
-  size_bytes: number | null;
-  family: string | null;
-  layers: number | null;
-  d_model: number | null;
-  parameters: number | null;
   memory_mb: Record<Precision, number> | null;
-  created_at: string;
-  updated_at: string;
-}
+} & WithActions>;
 
-export interface HookPoint {
-  layer: number;
-  type: 'residual' | 'mlp_in' | 'mlp' | 'attention';
-  name: string;
-  module: string;
-}
+export type Architecture = Answer<'/api/models/{model_id}/architecture'>;
+export type HookPoint = NonNullable<Architecture['hook_points']>[number];
 
-export interface Architecture {
-  family: string;
-  class: string;
-  layers: number;
-  d_model: number | null;
-  heads: number | null;
-  kv_heads: number | null;
-  d_mlp: number | null;
-  vocab_size: number | null;
-  context_length: number | null;
-  parameters: number;
-  layers_module: string;
-  hook_points: HookPoint[];
-}
-
-export interface PrecisionSupport {
-  name: Precision;
-  supported: boolean;
-  reason: string;
-  bytes_per_param: number;
-}
-
-export interface Capabilities {
+/** Narrowed: the document types a precision's `name` as a string. */
+export type PrecisionSupport = Narrow<Schemas['PrecisionSupport'], { name: Precision }>;
+export type Capabilities = Narrow<Schemas['Capabilities'], {
   device: 'cpu' | 'cuda';
   precisions: PrecisionSupport[];
-}
+}>;
 
-export interface ActivationSet {
-  id: string;
-  model_id: string;
-  dataset_id: string;
+/** Narrowed: `status` is a string and `config`/`manifest` open objects in the document. */
+export type ActivationSet = Narrow<Schemas['ActivationSet'], {
   status: 'extracting' | 'ready' | 'error';
-  config: { layers: number[]; hook_types: string[]; batch_size: number; max_samples: number | null; context_length: number };
-  manifest: { samples: number; tokens: number; d_model: number; tokens_per_second: number | null; peak_rss_mb: number } | null;
-  size_bytes: number | null;
-  job_id: string | null;
-  error: { code: string; message: string } | null;
-  created_at: string;
-  updated_at: string;
-}
+  config: { layers: number[]; hook_types: string[]; batch_size: number; max_samples: number | null;
+            context_length: number };
+  manifest: { samples: number; tokens: number; d_model: number; tokens_per_second: number | null;
+              peak_rss_mb: number } | null;
+} & WithActions>;
 
 // --- training ---------------------------------------------------------------------------------
 
-export type EncoderType = 'sparse' | 'topk' | 'jumprelu' | 'skip' | 'transcoder';
+export type EncoderType = Schemas['StartRequest']['encoder_type'];
+export type Hyperparameters = Schemas['Hyperparameters'];
 
+/** UI-side: a training's `latest` is an open object in the document (the row `training.progress` carries). */
 export interface MetricRow {
   step: number;
   tokens: number;
@@ -361,6 +196,7 @@ export interface MetricRow {
   eta_s?: number | null;
 }
 
+/** UI-side: a training's `evaluation` is an open object in the document. */
 export interface Evaluation {
   explained_variance?: number;
   l0?: number;
@@ -377,64 +213,27 @@ export interface Evaluation {
   evaluated_at?: number;
 }
 
-export interface Training {
-  id: string;
-  model_id: string;
-  dataset_id: string | null;
-  activation_id: string | null;
-  layer: number;
-  hook_type: string;
+export type TrainingStatus = 'queued' | 'running' | 'paused' | 'completed' | 'stopped' | 'failed' | 'cancelled';
+
+/** Narrowed: `encoder_type`, `status` are strings and `config`/`latest`/`evaluation` open objects in the document. */
+export type Training = Narrow<Schemas['Training'], {
   encoder_type: EncoderType;
   config: { hyperparameters: Record<string, unknown>; seed?: number; auto_save_interval?: number;
             source?: 'stored' | 'streamed' | 'imported'; origin?: string; d_sae?: number };
-  status: 'queued' | 'running' | 'paused' | 'completed' | 'stopped' | 'failed' | 'cancelled';
-  job_id: string | null;
-  step: number;
-  total_steps: number;
+  status: TrainingStatus;
   latest: MetricRow | null;
   evaluation: Evaluation | null;
-  error: string | null;
-  created_at: string;
-  updated_at: string;
-}
+} & WithActions>;
 
-export interface CheckpointInfo {
-  step: number;
-  tokens: number;
-  loss: number | null;
-  saved_at: string;
-}
-
-export interface TemplateItem {
-  id: string;
-  kind: string;
-  name: string;
-  description: string;
-  is_favorite: boolean;
-  config: Record<string, unknown>;
-}
+export type CheckpointInfo = Schemas['Checkpoint'];
+export type TemplateItem = Schemas['Template'];
 
 // --- features ---------------------------------------------------------------------------------
 
-export interface FeatureExample {
-  tokens: string[];
-  activations: number[];
-  max_index: number;
-}
+export type FeatureRow = Schemas['FeatureRow'];
+export type FeatureExample = NonNullable<FeatureRow['example']>;
 
-export interface FeatureRow {
-  index: number;
-  label: string;
-  name: string | null;
-  auto_label: string;
-  frequency: number;
-  max_activation: number;
-  mean_activation: number;
-  score: number | null;
-  is_favorite: boolean;
-  example: FeatureExample | null;
-}
-
+/** UI-side: a feature's `examples` are open objects in the document. */
 export interface FeatureContext extends FeatureExample {
   sample: number;
   position: number;
@@ -442,12 +241,9 @@ export interface FeatureContext extends FeatureExample {
   max_activation: number;
 }
 
-export interface LogitLens {
-  positive: [string, number][];
-  negative: [string, number][];
-  logsumexp?: number;
-}
+export type LogitLens = Schemas['LogitLens'];
 
+/** UI-side: a feature's `ablation` is an open object in the document. */
 export interface Ablation {
   perplexity_original: number | null;
   perplexity_ablated: number | null;
@@ -458,60 +254,25 @@ export interface Ablation {
   fired_tokens: number;
 }
 
-export interface FeatureDetail {
-  index: number;
-  label: string;
-  name: string | null;
-  auto_label: string;
-  llm_label: string | null;
-  description: string | null;
-  is_favorite: boolean;
-  frequency: number;
-  max_activation: number;
-  mean_activation: number;
-  active_samples: number;
-  score: number | null;
-  histogram: { log10_edges: number[]; counts: number[] };
-  top_tokens: [string, number][];
-  logit_lens: LogitLens;
+/** Narrowed: `examples`, `quantile_examples`, `ablation` are open objects and `map` a list in the document. */
+export type FeatureDetail = Narrow<Schemas['FeatureDetail'], {
   examples: FeatureContext[];
   quantile_examples: (FeatureContext & { activation: number; quantile: string })[];
   ablation: Ablation | null;
   map: [number, number] | null;
-}
+}>;
 
-export interface FeatureExtraction {
-  training_id: string;
-  status: 'none' | 'extracting' | 'ready' | 'error';
-  job_id: string | null;
-  config: { eval_samples: number; top_k_examples: number; context_length: number; dataset_id: string };
-  summary: { features: number; alive: number; dead: number; interpretable_share: number; mean_score: number;
-             activation_rate: number; samples: number; tokens: number; tokens_per_second: number } | null;
-  map_status: string | null;
-  error: string | null;
-}
-
-export interface MapPoint {
-  index: number;
-  x: number;
-  y: number;
-  frequency: number;
-  label: string;
-  score: number | null;
-}
+/** Narrowed: the document types the extraction's `status` as a string. */
+export type FeatureExtraction = Narrow<Schemas['Extraction'], { status: 'none' | 'extracting' | 'ready' | 'error' }>;
+export type MapPoint = Schemas['MapPoint'];
 
 // --- steering ---------------------------------------------------------------------------------
 
-export type SteeringMode = 'add' | 'clamp' | 'ablate';
+export type SteeringFeatureSetting = Schemas['FeatureIn'];
+export type SteeringMode = SteeringFeatureSetting['mode'];
+export type SteeringRequest = Schemas['GenerateRequest'];
 
-/** One feature in a steering request or preset: coefficient in units of its typical max activation. */
-export interface SteeringFeatureSetting {
-  index: number;
-  coefficient: number;
-  mode: SteeringMode;
-}
-
-/** A preset's config (also the shape "Save Current" posts). */
+/** UI-side: a preset's config (also the shape "Save Current" posts); templates hold open objects. */
 export interface SteeringConfig {
   training_id: string;
   features: SteeringFeatureSetting[];
@@ -521,10 +282,6 @@ export interface SteeringConfig {
   max_tokens: number;
   seed: number | null;
   prompt: string;
-}
-
-export interface SteeringRequest extends SteeringConfig {
-  stream: boolean;
 }
 
 export interface SteeringSide {
@@ -552,6 +309,7 @@ export interface SteeringMetrics {
   token_probability_shifts: TokenShift[];
 }
 
+/** UI-side: POST /api/steering (and `steering.completed`) answer an open object in the document. */
 export interface SteeringResult {
   training_id: string;
   prompt: string;
@@ -570,22 +328,9 @@ export interface SteeringResult {
 }
 
 /** `data` of a `steering.token` event. */
-export interface SteeringToken {
-  job_id: string;
-  side: 'unsteered' | 'steered';
-  text: string;
-  index: number;
-}
+export type SteeringToken = EventOf<'steering.token'>['data'];
 
-export interface SteeringPreset extends TemplateItem {
-  config: SteeringConfig & Record<string, unknown>;
-  created_at: string;
-  updated_at: string;
-}
+export type SteeringPreset = Narrow<TemplateItem, { config: SteeringConfig & Record<string, unknown> }>;
 
 /** POST /api/<kind>/<id>/apply: the settings fitted to the target, and what was changed. */
-export interface AppliedTemplate<C = Record<string, unknown>> {
-  template_id: string;
-  config: C;
-  notes: string[];
-}
+export type AppliedTemplate<C = Record<string, unknown>> = Narrow<Schemas['Applied'], { config: C }>;

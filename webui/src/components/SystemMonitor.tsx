@@ -10,7 +10,7 @@ import { Modal } from './Modal';
 const PALETTE = ['#34d399', '#60a5fa', '#c084fc', '#facc15', '#fb923c', '#f87171', '#2dd4bf', '#f472b6'];
 
 function series(history: MetricsSample[], name: string, color: string,
-                pick: (s: MetricsSample) => number | undefined): Series {
+                pick: (s: MetricsSample) => number | null | undefined): Series {
   const points: [number, number][] = [];
   for (const s of history) {
     const v = pick(s);
@@ -46,7 +46,7 @@ function Legend({ items }: { items: { name: string; color: string; text: string 
   );
 }
 
-const fmt = (v: number | undefined, digits = 0, unit = '') => (v == null ? '—' : `${v.toFixed(digits)}${unit}`);
+const fmt = (v: number | null | undefined, digits = 0, unit = '') => (v == null ? '—' : `${v.toFixed(digits)}${unit}`);
 
 export function SystemMonitor({ info, latest, history, onClose }: {
   info: SystemInfo | null; latest: MetricsSample | null; history: MetricsSample[]; onClose: () => void;

@@ -1,7 +1,7 @@
-import type { Dataset } from '../api/types';
+import type { Dataset, StreamEventType } from '../api/types';
 import { useResourceList } from './useResourceList';
 
-const EVENTS = ['dataset.updated'];
+const EVENTS: StreamEventType[] = ['dataset.updated'];
 const TARGETS = ['dataset'];
 
 export function useDatasets() {

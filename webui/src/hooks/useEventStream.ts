@@ -7,19 +7,24 @@
 // - `generation` increments every time the stream opens: consumers reload their lists then.
 // - subscribe(type | '*', handler): named events get a listener per subscribed type
 //   (job.updated and job.progress always); '*' receives every event that has a listener.
+//   Events are the API's typed union (StreamEvent, generated from its OpenAPI document): a handler
+//   for one type gets that type's payload, no casts.
 import { createContext, createElement, useCallback, useContext, useEffect, useMemo, useRef, useState } from 'react';
 import type { ReactNode } from 'react';
 
-import type { StreamEvent } from '../api/types';
+import type { EventOf, StreamEvent, StreamEventType } from '../api/types';
 
 export type StreamState = 'connecting' | 'open' | 'closed';
-export type StreamHandler = (event: StreamEvent, type: string) => void;
+export type StreamHandler<E extends StreamEvent = StreamEvent> = (event: E, type: string) => void;
+/** What `subscribe` accepts: one event type (the handler gets that event) or '*' (any event). */
+export type Subscribable = StreamEventType | '*';
+type EventFor<K extends Subscribable> = K extends StreamEventType ? EventOf<K> : StreamEvent;
 
 export interface EventStreamApi {
   state: StreamState;
   /** Increments each time the stream opens (first connection = 1). */
   generation: number;
-  subscribe: (type: string, handler: StreamHandler) => () => void;
+  subscribe: <K extends Subscribable>(type: K, handler: StreamHandler<EventFor<K>>) => () => void;
   /** Reconnect now (resetting the backoff) if the stream is waiting to retry. */
   reconnect: () => void;
   lastEventId: () => number | null;
@@ -143,16 +148,18 @@ export function EventStreamProvider({ children, paused = false, authVersion = 0 
     return () => close();
   }, [paused, authVersion, connect, close]);
 
-  const subscribe = useCallback((type: string, handler: StreamHandler) => {
+  const subscribe = useCallback(<K extends Subscribable>(type: K, handler: StreamHandler<EventFor<K>>) => {
     let set = handlers.current.get(type);
     if (!set) {
       set = new Set();
       handlers.current.set(type, set);
     }
-    set.add(handler);
+    // Delivery is keyed by the SSE `event:` name, which is the payload's `type`: only events of
+    // `type` reach this handler.
+    set.add(handler as StreamHandler);
     if (type !== '*' && source.current) attach(source.current, type);
     return () => {
-      set?.delete(handler);
+      set?.delete(handler as StreamHandler);
     };
   }, [attach]);
 
@@ -177,9 +184,9 @@ export function useEventStream(): EventStreamApi {
 }
 
 /** Calls `handler` for every event of `type` ('*' for all) while the component is mounted. */
-export function useStreamEvent<T = unknown>(type: string, handler: (event: StreamEvent<T>, type: string) => void): void {
+export function useStreamEvent<K extends Subscribable>(type: K, handler: StreamHandler<EventFor<K>>): void {
   const { subscribe } = useEventStream();
   const ref = useRef(handler);
   ref.current = handler;
-  useEffect(() => subscribe(type, (event, t) => ref.current(event as StreamEvent<T>, t)), [subscribe, type]);
+  useEffect(() => subscribe(type, (event: EventFor<K>, t) => ref.current(event, t)), [subscribe, type]);
 }

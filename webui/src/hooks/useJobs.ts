@@ -4,7 +4,7 @@ import { createContext, createElement, useCallback, useContext, useEffect, useMe
 import type { ReactNode } from 'react';
 
 import { apiGet, apiPost } from '../api/client';
-import type { Job, JobProgress, StreamEvent } from '../api/types';
+import type { Job, JobProgress, ProgressEvent } from '../api/types';
 import { isActive } from '../api/types';
 import { useEventStream } from './useEventStream';
 
@@ -117,14 +117,10 @@ export function JobsProvider({ children }: { children: ReactNode }) {
   }, [generation, reload]);
 
   useEffect(() => {
-    const offUpdated = subscribe('job.updated', (event: StreamEvent) => {
-      const job = event.data as Job | null;
-      if (job && typeof job === 'object' && typeof job.id === 'string') dispatch({ type: 'upsert', job });
-    });
-    const onProgress = (event: StreamEvent) => {
-      const data = event.data as JobProgress | null;
-      const id = data?.job_id ?? event.job_id;
-      if (!data || !id) return;
+    const offUpdated = subscribe('job.updated', (event) => dispatch({ type: 'upsert', job: event.data }));
+    const onProgress = (event: ProgressEvent) => {
+      const data = event.data;
+      const id = data.job_id;
       if (!known.current[id]) {
         // A job we have not seen (e.g. older than the list): fetch it once.
         if (!fetching.current.has(id)) {
@@ -136,7 +132,7 @@ export function JobsProvider({ children }: { children: ReactNode }) {
         }
         return;
       }
-      dispatch({ type: 'progress', progress: { ...data, job_id: id } });
+      dispatch({ type: 'progress', progress: data });
     };
     const offProgress = PROGRESS_TYPES.map((type) => subscribe(type, onProgress));
     return () => {

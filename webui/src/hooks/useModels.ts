@@ -1,9 +1,9 @@
-import type { ActivationSet, Model, Training } from '../api/types';
+import type { ActivationSet, Model, StreamEventType, Training } from '../api/types';
 import { useResourceList } from './useResourceList';
 
-const MODEL_EVENTS = ['model.updated'];
+const MODEL_EVENTS: StreamEventType[] = ['model.updated'];
 const MODEL_TARGETS = ['model'];
-const SET_EVENTS = ['activations.updated'];
+const SET_EVENTS: StreamEventType[] = ['activations.updated'];
 const SET_TARGETS = ['activations'];
 
 export function useModels() {
@@ -16,7 +16,7 @@ export function useActivationSets() {
   return { sets: items, ...rest };
 }
 
-const TRAINING_EVENTS = ['training.updated'];
+const TRAINING_EVENTS: StreamEventType[] = ['training.updated'];
 const TRAINING_TARGETS = ['training'];
 
 export function useTrainings() {

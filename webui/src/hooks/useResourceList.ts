@@ -3,7 +3,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 
 import { apiGet } from '../api/client';
-import type { Job, StreamEvent } from '../api/types';
+import type { StreamEventType } from '../api/types';
 import { useEventStream } from './useEventStream';
 
 export interface ResourceList<T> {
@@ -13,13 +13,13 @@ export interface ResourceList<T> {
   reload: () => Promise<void>;
 }
 
-export function useResourceList<T>(path: string, eventTypes: string[], targetTypes: string[]): ResourceList<T> {
+export function useResourceList<T>(path: string, eventTypes: StreamEventType[], targetTypes: string[]): ResourceList<T> {
   const [items, setItems] = useState<T[]>([]);
   const [loaded, setLoaded] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const { generation, subscribe } = useEventStream();
   const pending = useRef<number | undefined>(undefined);
-  const events = eventTypes.join(',');
+  const events = eventTypes.join(',');  // a string, so a new array each render does not resubscribe
   const targets = targetTypes.join(',');
 
   const reload = useCallback(async () => {
@@ -42,10 +42,10 @@ export function useResourceList<T>(path: string, eventTypes: string[], targetTyp
   }, [generation, reload]);
 
   useEffect(() => {
-    const offs = events.split(',').map((type) => subscribe(type, soon));
-    offs.push(subscribe('job.updated', (event: StreamEvent) => {
-      const job = event.data as Job | null;
-      if (job?.target && targets.split(',').includes(job.target.type)) soon();
+    const offs = (events.split(',') as StreamEventType[]).map((type) => subscribe(type, soon));
+    offs.push(subscribe('job.updated', (event) => {
+      const job = event.data;
+      if (job.target && targets.split(',').includes(job.target.type)) soon();
     }));
     return () => {
       offs.forEach((off) => off());

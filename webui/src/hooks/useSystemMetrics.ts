@@ -3,7 +3,7 @@
 import { useEffect, useState } from 'react';
 
 import { apiGet } from '../api/client';
-import type { MetricsSample, StreamEvent, SystemMetrics } from '../api/types';
+import type { MetricsSample, SystemMetrics } from '../api/types';
 import { useEventStream } from './useEventStream';
 
 export const WINDOW_S = 300;
@@ -40,9 +40,8 @@ export function useSystemMetrics({ generation, paused }: { generation: number; p
     };
   }, [generation, paused]);
 
-  useEffect(() => subscribe('system.metrics', (event: StreamEvent) => {
-    const sample = event.data as MetricsSample;
-    if (!sample || typeof sample.timestamp !== 'number') return;
+  useEffect(() => subscribe('system.metrics', (event) => {
+    const sample = event.data;
     setState((prev) => {
       if (prev.latest && sample.timestamp <= prev.latest.timestamp) return prev;
       return { latest: sample, history: keepWindow([...prev.history, sample]) };

@@ -12,41 +12,31 @@ from typing import Any
 
 import msgspec
 
-from appliance.config import get_settings
-from appliance.data.rows import update_row
+from appliance.contracts.params.training import EvaluateRun
+from appliance.data import trainings as sql
 from appliance.jobs.context import JobContext
-from appliance.jobs.runner import memory_manager
 from appliance.memory.admission import Estimate, estimate_model, estimate_sae_training
 from appliance.pipeline.sae.evaluation.splice import held_out_quality
-from appliance.pipeline.sae.training.loop import TrainParams, open_source, splice_evaluation, training_dir
+from appliance.pipeline.sae.training.loop import open_source, splice_evaluation
 
 
-class EvaluateParams(msgspec.Struct):
-    training_id: str
-    train: dict[str, Any] | None  # the run's TrainParams; None for imported SAEs
-    evaluation: dict[str, Any]  # the splice spec (empty: skip the splice)
-    previous: dict[str, Any] = msgspec.field(default_factory=dict)
-    parameters: int = 0  # the model's size, for the memory estimate
-    precision: str = "fp32"
-
-
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext, params: EvaluateRun) -> dict[str, Any]:
     import torch
 
     from appliance.pipeline.sae.io.saelens import load_folder
 
-    params = msgspec.convert(ctx.params, EvaluateParams)
-    data_dir = get_settings().data_dir
-    folder = training_dir(data_dir, params.training_id)
-    sae, _ = load_folder(folder / "export")
+    export = ctx.layout.export(params.training_id)
+    sae, _ = load_folder(export)
     estimate = Estimate({**estimate_sae_training(sae.cfg.d_in, sae.cfg.d_sae, 0, optimizer="sgd").parts,
                          **estimate_model(params.parameters, params.precision).parts})
     began = time.monotonic()
-    evaluation = dict(params.previous)
-    with memory_manager().admit(ctx, estimate):
+    # What this run does not measure again stays as the last evaluation left it.
+    row = ctx.db.one(sql.get(params.training_id))
+    evaluation = msgspec.json.decode(row["evaluation"]) if row is not None and row["evaluation"] else {}
+    with ctx.memory.admit(ctx, estimate):
         if params.train is not None:
             ctx.progress(0.05, "Reading held-out activations", force=True)
-            source = open_source(msgspec.convert(params.train, TrainParams), data_dir)
+            source = open_source(params.train, ctx.layout)
             try:
                 x, y = source.held_out()
             finally:
@@ -56,12 +46,13 @@ def run(ctx: JobContext) -> dict[str, Any]:
             from safetensors.torch import save_file
 
             save_file({"sparsity": torch.log10(frequency.clamp_min(1e-10)).contiguous()},
-                      str(folder / "export" / "sparsity.safetensors"))
-        if params.evaluation:
+                      str(export / "sparsity.safetensors"))
+        if params.evaluation is not None:
             ctx.progress(0.4, "Splicing the SAE into the model on held-out text", force=True)
-            evaluation.update(splice_evaluation(params.evaluation, sae, data_dir))
+            evaluation.update(splice_evaluation(params.evaluation, sae, ctx.layout))
     evaluation["evaluated_at"] = time.time()
     evaluation["evaluation_seconds"] = round(time.monotonic() - began, 1)
-    update_row("trainings", params.training_id, evaluation=msgspec.json.encode(evaluation).decode())
-    ctx.event("training.updated", {"training_id": params.training_id, "status": "evaluated"})
+    # The status stays (completed or stopped); the event tells the UI to read the new figures.
+    ctx.db.write(*sql.status_change(params.training_id, None, job_id=ctx.job_id, event_status="evaluated",
+                                    evaluation=sql.encode(evaluation)))
     return {"training_id": params.training_id, **{k: v for k, v in evaluation.items() if not isinstance(v, dict)}}

@@ -4,6 +4,10 @@ a Hub repo) as a finished "training" of a local model, so features and steering 
 The files are read with the same loader as our own exports, checked against the model (width,
 hook point), and written again as a SAELens folder under ``trainings/<id>/export``: from then on an
 imported SAE is indistinguishable from a trained one.
+
+An import that fails or is cancelled needs no clean-up of its own: its resource ending
+(appliance.jobs.finalize, TRAINING_IMPORT) marks the row failed and removes its upload, its token and
+its ``trainings/<id>`` folder in the job's terminal transaction.
 """
 
 from __future__ import annotations
@@ -13,35 +17,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import msgspec
-
-from appliance.config import get_settings
+from appliance.contracts.params.training import HookPoint, ImportRun
 from appliance.contracts.sae_archive import unpack
-from appliance.data.rows import update_row
+from appliance.data import trainings as sql
 from appliance.data.secrets import delete_secret, read_secret
 from appliance.errors import UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.pipeline.hub import is_network_error, probe
-from appliance.pipeline.sae.training.loop import training_dir
 
 # sparsify names its per-hook folders after the module ("layers.6", "h.6", "model.layers.6").
 _SPARSIFY_LAYER = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)$")
 
 
-class ImportParams(msgspec.Struct):
-    training_id: str
-    model_name: str
-    d_model: int
-    hook_points: list[dict[str, Any]]
-    upload: str | None = None  # a zip on disk
-    repo_id: str | None = None
-    subfolder: str | None = None
-    revision: str | None = None
-    layer: int | None = None  # overrides what the files say
-    hook_type: str | None = None
-
-
-def _download(params: ImportParams, dest: Path, token: str | None) -> None:
+def _download(params: ImportRun, dest: Path, token: str | None) -> None:
     from huggingface_hub import snapshot_download
 
     probe("model", str(params.repo_id), token, params.revision)
@@ -63,15 +51,15 @@ def _sae_folder(root: Path) -> Path:
     return found[0]
 
 
-def _hook(params: ImportParams, metadata: dict[str, Any], folder: Path) -> dict[str, Any]:
+def _hook(params: ImportRun, metadata: dict[str, Any], folder: Path) -> HookPoint:
     points = params.hook_points
     if params.layer is not None:
         kind = params.hook_type or "residual"
-        chosen = [p for p in points if p["layer"] == params.layer and p["type"] == kind]
+        chosen = [p for p in points if p.layer == params.layer and p.type == kind]
     elif metadata.get("hook_name"):
-        chosen = [p for p in points if p["name"] == metadata["hook_name"]]
+        chosen = [p for p in points if p.name == metadata["hook_name"]]
     elif (match := _SPARSIFY_LAYER.search(folder.name)) is not None:
-        chosen = [p for p in points if p["layer"] == int(match.group(1)) and p["type"] == "residual"]
+        chosen = [p for p in points if p.layer == int(match.group(1)) and p.type == "residual"]
     else:
         chosen = []
     if not chosen:
@@ -81,14 +69,13 @@ def _hook(params: ImportParams, metadata: dict[str, Any], folder: Path) -> dict[
     return chosen[0]
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext, params: ImportRun) -> dict[str, Any]:
     from safetensors.torch import load_file
 
     from appliance.pipeline.sae.io.saelens import SPARSITY, UnsupportedSAE, export, load_folder
 
-    params = msgspec.convert(ctx.params, ImportParams)
-    settings = get_settings()
-    folder = training_dir(settings.data_dir, params.training_id)
+    settings = ctx.settings
+    folder = ctx.layout.training(params.training_id)
     incoming = folder / "incoming"
     shutil.rmtree(incoming, ignore_errors=True)
     incoming.mkdir(parents=True)
@@ -110,33 +97,25 @@ def run(ctx: JobContext) -> dict[str, Any]:
         if cfg.d_in != params.d_model:
             raise ValidationError(f"The SAE reads {cfg.d_in}-wide activations; {params.model_name} has d_model "
                                   f"{params.d_model}", details={"field": "model_id"})
-        if cfg.architecture == "transcoder" and hook["type"] != "mlp_in":
-            hook = next((p for p in params.hook_points if p["layer"] == hook["layer"] and p["type"] == "mlp_in"), hook)
+        if cfg.architecture == "transcoder" and hook.type != "mlp_in":
+            hook = next((p for p in params.hook_points if p.layer == hook.layer and p.type == "mlp_in"), hook)
         sparsity = load_file(str(source / SPARSITY))["sparsity"] if (source / SPARSITY).is_file() else None
-        names = {"hook_name": hook["name"]}
+        names = {"hook_name": hook.name}
         if cfg.architecture == "transcoder":
-            names["hook_name_out"] = f"blocks.{hook['layer']}.hook_mlp_out"
+            names["hook_name_out"] = f"blocks.{hook.layer}.hook_mlp_out"
         export(sae, folder / "export", {**metadata, "model_name": params.model_name, **names,
                                         "imported_from": params.repo_id or "upload"}, log_sparsity=sparsity)
         config = {"source": "imported", "origin": params.repo_id or "upload", "subfolder": params.subfolder,
                   "d_in": cfg.d_in, "d_sae": cfg.d_sae, "k": cfg.k if cfg.architecture == "topk" else None,
                   "hyperparameters": {"d_sae": cfg.d_sae}}
-        update_row("trainings", params.training_id, status="completed", layer=hook["layer"], hook_type=hook["type"],
-                   encoder_type=cfg.architecture, config=msgspec.json.encode(config).decode(),
-                   evaluation=msgspec.json.encode({"imported": True}).decode())
-        ctx.event("training.updated", {"training_id": params.training_id, "status": "completed"})
+        ctx.db.write(*sql.status_change(params.training_id, "completed", job_id=ctx.job_id, layer=hook.layer,
+                                        hook_type=hook.type, encoder_type=cfg.architecture, config=sql.encode(config),
+                                        evaluation=sql.encode({"imported": True})))
         return {"training_id": params.training_id, "architecture": cfg.architecture, "d_sae": cfg.d_sae,
-                "hook_name": hook["name"]}
+                "hook_name": hook.name}
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
         if params.upload:
             shutil.rmtree(Path(params.upload).parent, ignore_errors=True)
         delete_secret(settings.data_dir, params.training_id)
 
-
-def failed(job: Any) -> None:
-    """A failed import leaves a failed row with the reason (set when the job ended, by
-    appliance.jobs.finalize) and no files."""
-    training_id = job.params.get("training_id")
-    if training_id:
-        shutil.rmtree(training_dir(get_settings().data_dir, training_id), ignore_errors=True)

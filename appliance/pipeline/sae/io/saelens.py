@@ -95,7 +95,8 @@ def load_folder(folder: Path) -> tuple[SAE, dict[str, Any]]:
         cfg = SAEConfig("topk", d_in, d_sae, k=k, apply_b_dec_to_input=True)
         tensors = {"W_enc": encoder.T.contiguous(), "b_enc": weights["encoder.bias"], "W_dec": weights["W_dec"],
                    "b_dec": weights["b_dec"]}
-        metadata = {"source_format": "sparsify", **{k: v for k, v in config.items() if isinstance(v, (str, int, float))}}
+        metadata = {"source_format": "sparsify",
+                    **{k: v for k, v in config.items() if isinstance(v, (str, int, float))}}
     else:
         raise UnsupportedSAE(f"{folder} has neither {WEIGHTS} (SAELens) nor sae.safetensors (sparsify)")
     sae = build(cfg)

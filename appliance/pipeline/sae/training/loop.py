@@ -1,10 +1,11 @@
 """SAE training in the worker, from a stored activation set or from activations streamed out of the
-model while it trains (``activation_source``: batches in a deterministic order, so a run resumed
-from a checkpoint sees exactly the batches the uninterrupted run would have seen; a held-out share
-is never trained on and explained variance is measured there). Metrics go to ``training_metrics`` and out as ``training.progress`` events every
-``log_every`` steps; checkpoints (weights, optimizer, scheduler, step; ``checkpoints``: space-checked,
-pruned to a bounded set) every ``auto_save_interval`` steps, on "save now" and on pause or stop; at
-the end the SAE is written in the SAELens layout.
+model while it trains (``appliance.pipeline.activations.source``: batches in a deterministic order, so
+a run resumed from a checkpoint sees exactly the batches the uninterrupted run would have seen; a
+held-out share is never trained on and explained variance is measured there). Metrics go to
+``training_metrics`` and out as ``training.progress`` events every ``log_every`` steps; checkpoints
+(weights, optimizer, scheduler, step; ``checkpoints``: space-checked, pruned to a bounded set) every
+``auto_save_interval`` steps, on "save now" (the job's "save" control, taken with
+``ctx.take_save_request()``) and on pause or stop; at the end the SAE is written in the SAELens layout. A status change of the training row commits with its ``training.updated`` event.
 """
 
 from __future__ import annotations
@@ -13,47 +14,26 @@ import math
 import shutil
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, cast
 
 import msgspec
 
-from appliance.config import get_settings
 from appliance.contracts.hyperparameters import Hyperparameters
-from appliance.data import connect_sync
-from appliance.data.rows import update_row
+from appliance.contracts.params.training import EvaluationSpec, StreamSpec, TrainRun
+from appliance.data import trainings as sql
+from appliance.data.layout import DataLayout
 from appliance.data.storage import is_disk_full, storage_error
 from appliance.jobs.context import JobContext, JobInterrupted
-from appliance.jobs.runner import memory_manager
 from appliance.memory.admission import Estimate, estimate_activations, estimate_model, estimate_sae_training, heap_reuse
-from appliance.pipeline.activations.source import ActivationSource, StreamedSource, StreamSpec
+from appliance.pipeline.activations.source import ActivationSource, StreamedSource
 from appliance.pipeline.sae.evaluation.splice import held_out_quality
 from appliance.pipeline.sae.training import checkpoints
 
 STREAM_FILE = "stream.json"  # a streamed run's shuffle-buffer size, fixed at its first start
-SAVE_NOW = "save-now"  # a file the API drops to ask the running loop for a checkpoint at its next step
 
 
-class TrainParams(msgspec.Struct):
-    training_id: str
-    activation_id: str | None  # None: activations streamed from the model (``stream``)
-    hook_name: str
-    target_hook_name: str | None  # transcoders: the MLP output hook
-    encoder_type: str
-    d_in: int
-    hyperparameters: dict[str, Any]
-    seed: int = 0
-    auto_save_interval: int = 500
-    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    # For the final evaluation (the SAE spliced into the model on held-out text); empty = skip it.
-    evaluation: dict[str, Any] = msgspec.field(default_factory=dict)
-    stream: dict[str, Any] | None = None  # a StreamSpec
-
-
-def training_dir(data_dir: Path, training_id: str) -> Path:
-    return data_dir / "trainings" / training_id
-
-
-def _lr_lambda(hp: Hyperparameters):
+def _lr_lambda(hp: Hyperparameters) -> Callable[[int], float]:
     def factor(step: int) -> float:
         warm = min(1.0, (step + 1) / max(1, hp.warmup_steps))
         progress = min(step, hp.total_steps) / hp.total_steps
@@ -80,7 +60,7 @@ def _save_checkpoint(ctx: JobContext, folder: Path, sae: Any, optimizer: Any, sc
                      kind: checkpoints.Kind, held_x: Any, held_y: Any | None) -> None:
     """Write a checkpoint (space checked first, never left partial), prune to the bounded set and
     announce it with its held-out loss, which decides the "best" checkpoint that pruning keeps."""
-    settings = get_settings()
+    settings = ctx.settings
     loss = _held_out_loss(sae, held_x[:2048], None if held_y is None else held_y[:2048])
     checkpoints.save(folder, sae, optimizer, scheduler, step, tokens, kind=kind, held_out_loss=loss,
                      reserve_mb=settings.disk_reserve_mb, keep=settings.keep_checkpoints)
@@ -98,21 +78,9 @@ def _held_out_loss(sae: Any, x: Any, target: Any | None) -> float | None:
     return loss if math.isfinite(loss) else None
 
 
-def _record(training_id: str, row: dict[str, Any]) -> None:
-    conn = connect_sync(get_settings().db_path)
-    try:
-        conn.execute(
-            "INSERT OR REPLACE INTO training_metrics (training_id, step, tokens, loss, mse, sparsity_loss, l0,"
-            " dead_latents, explained_variance, learning_rate, activations_per_s, memory_mb, recorded_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (training_id, row["step"], row["tokens"], row["loss"], row["mse"], row["sparsity_loss"], row["l0"],
-             row["dead_latents"], row["explained_variance"], row["learning_rate"], row["activations_per_s"],
-             row["memory_mb"], time.time()))
-        # A run resumed from a checkpoint passes the same steps again and replaces their rows.
-        conn.execute("UPDATE trainings SET step = ?, latest = ?, updated_at = ? WHERE id = ?",
-                     (row["step"], msgspec.json.encode(row).decode(), time.time(), training_id))
-    finally:
-        conn.close()
+def _status(ctx: JobContext, training_id: str, status: str, **fields: Any) -> None:
+    """The row's new status and its event, committed together."""
+    ctx.db.write(*sql.status_change(training_id, status, job_id=ctx.job_id, **fields))
 
 
 def _memory_mb(device: Any) -> float:
@@ -150,15 +118,15 @@ def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, flo
         return float(1 - residual / total), float(out.l0 or 0)
 
 
-def open_source(params: TrainParams, data_dir: Path, buffer_tokens: int | None = None) -> ActivationSource:
+def open_source(params: TrainRun, layout: DataLayout, buffer_tokens: int | None = None) -> ActivationSource:
     """The run's stored activation set, or its stream (``buffer_tokens``: as chosen at its first start)."""
     if params.stream is None:
-        return ActivationSource(data_dir / "activations" / str(params.activation_id), params.hook_name,
+        return ActivationSource(layout.activations(str(params.activation_id)), params.hook_name,
                                 params.target_hook_name)
     if buffer_tokens is None:
         buffer_tokens = msgspec.json.decode(
-            (training_dir(data_dir, params.training_id) / STREAM_FILE).read_bytes())["buffer_tokens"]
-    return StreamedSource(msgspec.convert(params.stream, StreamSpec), data_dir, buffer_tokens)
+            (layout.training(params.training_id) / STREAM_FILE).read_bytes())["buffer_tokens"]
+    return StreamedSource(params.stream, layout, buffer_tokens)
 
 
 def stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate:
@@ -169,22 +137,21 @@ def stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate
                                                            "fp32", 2 * hooks).total})
 
 
-def run(ctx: JobContext) -> dict[str, Any]:
+def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     """Admit the run's memory, open its activation source, train."""
-    params = msgspec.convert(ctx.params, TrainParams)
-    hp = msgspec.convert(params.hyperparameters, Hyperparameters)
-    data_dir = get_settings().data_dir
-    folder = training_dir(data_dir, params.training_id)
+    hp = params.hyperparameters
+    folder = ctx.layout.training(params.training_id)
     d_sae = hp.d_sae or hp.expansion_factor * params.d_in
     sae_part = estimate_sae_training(params.d_in, d_sae, hp.batch_size, optimizer=hp.optimizer)
     if params.stream is None:
-        with memory_manager().admit(ctx, sae_part):
-            return _train(ctx, params, hp, open_source(params, data_dir))
-    spec = msgspec.convert(params.stream, StreamSpec)
+        with ctx.memory.admit(ctx, sae_part):
+            return _train(ctx, params, open_source(params, ctx.layout))
+    spec = params.stream
     # The buffer's size decides the order of batches, so a resumed run keeps the size it started with;
     # a first start takes the largest that fits, halving down to a floor.
     chosen = folder / STREAM_FILE
-    buffer = msgspec.json.decode(chosen.read_bytes())["buffer_tokens"] if chosen.is_file() else get_settings().stream_buffer_tokens
+    buffer = msgspec.json.decode(chosen.read_bytes())["buffer_tokens"] if chosen.is_file() else \
+        ctx.settings.stream_buffer_tokens
     floor = min(buffer, max(8 * hp.batch_size, 8192))
 
     def estimate(tokens: int) -> Estimate:
@@ -197,32 +164,27 @@ def run(ctx: JobContext) -> dict[str, Any]:
         buffer //= 2
         return estimate(buffer)
 
-    with memory_manager().admit(ctx, estimate(buffer), shrink=shrink):
+    with ctx.memory.admit(ctx, estimate(buffer), shrink=shrink):
         folder.mkdir(parents=True, exist_ok=True)
         chosen.write_bytes(msgspec.json.encode({"buffer_tokens": buffer}))
         ctx.progress(0.0, f"Planning the stream: {buffer:,}-token shuffle buffer", force=True)
-        source = open_source(params, data_dir, buffer)
+        source = open_source(params, ctx.layout, buffer)
         try:
-            return _train(ctx, params, hp, source)
+            return _train(ctx, params, source)
         finally:
             source.close()
 
 
-def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: ActivationSource) -> dict[str, Any]:
+def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[str, Any]:
     import torch
 
-    from appliance.pipeline.sae import SAEConfig, build
+    from appliance.pipeline.sae import build, sae_config
     from appliance.pipeline.sae.io.saelens import export
     from appliance.pipeline.sae.step import train_step
 
-    data_dir = get_settings().data_dir
-    folder = training_dir(data_dir, params.training_id)
-    d_out = params.d_in if params.target_hook_name else None
-    d_sae = hp.d_sae or hp.expansion_factor * params.d_in
-    cfg = SAEConfig(params.encoder_type, params.d_in, d_sae, d_out=d_out, k=hp.k, l1_coefficient=hp.l1_coefficient,
-                    l0_coefficient=hp.l0_coefficient, aux_k_coefficient=hp.aux_k_coefficient,
-                    dead_tokens=hp.dead_tokens, jumprelu_init_threshold=hp.jumprelu_init_threshold,
-                    jumprelu_bandwidth=hp.jumprelu_bandwidth, ghost_grads=hp.ghost_grads)
+    hp = params.hyperparameters
+    folder = ctx.layout.training(params.training_id)
+    cfg = sae_config(params.encoder_type, params.d_in, hp, d_out=params.d_in if params.target_hook_name else None)
     # CUDA when there is one, with bf16 autocast where the GPU supports it (Orin does); fp32 on CPU.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     amp = torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
@@ -256,8 +218,7 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
     if checkpoint is None:
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
         sae.init_b_dec((first_y * scale_out if first_y is not None else first_x * scale_in).to(device))
-    update_row("trainings", params.training_id, status="running", total_steps=hp.total_steps)
-    ctx.event("training.updated", {"training_id": params.training_id, "status": "running"})
+    _status(ctx, params.training_id, "running", total_steps=hp.total_steps)
     began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
     base_l1 = cfg.l1_coefficient
     stopped = False
@@ -288,23 +249,20 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
                            "learning_rate": scheduler.get_last_lr()[0], "activations_per_s": round(rate, 1),
                            "memory_mb": _memory_mb(device),
                            "eta_s": round((hp.total_steps - step) * hp.batch_size / rate, 1) if rate else None}
-                    _record(params.training_id, row)
+                    ctx.db.write(*sql.record_metrics(params.training_id, row))
                     ctx.progress(step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}",
                                  {"training_id": params.training_id, **row})
-                save_now = folder / SAVE_NOW
-                asked = save_now.exists()
+                # Taken once: a request that arrives during this save is answered at the next step.
+                asked = ctx.take_save_request()
                 if (params.auto_save_interval and step % params.auto_save_interval == 0) or asked:
                     _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens,
                                      "user" if asked else "auto", held_x, held_y)
-                    if asked:  # only then: a request that arrived during an automatic save waits its turn
-                        save_now.unlink(missing_ok=True)
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
                 _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens,
                                  cast(checkpoints.Kind, stop.control), held_x, held_y)
             if stop.control == "pause":
-                update_row("trainings", params.training_id, status="paused")
-                ctx.event("training.updated", {"training_id": params.training_id, "status": "paused"})
+                _status(ctx, params.training_id, "paused")
             if stop.control != "stop":
                 raise
             stopped = True
@@ -316,7 +274,7 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
     if params.target_hook_name:
         names["hook_name_out"] = params.target_hook_name  # SAELens' name for a transcoder's output hook
     try:
-        export(sae, folder / "export", {**params.metadata, **names, "activation_scale": scale_in},
+        export(sae, folder / "export", {**msgspec.to_builtins(params.metadata), **names, "activation_scale": scale_in},
                log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
     except Exception as exc:
         if not is_disk_full(exc):
@@ -325,34 +283,32 @@ def _train(ctx: JobContext, params: TrainParams, hp: Hyperparameters, source: Ac
         raise storage_error(exc, "the trained SAE's export", folder) from exc
     evaluation = {**quality, "dead_latents": dead, "steps": step, "tokens": tokens,
                   "seconds": round(time.monotonic() - began, 1)}
-    if params.evaluation:
+    if params.evaluation is not None:
         ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
-        evaluation.update(splice_evaluation(params.evaluation, sae, data_dir))
-    status = "stopped" if stopped else "completed"
-    update_row("trainings", params.training_id, status=status, step=step,
-               evaluation=msgspec.json.encode(evaluation).decode())
-    ctx.event("training.updated", {"training_id": params.training_id, "status": status})
+        evaluation.update(splice_evaluation(params.evaluation, sae, ctx.layout))
+    _status(ctx, params.training_id, "stopped" if stopped else "completed", step=step,
+            evaluation=sql.encode(evaluation))
     return {"training_id": params.training_id, **evaluation}
 
 
-def splice_evaluation(spec: dict[str, Any], sae: Any, data_dir: Path) -> dict[str, Any]:
-    """CE loss recovered and KL on samples the activation set did not use (see evaluation.py)."""
+def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dict[str, Any]:
+    """CE loss recovered and KL on samples the activation set did not use (evaluation.splice)."""
     from datasets import load_from_disk
 
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
     from appliance.pipeline.models.loading import load
     from appliance.pipeline.sae.evaluation.splice import evaluate
 
-    texts = load_from_disk(str(data_dir / "datasets" / spec["dataset_id"] / "arrow"))
-    start = min(spec["skip_samples"], max(0, len(texts) - spec["samples"]))
-    chosen = [t or "" for t in texts[start:start + spec["samples"]]["text"]]
-    tokenizer = load_tokenizer(spec["tokenizer"], data_dir,
-                               TokenizeSettings(tokenizer=spec["tokenizer"], max_length=spec["context_length"],
+    texts = load_from_disk(str(layout.dataset_arrow(spec.dataset_id)))
+    start = min(spec.skip_samples, max(0, len(texts) - spec.samples))
+    chosen = [t or "" for t in texts[start:start + spec.samples]["text"]]
+    tokenizer = load_tokenizer(spec.tokenizer, layout.root,
+                               TokenizeSettings(tokenizer=spec.tokenizer, max_length=spec.context_length,
                                                 padding="do_not_pad"))
     ids = [e.ids for e in tokenizer.encode_batch(chosen)]
-    model = load(spec["model_path"], spec["precision"])
-    module = dict(model.named_modules())[spec["module"]]
+    model = load(spec.model_path, spec.precision)
+    module = dict(model.named_modules())[spec.module]
     batches = [ids[i:i + 8] for i in range(0, len(ids), 8)]
-    return evaluate(model, module, sae, batches, reads_input=bool(spec.get("reads_input")))
+    return evaluate(model, module, sae, batches, reads_input=spec.reads_input)
 
 

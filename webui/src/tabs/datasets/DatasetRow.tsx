@@ -33,7 +33,8 @@ interface Props {
 /** One dataset card. Only ready rows open the detail modal (the mock's rule). */
 export function DatasetRow({ dataset, job, onOpen, onCancel, onDelete }: Props) {
   const ready = dataset.status === 'ready';
-  const running = job && isActive(job.status) && (dataset.status === 'downloading' || dataset.status === 'ingesting');
+  // What may be done now comes from the API (`actions`), not from rules kept here.
+  const running = job && isActive(job.status) && dataset.actions.includes('cancel');
   const size = dataset.status === 'downloading' ? 'Downloading...'
     : dataset.status === 'ingesting' ? 'Ingesting...' : formatBytes(dataset.size_bytes);
   return (
@@ -66,7 +67,7 @@ export function DatasetRow({ dataset, job, onOpen, onCancel, onDelete }: Props) 
               <X className="w-5 h-5" />
             </button>
           )}
-          {(ready || dataset.status === 'error') && (
+          {dataset.actions.includes('delete') && (
             <button type="button" aria-label={`Delete ${dataset.name}`} title="Delete" data-testid="dataset-delete"
                     onClick={(e) => { e.stopPropagation(); onDelete(); }}
                     className="p-1 text-slate-500 hover:text-red-400 transition-colors">

@@ -2,7 +2,6 @@ import { Database } from 'lucide-react';
 import { useEffect, useState } from 'react';
 
 import { apiDelete, errorMessage } from '../../api/client';
-import type { Job, StreamEvent } from '../../api/types';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
 import { useToast } from '../../components/Toasts';
@@ -29,10 +28,10 @@ export function DatasetsTab() {
   const { subscribe } = useEventStream();
 
   // A failed import leaves no row behind (nothing partial is kept), so the reason comes as a toast.
-  useEffect(() => subscribe('job.updated', (event: StreamEvent) => {
-    const job = event.data as Job | null;
-    const title = job && FAILURES[job.kind];
-    if (job && title && job.status === 'failed') push({ type: 'error', title, message: job.error?.message });
+  useEffect(() => subscribe('job.updated', (event) => {
+    const job = event.data;
+    const title = FAILURES[job.kind];
+    if (title && job.status === 'failed') push({ type: 'error', title, message: job.error?.message });
   }), [subscribe, push]);
 
   const remove = async (id: string, name: string) => {

@@ -21,7 +21,7 @@ const DEFAULTS: TokenizeSettings = {
 const visible = (text: string) => text.replace(/ /g, '·').replace(/\n/g, '↵').replace(/\t/g, '→') || '∅';
 
 export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; onChanged: () => void }) {
-  const current = dataset.tokenizations[0] ?? null;
+  const current = dataset.tokenizations?.[0] ?? null;
   const [settings, setSettings] = useState<TokenizeSettings>(current?.settings ?? DEFAULTS);
   const [tokenizers, setTokenizers] = useState<TokenizerInfo[]>([]);
   const [text, setText] = useState('');

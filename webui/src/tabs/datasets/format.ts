@@ -45,4 +45,4 @@ export function describe(d: Dataset): string {
 }
 
 /** The newest ready tokenization, whose statistics the Overview and Statistics tabs show. */
-export const readyTokenization = (d: Dataset) => d.tokenizations.find((t) => t.status === 'ready' && t.stats) ?? null;
+export const readyTokenization = (d: Dataset) => (d.tokenizations ?? []).find((t) => t.status === 'ready' && t.stats) ?? null;

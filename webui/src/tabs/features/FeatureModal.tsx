@@ -119,11 +119,13 @@ function Examples({ detail }: { detail: FeatureDetail }) {
 
 function LogitLensPanel({ detail }: { detail: FeatureDetail }) {
   const lens = detail.logit_lens;
-  const prob = (value: number) => (lens.logsumexp === undefined ? null : Math.exp(value - lens.logsumexp));
+  const positive = lens.positive ?? [];
+  const logsumexp = lens.logsumexp ?? null;  // absent for an extraction made before it was stored
+  const prob = (value: number) => (logsumexp === null ? null : Math.exp(value - logsumexp));
   return (
     <div className="grid grid-cols-1 md:grid-cols-2 gap-6" data-testid="feature-logit-lens">
-      {([['Predicted Tokens', lens.positive, 'bg-emerald-500', 'text-emerald-400'],
-         ['Suppressed Tokens', lens.negative, 'bg-red-500', 'text-red-400']] as const).map(([title, rows, bar, text]) => (
+      {([['Predicted Tokens', positive, 'bg-emerald-500', 'text-emerald-400'],
+         ['Suppressed Tokens', lens.negative ?? [], 'bg-red-500', 'text-red-400']] as const).map(([title, rows, bar, text]) => (
         <div key={title}>
           <h4 className="font-semibold">{title}</h4>
           <p className="text-sm text-slate-400 mb-3">{title === 'Predicted Tokens'
@@ -151,8 +153,8 @@ function LogitLensPanel({ detail }: { detail: FeatureDetail }) {
         <Info className="w-5 h-5 text-blue-400 shrink-0" />
         <span><strong>Interpretation:</strong> this feature fires on <span className="text-blue-400">
           {detail.top_tokens.slice(0, 3).map(([t]) => show(t)).join(', ') || 'nothing in the evaluation text'}</span>
-          {lens.positive.length > 0 && <> and pushes the model towards <span className="text-blue-400">
-            {lens.positive.slice(0, 3).map(([t]) => show(t)).join(', ')}</span></>}.</span>
+          {positive.length > 0 && <> and pushes the model towards <span className="text-blue-400">
+            {positive.slice(0, 3).map(([t]) => show(t)).join(', ')}</span></>}.</span>
       </div>
     </div>
   );

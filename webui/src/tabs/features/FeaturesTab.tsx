@@ -19,7 +19,9 @@ import { FeatureMap } from './FeatureMap';
 import { FeatureModal } from './FeatureModal';
 import { LabelingPanel } from './LabelingPanel';
 
-const pct = (v: number, digits: number) => `${(100 * v).toFixed(digits)}%`;
+// A summary's figures are null for an extraction made before they were measured.
+const pct = (v: number | null | undefined, digits: number) => (v == null ? '—' : `${(100 * v).toFixed(digits)}%`);
+const count = (v: number | null | undefined) => (v == null ? '—' : v.toLocaleString('en-US'));
 
 export function FeaturesTab() {
   const { trainings, loaded } = useTrainings();
@@ -83,7 +85,7 @@ function ExtractionCard({ training }: { training: Training }) {
   }, [training.id]);
   useEffect(load, [load]);
   useEffect(() => subscribe('features.updated', (event) => {
-    if ((event.data as { training_id?: string } | null)?.training_id === training.id) load();
+    if (event.data.training_id === training.id) load();
   }), [subscribe, training.id, load]);
   const job = extraction?.job_id ? byId[extraction.job_id] : undefined;
   useEffect(() => {
@@ -139,12 +141,12 @@ function ExtractionCard({ training }: { training: Training }) {
       ) : extraction?.status === 'ready' && summary ? (
         <div className="space-y-4">
           <div className="grid grid-cols-3 gap-4" data-testid="features-summary">
-            <MetricTile label="Features Found" value={summary.alive.toLocaleString('en-US')} color="emerald"
-                        caption={`of ${summary.features.toLocaleString('en-US')} latents; ${summary.dead.toLocaleString('en-US')} never fired`} />
+            <MetricTile label="Features Found" value={count(summary.alive)} color="emerald"
+                        caption={`of ${count(summary.features)} latents; ${count(summary.dead)} never fired`} />
             <MetricTile label="Interpretable" value={pct(summary.interpretable_share, 1)} color="blue"
                         caption="score ≥ 50%: top tokens predict where it fires" />
             <MetricTile label="Activation Rate" value={pct(summary.activation_rate, 2)} color="purple"
-                        caption={`mean over live features, ${summary.tokens.toLocaleString('en-US')} tokens`} />
+                        caption={`mean over live features, ${count(summary.tokens)} tokens`} />
           </div>
           <div className="flex items-center justify-between border-t border-slate-800 pt-4">
             <div className="flex gap-2" role="tablist">

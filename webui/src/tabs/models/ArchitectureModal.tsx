@@ -16,7 +16,7 @@ function layerRows(a: Architecture): LayerRow[] {
   const d = a.d_model ?? 0;
   const headDim = a.heads ? Math.round(d / a.heads) : null;
   const kv = a.kv_heads && a.kv_heads !== a.heads ? ` (${a.kv_heads} KV heads)` : '';
-  const hooks = (i: number) => a.hook_points.filter((p) => p.layer === i).map((p) => p.name.split('.').pop()).join(', ');
+  const hooks = (i: number) => (a.hook_points ?? []).filter((p) => p.layer === i).map((p) => p.name.split('.').pop()).join(', ');
   return [
     { name: 'Embedding', detail: `Shape: ${a.vocab_size} × ${d}` },
     ...Array.from({ length: a.layers }, (_, i) => ({

@@ -20,14 +20,14 @@ function StatusIcon({ status }: { status: Model['status'] }) {
 export function ModelRow({ model, job, onArchitecture, onExtract, onDelete }: {
   model: Model; job: Job | undefined; onArchitecture: () => void; onExtract: () => void; onDelete: () => void;
 }) {
-  const ready = model.status === 'ready';
-  const running = job && isActive(job.status) && !ready && model.status !== 'error';
+  // What may be done now comes from the API (`actions`), not from rules kept here.
+  const running = job && isActive(job.status) && model.actions.includes('cancel');
   return (
     <div className="bg-slate-900/50 border border-slate-800 rounded-lg p-6" data-testid="model-row"
          data-model-id={model.id} data-status={model.status}>
       <div className="flex items-center justify-between gap-4">
         <button type="button" className="flex items-center gap-4 min-w-0 text-left disabled:cursor-default"
-                onClick={onArchitecture} disabled={!ready} data-testid="model-open-architecture">
+                onClick={onArchitecture} disabled={!model.actions.includes('architecture')} data-testid="model-open-architecture">
           <Cpu className="w-8 h-8 text-purple-400 shrink-0" aria-hidden="true" />
           <div className="min-w-0">
             <h3 className="text-lg font-semibold truncate">{shortName(model)}</h3>
@@ -35,7 +35,7 @@ export function ModelRow({ model, job, onArchitecture, onExtract, onDelete }: {
           </div>
         </button>
         <div className="flex items-center gap-3 shrink-0">
-          {ready && (
+          {model.actions.includes('extract') && (
             <button type="button" data-testid="model-extract" onClick={onExtract}
                     className="px-4 py-2 bg-purple-600 hover:bg-purple-700 rounded-lg text-sm transition-colors">
               Extract Activations
@@ -45,7 +45,7 @@ export function ModelRow({ model, job, onArchitecture, onExtract, onDelete }: {
           <span className={`px-3 py-1 rounded-full text-sm ${PILLS[model.status]}`} data-testid="model-status">
             {model.status === 'ready' ? 'ready' : model.status.charAt(0).toUpperCase() + model.status.slice(1)}
           </span>
-          {(ready || model.status === 'error') && (
+          {model.actions.includes('delete') && (
             <button type="button" aria-label={`Delete ${model.name}`} title="Delete" data-testid="model-delete"
                     onClick={onDelete} className="p-1 text-slate-500 hover:text-red-400 transition-colors">
               <Trash2 className="w-5 h-5" />

@@ -68,7 +68,7 @@ export function ModelsTab() {
                     {s.error && ` • ${s.error.message}`}
                   </div>
                 </div>
-                {s.status !== 'extracting' && (
+                {s.actions.includes('delete') && (
                   <button type="button" aria-label="Delete activation set" className="p-1 text-slate-500 hover:text-red-400"
                           onClick={() => void remove(`/api/activations/${s.id}`, 'this activation set', reloadSets)}>
                     <Trash2 className="w-4 h-4" />

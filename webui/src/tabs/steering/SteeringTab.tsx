@@ -41,8 +41,7 @@ export function SteeringTab() {
     if (unknown.length) check(unknown);
   }, [ids, check]);
   useEffect(() => subscribe('features.updated', (event) => {
-    const id = (event.data as { training_id?: string } | null)?.training_id;
-    if (id) check([id]);
+    check([event.data.training_id]);
   }), [subscribe, check]);
 
   const ready = finished.filter((t) => summaries[t.id]?.status === 'ready');
@@ -80,7 +79,7 @@ export function SteeringTab() {
               {[['Model', name(models, training.model_id)], ['Dataset', name(datasets, training.dataset_id)],
                 ['Hook', `layer ${training.layer} • ${training.hook_type}`],
                 ['Features', summaries[training.id]?.summary
-                  ? `${summaries[training.id]!.summary!.alive.toLocaleString('en-US')} live of ${summaries[training.id]!.summary!.features.toLocaleString('en-US')}`
+                  ? `${summaries[training.id]!.summary!.alive?.toLocaleString('en-US') ?? '—'} live of ${summaries[training.id]!.summary!.features?.toLocaleString('en-US') ?? '—'}`
                   : '—']].map(([label, value]) => (
                 <div key={label} className="bg-slate-800/30 rounded px-3 py-2 truncate" title={value}>
                   <span className="text-slate-400">{label}:</span> <span className="text-slate-200">{value}</span>

@@ -4,7 +4,7 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 
 import { apiGet, apiPost, errorMessage } from '../../api/client';
-import type { Accepted, Job, SteeringRequest, SteeringResult, SteeringToken, StreamEvent } from '../../api/types';
+import type { Accepted, EventOf, Job, SteeringRequest, SteeringResult } from '../../api/types';
 import { useEventStream } from '../../hooks/useEventStream';
 
 export type RunStatus = 'idle' | 'starting' | 'running' | 'completed' | 'failed' | 'cancelled';
@@ -29,6 +29,9 @@ export interface SteeringRun {
 const EMPTY = { unsteered: [] as string[], steered: [] as string[] };
 const POLL_MS = 3000;
 const BUFFER = 20000;
+// The events a streamed run follows: its tokens, its result, and its job's end.
+const FOLLOWED = ['steering.token', 'steering.completed', 'job.updated'] as const;
+type SteeringEvent = EventOf<(typeof FOLLOWED)[number]>;
 
 export function useSteeringRun(onFailed?: (message: string) => void) {
   const { subscribe } = useEventStream();
@@ -38,7 +41,7 @@ export function useSteeringRun(onFailed?: (message: string) => void) {
   const job = useRef<string | null>(null);
   const starting = useRef(false);
   // Events that arrived while the POST was in flight (the job id was not known yet).
-  const early = useRef<{ type: string; event: StreamEvent }[]>([]);
+  const early = useRef<SteeringEvent[]>([]);
   // Token pieces are gathered here and rendered once per animation frame.
   const pieces = useRef<Record<SideName, string[]>>({ unsteered: [], steered: [] });
   const streamed = useRef({ unsteered: 0, steered: 0 });
@@ -83,31 +86,26 @@ export function useSteeringRun(onFailed?: (message: string) => void) {
     }
   }, [finish, fail]);
 
-  const handle = useCallback((type: string, event: StreamEvent) => {
-    const data = event.data as Record<string, unknown> | null;
-    const id = (data && typeof data.job_id === 'string' ? data.job_id
-      : type === 'job.updated' && data && typeof data.id === 'string' ? data.id : null) ?? event.job_id;
-    if (!id) return;
+  const handle = useCallback((event: SteeringEvent) => {
+    const id = event.type === 'job.updated' ? event.data.id : event.data.job_id;
     if (job.current === null) {
       if (starting.current) {
-        early.current.push({ type, event });
+        early.current.push(event);
         if (early.current.length > BUFFER) early.current.shift();
       }
       return;
     }
     if (id !== job.current) return;
-    if (type === 'steering.token') {
-      const token = data as unknown as SteeringToken;
-      if ((token.side !== 'unsteered' && token.side !== 'steered') || typeof token.index !== 'number') return;
-      pieces.current[token.side][token.index] = token.text ?? '';
+    if (event.type === 'steering.token') {
+      const token = event.data;
+      pieces.current[token.side][token.index] = token.text;
       streamed.current[token.side] += 1;
       if (frame.current === null) frame.current = window.requestAnimationFrame(flush);
-    } else if (type === 'steering.completed') {
-      const result = (data as { result?: SteeringResult } | null)?.result;
-      if (result) finish(result);
-      else void fetchResult(id);
-    } else if (type === 'job.updated') {
-      const updated = data as unknown as Job;
+    } else if (event.type === 'steering.completed') {
+      // The API documents the result as an open object (SteeringResult is the UI's reading of it).
+      finish(event.data.result as unknown as SteeringResult);
+    } else {
+      const updated = event.data;
       if (updated.status === 'completed') void fetchResult(id);
       else if (updated.status === 'cancelled') fail('Stopped', true);
       else if (updated.status === 'failed') fail(updated.error?.message ?? 'The generation failed');
@@ -115,8 +113,7 @@ export function useSteeringRun(onFailed?: (message: string) => void) {
   }, [flush, finish, fail, fetchResult]);
 
   useEffect(() => {
-    const offs = ['steering.token', 'steering.completed', 'job.updated'].map(
-      (type) => subscribe(type, (event) => handle(type, event)));
+    const offs = FOLLOWED.map((type) => subscribe(type, handle));
     return () => {
       offs.forEach((off) => off());
       if (frame.current !== null) window.cancelAnimationFrame(frame.current);
@@ -145,7 +142,7 @@ export function useSteeringRun(onFailed?: (message: string) => void) {
       setRun((r) => ({ ...r, status: 'running', jobId: accepted.job_id }));
       const buffered = early.current;
       early.current = [];
-      for (const { type, event } of buffered) handle(type, event);
+      for (const event of buffered) handle(event);
     } catch (err) {
       fail(errorMessage(err));
     } finally {

@@ -2,7 +2,7 @@ import { Activity, CircleCheck, CircleX, Download, FlaskConical, LoaderCircle, P
 import { useCallback, useEffect, useState } from 'react';
 
 import { apiDelete, apiGet, apiPost, errorMessage } from '../../api/client';
-import type { CheckpointInfo, Evaluation, MetricRow, StreamEvent, Training } from '../../api/types';
+import type { CheckpointInfo, EventOf, Evaluation, MetricRow, Training } from '../../api/types';
 import { LineChart } from '../../components/LineChart';
 import { MetricTile } from '../../components/MetricTile';
 import { ProgressBar, formatPercent } from '../../components/ProgressBar';
@@ -22,6 +22,15 @@ function StatusIcon({ status }: { status: Training['status'] }) {
   if (status === 'paused') return <Pause className="w-5 h-5 text-yellow-400" aria-hidden="true" />;
   if (status === 'completed') return <CircleCheck className="w-5 h-5 text-emerald-400" aria-hidden="true" />;
   return <CircleX className="w-5 h-5 text-slate-400" aria-hidden="true" />;
+}
+
+/** The metrics row a logged step's `training.progress` carries; null for a progress note without one. */
+function metricRow(data: EventOf<'training.progress'>['data']): MetricRow | null {
+  if (data.step == null || data.tokens == null) return null;
+  return { step: data.step, tokens: data.tokens, loss: data.loss ?? null, mse: data.mse ?? null,
+           sparsity_loss: data.sparsity_loss ?? null, l0: data.l0 ?? null, dead_latents: data.dead_latents ?? null,
+           explained_variance: data.explained_variance ?? null, learning_rate: data.learning_rate ?? null,
+           activations_per_s: data.activations_per_s ?? null, memory_mb: data.memory_mb, eta_s: data.eta_s };
 }
 
 const fmt = (v: number | null | undefined, digits: number) => (v === null || v === undefined ? null : v.toFixed(digits));
@@ -59,8 +68,9 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
   const { subscribe } = useEventStream();
   const { push } = useToast();
   const latest = metrics[metrics.length - 1] ?? training.latest;
-  const active = training.status === 'running' || training.status === 'queued';
   const imported = training.config.source === 'imported';
+  // Which buttons show comes from the API (`actions`, by the training's status), not from rules kept here.
+  const can = (action: string) => training.actions.includes(action);
 
   const loadMetrics = useCallback(() => {
     apiGet<MetricRow[]>(`/api/training/${training.id}/metrics`).then(setMetrics).catch(() => undefined);
@@ -70,13 +80,13 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
   }, [training.id]);
 
   useEffect(() => { loadMetrics(); loadCheckpoints(); }, [loadMetrics, loadCheckpoints, training.status]);
-  useEffect(() => subscribe('training.checkpoint', (event: StreamEvent) => {
-    if ((event.data as { training_id?: string } | null)?.training_id === training.id) loadCheckpoints();
+  useEffect(() => subscribe('training.checkpoint', (event) => {
+    if (event.data.training_id === training.id) loadCheckpoints();
   }), [subscribe, training.id, loadCheckpoints]);
-  useEffect(() => subscribe('training.progress', (event: StreamEvent) => {
-    const data = event.data as (MetricRow & { training_id?: string }) | null;
-    if (data?.training_id !== training.id || typeof data.step !== 'number') return;
-    setMetrics((rows) => (rows.length && rows[rows.length - 1].step >= data.step ? rows : [...rows, data]));
+  useEffect(() => subscribe('training.progress', (event) => {
+    const row = metricRow(event.data);
+    if (event.data.training_id !== training.id || row === null) return;
+    setMetrics((rows) => (rows.length && rows[rows.length - 1].step >= row.step ? rows : [...rows, row]));
   }), [subscribe, training.id]);
 
   const act = async (path: string, method: 'POST' | 'DELETE' = 'POST', body?: unknown) => {
@@ -181,7 +191,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
         <div className="border border-slate-800 rounded-lg p-4" data-testid="training-checkpoints">
           <div className="flex items-center justify-between mb-3">
             <span className="font-medium">Checkpoint Management</span>
-            <button type="button" data-testid="checkpoint-save" disabled={training.status !== 'running'}
+            <button type="button" data-testid="checkpoint-save" disabled={!can('save_checkpoint')}
                     onClick={() => void act(`/api/training/${training.id}/checkpoints`)}
                     className="px-3 py-1 bg-emerald-600 hover:bg-emerald-700 disabled:opacity-50 rounded text-sm">Save Now</button>
           </div>
@@ -192,7 +202,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
                 <div><div className="font-medium">Step {c.step}</div>
                   <div className="text-xs text-slate-400">Loss: {fmt(c.loss, 4) ?? '—'} • {new Date(c.saved_at).toLocaleTimeString()}</div></div>
                 <div className="flex gap-2">
-                  <button type="button" aria-label={`Load step ${c.step}`} data-testid="checkpoint-load" disabled={active}
+                  <button type="button" aria-label={`Load step ${c.step}`} data-testid="checkpoint-load" disabled={!can('load_checkpoint')}
                           onClick={() => void act(`/api/training/${training.id}/checkpoints/${c.step}/load`)}
                           className="p-1 text-slate-300 hover:text-emerald-400 disabled:opacity-40"><Download className="w-4 h-4" /></button>
                   <button type="button" aria-label={`Delete step ${c.step}`}
@@ -206,39 +216,39 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
       )}
       {training.error && <p className="text-sm text-red-400">{training.error}</p>}
       <div className="flex gap-2 pt-2 border-t border-slate-800">
-        {training.status === 'running' && (
+        {can('pause') && (
           <button type="button" data-testid="training-pause" onClick={() => void act(`/api/training/${training.id}/pause`)}
                   className="flex-1 px-4 py-2 bg-yellow-600 hover:bg-yellow-700 rounded-lg flex items-center justify-center gap-2">
             <Pause className="w-4 h-4" /> Pause</button>
         )}
-        {training.status === 'paused' && (
+        {can('resume') && (
           <button type="button" data-testid="training-resume" onClick={() => void act(`/api/training/${training.id}/resume`)}
                   className="flex-1 px-4 py-2 bg-emerald-600 hover:bg-emerald-700 rounded-lg flex items-center justify-center gap-2">
             <Play className="w-4 h-4" /> Resume</button>
         )}
-        {training.status === 'running' && (
+        {can('stop') && (
           <button type="button" data-testid="training-stop" onClick={() => void act(`/api/training/${training.id}/stop`)}
                   className="flex-1 px-4 py-2 bg-red-600 hover:bg-red-700 rounded-lg flex items-center justify-center gap-2">
             <Square className="w-4 h-4" /> Stop</button>
         )}
-        {(training.status === 'failed' || training.status === 'cancelled' || training.status === 'stopped')
-          && training.config.source !== 'imported' && (
+        {/* A completed run has nothing left to continue: the API retries it only from scratch. */}
+        {can('retry') && training.status !== 'completed' && (
           <button type="button" data-testid="training-retry" onClick={() => void act(`/api/training/${training.id}/retry`)}
                   className="flex-1 px-4 py-2 bg-blue-600 hover:bg-blue-700 rounded-lg flex items-center justify-center gap-2">
             <RotateCcw className="w-4 h-4" /> Retry from last checkpoint</button>
         )}
-        {!active && training.status !== 'paused' && training.config.source !== 'imported' && (
+        {can('retry') && (
           <button type="button" data-testid="training-restart"
                   onClick={() => { if (window.confirm('Drop checkpoints and metrics and train again from step 0?')) void act(`/api/training/${training.id}/retry`, 'POST', { from_scratch: true }); }}
                   className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg flex items-center justify-center gap-2 text-sm">
             <RotateCcw className="w-4 h-4" /> From scratch</button>
         )}
-        {(training.status === 'completed' || training.status === 'stopped') && training.dataset_id && (
+        {can('evaluate') && training.dataset_id && (
           <button type="button" data-testid="training-evaluate" onClick={() => void act(`/api/training/${training.id}/evaluate`)}
                   className="px-4 py-2 bg-purple-600 hover:bg-purple-700 rounded-lg flex items-center justify-center gap-2 text-sm">
             <FlaskConical className="w-4 h-4" /> Evaluate again</button>
         )}
-        {!active && (
+        {can('delete') && (
           <button type="button" aria-label="Delete training" data-testid="training-delete"
                   onClick={() => { if (window.confirm('Delete this training, its checkpoints and export?')) void act(`/api/training/${training.id}`, 'DELETE'); }}
                   className="px-3 py-2 text-red-400 hover:text-red-300"><Trash2 className="w-4 h-4" /></button>

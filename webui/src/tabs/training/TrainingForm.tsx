@@ -2,7 +2,7 @@ import { ChevronDown, ChevronUp, Play } from 'lucide-react';
 import { useEffect, useMemo, useState } from 'react';
 
 import { apiGet, apiPost, errorMessage } from '../../api/client';
-import type { Accepted, ActivationSet, Dataset, EncoderType, Model, TemplateItem } from '../../api/types';
+import type { Accepted, ActivationSet, Dataset, EncoderType, Hyperparameters, Model, TemplateItem } from '../../api/types';
 import { Card } from '../../components/Card';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { useToast } from '../../components/Toasts';
@@ -13,21 +13,18 @@ const ENCODERS: [EncoderType, string][] = [
   ['skip', 'Skip Autoencoder'], ['transcoder', 'Transcoder'],
 ];
 
-interface Hyper {
-  learning_rate: number;
-  batch_size: number;
-  l1_coefficient: number;
-  expansion_factor: number;
-  total_steps: number;
-  lr_decay: 'cosine' | 'linear' | 'exponential' | 'constant';
-  optimizer: 'adamw' | 'adam' | 'sgd';
-  ghost_grads: boolean;
-  k: number;
-  auto_save_interval: number;
-}
+// The hyperparameters this form sets; the rest keep the API's defaults.
+const FORM_FIELDS = ['learning_rate', 'batch_size', 'l1_coefficient', 'expansion_factor', 'total_steps', 'lr_decay',
+  'optimizer', 'ghost_grads', 'k'] as const;
+type Hyper = Pick<Required<Hyperparameters>, (typeof FORM_FIELDS)[number]> & { auto_save_interval: number };
+// Not a hyperparameter: the start request's own default, the interval between automatic checkpoints.
+const AUTO_SAVE_INTERVAL = 500;
 
-const DEFAULTS: Hyper = { learning_rate: 0.001, batch_size: 256, l1_coefficient: 4, expansion_factor: 8,
-  total_steps: 1000, lr_decay: 'cosine', optimizer: 'adamw', ghost_grads: false, k: 16, auto_save_interval: 500 };
+/** The form's starting values: the API's defaults (GET /api/training/defaults), the one set there is. */
+function fromDefaults(defaults: Required<Hyperparameters>): Hyper {
+  const picked = Object.fromEntries(FORM_FIELDS.map((key) => [key, defaults[key]])) as Omit<Hyper, 'auto_save_interval'>;
+  return { ...picked, auto_save_interval: AUTO_SAVE_INTERVAL };
+}
 const HOOKS: [string, string][] = [['residual', 'Residual stream'], ['mlp', 'MLP output'], ['attention', 'Attention output']];
 const L1_ARCHITECTURES: EncoderType[] = ['sparse', 'skip', 'transcoder'];
 
@@ -44,7 +41,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   const [contextLength, setContextLength] = useState(128);
   const [maxSamples, setMaxSamples] = useState(2000);
   const [advanced, setAdvanced] = useState(false);
-  const [hyper, setHyper] = useState<Hyper>(DEFAULTS);
+  const [hyper, setHyper] = useState<Hyper | null>(null);  // null until the API's defaults arrive
   const [templates, setTemplates] = useState<TemplateItem[]>([]);
   const [busy, setBusy] = useState(false);
   const { push } = useToast();
@@ -67,16 +64,18 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
 
   useEffect(() => {
     apiGet<TemplateItem[]>('/api/templates/training').then(setTemplates).catch(() => setTemplates([]));
-  }, []);
+    apiGet<Required<Hyperparameters>>('/api/training/defaults').then((d) => setHyper((h) => h ?? fromDefaults(d)))
+      .catch((err) => push({ type: 'error', title: 'Training defaults not loaded', message: errorMessage(err) }));
+  }, [push]);
 
-  const set = <K extends keyof Hyper>(key: K, value: Hyper[K]) => setHyper((h) => ({ ...h, [key]: value }));
+  const set = <K extends keyof Hyper>(key: K, value: Hyper[K]) => setHyper((h) => h && { ...h, [key]: value });
 
   const applyTemplate = async (id: string) => {
     try {
       const applied = await apiPost<{ config: { encoder_type: EncoderType; hyperparameters: Partial<Hyper> } }>(
         `/api/templates/training/${id}/apply`, {});
       setEncoder(applied.config.encoder_type);
-      setHyper((h) => ({ ...h, ...applied.config.hyperparameters }));
+      setHyper((h) => h && { ...h, ...applied.config.hyperparameters });
       setAdvanced(true);
     } catch (err) {
       push({ type: 'error', title: 'Template not applied', message: errorMessage(err) });
@@ -85,7 +84,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
 
   const saveTemplate = async () => {
     const name = window.prompt('Template name');
-    if (!name) return;
+    if (!name || !hyper) return;
     try {
       const { auto_save_interval: _, ...hp } = hyper;
       const created = await apiPost<TemplateItem>('/api/templates/training', { name, config: { encoder_type: encoder,
@@ -98,7 +97,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   };
 
   const start = async () => {
-    if (layer === null || (!chosen && !streaming)) return;
+    if (layer === null || (!chosen && !streaming) || !hyper) return;
     setBusy(true);
     try {
       const { auto_save_interval: autoSave, ...hp } = hyper;
@@ -219,7 +218,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
           <span>Advanced Hyperparameters</span>
           {advanced ? <ChevronUp className="w-5 h-5" /> : <ChevronDown className="w-5 h-5" />}
         </button>
-        {advanced && (
+        {advanced && hyper && (
           <div className="grid grid-cols-1 md:grid-cols-2 gap-4 pt-4 border-t border-slate-800" data-testid="train-advanced">
             <Field label="Learning Rate" htmlFor="hp-lr">
               <input id="hp-lr" type="number" step="0.0001" className={inputClass} value={hyper.learning_rate}
@@ -280,7 +279,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
             </Field>
           </div>
         )}
-        <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || (transcoder && !transcoderReady)}
+        <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || !hyper || (transcoder && !transcoderReady)}
                        busy={busy}
                        icon={<Play className="w-5 h-5" aria-hidden="true" />} onClick={() => void start()}>
           Start Training

@@ -1,0 +1,60 @@
+"""Parameters of the feature jobs: ``features.extract`` (the pass over the evaluation text),
+``features.activations_on`` and ``features.ablation`` (probes a person waits on) and
+``features.label`` (language-model labels). The API builds them from its rows; the worker decodes
+them again, which is the contract's check on its side. Torch-free.
+
+The model's weight count and precision stay top-level fields of every kind that loads the model:
+the API's memory check (``appliance.memory.estimates``) reads them from the encoded parameters to
+refuse a job that can never fit before it is queued.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from appliance.contracts.labeling import LabelingSettings
+from appliance.contracts.params.models import HookPoint
+
+
+class SaeModel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """What every feature job needs to run the SAE on its model."""
+    training_id: str
+    model_path: str
+    precision: str
+    tokenizer: str  # a model id, or "demo"
+    hook_point: HookPoint
+    parameters: int = 0  # the model's weights, for the memory estimate
+    context_length: int = 128
+
+
+class ExtractParams(SaeModel, kw_only=True):
+    """``features.extract``: one pass over the first ``eval_samples`` texts of a dataset."""
+    dataset_id: str
+    eval_samples: int = 2000
+    top_k_examples: int = 20
+    batch_size: int = 8
+
+
+class ProbeParams(SaeModel, kw_only=True):
+    """The model run for one feature (also the local labeller's model)."""
+    feature: int
+    top_others: int = 3
+
+
+class ActivationsOnParams(ProbeParams, kw_only=True):
+    """``features.activations_on``: the feature over a text the user typed (the heatmap)."""
+    text: str
+
+
+class AblationParams(ProbeParams, kw_only=True):
+    """``features.ablation``: the feature zeroed on its own max-activating contexts (token ids)."""
+    contexts: list[list[int]] = msgspec.field(default_factory=list)
+
+
+class LabelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``features.label``: one prompt per feature, built by the API from the feature's evidence."""
+    training_id: str
+    settings: LabelingSettings
+    prompts: list[tuple[int, str]]  # (feature index, prompt)
+    # The local provider's model (the SAE's own); None for an HTTP endpoint.
+    probe: ProbeParams | None = None

@@ -1,0 +1,65 @@
+"""SQL for ``datasets``: one row per dataset (its samples live in ``dataset_samples``, its token ids
+in files named by ``dataset_tokenizations``). Each function returns a ``Query``, so the API and the
+worker run the same statements."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from appliance.data.database import Query
+from appliance.data.statements import delete_by, select_by, update
+
+TABLE = "datasets"
+# The jobs that may be working on a dataset: deleting it under them would pull its files away.
+_LIVE_JOB = "status IN ('queued', 'running', 'paused')"
+
+
+def get(dataset_id: str) -> Query:
+    return select_by(TABLE, dataset_id)
+
+
+def list_all() -> Query:
+    return "SELECT * FROM datasets ORDER BY created_at DESC", ()
+
+
+def insert(dataset_id: str, *, name: str, source: str, status: str, text_column: str, job_id: str, now: float,
+           format: str | None = None, repo_id: str | None = None, config: str | None = None,
+           split: str | None = None) -> Query:
+    """A new dataset row, naming the job that fills it (both commit in the job's transaction)."""
+    return ("INSERT INTO datasets (id, name, source, repo_id, config, split, format, text_column, status, job_id,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (dataset_id, name, source, repo_id, config, split, format, text_column, status, job_id, now, now))
+
+
+def live_demo() -> Query:
+    """The demo dataset, unless it failed: there is one at a time."""
+    return "SELECT id FROM datasets WHERE source = 'demo' AND status != 'error'", ()
+
+
+def active_jobs(dataset_id: str) -> Query:
+    """Jobs still working on the dataset (its import, download or a tokenization)."""
+    return (f"SELECT id FROM jobs WHERE target_type = 'dataset' AND target_id = ? AND {_LIVE_JOB}"
+            " ORDER BY created_at", (dataset_id,))
+
+
+def dependents(dataset_id: str) -> Query:
+    """What is built on the dataset, as (kind, id) rows: activation sets and trainings read its samples."""
+    return ("SELECT 'activation set' AS kind, id FROM activation_sets WHERE dataset_id = ?"
+            " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE dataset_id = ?", (dataset_id, dataset_id))
+
+
+def delete(dataset_id: str) -> Query:
+    """The row; its samples and tokenizations go with it (ON DELETE CASCADE)."""
+    return delete_by(TABLE, dataset_id)
+
+
+def set_status(dataset_id: str, status: str) -> Query:
+    return update(TABLE, dataset_id, {"status": status})
+
+
+def set_ready(dataset_id: str, num_samples: int, size_bytes: int, stats: str, now: float | None = None) -> Query:
+    """Ingestion finished: the counts and the statistics (JSON) computed once, then the row is usable."""
+    fields: dict[str, Any] = {"status": "ready", "num_samples": num_samples, "size_bytes": size_bytes,
+                              "stats": stats}
+    return update(TABLE, dataset_id, fields, now=time.time() if now is None else now)

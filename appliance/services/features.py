@@ -1,0 +1,463 @@
+"""The rules of feature discovery, behind the thin controller in ``appliance.api.features``: when an
+extraction may start and what its job is given, what a browser page, a feature's evidence and its
+probes read, and which actions each state allows.
+
+Browsing reads SQLite (``appliance.data.features``: one row per feature, indexed by the sort keys);
+per-feature views read the extraction's memory-mapped arrays (``appliance.contracts.feature_arrays``).
+Views that need the model run as short jobs on the worker's interactive lane (``run_and_wait``).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import msgspec
+
+from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays, arrays_for
+from appliance.contracts.labeling import SETTINGS_KEY, decode_settings
+from appliance.contracts.params.models import HookPoint, ModelArchitecture
+from appliance.contracts.params.features import (
+    AblationParams,
+    ActivationsOnParams,
+    ExtractParams,
+    LabelParams,
+    ProbeParams,
+    SaeModel,
+)
+from appliance.contracts.tokenization import load_tokenizer
+from appliance.data import app_state, datasets, models, trainings
+from appliance.data import features as sql
+from appliance.data.database import AsyncDatabase, Row
+from appliance.data.layout import DataLayout
+from appliance.errors import Conflict, NotFound, ValidationError
+from appliance.jobs.async_store import AsyncJobStore
+from appliance.jobs.records import Job
+from appliance.services.common import checked_id, get_or_404
+from appliance.services.jobs import run_and_wait
+
+
+# -- what the API answers --------------------------------------------------------------------------
+class ExtractionConfig(msgspec.Struct, kw_only=True):
+    """The settings an extraction ran with (what the API needs of them again: the tokenizer)."""
+    eval_samples: int | None = None
+    top_k_examples: int | None = None
+    context_length: int = 128
+    dataset_id: str | None = None
+    tokenizer: str = "demo"
+
+
+class ExtractionSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """The extraction's result: counts, the interpretability summary and the pass's speed."""
+    features: int | None = None
+    alive: int | None = None
+    dead: int | None = None
+    interpretable_share: float | None = None
+    mean_score: float | None = None
+    activation_rate: float | None = None
+    samples: int | None = None
+    tokens: int | None = None
+    tokens_per_second: float | None = None
+    pass_seconds: float | None = None
+    seconds: float | None = None
+
+
+class Extraction(msgspec.Struct):
+    training_id: str
+    status: str  # none, extracting, ready, error
+    job_id: str | None
+    config: ExtractionConfig
+    summary: ExtractionSummary | None
+    map_status: str | None
+    error: str | None
+    updated_at: float
+    actions: list[str]
+
+
+class BrowserExample(msgspec.Struct):
+    """The strongest context of a feature, as the browser's table shows it."""
+    tokens: list[str]
+    activations: list[float]
+    max_index: int
+
+
+class FeatureRow(msgspec.Struct):
+    index: int
+    label: str
+    name: str | None
+    auto_label: str
+    frequency: float
+    max_activation: float
+    mean_activation: float
+    score: float | None
+    is_favorite: bool
+    example: BrowserExample | None
+    actions: list[str]
+
+
+class Histogram(msgspec.Struct):
+    log10_edges: list[float]
+    counts: list[int]
+
+
+class LogitLens(msgspec.Struct, kw_only=True):
+    """The tokens the decoder direction promotes and suppresses, with their logits."""
+    positive: list[tuple[str, float]] = msgspec.field(default_factory=list)
+    negative: list[tuple[str, float]] = msgspec.field(default_factory=list)
+    logsumexp: float | None = None
+
+
+class FeatureLens(LogitLens, kw_only=True):
+    index: int
+
+
+class FeatureDetail(msgspec.Struct):
+    index: int
+    label: str
+    name: str | None
+    auto_label: str
+    llm_label: str | None
+    description: str | None
+    is_favorite: bool
+    frequency: float
+    max_activation: float
+    mean_activation: float
+    active_samples: int
+    score: float | None
+    histogram: Histogram
+    top_tokens: list[tuple[str, int]]
+    logit_lens: LogitLens
+    examples: list[dict[str, Any]]  # FeatureArrays.examples
+    quantile_examples: list[dict[str, Any]]  # FeatureArrays.quantile_examples
+    ablation: dict[str, Any] | None  # the last features.ablation result
+    map: list[float] | None
+    actions: list[str]
+
+
+class MapPoint(msgspec.Struct):
+    index: int
+    x: float
+    y: float
+    frequency: float
+    label: str
+    score: float | None
+
+
+class CorrelationMatrix(msgspec.Struct):
+    features: list[int]
+    matrix: list[list[float]]
+
+
+class Correlation(msgspec.Struct):
+    index: int
+    label: str
+    correlation: float
+
+
+# -- allowed actions --------------------------------------------------------------------------------
+def extraction_actions(status: str) -> list[str]:
+    """What the API allows now for an SAE's features, by the extraction's status ("none": never
+    extracted). An extraction in progress is cancelled through its job; a finished one (ready or
+    failed) may run again, and only ready features can be labelled or steered."""
+    if status == "extracting":
+        return ["cancel"]
+    if status == "ready":
+        return ["extract", "label", "steer"]
+    return ["extract"]
+
+
+def feature_actions(frequency: float) -> list[str]:
+    """What the API allows for one feature: a dead one (it never fired on the evaluation text) has no
+    contexts to ablate and is not labelled, but can still be named, probed on a text and steered."""
+    if frequency > 0:
+        return ["update", "activations_on", "ablation", "label", "steer"]
+    return ["update", "activations_on", "steer"]
+
+
+# -- reading ----------------------------------------------------------------------------------------
+def architecture(model: Row) -> ModelArchitecture:
+    """The model's architecture, as the worker stored it when the model loaded."""
+    return msgspec.json.decode(model["architecture"], type=ModelArchitecture)
+
+
+def hook_point(arch: ModelArchitecture, training: Row) -> HookPoint:
+    """The model's hook point the training's SAE reads."""
+    return next(p for p in arch.hook_points if p.layer == training["layer"] and p.type == training["hook_type"])
+
+
+def _config(row: Row) -> ExtractionConfig:
+    return msgspec.json.decode(row["config"], type=ExtractionConfig)
+
+
+async def _extraction(db: AsyncDatabase, training_id: str) -> Row:
+    row = await db.one(sql.get_extraction(checked_id(training_id, "tr", "training_id")))
+    if row is None:
+        raise NotFound(f"Training {training_id} has no feature extraction yet: POST /api/features/extract",
+                       details={"training_id": training_id})
+    return row
+
+
+async def ready(db: AsyncDatabase, training_id: str) -> Row:
+    """The extraction row, once its features are ready (404 without one, 409 while not ready)."""
+    extraction = await _extraction(db, training_id)
+    if extraction["status"] != "ready":
+        raise Conflict(f"The features of {training_id} are {extraction['status']}",
+                       details={"status": extraction["status"]})
+    return extraction
+
+
+async def _feature(db: AsyncDatabase, training_id: str, index: int) -> Row:
+    """One ready feature's row with its evidence (404 for an index the SAE does not have)."""
+    await ready(db, training_id)
+    row = await db.one(sql.get_feature(training_id, index))
+    if row is None:
+        raise NotFound(f"{training_id} has no feature {index}", details={"index": index})
+    return row
+
+
+def _label(row: Row) -> str:
+    return str(row["name"] or row["llm_label"] or row["auto_label"])
+
+
+def _row(row: Row, example: str | None) -> FeatureRow:
+    return FeatureRow(index=row["idx"], label=_label(row), name=row["name"], auto_label=row["auto_label"],
+                      frequency=row["frequency"], max_activation=row["max_activation"],
+                      mean_activation=row["mean_activation"], score=row["score"], is_favorite=bool(row["is_favorite"]),
+                      example=msgspec.json.decode(example, type=BrowserExample) if example else None,
+                      actions=feature_actions(row["frequency"]))
+
+
+def _texts(layout: DataLayout, tokenizer_id: str, ids: list[int]) -> list[str]:
+    tokenizer = load_tokenizer(tokenizer_id, layout.root)
+    return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+
+
+async def summary(db: AsyncDatabase, training_id: str) -> Extraction:
+    """The extraction's state; "none" (a state, not an error) for an SAE never extracted."""
+    row = await db.one(sql.get_extraction(checked_id(training_id, "tr", "training_id")))
+    if row is None:
+        training = await get_or_404(db, trainings.get(training_id), "training", training_id, "training_id")
+        return Extraction(training["id"], "none", None, ExtractionConfig(), None, None, None, training["updated_at"],
+                          extraction_actions("none"))
+    return Extraction(row["training_id"], row["status"], row["job_id"], _config(row),
+                      msgspec.json.decode(row["summary"], type=ExtractionSummary) if row["summary"] else None,
+                      row["map_status"], row["error_message"], row["updated_at"], extraction_actions(row["status"]))
+
+
+async def browse(db: AsyncDatabase, training_id: str, query: sql.Browse) -> tuple[list[FeatureRow], int]:
+    """One page of features and the total that match."""
+    await ready(db, training_id)
+    plan = sql.browse_plan(training_id, query)
+    if plan.filtered:
+        rows = await db.all(plan.rows)
+        total = rows[0]["total"] if rows else await db.scalar(plan.count)
+    else:
+        total = await db.scalar(plan.count)
+        wanted = [r["idx"] for r in await db.all(plan.rows)]
+        by_index = {r["idx"]: r for r in await db.all(sql.rows_by_index(training_id, wanted))} if wanted else {}
+        rows = [by_index[i] for i in wanted]
+    examples: dict[int, str] = {}
+    if rows:
+        stored = await db.all(sql.examples_of(training_id, [r["idx"] for r in rows]))
+        examples = {r["idx"]: r["example"] for r in stored}
+    return [_row(r, examples.get(r["idx"])) for r in rows], total
+
+
+async def feature_map(db: AsyncDatabase, training_id: str) -> list[MapPoint]:
+    await ready(db, training_id)
+    return [MapPoint(r["idx"], r["map_x"], r["map_y"], r["frequency"], r["label"], r["score"])
+            for r in await db.all(sql.map_points(training_id))]
+
+
+async def correlation_matrix(db: AsyncDatabase, layout: DataLayout, training_id: str, top: int) -> CorrelationMatrix:
+    """Pearson correlations among the ``top`` most frequent features."""
+    await ready(db, training_id)
+    chosen = [r["idx"] for r in await db.all(sql.most_frequent(training_id, top))]
+    arrays = arrays_for(layout.features(training_id))
+    matrix = []
+    for i in chosen:
+        found = dict(arrays.correlations(i, top=arrays.d_sae))
+        matrix.append([1.0 if i == j else found.get(j, 0.0) for j in chosen])
+    return CorrelationMatrix(chosen, matrix)
+
+
+async def detail(db: AsyncDatabase, layout: DataLayout, training_id: str, index: int, examples: int,
+                 window: int) -> FeatureDetail:
+    row = await _feature(db, training_id, index)
+    tokenizer = _config(await _extraction(db, training_id)).tokenizer
+    arrays = arrays_for(layout.features(training_id))
+    found = arrays.examples(index, examples, window)
+    spread = arrays.quantile_examples(index, window=min(window, 8))
+    for example in (*found, *spread):
+        example["tokens"] = _texts(layout, tokenizer, example["token_ids"])
+    return FeatureDetail(
+        index=row["idx"], label=_label(row), name=row["name"], auto_label=row["auto_label"],
+        llm_label=row["llm_label"], description=row["description"], is_favorite=bool(row["is_favorite"]),
+        frequency=row["frequency"], max_activation=row["max_activation"], mean_activation=row["mean_activation"],
+        active_samples=row["active_samples"], score=row["score"],
+        histogram=Histogram(HIST_EDGES, msgspec.json.decode(row["histogram"])),
+        top_tokens=msgspec.json.decode(row["top_tokens"]),
+        logit_lens=msgspec.json.decode(row["logit_lens"], type=LogitLens), examples=found, quantile_examples=spread,
+        ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
+        map=[row["map_x"], row["map_y"]] if row["map_x"] is not None else None,
+        actions=feature_actions(row["frequency"]))
+
+
+async def logit_lens(db: AsyncDatabase, training_id: str, index: int) -> FeatureLens:
+    lens = msgspec.json.decode((await _feature(db, training_id, index))["logit_lens"], type=LogitLens)
+    return FeatureLens(index=index, positive=lens.positive, negative=lens.negative, logsumexp=lens.logsumexp)
+
+
+async def correlations(db: AsyncDatabase, layout: DataLayout, training_id: str, index: int,
+                       top: int) -> list[Correlation]:
+    """The features that co-activate with this one, strongest first, with their labels."""
+    await _feature(db, training_id, index)
+    pairs = arrays_for(layout.features(training_id)).correlations(index, top)
+    labels: dict[int, str] = {}
+    if pairs:
+        labels = {r["idx"]: r["label"] for r in await db.all(sql.labels_of(training_id, [j for j, _ in pairs]))}
+    return [Correlation(j, labels.get(j, ""), c) for j, c in pairs]
+
+
+# -- changing ---------------------------------------------------------------------------------------
+async def update(db: AsyncDatabase, training_id: str, index: int, name: str | None, description: str | None,
+                 is_favorite: bool | None) -> FeatureRow:
+    """The user's name, description or favourite flag (a blank name clears it)."""
+    await _feature(db, training_id, index)
+    fields: dict[str, Any] = {k: v for k, v in (("name", name), ("description", description),
+                                                ("is_favorite", is_favorite)) if v is not None}
+    if "name" in fields:
+        fields["name"] = fields["name"].strip() or None
+    if not fields:
+        raise ValidationError("Nothing to change: give name, description or is_favorite", details={"field": "body"})
+    await db.write(sql.update_feature(training_id, index, fields))
+    row = await _feature(db, training_id, index)
+    return _row(row, row["example"])
+
+
+async def start_extraction(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, dataset_id: str | None,
+                           eval_samples: int, top_k_examples: int, context_length: int) -> Job:
+    """The extraction of a finished SAE's features; its row is (re)claimed in the job's transaction,
+    so there is never an extraction marked running without its job, nor the other way round."""
+    training = await get_or_404(db, trainings.get(checked_id(training_id, "tr", "training_id")),
+                                "training", training_id, "training_id")
+    if training["status"] not in ("completed", "stopped"):
+        raise Conflict(f"Training {training['id']} is {training['status']}: features come from a finished SAE",
+                       details={"status": training["status"]})
+    model = await _model(db, training)
+    if model["status"] != "ready":
+        raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
+    dataset_id = dataset_id or training["dataset_id"]
+    if not dataset_id:
+        raise ValidationError("Name a dataset_id: this SAE was imported", details={"field": "dataset_id"})
+    dataset = await get_or_404(db, datasets.get(checked_id(dataset_id, "ds", "dataset_id")), "dataset",
+                               dataset_id, "dataset_id")
+    if dataset["status"] != "ready":
+        raise Conflict(f"Dataset {dataset['id']} is {dataset['status']}, not ready")
+    existing = await db.one(sql.get_extraction(training["id"]))
+    if existing is not None and existing["status"] == "extracting":
+        raise Conflict(f"The features of {training['id']} are being extracted already")
+    arch = architecture(model)
+    tokenizer = "demo" if model["source"] == "demo" else model["id"]
+    config = msgspec.json.encode(ExtractionConfig(eval_samples=eval_samples, top_k_examples=top_k_examples,
+                                                  context_length=context_length, dataset_id=dataset["id"],
+                                                  tokenizer=tokenizer)).decode()
+    params = ExtractParams(training_id=training["id"], model_path=model["path"], precision=model["precision"],
+                           tokenizer=tokenizer, dataset_id=dataset["id"],
+                           hook_point=hook_point(arch, training), eval_samples=eval_samples,
+                           top_k_examples=top_k_examples, context_length=context_length, parameters=arch.parameters)
+    now = time.time()
+
+    async def claim(conn: Any, job_id: str) -> None:  # commits with the job, or neither does
+        await conn.execute(*sql.claim_extraction(training["id"], config, job_id, now))
+
+    return await jobs.create("features.extract", params, target=("training", training["id"]), within=claim)
+
+
+async def _model(db: AsyncDatabase, training: Row) -> Row:
+    return await get_or_404(db, models.get(training["model_id"]), "model", training["model_id"], "model_id")
+
+
+async def _sae_model(db: AsyncDatabase, training_id: str, extraction: Row) -> SaeModel:
+    """What the worker needs to run the model with this SAE."""
+    training = await get_or_404(db, trainings.get(training_id), "training", training_id, "training_id")
+    model = await _model(db, training)
+    arch = architecture(model)
+    config = _config(extraction)
+    return SaeModel(training_id=training_id, model_path=model["path"], precision=model["precision"],
+                    tokenizer=config.tokenizer, hook_point=hook_point(arch, training), parameters=arch.parameters,
+                    context_length=config.context_length)
+
+
+async def _probe(db: AsyncDatabase, training_id: str, feature: int) -> ProbeParams:
+    base = await _sae_model(db, training_id, await ready(db, training_id))
+    return ProbeParams(**msgspec.structs.asdict(base), feature=feature)
+
+
+async def activations_on(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, index: int,
+                         text: str) -> Any:
+    """The feature's activation at each token of ``text`` (the model runs on the worker)."""
+    await _feature(db, training_id, index)
+    probe = await _probe(db, training_id, index)
+    return await run_and_wait(jobs, "features.activations_on",
+                              ActivationsOnParams(**msgspec.structs.asdict(probe), text=text))
+
+
+async def ablation(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, index: int,
+                   contexts: int) -> Any:
+    """The feature zeroed on its ``contexts`` strongest stored contexts (the model runs on the worker)."""
+    await _feature(db, training_id, index)
+    arrays = arrays_for(layout.features(training_id))
+    ids = _top_contexts(arrays, index, contexts)
+    probe = await _probe(db, training_id, index)
+    return await run_and_wait(jobs, "features.ablation", AblationParams(**msgspec.structs.asdict(probe), contexts=ids))
+
+
+def _top_contexts(arrays: FeatureArrays, index: int, contexts: int) -> list[list[int]]:
+    """The token ids of the feature's strongest samples where it fires."""
+    samples = [int(s) for s, v in zip(arrays.top_samples[:contexts, index], arrays.top_values[:contexts, index])
+               if v > 0]
+    return [arrays.tokens[int(arrays.offsets[s]):int(arrays.offsets[s + 1])].tolist() for s in samples]
+
+
+def _prompt(layout: DataLayout, examples: list[dict[str, Any]], top_tokens: list[Any], lens: LogitLens,
+            tokenizer: str) -> str:
+    """The evidence for one feature as the labeller reads it: contexts with the strongest token in
+    « », the tokens it fires on most, and what it makes the model predict."""
+    lines = ["Contexts where the feature fires:"]
+    for number, example in enumerate(examples, 1):
+        texts = _texts(layout, tokenizer, example["token_ids"])
+        texts[example["max_index"]] = f"«{texts[example['max_index']]}»"
+        lines.append(f"{number}. {''.join(texts).strip()}")
+    if top_tokens:
+        lines.append("It fires most on: " + ", ".join(repr(t) for t, _ in top_tokens[:5]))
+    if lens.positive:
+        lines.append("It makes the model predict: " + ", ".join(repr(t) for t, _ in lens.positive[:5]))
+    return "\n".join(lines)
+
+
+async def start_labelling(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str,
+                          features: list[int] | None, top: int) -> Job:
+    """Labels by a language model for the named live features (else the ``top`` most frequent); the
+    prompts are built here, from the evidence the API already reads."""
+    extraction = await ready(db, training_id)
+    settings = decode_settings(await db.scalar(app_state.get(SETTINGS_KEY)))
+    if settings.provider == "none":
+        raise Conflict("No labelling provider: choose one with PUT /api/settings/labeling",
+                       details={"field": "provider"})
+    query = sql.live_among(training_id, features) if features else sql.most_frequent(training_id, top)
+    rows = await db.all(query)
+    if not rows:
+        raise ValidationError("None of those features fires", details={"field": "features"})
+    tokenizer = _config(extraction).tokenizer
+    arrays = arrays_for(layout.features(training_id))
+    prompts = []
+    for row in rows:
+        evidence = await _feature(db, training_id, row["idx"])
+        prompts.append((row["idx"], _prompt(layout, arrays.examples(row["idx"], settings.examples, 10),
+                                            msgspec.json.decode(evidence["top_tokens"]),
+                                            msgspec.json.decode(evidence["logit_lens"], type=LogitLens), tokenizer)))
+    probe = await _probe(db, training_id, rows[0]["idx"]) if settings.provider == "local" else None
+    return await jobs.create("features.label", LabelParams(training_id=training_id, settings=settings,
+                                                           prompts=prompts, probe=probe),
+                             target=("training", training_id))

@@ -1,0 +1,264 @@
+"""Saved settings ("templates") of every kind: create, read, list, change, delete, seed, and "apply"
+(the settings fitted to a target). A kind supplies the msgspec Struct of its settings, its id prefix,
+its seeds and how "apply" fits the settings; extraction and training templates are defined here,
+steering presets in appliance.services.steering_presets.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from appliance.api.validation import check_id
+from appliance.contracts.hyperparameters import Hyperparameters
+from appliance.data import datasets, models
+from appliance.data import templates as sql
+from appliance.data.database import AsyncDatabase, Row
+from appliance.errors import NotFound, ValidationError
+from appliance.ids import new_id
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+Description = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
+    layers: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=1000)]], msgspec.Meta(min_length=1, max_length=200)]
+    hook_types: Annotated[list[Literal["residual", "mlp_in", "mlp", "attention"]],
+                          msgspec.Meta(min_length=1, max_length=4)]
+    max_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None
+    top_k_examples: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 32
+    context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128
+
+
+class TrainingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    encoder_type: Literal["sparse", "topk", "jumprelu", "skip", "transcoder"] = "sparse"
+    hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
+    model_id: str | None = None  # optional binding; apply may override it
+    dataset_id: str | None = None
+
+
+class Template(msgspec.Struct):
+    id: str
+    kind: str
+    name: str
+    description: str
+    is_favorite: bool
+    config: dict[str, Any]
+    created_at: float
+    updated_at: float
+    # What the API allows on it now (templates are plain rows: every action, always).
+    actions: list[str] = msgspec.field(default_factory=list)
+
+
+class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    config: dict[str, Any]
+    description: Description = ""
+    is_favorite: bool = False
+
+
+class TemplatePatch(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | None = None
+    description: Description | None = None
+    is_favorite: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class ApplyRequest(msgspec.Struct, forbid_unknown_fields=True):
+    model_id: str | None = None
+    dataset_id: str | None = None
+    training_id: str | None = None
+
+
+class Applied(msgspec.Struct):
+    template_id: str
+    config: dict[str, Any]
+    notes: list[str]
+
+
+Fit = Callable[[AsyncDatabase, dict[str, Any], ApplyRequest], Awaitable[tuple[dict[str, Any], list[str]]]]
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    prefix: str
+    settings: type[msgspec.Struct]
+    seeds: tuple[tuple[str, str, bool, dict[str, Any]], ...]
+    fit: Fit
+    # Config fields that bind a template to a resource; lists filter by them (bound or generic).
+    bindings: tuple[str, ...] = ()
+    path: str = ""  # default /api/templates/<name>
+    # Called before a list that names bindings (lazy seeds that depend on the resource).
+    before_list: Callable[[AsyncDatabase, dict[str, str]], Awaitable[None]] | None = None
+
+
+TEMPLATE_ACTIONS = ["update", "favorite", "apply", "delete"]
+
+
+def template_actions() -> list[str]:
+    """A template has no state of its own: every endpoint on it is always allowed."""
+    return list(TEMPLATE_ACTIONS)
+
+
+def checked(kind: Kind, config: dict[str, Any]) -> dict[str, Any]:
+    """The config as the kind's settings Struct accepts it (defaults filled in), or VALIDATION_ERROR."""
+    try:
+        return msgspec.to_builtins(msgspec.convert(config, kind.settings))
+    except msgspec.ValidationError as exc:
+        raise ValidationError(f"Invalid {kind.name} settings: {exc}", details={"field": "config"}) from None
+
+
+def template(row: Row) -> Template:
+    return Template(row["id"], row["kind"], row["name"], row["description"], bool(row["is_favorite"]),
+                    msgspec.json.decode(row["config"]), row["created_at"], row["updated_at"], template_actions())
+
+
+def _encode(config: dict[str, Any]) -> str:
+    return msgspec.json.encode(config).decode()
+
+
+async def insert(db: AsyncDatabase, kind: Kind, item: TemplateIn) -> Template:
+    template_id, now = new_id(kind.prefix), time.time()
+    config = checked(kind, item.config)
+    await db.write(sql.insert(template_id, kind.name, item.name, item.description, item.is_favorite,
+                              _encode(config), now))
+    return Template(template_id, kind.name, item.name, item.description, item.is_favorite, config, now, now,
+                    template_actions())
+
+
+async def insert_all(db: AsyncDatabase, kind: Kind, items: list[TemplateIn]) -> list[Template]:
+    """An import: every item is checked before any is stored, so a bad one stores nothing."""
+    for item in items:
+        checked(kind, item.config)
+    return [await insert(db, kind, item) for item in items]
+
+
+async def seed(db: AsyncDatabase, kind: Kind) -> str:
+    """The kind's seeds as new templates; their ids, comma-separated (kept in app_state)."""
+    ids = [(await insert(db, kind, TemplateIn(name, config, description, favorite))).id
+           for name, description, favorite, config in kind.seeds]
+    return ",".join(ids)
+
+
+async def get(db: AsyncDatabase, kind: Kind, template_id: str) -> Template:
+    row = await db.one(sql.get(check_id(template_id, kind.prefix, "template_id"), kind.name))
+    if row is None:
+        raise NotFound(f"No {kind.name} template {template_id!r}", details={"template_id": template_id})
+    return template(row)
+
+
+async def list_page(db: AsyncDatabase, kind: Kind, is_favorite: bool | None, bindings: dict[str, str | None],
+                    page: int, limit: int) -> tuple[list[Template], int]:
+    """Favourites first, then newest; with bindings named, those bound to them or to nothing."""
+    bound = {name: value for name, value in bindings.items() if value and name in kind.bindings}
+    if bound and kind.before_list:
+        await kind.before_list(db, bound)
+    rows_q, count_q = sql.list_page(kind.name, is_favorite, bound, page, limit)
+    total = await db.scalar(count_q)
+    return [template(row) for row in await db.all(rows_q)], total
+
+
+async def export(db: AsyncDatabase, kind: Kind) -> list[Template]:
+    return [template(row) for row in await db.all(sql.list_kind(kind.name))]
+
+
+async def update(db: AsyncDatabase, kind: Kind, template_id: str, patch: TemplatePatch) -> Template:
+    current = await get(db, kind, template_id)
+    config = checked(kind, patch.config) if patch.config is not None else current.config
+    updated = Template(current.id, kind.name, patch.name or current.name,
+                       current.description if patch.description is None else patch.description,
+                       current.is_favorite if patch.is_favorite is None else patch.is_favorite,
+                       config, current.created_at, time.time(), template_actions())
+    await db.write(sql.update(updated.id, updated.name, updated.description, updated.is_favorite, _encode(config),
+                              updated.updated_at))
+    return updated
+
+
+async def toggle_favorite(db: AsyncDatabase, kind: Kind, template_id: str) -> Template:
+    current = await get(db, kind, template_id)
+    return await update(db, kind, template_id, TemplatePatch(is_favorite=not current.is_favorite))
+
+
+async def apply(db: AsyncDatabase, kind: Kind, template_id: str, request: ApplyRequest) -> Applied:
+    current = await get(db, kind, template_id)
+    config, notes = await kind.fit(db, current.config, request)
+    return Applied(current.id, config, notes)
+
+
+async def delete(db: AsyncDatabase, kind: Kind, template_id: str) -> Template:
+    current = await get(db, kind, template_id)
+    await db.write(sql.delete(current.id))
+    return current
+
+
+# -- the kinds defined here ---------------------------------------------------------------------------
+async def _fit_extraction(db: AsyncDatabase, config: dict[str, Any],
+                          request: ApplyRequest) -> tuple[dict[str, Any], list[str]]:
+    """Layers the model does not have are dropped (a 12-layer template on a 4-layer model)."""
+    model_id = request.model_id
+    if not model_id:
+        return config, []
+    row = await db.one(models.get(check_id(model_id, "m", "model_id")))
+    if row is None:
+        raise NotFound(f"No model {model_id!r}", details={"model_id": model_id})
+    if not row["architecture"]:
+        return config, ["The model is not loaded yet: layers were not checked"]
+    layers = msgspec.json.decode(row["architecture"])["layers"]
+    kept = [layer for layer in config["layers"] if layer < layers]
+    notes = [f"Dropped layers {', '.join(map(str, sorted(set(config['layers']) - set(kept))))}: the model has "
+             f"layers 0-{layers - 1}"] if len(kept) < len(config["layers"]) else []
+    if not kept:
+        kept = [layers - 1]
+        notes.append(f"No layer of the template exists in this model; using its last layer ({layers - 1})")
+    return {**config, "layers": kept}, notes
+
+
+async def _fit_training(db: AsyncDatabase, config: dict[str, Any],
+                        request: ApplyRequest) -> tuple[dict[str, Any], list[str]]:
+    """The template's settings with the model and dataset the caller chose (or its own binding)."""
+    fitted = dict(config)
+    for field_name, what, prefix, query in (("model_id", "model", "m", models.get),
+                                            ("dataset_id", "dataset", "ds", datasets.get)):
+        value = getattr(request, field_name)
+        if value:
+            if await db.one(query(check_id(value, prefix, field_name))) is None:
+                raise NotFound(f"No {what} {value!r}", details={field_name: value})
+            fitted[field_name] = value
+    return fitted, []
+
+
+EXTRACTION = Kind("extraction", "et", ExtractionSettings, (
+    ("Quick Scan", "Extract from key layers only", True,
+     {"layers": [0, 6, 11], "hook_types": ["residual"], "max_samples": 5000, "top_k_examples": 50}),
+    ("Full Analysis", "Comprehensive extraction from all layers", False,
+     {"layers": list(range(12)), "hook_types": ["residual", "mlp", "attention"], "max_samples": None,
+      "top_k_examples": 100}),
+), _fit_extraction)
+
+# Three starting points, from quick to thorough: learning rates, batch sizes, expansion factors,
+# steps and schedules as commonly used. The L1 coefficients are for normalised activations (SAELens'
+# convention), where comparable sparsity takes coefficients of a few units rather than the 5e-4..2e-3
+# that raw activations take.
+TRAINING = Kind("training", "tt", TrainingSettings, (
+    ("Fast Prototyping", "Quick training with small expansion factor for rapid iteration", True,
+     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 5e-4, "batch_size": 128, "l1_coefficient": 3.0,
+                                                     "expansion_factor": 4, "total_steps": 5000,
+                                                     "lr_decay": "constant", "optimizer": "adamw",
+                                                     "ghost_grads": False}}),
+    ("High Quality SAE", "Production-quality sparse autoencoder with cosine schedule", True,
+     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 256, "l1_coefficient": 5.0,
+                                                     "expansion_factor": 8, "total_steps": 10000,
+                                                     "lr_decay": "cosine", "optimizer": "adamw",
+                                                     "ghost_grads": True}}),
+    ("Large Expansion", "Very sparse with 16x expansion for detailed feature discovery", False,
+     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 512, "l1_coefficient": 8.0,
+                                                     "expansion_factor": 16, "total_steps": 20000,
+                                                     "lr_decay": "linear", "optimizer": "adamw",
+                                                     "ghost_grads": True}}),
+), _fit_training, bindings=("model_id", "dataset_id"))
