@@ -66,7 +66,9 @@ def imports(name: str, path: Path, known: dict[str, Path], deferred: bool) -> se
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             targets = [f"{base}.{a.name}" for a in node.names] + [base]
         for target in targets:
             while target and target not in known:
@@ -126,8 +128,15 @@ class Report:
     long_lines: int
 
 
-WORKER_SIDE = ("appliance.pipeline", "appliance.jobs", "appliance.data", "appliance.memory", "appliance.events",
-               "appliance.contracts", "appliance.device")
+WORKER_SIDE = (
+    "appliance.pipeline",
+    "appliance.jobs",
+    "appliance.data",
+    "appliance.memory",
+    "appliance.events",
+    "appliance.contracts",
+    "appliance.device",
+)
 
 
 def measure() -> Report:
@@ -143,8 +152,11 @@ def measure() -> Report:
             sql_files.append(rel)
         long_lines += sum(1 for line in text.splitlines() if len(line) > line_length)
         if name.startswith("appliance.contracts.params"):
-            untyped += [f"{rel}:{i}" for i, line in enumerate(text.splitlines(), 1)
-                        if re.search(r"\bAny\b", line) and not line.lstrip().startswith("#")]
+            untyped += [
+                f"{rel}:{i}"
+                for i, line in enumerate(text.splitlines(), 1)
+                if re.search(r"\bAny\b", line) and not line.lstrip().startswith("#")
+            ]
         if name.startswith(WORKER_SIDE):
             globals_ += [f"{rel}: {m}" for m in re.findall(r"\b(?:get_settings|memory_manager)\(\)", text)]
         for node in ast.walk(ast.parse(text)):
@@ -155,10 +167,16 @@ def measure() -> Report:
                 size = (node.end_lineno or node.lineno) - node.lineno + 1
                 largest_ctl = max(largest_ctl, (size, f"{rel}:{node.name}"))
     return Report(
-        sql_files=sql_files, untyped_params=untyped, globals_in_worker_code=globals_,
+        sql_files=sql_files,
+        untyped_params=untyped,
+        globals_in_worker_code=globals_,
         cycles=cycles({n: imports(n, p, known, deferred=False) for n, p in known.items()}),
         cycles_all=cycles({n: imports(n, p, known, deferred=True) for n, p in known.items()}),
-        largest_controller=largest_ctl, largest_function=largest_fn, line_length=line_length, long_lines=long_lines)
+        largest_controller=largest_ctl,
+        largest_function=largest_fn,
+        line_length=line_length,
+        long_lines=long_lines,
+    )
 
 
 def main() -> None:

@@ -10,8 +10,12 @@ import os
 import re
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
+
+if TYPE_CHECKING:
+    from appliance.data.layout import DataLayout
 
 _CHECKOUT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -83,12 +87,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host_root: Path = Path("/")
 
     @property
+    def layout(self) -> DataLayout:
+        # Imported here: loading the data package at import would slow every CLI command down.
+        from appliance.data.layout import DataLayout
+
+        return DataLayout(self.data_dir)
+
+    @property
     def db_path(self) -> Path:
-        return self.data_dir / "mistudio.db"
+        return self.layout.db
 
     @property
     def queue_path(self) -> Path:
-        return self.data_dir / "queue.db"
+        return self.layout.queue
 
     @property
     def api_url(self) -> str:

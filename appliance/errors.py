@@ -41,6 +41,7 @@ class InsufficientMemory(AppError):
 
 class InsufficientStorage(AppError):
     """The write would leave the data disk with less than its reserve (MISTUDIO_DISK_RESERVE_MB) free."""
+
     code = "INSUFFICIENT_STORAGE"
     status_code = 507
     retryable = True

@@ -19,4 +19,4 @@ def new_id(prefix: str, length: int = 10) -> str:
 
 def is_valid_id(value: str, prefix: str) -> bool:
     match = _ID_RE.match(value)
-    return bool(match) and match.group("prefix") == prefix
+    return match is not None and match.group("prefix") == prefix

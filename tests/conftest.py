@@ -6,18 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Appliance, free_port, make_webui
+from tests.support import Appliance
+from tests.support import appliance_at as _appliance
 
 # Small torch ops are 10-30x slower with 2 threads on a shared 2-core machine (measured).
 os.environ.setdefault("MISTUDIO_TORCH_THREADS", "1")
-
-
-def _appliance(tmp: Path, env: dict[str, str] | None = None) -> Appliance:
-    logs = tmp / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    extra = {"MISTUDIO_WEBUI_DIR": str(make_webui(tmp))}
-    extra.update(env or {})
-    return Appliance(data_dir=tmp / "data", port=free_port(), extra_env=extra, logs=logs)
 
 
 @pytest.fixture

@@ -57,6 +57,11 @@ class FakeHub:
         assert self.server is not None
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment that points an appliance at this hub."""
+        return {"HF_ENDPOINT": self.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+
     def start(self) -> "FakeHub":
         hub = self
 
@@ -86,8 +91,13 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     # -- helpers ------------------------------------------------------------------------------
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -114,9 +124,17 @@ class _Handler(BaseHTTPRequestHandler):
         return repo
 
     def _info(self, repo: Repo) -> dict[str, object]:
-        return {"id": repo.repo_id, "sha": repo.sha, "private": False, "gated": bool(repo.token),
-                "disabled": False, "tags": [], "cardData": {}, "lastModified": "2026-01-01T00:00:00.000Z",
-                "siblings": [{"rfilename": name, "size": len(data)} for name, data in sorted(repo.files.items())]}
+        return {
+            "id": repo.repo_id,
+            "sha": repo.sha,
+            "private": False,
+            "gated": bool(repo.token),
+            "disabled": False,
+            "tags": [],
+            "cardData": {},
+            "lastModified": "2026-01-01T00:00:00.000Z",
+            "siblings": [{"rfilename": name, "size": len(data)} for name, data in sorted(repo.files.items())],
+        }
 
     def _tree(self, repo: Repo, path: str, recursive: bool) -> list[dict[str, object]]:
         prefix = path.strip("/")
@@ -124,19 +142,28 @@ class _Handler(BaseHTTPRequestHandler):
         for name, data in sorted(repo.files.items()):
             if prefix and not name.startswith(prefix + "/"):
                 continue
-            rest = name[len(prefix) + 1:] if prefix else name
+            rest = name[len(prefix) + 1 :] if prefix else name
             if recursive or "/" not in rest:
                 entries[name] = {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
                 if recursive:
                     parts = name.split("/")[:-1]
                     for i in range(len(prefix.split("/")) if prefix else 0, len(parts)):
                         folder = "/".join(parts[: i + 1])
-                        entries.setdefault(folder, {"type": "directory", "path": folder, "size": 0,
-                                                    "oid": hashlib.sha1(folder.encode()).hexdigest()})
+                        entries.setdefault(
+                            folder,
+                            {
+                                "type": "directory",
+                                "path": folder,
+                                "size": 0,
+                                "oid": hashlib.sha1(folder.encode()).hexdigest(),
+                            },
+                        )
             else:
                 folder = (prefix + "/" if prefix else "") + rest.split("/")[0]
-                entries.setdefault(folder, {"type": "directory", "path": folder, "size": 0,
-                                            "oid": hashlib.sha1(folder.encode()).hexdigest()})
+                entries.setdefault(
+                    folder,
+                    {"type": "directory", "path": folder, "size": 0, "oid": hashlib.sha1(folder.encode()).hexdigest()},
+                )
         return list(entries.values())
 
     # -- verbs --------------------------------------------------------------------------------
@@ -190,20 +217,26 @@ class _Handler(BaseHTTPRequestHandler):
             data = repo.files[name]
             if self.fake.file_delay_s and self.command == "GET":
                 time.sleep(self.fake.file_delay_s)
-            headers = {"X-Repo-Commit": repo.sha, "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
-                       "Accept-Ranges": "bytes"}
+            headers = {
+                "X-Repo-Commit": repo.sha,
+                "ETag": f'"{hashlib.sha1(data).hexdigest()}"',
+                "Accept-Ranges": "bytes",
+            }
             match = re.match(r"bytes=(\d+)-(\d*)", self.headers.get("Range") or "")
             if match:
                 start = int(match.group(1))
                 end = int(match.group(2)) if match.group(2) else len(data) - 1
-                chunk = data[start:end + 1]
+                chunk = data[start : end + 1]
                 headers["Content-Range"] = f"bytes {start}-{start + len(chunk) - 1}/{len(data)}"
                 self._send(206, chunk, headers, "application/octet-stream")
             elif self.fake.cut_next_file_at is not None and self.command == "GET":
                 cut, self.fake.cut_next_file_at = self.fake.cut_next_file_at, None
                 self.send_response(200)
-                for key, value in {**headers, "Content-Length": str(len(data)),
-                                   "Content-Type": "application/octet-stream"}.items():
+                for key, value in {
+                    **headers,
+                    "Content-Length": str(len(data)),
+                    "Content-Type": "application/octet-stream",
+                }.items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data[:cut])

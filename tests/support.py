@@ -50,7 +50,8 @@ def make_webui(root: Path) -> Path:
     (dist / "assets").mkdir(parents=True, exist_ok=True)
     (dist / "index.html").write_text(
         '<!doctype html><html><head><script type="module" src="/assets/app-abc123.js"></script></head>'
-        '<body><div id="root">MechInterp Studio</div></body></html>')
+        '<body><div id="root">MechInterp Studio</div></body></html>'
+    )
     (dist / "assets" / "app-abc123.js").write_text("console.log('app');\n" * 200)
     return dist
 
@@ -71,24 +72,32 @@ class Appliance:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("MISTUDIO_")}
-        env.update({
-            "MISTUDIO_DATA_DIR": str(self.data_dir),
-            "MISTUDIO_HOST": "127.0.0.1",
-            "MISTUDIO_PORT": str(self.port),
-            "MISTUDIO_TORCH_THREADS": "1",
-            "MISTUDIO_SSE_HEARTBEAT_S": "1",
-            # Tests that want the demo dataset ask for it; elsewhere its seeding job would share the lane.
-            "MISTUDIO_SEED_DEMO": "0",
-            "PYTHONUNBUFFERED": "1",
-        })
+        env.update(
+            {
+                "MISTUDIO_DATA_DIR": str(self.data_dir),
+                "MISTUDIO_HOST": "127.0.0.1",
+                "MISTUDIO_PORT": str(self.port),
+                "MISTUDIO_TORCH_THREADS": "1",
+                "MISTUDIO_SSE_HEARTBEAT_S": "1",
+                # Tests that want the demo dataset ask for it; elsewhere its seeding job would share the lane.
+                "MISTUDIO_SEED_DEMO": "0",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def _spawn(self, what: str) -> subprocess.Popen:
         assert self.logs is not None
         log = open(self.logs / f"{what}.log", "ab")
-        return subprocess.Popen([sys.executable, "-m", "appliance", what], env=self.env, cwd=REPO,
-                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "appliance", what],
+            env=self.env,
+            cwd=REPO,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def start_api(self) -> None:
         self.api = self._spawn("serve")
@@ -98,8 +107,7 @@ class Appliance:
         if self.api is not None and self.api.poll() is not None:
             raise AssertionError(f"API exited with {self.api.returncode}:\n{self.log('serve')}")
         try:
-            return httpx.get(self.url + "/api/health/live", timeout=1,
-                             headers=self.auth_headers()).status_code == 200
+            return httpx.get(self.url + "/api/health/live", timeout=1, headers=self.auth_headers()).status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -122,8 +130,9 @@ class Appliance:
             return False
         conn = sqlite3.connect(db)
         try:
-            row = conn.execute("SELECT heartbeat_at FROM workers WHERE pid = ? AND stopped_at IS NULL",
-                               (self.worker.pid,)).fetchone()
+            row = conn.execute(
+                "SELECT heartbeat_at FROM workers WHERE pid = ? AND stopped_at IS NULL", (self.worker.pid,)
+            ).fetchone()
         except sqlite3.OperationalError:
             return False
         finally:
@@ -176,8 +185,22 @@ class Appliance:
         return response.json()["data"]
 
     def wait_status(self, job_id: str, *statuses: str, timeout: float = 20) -> dict[str, Any]:
-        return wait_until(lambda: (job := self.job(job_id))["status"] in statuses and job,
-                          timeout=timeout, what=f"job {job_id} to reach {statuses}")
+        return wait_until(
+            lambda: (job := self.job(job_id))["status"] in statuses and job,
+            timeout=timeout,
+            what=f"job {job_id} to reach {statuses}",
+        )
+
+    def finished(self, response: httpx.Response, timeout: float = 600) -> dict[str, Any]:
+        """The job a job-starting request was accepted for (202), once it completed or failed."""
+        assert response.status_code == 202, response.text
+        return self.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=timeout)
+
+    def completed(self, response: httpx.Response, timeout: float = 600) -> dict[str, Any]:
+        """As ``finished``, and the job must have completed."""
+        job = self.finished(response, timeout)
+        assert job["status"] == "completed", job["error"]
+        return job
 
 
 class SSEReader:
@@ -252,9 +275,23 @@ class SSEReader:
 
 def job_finished(job_id: str) -> Callable[[list[dict[str, Any]]], bool]:
     def done(events: list[dict[str, Any]]) -> bool:
-        return any(e["event"] == "job.updated" and e["payload"]["job_id"] == job_id
-                   and e["payload"]["data"]["status"] in ("completed", "failed", "cancelled") for e in events)
+        return any(
+            e["event"] == "job.updated"
+            and e["payload"]["job_id"] == job_id
+            and e["payload"]["data"]["status"] in ("completed", "failed", "cancelled")
+            for e in events
+        )
+
     return done
+
+
+def appliance_at(tmp: Path, env: dict[str, str] | None = None) -> Appliance:
+    """An appliance (not started) whose data, logs and built UI live in ``tmp``."""
+    logs = tmp / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    extra = {"MISTUDIO_WEBUI_DIR": str(make_webui(tmp))}
+    extra.update(env or {})
+    return Appliance(data_dir=tmp / "data", port=free_port(), extra_env=extra, logs=logs)
 
 
 def started(app: "Appliance") -> Iterator["Appliance"]:
@@ -275,9 +312,63 @@ def demo_resource(app: "Appliance", kind: str) -> dict[str, Any] | None:
 
 def demo_kit(app: "Appliance", timeout: float = 240) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model, dataset) of the demo kit, once the appliance has built both."""
-    wait_until(lambda: demo_resource(app, "datasets") and demo_resource(app, "models"), timeout=timeout,
-               what="the demo kit")
+    wait_until(
+        lambda: demo_resource(app, "datasets") and demo_resource(app, "models"), timeout=timeout, what="the demo kit"
+    )
     return demo_resource(app, "models"), demo_resource(app, "datasets")
+
+
+def downloaded(app: Appliance, kind: str, timeout: float, **body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(job, resource) of a download (``kind``: datasets or models), once the job completed or failed."""
+    job = app.finished(app.post(f"/api/{kind}/download", json=body), timeout=timeout)
+    return job, app.get(f"/api/{kind}/{job['target']['id']}").json()["data"]
+
+
+def started_demo(tmp_path_factory: Any, name: str, **env: str) -> Iterator[Appliance]:
+    """A module's running appliance, in its own folder, that seeds the demo kit (``yield from`` in a fixture)."""
+    yield from started(appliance_at(tmp_path_factory.mktemp(name), {"MISTUDIO_SEED_DEMO": "1", **env}))
+
+
+def demo_activations(app: Appliance, layer: int, **body: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(job, activation set): the demo model's ``layer`` over the demo dataset, extracted with ``body``'s fields."""
+    model, dataset = demo_kit(app)
+    job = app.completed(
+        app.post(
+            f"/api/models/{model['id']}/extract-activations",
+            json={"dataset_id": dataset["id"], "layers": [layer], **body},
+        ),
+        timeout=300,
+    )
+    return job, app.get(f"/api/activations/{job['target']['id']}").json()["data"]
+
+
+def demo_sae(
+    app: Appliance,
+    layer: int,
+    encoder_type: str,
+    *,
+    max_samples: int,
+    seed: int,
+    extraction: dict[str, Any],
+    **hyperparameters: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(training job, feature-extraction job): a small SAE (4x, batches of 256, learning rate 1e-3 unless
+    ``hyperparameters`` say otherwise) trained on the demo kit, then its features extracted with
+    ``extraction``'s fields; both over 64-token contexts."""
+    model, dataset = demo_kit(app)
+    body = {
+        "model_id": model["id"],
+        "dataset_id": dataset["id"],
+        "layer": layer,
+        "encoder_type": encoder_type,
+        "max_samples": max_samples,
+        "context_length": 64,
+        "seed": seed,
+        "hyperparameters": {"expansion_factor": 4, "batch_size": 256, "learning_rate": 1e-3, **hyperparameters},
+    }
+    trained = app.completed(app.post("/api/training/start", json=body))
+    body = {"training_id": trained["target"]["id"], "context_length": 64, **extraction}
+    return trained, app.completed(app.post("/api/features/extract", json=body))
 
 
 def json_post_server(answer: Callable[[str, dict[str, str], Any], tuple[int, Any]]):
@@ -331,7 +422,8 @@ class ModelSpy:
         import torch
 
         hook = torch.nn.modules.module.register_module_forward_pre_hook(
-            lambda module, _args: self.ran.append(self._names[id(module)]) if id(module) in self._names else None)
+            lambda module, _args: self.ran.append(self._names[id(module)]) if id(module) in self._names else None
+        )
         try:
             yield
         finally:

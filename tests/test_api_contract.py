@@ -60,8 +60,15 @@ def test_system_info_reports_worker_versions(shared_appliance: Appliance) -> Non
 
 def test_openapi_schema_lists_endpoints(shared_appliance: Appliance) -> None:
     schema = shared_appliance.get("/schema/openapi.json").json()
-    for path in ("/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/cancel", "/api/events",
-                 "/api/health", "/api/system/info", "/api/jobs/selftest"):
+    for path in (
+        "/api/jobs",
+        "/api/jobs/{job_id}",
+        "/api/jobs/{job_id}/cancel",
+        "/api/events",
+        "/api/health",
+        "/api/system/info",
+        "/api/jobs/selftest",
+    ):
         assert path in schema["paths"], path
 
 
@@ -78,14 +85,17 @@ def test_job_list_pagination(shared_appliance: Appliance) -> None:
     assert all(job["status"] == "completed" for job in completed)
 
 
-@pytest.mark.parametrize("body, headers", [
-    (b"{not json", {"content-type": "application/json"}),
-    (b'{"steps": "ten"}', {"content-type": "application/json"}),
-    (b'{"steps": 0}', {"content-type": "application/json"}),
-    (b'{"steps": 5, "unknown_field": 1}', {"content-type": "application/json"}),
-    (b'[1, 2, 3]', {"content-type": "application/json"}),
-    (b'{"lane": "fast"}', {"content-type": "application/json"}),
-])
+@pytest.mark.parametrize(
+    "body, headers",
+    [
+        (b"{not json", {"content-type": "application/json"}),
+        (b'{"steps": "ten"}', {"content-type": "application/json"}),
+        (b'{"steps": 0}', {"content-type": "application/json"}),
+        (b'{"steps": 5, "unknown_field": 1}', {"content-type": "application/json"}),
+        (b"[1, 2, 3]", {"content-type": "application/json"}),
+        (b'{"lane": "fast"}', {"content-type": "application/json"}),
+    ],
+)
 def test_bad_bodies_get_validation_errors(shared_appliance: Appliance, body: bytes, headers: dict) -> None:
     response = shared_appliance.post("/api/jobs/selftest", content=body, headers=headers)
     assert_error(response, 400, "VALIDATION_ERROR")
@@ -96,13 +106,24 @@ def test_validation_error_names_the_field(shared_appliance: Appliance) -> None:
     assert "delay_ms" in error["message"] or "delay_ms" in str(error["details"])
 
 
-@pytest.mark.parametrize("path, body, key", [
-    ("/api/jobs/selftest", {"steps": "5"}, "steps"),
-    ("/api/jobs/selftest", {"lane": "heavy", "delay_ms": "0"}, "delay_ms"),
-    ("/api/training/start", {"model_id": "m_abcdefgh", "dataset_id": "ds_abcdefgh", "layer": 0,
-                             "hyperparameters": {"total_steps": "100"}}, "hyperparameters.total_steps"),
-    ("/api/training/start", {"model_id": "m_abcdefgh", "dataset_id": "ds_abcdefgh", "layer": "0"}, "layer"),
-])
+@pytest.mark.parametrize(
+    "path, body, key",
+    [
+        ("/api/jobs/selftest", {"steps": "5"}, "steps"),
+        ("/api/jobs/selftest", {"lane": "heavy", "delay_ms": "0"}, "delay_ms"),
+        (
+            "/api/training/start",
+            {
+                "model_id": "m_abcdefgh",
+                "dataset_id": "ds_abcdefgh",
+                "layer": 0,
+                "hyperparameters": {"total_steps": "100"},
+            },
+            "hyperparameters.total_steps",
+        ),
+        ("/api/training/start", {"model_id": "m_abcdefgh", "dataset_id": "ds_abcdefgh", "layer": "0"}, "layer"),
+    ],
+)
 def test_body_values_are_not_coerced(shared_appliance: Appliance, path: str, body: dict, key: str) -> None:
     # A query string is all text, so "5" must do there; in JSON a quoted number is a wrong type.
     error = assert_error(shared_appliance.post(path, json=body), 400, "VALIDATION_ERROR")
@@ -111,8 +132,9 @@ def test_body_values_are_not_coerced(shared_appliance: Appliance, path: str, bod
 
 def test_deeply_nested_body_is_a_validation_error(shared_appliance: Appliance) -> None:
     for body in (b"[" * 100_000, b'{"steps": ' + b"[" * 100_000, b"[" * 100_000 + b"]" * 100_000):
-        response = shared_appliance.post("/api/jobs/selftest", content=body,
-                                         headers={"content-type": "application/json"})
+        response = shared_appliance.post(
+            "/api/jobs/selftest", content=body, headers={"content-type": "application/json"}
+        )
         assert_error(response, 400, "VALIDATION_ERROR")
 
 
@@ -141,10 +163,17 @@ def test_unknown_and_malformed_ids(shared_appliance: Appliance) -> None:
 
 
 def test_path_traversal_never_reads_outside(shared_appliance: Appliance) -> None:
-    for path in (b"/../../../../etc/passwd", b"/%2e%2e/%2e%2e/%2e%2e/etc/passwd", b"/assets/../../../etc/passwd",
-                 b"/assets/..%2f..%2f..%2fetc%2fpasswd", b"/api/../../etc/passwd", b"/..%5c..%5cetc%5cpasswd"):
-        status, body = raw_request(shared_appliance,
-                                   b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    for path in (
+        b"/../../../../etc/passwd",
+        b"/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        b"/assets/../../../etc/passwd",
+        b"/assets/..%2f..%2f..%2fetc%2fpasswd",
+        b"/api/../../etc/passwd",
+        b"/..%5c..%5cetc%5cpasswd",
+    ):
+        status, body = raw_request(
+            shared_appliance, b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
         assert b"root:" not in body, path
         assert status < 500, (path, status)
 
@@ -188,8 +217,10 @@ def test_ui_is_served_with_spa_fallback(shared_appliance: Appliance) -> None:
             assert reloaded.status_code == 200 and reloaded.text == index.text, route
         asset = client.get("/assets/app-abc123.js")
         assert asset.status_code == 200 and "console.log" in asset.text
-        assert client.get("/assets/app-abc123.js", headers={"accept-encoding": "gzip"}).headers.get(
-            "content-encoding") == "gzip"
+        assert (
+            client.get("/assets/app-abc123.js", headers={"accept-encoding": "gzip"}).headers.get("content-encoding")
+            == "gzip"
+        )
         assert_error(client.get("/assets/missing-123.js"), 404, "NOT_FOUND")
         # HEAD is GET without the body (RFC 9110 9.3.2): the same status and headers, nothing else.
         head = client.head("/")

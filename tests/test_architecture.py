@@ -11,8 +11,14 @@ from appliance.pipeline.activations.extract import attach_capture
 from appliance.pipeline.models.architecture import block_output, describe
 
 torch.set_num_threads(1)
-SMALL = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-         "vocab_size": 97, "max_position_embeddings": 64}
+SMALL = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 4,
+    "vocab_size": 97,
+    "max_position_embeddings": 64,
+}
 FAMILIES = {
     "gpt2": (transformers.GPT2Config, {"n_embd": 32, "n_layer": 3, "n_head": 4, "vocab_size": 97, "n_positions": 64}),
     "gpt_neox": (transformers.GPTNeoXConfig, SMALL),
@@ -35,8 +41,9 @@ def test_hook_points_of_each_family(family: str) -> None:
     assert info["family"] == family and info["layers"] == layers and info["d_model"] == d_model
     assert info["vocab_size"] == 97 and info["parameters"] == sum(p.numel() for p in model.parameters())
     points = info["hook_points"]
-    assert {(p["layer"], p["type"]) for p in points} == {(i, t) for i in range(layers)
-                                                         for t in ("residual", "mlp_in", "mlp", "attention")}
+    assert {(p["layer"], p["type"]) for p in points} == {
+        (i, t) for i in range(layers) for t in ("residual", "mlp_in", "mlp", "attention")
+    }
     modules = dict(model.named_modules())
     seen: dict[str, torch.Tensor] = {}
     handles = [attach_capture(modules[p["module"]], p, seen) for p in points]

@@ -11,31 +11,21 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.support import Appliance, ModelSpy, demo_kit, started, wait_until
+from tests.support import Appliance, ModelSpy, demo_activations, started_demo, wait_until
 
 LAYER = 1  # of the demo model's 4: the floor must stop after it, as the job does
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
     # 1 MB of shard buffers: the extraction below spans several shards, each written while the next fills.
-    env = {"MISTUDIO_SEED_DEMO": "1", "MISTUDIO_ACTIVATION_SHARD_MB": "1"}
-    yield from started(_appliance(tmp_path_factory.mktemp("bench-extraction"), env))
+    yield from started_demo(tmp_path_factory, "bench-extraction", MISTUDIO_ACTIVATION_SHARD_MB="1")
 
 
 @pytest.fixture(scope="module")
 def extraction(app: Appliance) -> tuple[dict, dict]:
     """(job, activation set) of layer 1's residual stream over 300 demo samples."""
-    model, dataset = demo_kit(app)
-    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset["id"], "layers": [LAYER], "hook_types": ["residual"], "batch_size": 16,
-        "max_samples": 300, "context_length": 32})
-    assert response.status_code == 202, response.text
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
-    assert job["status"] == "completed", job["error"]
-    return job, app.get(f"/api/activations/{job['target']['id']}").json()["data"]
+    return demo_activations(app, LAYER, hook_types=["residual"], batch_size=16, max_samples=300, context_length=32)
 
 
 def _stored(app: Appliance, act: dict, name: str):
@@ -43,12 +33,19 @@ def _stored(app: Appliance, act: dict, name: str):
     from safetensors.torch import load_file
 
     folder = app.data_dir / "activations" / act["id"]
-    return torch.cat([load_file(str(folder / f"{name}_{s['index']:04d}.safetensors"))[
-        "tokens" if name == "tokens" else "activations"] for s in act["manifest"]["shards"]])
+    return torch.cat(
+        [
+            load_file(str(folder / f"{name}_{s['index']:04d}.safetensors"))[
+                "tokens" if name == "tokens" else "activations"
+            ]
+            for s in act["manifest"]["shards"]
+        ]
+    )
 
 
 def test_the_floor_runs_the_jobs_batches_through_the_same_blocks_on_the_workers_loader(
-        app: Appliance, extraction: tuple[dict, dict], monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Appliance, extraction: tuple[dict, dict], monkeypatch: pytest.MonkeyPatch
+) -> None:
 
     import appliance.pipeline.models.loading as models
     from appliance.commands.bench import extraction as bench
@@ -73,7 +70,8 @@ def test_the_floor_runs_the_jobs_batches_through_the_same_blocks_on_the_workers_
 
 
 def test_an_extraction_over_several_shards_keeps_every_token_once_in_order(
-        app: Appliance, extraction: tuple[dict, dict]) -> None:
+    app: Appliance, extraction: tuple[dict, dict]
+) -> None:
     """The shards are written while the next fills and the batches are read ahead: the set must still
     be the plain forward pass's activations, token by token."""
     import torch

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.support import Appliance, ModelSpy, demo_kit, started
+from tests.support import Appliance, ModelSpy, demo_sae, started_demo
 
 LAYER = 1  # of the demo model's 4: the floor must stop after it, as the pass does
 EVAL_SAMPLES = 60
@@ -20,35 +20,22 @@ EVAL_SAMPLES = 60
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
-    yield from started(_appliance(tmp_path_factory.mktemp("bench-features"), {"MISTUDIO_SEED_DEMO": "1",
-                                                                                "HF_HUB_OFFLINE": "1"}))
+    yield from started_demo(tmp_path_factory, "bench-features", HF_HUB_OFFLINE="1")
 
 
 @pytest.fixture(scope="module")
 def job(app: Appliance) -> dict:
     """The finished feature-extraction job of a small TopK SAE on the demo model's layer 1."""
-    model, dataset = demo_kit(app)
-    response = app.post("/api/training/start", json={
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": LAYER, "encoder_type": "topk",
-        "max_samples": 200, "context_length": 64, "seed": 1,
-        "hyperparameters": {"k": 8, "expansion_factor": 4, "batch_size": 256, "total_steps": 60,
-                            "learning_rate": 1e-3, "log_every": 30}})
-    assert response.status_code == 202, response.text
-    training = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
-    assert training["status"] == "completed", training["error"]
-    response = app.post("/api/features/extract", json={"training_id": training["target"]["id"],
-                                                       "eval_samples": EVAL_SAMPLES, "top_k_examples": 5,
-                                                       "context_length": 64})
-    assert response.status_code == 202, response.text
-    done = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
-    assert done["status"] == "completed", done["error"]
-    return done
+    extraction = {"eval_samples": EVAL_SAMPLES, "top_k_examples": 5}
+    _, job = demo_sae(
+        app, LAYER, "topk", max_samples=200, seed=1, extraction=extraction, k=8, total_steps=60, log_every=30
+    )
+    return job
 
 
 def test_the_floor_runs_the_pass_batches_through_the_same_blocks_and_encode_on_the_workers_loader(
-        app: Appliance, job: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Appliance, job: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
 
     import appliance.pipeline.models.loading as models
     from appliance.commands.bench import features as bench
@@ -83,8 +70,15 @@ def test_the_verdict_is_a_miss_when_anything_failed() -> None:
     from appliance.commands.bench.features import _figures
     from appliance.commands.bench.harness import EXIT_MET, EXIT_MISSED, exit_code
 
-    summary = {"tokens": 1000, "tokens_per_second": 900.0, "pass_seconds": 1.1, "seconds": 5.0, "alive": 10,
-               "features": 16, "interpretable_share": 0.5}
+    summary = {
+        "tokens": 1000,
+        "tokens_per_second": 900.0,
+        "pass_seconds": 1.1,
+        "seconds": 5.0,
+        "alive": 10,
+        "features": 16,
+        "interpretable_share": 0.5,
+    }
 
     def figures(passes, floors, errors=(), timings=None, failures=None):
         return _figures(summary, passes, floors, list(errors), "fp32 on cpu", timings or {}, failures or {})
@@ -109,7 +103,8 @@ def test_the_verdict_is_a_miss_when_anything_failed() -> None:
 
 
 def test_the_pass_equals_a_dense_computation_across_several_top_k_merges(
-        app: Appliance, job: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    app: Appliance, job: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every array the pass keeps, against the dense z of the same batches; an empty sample among them,
     and the running top-k merged every few samples (not once at the end)."""
     import torch
@@ -134,8 +129,16 @@ def test_the_pass_equals_a_dense_computation_across_several_top_k_merges(
 
     capture = Capture(sides.model, [point])
     try:
-        z = torch.cat([features.encode_batch(capture, sides.sae, point.name, [ids for ids in batch if ids])[0]
-                       for _, batch in batches]).cpu().numpy()
+        z = (
+            torch.cat(
+                [
+                    features.encode_batch(capture, sides.sae, point.name, [ids for ids in batch if ids])[0]
+                    for _, batch in batches
+                ]
+            )
+            .cpu()
+            .numpy()
+        )
     finally:
         capture.close()
     samples = [ids for _, batch in batches for ids in batch]
@@ -175,7 +178,7 @@ def test_the_pass_equals_a_dense_computation_across_several_top_k_merges(
         sample, position = arrays["top_samples"][rank, latent], arrays["top_positions"][rank, latent]
         assert sample in sample_ids and 0 <= position < lengths[sample]
         assert z[offsets[sample] + position, latent] == arrays["top_values"][rank, latent]
-        column = z[offsets[sample]:offsets[sample + 1], latent]
+        column = z[offsets[sample] : offsets[sample + 1], latent]
         assert position == int(np.argmax(column))  # the first position of the sample's max
         checked += 1
     assert checked > 2 * k  # many latents fire in more than k samples: several merges chose among them

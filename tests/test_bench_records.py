@@ -18,8 +18,9 @@ import pytest
 import appliance.commands.bench as bench
 from appliance.commands.bench import harness, records
 from appliance.commands.bench.api import Config, LoadResult, Pickup, Results, SseResult, _figures, _load
-from appliance.commands.bench.datasets import _timed_get, latency_figure
+from appliance.commands.bench.datasets import latency_figure
 from appliance.commands.bench.harness import BenchError, Figure, finish, tree_cpu_seconds
+from appliance.commands.bench.harness import timed_get as _timed_get
 from appliance.commands.bench.monitoring import Usage, monitoring_figures
 from tests.support import REPO, SSEReader, wait_until
 from tests.test_platform import make_jetson_root
@@ -27,10 +28,12 @@ from tests.test_system_monitoring import ORIN_LINE
 
 # -- bench api: failed requests and lost or duplicated SSE events --------------------------------
 
+
 def _api_results(load_errors: int = 0, steps: list[int] | None = None) -> Results:
     fast = [1.0] * 100  # far below every target: only the errors can make a row a MISS
-    res = Results(rss_api_start=50.0, rss_api_idle=[55.0], rss_api_end=55.0, rss_worker_end=90.0,
-                  api_up_s=0.5, ready_s=1.0)
+    res = Results(
+        rss_api_start=50.0, rss_api_idle=[55.0], rss_api_end=55.0, rss_worker_end=90.0, api_up_s=0.5, ready_s=1.0
+    )
     res.load = [LoadResult("/api/health", 50, fast, 1.0, load_errors, "HTTP 500" if load_errors else "")]
     steps = list(range(1, 6)) if steps is None else steps
     res.sse = SseResult(5, [5.0] * len(steps), 1.0, steps=steps)
@@ -77,6 +80,7 @@ def test_api_load_counts_failures_and_keeps_them_out_of_the_percentiles() -> Non
 
 # -- bench datasets: every page is checked ------------------------------------------------------
 
+
 def test_datasets_non_200_page_is_a_miss(make_appliance) -> None:
     app = make_appliance()
     app.start_api()
@@ -93,6 +97,7 @@ def test_datasets_non_200_page_is_a_miss(make_appliance) -> None:
 
 # -- bench monitoring: the processes the API starts are counted ---------------------------------
 
+
 def test_monitoring_cost_counts_the_started_processes() -> None:
     idle = Usage(api=0.3, children=0.0, wall=60.0)
     # The API alone costs 0.17% more while streaming; its tegrastats 1.5% of a core.
@@ -101,9 +106,13 @@ def test_monitoring_cost_counts_the_started_processes() -> None:
     assert cost.value == pytest.approx(100 * (1.3 - 0.3) / 60)
     assert cost.verdict == "MISS"
     cheap = Usage(api=0.4, children=0.05, wall=60.0)
-    assert next(f for f in monitoring_figures(idle, cheap, 2.0, 30, 0) if f.name == "cost of monitoring").verdict == "PASS"
+    assert (
+        next(f for f in monitoring_figures(idle, cheap, 2.0, 30, 0) if f.name == "cost of monitoring").verdict == "PASS"
+    )
     # A streaming window with no sample measured nothing.
-    assert next(f for f in monitoring_figures(idle, cheap, 2.0, 0, 1) if f.name == "cost of monitoring").verdict == "MISS"
+    assert (
+        next(f for f in monitoring_figures(idle, cheap, 2.0, 0, 1) if f.name == "cost of monitoring").verdict == "MISS"
+    )
 
 
 def _burning_tegrastats(tmp_path: Path, burn_s: float) -> tuple[Path, Path]:
@@ -126,15 +135,21 @@ while True:
 def test_tree_cpu_counts_the_tegrastats_the_api_starts(make_appliance, tmp_path: Path) -> None:
     burn_s = 0.4
     script, burned = _burning_tegrastats(tmp_path, burn_s)
-    app = make_appliance({"MISTUDIO_HOST_ROOT": str(make_jetson_root(tmp_path / "host")),
-                          "MISTUDIO_TEGRASTATS": str(script), "MISTUDIO_METRICS_INTERVAL_S": "0.5"})
+    app = make_appliance(
+        {
+            "MISTUDIO_HOST_ROOT": str(make_jetson_root(tmp_path / "host")),
+            "MISTUDIO_TEGRASTATS": str(script),
+            "MISTUDIO_METRICS_INTERVAL_S": "0.5",
+        }
+    )
     app.start_api()
     pid = app.api.pid
     before = tree_cpu_seconds(pid)
     assert before.live_children == 0  # nobody watches: no tegrastats
     with SSEReader(app.url + "/api/events?topics=system") as reader:
-        reader.wait_for(lambda events: burned.exists()
-                        and any(e["event"] == "system.metrics" for e in events), timeout=60)
+        reader.wait_for(
+            lambda events: burned.exists() and any(e["event"] == "system.metrics" for e in events), timeout=60
+        )
         during = tree_cpu_seconds(pid) - before
     # /proc counts in clock ticks, sampled: allow a few ticks less than the script burned.
     assert during.live_children >= 1 and during.children >= burn_s - 0.05
@@ -146,6 +161,7 @@ def test_tree_cpu_counts_the_tegrastats_the_api_starts(make_appliance, tmp_path:
 
 
 # -- one exit convention -------------------------------------------------------------------------
+
 
 def _suite(run) -> types.ModuleType:
     module = types.ModuleType("fake_suite")
@@ -161,13 +177,16 @@ def _crashes(args: argparse.Namespace) -> int:
     raise KeyError("data")  # an unexpected crash must not read as "a target missed"
 
 
-@pytest.mark.parametrize("run, code", [
-    (lambda args: finish("api", [Figure("p95", 1.0, "ms", target=20)]), 0),
-    (lambda args: finish("api", [Figure("p95", 30.0, "ms", target=20)]), 1),
-    (lambda args: finish("api", [Figure("p95", 1.0, "ms", target=20, errors=2)]), 1),
-    (_cannot_start, 2),
-    (_crashes, 2),
-])
+@pytest.mark.parametrize(
+    "run, code",
+    [
+        (lambda args: finish("api", [Figure("p95", 1.0, "ms", target=20)]), 0),
+        (lambda args: finish("api", [Figure("p95", 30.0, "ms", target=20)]), 1),
+        (lambda args: finish("api", [Figure("p95", 1.0, "ms", target=20, errors=2)]), 1),
+        (_cannot_start, 2),
+        (_crashes, 2),
+    ],
+)
 def test_exit_convention(monkeypatch, tmp_path: Path, run, code: int) -> None:
     monkeypatch.setattr(bench, "load_suite", lambda suite: _suite(run))
     monkeypatch.setattr(harness, "RECORD_DIR", None)
@@ -179,13 +198,15 @@ def test_exit_convention(monkeypatch, tmp_path: Path, run, code: int) -> None:
 
 
 def test_bench_help_documents_the_exit_codes() -> None:
-    out = subprocess.run([sys.executable, "-m", "appliance", "bench", "--help"], capture_output=True, text=True,
-                         cwd=REPO, timeout=60).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance", "bench", "--help"], capture_output=True, text=True, cwd=REPO, timeout=60
+    ).stdout
     assert "0    every target met" in out and "1    a target missed" in out
     assert "2    the benchmark itself could not run" in out
 
 
 # -- the README quotes the recorded runs -----------------------------------------------------------
+
 
 def test_recording_refreshes_the_readme_block(monkeypatch, tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
@@ -211,7 +232,8 @@ def test_readme_figures_match_the_last_recorded_runs() -> None:
         assert path.exists(), f"the README quotes {suite} figures but {path} records no run"
         record = records.load_record(path)
         assert body == records.render_block(record), (
-            f"the README's {suite} figures differ from {path}: run `{record['command']}` (it refreshes them)")
+            f"the README's {suite} figures differ from {path}: run `{record['command']}` (it refreshes them)"
+        )
     for path in sorted(directory.glob("*.json")):
         record = json.loads(path.read_text())
         assert record["suite"] == path.stem and record["recorded_at"] and record["machine"]["cores"]
@@ -235,10 +257,15 @@ def test_readme_demo_transcript_is_the_recorded_run() -> None:
 def test_saving_a_transcript_refreshes_its_readme_block(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- bench:demo -->\n```text\nwritten by hand\n```\n<!-- /bench:demo -->\nmore\n")
-    record = {"suite": "demo", "command": "mistudio demo", "recorded_at": "2026-11-30T10:00:00Z",
-              "machine": harness.machine_info(), "duration_s": 12.5, "transcript": ["first line", "Total  12.5s"],
-              "appliance": {"platform_kind": "cpu", "cuda_available": False, "torch": "2.5.1",
-                            "same_machine": True}}
+    record = {
+        "suite": "demo",
+        "command": "mistudio demo",
+        "recorded_at": "2026-11-30T10:00:00Z",
+        "machine": harness.machine_info(),
+        "duration_s": 12.5,
+        "transcript": ["first line", "Total  12.5s"],
+        "appliance": {"platform_kind": "cpu", "cuda_available": False, "torch": "2.5.1", "same_machine": True},
+    }
     path, refreshed = records.save(tmp_path / "docs" / "bench", record)
     assert path == tmp_path / "docs/bench/demo.json" and refreshed == readme
     assert records.load_record(path) == record

@@ -14,8 +14,9 @@ from tests.support import Appliance
 
 
 def _cli(app: Appliance, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance", *args], env=app.env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args], env=app.env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_status_and_jobs(appliance: Appliance) -> None:
@@ -62,12 +63,18 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.db_path == tmp_path / "mistudio.db" and settings.queue_path == tmp_path / "queue.db"
 
 
-@pytest.mark.parametrize("name, value", [("PORT", "eighty"), ("PORT", "70000"), ("MAX_MEMORY_FRACTION", "2"),
-                                         ("LOG_LEVEL", "loud")])
+@pytest.mark.parametrize(
+    "name, value", [("PORT", "eighty"), ("PORT", "70000"), ("MAX_MEMORY_FRACTION", "2"), ("LOG_LEVEL", "loud")]
+)
 def test_bad_settings_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
     monkeypatch.setenv(f"MISTUDIO_{name}", value)
     with pytest.raises(ConfigError, match=f"MISTUDIO_{name}"):
         load_settings()
-    result = subprocess.run([sys.executable, "-m", "appliance", "status"], capture_output=True, text=True,
-                            env={**os.environ, f"MISTUDIO_{name}": value}, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "status"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, f"MISTUDIO_{name}": value},
+        timeout=30,
+    )
     assert result.returncode == 2 and f"MISTUDIO_{name}" in result.stderr

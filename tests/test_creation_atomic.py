@@ -23,8 +23,10 @@ from tests.test_api_contract import assert_error
 CONCURRENT = 8
 
 
-@pytest.mark.parametrize("path,listing,id_key", [("/api/models/demo", "/api/models", "model_id"),
-                                                 ("/api/datasets/demo", "/api/datasets", "dataset_id")])
+@pytest.mark.parametrize(
+    "path,listing,id_key",
+    [("/api/models/demo", "/api/models", "model_id"), ("/api/datasets/demo", "/api/datasets", "dataset_id")],
+)
 def test_concurrent_demo_requests_create_exactly_one(make_appliance, path: str, listing: str, id_key: str) -> None:
     app: Appliance = make_appliance()
     app.start_api()  # no worker: the rows stay as created, which is all this test reads
@@ -62,8 +64,12 @@ def small_disk_app(make_appliance) -> Iterator[Appliance]:
     meet the full disk (the reserve is the first line of defence, tested with uploads below)."""
     app: Appliance = make_appliance({"MISTUDIO_DISK_RESERVE_MB": "0"})
     app.data_dir.mkdir(parents=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(app.data_dir)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={DISK_MB}m", "tmpfs", str(app.data_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to simulate a small disk (needs root): {mounted.stderr.strip()}")
     try:
@@ -121,8 +127,9 @@ def _rows(app: Appliance, query: str) -> list[tuple]:
 # the job's task fails (a refused job used to run minutes later). "jobs": the task is sent, and the job's
 # COMMIT fails (the worker then gets a task for a job that does not exist, and must drop it).
 @pytest.mark.parametrize("full", ["queue", "jobs"])
-def test_job_creation_on_a_full_disk_is_refused_whole_and_nothing_runs_later(small_disk_app: Appliance,
-                                                                             full: str) -> None:
+def test_job_creation_on_a_full_disk_is_refused_whole_and_nothing_runs_later(
+    small_disk_app: Appliance, full: str
+) -> None:
     app = small_disk_app
     app.start_api()
     app.start_worker()
@@ -137,8 +144,11 @@ def test_job_creation_on_a_full_disk_is_refused_whole_and_nothing_runs_later(sma
     assert body["retryable"] is True
     assert_error(app.post("/api/jobs/selftest", json={"steps": 1, "delay_ms": 0}), 507, "INSUFFICIENT_STORAGE")
     # A Hub download's token is stored for the worker before its job; a job never created leaves none.
-    assert_error(app.post("/api/models/download", json={"repo_id": "org/tiny", "hf_token": "hf_Xy12secretToken"}),
-                 507, "INSUFFICIENT_STORAGE")
+    assert_error(
+        app.post("/api/models/download", json={"repo_id": "org/tiny", "hf_token": "hf_Xy12secretToken"}),
+        507,
+        "INSUFFICIENT_STORAGE",
+    )
     assert _rows(app, "SELECT id FROM jobs") == baseline
     assert _rows(app, "SELECT id FROM models") == []
     assert not (app.data_dir / "secrets").exists() or list((app.data_dir / "secrets").iterdir()) == []
@@ -156,7 +166,9 @@ def test_job_creation_on_a_full_disk_is_refused_whole_and_nothing_runs_later(sma
     # ... and the demo model, refused before, can be registered now.
     response = app.post("/api/models/demo")
     assert response.status_code == 202, response.text
-    assert app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=60)["status"] == "completed"
+    assert (
+        app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=60)["status"] == "completed"
+    )
 
 
 def test_uploads_on_a_full_disk_answer_insufficient_storage_and_leave_nothing(small_disk_app: Appliance) -> None:
@@ -174,12 +186,13 @@ def test_uploads_on_a_full_disk_answer_insufficient_storage_and_leave_nothing(sm
     def chunked() -> Iterator[bytes]:
         yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
         for start in range(0, len(content), 256 << 10):
-            yield content[start:start + (256 << 10)]
+            yield content[start : start + (256 << 10)]
         yield b"\r\n--xyz--\r\n"
 
     with httpx.Client(base_url=app.url, timeout=30) as client:
-        response = client.post("/api/datasets/upload", content=chunked(),
-                               headers={"content-type": "multipart/form-data; boundary=xyz"})
+        response = client.post(
+            "/api/datasets/upload", content=chunked(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+        )
     assert_error(response, 507, "INSUFFICIENT_STORAGE")
     assert not uploads.exists() or list(uploads.iterdir()) == []
     assert _rows(app, "SELECT id FROM datasets") == [] and _rows(app, "SELECT id FROM jobs") == []

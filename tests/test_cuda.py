@@ -23,9 +23,11 @@ def test_bf16_autocast_training_learns(arch: str) -> None:
     d_in, d_sae = 64, 512
     # Activations made of a few sparse directions: an SAE can reconstruct them well.
     dictionary = torch.randn(256, d_in, device=device)
+
     def batch() -> torch.Tensor:
         codes = torch.relu(torch.randn(1024, 256, device=device) - 2.0)
         return codes @ dictionary
+
     sae = build(SAEConfig(arch, d_in, d_sae, k=16, l1_coefficient=1.0), device=device)
     sae.init_b_dec(batch())
     optimizer = torch.optim.Adam(sae.parameters(), lr=1e-3)
@@ -69,16 +71,33 @@ def test_steered_generation_on_the_gpu(precision: str) -> None:
     sae = build(SAEConfig("sparse", model.config.n_embd, 512), device="cuda")
     module = dict(model.named_modules())[point["module"]]
     for coefficient in (0.0, 6.0):
-        intervention = Intervention(sae, [SteeredFeature(7, coefficient, "add", 5.0),
-                                          SteeredFeature(9, 0.0, "ablate", 5.0)][: 1 if coefficient == 0 else 2],
-                                    False, False, "cuda", dtype)
+        intervention = Intervention(
+            sae,
+            [SteeredFeature(7, coefficient, "add", 5.0), SteeredFeature(9, 0.0, "ablate", 5.0)][
+                : 1 if coefficient == 0 else 2
+            ],
+            False,
+            False,
+            "cuda",
+            dtype,
+        )
         handle = intervention.attach(module)
         try:
-            out = generate(model, intervention, prompt, temperature=0.8, top_p=0.95, max_tokens=24, seed=3,
-                           tokenizer=tokenizer, eos=None)
+            out = generate(
+                model,
+                intervention,
+                prompt,
+                temperature=0.8,
+                top_p=0.95,
+                max_tokens=24,
+                seed=3,
+                tokenizer=tokenizer,
+                eos=None,
+            )
             sides = out["sides"]
-            metrics, traces = measure(model, intervention, tokenizer, prompt, sides["unsteered"]["token_ids"],
-                                      sides["steered"]["token_ids"])
+            metrics, traces = measure(
+                model, intervention, tokenizer, prompt, sides["unsteered"]["token_ids"], sides["steered"]["token_ids"]
+            )
         finally:
             handle.remove()
         assert out["timing"]["device"] == "cuda"

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakehub import FakeHub, Repo
-from tests.support import Appliance
+from tests.support import Appliance, appliance_at, downloaded, started
 from tests.test_fakehub import ROWS, _parquet
 
 TOKEN = "hf_s3cr3t_token"
@@ -33,20 +33,11 @@ def hub() -> Iterator[FakeHub]:
 
 @pytest.fixture(scope="module")
 def app(hub: FakeHub, tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
-    app = _appliance(tmp_path_factory.mktemp("download"), {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1"})
-    app.start_api()
-    app.start_worker()
-    yield app
-    app.stop()
+    yield from started(appliance_at(tmp_path_factory.mktemp("download"), hub.env))
 
 
 def download(app: Appliance, **body) -> tuple[dict, dict]:
-    response = app.post("/api/datasets/download", json=body)
-    assert response.status_code == 202, response.text
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
-    return job, app.get(f"/api/datasets/{job['target']['id']}").json()["data"]
+    return downloaded(app, "datasets", 120, **body)
 
 
 def test_download_parquet_and_stream_jsonl(app: Appliance) -> None:
@@ -71,8 +62,11 @@ def test_gated_dataset_needs_its_token_which_is_never_shown(app: Appliance) -> N
     assert dataset["status"] == "error" and dataset["error"]["code"] == "ACCESS_DENIED"
     job, dataset = download(app, repo_id="acme/gated", hf_token=TOKEN)
     assert job["status"] == "completed" and dataset["num_samples"] == len(ROWS)
-    seen = [app.get(f"/api/jobs/{job['id']}").text, app.get("/api/datasets").text,
-            app.get(f"/api/jobs/{job['id']}/events", params={"format": "json"}).text]
+    seen = [
+        app.get(f"/api/jobs/{job['id']}").text,
+        app.get("/api/datasets").text,
+        app.get(f"/api/jobs/{job['id']}/events", params={"format": "json"}).text,
+    ]
     assert all(TOKEN not in text for text in seen)
     assert not any((app.data_dir / "secrets").glob("*"))  # deleted after use
     logs = app.log("worker") + app.log("serve")
@@ -102,10 +96,12 @@ def test_an_interrupted_file_download_resumes_where_it_stopped(app: Appliance, h
         job, dataset = download(app, repo_id="acme/resumable")
     assert job["status"] == "completed" and dataset["num_samples"] == BIG_ROWS, job["error"]
     # The second request for the file asked only for what was missing.
-    resumed = [int(r.rsplit("=", 1)[1].rstrip("-")) for r in hub.requests
-               if "acme/resumable" in r and "train.jsonl range=bytes=" in r]
-    assert resumed and 0 < resumed[0] <= size * 9 // 10, \
-        [r for r in hub.requests if "train.jsonl" in r]
+    resumed = [
+        int(r.rsplit("=", 1)[1].rstrip("-"))
+        for r in hub.requests
+        if "acme/resumable" in r and "train.jsonl range=bytes=" in r
+    ]
+    assert resumed and 0 < resumed[0] <= size * 9 // 10, [r for r in hub.requests if "train.jsonl" in r]
     # Once ingested, the raw download is not kept twice.
     assert not list((app.data_dir / "cache" / "huggingface" / "hub").glob("datasets--acme--resumable"))
 
@@ -119,8 +115,14 @@ def test_a_repo_without_readable_data_files_is_a_clear_error(app: Appliance) -> 
 def test_bad_requests(app: Appliance) -> None:
     from tests.test_api_contract import assert_error
 
-    for body in ({"repo_id": "../../etc"}, {"repo_id": "a b"}, {"repo_id": "acme/x", "max_samples": 0},
-                 {"repo_id": "acme/x", "split": "train; rm"}, {"repo_id": "acme/x", "unknown": 1}, {}):
+    for body in (
+        {"repo_id": "../../etc"},
+        {"repo_id": "a b"},
+        {"repo_id": "acme/x", "max_samples": 0},
+        {"repo_id": "acme/x", "split": "train; rm"},
+        {"repo_id": "acme/x", "unknown": 1},
+        {},
+    ):
         assert_error(app.post("/api/datasets/download", json=body), 400, "VALIDATION_ERROR")
 
 

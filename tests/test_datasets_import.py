@@ -16,7 +16,9 @@ from tests.support import Appliance
 from tests.test_api_contract import assert_error
 
 UPLOAD_LIMIT = 300_000
-TEXTS = [f"The {'cat' if i % 3 == 0 else 'dog'} number {i} sat on the mat." + " extra words" * (i % 5) for i in range(57)]
+TEXTS = [
+    f"The {'cat' if i % 3 == 0 else 'dog'} number {i} sat on the mat." + " extra words" * (i % 5) for i in range(57)
+]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,13 @@ def test_each_format_imports_with_statistics(app: Appliance) -> None:
     pq.write_table(pa.Table.from_pylist([{"body": t} for t in TEXTS]), folder / "c.parquet")
     (folder / "d.txt").write_text("\n".join(TEXTS) + "\n")
     (folder / "e.txt").write_text("first paragraph\nstill first\n\nsecond one\n\n\nthird\n")
-    cases = [({"path": "a.jsonl"}, len(TEXTS)), ({"path": "b.csv", "text_column": "content"}, len(TEXTS)),
-             ({"path": "c.parquet", "text_column": "body"}, len(TEXTS)), ({"path": "d.txt"}, len(TEXTS)),
-             ({"path": "e.txt", "txt_mode": "paragraph"}, 3)]
+    cases = [
+        ({"path": "a.jsonl"}, len(TEXTS)),
+        ({"path": "b.csv", "text_column": "content"}, len(TEXTS)),
+        ({"path": "c.parquet", "text_column": "body"}, len(TEXTS)),
+        ({"path": "d.txt"}, len(TEXTS)),
+        ({"path": "e.txt", "txt_mode": "paragraph"}, 3),
+    ]
     for body, count in cases:
         job = _import(app, **body)
         assert job["status"] == "completed", (body, job["error"])
@@ -92,8 +98,9 @@ def test_browse_and_search_samples(app: Appliance) -> None:
     # Every word is required and matches as a prefix: "4" finds 4 and 40-49.
     both = app.get(url, params={"search": "dog number 4", "limit": 200}).json()["data"]
     words = [t.replace(".", " ").split() for t in TEXTS]
-    assert [s["index"] for s in both] == [i for i, w in enumerate(words)
-                                         if "dog" in w and "number" in w and any(x.startswith("4") for x in w)]
+    assert [s["index"] for s in both] == [
+        i for i, w in enumerate(words) if "dog" in w and "number" in w and any(x.startswith("4") for x in w)
+    ]
     assert both  # the expectation is not vacuous
     for odd in ('"', "cat OR", "NEAR(", "*", "a'b", "ünïcode"):
         assert app.get(url, params={"search": odd}).status_code == 200
@@ -137,7 +144,9 @@ def test_delete_removes_files_and_samples(app: Appliance) -> None:
     import sqlite3
 
     conn = sqlite3.connect(app.data_dir / "mistudio.db")
-    assert conn.execute("SELECT count(*) FROM dataset_samples WHERE dataset_id = ?", (dataset["id"],)).fetchone()[0] == 0
+    assert (
+        conn.execute("SELECT count(*) FROM dataset_samples WHERE dataset_id = ?", (dataset["id"],)).fetchone()[0] == 0
+    )
     conn.close()
 
 
@@ -150,8 +159,11 @@ def test_upload_each_format_streams_to_disk_and_is_removed_after_ingest(app: App
     pq.write_table(pa.Table.from_pylist([{"body": t} for t in TEXTS]), buffer)
     cases = [
         ("u.jsonl", "".join(json.dumps({"text": t}) + "\n" for t in TEXTS).encode(), {}),
-        ("u.csv", ("id,content\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(TEXTS))).encode(),
-         {"text_column": "content"}),
+        (
+            "u.csv",
+            ("id,content\n" + "".join(f'{i},"{t}"\n' for i, t in enumerate(TEXTS))).encode(),
+            {"text_column": "content"},
+        ),
         ("u.parquet", buffer.getvalue(), {"text_column": "body", "name": "My parquet"}),
         ("../../evil name.txt", "\n".join(TEXTS).encode(), {}),
     ]
@@ -163,8 +175,9 @@ def test_upload_each_format_streams_to_disk_and_is_removed_after_ingest(app: App
         dataset = _dataset_of(app, job)
         assert dataset["source"] == "upload" and dataset["num_samples"] == len(TEXTS), name
         assert dataset["name"] == fields.get("name", Path(name).stem.replace(" ", "_"))
-        texts = [s["text"] for s in app.get(f"/api/datasets/{dataset['id']}/samples",
-                                            params={"limit": 200}).json()["data"]]
+        texts = [
+            s["text"] for s in app.get(f"/api/datasets/{dataset['id']}/samples", params={"limit": 200}).json()["data"]
+        ]
         assert texts == TEXTS
         assert not (app.data_dir / "uploads" / dataset["id"]).exists()  # the Arrow copy replaced it
     assert not (app.data_dir.parent / "evil name.txt").exists()
@@ -186,17 +199,21 @@ def test_bad_uploads_get_clear_errors_and_leave_nothing(app: Appliance) -> None:
     assert_error(_upload(app, "big.jsonl", big), 413, "PAYLOAD_TOO_LARGE")
 
     def chunked():
-        yield b"--xyz\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.jsonl\"\r\n\r\n"
+        yield b'--xyz\r\nContent-Disposition: form-data; name="file"; filename="big.jsonl"\r\n\r\n'
         for _ in range(UPLOAD_LIMIT // 50_000 + 2):
             yield b"z" * 50_000
         yield b"\r\n--xyz--\r\n"
+
     with httpx.Client(base_url=app.url, timeout=30) as client:
-        response = client.post("/api/datasets/upload", content=chunked(),
-                               headers={"content-type": "multipart/form-data; boundary=xyz"})
+        response = client.post(
+            "/api/datasets/upload", content=chunked(), headers={"content-type": "multipart/form-data; boundary=xyz"}
+        )
     assert_error(response, 413, "PAYLOAD_TOO_LARGE")
     # Parsed content errors end the job and take the dataset with them.
-    for name, content, fields, words in (("m.jsonl", b'{"text": "ok"}\n{broken\n', {}, "Could not read"),
-                                         ("c.jsonl", b'{"body": "x"}\n', {}, "No column 'text'")):
+    for name, content, fields, words in (
+        ("m.jsonl", b'{"text": "ok"}\n{broken\n', {}, "Could not read"),
+        ("c.jsonl", b'{"body": "x"}\n', {}, "No column 'text'"),
+    ):
         response = _upload(app, name, content, **fields)
         assert response.status_code == 202, response.text
         job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
@@ -212,8 +229,7 @@ def test_search_counts_stop_at_a_cap_and_say_so(app: Appliance) -> None:
     dataset = _dataset_of(app, _import(app, path="many.txt"))
     url = f"/api/datasets/{dataset['id']}/samples"
     common = app.get(url, params={"search": "cat", "limit": 10}).json()["meta"]["pagination"]
-    assert common == {"page": 1, "limit": 10, "total": 1000, "has_next": True, "has_prev": False,
-                      "total_exact": False}
+    assert common == {"page": 1, "limit": 10, "total": 1000, "has_next": True, "has_prev": False, "total_exact": False}
     deep = app.get(url, params={"search": "cat", "limit": 10, "page": 150}).json()
     assert [s["index"] for s in deep["data"]] == list(range(1490, 1500))
     assert deep["meta"]["pagination"]["has_next"] is False and deep["meta"]["pagination"]["total"] == 1500

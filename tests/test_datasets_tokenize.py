@@ -54,17 +54,23 @@ def test_tokenized_ids_and_statistics_match_the_tokenizer(app: Appliance, datase
     assert job["status"] == "completed", job["error"]
     (tokenized,) = detail["tokenizations"]
     assert tokenized["status"] == "ready" and tokenized["tokenizer"] == "demo"
-    assert tokenized["settings"] == {"tokenizer": "demo", "max_length": 512, "padding": "max_length",
-                                     "truncation": "longest_first", "add_special_tokens": True,
-                                     "return_attention_mask": True}
+    assert tokenized["settings"] == {
+        "tokenizer": "demo",
+        "max_length": 512,
+        "padding": "max_length",
+        "truncation": "longest_first",
+        "add_special_tokens": True,
+        "return_attention_mask": True,
+    }
     expected = [TOK.encode(t).ids for t in TEXTS]
     stats = tokenized["stats"]
     assert stats["samples"] == len(TEXTS) and stats["total_tokens"] == sum(map(len, expected))
     assert stats["min_tokens"] == min(map(len, expected)) and stats["max_tokens"] == max(map(len, expected))
     counts = Counter(i for ids in expected for i in ids)
     assert stats["unique_tokens"] == len(counts) and stats["vocab_size"] == TOK.get_vocab_size()
-    assert [(t["id"], t["count"]) for t in stats["top_tokens"][:5]] == \
-        sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    assert [(t["id"], t["count"]) for t in stats["top_tokens"][:5]] == sorted(
+        counts.items(), key=lambda kv: (-kv[1], kv[0])
+    )[:5]
     assert sum(b["count"] for b in stats["length_histogram"]) == len(TEXTS)
     assert stats["truncated_samples"] == 0
 
@@ -73,14 +79,15 @@ def test_tokenized_ids_and_statistics_match_the_tokenizer(app: Appliance, datase
     assert len(data) == len(TEXTS)
     pad = TOK.token_to_id("<|endoftext|>")
     for row, ids in zip(data, expected):
-        assert len(row["input_ids"]) == 512 and row["input_ids"][:len(ids)] == ids
-        assert set(row["input_ids"][len(ids):]) <= {pad} and row["length"] == len(ids)
+        assert len(row["input_ids"]) == 512 and row["input_ids"][: len(ids)] == ids
+        assert set(row["input_ids"][len(ids) :]) <= {pad} and row["length"] == len(ids)
         assert row["attention_mask"] == [1] * len(ids) + [0] * (512 - len(ids))
 
 
 def test_settings_are_kept_per_tokenizer_and_truncation_counts(app: Appliance, dataset: dict) -> None:
-    job, detail = _tokenize(app, dataset["id"], max_length=8, padding="do_not_pad", add_special_tokens=False,
-                            return_attention_mask=False)
+    job, detail = _tokenize(
+        app, dataset["id"], max_length=8, padding="do_not_pad", add_special_tokens=False, return_attention_mask=False
+    )
     assert job["status"] == "completed", job["error"]
     (tokenized,) = detail["tokenizations"]  # replaced, not added
     assert tokenized["settings"]["max_length"] == 8 and tokenized["settings"]["add_special_tokens"] is False
@@ -131,7 +138,9 @@ def test_truncation_is_detected_without_the_overflow_list(tmp_path) -> None:
     texts = ["one two three four five six seven", "one two", "one two three"]
     for add_special_tokens in (True, False):
         settings = TokenizeSettings(max_length=3, padding="max_length", add_special_tokens=add_special_tokens)
-        encodings = load_tokenizer("demo", tmp_path, settings).encode_batch(texts, add_special_tokens=add_special_tokens)
+        encodings = load_tokenizer("demo", tmp_path, settings).encode_batch(
+            texts, add_special_tokens=add_special_tokens
+        )
         expected = [len(TOK.encode(t, add_special_tokens=add_special_tokens).ids) > 3 for t in texts]
         assert expected == [True, False, add_special_tokens]
         assert truncated(encodings, texts, settings, tmp_path) == expected

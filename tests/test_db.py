@@ -40,8 +40,10 @@ def test_job_status_is_constrained(tmp_path: Path) -> None:
     migrate(db)
     conn = connect_sync(db)
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO jobs (id, kind, lane, status, created_at, updated_at)"
-                     " VALUES ('job_aaaaaaaa', 'x', 'heavy', 'exploded', 0, 0)")
+        conn.execute(
+            "INSERT INTO jobs (id, kind, lane, status, created_at, updated_at)"
+            " VALUES ('job_aaaaaaaa', 'x', 'heavy', 'exploded', 0, 0)"
+        )
 
 
 def test_retention_thins_old_progress_and_keeps_lifecycle(tmp_path: Path) -> None:
@@ -51,14 +53,22 @@ def test_retention_thins_old_progress_and_keeps_lifecycle(tmp_path: Path) -> Non
     old = time.time() - 3 * 86400
     conn = store.db.conn
     for i in range(50):
-        conn.execute("INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?,?,?,?,?,?)",
-                     ("job:job_aaaaaaaa", "job.progress", "job_aaaaaaaa", 0, f'{{"i":{i}}}', old + i))
+        conn.execute(
+            "INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?,?,?,?,?,?)",
+            ("job:job_aaaaaaaa", "job.progress", "job_aaaaaaaa", 0, f'{{"i":{i}}}', old + i),
+        )
     for i in range(3):
-        conn.execute("INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?,?,?,?,?,?)",
-                     ("job:job_aaaaaaaa", "job.updated", "job_aaaaaaaa", 1, "{}", old + i))
-    recent = [conn.execute("INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES "
-                           "(?,?,?,?,?,?)", ("job:job_bbbbbbbb", "job.progress", "job_bbbbbbbb", 0, "{}",
-                                             time.time())).lastrowid for _ in range(20)]
+        conn.execute(
+            "INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?,?,?,?,?,?)",
+            ("job:job_aaaaaaaa", "job.updated", "job_aaaaaaaa", 1, "{}", old + i),
+        )
+    recent = [
+        conn.execute(
+            "INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?,?,?,?,?,?)",
+            ("job:job_bbbbbbbb", "job.progress", "job_bbbbbbbb", 0, "{}", time.time()),
+        ).lastrowid
+        for _ in range(20)
+    ]
     newest_old = conn.execute("SELECT max(id) FROM events WHERE job_id = 'job_aaaaaaaa' AND durable = 0").fetchone()[0]
     deleted = store.thin_events(older_than_s=86400)
     assert deleted == 45

@@ -32,18 +32,29 @@ def _number(pattern: str, text: str) -> float:
 
 def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Path) -> None:
     committed = COMMITTED.read_bytes() if COMMITTED.exists() else None
-    app: Appliance = make_appliance({"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1",
-                                     "MISTUDIO_TOKEN": "demo-token-123"})
+    app: Appliance = make_appliance(
+        {"MISTUDIO_SEED_DEMO": "1", "HF_HUB_OFFLINE": "1", "MISTUDIO_TOKEN": "demo-token-123"}
+    )
     app.start_api()
     app.start_worker()
 
     # The token comes from MISTUDIO_TOKEN, like every other command; a wrong one is named as the problem.
-    wrong = subprocess.run([*_mistudio(), "demo", "--quick", "--no-record", "--url", app.url], capture_output=True,
-                           text=True, timeout=60, env={**app.env, "MISTUDIO_TOKEN": "not-the-token"})
+    wrong = subprocess.run(
+        [*_mistudio(), "demo", "--quick", "--no-record", "--url", app.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**app.env, "MISTUDIO_TOKEN": "not-the-token"},
+    )
     assert wrong.returncode == 1 and "access token" in wrong.stderr, wrong.stderr
 
-    run = subprocess.run([*_mistudio(), "demo", "--quick", "--url", app.url, "--record-dir", str(tmp_path / "rec")],
-                         capture_output=True, text=True, timeout=240, env=app.env)
+    run = subprocess.run(
+        [*_mistudio(), "demo", "--quick", "--url", app.url, "--record-dir", str(tmp_path / "rec")],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=app.env,
+    )
     out = run.stdout
     assert run.returncode == 0, f"{out}\n{run.stderr}\n--- worker ---\n{app.log('worker')}"
     for number, stage in enumerate(STAGES, 1):
@@ -60,8 +71,12 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Pa
     assert _number(r"L0\s+([\d.]+) active latents", summary) == round(evaluation["l0"], 1)
     features = re.findall(r"^  #(\d+)\s+score ([\d.]+)\s+freq\s+[\d.]+%\s+“(.+)”$", summary, re.M)
     assert 1 <= len(features) <= 5 and all(label.strip() for _, _, label in features), summary
-    rows = {r["index"]: r for r in app.get(f"/api/training/{sae_id.group(1)}/features",
-                                           params={"limit": 500, "sort_by": "interpretability"}).json()["data"]}
+    rows = {
+        r["index"]: r
+        for r in app.get(
+            f"/api/training/{sae_id.group(1)}/features", params={"limit": 500, "sort_by": "interpretability"}
+        ).json()["data"]
+    }
     assert [score for _, score, _ in features] == [f"{rows[int(index)]['score']:.2f}" for index, _, _ in features]
     unsteered = re.search(r"^  unsteered  “(.*)”$", summary, re.M)
     steered = re.search(r"^  steered    “(.*)”$", summary, re.M)
@@ -81,8 +96,11 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Pa
     printed = [line for line in out.splitlines() if not PROGRESS.match(line)]
     assert len(printed) < len(out.splitlines())  # there were progress lines to leave out
     assert record["transcript"] == printed
-    assert (record["suite"], record["command"], record["settings"]["total_steps"]) == ("demo", "mistudio demo --quick",
-                                                                                     150)
+    assert (record["suite"], record["command"], record["settings"]["total_steps"]) == (
+        "demo",
+        "mistudio demo --quick",
+        150,
+    )
     assert record["recorded_at"] and record["machine"]["cores"] and record["appliance"]["same_machine"]
     total = re.search(r"^Total\s+((\d+)m )?([\d.]+)s$", summary, re.M)
     assert total and abs(record["duration_s"] - (60 * int(total.group(2) or 0) + float(total.group(3)))) < 0.11
@@ -90,8 +108,13 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Pa
     assert f"recorded in {tmp_path / 'rec' / 'demo.json'}" in run.stderr
 
     # Ctrl-C during a stage: the command stops, says the job goes on, and the job does go on.
-    proc = subprocess.Popen([*_mistudio(), "demo", "--no-record", "--url", app.url], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=app.env)
+    proc = subprocess.Popen(
+        [*_mistudio(), "demo", "--no-record", "--url", app.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=app.env,
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -113,7 +136,12 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Pa
 
 
 def test_demo_without_an_appliance_says_how_to_start_one(tmp_path: Path) -> None:
-    run = subprocess.run([*_mistudio(), "demo", "--url", f"http://127.0.0.1:{free_port()}"], capture_output=True,
-                         text=True, timeout=30, env=bare_env(MISTUDIO_DATA_DIR=str(tmp_path)))
+    run = subprocess.run(
+        [*_mistudio(), "demo", "--url", f"http://127.0.0.1:{free_port()}"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=bare_env(MISTUDIO_DATA_DIR=str(tmp_path)),
+    )
     assert run.returncode == 1
     assert "no appliance answers" in run.stderr and "mistudio up" in run.stderr, run.stderr

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Appliance, demo_kit, started, wait_until
+from tests.support import Appliance, demo_activations, demo_kit, started_demo, wait_until
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -27,21 +27,13 @@ MB = 1 << 20
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
-    env = {"MISTUDIO_SEED_DEMO": "1", "MISTUDIO_KEEP_CHECKPOINTS": str(KEEP), "MISTUDIO_DISK_RESERVE_MB": "1"}
-    yield from started(_appliance(tmp_path_factory.mktemp("disk"), env))
+    env = {"MISTUDIO_KEEP_CHECKPOINTS": str(KEEP), "MISTUDIO_DISK_RESERVE_MB": "1"}
+    yield from started_demo(tmp_path_factory, "disk", **env)
 
 
 @pytest.fixture(scope="module")
 def activation_set(app: Appliance) -> dict:
-    model, dataset = demo_kit(app)
-    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset["id"], "layers": [LAYER], "hook_types": ["residual"], "batch_size": 32,
-        "max_samples": 200, "context_length": 64})
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
-    assert job["status"] == "completed", job["error"]
-    return app.get(f"/api/activations/{job['target']['id']}").json()["data"]
+    return demo_activations(app, LAYER, hook_types=["residual"], batch_size=32, max_samples=200, context_length=64)[1]
 
 
 @contextmanager
@@ -49,8 +41,9 @@ def small_disk(path: Path, size_mb: int, inodes: int | None = None) -> Iterator[
     """A tmpfs of ``size_mb`` (and ``inodes`` files and folders, its root included) mounted at ``path``."""
     path.mkdir(parents=True, exist_ok=True)
     options = f"size={size_mb}m" + (f",nr_inodes={inodes}" if inodes else "")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True,
-                             text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True, text=True
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to simulate a small disk (needs root): {mounted.stderr.strip()}")
     try:
@@ -61,10 +54,22 @@ def small_disk(path: Path, size_mb: int, inodes: int | None = None) -> Iterator[
 
 
 def start_training(app: Appliance, act: dict, auto_save_interval: int, **hp) -> dict:
-    body = {"activation_id": act["id"], "layer": LAYER, "encoder_type": "topk", "seed": 5,
-            "auto_save_interval": auto_save_interval,
-            "hyperparameters": {"k": 8, "expansion_factor": 4, "batch_size": 64, "learning_rate": 3e-3,
-                                "warmup_steps": 2, "log_every": 4, **hp}}
+    body = {
+        "activation_id": act["id"],
+        "layer": LAYER,
+        "encoder_type": "topk",
+        "seed": 5,
+        "auto_save_interval": auto_save_interval,
+        "hyperparameters": {
+            "k": 8,
+            "expansion_factor": 4,
+            "batch_size": 64,
+            "learning_rate": 3e-3,
+            "warmup_steps": 2,
+            "log_every": 4,
+            **hp,
+        },
+    }
     response = app.post("/api/training/start", json=body)
     assert response.status_code == 202, response.text
     return response.json()["data"]
@@ -87,8 +92,7 @@ def on_disk(app: Appliance, training_id: str) -> list[str]:
     return sorted(p.name for p in (app.data_dir / "trainings" / training_id / "checkpoints").iterdir())
 
 
-def test_checkpoints_are_pruned_to_the_newest_the_best_and_the_users_own(app: Appliance,
-                                                                         activation_set: dict) -> None:
+def test_checkpoints_are_pruned_to_the_newest_the_best_and_the_users_own(app: Appliance, activation_set: dict) -> None:
     # A checkpoint at every step: only the newest KEEP and the best held-out one stay.
     job = start_training(app, activation_set, auto_save_interval=1, total_steps=16)
     done = app.wait_status(job["job_id"], "completed", "failed", timeout=300)
@@ -120,12 +124,18 @@ def test_checkpoints_are_pruned_to_the_newest_the_best_and_the_users_own(app: Ap
     tid = app.job(job["job_id"])["target"]["id"]
     wait_until(lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= 3, timeout=120, what="step 3")
     assert app.post(f"/api/training/{tid}/checkpoints").status_code == 202
-    wait_until(lambda: any(c["kind"] == "user" for c in app.get(f"/api/training/{tid}/checkpoints").json()["data"]),
-               timeout=60, what="the user's checkpoint")
+    wait_until(
+        lambda: any(c["kind"] == "user" for c in app.get(f"/api/training/{tid}/checkpoints").json()["data"]),
+        timeout=60,
+        what="the user's checkpoint",
+    )
     mine = [c["step"] for c in app.get(f"/api/training/{tid}/checkpoints").json()["data"] if c["kind"] == "user"]
     first = app.get(f"/api/training/{tid}").json()["data"]["step"]
-    wait_until(lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= first + 2 * KEEP + 2, timeout=120,
-               what="more steps")
+    wait_until(
+        lambda: app.get(f"/api/training/{tid}").json()["data"]["step"] >= first + 2 * KEEP + 2,
+        timeout=120,
+        what="more steps",
+    )
     assert app.post(f"/api/training/{tid}/stop").status_code == 200
     assert app.wait_status(job["job_id"], "completed", "failed", timeout=120)["status"] == "completed"
     events = saved(app, job["job_id"])
@@ -136,7 +146,8 @@ def test_checkpoints_are_pruned_to_the_newest_the_best_and_the_users_own(app: Ap
 
 
 def test_a_full_disk_fails_the_training_with_insufficient_storage_and_leaves_no_partial(
-        app: Appliance, activation_set: dict) -> None:
+    app: Appliance, activation_set: dict
+) -> None:
     trainings = app.data_dir / "trainings"
     # A real ENOSPC: room for the training's folders and two checkpoints (four entries each), then
     # the third checkpoint's folder, and its weights file no longer fits (safetensors: "os error 28").
@@ -167,18 +178,46 @@ def test_a_full_disk_fails_the_training_with_insufficient_storage_and_leaves_no_
 
 # -- SAE zips ------------------------------------------------------------------------------------
 
+
 def _zip(members: list[tuple[str, bytes, int, int]]) -> bytes:
     """A zip of (name, raw deflate stream, crc32, declared size) members, built by hand so a test can
     make one that declares what it likes without compressing gigabytes."""
     local, central = b"", b""
     for name, data, crc, size in members:
         encoded = name.encode()
-        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data), size,
-                               len(encoded), 0, 0, 0, 0, 0, len(local)) + encoded
-        local += struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded),
-                             0) + encoded + data
-    return local + central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central),
-                                         len(local), 0)
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                20,
+                20,
+                0,
+                8,
+                0,
+                0x21,
+                crc,
+                len(data),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                len(local),
+            )
+            + encoded
+        )
+        local += (
+            struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), size, len(encoded), 0)
+            + encoded
+            + data
+        )
+    return (
+        local
+        + central
+        + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(central), len(local), 0)
+    )
 
 
 def _zeros(megabytes: int) -> tuple[bytes, int]:
@@ -198,8 +237,11 @@ def _files(root: Path) -> set[Path]:
 
 
 def _upload(app: Appliance, model_id: str, content: bytes):
-    return app.post("/api/training/import/upload", files={"file": ("sae.zip", content)},
-                    data={"model_id": model_id, "layer": str(LAYER)})
+    return app.post(
+        "/api/training/import/upload",
+        files={"file": ("sae.zip", content)},
+        data={"model_id": model_id, "layer": str(LAYER)},
+    )
 
 
 def test_zip_bombs_are_refused_and_unpack_no_more_than_an_sae_needs(app: Appliance) -> None:
@@ -211,14 +253,16 @@ def test_zip_bombs_are_refused_and_unpack_no_more_than_an_sae_needs(app: Applian
         # 1.2 GB of zeros in 1.2 MB: more than the widest SAE of this 128-wide model (2**20 latents,
         # fp32: about 1 GB) can need. Refused at upload, before anything is queued or unpacked.
         data, crc = _zeros(1200)
-        error = assert_error(_upload(app, model["id"], _zip([("sae/cfg.json", data, crc, 1200 * MB)])), 400,
-                             "VALIDATION_ERROR")
+        error = assert_error(
+            _upload(app, model["id"], _zip([("sae/cfg.json", data, crc, 1200 * MB)])), 400, "VALIDATION_ERROR"
+        )
         assert "largest SAE" in error["message"] and error["details"]["limit_bytes"] < 1200 * MB, error
 
         # 200 MB of zeros in 200 KB: an SAE could be that large, but the disk (64 MB) has no room for it.
         data, crc = _zeros(200)
-        error = assert_error(_upload(app, model["id"], _zip([("sae/cfg.json", data, crc, 200 * MB)])), 507,
-                             "INSUFFICIENT_STORAGE")
+        error = assert_error(
+            _upload(app, model["id"], _zip([("sae/cfg.json", data, crc, 200 * MB)])), 507, "INSUFFICIENT_STORAGE"
+        )
         assert "unpacking the SAE" in error["message"], error
         assert _files(app.data_dir) == before_files
         assert len(app.get("/api/training/").json()["data"]) == before_rows

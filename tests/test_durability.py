@@ -22,8 +22,10 @@ def _assert_consistent(app: Appliance) -> None:
         assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
         # Every job's last lifecycle event agrees with its row.
         for job in conn.execute("SELECT id, status FROM jobs"):
-            last = conn.execute("SELECT data FROM events WHERE job_id = ? AND type = 'job.updated' "
-                                "ORDER BY id DESC LIMIT 1", (job["id"],)).fetchone()
+            last = conn.execute(
+                "SELECT data FROM events WHERE job_id = ? AND type = 'job.updated' ORDER BY id DESC LIMIT 1",
+                (job["id"],),
+            ).fetchone()
             assert last is not None and f'"status":"{job["status"]}"' in last["data"], job["id"]
     finally:
         conn.close()
@@ -74,7 +76,7 @@ def test_api_killed_loses_no_job_or_event(appliance: Appliance) -> None:
     # A client resuming from before the crash gets everything that was written, in order.
     with SSEReader(appliance.url + "/api/events", headers={"Last-Event-ID": "0"}) as reader:
         reader.wait_for(lambda events: len(events) >= len(stored))
-    assert reader.ids()[:len(stored)] == stored
+    assert reader.ids()[: len(stored)] == stored
     for job_id in job_ids:
         assert job_finished(job_id)(reader.events)
     _assert_consistent(appliance)

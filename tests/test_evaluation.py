@@ -18,8 +18,9 @@ class _Stub:
 
 def test_evaluation_bounds_and_original_loss() -> None:
     torch.manual_seed(0)
-    model = transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4,
-                                                                  n_positions=32)).eval()
+    model = transformers.GPT2LMHeadModel(
+        transformers.GPT2Config(vocab_size=50, n_embd=32, n_layer=2, n_head=4, n_positions=32)
+    ).eval()
     module = model.transformer.h[0]
     batches = [[[1, 5, 7, 9, 2, 3], [4, 4, 8]], [[10, 11, 12, 13]]]
     perfect = evaluate(model, module, _Stub(lambda x: x), batches)

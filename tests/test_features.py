@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.support import Appliance, demo_kit, json_post_server, started
+from tests.support import Appliance, demo_kit, demo_sae, json_post_server, started_demo
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -19,30 +19,18 @@ EVAL_SAMPLES = 120
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
-    yield from started(_appliance(tmp_path_factory.mktemp("features"), {"MISTUDIO_SEED_DEMO": "1",
-                                                                        "HF_HUB_OFFLINE": "1"}))
+    yield from started_demo(tmp_path_factory, "features", HF_HUB_OFFLINE="1")
 
 
 @pytest.fixture(scope="module")
 def sae(app: Appliance) -> dict:
     """A TopK SAE trained on the demo model's layer 2, its features extracted."""
+    extraction = {"eval_samples": EVAL_SAMPLES, "top_k_examples": 10}
+    trained, job = demo_sae(
+        app, LAYER, "topk", max_samples=400, seed=1, extraction=extraction, k=8, total_steps=200, log_every=50
+    )
     model, dataset = demo_kit(app)
-    response = app.post("/api/training/start", json={
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": LAYER, "encoder_type": "topk",
-        "max_samples": 400, "context_length": 64, "seed": 1,
-        "hyperparameters": {"k": 8, "expansion_factor": 4, "batch_size": 256, "total_steps": 200,
-                            "learning_rate": 1e-3, "log_every": 50}})
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
-    assert job["status"] == "completed", job["error"]
-    training_id = job["target"]["id"]
-    response = app.post("/api/features/extract", json={"training_id": training_id, "eval_samples": EVAL_SAMPLES,
-                                                       "top_k_examples": 10, "context_length": 64})
-    assert response.status_code == 202, response.text
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
-    assert job["status"] == "completed", job["error"]
-    return {"training_id": training_id, "model": model, "dataset": dataset, "job": job}
+    return {"training_id": trained["target"]["id"], "model": model, "dataset": dataset, "job": job}
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +48,9 @@ def direct(app: Appliance, sae: dict) -> dict:
     model = load(str(MODEL_DIR), sae["model"]["precision"], on="cpu")
     point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
     encoder, _ = load_folder(app.data_dir / "trainings" / sae["training_id"] / "export")
-    tokenizer = load_tokenizer("demo", app.data_dir, TokenizeSettings(tokenizer="demo", max_length=64,
-                                                                      padding="do_not_pad"))
+    tokenizer = load_tokenizer(
+        "demo", app.data_dir, TokenizeSettings(tokenizer="demo", max_length=64, padding="do_not_pad")
+    )
     texts = load_from_disk(str(app.data_dir / "datasets" / sae["dataset"]["id"] / "arrow"))[:EVAL_SAMPLES]["text"]
     ids = [e.ids for e in tokenizer.encode_batch([t or "" for t in texts])]
     capture = Capture(model, [point])
@@ -71,8 +60,14 @@ def direct(app: Appliance, sae: dict) -> dict:
             if one:
                 z.append(encoder.encode(capture([one])[0][point["name"]].float()))
     capture.close()
-    return {"model": model, "point": point, "sae": encoder, "tokenizer": tokenizer, "ids": ids,
-            "z": torch.cat(z).numpy()}
+    return {
+        "model": model,
+        "point": point,
+        "sae": encoder,
+        "tokenizer": tokenizer,
+        "ids": ids,
+        "z": torch.cat(z).numpy(),
+    }
 
 
 def _feature(app: Appliance, sae: dict, index: int, **params) -> dict:
@@ -82,8 +77,9 @@ def _feature(app: Appliance, sae: dict, index: int, **params) -> dict:
 
 
 def _live(app: Appliance, sae: dict, limit: int = 500) -> list[dict]:
-    return app.get(f"/api/training/{sae['training_id']}/features",
-                   params={"limit": limit, "sort_by": "frequency"}).json()["data"]
+    return app.get(
+        f"/api/training/{sae['training_id']}/features", params={"limit": limit, "sort_by": "frequency"}
+    ).json()["data"]
 
 
 def test_statistics_and_examples_equal_a_direct_computation(app: Appliance, sae: dict, direct: dict) -> None:
@@ -92,9 +88,14 @@ def test_statistics_and_examples_equal_a_direct_computation(app: Appliance, sae:
     assert summary["status"] == "ready" and summary["summary"]["tokens"] == z.shape[0]
     assert summary["summary"]["features"] == z.shape[1]
     assert summary["summary"]["alive"] == int((z > 0).any(axis=0).sum())
-    rows = [row for page in (1, 2) for row in app.get(
-        f"/api/training/{sae['training_id']}/features",
-        params={"limit": 500, "page": page, "include_dead": True, "sort_by": "index", "order": "asc"}).json()["data"]]
+    rows = [
+        row
+        for page in (1, 2)
+        for row in app.get(
+            f"/api/training/{sae['training_id']}/features",
+            params={"limit": 500, "page": page, "include_dead": True, "sort_by": "index", "order": "asc"},
+        ).json()["data"]
+    ]
     assert [r["index"] for r in rows] == list(range(z.shape[1]))
     np.testing.assert_allclose([r["frequency"] for r in rows], (z > 0).mean(axis=0), atol=1e-9)
     np.testing.assert_allclose([r["max_activation"] for r in rows], z.max(axis=0), rtol=1e-4, atol=1e-5)
@@ -104,17 +105,19 @@ def test_statistics_and_examples_equal_a_direct_computation(app: Appliance, sae:
     for feature in [r["index"] for r in _live(app, sae)[:5]]:
         detail = _feature(app, sae, feature, examples=10, window=4)
         column = z[:, feature]
-        best_per_sample = sorted((column[offsets[i]:offsets[i + 1]].max() for i in range(len(sample_rows))),
-                                 reverse=True)
+        best_per_sample = sorted(
+            (column[offsets[i] : offsets[i + 1]].max() for i in range(len(sample_rows))), reverse=True
+        )
         found = [e["max_activation"] for e in detail["examples"]]
-        np.testing.assert_allclose(found, best_per_sample[:len(found)], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(found, best_per_sample[: len(found)], rtol=1e-4, atol=1e-4)
         for example in detail["examples"]:
             row = offsets[sample_rows.index(example["sample"])] + example["position"]
             assert column[row] == pytest.approx(example["max_activation"], rel=1e-4, abs=1e-4)
             # Per-token values in the window are the stored fp16 activations of that latent.
             start = row - example["max_index"]
-            np.testing.assert_allclose(example["activations"], column[start:start + len(example["activations"])],
-                                       rtol=2e-3, atol=2e-3)
+            np.testing.assert_allclose(
+                example["activations"], column[start : start + len(example["activations"])], rtol=2e-3, atol=2e-3
+            )
             assert example["token_ids"][example["max_index"]] == direct["ids"][example["sample"]][example["position"]]
             assert len(example["tokens"]) == len(example["token_ids"])
         # Examples across the activation range: real firing tokens, strongest quantile first.
@@ -126,8 +129,9 @@ def test_statistics_and_examples_equal_a_direct_computation(app: Appliance, sae:
             assert column[row] == pytest.approx(example["activation"], rel=2e-3, abs=2e-3)
 
 
-def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(app: Appliance, sae: dict,
-                                                                                  direct: dict) -> None:
+def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(
+    app: Appliance, sae: dict, direct: dict
+) -> None:
     import torch.nn.functional as F
 
     feature = _live(app, sae)[0]["index"]
@@ -140,8 +144,9 @@ def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(
     assert lens["positive"][0][1] == pytest.approx(float(logits.max()), rel=1e-4)
     assert lens["negative"][0][1] == pytest.approx(float(logits.min()), rel=1e-4)
 
-    correlations = app.get(f"/api/training/{sae['training_id']}/features/{feature}/correlations",
-                           params={"top": 5}).json()["data"]
+    correlations = app.get(
+        f"/api/training/{sae['training_id']}/features/{feature}/correlations", params={"top": 5}
+    ).json()["data"]
     with np.errstate(invalid="ignore", divide="ignore"):
         dense = np.nan_to_num(np.corrcoef(z.T)[feature])
     dense[feature] = 0
@@ -195,8 +200,9 @@ def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(
     assert _feature(app, sae, feature)["ablation"]["perplexity_delta"] == ablation["perplexity_delta"]
 
 
-def _reference_scores(z: np.ndarray, ids: list[list[int]], tops: dict[int, list[tuple[int, int]]],
-                      top_k: int) -> np.ndarray:
+def _reference_scores(
+    z: np.ndarray, ids: list[list[int]], tops: dict[int, list[tuple[int, int]]], top_k: int
+) -> np.ndarray:
     """The interpretability score as the README defines it, from the directly computed activations.
 
     Per latent, its top samples (the ``top_k`` with the highest max; ``tops``: the (sample, position)
@@ -211,13 +217,14 @@ def _reference_scores(z: np.ndarray, ids: list[list[int]], tops: dict[int, list[
     lengths = [len(one) for one in ids]
     sample_of = np.repeat(np.arange(len(ids)), lengths)
     tokens = np.concatenate([np.asarray(one) for one in ids if one])
-    start_of = dict(zip((s for s, one in enumerate(ids) if one), np.cumsum([0, *(n for n in lengths if n)])[:-1],
-                        strict=True))
+    start_of = dict(
+        zip((s for s, one in enumerate(ids) if one), np.cumsum([0, *(n for n in lengths if n)])[:-1], strict=True)
+    )
     held = sample_of % 5 == 4
     scores = np.zeros(z.shape[1])
     for latent in np.nonzero((z > 0).any(axis=0))[0]:
         column = z[:, latent]
-        maxima = {s: float(column[a:a + lengths[s]].max()) for s, a in start_of.items()}
+        maxima = {s: float(column[a : a + lengths[s]].max()) for s, a in start_of.items()}
         chosen = tops[int(latent)]
         values = [maxima[s] for s, _ in chosen]
         tol = 1e-4 + 1e-3 * max(values)
@@ -237,12 +244,19 @@ def _reference_scores(z: np.ndarray, ids: list[list[int]], tops: dict[int, list[
 
 def test_interpretability_scores_equal_an_independent_computation(app: Appliance, sae: dict, direct: dict) -> None:
     base = f"/api/training/{sae['training_id']}/features"
-    scored = [row for page in (1, 2) for row in app.get(
-        base, params={"sort_by": "interpretability", "limit": 500, "page": page}).json()["data"]]
+    scored = [
+        row
+        for page in (1, 2)
+        for row in app.get(base, params={"sort_by": "interpretability", "limit": 500, "page": page}).json()["data"]
+    ]
     alive = np.nonzero((direct["z"] > 0).any(axis=0))[0]
     assert sorted(r["index"] for r in scored) == alive.tolist()
-    tops = {r["index"]: [(e["sample"], e["position"]) for e in _feature(app, sae, r["index"], examples=10,
-                                                                          window=1)["examples"]] for r in scored}
+    tops = {
+        r["index"]: [
+            (e["sample"], e["position"]) for e in _feature(app, sae, r["index"], examples=10, window=1)["examples"]
+        ]
+        for r in scored
+    }
     reference = _reference_scores(direct["z"], direct["ids"], tops, top_k=10)  # the fixture's top_k_examples
     np.testing.assert_allclose([r["score"] for r in scored], reference[[r["index"] for r in scored]], atol=1e-4)
     assert 0 < reference[alive].mean() < 1  # neither all perfect nor all zero: the comparison has teeth
@@ -259,23 +273,34 @@ def test_browse_search_label_favourite_and_map(app: Appliance, sae: dict) -> Non
     assert frequencies == sorted(frequencies, reverse=True) and by_freq["meta"]["pagination"]["total"] > 10
     second = app.get(base, params={"sort_by": "frequency", "order": "desc", "limit": 10, "page": 2}).json()["data"]
     assert second[0]["frequency"] <= frequencies[-1]
-    scored = [row for page in (1, 2) for row in app.get(
-        base, params={"sort_by": "interpretability", "limit": 500, "page": page}).json()["data"]]
+    scored = [
+        row
+        for page in (1, 2)
+        for row in app.get(base, params={"sort_by": "interpretability", "limit": 500, "page": page}).json()["data"]
+    ]
     assert len(scored) == app.get(f"{base}/summary").json()["data"]["summary"]["alive"]
     assert all(r["label"].startswith("fires on") for r in scored)  # the scores: the test below
     assert scored[0]["example"]["tokens"]
     summary = app.get(f"{base}/summary").json()["data"]["summary"]
 
     # Search finds a feature by its top token: the best-scored one whose top token is visible text.
-    feature, token = next(((r["index"], top) for r in scored
-                           if (top := _feature(app, sae, r["index"])["top_tokens"][0][0].strip().lower())), (None, ""))
+    feature, token = next(
+        (
+            (r["index"], top)
+            for r in scored
+            if (top := _feature(app, sae, r["index"])["top_tokens"][0][0].strip().lower())
+        ),
+        (None, ""),
+    )
     assert feature is not None and token, "no scored feature has a visible top token"
     found = app.get(base, params={"search": token, "limit": 500}).json()["data"]
     assert feature in [r["index"] for r in found]
     feature = scored[0]["index"]
     renamed = app.client().patch(f"{base}/{feature}", json={"name": "Sockets and files", "is_favorite": True})
     assert renamed.status_code == 200 and renamed.json()["data"]["label"] == "Sockets and files"
-    assert [r["index"] for r in app.get(base, params={"search": "sockets and", "limit": 50}).json()["data"]] == [feature]
+    assert [r["index"] for r in app.get(base, params={"search": "sockets and", "limit": 50}).json()["data"]] == [
+        feature
+    ]
     assert [r["index"] for r in app.get(base, params={"favorites_only": True}).json()["data"]] == [feature]
     assert app.get(base, params={"search": f"#{feature}"}).json()["data"][0]["index"] == feature
 
@@ -290,8 +315,9 @@ def test_browse_search_label_favourite_and_map(app: Appliance, sae: dict) -> Non
     assert_error(app.post("/api/features/extract", json={"training_id": "tr_missing0000"}), 404, "NOT_FOUND")
 
 
-def test_language_model_labels_through_an_openai_compatible_endpoint_and_the_local_model(app: Appliance,
-                                                                                        sae: dict) -> None:
+def test_language_model_labels_through_an_openai_compatible_endpoint_and_the_local_model(
+    app: Appliance, sae: dict
+) -> None:
     """A fake OpenAI-compatible server on loopback answers the labelling requests; the key is
     write-only; the labels show in the browser and are searchable; the local model labels too."""
     seen: list[dict] = []
@@ -305,9 +331,16 @@ def test_language_model_labels_through_an_openai_compatible_endpoint_and_the_loc
     try:
         assert_error(app.post(f"/api/training/{tid}/features/label", json={"top": 3}), 409, "CONFLICT")
         assert_error(app.client().put("/api/settings/labeling", json={"provider": "openai"}), 400, "VALIDATION_ERROR")
-        response = app.client().put("/api/settings/labeling", json={
-            "provider": "openai", "endpoint": f"http://127.0.0.1:{server.server_port}/v1", "model": "labeller-1",
-            "api_key": "sk-secret-123", "examples": 3})
+        response = app.client().put(
+            "/api/settings/labeling",
+            json={
+                "provider": "openai",
+                "endpoint": f"http://127.0.0.1:{server.server_port}/v1",
+                "model": "labeller-1",
+                "api_key": "sk-secret-123",
+                "examples": 3,
+            },
+        )
         assert response.status_code == 200 and "sk-secret" not in response.text
         assert app.get("/api/settings/labeling").json()["data"]["has_api_key"] is True
         top = [r["index"] for r in _live(app, sae, limit=3)]

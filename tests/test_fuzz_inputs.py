@@ -13,9 +13,18 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
-selftest_bodies = st.fixed_dictionaries({}, optional={
-    "steps": json_values, "delay_ms": json_values, "fail_at": json_values, "lane": json_values,
-}) | json_values
+selftest_bodies = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "steps": json_values,
+            "delay_ms": json_values,
+            "fail_at": json_values,
+            "lane": json_values,
+        },
+    )
+    | json_values
+)
 path_text = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=40)
 
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -48,8 +57,11 @@ def test_random_bytes_as_body(shared_appliance: Appliance, raw: bytes) -> None:
 @given(segment=path_text, action=st.sampled_from(["", "/cancel", "/events?format=json"]))
 def test_random_job_ids(shared_appliance: Appliance, segment: str, action: str) -> None:
     # Percent-encode what httpx would otherwise reinterpret (/, ?, #, ..); keep the rest raw.
-    path = "/api/jobs/" + "".join(c if c.isalnum() or c in "_-" else f"%{ord(c):02X}" if ord(c) < 128
-                                  else c for c in segment) + action
+    path = (
+        "/api/jobs/"
+        + "".join(c if c.isalnum() or c in "_-" else f"%{ord(c):02X}" if ord(c) < 128 else c for c in segment)
+        + action
+    )
     method = "POST" if action == "/cancel" else "GET"
     with shared_appliance.client() as client:
         _check(client.request(method, path))

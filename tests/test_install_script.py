@@ -23,13 +23,15 @@ SCRIPT = ROOT / "install.sh"
 BASE_PYTHON = getattr(sys, "_base_executable", None) or sys.executable
 
 
-def run(args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run(
+    args: list[str], cwd: Path = ROOT, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     full_env = dict(os.environ)
     full_env.pop("MISTUDIO_PLATFORM", None)
     full_env.update(env or {})
-    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )
 
 
 def copy_script(directory: Path) -> Path:
@@ -64,7 +66,8 @@ def test_help_prints_usage_and_does_nothing_else():
         result = run([str(SCRIPT), flag])
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(
-            "Usage: ./install.sh [--dev] [--system] [--cuda] [--torch-index URL] [--python PY] [-h]")
+            "Usage: ./install.sh [--dev] [--system] [--cuda] [--torch-index URL] [--python PY] [-h]"
+        )
         for option in ("--dev", "--system", "--cuda", "--torch-index URL", "--python PY", "-h, --help"):
             assert f"\n  {option}" in result.stdout, option
         assert "==>" not in result.stdout + result.stderr
@@ -106,31 +109,23 @@ def test_system_as_non_root_fails_before_doing_anything():
         shutil.rmtree(directory)
 
 
-def test_missing_python_fails_clearly(tmp_path):
+@pytest.mark.parametrize(
+    "probe, messages",
+    [
+        (None, ["not found", "Python >= 3.10"]),
+        # Answers like a Python 3.8 would to install.sh's version probe (prints it, exits 1).
+        ("echo 3.8.10; exit 1", ["Python 3.8.10", "too old", ">= 3.10"]),
+        ("exit 3", ["does not run as a Python interpreter"]),
+    ],
+    ids=["missing", "old", "not-python"],
+)
+def test_an_unusable_python_fails_clearly(tmp_path, probe: str | None, messages: list[str]):
     script = copy_script(tmp_path)
-    result = run([str(script), "--python", str(tmp_path / "no-such-python")], cwd=tmp_path)
+    python = fake_python(tmp_path, probe) if probe else tmp_path / "no-such-python"
+    result = run([str(script), "--python", str(python)], cwd=tmp_path)
     assert result.returncode == 1
-    assert "not found" in result.stderr and "Python >= 3.10" in result.stderr
-    assert not (tmp_path / ".venv").exists()
-
-
-def test_old_python_fails_clearly(tmp_path):
-    script = copy_script(tmp_path)
-    # Answers like a Python 3.8 would to install.sh's version probe (prints it, exits 1).
-    old = fake_python(tmp_path, "echo 3.8.10; exit 1")
-    result = run([str(script), "--python", str(old)], cwd=tmp_path)
-    assert result.returncode == 1
-    assert "Python 3.8.10" in result.stderr and "too old" in result.stderr
-    assert ">= 3.10" in result.stderr
-    assert not (tmp_path / ".venv").exists()
-
-
-def test_non_python_fails_clearly(tmp_path):
-    script = copy_script(tmp_path)
-    broken = fake_python(tmp_path, "exit 3")
-    result = run([str(script), "--python", str(broken)], cwd=tmp_path)
-    assert result.returncode == 1
-    assert "does not run as a Python interpreter" in result.stderr
+    for message in messages:
+        assert message in result.stderr, message
     assert not (tmp_path / ".venv").exists()
 
 
@@ -196,8 +191,7 @@ def test_rerun_keeps_an_installed_torch(tmp_path):
     """An existing venv with an importable torch is reused: torch is not installed again."""
     copy_script(tmp_path)
     (tmp_path / "pyproject.toml").write_text(FAKE_PYPROJECT)
-    (tmp_path / "fakecli.py").write_text(
-        "def main():\n    print('mistudio 0.0.1-test')\n    return 0\n")
+    (tmp_path / "fakecli.py").write_text("def main():\n    print('mistudio 0.0.1-test')\n    return 0\n")
     venv = tmp_path / ".venv"
     made = run([BASE_PYTHON, "-m", "venv", str(venv)], timeout=120)
     assert made.returncode == 0, made.stderr
@@ -206,8 +200,12 @@ def test_rerun_keeps_an_installed_torch(tmp_path):
     torch_dir.mkdir()
     (torch_dir / "__init__.py").write_text(FAKE_TORCH)
 
-    result = run([str(tmp_path / "install.sh"), "--dev", "--python", BASE_PYTHON], cwd=tmp_path,
-                 env={"MISTUDIO_PLATFORM": "cpu"}, timeout=150)
+    result = run(
+        [str(tmp_path / "install.sh"), "--dev", "--python", BASE_PYTHON],
+        cwd=tmp_path,
+        env={"MISTUDIO_PLATFORM": "cpu"},
+        timeout=150,
+    )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "==> Reusing the virtual environment in .venv" in out

@@ -12,8 +12,11 @@ from tests.support import Appliance, SSEReader, job_finished, wait_until
 
 
 def _statuses(events: list[dict], job_id: str) -> list[str]:
-    return [e["payload"]["data"]["status"] for e in events
-            if e["event"] == "job.updated" and e["payload"]["job_id"] == job_id]
+    return [
+        e["payload"]["data"]["status"]
+        for e in events
+        if e["event"] == "job.updated" and e["payload"]["job_id"] == job_id
+    ]
 
 
 def test_selftest_lifecycle_over_sse(appliance: Appliance) -> None:
@@ -37,8 +40,9 @@ def test_selftest_lifecycle_over_sse(appliance: Appliance) -> None:
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
 def test_progress_visible_with_curl(appliance: Appliance) -> None:
-    curl = subprocess.Popen(["curl", "-sN", "--max-time", "6", appliance.url + "/api/events?topics=job"],
-                            stdout=subprocess.PIPE, text=True)
+    curl = subprocess.Popen(
+        ["curl", "-sN", "--max-time", "6", appliance.url + "/api/events?topics=job"], stdout=subprocess.PIPE, text=True
+    )
     time.sleep(0.5)
     job_id = appliance.selftest(steps=3, delay_ms=20)
     appliance.wait_status(job_id, "completed")
@@ -110,8 +114,9 @@ def test_interactive_job_not_stuck_behind_heavy_jobs(appliance: Appliance) -> No
 def test_second_worker_refuses_the_same_data_dir(appliance: Appliance) -> None:
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "appliance", "worker"], env=appliance.env,
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "worker"], env=appliance.env, capture_output=True, text=True, timeout=30
+    )
     assert result.returncode == 1
     assert "already serves" in result.stderr
     assert appliance.worker.poll() is None

@@ -54,8 +54,12 @@ def test_estimates() -> None:
     assert estimate_activations(1000, 768, "fp16", n_tensors=2).total == 1000 * 768 * 2 * 2
     sae = estimate_sae_training(512, 4096, 4096, "fp32", "adam")
     params = 2 * 512 * 4096 + 4096 + 512
-    assert sae.parts == {"sae weights": params * 4, "gradients": params * 4, "optimizer state": params * 8,
-                         "batch": 4096 * (2 * 512 + 2 * 4096) * 4 * 2}
+    assert sae.parts == {
+        "sae weights": params * 4,
+        "gradients": params * 4,
+        "optimizer state": params * 8,
+        "batch": 4096 * (2 * 512 + 2 * 4096) * 4 * 2,
+    }
     with pytest.raises(ValueError):
         estimate_model(1, "fp64")
 
@@ -191,15 +195,17 @@ def test_the_api_estimates_what_can_never_fit() -> None:
     hp = {"batch_size": 1024, "expansion_factor": 8, "optimizer": "adam"}
     trained = minimum("training.run", {"d_in": 512, "hyperparameters": hp})
     assert trained == estimate_sae_training(512, 4096, 1024, optimizer="adam")
-    streamed = minimum("training.run", {"d_in": 512, "hyperparameters": hp,
-                                        "stream": {"parameters": 10**9, "precision": "fp32"}})
+    streamed = minimum(
+        "training.run", {"d_in": 512, "hyperparameters": hp, "stream": {"parameters": 10**9, "precision": "fp32"}}
+    )
     assert streamed.parts["model weights"] == 4 * 10**9
     assert minimum("steering.generate", {"parameters": 10**9, "precision": "fp16"}).total == 2 * 10**9
     assert minimum("selftest", {"steps": 3}) is None and minimum("dataset.import", {}) is None
     refuse_what_never_fits(manager, "steering.generate", {"parameters": 10**9, "precision": "fp16"})
     with pytest.raises(InsufficientMemory) as info:
-        refuse_what_never_fits(manager, "training.run", {"d_in": 2048, "hyperparameters": {
-            "batch_size": 65536, "expansion_factor": 64}})
+        refuse_what_never_fits(
+            manager, "training.run", {"d_in": 2048, "hyperparameters": {"batch_size": 65536, "expansion_factor": 64}}
+        )
     assert "batch size" in info.value.message
 
 
@@ -247,6 +253,7 @@ def test_oom_retry_halves_the_batch() -> None:
 
 
 # -- through the real API and worker, on a simulated 1000 MB board with a 50% budget (500 MB) ----------
+
 
 @pytest.fixture
 def small_appliance(make_appliance):

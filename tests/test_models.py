@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.fakehub import FakeHub, Repo
-from tests.support import Appliance
+from tests.support import Appliance, appliance_at, downloaded, started
 from tests.test_api_contract import assert_error
 
 TOKEN = "hf_model_s3cret"
@@ -45,22 +45,13 @@ def hub(tmp_path_factory) -> Iterator[FakeHub]:
 
 @pytest.fixture(scope="module")
 def app(hub: FakeHub, tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
     # Small activation shards: extractions here span several, and the memory test sees them all filled.
-    app = _appliance(tmp_path_factory.mktemp("models"), {"HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1",
-                                                         "MISTUDIO_ACTIVATION_SHARD_MB": "1"})
-    app.start_api()
-    app.start_worker()
-    yield app
-    app.stop()
+    env = {**hub.env, "MISTUDIO_ACTIVATION_SHARD_MB": "1"}
+    yield from started(appliance_at(tmp_path_factory.mktemp("models"), env))
 
 
 def download(app: Appliance, **body) -> tuple[dict, dict]:
-    response = app.post("/api/models/download", json=body)
-    assert response.status_code == 202, response.text
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=180)
-    return job, app.get(f"/api/models/{job['target']['id']}").json()["data"]
+    return downloaded(app, "models", 180, **body)
 
 
 def test_download_loads_and_describes_the_model(app: Appliance) -> None:
@@ -75,8 +66,12 @@ def test_download_loads_and_describes_the_model(app: Appliance) -> None:
     assert any(e["type"] == "model.progress" and "MB" in e["data"]["message"] for e in events)
     arch = app.get(f"/api/models/{model['id']}/architecture").json()["data"]
     assert arch["layers"] == 2 and arch["vocab_size"] == 4096 and arch["heads"] == 4
-    assert [p["name"] for p in arch["hook_points"] if p["layer"] == 1] == \
-        ["blocks.1.hook_resid_post", "blocks.1.ln2.hook_normalized", "blocks.1.hook_mlp_out", "blocks.1.hook_attn_out"]
+    assert [p["name"] for p in arch["hook_points"] if p["layer"] == 1] == [
+        "blocks.1.hook_resid_post",
+        "blocks.1.ln2.hook_normalized",
+        "blocks.1.hook_mlp_out",
+        "blocks.1.hook_attn_out",
+    ]
     assert arch["hook_points"][0]["module"] == "transformer.h.0"
 
 
@@ -179,8 +174,10 @@ def _extract(app: Appliance, model_id: str, **body) -> tuple[dict, dict]:
     return job, app.get(f"/api/activations/{job['target']['id']}").json()["data"]
 
 
-TEXTS = [f"Return the {w} of the socket number {i}, or raise an error." for i, w in
-         enumerate(["name", "address", "timeout", "family", "type"] * 6)]
+TEXTS = [
+    f"Return the {w} of the socket number {i}, or raise an error."
+    for i, w in enumerate(["name", "address", "timeout", "family", "type"] * 6)
+]
 
 
 def test_extracted_activations_equal_a_direct_forward_pass(app: Appliance) -> None:
@@ -191,15 +188,24 @@ def test_extracted_activations_equal_a_direct_forward_pass(app: Appliance) -> No
 
     _, model = download(app, repo_id="acme/tiny-gpt2")
     dataset_id = _dataset(app, "extract.jsonl", TEXTS)
-    job, act = _extract(app, model["id"], dataset_id=dataset_id, layers=[0, 1],
-                        hook_types=["residual", "mlp", "attention"], batch_size=4, max_samples=20, context_length=12)
+    job, act = _extract(
+        app,
+        model["id"],
+        dataset_id=dataset_id,
+        layers=[0, 1],
+        hook_types=["residual", "mlp", "attention"],
+        batch_size=4,
+        max_samples=20,
+        context_length=12,
+    )
     assert job["status"] == "completed", job["error"]
     manifest = act["manifest"]
     assert act["status"] == "ready" and manifest["samples"] == 20 and manifest["dtype"] == "float16"
     folder = app.data_dir / "activations" / act["id"]
     assert not folder.with_name(folder.name + ".partial").exists()
-    tokens = torch.cat([load_file(str(folder / f"tokens_{s['index']:04d}.safetensors"))["tokens"]
-                        for s in manifest["shards"]])
+    tokens = torch.cat(
+        [load_file(str(folder / f"tokens_{s['index']:04d}.safetensors"))["tokens"] for s in manifest["shards"]]
+    )
     assert len(tokens) == manifest["tokens"]
 
     path = app.data_dir / "models" / model["id"]
@@ -208,15 +214,20 @@ def test_extracted_activations_equal_a_direct_forward_pass(app: Appliance) -> No
     tokenizer.enable_truncation(12)
     modules = dict(reference.named_modules())
     for hook in manifest["hooks"]:
-        stored = torch.cat([load_file(str(folder / f"{hook['name']}_{s['index']:04d}.safetensors"))["activations"]
-                            for s in manifest["shards"]])
+        stored = torch.cat(
+            [
+                load_file(str(folder / f"{hook['name']}_{s['index']:04d}.safetensors"))["activations"]
+                for s in manifest["shards"]
+            ]
+        )
         assert stored.dtype == torch.float16 and list(stored.shape) == hook["shape"]
         expected, expected_tokens = [], []
         for index, text in enumerate(TEXTS[:20]):
             ids = tokenizer.encode(text).ids
             seen = {}
             handle = modules[hook["module"]].register_forward_hook(
-                lambda _m, _i, out: seen.__setitem__("x", out[0] if isinstance(out, tuple) else out))
+                lambda _m, _i, out: seen.__setitem__("x", out[0] if isinstance(out, tuple) else out)
+            )
             with torch.no_grad():
                 reference(torch.tensor([ids]))
             handle.remove()
@@ -247,10 +258,17 @@ def test_models_and_activation_sets_say_which_actions_their_state_allows(app: Ap
     assert activation_set_actions("ready") == activation_set_actions("error") == ["delete"]
     _, model = download(app, repo_id="acme/tiny-gpt2")
     assert model["actions"] == ["architecture", "extract", "delete"]
-    assert next(m for m in app.get("/api/models").json()["data"] if m["id"] == model["id"])["actions"] == \
-        model["actions"]
-    job, act = _extract(app, model["id"], dataset_id=_dataset(app, "actions.jsonl", TEXTS[:4]), layers=[0],
-                        max_samples=4, context_length=12)
+    assert (
+        next(m for m in app.get("/api/models").json()["data"] if m["id"] == model["id"])["actions"] == model["actions"]
+    )
+    job, act = _extract(
+        app,
+        model["id"],
+        dataset_id=_dataset(app, "actions.jsonl", TEXTS[:4]),
+        layers=[0],
+        max_samples=4,
+        context_length=12,
+    )
     assert job["status"] == "completed" and act["actions"] == ["delete"], job["error"]
     assert app.client().delete(f"/api/activations/{act['id']}").status_code == 200
 
@@ -271,11 +289,13 @@ def test_shard_writer_splits_batches_across_full_shards(tmp_path) -> None:
     writer.flush()
     assert [s["tokens"] for s in writer.shards] == [100, 100, 100, 7]
     for name, sent in (("a", sent_a), ("b", sent_b)):
-        stored = torch.cat([load_file(str(tmp_path / f"{name}_{s['index']:04d}.safetensors"))["activations"]
-                            for s in writer.shards])
+        stored = torch.cat(
+            [load_file(str(tmp_path / f"{name}_{s['index']:04d}.safetensors"))["activations"] for s in writer.shards]
+        )
         assert torch.equal(stored, torch.cat(sent))
-    stored = torch.cat([load_file(str(tmp_path / f"tokens_{s['index']:04d}.safetensors"))["tokens"]
-                        for s in writer.shards])
+    stored = torch.cat(
+        [load_file(str(tmp_path / f"tokens_{s['index']:04d}.safetensors"))["tokens"] for s in writer.shards]
+    )
     assert torch.equal(stored, torch.cat(sent_tokens))
 
 
@@ -285,13 +305,18 @@ def test_bad_extraction_requests(app: Appliance) -> None:
     url = f"/api/models/{model['id']}/extract-activations"
     assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": [2]}), 400, "VALIDATION_ERROR")
     assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": []}), 400, "VALIDATION_ERROR")
-    assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": [0], "hook_types": ["x"]}), 400,
-                 "VALIDATION_ERROR")
-    assert_error(app.post(url, json={"dataset_id": dataset_id, "layers": [0], "context_length": 999}), 400,
-                 "VALIDATION_ERROR")
+    assert_error(
+        app.post(url, json={"dataset_id": dataset_id, "layers": [0], "hook_types": ["x"]}), 400, "VALIDATION_ERROR"
+    )
+    assert_error(
+        app.post(url, json={"dataset_id": dataset_id, "layers": [0], "context_length": 999}), 400, "VALIDATION_ERROR"
+    )
     assert_error(app.post(url, json={"dataset_id": "ds_missing0000", "layers": [0]}), 404, "NOT_FOUND")
-    assert_error(app.post("/api/models/m_missing0000/extract-activations",
-                          json={"dataset_id": dataset_id, "layers": [0]}), 404, "NOT_FOUND")
+    assert_error(
+        app.post("/api/models/m_missing0000/extract-activations", json={"dataset_id": dataset_id, "layers": [0]}),
+        404,
+        "NOT_FOUND",
+    )
 
 
 def test_extraction_memory_stays_flat_as_the_dataset_grows(app: Appliance) -> None:
@@ -304,8 +329,13 @@ def test_extraction_memory_stays_flat_as_the_dataset_grows(app: Appliance) -> No
     texts = [" ".join([f"sample {i} about sockets and files"] * 12) for i in range(10_000)]  # > 64 tokens each
     dataset_id = _dataset(app, "big.jsonl", texts)
     hook_types = ["residual", "mlp_in", "mlp", "attention"]
-    body = {"dataset_id": dataset_id, "layers": [0, 1], "hook_types": hook_types, "batch_size": 32,
-            "context_length": 64}
+    body = {
+        "dataset_id": dataset_id,
+        "layers": [0, 1],
+        "hook_types": hook_types,
+        "batch_size": 32,
+        "context_length": 64,
+    }
     _extract(app, model["id"], **body, max_samples=200)  # warm-up: libraries and allocator settle
     peaks, tokens = {}, {}
     for samples in (1000, 10_000):
@@ -357,17 +387,24 @@ def test_import_a_model_folder_and_use_its_tokenizer(app: Appliance, tmp_path) -
 def test_a_cancelled_extraction_leaves_no_files(app: Appliance) -> None:
     _, model = download(app, repo_id="acme/tiny-gpt2")
     dataset_id = _dataset(app, "cancel.jsonl", [f"text {i} about cancelling a long job" for i in range(20_000)])
-    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset_id, "layers": [0, 1], "batch_size": 1, "max_samples": 20_000, "context_length": 16})
+    response = app.post(
+        f"/api/models/{model['id']}/extract-activations",
+        json={"dataset_id": dataset_id, "layers": [0, 1], "batch_size": 1, "max_samples": 20_000, "context_length": 16},
+    )
     job_id = response.json()["data"]["job_id"]
     from tests.support import wait_until
 
-    wait_until(lambda: app.get(f"/api/jobs/{job_id}").json()["data"]["progress"] > 0.05, timeout=60,
-               what="the extraction to be under way")
+    wait_until(
+        lambda: app.get(f"/api/jobs/{job_id}").json()["data"]["progress"] > 0.05,
+        timeout=60,
+        what="the extraction to be under way",
+    )
     assert app.post(f"/api/jobs/{job_id}/cancel").status_code == 200
     job = app.wait_status(job_id, "cancelled", "completed", "failed", timeout=60)
     assert job["status"] == "cancelled"
     act = app.get(f"/api/activations/{job['target']['id']}").json()["data"]
     assert act["status"] == "error" and act["error"]["code"] == "CANCELLED"
     folder = app.data_dir / "activations"
-    assert not list(folder.glob(f"{act['id']}*"))
+    # The partial files go right after the job's final state commits (never before: a failed COMMIT
+    # must not leave a row whose files are gone), so the answer can come a moment before they do.
+    wait_until(lambda: not list(folder.glob(f"{act['id']}*")), timeout=30, what="the partial files to go")

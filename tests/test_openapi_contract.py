@@ -22,12 +22,25 @@ def _schemathesis(app: Appliance) -> list[str]:
     if not st.exists():
         pytest.skip("schemathesis is not installed (pip install -e '.[dev]')")
     return [
-        str(st), "run", f"{app.url}/schema/openapi.json", "--checks", CHECKS,
-        "--exclude-path-regex", SSE_PATHS,
+        str(st),
+        "run",
+        f"{app.url}/schema/openapi.json",
+        "--checks",
+        CHECKS,
+        "--exclude-path-regex",
+        SSE_PATHS,
         # Small and repeatable: few cases per operation, the same ones each run, one at a time (the
         # runs share two cores); deterministic mode keeps no example database between runs.
-        "--max-examples", "5", "--seed", "14", "--generation-deterministic",
-        "--workers", "1", "--request-timeout", "20", "--no-color",
+        "--max-examples",
+        "5",
+        "--seed",
+        "14",
+        "--generation-deterministic",
+        "--workers",
+        "1",
+        "--request-timeout",
+        "20",
+        "--no-color",
     ]
 
 
@@ -38,8 +51,7 @@ def test_openapi_document_matches_the_api(make_appliance, tmp_path: Path) -> Non
     # depends on the request alone and the run repeats exactly.
     app = make_appliance()
     app.start_api()
-    result = subprocess.run(_schemathesis(app), capture_output=True, text=True, timeout=360,
-                            cwd=tmp_path)
+    result = subprocess.run(_schemathesis(app), capture_output=True, text=True, timeout=360, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-12_000:]
     assert "Tested: " in output and " passed" in output, output[-3000:]

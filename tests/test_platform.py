@@ -14,14 +14,19 @@ from appliance.device.procfs import meminfo_kb
 from appliance.device.sources import ProcSource
 
 
-def make_jetson_root(root: Path, model: str = "NVIDIA Jetson Orin Nano Developer Kit",
-                     soc: str = "tegra234", l4t: str = "# R36 (release), REVISION: 3.0, GCID: 36191598, "
-                     "BOARD: generic, EABI: aarch64, DATE: Mon May  6 17:34:21 UTC 2024",
-                     mem_kb: int = 7_999_000) -> Path:
+def make_jetson_root(
+    root: Path,
+    model: str = "NVIDIA Jetson Orin Nano Developer Kit",
+    soc: str = "tegra234",
+    l4t: str = "# R36 (release), REVISION: 3.0, GCID: 36191598, "
+    "BOARD: generic, EABI: aarch64, DATE: Mon May  6 17:34:21 UTC 2024",
+    mem_kb: int = 7_999_000,
+) -> Path:
     (root / "proc/device-tree").mkdir(parents=True, exist_ok=True)
     (root / "proc/device-tree/model").write_bytes(model.encode() + b"\x00")
     (root / "proc/device-tree/compatible").write_bytes(
-        b"nvidia,p3768-0000+p3767-0005\x00nvidia,p3767-0005\x00nvidia," + soc.encode() + b"\x00")
+        b"nvidia,p3768-0000+p3767-0005\x00nvidia,p3767-0005\x00nvidia," + soc.encode() + b"\x00"
+    )
     (root / "proc/meminfo").write_text(f"MemTotal:       {mem_kb} kB\nMemFree:  1000 kB\nMemAvailable: 5000000 kB\n")
     (root / "etc").mkdir(exist_ok=True)
     (root / "etc/nv_tegra_release").write_text(l4t + "\n")
@@ -40,8 +45,14 @@ def test_orin_nano_is_recognised(tmp_path: Path) -> None:
 
 
 def test_xavier_on_jetpack_5(tmp_path: Path) -> None:
-    info = detect(make_jetson_root(tmp_path, model="NVIDIA Jetson Xavier NX Developer Kit", soc="tegra194",
-                                   l4t="# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref"))
+    info = detect(
+        make_jetson_root(
+            tmp_path,
+            model="NVIDIA Jetson Xavier NX Developer Kit",
+            soc="tegra194",
+            l4t="# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref",
+        )
+    )
     assert (info.soc, info.l4t, info.jetpack) == ("Xavier (T194)", "35.4.1", "5.1.2")
 
 
@@ -57,8 +68,9 @@ def test_plain_machine_is_cpu(tmp_path: Path) -> None:
     assert info.kind == "cpu" and info.board is None and info.unified_memory is False
 
 
-@pytest.mark.parametrize("text, expected", [("# R36 (release), REVISION: 4.3, GCID: 1", "36.4.3"),
-                                            ("garbage", None), ("", None)])
+@pytest.mark.parametrize(
+    "text, expected", [("# R36 (release), REVISION: 4.3, GCID: 1", "36.4.3"), ("garbage", None), ("", None)]
+)
 def test_parse_l4t(text: str, expected: str | None) -> None:
     assert parse_l4t(text) == expected
     assert jetpack_for("36.4.3") == "6.1 / 6.2" and jetpack_for(None) is None and jetpack_for("99.1") is None
@@ -92,8 +104,9 @@ def test_proc_source_reads_named_thermal_zones_and_skips_absent_ones(tmp_path: P
         (zone / "temp").write_text(temp + "\n")
     (tmp_path / "proc").mkdir()
     (tmp_path / "proc/stat").write_text("cpu  1 2 3 4\ncpu0 10 0 10 80 0 0 0 0\ncpu1 5 0 5 90 0 0 0 0\n")
-    (tmp_path / "proc/meminfo").write_text("MemTotal: 1024000 kB\nMemAvailable: 512000 kB\n"
-                                          "SwapTotal: 2048 kB\nSwapFree: 1024 kB\n")
+    (tmp_path / "proc/meminfo").write_text(
+        "MemTotal: 1024000 kB\nMemAvailable: 512000 kB\nSwapTotal: 2048 kB\nSwapFree: 1024 kB\n"
+    )
     source = ProcSource(tmp_path)
     source.start()
     (tmp_path / "proc/stat").write_text("cpu  1 2 3 4\ncpu0 40 0 10 110 0 0 0 0\ncpu1 5 0 5 190 0 0 0 0\n")

@@ -20,8 +20,13 @@ def test_app_factory_imports_nothing_heavy(tmp_path: Path) -> None:
         "create_app()\n"
         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r})))\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            env=bare_env(MISTUDIO_DATA_DIR=str(tmp_path)))
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=bare_env(MISTUDIO_DATA_DIR=str(tmp_path)),
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]", result.stdout
 

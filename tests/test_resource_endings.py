@@ -30,8 +30,9 @@ def _accepted(response) -> str:
 
 
 def _tokenization(app: Appliance, dataset_id: str, tokenizer: str = "demo") -> dict | None:
-    found = [t for t in app.get(f"/api/datasets/{dataset_id}").json()["data"]["tokenizations"]
-             if t["tokenizer"] == tokenizer]
+    found = [
+        t for t in app.get(f"/api/datasets/{dataset_id}").json()["data"]["tokenizations"] if t["tokenizer"] == tokenizer
+    ]
     return found[0] if found else None
 
 
@@ -78,9 +79,21 @@ def test_cancelling_queued_jobs_leaves_each_resource_final_deletable_and_startab
     _cancel(app, _accepted(app.post(f"/api/models/{model['id']}/extract-activations", json=extract)))
 
     # A training cancelled before it started: cancelled (retry allowed), not queued for ever.
-    job = _cancel(app, _accepted(app.post("/api/training/start", json={
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 0, "max_samples": 20,
-        "hyperparameters": {"total_steps": 5, "batch_size": 16}})))
+    job = _cancel(
+        app,
+        _accepted(
+            app.post(
+                "/api/training/start",
+                json={
+                    "model_id": model["id"],
+                    "dataset_id": dataset["id"],
+                    "layer": 0,
+                    "max_samples": 20,
+                    "hyperparameters": {"total_steps": 5, "batch_size": 16},
+                },
+            )
+        ),
+    )
     training = app.get(f"/api/training/{job['target']['id']}").json()["data"]
     assert training["status"] == "cancelled", training
 
@@ -101,29 +114,52 @@ def test_resources_stuck_in_progress_are_ended_at_worker_start(make_appliance) -
     old = time.time() - 3600
     db = sqlite3.connect(app.data_dir / "mistudio.db")
     with db:
-        for job_id, kind, status in (("job_cancelled1", "activations.extract", "cancelled"),
-                                     ("job_failed1", "dataset.tokenize", "failed"),
-                                     ("job_completed1", "training.run", "completed")):
-            db.execute("INSERT INTO jobs (id, kind, lane, status, params, created_at, updated_at)"
-                       " VALUES (?, ?, 'heavy', ?, '{}', ?, ?)", (job_id, kind, status, old, old))
-        db.execute("INSERT INTO datasets (id, name, source, format, status, job_id, created_at, updated_at)"
-                   " VALUES ('ds_stuckupload', 'u', 'upload', 'jsonl', 'ingesting', 'job_vanished1', ?, ?)",
-                   (old, old))
-        db.execute("INSERT INTO datasets (id, name, source, format, status, created_at, updated_at)"
-                   " VALUES ('ds_readyset1', 'r', 'local', 'jsonl', 'ready', ?, ?)", (old, old))
-        db.execute("INSERT INTO dataset_tokenizations (dataset_id, tokenizer, settings, status, job_id, created_at,"
-                   " updated_at) VALUES ('ds_readyset1', 'demo', '{}', 'tokenizing', 'job_failed1', ?, ?)", (old, old))
-        db.execute("INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
-                   " VALUES ('m_stuckdemo', 'demo', 'demo', 'fp32', 'loading', '/nowhere', ?, ?)", (old, old))
-        db.execute("INSERT INTO activation_sets (id, model_id, dataset_id, status, config, job_id, created_at,"
-                   " updated_at) VALUES ('act_stuckset1', 'm_stuckdemo', 'ds_readyset1', 'extracting', '{}',"
-                   " 'job_cancelled1', ?, ?)", (old, old))
-        for training_id, status, job_id in (("tr_stuckqueued", "queued", "job_vanished2"),
-                                            ("tr_loadedckpt", "paused", "job_completed1")):
-            db.execute("INSERT INTO trainings (id, model_id, dataset_id, layer, hook_type, encoder_type, config,"
-                       " status, job_id, total_steps, created_at, updated_at)"
-                       " VALUES (?, 'm_stuckdemo', 'ds_readyset1', 0, 'residual', 'topk', ?, ?, ?, 10, ?, ?)",
-                       (training_id, json.dumps({"hyperparameters": {}}), status, job_id, old, old))
+        for job_id, kind, status in (
+            ("job_cancelled1", "activations.extract", "cancelled"),
+            ("job_failed1", "dataset.tokenize", "failed"),
+            ("job_completed1", "training.run", "completed"),
+        ):
+            db.execute(
+                "INSERT INTO jobs (id, kind, lane, status, params, created_at, updated_at)"
+                " VALUES (?, ?, 'heavy', ?, '{}', ?, ?)",
+                (job_id, kind, status, old, old),
+            )
+        db.execute(
+            "INSERT INTO datasets (id, name, source, format, status, job_id, created_at, updated_at)"
+            " VALUES ('ds_stuckupload', 'u', 'upload', 'jsonl', 'ingesting', 'job_vanished1', ?, ?)",
+            (old, old),
+        )
+        db.execute(
+            "INSERT INTO datasets (id, name, source, format, status, created_at, updated_at)"
+            " VALUES ('ds_readyset1', 'r', 'local', 'jsonl', 'ready', ?, ?)",
+            (old, old),
+        )
+        db.execute(
+            "INSERT INTO dataset_tokenizations (dataset_id, tokenizer, settings, status, job_id, created_at,"
+            " updated_at) VALUES ('ds_readyset1', 'demo', '{}', 'tokenizing', 'job_failed1', ?, ?)",
+            (old, old),
+        )
+        db.execute(
+            "INSERT INTO models (id, name, source, precision, status, path, created_at, updated_at)"
+            " VALUES ('m_stuckdemo', 'demo', 'demo', 'fp32', 'loading', '/nowhere', ?, ?)",
+            (old, old),
+        )
+        db.execute(
+            "INSERT INTO activation_sets (id, model_id, dataset_id, status, config, job_id, created_at,"
+            " updated_at) VALUES ('act_stuckset1', 'm_stuckdemo', 'ds_readyset1', 'extracting', '{}',"
+            " 'job_cancelled1', ?, ?)",
+            (old, old),
+        )
+        for training_id, status, job_id in (
+            ("tr_stuckqueued", "queued", "job_vanished2"),
+            ("tr_loadedckpt", "paused", "job_completed1"),
+        ):
+            db.execute(
+                "INSERT INTO trainings (id, model_id, dataset_id, layer, hook_type, encoder_type, config,"
+                " status, job_id, total_steps, created_at, updated_at)"
+                " VALUES (?, 'm_stuckdemo', 'ds_readyset1', 0, 'residual', 'topk', ?, ?, ?, 10, ?, ?)",
+                (training_id, json.dumps({"hyperparameters": {}}), status, job_id, old, old),
+            )
     db.close()
     upload = app.data_dir / "uploads" / "ds_stuckupload"
     upload.mkdir(parents=True)

@@ -87,8 +87,19 @@ def test_each_architecture_learns_a_sparse_dictionary(arch: str) -> None:
         codes.scatter_(1, idx, torch.rand(n, 3) * 2 + 0.5)
         return codes @ atoms
 
-    sae = build(SAEConfig(arch, 16, 64, k=4, l1_coefficient=L1, l0_coefficient=0.1,
-                          jumprelu_init_threshold=0.05, jumprelu_bandwidth=0.05, dead_tokens=5000))
+    sae = build(
+        SAEConfig(
+            arch,
+            16,
+            64,
+            k=4,
+            l1_coefficient=L1,
+            l0_coefficient=0.1,
+            jumprelu_init_threshold=0.05,
+            jumprelu_bandwidth=0.05,
+            dead_tokens=5000,
+        )
+    )
     mlp = torch.nn.Linear(16, 16) if arch == "transcoder" else None
     sae.init_b_dec(mlp(batch()).detach() if mlp else batch())
     optimizer = torch.optim.Adam(sae.parameters(), lr=3e-3)

@@ -36,16 +36,18 @@ def saelens_decode(w: dict, z: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("arch", ["sparse", "topk", "jumprelu", "skip", "transcoder"])
 def test_export_reproduces_encode_and_decode(arch: str, tmp_path) -> None:
     torch.manual_seed(0)
-    sae = build(SAEConfig(arch, 16, 48, d_out=24 if arch == "transcoder" else None, k=5,
-                          jumprelu_init_threshold=0.1))
+    sae = build(SAEConfig(arch, 16, 48, d_out=24 if arch == "transcoder" else None, k=5, jumprelu_init_threshold=0.1))
     with torch.no_grad():
         sae.b_enc.normal_(0, 0.2)
         sae.b_dec.normal_(0, 0.2)
         if arch == "skip":
             sae.alpha.fill_(0.25)
-    folder = export(sae, tmp_path / arch, {"model_name": "demo", "hook_name": "blocks.1.hook_resid_post",
-                                            "context_size": 128, "dataset_path": "ds_x"},
-                    log_sparsity=torch.full((48,), -2.0))
+    folder = export(
+        sae,
+        tmp_path / arch,
+        {"model_name": "demo", "hook_name": "blocks.1.hook_resid_post", "context_size": 128, "dataset_path": "ds_x"},
+        log_sparsity=torch.full((48,), -2.0),
+    )
     cfg = json.loads((folder / "cfg.json").read_text())
     weights = load_file(str(folder / "sae_weights.safetensors"))
     assert weights["W_enc"].shape == (16, 48) and weights["W_dec"].shape == (48, cfg.get("d_out", 16))
@@ -72,9 +74,19 @@ def test_import_saelens_and_sparsify_layouts(tmp_path) -> None:
     folder = tmp_path / "saelens"
     folder.mkdir()
     save_file({"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}, str(folder / "sae_weights.safetensors"))
-    (folder / "cfg.json").write_text(json.dumps({"architecture": "standard", "d_in": d_in, "d_sae": d_sae,
-                                                 "apply_b_dec_to_input": True, "hook_name": "blocks.3.hook_resid_pre",
-                                                 "model_name": "gpt2", "normalize_activations": "none"}))
+    (folder / "cfg.json").write_text(
+        json.dumps(
+            {
+                "architecture": "standard",
+                "d_in": d_in,
+                "d_sae": d_sae,
+                "apply_b_dec_to_input": True,
+                "hook_name": "blocks.3.hook_resid_pre",
+                "model_name": "gpt2",
+                "normalize_activations": "none",
+            }
+        )
+    )
     sae, metadata = load_folder(folder)
     with torch.no_grad():
         torch.testing.assert_close(sae.encode(x), torch.relu((x - b_dec) @ W_enc + b_enc))
@@ -82,8 +94,10 @@ def test_import_saelens_and_sparsify_layouts(tmp_path) -> None:
     # A sparsify TopK SAE.
     folder = tmp_path / "sparsify"
     folder.mkdir()
-    save_file({"encoder.weight": W_enc.T.contiguous(), "encoder.bias": b_enc, "W_dec": W_dec, "b_dec": b_dec},
-              str(folder / "sae.safetensors"))
+    save_file(
+        {"encoder.weight": W_enc.T.contiguous(), "encoder.bias": b_enc, "W_dec": W_dec, "b_dec": b_dec},
+        str(folder / "sae.safetensors"),
+    )
     (folder / "cfg.json").write_text(json.dumps({"expansion_factor": 4, "normalize_decoder": True, "k": 6}))
     sae, metadata = load_folder(folder)
     pre = (x - b_dec) @ W_enc + b_enc

@@ -18,8 +18,17 @@ KEY = "sk-test-Zq81vW0rT5yLm3Kp9XcB2nHd"
 
 def _rejecting_server():
     """Answers every request as OpenAI does for a wrong key: 401, quoting the Authorization header."""
-    return json_post_server(lambda path, headers, body: (401, {"error": {
-        "message": f"Incorrect API key provided: {headers.get('Authorization', '')}", "code": "invalid_api_key"}}))
+    return json_post_server(
+        lambda path, headers, body: (
+            401,
+            {
+                "error": {
+                    "message": f"Incorrect API key provided: {headers.get('Authorization', '')}",
+                    "code": "invalid_api_key",
+                }
+            },
+        )
+    )
 
 
 def test_a_key_quoted_back_by_the_labelling_endpoint_is_redacted_everywhere(make_appliance) -> None:
@@ -27,8 +36,13 @@ def test_a_key_quoted_back_by_the_labelling_endpoint_is_redacted_everywhere(make
     app.start_api()
     server = _rejecting_server()
     try:
-        settings = {"provider": "openai", "endpoint": f"http://127.0.0.1:{server.server_port}/v1",
-                    "model": "labeller-1", "examples": 3, "timeout_s": 10.0}
+        settings = {
+            "provider": "openai",
+            "endpoint": f"http://127.0.0.1:{server.server_port}/v1",
+            "model": "labeller-1",
+            "examples": 3,
+            "timeout_s": 10.0,
+        }
         response = app.client().put("/api/settings/labeling", json={**settings, "api_key": KEY})
         assert response.status_code == 200 and KEY not in response.text
         # The labelling job as POST .../features/label queues it (that endpoint needs a trained SAE's
@@ -37,9 +51,16 @@ def test_a_key_quoted_back_by_the_labelling_endpoint_is_redacted_everywhere(make
         conn = sqlite3.connect(app.data_dir / "mistudio.db")
         job_id = "job_labelredact1"
         with conn:
-            conn.execute(*sql.insert_job(job_id, "features.label", "interactive", {
-                "training_id": "tr_none", "settings": settings, "prompts": [[0, "Contexts: «def» foo"]]},
-                None, time.time()))
+            conn.execute(
+                *sql.insert_job(
+                    job_id,
+                    "features.label",
+                    "interactive",
+                    {"training_id": "tr_none", "settings": settings, "prompts": [[0, "Contexts: «def» foo"]]},
+                    None,
+                    time.time(),
+                )
+            )
         conn.close()
         app.start_worker()
         job = app.wait_status(job_id, "completed", "failed", timeout=60)
@@ -49,7 +70,7 @@ def test_a_key_quoted_back_by_the_labelling_endpoint_is_redacted_everywhere(make
     assert job["status"] == "failed" and job["error"]["code"] == "UPSTREAM_UNAVAILABLE", job
     # The upstream's words still explain the failure, without the key.
     assert "401" in job["error"]["message"] and "[redacted]" in job["error"]["message"], job["error"]
-    leaked = (KEY, KEY[:PREFIX_LEN + 4])  # the key, or enough of it to matter
+    leaked = (KEY, KEY[: PREFIX_LEN + 4])  # the key, or enough of it to matter
     answer = app.get(f"/api/jobs/{job_id}").text
     assert not any(k in answer for k in leaked), answer
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from tests.support import Appliance, SSEReader, demo_kit, job_finished, started, wait_until
+from tests.support import Appliance, SSEReader, demo_kit, demo_sae, job_finished, started_demo, wait_until
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -21,29 +21,17 @@ PROMPT = "Return the number of"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
-    yield from started(_appliance(tmp_path_factory.mktemp("steering"), {"MISTUDIO_SEED_DEMO": "1",
-                                                                        "HF_HUB_OFFLINE": "1"}))
-
+    yield from started_demo(tmp_path_factory, "steering", HF_HUB_OFFLINE="1")
 
 
 @pytest.fixture(scope="module")
 def sae(app: Appliance) -> dict:
     """A sparse SAE on the demo model's layer 2, its features extracted."""
+    extraction = {"eval_samples": 80, "top_k_examples": 5}
+    hp = {"total_steps": 150, "l1_coefficient": 2.0, "log_every": 50}
+    trained, _ = demo_sae(app, LAYER, "sparse", max_samples=300, seed=3, extraction=extraction, **hp)
+    training_id = trained["target"]["id"]
     model, dataset = demo_kit(app)
-    response = app.post("/api/training/start", json={
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": LAYER, "encoder_type": "sparse",
-        "max_samples": 300, "context_length": 64, "seed": 3,
-        "hyperparameters": {"expansion_factor": 4, "batch_size": 256, "total_steps": 150, "learning_rate": 1e-3,
-                            "l1_coefficient": 2.0, "log_every": 50}})
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
-    assert job["status"] == "completed", job["error"]
-    training_id = job["target"]["id"]
-    response = app.post("/api/features/extract", json={"training_id": training_id, "eval_samples": 80,
-                                                       "top_k_examples": 5, "context_length": 64})
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=600)
-    assert job["status"] == "completed", job["error"]
     features = app.get(f"/api/training/{training_id}/features", params={"sort_by": "frequency", "limit": 20}).json()
     return {"training_id": training_id, "model": model, "dataset": dataset, "features": features["data"]}
 
@@ -60,21 +48,30 @@ def local(app: Appliance, sae: dict) -> dict:
     model = load(str(MODEL_DIR), sae["model"]["precision"], on="cpu")
     point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
     encoder, _ = load_folder(app.data_dir / "trainings" / sae["training_id"] / "export")
-    return {"model": model, "sae": encoder, "module": dict(model.named_modules())[point["module"]],
-            "tokenizer": load_tokenizer("demo", app.data_dir)}
+    return {
+        "model": model,
+        "sae": encoder,
+        "module": dict(model.named_modules())[point["module"]],
+        "tokenizer": load_tokenizer("demo", app.data_dir),
+    }
 
 
 def _generate(app: Appliance, sae: dict, **body) -> dict:
-    response = app.post("/api/steering/generate", json={"training_id": sae["training_id"], "prompt": PROMPT,
-                                                        "max_tokens": 24, **body}, timeout=300)
+    response = app.post(
+        "/api/steering/generate",
+        json={"training_id": sae["training_id"], "prompt": PROMPT, "max_tokens": 24, **body},
+        timeout=300,
+    )
     assert response.status_code == 200, response.text
     return response.json()["data"]
 
 
 def _adding(local: dict, vector: torch.Tensor):
     """A plain forward hook adding ``vector`` to the block's output: the reference for 'add'."""
+
     def hook(_module, _args, output):
         return (output[0] + vector, *output[1:]) if isinstance(output, tuple) else output + vector
+
     return local["module"].register_forward_hook(hook)
 
 
@@ -106,8 +103,14 @@ def test_add_raises_the_promoted_token_and_the_metrics_match(app: Appliance, sae
     promoted = int((model.get_output_embeddings().weight @ encoder.W_dec[index].detach()).argmax())
     strength = _strength(app, sae, index)
     coefficient = 4.0
-    result = _generate(app, sae, features=[{"index": index, "coefficient": coefficient, "mode": "add"}],
-                       temperature=0.0, max_tokens=16, seed=5)
+    result = _generate(
+        app,
+        sae,
+        features=[{"index": index, "coefficient": coefficient, "mode": "add"}],
+        temperature=0.0,
+        max_tokens=16,
+        seed=5,
+    )
     assert result["features"][0]["typical_max"] == pytest.approx(strength, rel=1e-3)
     assert result["features"][0]["value"] == pytest.approx(coefficient * strength, rel=1e-3)
     assert result["steering_vector_norm"] == pytest.approx(coefficient * strength, rel=1e-3)
@@ -150,8 +153,18 @@ def test_every_cached_position_is_steered(local: dict, sae: dict, app: Appliance
     handle = intervention.attach(local["module"])
     try:
         prompt = local["tokenizer"].encode(PROMPT).ids
-        out = generate(model, intervention, prompt, sides=("steered",), temperature=0.0, top_p=1.0, max_tokens=20,
-                       seed=0, tokenizer=local["tokenizer"], eos=None)
+        out = generate(
+            model,
+            intervention,
+            prompt,
+            sides=("steered",),
+            temperature=0.0,
+            top_p=1.0,
+            max_tokens=20,
+            seed=0,
+            tokenizer=local["tokenizer"],
+            eos=None,
+        )
         tokens = out["sides"]["steered"]["token_ids"]
         assert len(tokens) == 20
         intervention.active = True
@@ -162,7 +175,7 @@ def test_every_cached_position_is_steered(local: dict, sae: dict, app: Appliance
             plain = model(input_ids=torch.tensor([prompt + tokens]), use_cache=False).logits[0]
     finally:
         handle.remove()
-    assert full[len(prompt) - 1:-1].argmax(-1).tolist() == tokens
+    assert full[len(prompt) - 1 : -1].argmax(-1).tolist() == tokens
     # ...and the intervention matters at the last positions, not only at the prompt.
     assert (full[-5:] - plain[-5:]).abs().max() > 0.5
 
@@ -175,11 +188,8 @@ def test_ablate_silences_the_feature_where_it_fires(app: Appliance, sae: dict, l
     index = sae["features"][0]["index"]
     detail = app.get(f"/api/training/{sae['training_id']}/features/{index}", params={"examples": 1}).json()["data"]
     prompt = "".join(detail["examples"][0]["tokens"])
-    response = app.post("/api/steering/generate", json={
-        "training_id": sae["training_id"], "prompt": prompt, "max_tokens": 8, "temperature": 0.0,
-        "features": [{"index": index, "coefficient": 0.0, "mode": "ablate"}]})
-    assert response.status_code == 200, response.text
-    result = response.json()["data"]
+    ablate = [{"index": index, "coefficient": 0.0, "mode": "ablate"}]
+    result = _generate(app, sae, prompt=prompt, max_tokens=8, temperature=0.0, features=ablate)
     trace = result["feature_activations"][0]
     prompt_len = result["timing"]["prompt_tokens"]
     before, after = trace["unsteered"], trace["steered"]
@@ -208,8 +218,9 @@ def test_ablate_silences_the_feature_where_it_fires(app: Appliance, sae: dict, l
 
 def test_clamp_sets_the_latent(app: Appliance, sae: dict) -> None:
     index = sae["features"][2]["index"]
-    result = _generate(app, sae, features=[{"index": index, "coefficient": 2.0, "mode": "clamp"}],
-                       temperature=0.0, max_tokens=6)
+    result = _generate(
+        app, sae, features=[{"index": index, "coefficient": 2.0, "mode": "clamp"}], temperature=0.0, max_tokens=6
+    )
     value = result["features"][0]["value"]
     assert value == pytest.approx(2.0 * _strength(app, sae, index), rel=1e-3)
     steered = result["feature_activations"][0]["steered"]
@@ -218,9 +229,17 @@ def test_clamp_sets_the_latent(app: Appliance, sae: dict) -> None:
 
 def test_streaming_sends_every_token_then_the_result(app: Appliance, sae: dict) -> None:
     index = sae["features"][0]["index"]
-    response = app.post("/api/steering/generate", json={
-        "training_id": sae["training_id"], "prompt": PROMPT, "max_tokens": 20, "seed": 9, "stream": True,
-        "features": [{"index": index, "coefficient": 3.0}]})
+    response = app.post(
+        "/api/steering/generate",
+        json={
+            "training_id": sae["training_id"],
+            "prompt": PROMPT,
+            "max_tokens": 20,
+            "seed": 9,
+            "stream": True,
+            "features": [{"index": index, "coefficient": 3.0}],
+        },
+    )
     assert response.status_code == 202, response.text
     job_id = response.json()["data"]["job_id"]
     with SSEReader(f"{app.url}/api/events?topics=job:{job_id}", headers={"Last-Event-ID": "0"}) as reader:
@@ -230,8 +249,10 @@ def test_streaming_sends_every_token_then_the_result(app: Appliance, sae: dict) 
     assert job["status"] == "completed", job["error"]
     result = job["result"]
     for side in ("unsteered", "steered"):
-        tokens = sorted((e["data"] for e in events if e["type"] == "steering.token" and e["data"]["side"] == side),
-                        key=lambda d: d["index"])
+        tokens = sorted(
+            (e["data"] for e in events if e["type"] == "steering.token" and e["data"]["side"] == side),
+            key=lambda d: d["index"],
+        )
         assert [t["index"] for t in tokens] == list(range(len(result[side]["token_ids"])))
         assert "".join(t["text"] for t in tokens) == result[side]["text"]
     completed = [e for e in events if e["type"] == "steering.completed"]
@@ -242,15 +263,24 @@ def test_streaming_sends_every_token_then_the_result(app: Appliance, sae: dict) 
 
 
 def test_served_while_a_training_runs(app: Appliance, sae: dict) -> None:
-    response = app.post("/api/training/start", json={
-        "model_id": sae["model"]["id"], "dataset_id": sae["dataset"]["id"], "layer": 1, "encoder_type": "sparse",
-        "max_samples": 200, "context_length": 64,
-        "hyperparameters": {"expansion_factor": 4, "batch_size": 128, "total_steps": 100_000, "log_every": 50}})
+    response = app.post(
+        "/api/training/start",
+        json={
+            "model_id": sae["model"]["id"],
+            "dataset_id": sae["dataset"]["id"],
+            "layer": 1,
+            "encoder_type": "sparse",
+            "max_samples": 200,
+            "context_length": 64,
+            "hyperparameters": {"expansion_factor": 4, "batch_size": 128, "total_steps": 100_000, "log_every": 50},
+        },
+    )
     training_job = response.json()["data"]["job_id"]
     try:
         wait_until(lambda: app.job(training_job)["status"] == "running", timeout=60, what="the training to run")
-        result = _generate(app, sae, features=[{"index": sae["features"][0]["index"], "coefficient": 1.0}],
-                           max_tokens=8)
+        result = _generate(
+            app, sae, features=[{"index": sae["features"][0]["index"], "coefficient": 1.0}], max_tokens=8
+        )
         assert result["steered"]["token_ids"]
         assert app.job(training_job)["status"] == "running"
     finally:
@@ -262,8 +292,15 @@ def test_concurrent_requests_do_not_steer_each_other(app: Appliance, sae: dict) 
     """The worker serves interactive jobs on two threads with one cached model: a request's hook
     must never act on another request's forward passes."""
     index = sae["features"][0]["index"]
-    plain = {"training_id": sae["training_id"], "prompt": PROMPT, "max_tokens": 40, "temperature": 0.8,
-             "seed": 21, "stream": True, "features": [{"index": index, "coefficient": 0.0}]}
+    plain = {
+        "training_id": sae["training_id"],
+        "prompt": PROMPT,
+        "max_tokens": 40,
+        "temperature": 0.8,
+        "seed": 21,
+        "stream": True,
+        "features": [{"index": index, "coefficient": 0.0}],
+    }
     strong = {**plain, "seed": 22, "features": [{"index": index, "coefficient": 5.0}]}
     bodies = [strong, plain, strong, plain]
     jobs = [app.post("/api/steering/generate", json=body).json()["data"]["job_id"] for body in bodies]
@@ -288,29 +325,44 @@ def test_presets(app: Appliance, sae: dict) -> None:
         for feature in preset["config"]["features"]:
             lens = app.get(f"/api/training/{tid}/features/{feature['index']}/logit-lens").json()["data"]
             assert lens["positive"]
-    config = {"training_id": tid, "features": [{"index": 1, "coefficient": 2.5, "mode": "add"},
-                                               {"index": 100_000, "coefficient": -1.0, "mode": "clamp"}],
-              "intervention_layer": 3, "temperature": 0.5, "max_tokens": 40, "prompt": PROMPT}
+    config = {
+        "training_id": tid,
+        "features": [
+            {"index": 1, "coefficient": 2.5, "mode": "add"},
+            {"index": 100_000, "coefficient": -1.0, "mode": "clamp"},
+        ],
+        "intervention_layer": 3,
+        "temperature": 0.5,
+        "max_tokens": 40,
+        "prompt": PROMPT,
+    }
     response = app.post("/api/steering/presets", json={"name": "Mine", "description": "two", "config": config})
     assert response.status_code == 201, response.text
     preset = response.json()["data"]
     assert preset["id"].startswith("sp_") and preset["kind"] == "steering"
     ids = [p["id"] for p in app.get("/api/steering/presets", params={"training_id": tid}).json()["data"]]
     assert preset["id"] in ids
-    assert preset["id"] not in [p["id"] for p in app.get("/api/steering/presets",
-                                                         params={"training_id": "tr_nothere1"}).json()["data"]]
+    assert preset["id"] not in [
+        p["id"] for p in app.get("/api/steering/presets", params={"training_id": "tr_nothere1"}).json()["data"]
+    ]
     assert app.post(f"/api/steering/presets/{preset['id']}/favorite").json()["data"]["is_favorite"] is True
     applied = app.post(f"/api/steering/presets/{preset['id']}/apply", json={}).json()["data"]
     assert [f["index"] for f in applied["config"]["features"]] == [1]
     assert applied["config"]["intervention_layer"] == 3  # a residual SAE may steer at another layer
     assert any("100000" in note for note in applied["notes"])
     exported = app.get("/api/steering/presets/export").json()["data"]
-    response = app.post("/api/steering/presets/import", json=[
-        {k: p[k] for k in ("name", "description", "is_favorite", "config")} for p in exported])
+    response = app.post(
+        "/api/steering/presets/import",
+        json=[{k: p[k] for k in ("name", "description", "is_favorite", "config")} for p in exported],
+    )
     assert response.status_code == 201 and len(response.json()["data"]) == len(exported)
-    assert_error(app.post("/api/steering/presets", json={"name": "bad", "config": {"training_id": tid,
-                                                                                  "features": [{"index": -1}]}}),
-                 400, "VALIDATION_ERROR")
+    assert_error(
+        app.post(
+            "/api/steering/presets", json={"name": "bad", "config": {"training_id": tid, "features": [{"index": -1}]}}
+        ),
+        400,
+        "VALIDATION_ERROR",
+    )
 
 
 def test_bad_requests(app: Appliance, sae: dict) -> None:
@@ -320,13 +372,25 @@ def test_bad_requests(app: Appliance, sae: dict) -> None:
     assert_error(app.post("/api/steering/generate", json={**body, "prompt": ""}), 400, "VALIDATION_ERROR")
     assert_error(app.post("/api/steering/generate", json={**body, "temperature": 3}), 400, "VALIDATION_ERROR")
     assert_error(app.post("/api/steering/generate", json={**body, "features": [{"index": 10**6}]}), 404, "NOT_FOUND")
-    assert_error(app.post("/api/steering/generate", json={**body, "features": [{"index": 1}, {"index": 1}]}),
-                 400, "VALIDATION_ERROR")
-    assert_error(app.post("/api/steering/generate", json={**body, "features": [{"index": 1, "mode": "clamp"}],
-                                                          "intervention_layer": 0}), 400, "VALIDATION_ERROR")
+    assert_error(
+        app.post("/api/steering/generate", json={**body, "features": [{"index": 1}, {"index": 1}]}),
+        400,
+        "VALIDATION_ERROR",
+    )
+    assert_error(
+        app.post(
+            "/api/steering/generate",
+            json={**body, "features": [{"index": 1, "mode": "clamp"}], "intervention_layer": 0},
+        ),
+        400,
+        "VALIDATION_ERROR",
+    )
     assert_error(app.post("/api/steering/generate", json={**body, "intervention_layer": 99}), 400, "VALIDATION_ERROR")
-    assert_error(app.post("/api/steering/generate", json={**body, "features": [{"index": 1, "mode": "boost"}]}),
-                 400, "VALIDATION_ERROR")
+    assert_error(
+        app.post("/api/steering/generate", json={**body, "features": [{"index": 1, "mode": "boost"}]}),
+        400,
+        "VALIDATION_ERROR",
+    )
 
 
 def test_deleting_the_training_takes_its_presets(app: Appliance, sae: dict) -> None:

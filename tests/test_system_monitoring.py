@@ -14,10 +14,12 @@ from tests.support import REPO, Appliance, SSEReader, wait_until
 from tests.test_platform import make_jetson_root
 
 FIXTURE = REPO / "tests/fixtures/tegrastats_samples.txt"
-ORIN_LINE = ("RAM 2257/7620MB (lfb 5392x4MB) SWAP 0/3810MB (cached 0MB) CPU [12%@729,5%@729,off,off,3%@1510,"
-             "0%@1510] EMC_FREQ 3%@2133 GR3D_FREQ 42%@[612,612] VIC_FREQ 115 APE 174 cpu@47.5C soc2@45.9C "
-             "soc0@46.1C gpu@46.8C tj@47.5C soc1@45.2C VDD_IN 4852mW/4852mW VDD_CPU_GPU_CV 607mW/607mW "
-             "VDD_SOC 1337mW/1337mW")
+ORIN_LINE = (
+    "RAM 2257/7620MB (lfb 5392x4MB) SWAP 0/3810MB (cached 0MB) CPU [12%@729,5%@729,off,off,3%@1510,"
+    "0%@1510] EMC_FREQ 3%@2133 GR3D_FREQ 42%@[612,612] VIC_FREQ 115 APE 174 cpu@47.5C soc2@45.9C "
+    "soc0@46.1C gpu@46.8C tj@47.5C soc1@45.2C VDD_IN 4852mW/4852mW VDD_CPU_GPU_CV 607mW/607mW "
+    "VDD_SOC 1337mW/1337mW"
+)
 
 
 def _this_machine_kind() -> str:
@@ -75,8 +77,9 @@ done
 def test_simulated_jetson_reports_board_and_streams_tegrastats(make_appliance, tmp_path: Path) -> None:
     root = make_jetson_root(tmp_path / "host")
     script, pidfile = _fake_tegrastats(tmp_path)
-    app = make_appliance({"MISTUDIO_HOST_ROOT": str(root), "MISTUDIO_TEGRASTATS": str(script),
-                          "MISTUDIO_METRICS_INTERVAL_S": "0.5"})
+    app = make_appliance(
+        {"MISTUDIO_HOST_ROOT": str(root), "MISTUDIO_TEGRASTATS": str(script), "MISTUDIO_METRICS_INTERVAL_S": "0.5"}
+    )
     app.start_api()
     app.start_worker()
     info = app.get("/api/system/info").json()["data"]
@@ -97,8 +100,11 @@ def test_simulated_jetson_reports_board_and_streams_tegrastats(make_appliance, t
     assert rails["VDD_IN"]["current_mw"] == 4852 and rails["VDD_SOC"]["average_mw"] == 1337
     assert sample["process_rss_mb"]["worker"] > 10
     # The last listener left: the tegrastats process is stopped (no cost when nobody looks).
-    wait_until(lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid), timeout=10,
-               what="tegrastats to stop after the last listener left")
+    wait_until(
+        lambda: not Path(f"/proc/{pid}").exists() or _is_zombie(pid),
+        timeout=10,
+        what="tegrastats to stop after the last listener left",
+    )
 
 
 def _is_zombie(pid: int) -> bool:
@@ -112,8 +118,9 @@ def test_doctor_reports_checks(appliance: Appliance) -> None:
     import subprocess
     import sys
 
-    result = subprocess.run([sys.executable, "-m", "appliance", "doctor"], env=appliance.env,
-                            capture_output=True, text=True, timeout=180)
+    result = subprocess.run(
+        [sys.executable, "-m", "appliance", "doctor"], env=appliance.env, capture_output=True, text=True, timeout=180
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("python", "torch", "data dir", "disk space", "database", "port", "worker", "monitoring"):
         assert name in result.stdout

@@ -155,8 +155,9 @@ def test_service_hardening(units, name):
     # ProtectSystem=strict makes everything read-only: the data dir must be the writable exception,
     # and the very directory MISTUDIO_DATA_DIR points at.
     assert words(unit, "Service", "ReadWritePaths") == [DATA_DIR]
-    data_dirs = [w.split("=", 1)[1] for w in words(unit, "Service", "Environment")
-                 if w.startswith("MISTUDIO_DATA_DIR=")]
+    data_dirs = [
+        w.split("=", 1)[1] for w in words(unit, "Service", "Environment") if w.startswith("MISTUDIO_DATA_DIR=")
+    ]
     assert data_dirs == [DATA_DIR]
 
 
@@ -193,11 +194,12 @@ def test_target_groups_both_services(units):
 # a non-zero exit code with no line about ours, are not failures. test_verify_flags_a_broken_unit
 # proves the filter catches real problems on the machine the tests run on.
 OURS = re.compile(r"mistudio(-worker)?\.(service|target)")
-USER_LOOKUP = re.compile(r"(?i)(user|group)\b.*\bmistudio\b.*(not found|does not exist|no such|"
-                         r"failed to resolve|unknown)|failed to resolve (user|group)")
+USER_LOOKUP = re.compile(
+    r"(?i)(user|group)\b.*\bmistudio\b.*(not found|does not exist|no such|"
+    r"failed to resolve|unknown)|failed to resolve (user|group)"
+)
 
-needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                                   reason="systemd-analyze is not installed")
+needs_analyze = pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 
 
 def render_units(tmp_path: Path) -> Path:
@@ -216,11 +218,16 @@ def render_units(tmp_path: Path) -> Path:
 
 def verify(unit_dir: Path, names: list[str]) -> tuple[int, list[str], list[str]]:
     env = dict(os.environ, SYSTEMD_LOG_COLOR="0", SYSTEMD_PAGER="", LC_ALL="C")
-    proc = subprocess.run(["systemd-analyze", "verify", "--man=no", *(str(unit_dir / n) for n in names)],
-                          capture_output=True, text=True, timeout=60, env=env, cwd=unit_dir)
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *(str(unit_dir / n) for n in names)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=unit_dir,
+    )
     lines = [line for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
-    ours = [line for line in lines
-            if (OURS.search(line) or str(unit_dir) in line) and not USER_LOOKUP.search(line)]
+    ours = [line for line in lines if (OURS.search(line) or str(unit_dir) in line) and not USER_LOOKUP.search(line)]
     return proc.returncode, lines, ours
 
 

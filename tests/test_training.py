@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakehub import FakeHub, Repo
-from tests.support import Appliance, demo_kit, started, wait_until
+from tests.support import Appliance, demo_activations, started_demo, wait_until
 from tests.test_api_contract import assert_error
 
 LAYER = 2
@@ -28,29 +28,33 @@ def hub() -> Iterator[FakeHub]:
 
 @pytest.fixture(scope="module")
 def app(hub: FakeHub, tmp_path_factory) -> Iterator[Appliance]:
-    from tests.conftest import _appliance
-
-    env = {"MISTUDIO_SEED_DEMO": "1", "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1",
-           "MISTUDIO_STREAM_BUFFER_TOKENS": "4096"}  # several shuffle buffers per epoch
-    yield from started(_appliance(tmp_path_factory.mktemp("training"), env))
+    # Several shuffle buffers per epoch.
+    yield from started_demo(tmp_path_factory, "training", **hub.env, MISTUDIO_STREAM_BUFFER_TOKENS="4096")
 
 
 @pytest.fixture(scope="module")
 def activation_set(app: Appliance) -> dict:
-    model, dataset = demo_kit(app)
-    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset["id"], "layers": [LAYER], "hook_types": ["residual", "mlp_in", "mlp"], "batch_size": 32,
-        "max_samples": 800, "context_length": 64})
-    job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
-    assert job["status"] == "completed", job["error"]
-    return app.get(f"/api/activations/{job['target']['id']}").json()["data"]
+    hooks = ["residual", "mlp_in", "mlp"]
+    return demo_activations(app, LAYER, hook_types=hooks, batch_size=32, max_samples=800, context_length=64)[1]
 
 
 def train(app: Appliance, act: dict, encoder: str, wait: bool = True, auto_save_interval: int = 500, **hp) -> dict:
-    body = {"activation_id": act["id"], "layer": LAYER, "encoder_type": encoder, "seed": 7,
-            "auto_save_interval": auto_save_interval,
-            "hyperparameters": {"expansion_factor": 4, "batch_size": 256, "total_steps": 300, "learning_rate": 1e-3,
-                                "warmup_steps": 20, "log_every": 25, **hp}}
+    body = {
+        "activation_id": act["id"],
+        "layer": LAYER,
+        "encoder_type": encoder,
+        "seed": 7,
+        "auto_save_interval": auto_save_interval,
+        "hyperparameters": {
+            "expansion_factor": 4,
+            "batch_size": 256,
+            "total_steps": 300,
+            "learning_rate": 1e-3,
+            "warmup_steps": 20,
+            "log_every": 25,
+            **hp,
+        },
+    }
     response = app.post("/api/training/start", json=body)
     assert response.status_code == 202, response.text
     job_id = response.json()["data"]["job_id"]
@@ -61,15 +65,22 @@ def train(app: Appliance, act: dict, encoder: str, wait: bool = True, auto_save_
 
 
 # L1 and JumpReLU SAEs need more steps than TopK to become sparse.
-@pytest.mark.parametrize("encoder,hp", [
-    ("topk", {"k": 16}),
-    ("sparse", {"l1_coefficient": 4, "total_steps": 1000}),
-    ("jumprelu", {"l0_coefficient": 5, "jumprelu_init_threshold": 0.5, "jumprelu_bandwidth": 0.5, "total_steps": 1000}),
-    ("skip", {"l1_coefficient": 4, "total_steps": 1000}),
-    ("transcoder", {"l1_coefficient": 1.5, "total_steps": 1000}),
-])
-def test_each_architecture_learns_the_demo_models_residual_stream(app: Appliance, activation_set: dict,
-                                                                    encoder: str, hp: dict) -> None:
+@pytest.mark.parametrize(
+    "encoder,hp",
+    [
+        ("topk", {"k": 16}),
+        ("sparse", {"l1_coefficient": 4, "total_steps": 1000}),
+        (
+            "jumprelu",
+            {"l0_coefficient": 5, "jumprelu_init_threshold": 0.5, "jumprelu_bandwidth": 0.5, "total_steps": 1000},
+        ),
+        ("skip", {"l1_coefficient": 4, "total_steps": 1000}),
+        ("transcoder", {"l1_coefficient": 1.5, "total_steps": 1000}),
+    ],
+)
+def test_each_architecture_learns_the_demo_models_residual_stream(
+    app: Appliance, activation_set: dict, encoder: str, hp: dict
+) -> None:
     job = train(app, activation_set, encoder, **hp)
     training = app.get(f"/api/training/{job['target']['id']}").json()["data"]
     evaluation = training["evaluation"]
@@ -90,10 +101,12 @@ def test_each_architecture_learns_the_demo_models_residual_stream(app: Appliance
     assert csv[0].startswith("step,tokens,loss") and len(csv) == len(metrics) + 1
 
 
-@pytest.mark.parametrize("encoder,hp", [("topk", {"k": 16}), ("jumprelu", {"jumprelu_init_threshold": 0.5,
-                                                                          "jumprelu_bandwidth": 0.5})])
-def test_export_zip_holds_a_saelens_sae_for_raw_activations(app: Appliance, activation_set: dict, encoder: str,
-                                                           hp: dict) -> None:
+@pytest.mark.parametrize(
+    "encoder,hp", [("topk", {"k": 16}), ("jumprelu", {"jumprelu_init_threshold": 0.5, "jumprelu_bandwidth": 0.5})]
+)
+def test_export_zip_holds_a_saelens_sae_for_raw_activations(
+    app: Appliance, activation_set: dict, encoder: str, hp: dict
+) -> None:
     """Trained on normalised activations, exported with the scale folded in: the files alone, on the
     model's raw activations, give the explained variance the appliance measured."""
     import json
@@ -108,16 +121,24 @@ def test_export_zip_holds_a_saelens_sae_for_raw_activations(app: Appliance, acti
     response = app.get(f"/api/training/{tid}/export")
     assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(response.content))
-    assert {f"{tid}/cfg.json", f"{tid}/sae_weights.safetensors", f"{tid}/sparsity.safetensors"} <= set(archive.namelist())
+    assert {f"{tid}/cfg.json", f"{tid}/sae_weights.safetensors", f"{tid}/sparsity.safetensors"} <= set(
+        archive.namelist()
+    )
     cfg = json.loads(archive.read(f"{tid}/cfg.json"))
     weights = load(archive.read(f"{tid}/sae_weights.safetensors"))
     assert cfg["metadata"]["hook_name"] == f"blocks.{LAYER}.hook_resid_post" and cfg["normalize_activations"] == "none"
     manifest = activation_set["manifest"]
     folder = app.data_dir / "activations" / activation_set["id"]
-    raw = torch.cat([load((folder / f"blocks.{LAYER}.hook_resid_post_{s['index']:04d}.safetensors").read_bytes())
-                     ["activations"].float() for s in manifest["shards"]])
+    raw = torch.cat(
+        [
+            load((folder / f"blocks.{LAYER}.hook_resid_post_{s['index']:04d}.safetensors").read_bytes())[
+                "activations"
+            ].float()
+            for s in manifest["shards"]
+        ]
+    )
     evaluation = app.get(f"/api/training/{tid}").json()["data"]["evaluation"]
-    held = raw[-evaluation["held_out_tokens"]:]
+    held = raw[-evaluation["held_out_tokens"] :]
     x_hat = saelens_decode(weights, saelens_encode(cfg, weights, held), held)
     ev = 1 - (x_hat - held).pow(2).sum() / (held - held.mean(0)).pow(2).sum()
     assert abs(float(ev) - evaluation["explained_variance"]) < 2e-3, (float(ev), evaluation)
@@ -168,8 +189,11 @@ def test_pause_resume_and_a_killed_worker_continue_the_same_trajectory(app: Appl
 def test_sets_models_and_datasets_in_use_by_a_training_stay(app: Appliance, activation_set: dict) -> None:
     train(app, activation_set, "topk", k=16, total_steps=20)
     with app.client() as client:
-        for path in (f"/api/activations/{activation_set['id']}", f"/api/models/{activation_set['model_id']}",
-                     f"/api/datasets/{activation_set['dataset_id']}"):
+        for path in (
+            f"/api/activations/{activation_set['id']}",
+            f"/api/models/{activation_set['model_id']}",
+            f"/api/datasets/{activation_set['dataset_id']}",
+        ):
             assert_error(client.delete(path), 409, "CONFLICT")
 
 
@@ -177,10 +201,12 @@ def test_bad_starts(app: Appliance, activation_set: dict) -> None:
     base = {"activation_id": activation_set["id"], "layer": LAYER}
     assert_error(app.post("/api/training/start", json={**base, "layer": 0}), 400, "VALIDATION_ERROR")
     assert_error(app.post("/api/training/start", json={**base, "encoder_type": "magic"}), 400, "VALIDATION_ERROR")
-    assert_error(app.post("/api/training/start", json={**base, "hyperparameters": {"learning_rate": 5}}), 400,
-                 "VALIDATION_ERROR")
-    assert_error(app.post("/api/training/start", json={**base, "hyperparameters": {"k": 100000}}), 400,
-                 "VALIDATION_ERROR")
+    assert_error(
+        app.post("/api/training/start", json={**base, "hyperparameters": {"learning_rate": 5}}), 400, "VALIDATION_ERROR"
+    )
+    assert_error(
+        app.post("/api/training/start", json={**base, "hyperparameters": {"k": 100000}}), 400, "VALIDATION_ERROR"
+    )
     assert_error(app.post("/api/training/start", json={**base, "activation_id": "act_missing000"}), 404, "NOT_FOUND")
 
 
@@ -233,8 +259,11 @@ def test_retry_continues_from_the_last_checkpoint_or_starts_from_scratch(app: Ap
     done = app.wait_status(retried.json()["data"]["job_id"], "completed", "failed", timeout=300)
     assert done["status"] == "completed", done["error"]
     events = app.get(f"/api/jobs/{done['id']}/events", params={"format": "json"}).json()["data"]
-    resumed = [int(m.group(1)) for e in events
-               if (m := re.search(r"Resumed from the checkpoint at step (\d+)", e["data"].get("message") or ""))]
+    resumed = [
+        int(m.group(1))
+        for e in events
+        if (m := re.search(r"Resumed from the checkpoint at step (\d+)", e["data"].get("message") or ""))
+    ]
     assert resumed and resumed[0] >= 40 and resumed[0] % 40 == 0, resumed  # the last auto-save before the cancel
     for (step, loss), (ref_step, ref_loss) in zip(_losses(app, tid), reference, strict=True):
         assert step == ref_step and loss == pytest.approx(ref_loss, rel=1e-4, abs=1e-6), step
@@ -253,10 +282,25 @@ def test_retry_continues_from_the_last_checkpoint_or_starts_from_scratch(app: Ap
 def test_streamed_activations_train_and_resume_on_the_same_trajectory(app: Appliance, activation_set: dict) -> None:
     """No activation set: the model runs over the dataset while the SAE trains, a 4,096-token shuffle
     buffer at a time; a paused and resumed run repeats the uninterrupted run's losses."""
-    body = {"model_id": activation_set["model_id"], "dataset_id": activation_set["dataset_id"], "layer": LAYER,
-            "encoder_type": "topk", "seed": 3, "max_samples": 400, "context_length": 64, "auto_save_interval": 0,
-            "hyperparameters": {"k": 16, "expansion_factor": 4, "batch_size": 256, "total_steps": 150,
-                                "learning_rate": 1e-3, "warmup_steps": 10, "log_every": 10}}
+    body = {
+        "model_id": activation_set["model_id"],
+        "dataset_id": activation_set["dataset_id"],
+        "layer": LAYER,
+        "encoder_type": "topk",
+        "seed": 3,
+        "max_samples": 400,
+        "context_length": 64,
+        "auto_save_interval": 0,
+        "hyperparameters": {
+            "k": 16,
+            "expansion_factor": 4,
+            "batch_size": 256,
+            "total_steps": 150,
+            "learning_rate": 1e-3,
+            "warmup_steps": 10,
+            "log_every": 10,
+        },
+    }
 
     def start() -> tuple[str, str]:
         response = app.post("/api/training/start", json=body)
@@ -296,14 +340,16 @@ def _evaluate(app: Appliance, training_id: str, **body) -> dict:
 
 
 def _import_upload(app: Appliance, model_id: str, content: bytes, **fields) -> dict:
-    response = app.post("/api/training/import/upload", files={"file": ("sae.zip", content)},
-                        data={"model_id": model_id, **fields})
+    response = app.post(
+        "/api/training/import/upload", files={"file": ("sae.zip", content)}, data={"model_id": model_id, **fields}
+    )
     assert response.status_code == 202, response.text
     return app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
 
 
-def test_imported_saes_behave_like_the_original_in_the_model(app: Appliance, hub: FakeHub,
-                                                             activation_set: dict) -> None:
+def test_imported_saes_behave_like_the_original_in_the_model(
+    app: Appliance, hub: FakeHub, activation_set: dict
+) -> None:
     """A trained SAE's export, imported back as a zip (SAELens layout) and from the Hub (converted to
     EleutherAI sparsify's layout), gives the same spliced-model evaluation as the original; the
     on-demand evaluation of the original repeats its end-of-training numbers."""
@@ -325,8 +371,12 @@ def test_imported_saes_behave_like_the_original_in_the_model(app: Appliance, hub
     job = _import_upload(app, model_id, exported)
     assert job["status"] == "completed", job["error"]
     imported = app.get(f"/api/training/{job['target']['id']}").json()["data"]
-    assert (imported["status"], imported["encoder_type"], imported["layer"], imported["hook_type"]) == \
-        ("completed", "topk", LAYER, "residual")
+    assert (imported["status"], imported["encoder_type"], imported["layer"], imported["hook_type"]) == (
+        "completed",
+        "topk",
+        LAYER,
+        "residual",
+    )
     assert imported["dataset_id"] is None and imported["config"]["source"] == "imported"
     assert_error(app.post(f"/api/training/{imported['id']}/evaluate"), 400, "VALIDATION_ERROR")
     mine = _evaluate(app, imported["id"], dataset_id=dataset_id, samples=24, context_length=64)
@@ -337,16 +387,47 @@ def test_imported_saes_behave_like_the_original_in_the_model(app: Appliance, hub
     archive = zipfile.ZipFile(io.BytesIO(exported))
     weights = load(archive.read(f"{original}/sae_weights.safetensors"))
     d_sae = weights["W_enc"].shape[1]
-    sparsify = save({"encoder.weight": weights["W_enc"].T.contiguous(), "encoder.bias": weights["b_enc"],
-                     "W_dec": weights["W_dec"], "b_dec": weights["b_dec"]})
-    cfg = json.dumps({"expansion_factor": 4, "normalize_decoder": True, "num_latents": d_sae, "k": 16,
-                      "multi_topk": False, "skip_connection": False}).encode()
-    noise = save({"encoder.weight": torch.zeros(8, 3), "encoder.bias": torch.zeros(8), "W_dec": torch.zeros(8, 3),
-                  "b_dec": torch.zeros(3)})
-    hub.add(Repo("acme/demo-saes", "model", {f"layers.{LAYER}/cfg.json": cfg, f"layers.{LAYER}/sae.safetensors": sparsify,
-                                              "layers.0/cfg.json": cfg, "layers.0/sae.safetensors": noise}))
-    response = app.post("/api/training/import", json={"model_id": model_id, "repo_id": "acme/demo-saes",
-                                                     "subfolder": f"layers.{LAYER}"})
+    sparsify = save(
+        {
+            "encoder.weight": weights["W_enc"].T.contiguous(),
+            "encoder.bias": weights["b_enc"],
+            "W_dec": weights["W_dec"],
+            "b_dec": weights["b_dec"],
+        }
+    )
+    cfg = json.dumps(
+        {
+            "expansion_factor": 4,
+            "normalize_decoder": True,
+            "num_latents": d_sae,
+            "k": 16,
+            "multi_topk": False,
+            "skip_connection": False,
+        }
+    ).encode()
+    noise = save(
+        {
+            "encoder.weight": torch.zeros(8, 3),
+            "encoder.bias": torch.zeros(8),
+            "W_dec": torch.zeros(8, 3),
+            "b_dec": torch.zeros(3),
+        }
+    )
+    hub.add(
+        Repo(
+            "acme/demo-saes",
+            "model",
+            {
+                f"layers.{LAYER}/cfg.json": cfg,
+                f"layers.{LAYER}/sae.safetensors": sparsify,
+                "layers.0/cfg.json": cfg,
+                "layers.0/sae.safetensors": noise,
+            },
+        )
+    )
+    response = app.post(
+        "/api/training/import", json={"model_id": model_id, "repo_id": "acme/demo-saes", "subfolder": f"layers.{LAYER}"}
+    )
     assert response.status_code == 202, response.text
     job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
     assert job["status"] == "completed", job["error"]
@@ -357,21 +438,37 @@ def test_imported_saes_behave_like_the_original_in_the_model(app: Appliance, hub
 
     # Bad imports: a clear reason, a failed row, no files.
     trainings_before = len(app.get("/api/training/").json()["data"])
-    assert_error(app.post("/api/training/import/upload", files={"file": ("sae.zip", b"not a zip at all")},
-                          data={"model_id": model_id}), 400, "VALIDATION_ERROR")  # refused before it is queued
+    assert_error(
+        app.post(
+            "/api/training/import/upload", files={"file": ("sae.zip", b"not a zip at all")}, data={"model_id": model_id}
+        ),
+        400,
+        "VALIDATION_ERROR",
+    )  # refused before it is queued
     assert len(app.get("/api/training/").json()["data"]) == trainings_before
     narrow = io.BytesIO()
     with zipfile.ZipFile(narrow, "w") as z:
         z.writestr("x/cfg.json", json.dumps({"architecture": "standard", "d_in": 3, "d_sae": 8}))
-        z.writestr("x/sae_weights.safetensors", save({"W_enc": torch.zeros(3, 8), "b_enc": torch.zeros(8),
-                                                      "W_dec": torch.zeros(8, 3), "b_dec": torch.zeros(3)}))
+        z.writestr(
+            "x/sae_weights.safetensors",
+            save(
+                {
+                    "W_enc": torch.zeros(3, 8),
+                    "b_enc": torch.zeros(8),
+                    "W_dec": torch.zeros(8, 3),
+                    "b_dec": torch.zeros(3),
+                }
+            ),
+        )
     job = _import_upload(app, model_id, narrow.getvalue(), layer="1")
     assert job["status"] == "failed" and "d_model" in job["error"]["message"], job
     assert app.get(f"/api/training/{job['target']['id']}").json()["data"]["status"] == "failed"
     response = app.post("/api/training/import", json={"model_id": model_id, "repo_id": "acme/missing"})
     job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)
     assert job["status"] == "failed" and job["error"]["code"] == "NOT_FOUND", job
-    assert_error(app.post("/api/training/import", json={"model_id": "m_missing00000", "repo_id": "a/b"}), 404,
-                 "NOT_FOUND")
-    assert_error(app.post("/api/training/import/upload", files={"file": ("sae.zip", exported)}, data={}), 400,
-                 "VALIDATION_ERROR")
+    assert_error(
+        app.post("/api/training/import", json={"model_id": "m_missing00000", "repo_id": "a/b"}), 404, "NOT_FOUND"
+    )
+    assert_error(
+        app.post("/api/training/import/upload", files={"file": ("sae.zip", exported)}, data={}), 400, "VALIDATION_ERROR"
+    )

@@ -15,10 +15,13 @@ def test_resume_at_any_step_continues_the_same_batch_sequence(tmp_path) -> None:
     sizes = [300, 170, 230]
     for index, n in enumerate(sizes):
         base = sum(sizes[:index])
-        save_file({"activations": torch.arange(base, base + n, dtype=torch.float16).unsqueeze(1).repeat(1, 4)},
-                  str(tmp_path / f"blocks.0.hook_resid_post_{index:04d}.safetensors"))
-    (tmp_path / "manifest.json").write_text(json.dumps({"shards": [{"index": i, "tokens": n} for i, n in enumerate(sizes)],
-                                                        "d_model": 4}))
+        save_file(
+            {"activations": torch.arange(base, base + n, dtype=torch.float16).unsqueeze(1).repeat(1, 4)},
+            str(tmp_path / f"blocks.0.hook_resid_post_{index:04d}.safetensors"),
+        )
+    (tmp_path / "manifest.json").write_text(
+        json.dumps({"shards": [{"index": i, "tokens": n} for i, n in enumerate(sizes)], "d_model": 4})
+    )
     source = ActivationSource(tmp_path, "blocks.0.hook_resid_post", None)
     full = source.batches(64, seed=3, start_step=0)
     reference = [next(full)[0][:, 0].tolist() for _ in range(40)]  # several epochs (about 10 batches each)

@@ -33,15 +33,26 @@ def _seed(db_path: Path) -> tuple[str, str]:
     """A ready model and a ready dataset, as their jobs would have left them."""
     migrate(db_path)
     now = time.time()
-    architecture = {"family": "gpt2", "layers": 1, "d_model": D_MODEL, "parameters": 10_000, "context_length": 128,
-                    "hook_points": HOOK_POINTS}
+    architecture = {
+        "family": "gpt2",
+        "layers": 1,
+        "d_model": D_MODEL,
+        "parameters": 10_000,
+        "context_length": 128,
+        "hook_points": HOOK_POINTS,
+    }
     conn = sqlite3.connect(db_path)
     with conn:
-        conn.execute("INSERT INTO models (id, name, source, precision, status, path, architecture, created_at,"
-                     " updated_at) VALUES ('m_atomic0001', 'tiny', 'local', 'fp32', 'ready', '/nowhere', ?, ?, ?)",
-                     (json.dumps(architecture), now, now))
-        conn.execute("INSERT INTO datasets (id, name, source, status, num_samples, created_at, updated_at)"
-                     " VALUES ('ds_atomic0001', 'texts', 'local', 'ready', 100, ?, ?)", (now, now))
+        conn.execute(
+            "INSERT INTO models (id, name, source, precision, status, path, architecture, created_at,"
+            " updated_at) VALUES ('m_atomic0001', 'tiny', 'local', 'fp32', 'ready', '/nowhere', ?, ?, ?)",
+            (json.dumps(architecture), now, now),
+        )
+        conn.execute(
+            "INSERT INTO datasets (id, name, source, status, num_samples, created_at, updated_at)"
+            " VALUES ('ds_atomic0001', 'texts', 'local', 'ready', 100, ?, ?)",
+            (now, now),
+        )
     conn.close()
     return "m_atomic0001", "ds_atomic0001"
 
@@ -52,8 +63,13 @@ def started(tmp_path: Path) -> Iterator[tuple[TestClient, Any, dict[str, str]]]:
     model_id, dataset_id = _seed(settings.db_path)
     app = create_app(settings)
     with TestClient(app) as client:
-        body = {"model_id": model_id, "dataset_id": dataset_id, "layer": 0, "encoder_type": "topk",
-                "hyperparameters": {"k": 8, "total_steps": 10}}
+        body = {
+            "model_id": model_id,
+            "dataset_id": dataset_id,
+            "layer": 0,
+            "encoder_type": "topk",
+            "hyperparameters": {"k": 8, "total_steps": 10},
+        }
         yield client, app.state["api"], body
 
 
@@ -65,8 +81,7 @@ def _rows(db_path: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-ORPHANS = ("SELECT t.id FROM trainings t LEFT JOIN jobs j ON j.id = t.job_id AND j.target_id = t.id"
-           " WHERE j.id IS NULL")
+ORPHANS = "SELECT t.id FROM trainings t LEFT JOIN jobs j ON j.id = t.job_id AND j.target_id = t.id WHERE j.id IS NULL"
 
 
 def test_a_training_start_is_one_commit_holding_row_job_event_and_task(started) -> None:
@@ -90,13 +105,21 @@ def test_a_training_start_is_one_commit_holding_row_job_event_and_task(started) 
     commits = [i for i, statement in enumerate(trace) if statement.strip().upper() == "COMMIT"]
     assert len(commits) == 1, trace
     begin = next(i for i, s in enumerate(trace) if s.strip().upper().startswith("BEGIN"))
-    inside = trace[begin:commits[0]]
-    for part in ("INSERT INTO trainings", "INSERT INTO jobs", "INSERT INTO events", "UPDATE trainings SET job_id",
-                 "ENQUEUE"):
+    inside = trace[begin : commits[0]]
+    for part in (
+        "INSERT INTO trainings",
+        "INSERT INTO jobs",
+        "INSERT INTO events",
+        "UPDATE trainings SET job_id",
+        "ENQUEUE",
+    ):
         assert any(s.startswith(part) for s in inside), (part, inside)
     # Nothing else writes for this request outside that transaction.
-    writes = [s for s in trace[:begin] + trace[commits[0] + 1:] if s.split(" ", 1)[0].upper() in
-              ("INSERT", "UPDATE", "DELETE", "REPLACE")]
+    writes = [
+        s
+        for s in trace[:begin] + trace[commits[0] + 1 :]
+        if s.split(" ", 1)[0].upper() in ("INSERT", "UPDATE", "DELETE", "REPLACE")
+    ]
     assert writes == [], writes
 
     training = client.get(f"/api/training/{_rows(api.settings.db_path, 'SELECT id FROM trainings')[0][0]}").json()
@@ -147,7 +170,7 @@ def test_each_status_allows_its_own_actions() -> None:
 
 
 def test_save_now_is_a_control_value_on_the_running_job(started) -> None:
-    """"Save now" travels like pause and stop: the API sets the job's control, the worker relays it."""
+    """ "Save now" travels like pause and stop: the API sets the job's control, the worker relays it."""
     client, api, body = started
     job_id = client.post("/api/training/start", json=body).json()["data"]["job_id"]
     training_id = _rows(api.settings.db_path, "SELECT id FROM trainings")[0][0]

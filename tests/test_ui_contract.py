@@ -15,15 +15,17 @@ import msgspec
 import pytest
 
 from appliance.commands.openapi import document
-from appliance.contracts.events import PAYLOADS, StreamEvent
+from appliance.contracts.events import PAYLOADS, DatasetProgress, DatasetUpdated, StreamEvent, checked
 from appliance.jobs.records import Event, event_from_row
 from tests.support import REPO, Appliance, SSEReader
 
 WEBUI = REPO / "webui"
 OPENAPI = WEBUI / "src" / "api" / "openapi.json"
 SCHEMA_TS = WEBUI / "src" / "api" / "schema.d.ts"
-REGENERATE = ("regenerate: .venv/bin/python -m appliance.commands.openapi webui/src/api/openapi.json && "
-              "(cd webui && npm run api:types)")
+REGENERATE = (
+    "regenerate: .venv/bin/python -m appliance.commands.openapi webui/src/api/openapi.json && "
+    "(cd webui && npm run api:types)"
+)
 
 
 def test_committed_openapi_document_is_what_the_api_serves(make_appliance) -> None:
@@ -69,11 +71,32 @@ def _stored_events(app: Appliance) -> list[Event]:
         conn.close()
 
 
+def test_an_event_carries_its_types_payload_struct_or_is_refused_where_it_is_made() -> None:
+    from appliance.jobs.registry import KINDS
+
+    ready = DatasetUpdated(dataset_id="ds_x", status="ready")
+    assert checked("dataset.updated", ready) is ready
+    for type_, payload in (
+        ("dataset.updated", {"dataset_id": "ds_x", "status": "ready"}),  # a dict: the Struct is the contract
+        ("model.updated", ready),  # another type's Struct
+        ("dataset.progress", ready),
+        ("no.such.event", ready),
+    ):
+        with pytest.raises(TypeError):
+            checked(type_, payload)
+    with pytest.raises(TypeError):  # a field the payload does not have (JobContext.progress's extras)
+        DatasetProgress(job_id="job_x", progress=0.5, message="", t=0.0, tokens=3)  # type: ignore[call-arg]
+    # Every job kind reports progress with a payload Struct of its own (JobContext looks it up at start).
+    assert {kind.progress_type for kind in KINDS.values()} <= set(PAYLOADS)
+
+
 def test_every_stored_event_of_real_jobs_decodes_into_its_struct(appliance: Appliance) -> None:
     app = appliance
     with SSEReader(app.url + "/api/events?topics=system:metrics") as metrics:
-        finished = [app.wait_status(app.selftest(steps=3, delay_ms=10), "completed"),
-                    app.wait_status(app.selftest(steps=3, delay_ms=10, fail_at=2), "failed")]
+        finished = [
+            app.wait_status(app.selftest(steps=3, delay_ms=10), "completed"),
+            app.wait_status(app.selftest(steps=3, delay_ms=10, fail_at=2), "failed"),
+        ]
         imports = app.data_dir / "imports"
         imports.mkdir(parents=True, exist_ok=True)
         (imports / "t.jsonl").write_text("".join(json.dumps({"text": f"sample {i} " * 5}) + "\n" for i in range(20)))
@@ -85,8 +108,10 @@ def test_every_stored_event_of_real_jobs_decodes_into_its_struct(appliance: Appl
         dataset_id = finished[2]["target"]["id"]
         response = app.post(f"/api/datasets/{dataset_id}/tokenize", json={"tokenizer": "demo"})
         assert response.status_code == 202, response.text
-        assert app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)["status"] \
+        assert (
+            app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=120)["status"]
             == "completed"
+        )
         metrics.wait_for(lambda events: any(e["event"] == "system.metrics" for e in events), timeout=30)
     stored = _stored_events(app)
     for row in stored:

@@ -14,9 +14,16 @@ from tests.support import wait_until
 
 def test_up_runs_both_and_stops_cleanly(make_appliance) -> None:
     app = make_appliance()
-    proc = subprocess.Popen([sys.executable, "-m", "appliance", "up"], env=app.env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "up"],
+        env=app.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
+
         def ready() -> bool:
             try:
                 return httpx.get(app.url + "/api/health/ready", timeout=1).status_code == 200
@@ -41,6 +48,7 @@ def test_up_runs_both_and_stops_cleanly(make_appliance) -> None:
 
 # -- restarts: either process is restarted alone, with a backoff that resets after a healthy period --
 
+
 class Up:
     """`mistudio up` with its output in a file the test reads as it grows."""
 
@@ -48,8 +56,14 @@ class Up:
         self.app = app
         self.log = tmp_path / "up.log"
         self.out = open(self.log, "w")  # noqa: SIM115 - closed by close()
-        self.proc = subprocess.Popen([sys.executable, "-m", "appliance", "up"], env={**app.env, **env}, text=True,
-                                     stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "up"],
+            env={**app.env, **env},
+            text=True,
+            stdout=self.out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def text(self) -> str:
         return self.log.read_text()
@@ -86,8 +100,11 @@ def _alive(pid: int) -> bool:
         return False
 
 
-FAST_RESTARTS = {"MISTUDIO_RESTART_BACKOFF_S": "0.05", "MISTUDIO_RESTART_BACKOFF_MAX_S": "0.2",
-                 "MISTUDIO_RESTART_HEALTHY_S": "0.5"}
+FAST_RESTARTS = {
+    "MISTUDIO_RESTART_BACKOFF_S": "0.05",
+    "MISTUDIO_RESTART_BACKOFF_MAX_S": "0.2",
+    "MISTUDIO_RESTART_HEALTHY_S": "0.5",
+}
 
 
 def test_up_restarts_the_api_and_leaves_the_worker_alone(make_appliance, tmp_path) -> None:

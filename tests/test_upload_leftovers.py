@@ -21,9 +21,13 @@ def _start_upload(app: Appliance, path: str) -> socket.socket:
     """Send the head of an upload and part of its file, and leave the request waiting for the rest."""
     length = len(PART_HEAD) + ANNOUNCED + len(b"\r\n--xyz--\r\n")
     sock = socket.create_connection(("127.0.0.1", app.port))
-    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
-                 f"Content-Type: multipart/form-data; boundary={BOUNDARY.decode()}\r\n"
-                 f"Content-Length: {length}\r\n\r\n".encode() + PART_HEAD + b'{"text": "x"}\n' * (SENT // 14))
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{app.port}\r\n"
+        f"Content-Type: multipart/form-data; boundary={BOUNDARY.decode()}\r\n"
+        f"Content-Length: {length}\r\n\r\n".encode()
+        + PART_HEAD
+        + b'{"text": "x"}\n' * (SENT // 14)
+    )
     return sock
 
 
@@ -57,8 +61,9 @@ def test_an_upload_cut_short_by_a_killed_api_is_swept_at_start(make_appliance) -
 
 
 @pytest.mark.parametrize("path,name", [("/api/datasets/upload", "upload"), ("/api/training/import/upload", "sae.zip")])
-def test_a_client_that_disconnects_mid_upload_leaves_no_file_and_no_traceback(make_appliance, path: str,
-                                                                                name: str) -> None:
+def test_a_client_that_disconnects_mid_upload_leaves_no_file_and_no_traceback(
+    make_appliance, path: str, name: str
+) -> None:
     app: Appliance = make_appliance()
     app.start_api()
     sock = _start_upload(app, path)

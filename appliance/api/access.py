@@ -26,7 +26,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 
 import msgspec
 from litestar import Litestar
@@ -58,8 +58,11 @@ def check_routes(app: Litestar) -> frozenset[str]:
     uploads: set[str] = set()
     for route in app.routes:
         path = route.path
-        if not (_under(path, API_PREFIX) or path in PUBLIC_ROUTES
-                or any(_under(path, public) for public in PUBLIC_ROUTES if public != "/")):
+        if not (
+            _under(path, API_PREFIX)
+            or path in PUBLIC_ROUTES
+            or any(_under(path, public) for public in PUBLIC_ROUTES if public != "/")
+        ):
             raise RuntimeError(f"route {path} is neither under {API_PREFIX} nor in access.PUBLIC_ROUTES")
         for handler in route.route_handlers if isinstance(route, HTTPRoute) else [route.route_handler]:
             if takes_file(handler):
@@ -80,8 +83,9 @@ class HostNames:
     def __init__(self, extra: Iterable[str]):
         extra = tuple(extra)
         self.any = "*" in extra
-        self.names = frozenset(name for name in default_host_names() | set(extra)
-                               if name and name != "*" and not _is_ip(name))
+        self.names = frozenset(
+            name for name in default_host_names() | set(extra) if name and name != "*" and not _is_ip(name)
+        )
         self._seen: dict[bytes, bool] = {}
 
     def allows(self, host: bytes) -> bool:
@@ -111,6 +115,8 @@ def guard(app: Litestar, settings: Settings) -> ASGIApp:
     hosts = HostNames((*settings.allowed_hosts, settings.host.lower().rstrip(".")))
     expected = settings.token.encode() if settings.token else None
 
+    # The hot path of every request: the checks are small functions taking the header values found
+    # in one pass, so an admitted request allocates nothing for them; a refusal builds its answer.
     async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
@@ -129,42 +135,97 @@ def guard(app: Litestar, settings: Settings) -> ASGIApp:
             elif name == b"transfer-encoding":
                 chunked = value
         if host is not None and not hosts.allows(host):
-            shown = host.decode("latin-1")[:100]
-            await _refuse(scope, send, 421, "MISDIRECTED_REQUEST",
-                          f"This appliance does not answer to the name {shown!r} (a page on another site may "
-                          f"be reaching it through its own DNS name). Known names: {hosts.describe()} and "
-                          "IP addresses; add others to MISTUDIO_ALLOWED_HOSTS", {"host": shown})
+            await _refuse_host(scope, send, host, hosts)
             return
         path: str | None = None
         if expected is not None:
             path = _dispatched_path(scope)
-            if _under(path, API_PREFIX):
-                token = presented_token(scope["headers"])
-                if token is None or not hmac.compare_digest(token.encode(), expected):
-                    await _refuse(scope, send, 401, "UNAUTHORIZED",
-                                  "This appliance requires an access token (MISTUDIO_TOKEN): send it as "
-                                  "'Authorization: Bearer <token>'", {}, [(b"www-authenticate", b"Bearer")])
-                    return
+            if _under(path, API_PREFIX) and not _has_token(scope, expected):
+                await _refuse_token(scope, send)
+                return
         if kind == "http" and scope.get("method") in STATE_CHANGING:
             if origin is not None and not _same_origin(origin, host):
-                shown = origin.decode("latin-1")[:100]
-                await _refuse(scope, send, 403, "FORBIDDEN",
-                              f"Cross-origin request refused: the page at origin {shown!r} is not this appliance's "
-                              "own. Changes come from the appliance's UI, or from clients that send no Origin "
-                              "header (curl, scripts)", {"origin": shown})
+                await _refuse_origin(scope, send, origin)
                 return
             upload = (path or _dispatched_path(scope)) in uploads
-            media = content_type.split(b";", 1)[0].strip().lower() if content_type is not None else None
-            has_body = chunked is not None or (length is not None and length.strip() not in (b"0", b""))
+            media = _media_type(content_type)
             wanted = _MULTIPART if upload else _JSON
-            if (media is None and has_body) or (media is not None and media != wanted):
-                received = media.decode("latin-1")[:100] if media is not None else None
-                await _refuse(scope, send, 415, "UNSUPPORTED_MEDIA_TYPE", _media_message(upload, received),
-                              {"field": "content-type", "expected": wanted.decode(), "received": received})
+            if _wrong_media(media, wanted, length, chunked):
+                await _refuse_media(scope, send, upload, wanted, media)
                 return
         await app(scope, receive, send)
 
     return guarded
+
+
+def _has_token(scope: Scope, expected: bytes) -> bool:
+    token = presented_token(scope["headers"])
+    return token is not None and hmac.compare_digest(token.encode(), expected)
+
+
+def _media_type(content_type: bytes | None) -> bytes | None:
+    """The Content-Type without its parameters (``; charset=...``, ``; boundary=...``), lower-cased."""
+    return content_type.split(b";", 1)[0].strip().lower() if content_type is not None else None
+
+
+def _wrong_media(media: bytes | None, wanted: bytes, length: bytes | None, chunked: bytes | None) -> bool:
+    """A declared type other than ``wanted``, or a body (chunked, or a length above 0) with none."""
+    if media is not None:
+        return media != wanted
+    return chunked is not None or (length is not None and length.strip() not in (b"0", b""))
+
+
+# The refusals return _refuse's coroutine for the guard to await (no coroutine of their own).
+def _refuse_host(scope: Scope, send: Send, host: bytes, hosts: HostNames) -> Awaitable[None]:
+    shown = host.decode("latin-1")[:100]
+    return _refuse(
+        scope,
+        send,
+        421,
+        "MISDIRECTED_REQUEST",
+        f"This appliance does not answer to the name {shown!r} (a page on another site may "
+        f"be reaching it through its own DNS name). Known names: {hosts.describe()} and "
+        "IP addresses; add others to MISTUDIO_ALLOWED_HOSTS",
+        {"host": shown},
+    )
+
+
+def _refuse_token(scope: Scope, send: Send) -> Awaitable[None]:
+    return _refuse(
+        scope,
+        send,
+        401,
+        "UNAUTHORIZED",
+        "This appliance requires an access token (MISTUDIO_TOKEN): send it as 'Authorization: Bearer <token>'",
+        {},
+        [(b"www-authenticate", b"Bearer")],
+    )
+
+
+def _refuse_origin(scope: Scope, send: Send, origin: bytes) -> Awaitable[None]:
+    shown = origin.decode("latin-1")[:100]
+    return _refuse(
+        scope,
+        send,
+        403,
+        "FORBIDDEN",
+        f"Cross-origin request refused: the page at origin {shown!r} is not this appliance's "
+        "own. Changes come from the appliance's UI, or from clients that send no Origin "
+        "header (curl, scripts)",
+        {"origin": shown},
+    )
+
+
+def _refuse_media(scope: Scope, send: Send, upload: bool, wanted: bytes, media: bytes | None) -> Awaitable[None]:
+    received = media.decode("latin-1")[:100] if media is not None else None
+    return _refuse(
+        scope,
+        send,
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+        _media_message(upload, received),
+        {"field": "content-type", "expected": wanted.decode(), "received": received},
+    )
 
 
 def _dispatched_path(scope: Scope) -> str:
@@ -191,8 +252,7 @@ def _same_origin(origin: bytes, host: bytes | None) -> bool:
     """The Origin names the host and port the request is addressed to. Either scheme: nothing else can
     serve that host and port, and behind a TLS proxy the page's origin is https."""
     scheme, sep, netloc = origin.strip().lower().partition(b"://")
-    return (host is not None and bool(sep) and scheme in (b"http", b"https")
-            and netloc == host.strip().lower())
+    return host is not None and bool(sep) and scheme in (b"http", b"https") and netloc == host.strip().lower()
 
 
 def _media_message(upload: bool, received: str | None) -> str:
@@ -202,14 +262,28 @@ def _media_message(upload: bool, received: str | None) -> str:
     return f"Send the body as JSON with the header 'content-type: application/json'; {got}"
 
 
-async def _refuse(scope: Scope, send: Send, status: int, code: str, message: str, details: dict,
-                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     if scope["type"] == "websocket":  # closing before accepting answers the handshake with 403
         await send({"type": "websocket.close", "code": 1008, "reason": code})
         return
     body = msgspec.json.encode(ErrorResponse(ErrorBody(code, message, details, False, now_iso())))
-    start: HTTPResponseStartEvent = {"type": "http.response.start", "status": status, "headers": [
-        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(headers or [])]}
+    start: HTTPResponseStartEvent = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *(headers or []),
+        ],
+    }
     end: HTTPResponseBodyEvent = {"type": "http.response.body", "body": body, "more_body": False}
     await send(start)
     await send(end)

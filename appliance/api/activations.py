@@ -19,10 +19,14 @@ class ExtractionController(Controller):
     path = "/api/models"
     tags = ["activations"]
 
-    @post("/{model_id:str}/extract-activations", responses=errors(409),
-          summary="Extract activations of chosen layers over a dataset")
-    async def extract(self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, model_id: str,
-                      data: ExtractRequest) -> Response[Envelope[Accepted]]:
+    @post(
+        "/{model_id:str}/extract-activations",
+        responses=errors(409),
+        summary="Extract activations of chosen layers over a dataset",
+    )
+    async def extract(
+        self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, model_id: str, data: ExtractRequest
+    ) -> Response[Envelope[Accepted]]:
         return accepted(await service.extract(db, jobs, layout, model_id, data))
 
 
@@ -38,7 +42,11 @@ class ActivationsController(Controller):
     async def get_set(self, db: AsyncDatabase, activation_id: str) -> Envelope[ActivationSet]:
         return ok(await service.get_set(db, activation_id))
 
-    @delete("/{activation_id:str}", responses=errors(409), status_code=200,
-            summary="Delete an activation set and its shards")
+    @delete(
+        "/{activation_id:str}",
+        responses=errors(409),
+        status_code=200,
+        summary="Delete an activation set and its shards",
+    )
     async def delete_set(self, db: AsyncDatabase, layout: DataLayout, activation_id: str) -> Envelope[ActivationSet]:
         return ok(await service.delete_set(db, layout, activation_id))

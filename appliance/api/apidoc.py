@@ -25,7 +25,17 @@ from typing import Any
 import msgspec
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIResponse, Operation, Parameter, Reference, RequestBody, Schema
+from litestar.openapi.spec import (
+    OpenAPIFormat,
+    OpenAPIMediaType,
+    OpenAPIResponse,
+    OpenAPIType,
+    Operation,
+    Parameter,
+    Reference,
+    RequestBody,
+    Schema,
+)
 from litestar.response import ServerSentEvent
 from litestar.routes import HTTPRoute
 
@@ -65,14 +75,21 @@ _TEMPLATE_PREFIXES = {"/api/templates/extraction": "et", "/api/templates/trainin
 
 def errors(*statuses: int) -> dict[int, ResponseSpec]:
     """The ``responses=`` of a route that can also answer ``statuses`` (beyond what its shape implies)."""
-    return {status: ResponseSpec(ErrorResponse, generate_examples=False, description=_MEANING[status])
-            for status in statuses}
+    return {
+        status: ResponseSpec(ErrorResponse, generate_examples=False, description=_MEANING[status])
+        for status in statuses
+    }
 
 
 def accepted_too() -> dict[int, ResponseSpec]:
     """The ``responses=`` entry of a route that answers 200 with a result, or 202 when it queues the work."""
-    return {202: ResponseSpec(AcceptedResponse, generate_examples=False,
-                              description="Accepted: the work was queued as a job; follow it at /api/jobs/{job_id}")}
+    return {
+        202: ResponseSpec(
+            AcceptedResponse,
+            generate_examples=False,
+            description="Accepted: the work was queued as a job; follow it at /api/jobs/{job_id}",
+        )
+    }
 
 
 def alternatives(*media_types: str) -> dict[str, Any]:
@@ -154,19 +171,24 @@ def _complete(operation: Operation, handler: Any, method: str, path: str, settin
     elif operation.request_body is not None:
         operation.request_body.description = (
             f"JSON (content-type: application/json), at most {settings.max_body_bytes:,} bytes "
-            "(MISTUDIO_MAX_BODY_BYTES)")
+            "(MISTUDIO_MAX_BODY_BYTES)"
+        )
     for parameter in operation.parameters or ():
         if not isinstance(parameter, Parameter):
             continue
-        prefix = _TEMPLATE_PREFIXES.get(path.split("/{")[0]) if parameter.name == "template_id" \
+        prefix = (
+            _TEMPLATE_PREFIXES.get(path.split("/{")[0])
+            if parameter.name == "template_id"
             else _ID_PREFIXES.get(parameter.name)
+        )
         if parameter.param_in == "path" and prefix and isinstance(parameter.schema, Schema):
             parameter.schema.pattern = _id_pattern(prefix)
             parameter.description = parameter.description or f"A {prefix}_… id"
     for status in _statuses(operation, handler, method, upload, responses):
         responses[str(status)] = OpenAPIResponse(
             description=_MEANING.get(status, HTTPStatus(status).phrase),
-            content={"application/json": OpenAPIMediaType(schema=_ERROR)})
+            content={"application/json": OpenAPIMediaType(schema=_ERROR)},
+        )
     operation.responses = dict(sorted(responses.items()))
 
 
@@ -204,11 +226,14 @@ def _success(responses: dict[str, Any], handler: Any) -> None:
         content = {k: v for k, v in (ok.content or {}).items() if k != "application/json"}
         json_schema = ok.content and ok.content.get("application/json") and ok.content["application/json"].schema
         alternatives_ = [s for s in getattr(json_schema, "one_of", None) or () if isinstance(s, Reference)]
-        content["text/event-stream"] = OpenAPIMediaType(schema=Reference(
-            ref=_COMPONENTS.format(name=_STREAM_EVENT),
-            description="Server-Sent Events: `id:` (the event id, for Last-Event-ID), `event:` (its type) and "
-                        "`data:` (a JSON object, this schema) per event, and comment heartbeats. "
-                        "It does not end by itself."))
+        content["text/event-stream"] = OpenAPIMediaType(
+            schema=Reference(
+                ref=_COMPONENTS.format(name=_STREAM_EVENT),
+                description="Server-Sent Events: `id:` (the event id, for Last-Event-ID), `event:` (its type) and "
+                "`data:` (a JSON object, this schema) per event, and comment heartbeats. "
+                "It does not end by itself.",
+            )
+        )
         if alternatives_:  # a JSON poll of the same events (format=json)
             content["application/json"] = OpenAPIMediaType(schema=alternatives_[0])
         ok.content = content
@@ -231,8 +256,11 @@ def _event_components(schemas: dict[str, Any]) -> None:
         if known is not None:
             renames[_COMPONENTS.format(name=name)] = _COMPONENTS.format(name=known)
             components.pop(name)
-    components[_STREAM_EVENT] = {**union, "title": _STREAM_EVENT,
-                                 "description": "One event of /api/events: `type` names it and decides `data`."}
+    components[_STREAM_EVENT] = {
+        **union,
+        "title": _STREAM_EVENT,
+        "description": "One event of /api/events: `type` names it and decides `data`.",
+    }
     for name, schema in _renamed(components, renames).items():
         if name in schemas:
             raise RuntimeError(f"the event component {name} would replace a route's component of that name")
@@ -303,7 +331,14 @@ def _upload_body(handler: Any, settings: Settings) -> RequestBody:
     return RequestBody(
         required=True,
         description=f"multipart/form-data: the file in the field `file`, at most {settings.max_upload_bytes:,} "
-                    "bytes (MISTUDIO_MAX_UPLOAD_BYTES); the other fields as text",
-        content={_UPLOAD: OpenAPIMediaType(schema=Schema(
-            type="object", required=required,  # type: ignore[arg-type]
-            properties={"file": {"type": "string", "format": "binary"}, **fields}))})  # type: ignore[dict-item]
+        "bytes (MISTUDIO_MAX_UPLOAD_BYTES); the other fields as text",
+        content={
+            _UPLOAD: OpenAPIMediaType(
+                schema=Schema(
+                    type=OpenAPIType.OBJECT,
+                    required=required,
+                    properties={"file": Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY), **fields},
+                )
+            )
+        },
+    )

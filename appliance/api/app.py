@@ -54,8 +54,7 @@ log = logging.getLogger("mistudio.api")
 
 def create_app(settings: Settings | None = None) -> Litestar:
     settings = settings or get_settings()
-    api = ApiState(settings=settings, queue=JobQueue(settings.queue_path),
-                   broadcaster=Broadcaster(settings.sse_poll_s))
+    api = ApiState(settings=settings, queue=JobQueue(settings.queue_path), broadcaster=Broadcaster(settings.sse_poll_s))
 
     async def worker_pid() -> int | None:
         return await live_worker_pid(api.database) if api.database is not None else None
@@ -67,8 +66,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         api.db = await connect_async(settings.db_path)
         api.database = AsyncDatabase(api.db, api.db_lock)
         api.events_db = await connect_async(settings.db_path)
-        api.jobs = AsyncJobStore(api.database, api.queue, settings.db_path,
-                                 memory=MemoryManager.from_settings(settings))
+        api.jobs = AsyncJobStore(
+            api.database, api.queue, settings.db_path, memory=MemoryManager.from_settings(settings)
+        )
         await uploads.sweep(api)  # before serving: no upload is in flight yet
         await seed_first_start(api)
         await api.broadcaster.start(AsyncDatabase(api.events_db), settings.db_path)
@@ -86,13 +86,26 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     handlers = {**EXCEPTION_HANDLERS, NotFoundException: not_found_handler(settings.webui_dir)}
     app = Litestar(
-        route_handlers=[HealthController, SystemController, JobsController, DatasetsController, TokenizeController,
-                        ModelsController, ExtractionController, ActivationsController, ExtractionTemplatesController,
-                        TrainingTemplatesController,
-                        TrainingController, TrainingImportController, FeaturesController, SettingsController,
-                        SteeringController, SteeringPresetsController,
-                        events_stream,
-                        *ui_routes(settings.webui_dir)],
+        route_handlers=[
+            HealthController,
+            SystemController,
+            JobsController,
+            DatasetsController,
+            TokenizeController,
+            ModelsController,
+            ExtractionController,
+            ActivationsController,
+            ExtractionTemplatesController,
+            TrainingTemplatesController,
+            TrainingController,
+            TrainingImportController,
+            FeaturesController,
+            SettingsController,
+            SteeringController,
+            SteeringPresetsController,
+            events_stream,
+            *ui_routes(settings.webui_dir),
+        ],
         lifespan=[lifespan],
         dependencies=DEPENDENCIES,
         state=State({"api": api}),
@@ -102,8 +115,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
         # Gzip pays off for the UI's assets; API answers are small, and the per-request cost of the
         # compressor showed up in the latency profile.
         compression_config=CompressionConfig(backend="gzip", minimum_size=1024, exclude=["^/api/", "^/schema"]),
-        openapi_config=OpenAPIConfig(title="MechInterp Studio API", version=__version__, path="/schema",
-                                     render_plugins=[LocalSwaggerPlugin()]),
+        openapi_config=OpenAPIConfig(
+            title="MechInterp Studio API", version=__version__, path="/schema", render_plugins=[LocalSwaggerPlugin()]
+        ),
         debug=False,
     )
     complete_openapi(app, settings)  # the document as the API answers: errors, 202s, ids, streams

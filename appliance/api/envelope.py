@@ -42,9 +42,16 @@ def meta(pagination: Pagination | None = None) -> Meta:
 
 
 def page_meta(page: int, limit: int, total: int, *, exact: bool = True, has_next: bool | None = None) -> Meta:
-    return meta(Pagination(page=page, limit=limit, total=total,
-                           has_next=page * limit < total if has_next is None else has_next,
-                           has_prev=page > 1, total_exact=exact))
+    return meta(
+        Pagination(
+            page=page,
+            limit=limit,
+            total=total,
+            has_next=page * limit < total if has_next is None else has_next,
+            has_prev=page > 1,
+            total_exact=exact,
+        )
+    )
 
 
 class Accepted(msgspec.Struct):
@@ -59,6 +66,7 @@ T = TypeVar("T")
 class Envelope(msgspec.Struct, Generic[T]):
     """Every success answer: ``Envelope[Training]``, ``Envelope[list[Dataset]]``... The type parameter
     keeps each answer's schema in the OpenAPI document (and so in the UI's generated types)."""
+
     data: T
     meta: Meta
 
@@ -67,6 +75,7 @@ def ok(data: T, pagination: Pagination | None = None) -> Envelope[T]:
     return Envelope(data, meta(pagination))
 
 
-def page(data: T, page: int, limit: int, total: int, *, exact: bool = True,
-         has_next: bool | None = None) -> Envelope[T]:
+def page(
+    data: T, page: int, limit: int, total: int, *, exact: bool = True, has_next: bool | None = None
+) -> Envelope[T]:
     return Envelope(data, page_meta(page, limit, total, exact=exact, has_next=has_next))

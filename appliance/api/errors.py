@@ -44,8 +44,14 @@ class ErrorResponse(msgspec.Struct):
     error: ErrorBody
 
 
-def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None,
-                   retryable: bool = False, headers: dict[str, str] | None = None) -> Response[ErrorResponse]:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    retryable: bool = False,
+    headers: dict[str, str] | None = None,
+) -> Response[ErrorResponse]:
     body = ErrorResponse(ErrorBody(code, message, details or {}, retryable, now_iso()))
     return Response(body, status_code=status, media_type=MediaType.JSON, headers=headers)
 
@@ -63,8 +69,11 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     if isinstance(exc, ValidationException):
         if isinstance(exc.extra, list) and exc.extra:
             details["errors"] = [
-                {k: v for k, v in item.items() if k in ("key", "message", "source")} if isinstance(item, dict)
-                else {"message": str(item)} for item in exc.extra]
+                {k: v for k, v in item.items() if k in ("key", "message", "source")}
+                if isinstance(item, dict)
+                else {"message": str(item)}
+                for item in exc.extra
+            ]
             first = details["errors"][0]
             message = f"{first.get('message', message)}" + (f" (field {first['key']!r})" if first.get("key") else "")
         elif exc.extra:

@@ -25,14 +25,24 @@ _encode = msgspec.json.encode
 
 
 def _message(event: Event) -> ServerSentEventMessage:
-    payload = {"id": event.id, "topic": event.topic, "type": event.type, "job_id": event.job_id,
-               "created_at": event.created_at, "data": event.data}
+    payload = {
+        "id": event.id,
+        "topic": event.topic,
+        "type": event.type,
+        "job_id": event.job_id,
+        "created_at": event.created_at,
+        "data": event.data,
+    }
     return ServerSentEventMessage(id=event.id, event=event.type, data=_encode(payload).decode())
 
 
 def _ends_job(event: Event, job_id: str | None) -> bool:
-    return (job_id is not None and event.type == "job.updated" and isinstance(event.data, dict)
-            and event.data.get("status") in FINAL_STATUSES)
+    return (
+        job_id is not None
+        and event.type == "job.updated"
+        and isinstance(event.data, dict)
+        and event.data.get("status") in FINAL_STATUSES
+    )
 
 
 def parse_last_event_id(header: str | None, query: int | None) -> int | None:
@@ -40,8 +50,9 @@ def parse_last_event_id(header: str | None, query: int | None) -> int | None:
         try:
             value = int(header.strip())
         except ValueError:
-            raise ValidationError("Last-Event-ID must be an integer event id",
-                                  details={"field": "Last-Event-ID", "value": header[:50]}) from None
+            raise ValidationError(
+                "Last-Event-ID must be an integer event id", details={"field": "Last-Event-ID", "value": header[:50]}
+            ) from None
         if value < 0:
             raise ValidationError("Last-Event-ID must not be negative", details={"field": "Last-Event-ID"})
         return value
@@ -107,14 +118,19 @@ def _topics(raw: str | None) -> tuple[str, ...]:
     topics = tuple(t.strip() for t in raw.split(",") if t.strip())
     for topic in topics:
         if len(topic) > 200 or any(c in topic for c in "\x00\n\r"):
-            raise ValidationError("topics must be comma-separated names such as 'job' or 'training:tr_x'",
-                                  details={"field": "topics"})
+            raise ValidationError(
+                "topics must be comma-separated names such as 'job' or 'training:tr_x'", details={"field": "topics"}
+            )
     return topics
 
 
-@get("/api/events", tags=["events"], summary="Server-Sent Events stream of the event log",
-     description="Each event: `id:` (row id), `event:` (type, e.g. job.updated), `data:` JSON "
-                 "{id, topic, type, job_id, created_at, data}. Resume with Last-Event-ID.")
+@get(
+    "/api/events",
+    tags=["events"],
+    summary="Server-Sent Events stream of the event log",
+    description="Each event: `id:` (row id), `event:` (type, e.g. job.updated), `data:` JSON "
+    "{id, topic, type, job_id, created_at, data}. Resume with Last-Event-ID.",
+)
 async def events_stream(
     api: ApiState,
     topics: str | None = Parameter(default=None, description="Comma-separated topic filters"),

@@ -65,77 +65,137 @@ FEATURE = FEATURES + "/{index:int}"
 class FeaturesController(Controller):
     tags = ["features"]
 
-    @post("/api/features/extract", responses=errors(404, 409),
-          summary="Extract the features of a finished SAE (max-activating examples, statistics, logit lens, labels,"
-                  " scores, map)")
+    @post(
+        "/api/features/extract",
+        responses=errors(404, 409),
+        summary="Extract the features of a finished SAE (max-activating examples, statistics, logit lens, labels,"
+        " scores, map)",
+    )
     async def extract(self, db: AsyncDatabase, jobs: AsyncJobStore, data: ExtractRequest) -> Response[AcceptedResponse]:
-        return accepted(await service.start_extraction(db, jobs, data.training_id, data.dataset_id, data.eval_samples,
-                                                       data.top_k_examples, data.context_length))
+        return accepted(
+            await service.start_extraction(
+                db, jobs, data.training_id, data.dataset_id, data.eval_samples, data.top_k_examples, data.context_length
+            )
+        )
 
     @get(FEATURES + "/summary", summary="The extraction: status, settings, summary")
     async def summary(self, db: AsyncDatabase, training_id: str) -> Envelope[Extraction]:
         return ok(await service.summary(db, training_id))
 
     @get(FEATURES, responses=errors(409), summary="Browse features: search, sort, filter, pages")
-    async def browse(self, db: AsyncDatabase, training_id: str,
-                     search: str | None = Parameter(default=None, max_length=200),
-                     sort_by: Literal["index", "frequency", "max_activation", "interpretability", "name"] = "frequency",
-                     order: Literal["asc", "desc"] = "desc",
-                     page_number: int = Parameter(query="page", default=1, ge=1, le=1_000_000),
-                     limit: int = Parameter(default=50, ge=1, le=500),
-                     favorites_only: bool = False, include_dead: bool = False,
-                     min_frequency: float | None = Parameter(default=None, ge=0, le=1),
-                     max_frequency: float | None = Parameter(default=None, ge=0, le=1)) -> Envelope[list[FeatureRow]]:
-        rows, total = await service.browse(db, training_id, Browse(
-            search, sort_by, order, page_number, limit, favorites_only, include_dead, min_frequency, max_frequency))
+    async def browse(
+        self,
+        db: AsyncDatabase,
+        training_id: str,
+        search: str | None = Parameter(default=None, max_length=200),
+        sort_by: Literal["index", "frequency", "max_activation", "interpretability", "name"] = "frequency",
+        order: Literal["asc", "desc"] = "desc",
+        page_number: int = Parameter(query="page", default=1, ge=1, le=1_000_000),
+        limit: int = Parameter(default=50, ge=1, le=500),
+        favorites_only: bool = False,
+        include_dead: bool = False,
+        min_frequency: float | None = Parameter(default=None, ge=0, le=1),
+        max_frequency: float | None = Parameter(default=None, ge=0, le=1),
+    ) -> Envelope[list[FeatureRow]]:
+        rows, total = await service.browse(
+            db,
+            training_id,
+            Browse(
+                search, sort_by, order, page_number, limit, favorites_only, include_dead, min_frequency, max_frequency
+            ),
+        )
         return page(rows, page_number, limit, total)
 
     @get(FEATURES + "/map", responses=errors(409), summary="The UMAP map: 2-D points of live features")
     async def feature_map(self, db: AsyncDatabase, training_id: str) -> Envelope[list[MapPoint]]:
         return ok(await service.feature_map(db, training_id))
 
-    @get(FEATURES + "/correlation-matrix", responses=errors(409),
-         summary="Pearson correlations among the top-N features by frequency")
-    async def correlation_matrix(self, db: AsyncDatabase, layout: DataLayout, training_id: str,
-                                 top: int = Parameter(default=32, ge=2, le=200)) -> Envelope[CorrelationMatrix]:
+    @get(
+        FEATURES + "/correlation-matrix",
+        responses=errors(409),
+        summary="Pearson correlations among the top-N features by frequency",
+    )
+    async def correlation_matrix(
+        self, db: AsyncDatabase, layout: DataLayout, training_id: str, top: int = Parameter(default=32, ge=2, le=200)
+    ) -> Envelope[CorrelationMatrix]:
         return ok(await service.correlation_matrix(db, layout, training_id, top))
 
     @get(FEATURE, responses=errors(409), summary="One feature with its evidence")
-    async def detail(self, db: AsyncDatabase, layout: DataLayout, training_id: str, index: int,
-                     examples: int = Parameter(default=20, ge=0, le=200),
-                     window: int = Parameter(default=12, ge=1, le=256)) -> Envelope[FeatureDetail]:
+    async def detail(
+        self,
+        db: AsyncDatabase,
+        layout: DataLayout,
+        training_id: str,
+        index: int,
+        examples: int = Parameter(default=20, ge=0, le=200),
+        window: int = Parameter(default=12, ge=1, le=256),
+    ) -> Envelope[FeatureDetail]:
         return ok(await service.detail(db, layout, training_id, index, examples, window))
 
-    @get(FEATURE + "/logit-lens", responses=errors(409),
-         summary="The tokens the feature's decoder direction promotes and suppresses")
+    @get(
+        FEATURE + "/logit-lens",
+        responses=errors(409),
+        summary="The tokens the feature's decoder direction promotes and suppresses",
+    )
     async def logit_lens(self, db: AsyncDatabase, training_id: str, index: int) -> Envelope[FeatureLens]:
         return ok(await service.logit_lens(db, training_id, index))
 
-    @get(FEATURE + "/correlations", responses=errors(409),
-         summary="The features that co-activate with this one (Pearson over the evaluation tokens)")
-    async def correlations(self, db: AsyncDatabase, layout: DataLayout, training_id: str, index: int,
-                           top: int = Parameter(default=20, ge=1, le=200)) -> Envelope[list[Correlation]]:
+    @get(
+        FEATURE + "/correlations",
+        responses=errors(409),
+        summary="The features that co-activate with this one (Pearson over the evaluation tokens)",
+    )
+    async def correlations(
+        self,
+        db: AsyncDatabase,
+        layout: DataLayout,
+        training_id: str,
+        index: int,
+        top: int = Parameter(default=20, ge=1, le=200),
+    ) -> Envelope[list[Correlation]]:
         return ok(await service.correlations(db, layout, training_id, index, top))
 
     @patch(FEATURE, responses=errors(409), summary="Name, describe or favourite a feature")
-    async def update(self, db: AsyncDatabase, training_id: str, index: int,
-                     data: FeatureUpdate) -> Envelope[FeatureRow]:
+    async def update(
+        self, db: AsyncDatabase, training_id: str, index: int, data: FeatureUpdate
+    ) -> Envelope[FeatureRow]:
         return ok(await service.update(db, training_id, index, data.name, data.description, data.is_favorite))
 
-    @post(FEATURE + "/activations-on", responses=errors(409, 502, 503), status_code=200,
-          summary="The feature's activation at each token of a text (runs the model)")
-    async def activations_on(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, index: int,
-                             data: TextRequest) -> Envelope[dict[str, Any]]:
+    @post(
+        FEATURE + "/activations-on",
+        responses=errors(409, 502, 503),
+        status_code=200,
+        summary="The feature's activation at each token of a text (runs the model)",
+    )
+    async def activations_on(
+        self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, index: int, data: TextRequest
+    ) -> Envelope[dict[str, Any]]:
         return ok(await service.activations_on(db, jobs, training_id, index, data.text))
 
-    @post(FEATURES + "/label", responses=errors(409), status_code=202,
-          summary="Label features with a language model (settings: /api/settings/labeling)")
-    async def label(self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str,
-                    data: LabelRequest) -> Response[AcceptedResponse]:
+    @post(
+        FEATURES + "/label",
+        responses=errors(409),
+        status_code=202,
+        summary="Label features with a language model (settings: /api/settings/labeling)",
+    )
+    async def label(
+        self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, data: LabelRequest
+    ) -> Response[AcceptedResponse]:
         return accepted(await service.start_labelling(db, jobs, layout, training_id, data.features, data.top))
 
-    @post(FEATURE + "/ablation", responses=errors(409, 502, 503), status_code=200,
-          summary="Zero the feature on its top contexts: perplexity change and impact (runs the model)")
-    async def ablation(self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str,
-                       index: int, contexts: int = Parameter(default=10, ge=1, le=100)) -> Envelope[dict[str, Any]]:
+    @post(
+        FEATURE + "/ablation",
+        responses=errors(409, 502, 503),
+        status_code=200,
+        summary="Zero the feature on its top contexts: perplexity change and impact (runs the model)",
+    )
+    async def ablation(
+        self,
+        db: AsyncDatabase,
+        jobs: AsyncJobStore,
+        layout: DataLayout,
+        training_id: str,
+        index: int,
+        contexts: int = Parameter(default=10, ge=1, le=100),
+    ) -> Envelope[dict[str, Any]]:
         return ok(await service.ablation(db, jobs, layout, training_id, index, contexts))

@@ -39,17 +39,22 @@ class ModelsController(Controller):
         return ok(service.device_capabilities(platform_of(api)))
 
     @post("/download", summary="Download a model from the Hugging Face Hub (safetensors preferred)")
-    async def download(self, api: ApiState, jobs: AsyncJobStore, layout: DataLayout,
-                       data: DownloadRequest) -> Response[Envelope[Accepted]]:
+    async def download(
+        self, api: ApiState, jobs: AsyncJobStore, layout: DataLayout, data: DownloadRequest
+    ) -> Response[Envelope[Accepted]]:
         return accepted(await service.download(jobs, layout, platform_of(api), data))
 
     @post("/import", summary="Import a model folder from <data dir>/imports (config.json + weights)")
-    async def import_folder(self, api: ApiState, jobs: AsyncJobStore, layout: DataLayout,
-                            data: ImportRequest) -> Response[Envelope[Accepted]]:
+    async def import_folder(
+        self, api: ApiState, jobs: AsyncJobStore, layout: DataLayout, data: ImportRequest
+    ) -> Response[Envelope[Accepted]]:
         return accepted(await service.import_folder(jobs, layout, platform_of(api), data))
 
-    @post("/demo", responses=errors(409),
-          summary="(Re)register the built-in demo model (409 naming it while one is registered)")
+    @post(
+        "/demo",
+        responses=errors(409),
+        summary="(Re)register the built-in demo model (409 naming it while one is registered)",
+    )
     async def demo(self, jobs: AsyncJobStore) -> Response[Envelope[Accepted]]:
         # The check for an existing demo model is made inside the transaction that creates the new one,
         # so concurrent requests register one model: the others get 409 naming it.
@@ -63,7 +68,11 @@ class ModelsController(Controller):
     async def architecture(self, db: AsyncDatabase, model_id: str) -> Envelope[ModelArchitecture]:
         return ok(await service.architecture(db, model_id))
 
-    @delete("/{model_id:str}", responses=errors(409), status_code=200,
-            summary="Delete a model and its files (409 while in use)")
+    @delete(
+        "/{model_id:str}",
+        responses=errors(409),
+        status_code=200,
+        summary="Delete a model and its files (409 while in use)",
+    )
     async def delete_model(self, db: AsyncDatabase, layout: DataLayout, model_id: str) -> Envelope[Model]:
         return ok(await service.delete_model(db, layout, model_id))

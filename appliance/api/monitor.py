@@ -16,25 +16,32 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 
 from appliance.config import Settings
+from appliance.contracts.events import checked
 from appliance.device.platform import PlatformInfo
 from appliance.device.procfs import process_rss_mb
 from appliance.device.sample import Sample
 from appliance.device.sources import MetricsSource, choose_source
-from appliance.events.fanout import Broadcaster
+from appliance.events.fanout import Broadcaster, cancel_and_wait
 from appliance.jobs.records import Event
 from appliance.timefmt import iso
 
 log = logging.getLogger("mistudio.monitor")
 
 TOPIC = "system:metrics"
+METRICS = "system.metrics"
 HISTORY_S = 300.0
 # A GET keeps sampling alive this long, so a page polling the endpoint gets fresh figures.
 REQUEST_KEEPALIVE_S = 30.0
 
 
 class Monitor:
-    def __init__(self, settings: Settings, platform: PlatformInfo, broadcaster: Broadcaster,
-                 worker_pid: Callable[[], Awaitable[int | None]]):
+    def __init__(
+        self,
+        settings: Settings,
+        platform: PlatformInfo,
+        broadcaster: Broadcaster,
+        worker_pid: Callable[[], Awaitable[int | None]],
+    ):
         self.settings = settings
         self.interval = settings.metrics_interval_s
         self.platform = platform
@@ -57,11 +64,7 @@ class Monitor:
 
     async def close(self) -> None:
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
         self._stop_source()
 
     def _wanted(self) -> bool:
@@ -69,8 +72,9 @@ class Monitor:
 
     def _start_source(self) -> None:
         if self.source is None:
-            source = choose_source(self.platform.kind, self.settings.host_root, self.settings.tegrastats_path,
-                                   self.interval)
+            source = choose_source(
+                self.platform.kind, self.settings.host_root, self.settings.tegrastats_path, self.interval
+            )
             source.start()
             self.source = source
             log.info("monitoring started (%s)", source.name)
@@ -93,8 +97,16 @@ class Monitor:
         sample.process_rss_mb = {k: round(v, 1) for k, v in rss.items() if v is not None}
         self.history.append(sample)
         self.samples_taken += 1
-        self.broadcaster.publish(Event(id=None, topic=TOPIC, type="system.metrics", job_id=None,
-                                       data=sample, created_at=iso(sample.timestamp) or ""))
+        self.broadcaster.publish(
+            Event(
+                id=None,
+                topic=TOPIC,
+                type=METRICS,
+                job_id=None,
+                data=checked(METRICS, sample),
+                created_at=iso(sample.timestamp) or "",
+            )
+        )
         return sample
 
     async def _run(self) -> None:

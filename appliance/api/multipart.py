@@ -47,8 +47,9 @@ class Upload:
 def boundary_of(content_type: str) -> bytes:
     match = re.search(r'boundary="?([^";,]{1,200})"?', content_type or "")
     if not content_type.lower().startswith("multipart/form-data") or not match:
-        raise ValidationError("Send the file as multipart/form-data (curl -F file=@data.jsonl)",
-                              details={"field": "content-type"})
+        raise ValidationError(
+            "Send the file as multipart/form-data (curl -F file=@data.jsonl)", details={"field": "content-type"}
+        )
     return match.group(1).encode("latin-1")
 
 
@@ -85,12 +86,18 @@ class _Reader:
                 raise ValidationError("The upload ended early (truncated multipart body)", details={"field": "body"})
             await self.more()
         data = bytes(self.buffer[:index])
-        del self.buffer[:index + len(marker)]
+        del self.buffer[: index + len(marker)]
         return data
 
 
-async def receive(chunks: AsyncIterator[bytes], content_type: str, file_field: str, dest: Path,
-                  max_file_bytes: int, before_write: Callable[[int], None] | None = None) -> Upload:
+async def receive(
+    chunks: AsyncIterator[bytes],
+    content_type: str,
+    file_field: str,
+    dest: Path,
+    max_file_bytes: int,
+    before_write: Callable[[int], None] | None = None,
+) -> Upload:
     """Read the form: text fields into ``Upload.fields``, the part named ``file_field`` into ``dest``.
     ``before_write(n)`` is called before each ``n`` bytes are written (a free-space check that raises).
     On any error the partial file is removed before the error propagates."""
@@ -127,8 +134,9 @@ async def receive(chunks: AsyncIterator[bytes], content_type: str, file_field: s
         raise
 
 
-async def _to_file(reader: _Reader, delimiter: bytes, dest: Path, max_bytes: int,
-                   before_write: Callable[[int], None] | None) -> int:
+async def _to_file(
+    reader: _Reader, delimiter: bytes, dest: Path, max_bytes: int, before_write: Callable[[int], None] | None
+) -> int:
     size = 0
     dest.parent.mkdir(parents=True, exist_ok=True)
     async with await anyio.open_file(dest, "wb") as out:
@@ -139,14 +147,16 @@ async def _to_file(reader: _Reader, delimiter: bytes, dest: Path, max_bytes: int
             if ready >= WRITE_CHUNK or index >= 0 or (reader.ended and ready):
                 size += ready
                 if size > max_bytes:
-                    raise PayloadTooLarge(f"The file is larger than the upload limit of {max_bytes:,} bytes "
-                                          "(MISTUDIO_MAX_UPLOAD_BYTES)", details={"limit": max_bytes})
+                    raise PayloadTooLarge(
+                        f"The file is larger than the upload limit of {max_bytes:,} bytes (MISTUDIO_MAX_UPLOAD_BYTES)",
+                        details={"limit": max_bytes},
+                    )
                 if before_write is not None:
                     before_write(ready)
                 await out.write(bytes(reader.buffer[:ready]))
                 del reader.buffer[:ready]
             if index >= 0:
-                del reader.buffer[:len(delimiter)]
+                del reader.buffer[: len(delimiter)]
                 return size
             if reader.ended:
                 raise ValidationError("The upload ended early (truncated multipart body)", details={"field": "body"})

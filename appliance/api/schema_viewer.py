@@ -18,11 +18,12 @@ from litestar.openapi.plugins import OpenAPIRenderPlugin
 from litestar.response import File
 
 VIEWER_PATH = "/viewer"  # under the OpenAPI router's path: /schema/viewer/<file>
-_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css",
-          "favicon-32x32.png": "image/png"}
+_FILES = {"swagger-ui-bundle.js": "text/javascript", "swagger-ui.css": "text/css", "favicon-32x32.png": "image/png"}
 # Belt and braces: even a viewer release that tried to reach out could not from this page.
-_CSP = ("default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
-        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'")
+_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'"
+)
 
 
 @cache
@@ -75,10 +76,20 @@ class LocalSwaggerPlugin(OpenAPIRenderPlugin):
         router.register(viewer_file)
 
 
-@get(VIEWER_PATH + "/{file:str}", name="schema_viewer_file", include_in_schema=False, sync_to_thread=False,
-     media_type=MediaType.TEXT)
+@get(
+    VIEWER_PATH + "/{file:str}",
+    name="schema_viewer_file",
+    include_in_schema=False,
+    sync_to_thread=False,
+    media_type=MediaType.TEXT,
+)
 def viewer_file(file: str) -> File:
     if file not in _FILES:
         raise NotFoundException(f"No viewer file {file!r}")
-    return File(bundle_dir() / file, filename=file, content_disposition_type="inline", media_type=_FILES[file],
-                headers={"Cache-Control": "public, max-age=86400"})
+    return File(
+        bundle_dir() / file,
+        filename=file,
+        content_disposition_type="inline",
+        media_type=_FILES[file],
+        headers={"Cache-Control": "public, max-age=86400"},
+    )

@@ -42,10 +42,21 @@ async def demo_model(jobs: AsyncJobStore) -> Job:
     async def within(conn: aiosqlite.Connection, job_id: str) -> None:
         existing = list(await conn.execute_fetchall(*models.live_demo()))
         if existing:
-            raise Conflict(f"The demo model is already registered ({existing[0]['id']})",
-                           details={"model_id": existing[0]["id"]})
-        await conn.execute(*models.insert(model_id, name=DEMO_MODEL_NAME, source="demo", precision="fp32",
-                                          status="loading", path=str(MODEL_DIR), job_id=job_id, now=time.time()))
+            raise Conflict(
+                f"The demo model is already registered ({existing[0]['id']})", details={"model_id": existing[0]["id"]}
+            )
+        await conn.execute(
+            *models.insert(
+                model_id,
+                name=DEMO_MODEL_NAME,
+                source="demo",
+                precision="fp32",
+                status="loading",
+                path=str(MODEL_DIR),
+                job_id=job_id,
+                now=time.time(),
+            )
+        )
 
     params = ModelRegisterParams(model_id=model_id, path=str(MODEL_DIR), precision="fp32")
     return await jobs.create("model.register", params, target=("model", model_id), within=within)

@@ -20,7 +20,9 @@ class SettingsController(Controller):
     async def get_labeling(self, db: AsyncDatabase, layout: DataLayout) -> Envelope[LabelingView]:
         return ok(service.view(await service.labeling(db), layout))
 
-    @put("/labeling",
-         summary="Set the labelling provider: none, local (the SAE's model) or an OpenAI-compatible endpoint")
+    @put(
+        "/labeling",
+        summary="Set the labelling provider: none, local (the SAE's model) or an OpenAI-compatible endpoint",
+    )
     async def put_labeling(self, db: AsyncDatabase, layout: DataLayout, data: LabelingUpdate) -> Envelope[LabelingView]:
         return ok(await service.set_labeling(db, layout, data))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ def ui_routes(webui_dir: Path) -> list[Any]:
     # Litestar's static router answers HEAD for its files but not for its root.
     index = webui_dir / "index.html"
     if index.is_file():
+
         @head("/", include_in_schema=False)
         async def ui_head() -> File:
             return File(index, filename="index.html", media_type=MediaType.HTML, content_disposition_type="inline")
@@ -40,7 +42,7 @@ def ui_routes(webui_dir: Path) -> list[Any]:
     return [no_ui, no_ui_head]
 
 
-def not_found_handler(webui_dir: Path):
+def not_found_handler(webui_dir: Path) -> Callable[[Request[Any, Any, Any], NotFoundException], Response[Any]]:
     index = webui_dir / "index.html"
 
     def handler(request: Request[Any, Any, Any], exc: NotFoundException) -> Response[Any]:
@@ -48,10 +50,8 @@ def not_found_handler(webui_dir: Path):
         is_api = path == "/api" or path.startswith("/api/")
         # A client-side route (no file extension) reloads into the app; a missing asset or an
         # unknown API path is a real 404 in the error envelope.
-        if not is_api and request.method in ("GET", "HEAD") and "." not in path.rsplit("/", 1)[-1] \
-                and index.is_file():
-            return Response(index.read_bytes(), media_type=MediaType.HTML,
-                            headers={"Cache-Control": "no-cache"})
+        if not is_api and request.method in ("GET", "HEAD") and "." not in path.rsplit("/", 1)[-1] and index.is_file():
+            return Response(index.read_bytes(), media_type=MediaType.HTML, headers={"Cache-Control": "no-cache"})
         return http_error_handler(request, exc)
 
     return handler

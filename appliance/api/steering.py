@@ -32,6 +32,7 @@ class FeatureIn(msgspec.Struct, forbid_unknown_fields=True):
 
 class SteeringOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What a generation request and a preset share."""
+
     training_id: str
     features: Annotated[list[FeatureIn], msgspec.Meta(max_length=32)] = msgspec.field(default_factory=list)
     intervention_layer: Annotated[int, msgspec.Meta(ge=0, le=1000)] | None = None
@@ -49,13 +50,25 @@ class GenerateRequest(SteeringOptions, kw_only=True):
 class SteeringController(Controller):
     tags = ["steering"]
 
-    @post("/api/steering/generate", responses={**errors(404, 409, 502, 503), **accepted_too()}, status_code=200,
-          summary="Unsteered and steered generations from one prompt and seed, with comparison metrics")
+    @post(
+        "/api/steering/generate",
+        responses={**errors(404, 409, 502, 503), **accepted_too()},
+        status_code=200,
+        summary="Unsteered and steered generations from one prompt and seed, with comparison metrics",
+    )
     async def generate(self, db: AsyncDatabase, jobs: AsyncJobStore, data: GenerateRequest) -> Response[Any]:
         params = await service.generation(
-            db, data.training_id, [Wanted(f.index, f.coefficient, f.mode) for f in data.features],
-            data.intervention_layer, data.prompt, data.temperature, data.top_p, data.max_tokens, data.seed,
-            data.stream)
+            db,
+            data.training_id,
+            [Wanted(f.index, f.coefficient, f.mode) for f in data.features],
+            data.intervention_layer,
+            data.prompt,
+            data.temperature,
+            data.top_p,
+            data.max_tokens,
+            data.seed,
+            data.stream,
+        )
         if data.stream:
             return accepted(await service.start(jobs, params))
         return Response(ok(await service.run(jobs, params)))

@@ -24,6 +24,14 @@ async def _seed(db: AsyncDatabase, bound: dict[str, str]) -> None:
     await steering_presets.seed_for_training(db, STEERING, bound)
 
 
-STEERING = Kind("steering", "sp", SteeringSettings, (), steering_presets.fit, bindings=("training_id",),
-                path="/api/steering/presets", before_list=_seed)
+STEERING = Kind(
+    "steering",
+    "sp",
+    SteeringSettings,
+    (),
+    steering_presets.fit,
+    bindings=("training_id",),
+    path="/api/steering/presets",
+    before_list=_seed,
+)
 SteeringPresetsController = controller_for(STEERING)

@@ -58,18 +58,34 @@ class SystemController(Controller):
         if device is None:
             raise NotStarted("the device is not detected yet")
         physical_mb = settings.memory_total_mb or device.total_memory_mb
-        return ok(SystemInfo(
-            version=__version__, device_name=device.device_name, hostname=socket.gethostname(),
-            platform=platform.platform(), platform_kind=device.kind, board=device.board, soc=device.soc,
-            l4t=device.l4t, jetpack=device.jetpack, gpu_name=device.gpu_name,
-            cuda_available=device.cuda_available, unified_memory=device.unified_memory,
-            total_memory_mb=device.total_memory_mb,
-            memory_budget_mb=round(physical_mb * settings.max_memory_fraction, 1),
-            python=platform.python_version(), data_dir=str(settings.data_dir), worker=worker))
+        return ok(
+            SystemInfo(
+                version=__version__,
+                device_name=device.device_name,
+                hostname=socket.gethostname(),
+                platform=platform.platform(),
+                platform_kind=device.kind,
+                board=device.board,
+                soc=device.soc,
+                l4t=device.l4t,
+                jetpack=device.jetpack,
+                gpu_name=device.gpu_name,
+                cuda_available=device.cuda_available,
+                unified_memory=device.unified_memory,
+                total_memory_mb=device.total_memory_mb,
+                memory_budget_mb=round(physical_mb * settings.max_memory_fraction, 1),
+                python=platform.python_version(),
+                data_dir=str(settings.data_dir),
+                worker=worker,
+            )
+        )
 
-    @get("/metrics", summary="Latest monitoring sample and the last minutes of history",
-         description="Sampling runs only while someone listens: this call keeps it running for 30 s; "
-                     "live samples stream as `system.metrics` events on /api/events.")
+    @get(
+        "/metrics",
+        summary="Latest monitoring sample and the last minutes of history",
+        description="Sampling runs only while someone listens: this call keeps it running for 30 s; "
+        "live samples stream as `system.metrics` events on /api/events.",
+    )
     async def metrics(self, api: ApiState) -> Envelope[Metrics]:
         monitor = api.monitor
         if monitor is None:

@@ -25,8 +25,14 @@ from appliance.services.templates import (
     TemplatePatch,
 )
 
-__all__ = ["EXTRACTION", "TRAINING", "ExtractionTemplatesController", "TrainingTemplatesController", "controller_for",
-           "seed"]
+__all__ = [
+    "EXTRACTION",
+    "TRAINING",
+    "ExtractionTemplatesController",
+    "TrainingTemplatesController",
+    "controller_for",
+    "seed",
+]
 
 
 async def seed(api: ApiState, kind: Kind) -> str:
@@ -42,12 +48,16 @@ def controller_for(kind: Kind) -> type[Controller]:
         tags = ["templates"]
 
         @get("/", summary=f"{kind.name.capitalize()} templates: favourites first, then newest")
-        async def list_templates(self, db: AsyncDatabase, is_favorite: bool | None = None,
-                                 model_id: str | None = Parameter(default=None, max_length=100),
-                                 dataset_id: str | None = Parameter(default=None, max_length=100),
-                                 training_id: str | None = Parameter(default=None, max_length=100),
-                                 page: int = Parameter(default=1, ge=1, le=100_000),
-                                 limit: int = Parameter(default=50, ge=1, le=200)) -> Envelope[list[Template]]:
+        async def list_templates(
+            self,
+            db: AsyncDatabase,
+            is_favorite: bool | None = None,
+            model_id: str | None = Parameter(default=None, max_length=100),
+            dataset_id: str | None = Parameter(default=None, max_length=100),
+            training_id: str | None = Parameter(default=None, max_length=100),
+            page: int = Parameter(default=1, ge=1, le=100_000),
+            limit: int = Parameter(default=50, ge=1, le=200),
+        ) -> Envelope[list[Template]]:
             bindings = {"model_id": model_id, "dataset_id": dataset_id, "training_id": training_id}
             found, total = await service.list_page(db, kind, is_favorite, bindings, page, limit)
             return envelope.page(found, page, limit, total)

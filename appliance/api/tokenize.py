@@ -20,7 +20,6 @@ class TokenizeController(Controller):
     async def tokenizers(self, db: AsyncDatabase, layout: DataLayout) -> Envelope[list[TokenizerInfo]]:
         return ok(await service.tokenizers(db, layout))
 
-    @post("/tokenize/preview", responses=errors(404), status_code=200,
-          summary="Tokenize a text: token pieces and ids")
+    @post("/tokenize/preview", responses=errors(404), status_code=200, summary="Tokenize a text: token pieces and ids")
     async def preview(self, layout: DataLayout, data: PreviewRequest) -> Envelope[Preview]:
         return ok(await service.preview(layout, data))

@@ -52,22 +52,36 @@ def training(row: Row) -> Training:
     decode = msgspec.json.decode
     config = decode(row["config"])
     return Training(
-        id=row["id"], model_id=row["model_id"], dataset_id=row["dataset_id"] or None,
-        activation_id=row["activation_id"], layer=row["layer"], hook_type=row["hook_type"],
-        encoder_type=row["encoder_type"], config=config,
-        status=row["status"], job_id=row["job_id"], step=row["step"], total_steps=row["total_steps"],
+        id=row["id"],
+        model_id=row["model_id"],
+        dataset_id=row["dataset_id"] or None,
+        activation_id=row["activation_id"],
+        layer=row["layer"],
+        hook_type=row["hook_type"],
+        encoder_type=row["encoder_type"],
+        config=config,
+        status=row["status"],
+        job_id=row["job_id"],
+        step=row["step"],
+        total_steps=row["total_steps"],
         latest=decode(row["latest"]) if row["latest"] else None,
-        evaluation=decode(row["evaluation"]) if row["evaluation"] else None, error=row["error_message"],
-        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "",
-        actions=service.actions(row["status"], config.get("source") == "imported"))
+        evaluation=decode(row["evaluation"]) if row["evaluation"] else None,
+        error=row["error_message"],
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        actions=service.actions(row["status"], config.get("source") == "imported"),
+    )
 
 
 class TrainingController(Controller):
     path = "/api/training"
     tags = ["training"]
 
-    @post("/start", responses=errors(404, 409),
-          summary="Train an SAE on a stored activation set, or on activations streamed from the model")
+    @post(
+        "/start",
+        responses=errors(404, 409),
+        summary="Train an SAE on a stored activation set, or on activations streamed from the model",
+    )
     async def start(self, db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> Response[AcceptedResponse]:
         return accepted(await service.start(db, jobs, data))
 
@@ -84,68 +98,116 @@ class TrainingController(Controller):
         return ok(training(await service.get(db, training_id)))
 
     @get("/{training_id:str}/metrics", opt=alternatives("text/csv"), summary="Metrics history (format=json or csv)")
-    async def metrics(self, db: AsyncDatabase, training_id: str,
-                      format: Literal["json", "csv"] = Parameter(default="json")) -> Any:
+    async def metrics(
+        self, db: AsyncDatabase, training_id: str, format: Literal["json", "csv"] = Parameter(default="json")
+    ) -> Any:
         row, rows = await service.metrics(db, training_id)
         if format == "csv":
-            return Response(service.metrics_csv(rows), media_type="text/csv",
-                            headers={"Content-Disposition": f'attachment; filename="{row["id"]}-metrics.csv"'})
+            return Response(
+                service.metrics_csv(rows),
+                media_type="text/csv",
+                headers={"Content-Disposition": f'attachment; filename="{row["id"]}-metrics.csv"'},
+            )
         return ok([dict(zip(r.keys(), r)) for r in rows])
 
     @post("/{training_id:str}/pause", responses=errors(409), status_code=200, summary="Checkpoint, then pause")
     async def pause(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Envelope[Training]:
         return ok(training(await service.control(db, jobs, training_id, "pause")))
 
-    @post("/{training_id:str}/stop", responses=errors(409), status_code=200,
-          summary="Finish now: checkpoint, evaluate and export")
+    @post(
+        "/{training_id:str}/stop",
+        responses=errors(409),
+        status_code=200,
+        summary="Finish now: checkpoint, evaluate and export",
+    )
     async def stop(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Envelope[Training]:
         return ok(training(await service.control(db, jobs, training_id, "stop")))
 
-    @post("/{training_id:str}/resume", responses=errors(409, 503), status_code=200,
-          summary="Continue a paused training from its checkpoint")
+    @post(
+        "/{training_id:str}/resume",
+        responses=errors(409, 503),
+        status_code=200,
+        summary="Continue a paused training from its checkpoint",
+    )
     async def resume(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Envelope[Training]:
         return ok(training(await service.resume(db, jobs, training_id)))
 
-    @post("/{training_id:str}/retry", responses=errors(409), status_code=202,
-          summary="Run a failed, cancelled or stopped training again: from its last checkpoint, or from_scratch")
-    async def retry(self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str,
-                    data: RetryRequest | None = None) -> Response[AcceptedResponse]:
+    @post(
+        "/{training_id:str}/retry",
+        responses=errors(409),
+        status_code=202,
+        summary="Run a failed, cancelled or stopped training again: from its last checkpoint, or from_scratch",
+    )
+    async def retry(
+        self,
+        db: AsyncDatabase,
+        jobs: AsyncJobStore,
+        layout: DataLayout,
+        training_id: str,
+        data: RetryRequest | None = None,
+    ) -> Response[AcceptedResponse]:
         return accepted(await service.retry(db, jobs, layout, training_id, bool(data and data.from_scratch)))
 
-    @post("/{training_id:str}/evaluate", responses=errors(409), status_code=202,
-          summary="Measure a finished SAE again: held-out quality and the spliced-model evaluation")
-    async def evaluate(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str,
-                       data: EvaluateRequest | None = None) -> Response[AcceptedResponse]:
+    @post(
+        "/{training_id:str}/evaluate",
+        responses=errors(409),
+        status_code=202,
+        summary="Measure a finished SAE again: held-out quality and the spliced-model evaluation",
+    )
+    async def evaluate(
+        self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, data: EvaluateRequest | None = None
+    ) -> Response[AcceptedResponse]:
         return accepted(await service.evaluate(db, jobs, training_id, data or EvaluateRequest()))
 
     @get("/{training_id:str}/checkpoints", summary="Saved checkpoints, oldest first")
     async def checkpoints(self, db: AsyncDatabase, layout: DataLayout, training_id: str) -> Envelope[list[Checkpoint]]:
         return ok(await service.checkpoints(db, layout, training_id))
 
-    @post("/{training_id:str}/checkpoints", responses=errors(409), status_code=202,
-          summary="Save a checkpoint now (running trainings)")
+    @post(
+        "/{training_id:str}/checkpoints",
+        responses=errors(409),
+        status_code=202,
+        summary="Save a checkpoint now (running trainings)",
+    )
     async def save_now(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Envelope[Training]:
         return ok(training(await service.save_now(db, jobs, training_id)))
 
-    @post("/{training_id:str}/checkpoints/{step:int}/load", responses=errors(409), status_code=200,
-          summary="Go back to a checkpoint: later checkpoints and metrics go, the run is paused there")
-    async def load_checkpoint(self, db: AsyncDatabase, layout: DataLayout, training_id: str,
-                              step: int) -> Envelope[Training]:
+    @post(
+        "/{training_id:str}/checkpoints/{step:int}/load",
+        responses=errors(409),
+        status_code=200,
+        summary="Go back to a checkpoint: later checkpoints and metrics go, the run is paused there",
+    )
+    async def load_checkpoint(
+        self, db: AsyncDatabase, layout: DataLayout, training_id: str, step: int
+    ) -> Envelope[Training]:
         return ok(training(await service.load_checkpoint(db, layout, training_id, step)))
 
     @delete("/{training_id:str}/checkpoints/{step:int}", status_code=200, summary="Delete one checkpoint")
-    async def delete_checkpoint(self, db: AsyncDatabase, layout: DataLayout, training_id: str,
-                                step: int) -> Envelope[list[Checkpoint]]:
+    async def delete_checkpoint(
+        self, db: AsyncDatabase, layout: DataLayout, training_id: str, step: int
+    ) -> Envelope[list[Checkpoint]]:
         return ok(await service.delete_checkpoint(db, layout, training_id, step))
 
-    @get("/{training_id:str}/export", media_type="application/zip", responses=errors(409),
-         summary="The trained SAE in the SAELens layout, as a zip")
+    @get(
+        "/{training_id:str}/export",
+        media_type="application/zip",
+        responses=errors(409),
+        summary="The trained SAE in the SAELens layout, as a zip",
+    )
     async def export(self, db: AsyncDatabase, layout: DataLayout, training_id: str) -> Response[bytes]:
         row, content = await service.export_zip(db, layout, training_id)
-        return Response(content, media_type="application/zip",
-                        headers={"Content-Disposition": f'attachment; filename="{row["id"]}-saelens.zip"'})
+        return Response(
+            content,
+            media_type="application/zip",
+            headers={"Content-Disposition": f'attachment; filename="{row["id"]}-saelens.zip"'},
+        )
 
-    @delete("/{training_id:str}", responses=errors(409), status_code=200,
-            summary="Delete a training, its checkpoints, export, features and steering presets")
+    @delete(
+        "/{training_id:str}",
+        responses=errors(409),
+        status_code=200,
+        summary="Delete a training, its checkpoints, export, features and steering presets",
+    )
     async def delete_training(self, db: AsyncDatabase, layout: DataLayout, training_id: str) -> Envelope[Training]:
         return ok(training(await service.delete(db, layout, training_id)))

@@ -44,31 +44,50 @@ class TrainingImportController(Controller):
     tags = ["training"]
 
     @post("/", responses=errors(404, 409), summary="Import a SAELens or sparsify SAE from the Hub for a local model")
-    async def from_hub(self, db: AsyncDatabase, jobs: AsyncJobStore, settings: Settings,
-                       data: HubImport) -> Response[AcceptedResponse]:
-        wanted = service.ImportRequest(model_id=data.model_id, repo_id=data.repo_id, subfolder=data.subfolder,
-                                       revision=data.revision, layer=data.layer, hook_type=data.hook_type)
+    async def from_hub(
+        self, db: AsyncDatabase, jobs: AsyncJobStore, settings: Settings, data: HubImport
+    ) -> Response[AcceptedResponse]:
+        wanted = service.ImportRequest(
+            model_id=data.model_id,
+            repo_id=data.repo_id,
+            subfolder=data.subfolder,
+            revision=data.revision,
+            layer=data.layer,
+            hook_type=data.hook_type,
+        )
         return accepted(await service.start_import(db, jobs, settings, wanted, secret=data.hf_token))
 
-    @post("/upload", request_max_body_size=None, opt={**multipart.FILE_UPLOAD, **form_fields(UploadFields)},
-          responses=errors(404, 409),
-          summary="Import an SAE from a zip (multipart field `file`; fields model_id, optional layer, hook_type)")
-    async def upload(self, request: Request, db: AsyncDatabase, jobs: AsyncJobStore,
-                     settings: Settings) -> Response[AcceptedResponse]:
+    @post(
+        "/upload",
+        request_max_body_size=None,
+        opt={**multipart.FILE_UPLOAD, **form_fields(UploadFields)},
+        responses=errors(404, 409),
+        summary="Import an SAE from a zip (multipart field `file`; fields model_id, optional layer, hook_type)",
+    )
+    async def upload(
+        self, request: Request, db: AsyncDatabase, jobs: AsyncJobStore, settings: Settings
+    ) -> Response[AcceptedResponse]:
         uploads.check_announced(request, settings)
         training_id = new_id("tr")
         folder = uploads.folder(settings, training_id)
         try:
-            form = await multipart.receive(uploads.body(request), request.headers.get("content-type", ""), "file",
-                                           folder / "sae.zip", settings.max_upload_bytes, uploads.space_check(settings))
+            form = await multipart.receive(
+                uploads.body(request),
+                request.headers.get("content-type", ""),
+                "file",
+                folder / "sae.zip",
+                settings.max_upload_bytes,
+                uploads.space_check(settings),
+            )
             if form.path is None or not form.size:
                 raise ValidationError("No file: send the SAE's zip in the form field `file`", details={"field": "file"})
             try:
                 fields = msgspec.convert({k: v for k, v in form.fields.items() if v != ""}, UploadFields, strict=False)
             except msgspec.ValidationError as exc:
                 raise ValidationError(f"Invalid form field: {exc}", details={"field": "body"}) from None
-            wanted = service.ImportRequest(model_id=fields.model_id, upload=form.path, layer=fields.layer,
-                                           hook_type=fields.hook_type)
+            wanted = service.ImportRequest(
+                model_id=fields.model_id, upload=form.path, layer=fields.layer, hook_type=fields.hook_type
+            )
             return accepted(await service.start_import(db, jobs, settings, wanted, training_id=training_id))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)

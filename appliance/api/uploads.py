@@ -31,6 +31,7 @@ MULTIPART_OVERHEAD = 1 << 20  # headers and small fields around the file part
 
 class ClientDisconnected(AppError):
     """The client closed the connection before its upload ended; nobody reads this answer."""
+
     code = "CLIENT_DISCONNECTED"
     status_code = 400
 
@@ -46,15 +47,19 @@ def check_announced(request: Request[Any, Any, Any], settings: Settings) -> None
     announced = request.headers.get("content-length")
     size = int(announced) if announced and announced.isdigit() else 0
     if size > limit + MULTIPART_OVERHEAD:
-        raise PayloadTooLarge(f"The upload is larger than the limit of {limit:,} bytes (MISTUDIO_MAX_UPLOAD_BYTES)",
-                              details={"limit": limit})
+        raise PayloadTooLarge(
+            f"The upload is larger than the limit of {limit:,} bytes (MISTUDIO_MAX_UPLOAD_BYTES)",
+            details={"limit": limit},
+        )
     require_free(settings.data_dir, size, settings.disk_reserve_mb, "this upload")
 
 
 def space_check(settings: Settings) -> Callable[[int], None]:
     """For multipart.receive: before each chunk is written, the disk must keep its reserve after it."""
+
     def check(size: int) -> None:
         require_free(settings.data_dir, size, settings.disk_reserve_mb, "this upload")
+
     return check
 
 
@@ -65,8 +70,12 @@ async def body(request: Request[Any, Any, Any]) -> AsyncIterator[bytes]:
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":
-            log.info("%s %s: the client disconnected after %d bytes; its partial upload is discarded",
-                     request.method, request.url.path, received)
+            log.info(
+                "%s %s: the client disconnected after %d bytes; its partial upload is discarded",
+                request.method,
+                request.url.path,
+                received,
+            )
             raise ClientDisconnected("The client disconnected before the upload ended")
         chunk = cast(bytes, message.get("body", b""))
         if chunk:

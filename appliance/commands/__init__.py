@@ -1,1 +1,2 @@
-"""The processes and commands of ``mistudio``: the API server, the worker, ``up``, ``doctor``, ``demo`` and ``bench``."""
+"""The processes and commands of ``mistudio``: the API server, the worker, ``up``, ``doctor``, ``demo``
+and ``bench``."""

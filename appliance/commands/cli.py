@@ -15,8 +15,7 @@ from appliance.config import ConfigError, Settings, load_settings
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
@@ -47,10 +46,13 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    supervisor = Supervisor.from_settings(settings, {
-        "worker": [sys.executable, "-m", "appliance", "worker"],
-        "API": [sys.executable, "-m", "appliance", "serve"],
-    })
+    supervisor = Supervisor.from_settings(
+        settings,
+        {
+            "worker": [sys.executable, "-m", "appliance", "worker"],
+            "API": [sys.executable, "-m", "appliance", "serve"],
+        },
+    )
     try:
         worker = supervisor.start("worker")
         print(f"mistudio: worker started (pid {worker.pid}); UI and API on {settings.api_url}", flush=True)
@@ -95,8 +97,9 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     else:
         age = time.time() - row["heartbeat_at"]
         alive = row["stopped_at"] is None and age <= settings.worker_stale_s
-        state = (f"running (pid {row['pid']}, seen {age:.0f}s ago)" if alive
-                 else f"not running (last seen {age:.0f}s ago)")
+        state = (
+            f"running (pid {row['pid']}, seen {age:.0f}s ago)" if alive else f"not running (last seen {age:.0f}s ago)"
+        )
         print(f"worker   : {state}")
     counts = {status: n for status, n in db.all(job_sql.status_counts())}
     print("jobs     : " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
@@ -132,8 +135,10 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
         message = row["error_message"] if row["error_code"] else row["message"]
         code = f"[{row['error_code']}] " if row["error_code"] else ""
-        print(f"{row['id']:<16} {row['kind']:<16} {row['status']:<10} {row['progress'] * 100:7.1f}%  "
-              f"{created:<20} {code}{message}")
+        print(
+            f"{row['id']:<16} {row['kind']:<16} {row['status']:<10} {row['progress'] * 100:7.1f}%  "
+            f"{created:<20} {code}{message}"
+        )
     return 0
 
 
@@ -153,8 +158,9 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from appliance.commands.bench import record_dir
     from appliance.commands.demo import run_demo
 
-    return run_demo(args.url or settings.api_url, settings.token, quick=args.quick, layer=args.layer,
-                    record_dir=record_dir(args))
+    return run_demo(
+        args.url or settings.api_url, settings.token, quick=args.quick, layer=args.layer, record_dir=record_dir(args)
+    )
 
 
 BENCH_EXIT_CODES = """exit status (every suite):
@@ -180,37 +186,55 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
     bench = sub.add_parser(
-        "bench", help="benchmarks that print figures against an in-run baseline",
+        "bench",
+        help="benchmarks that print figures against an in-run baseline",
         description="Start a throw-away appliance, measure one suite, print its figures against their "
-                    "targets and record the run as docs/bench/<suite>.json in the checkout (the README's "
-                    "figures are rendered from these records).",
-        epilog=BENCH_EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    bench.add_argument("suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features",
-                                         "steering"])
+        "targets and record the run as docs/bench/<suite>.json in the checkout (the README's "
+        "figures are rendered from these records).",
+        epilog=BENCH_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features", "steering"]
+    )
     bench.add_argument("--clients", type=int, default=50)
     bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
     bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")
     bench.add_argument("--events", type=int, default=200, help="SSE events to time")
     bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
     bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
-    bench.add_argument("--samples", type=int, default=None,
-                       help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features)")
-    bench.add_argument("--threads", type=int, default=1,
-                       help="torch threads (training, extraction, features, steering)")
-    bench.add_argument("--repeats", type=int, default=3,
-                       help="timed repeats, best kept (training, extraction, features, steering)")
+    bench.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features)",
+    )
+    bench.add_argument(
+        "--threads", type=int, default=1, help="torch threads (training, extraction, features, steering)"
+    )
+    bench.add_argument(
+        "--repeats", type=int, default=3, help="timed repeats, best kept (training, extraction, features, steering)"
+    )
     bench.add_argument("--no-api", action="store_true", help="skip the part that starts an appliance (steering)")
-    bench.add_argument("--record-dir", metavar="DIR", default=None,
-                       help="record the run as DIR/<suite>.json (default: docs/bench of the checkout)")
+    bench.add_argument(
+        "--record-dir",
+        metavar="DIR",
+        default=None,
+        help="record the run as DIR/<suite>.json (default: docs/bench of the checkout)",
+    )
     bench.add_argument("--no-record", action="store_true", help="print the figures only, record nothing")
     bench.set_defaults(func=cmd_bench)
     demo = sub.add_parser("demo", help="run the whole pipeline on the demo kit through a running appliance's API")
     demo.add_argument("--url", help="the appliance's address (default: MISTUDIO_HOST/MISTUDIO_PORT's)")
     demo.add_argument("--quick", action="store_true", help="a shortened run (fewer samples and steps), for tests")
     demo.add_argument("--layer", type=int, default=None, help="the layer to train the SAE on (default 2)")
-    demo.add_argument("--record-dir", metavar="DIR", default=None,
-                      help="record a completed run as DIR/demo.json (default: docs/bench of the checkout, whose "
-                           "README quotes it; an installed package records nothing)")
+    demo.add_argument(
+        "--record-dir",
+        metavar="DIR",
+        default=None,
+        help="record a completed run as DIR/demo.json (default: docs/bench of the checkout, whose "
+        "README quotes it; an installed package records nothing)",
+    )
     demo.add_argument("--no-record", action="store_true", help="record nothing")
     demo.set_defaults(func=cmd_demo)
     return parser

@@ -44,27 +44,30 @@ class Unreachable(DemoError):
 class Plan:
     """What the demo asks the appliance for. The full plan gives a decent SAE on the 4-layer demo
     model within minutes on two CPU cores; the quick plan only shows that every stage works."""
-    layer: int = 2                  # the demo model has 4 blocks: a middle one has the richest features
-    samples: int | None = None      # activation samples (None: the whole demo dataset)
+
+    layer: int = 2  # the demo model has 4 blocks: a middle one has the richest features
+    samples: int | None = None  # activation samples (None: the whole demo dataset)
     context_length: int = 128
-    d_sae: int = 2048               # 16 latents per dimension of the 128-wide residual stream
-    k: int = 16                     # TopK: L0 is k by construction, so it needs no sparsity tuning
+    d_sae: int = 2048  # 16 latents per dimension of the 128-wide residual stream
+    k: int = 16  # TopK: L0 is k by construction, so it needs no sparsity tuning
     batch_size: int = 1024
-    total_steps: int = 4000         # 4.1M tokens: about 12 passes over the demo corpus's 341k
+    total_steps: int = 4000  # 4.1M tokens: about 12 passes over the demo corpus's 341k
     learning_rate: float = 1e-3
-    feature_samples: int = 2000     # evaluation samples for feature extraction
+    feature_samples: int = 2000  # evaluation samples for feature extraction
     prompt: str = "Return the number of"
-    coefficient: float = 4.0        # in units of the feature's max activation: strong enough to see at once
+    coefficient: float = 4.0  # in units of the feature's max activation: strong enough to see at once
     max_tokens: int = 30
     seed: int = 42
 
 
 FULL = Plan()
-QUICK = Plan(samples=300, context_length=64, d_sae=256, k=8, batch_size=256, total_steps=150,
-             feature_samples=80, max_tokens=12)
+QUICK = Plan(
+    samples=300, context_length=64, d_sae=256, k=8, batch_size=256, total_steps=150, feature_samples=80, max_tokens=12
+)
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
+
 
 class Client:
     """JSON over HTTP with the appliance's envelope: ``data`` on success, ``error`` raised."""
@@ -73,8 +76,9 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
 
-    def call(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-             timeout: float = 30.0) -> Any:
+    def call(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None, timeout: float = 30.0
+    ) -> Any:
         target = self.url + path + ("?" + urllib.parse.urlencode(params) if params else "")
         data = None if body is None else json.dumps(body).encode()
         request = urllib.request.Request(target, data=data, method=method)
@@ -93,12 +97,15 @@ class Client:
                 error = {}
             if exc.code == 401:
                 raise DemoError(f"{self.url} wants an access token: set MISTUDIO_TOKEN to the appliance's") from None
-            raise DemoError(f"{method} {path} answered {exc.code} {error.get('code', '')}: "
-                            f"{error.get('message', exc.reason)}") from None
+            raise DemoError(
+                f"{method} {path} answered {exc.code} {error.get('code', '')}: {error.get('message', exc.reason)}"
+            ) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
             reason = getattr(exc, "reason", exc)
-            raise Unreachable(f"no appliance answers at {self.url} ({reason}): start it with `mistudio up` "
-                              "(or give its address with --url)") from None
+            raise Unreachable(
+                f"no appliance answers at {self.url} ({reason}): start it with `mistudio up` "
+                "(or give its address with --url)"
+            ) from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self.call("GET", path, params=params or None)
@@ -108,6 +115,7 @@ class Client:
 
 
 # -- the terminal ---------------------------------------------------------------------------------
+
 
 def duration(seconds: float) -> str:
     return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m {seconds % 60:04.1f}s"
@@ -131,9 +139,11 @@ class Bar:
         fraction = min(max(fraction, 0.0), 1.0)
         if self.tty:
             filled = round(fraction * self.WIDTH)
-            line = (f"{self.head} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction * 100:3.0f}% "
-                    f"{duration(time.monotonic() - self.began):>8}  {note}")
-            self.out.write("\r" + line[:self.width - 1].ljust(self.width - 1))
+            line = (
+                f"{self.head} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction * 100:3.0f}% "
+                f"{duration(time.monotonic() - self.began):>8}  {note}"
+            )
+            self.out.write("\r" + line[: self.width - 1].ljust(self.width - 1))
             self.out.flush()
         elif int(fraction * 4) > self.quarter:
             self.quarter = int(fraction * 4)
@@ -155,6 +165,7 @@ class Bar:
 
 
 # -- the pipeline ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Demo:
@@ -183,8 +194,10 @@ class Demo:
             time.sleep(POLL_S)
         if job["status"] != "completed":
             error = job.get("error") or {}
-            raise DemoError(f"job {job_id} ({job['kind']}) {job['status']}: "
-                            f"{error.get('code', '')} {error.get('message', job['message'])}".rstrip())
+            raise DemoError(
+                f"job {job_id} ({job['kind']}) {job['status']}: "
+                f"{error.get('code', '')} {error.get('message', job['message'])}".rstrip()
+            )
         self.current_job = None
         return job
 
@@ -203,9 +216,12 @@ class Demo:
                     raise DemoError(f"the demo {what} {row['id']} failed to build: {row.get('error')}")
             if dataset["status"] == "ready" and model["status"] == "ready":
                 break
-            parts = [1.0 if row["status"] == "ready" else
-                     (self.client.get(f"/api/jobs/{row['job_id']}")["progress"] if row.get("job_id") else 0.0)
-                     for row in (dataset, model)]
+            parts = [
+                1.0
+                if row["status"] == "ready"
+                else (self.client.get(f"/api/jobs/{row['job_id']}")["progress"] if row.get("job_id") else 0.0)
+                for row in (dataset, model)
+            ]
             bar.update(sum(parts) / 2, "building the demo dataset and model (first start)")
             time.sleep(POLL_S)
         arch = self.client.get(f"/api/models/{model['id']}/architecture")
@@ -213,7 +229,8 @@ class Demo:
             raise DemoError(f"the demo model has layers 0-{arch['layers'] - 1}; --layer {self.plan.layer} is not one")
         self.timings["demo kit"] = bar.done(
             f"dataset {dataset['id']} ({dataset['num_samples']:,} texts), model {model['id']} "
-            f"({arch['layers']} layers, d_model {arch['d_model']})")
+            f"({arch['layers']} layers, d_model {arch['d_model']})"
+        )
         return dataset, model
 
     def _newest_demo(self, kind: str) -> dict[str, Any]:
@@ -229,8 +246,10 @@ class Demo:
         bar = self.bar(2, "tokenize")
         done = [t for t in dataset.get("tokenizations", []) if t["tokenizer"] == "demo" and t["status"] == "ready"]
         if not done:
-            job = self.client.post(f"/api/datasets/{dataset['id']}/tokenize",
-                                   {"tokenizer": "demo", "max_length": 256, "padding": "do_not_pad"})
+            job = self.client.post(
+                f"/api/datasets/{dataset['id']}/tokenize",
+                {"tokenizer": "demo", "max_length": 256, "padding": "do_not_pad"},
+            )
             self.follow(job["job_id"], bar)
             dataset = self.client.get(f"/api/datasets/{dataset['id']}")
             done = [t for t in dataset["tokenizations"] if t["tokenizer"] == "demo"]
@@ -242,11 +261,21 @@ class Demo:
         """Extract the layer's residual stream over the dataset, or reuse a ready activation set with
         exactly these settings (a second demo run then costs no extraction and no extra disk)."""
         bar = self.bar(3, "activations")
-        wanted = {"dataset_id": dataset["id"], "layers": [self.plan.layer], "hook_types": ["residual"],
-                  "batch_size": 32, "max_samples": self.plan.samples, "context_length": self.plan.context_length}
-        same = [a for a in self.client.get("/api/activations")
-                if a["model_id"] == model["id"] and a["status"] == "ready"
-                and all(a["config"].get(k) == v for k, v in wanted.items() if k != "batch_size")]
+        wanted = {
+            "dataset_id": dataset["id"],
+            "layers": [self.plan.layer],
+            "hook_types": ["residual"],
+            "batch_size": 32,
+            "max_samples": self.plan.samples,
+            "context_length": self.plan.context_length,
+        }
+        same = [
+            a
+            for a in self.client.get("/api/activations")
+            if a["model_id"] == model["id"]
+            and a["status"] == "ready"
+            and all(a["config"].get(k) == v for k, v in wanted.items() if k != "batch_size")
+        ]
         if same:
             act, how = same[0], "reused"
         else:
@@ -257,19 +286,34 @@ class Demo:
         size = f", {act['size_bytes'] / 1e6:.0f} MB" if act.get("size_bytes") else ""
         self.timings["activations"] = bar.done(
             f"{act['id']} ({how}): layer {self.plan.layer} residual stream, {manifest.get('samples', 0):,} samples, "
-            f"{manifest.get('tokens', 0):,} tokens{size}")
+            f"{manifest.get('tokens', 0):,} tokens{size}"
+        )
         return act
 
     def training(self, act: dict[str, Any]) -> dict[str, Any]:
         plan = self.plan
         bar = self.bar(4, "training")
-        job = self.client.post("/api/training/start", {
-            "activation_id": act["id"], "layer": plan.layer, "hook_type": "residual", "encoder_type": "topk",
-            "seed": plan.seed, "auto_save_interval": 0,
-            "hyperparameters": {"d_sae": plan.d_sae, "k": plan.k, "batch_size": plan.batch_size,
-                                "total_steps": plan.total_steps, "learning_rate": plan.learning_rate,
-                                "warmup_steps": min(100, plan.total_steps // 10), "lr_decay": "cosine",
-                                "log_every": max(10, plan.total_steps // 100)}})
+        job = self.client.post(
+            "/api/training/start",
+            {
+                "activation_id": act["id"],
+                "layer": plan.layer,
+                "hook_type": "residual",
+                "encoder_type": "topk",
+                "seed": plan.seed,
+                "auto_save_interval": 0,
+                "hyperparameters": {
+                    "d_sae": plan.d_sae,
+                    "k": plan.k,
+                    "batch_size": plan.batch_size,
+                    "total_steps": plan.total_steps,
+                    "learning_rate": plan.learning_rate,
+                    "warmup_steps": min(100, plan.total_steps // 10),
+                    "lr_decay": "cosine",
+                    "log_every": max(10, plan.total_steps // 100),
+                },
+            },
+        )
 
         def note(state: dict[str, Any]) -> str:
             """The job's step, and the latest live metrics of the training it runs."""
@@ -277,55 +321,77 @@ class Demo:
             latest = self.client.get(f"/api/training/{training_id}").get("latest") if training_id else None
             if not latest:
                 return state["message"]
-            return (f"{state['message']}  EV {latest['explained_variance']:.3f}  L0 {latest['l0']:.1f}  "
-                    f"dead {latest['dead_latents']}")
+            return (
+                f"{state['message']}  EV {latest['explained_variance']:.3f}  L0 {latest['l0']:.1f}  "
+                f"dead {latest['dead_latents']}"
+            )
 
         finished = self.follow(job["job_id"], bar, note)
         training = self.client.get(f"/api/training/{finished['target']['id']}")
         ev = training.get("evaluation") or {}
         self.timings["training"] = bar.done(
             f"{training['id']}: TopK SAE, {plan.d_sae:,} latents, k={plan.k}, {training['step']:,} steps; "
-            f"explained variance {_num(ev.get('explained_variance'))}, L0 {_num(ev.get('l0'), 1)}")
+            f"explained variance {_num(ev.get('explained_variance'))}, L0 {_num(ev.get('l0'), 1)}"
+        )
         return training
 
     def features(self, training: dict[str, Any]) -> dict[str, Any]:
         bar = self.bar(5, "features")
-        job = self.client.post("/api/features/extract", {
-            "training_id": training["id"], "eval_samples": self.plan.feature_samples,
-            "context_length": self.plan.context_length})
+        job = self.client.post(
+            "/api/features/extract",
+            {
+                "training_id": training["id"],
+                "eval_samples": self.plan.feature_samples,
+                "context_length": self.plan.context_length,
+            },
+        )
         self.follow(job["job_id"], bar)
         summary = self.client.get(f"/api/training/{training['id']}/features/summary")["summary"] or {}
         self.timings["features"] = bar.done(
             f"{summary.get('alive', 0):,} of {summary.get('features', 0):,} features alive, "
             f"{summary.get('interpretable_share', 0) * 100:.0f}% interpretable (score >= 0.5), "
-            f"{summary.get('tokens', 0):,} tokens read")
+            f"{summary.get('tokens', 0):,} tokens read"
+        )
         return summary
 
     def steering(self, training: dict[str, Any], feature: dict[str, Any]) -> dict[str, Any]:
         """One plain (non-streaming) request: the API answers when both generations are done."""
         bar = self.bar(6, "steering")
         bar.update(0.0, f"feature #{feature['index']} at {self.plan.coefficient:+g}, {self.plan.max_tokens} tokens")
-        result = self.client.post("/api/steering/generate", {
-            "training_id": training["id"], "prompt": self.plan.prompt,
-            "features": [{"index": feature["index"], "coefficient": self.plan.coefficient, "mode": "add"}],
-            "temperature": 0.7, "max_tokens": self.plan.max_tokens, "seed": self.plan.seed, "stream": False},
-            timeout=900)
+        result = self.client.post(
+            "/api/steering/generate",
+            {
+                "training_id": training["id"],
+                "prompt": self.plan.prompt,
+                "features": [{"index": feature["index"], "coefficient": self.plan.coefficient, "mode": "add"}],
+                "temperature": 0.7,
+                "max_tokens": self.plan.max_tokens,
+                "seed": self.plan.seed,
+                "stream": False,
+            },
+            timeout=900,
+        )
         timing = result.get("timing") or {}
         self.timings["steering"] = bar.done(
             f"{timing.get('generated_tokens', 0)} tokens per side, {_num(timing.get('ms_per_token'), 1)} ms/token "
-            f"on {timing.get('device', '?')}")
+            f"on {timing.get('device', '?')}"
+        )
         return result
 
     def run(self) -> None:
         began = time.monotonic()
         plan = self.plan
         health = self.client.get("/api/health")
-        self._say(f"miStudio demo on {self.client.url}: {'quick' if self.quick else 'full'} run "
-                  f"(TopK SAE on layer {plan.layer} of the demo model)")
+        self._say(
+            f"miStudio demo on {self.client.url}: {'quick' if self.quick else 'full'} run "
+            f"(TopK SAE on layer {plan.layer} of the demo model)"
+        )
         worker = (health.get("components") or {}).get("worker") or {}
         if not worker.get("ok", True):
-            self._say(f"note: no live worker ({worker.get('detail')}): the jobs wait until one runs "
-                      "(`mistudio up` starts the API and the worker together)")
+            self._say(
+                f"note: no live worker ({worker.get('detail')}): the jobs wait until one runs "
+                "(`mistudio up` starts the API and the worker together)"
+            )
         elif health.get("status") != "healthy":
             self._say(f"note: the appliance reports {health.get('status')!r}: {_health_note(health)}")
         dataset, model = self.demo_kit()
@@ -347,8 +413,9 @@ class Demo:
         sample and far larger than the others; a TopK SAE spends several latents on it, and they
         score a perfect 1.0 (they fire exactly on that token), so they would fill the list and
         steer nothing of interest. They are counted, not hidden silently."""
-        rows = self.client.get(f"/api/training/{training['id']}/features", sort_by="interpretability",
-                               order="desc", limit=60)
+        rows = self.client.get(
+            f"/api/training/{training['id']}/features", sort_by="interpretability", order="desc", limit=60
+        )
         kept: list[dict[str, Any]] = []
         skipped = 0
         for row in rows:
@@ -363,45 +430,55 @@ class Demo:
         return kept or rows[:count], skipped if kept else 0
 
     # -- the summary ------------------------------------------------------------------------------
-    def summary(self, training: dict[str, Any], top: list[dict[str, Any]], skipped: int, steered: dict[str, Any],
-                total: float) -> None:
+    def summary(
+        self, training: dict[str, Any], top: list[dict[str, Any]], skipped: int, steered: dict[str, Any], total: float
+    ) -> None:
         ev = training.get("evaluation") or {}
         hp = training["config"]["hyperparameters"]
         say = self._say
         say("")
         say("Summary")
         say("=======")
-        say(f"SAE                 {training['id']}: TopK, layer {training['layer']} residual stream, "
+        say(
+            f"SAE                 {training['id']}: TopK, layer {training['layer']} residual stream, "
             f"{hp.get('d_sae'):,} latents, k={hp.get('k')}, {training['step']:,} steps on "
-            f"{ev.get('tokens', 0):,} tokens")
+            f"{ev.get('tokens', 0):,} tokens"
+        )
         say(f"explained variance  {_num(ev.get('explained_variance'))} (held-out activations)")
-        say(f"L0                  {_num(ev.get('l0'), 1)} active latents per token; "
-            f"{ev.get('dead_latents', 0)} dead")
+        say(f"L0                  {_num(ev.get('l0'), 1)} active latents per token; {ev.get('dead_latents', 0)} dead")
         if ev.get("ce_loss_recovered") is not None:
-            say(f"CE loss recovered   {_num(ev['ce_loss_recovered'])} (the SAE spliced into the model: "
-                f"CE {_num(ev.get('ce_loss_original'))} -> {_num(ev.get('ce_loss_with_sae'))})")
+            say(
+                f"CE loss recovered   {_num(ev['ce_loss_recovered'])} (the SAE spliced into the model: "
+                f"CE {_num(ev.get('ce_loss_original'))} -> {_num(ev.get('ce_loss_with_sae'))})"
+            )
         say("")
         say("Top features by interpretability (score: held-out F1 of the feature's top tokens as its predictor)")
         for row in top:
-            say(f"  #{row['index']:<5} score {_num(row.get('score'), 2)}  freq {row['frequency'] * 100:5.2f}%  "
-                f"{_quote(row['label'])}")
+            say(
+                f"  #{row['index']:<5} score {_num(row.get('score'), 2)}  freq {row['frequency'] * 100:5.2f}%  "
+                f"{_quote(row['label'])}"
+            )
         if skipped:
             which = f"{skipped} features that fire" if skipped > 1 else "1 feature that fires"
             say(f"  (left out: {which} only on <|endoftext|>, the token every sample starts with)")
         feature = (steered.get("features") or [{}])[0]
         metrics = steered.get("metrics") or {}
         say("")
-        say(f"Steering            feature #{feature.get('index')} {_quote(feature.get('label', ''))} "
+        say(
+            f"Steering            feature #{feature.get('index')} {_quote(feature.get('label', ''))} "
             f"{feature.get('mode', 'add')} {feature.get('coefficient', 0):+g} x its max activation "
-            f"(= {_num(feature.get('value'), 2)} along its decoder direction), seed {steered.get('seed')}")
+            f"(= {_num(feature.get('value'), 2)} along its decoder direction), seed {steered.get('seed')}"
+        )
         say(f"  prompt     {_quote(steered.get('prompt', ''))}")
         say(f"  unsteered  {_quote(steered['unsteered']['text'])}")
         say(f"  steered    {_quote(steered['steered']['text'])}")
-        say(f"  KL {_num(metrics.get('kl_divergence'))}   perplexity {_num(metrics.get('perplexity_unsteered'), 2)} -> "
+        say(
+            f"  KL {_num(metrics.get('kl_divergence'))}   perplexity {_num(metrics.get('perplexity_unsteered'), 2)} -> "
             f"{_num(metrics.get('perplexity_steered'), 2)} (delta {_signed(metrics.get('perplexity_delta'))})   "
             f"similarity {_num(metrics.get('semantic_similarity'))}   "
             f"word overlap {_num(metrics.get('word_overlap'))}   "
-            f"first divergence at token {steered.get('first_divergence')}")
+            f"first divergence at token {steered.get('first_divergence')}"
+        )
         say("")
         say("Timings             " + ", ".join(f"{name} {duration(s)}" for name, s in self.timings.items()))
         say(f"Total               {duration(total)}")
@@ -419,15 +496,20 @@ class Demo:
         from appliance.commands.bench.harness import machine_info
 
         info = self.client.get("/api/system/info")
-        appliance = {key: info.get(key) for key in ("device_name", "platform_kind", "gpu_name", "cuda_available",
-                                                    "total_memory_mb")}
+        appliance = {
+            key: info.get(key)
+            for key in ("device_name", "platform_kind", "gpu_name", "cuda_available", "total_memory_mb")
+        }
         appliance["torch"] = (info.get("worker") or {}).get("torch")
         appliance["same_machine"] = info.get("hostname") == socket.gethostname()
         return {
-            "suite": "demo", "command": command,
+            "suite": "demo",
+            "command": command,
             "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "machine": machine_info(), "appliance": appliance,
-            "settings": asdict(self.plan), "duration_s": round(self.total_s, 1),
+            "machine": machine_info(),
+            "appliance": appliance,
+            "settings": asdict(self.plan),
+            "duration_s": round(self.total_s, 1),
             "timings_s": {name: round(s, 1) for name, s in self.timings.items()},
             "transcript": self.transcript,
         }
@@ -448,13 +530,22 @@ def _quote(text: str, limit: int = 160) -> str:
 
 
 def _health_note(health: dict[str, Any]) -> str:
-    bad = [f"{name}: {part.get('detail', '')}" for name, part in (health.get("components") or {}).items()
-           if not part.get("ok")]
+    bad = [
+        f"{name}: {part.get('detail', '')}"
+        for name, part in (health.get("components") or {}).items()
+        if not part.get("ok")
+    ]
     return "; ".join(bad) or "see GET /api/health"
 
 
-def run_demo(url: str, token: str | None, quick: bool = False, layer: int | None = None,
-             out: TextIO = sys.stdout, record_dir: Path | None = None) -> int:
+def run_demo(
+    url: str,
+    token: str | None,
+    quick: bool = False,
+    layer: int | None = None,
+    out: TextIO = sys.stdout,
+    record_dir: Path | None = None,
+) -> int:
     """The ``mistudio demo`` command: 0 when every stage completed, 1 with a message otherwise,
     130 on Ctrl-C (the job under way keeps running on the appliance). A completed run is recorded
     in ``record_dir`` (None: not recorded); a failed or interrupted one leaves the record as it was."""
@@ -469,9 +560,11 @@ def run_demo(url: str, token: str | None, quick: bool = False, layer: int | None
     except KeyboardInterrupt:
         out.write("\n")
         if demo.current_job:
-            print(f"mistudio demo: interrupted; job {demo.current_job} keeps running on the appliance (cancel it "
-                  f"in the web UI's jobs list, or: curl -X POST {demo.client.url}/api/jobs/{demo.current_job}/cancel)",
-                  file=sys.stderr)
+            print(
+                f"mistudio demo: interrupted; job {demo.current_job} keeps running on the appliance (cancel it "
+                f"in the web UI's jobs list, or: curl -X POST {demo.client.url}/api/jobs/{demo.current_job}/cancel)",
+                file=sys.stderr,
+            )
         else:
             print("mistudio demo: interrupted", file=sys.stderr)
         return 130
@@ -481,8 +574,11 @@ def run_demo(url: str, token: str | None, quick: bool = False, layer: int | None
         print(f"mistudio demo: {exc}", file=sys.stderr)
         return 1
     if record_dir is not None:
-        _save(demo, record_dir, "mistudio demo" + (" --quick" if quick else "")
-              + (f" --layer {layer}" if layer is not None else ""))
+        _save(
+            demo,
+            record_dir,
+            "mistudio demo" + (" --quick" if quick else "") + (f" --layer {layer}" if layer is not None else ""),
+        )
     return 0
 
 
@@ -496,5 +592,7 @@ def _save(demo: Demo, directory: Path, command: str) -> None:
         print(f"mistudio demo: the run was not recorded: {exc}", file=sys.stderr)
         return
     # On stderr: stdout is the transcript itself.
-    print(f"mistudio demo: recorded in {path}" + (f"; refreshed its transcript in {readme}" if readme else ""),
-          file=sys.stderr)
+    print(
+        f"mistudio demo: recorded in {path}" + (f"; refreshed its transcript in {readme}" if readme else ""),
+        file=sys.stderr,
+    )

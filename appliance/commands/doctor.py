@@ -35,8 +35,10 @@ def _python() -> Check:
 
 def _torch(settings: Settings) -> Check:
     # A subprocess: importing torch here would cost the doctor 2 s and 240 MB for one line of output.
-    code = ("import torch, json; print(json.dumps({'v': torch.__version__, 'cuda': torch.cuda.is_available(),"
-            " 'dev': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))")
+    code = (
+        "import torch, json; print(json.dumps({'v': torch.__version__, 'cuda': torch.cuda.is_available(),"
+        " 'dev': torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}))"
+    )
     try:
         result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
@@ -49,8 +51,12 @@ def _torch(settings: Settings) -> Check:
     info = json.loads(result.stdout.strip().splitlines()[-1])
     platform = detect(settings.host_root)
     if platform.cuda_available and not info["cuda"]:
-        return Check("torch", WARN, f"torch {info['v']} without CUDA, but this device has a GPU",
-                     "install a CUDA build: ./install.sh --cuda (x86) or JetPack's torch (Jetson)")
+        return Check(
+            "torch",
+            WARN,
+            f"torch {info['v']} without CUDA, but this device has a GPU",
+            "install a CUDA build: ./install.sh --cuda (x86) or JetPack's torch (Jetson)",
+        )
     return Check("torch", OK, f"torch {info['v']}, CUDA: {info['dev'] or 'no'}")
 
 
@@ -61,14 +67,26 @@ def _data_dir(settings: Settings) -> list[Check]:
         checks.append(Check("data dir", WARN, f"{path} does not exist yet", "it is created on first start"))
         path = next((p for p in path.parents if p.exists()), Path("/"))
     elif not os.access(path, os.W_OK):
-        checks.append(Check("data dir", FAIL, f"{path} is not writable by {os.getenv('USER', 'this user')}",
-                            f"fix the owner: sudo chown -R mistudio:mistudio {path}"))
+        checks.append(
+            Check(
+                "data dir",
+                FAIL,
+                f"{path} is not writable by {os.getenv('USER', 'this user')}",
+                f"fix the owner: sudo chown -R mistudio:mistudio {path}",
+            )
+        )
     else:
         checks.append(Check("data dir", OK, str(path)))
     free_gb = shutil.disk_usage(path).free / 1e9
     status = FAIL if free_gb < 1 else WARN if free_gb < 10 else OK
-    checks.append(Check("disk space", status, f"{free_gb:.1f} GB free",
-                        "" if status == OK else "free space: models and activations need several GB"))
+    checks.append(
+        Check(
+            "disk space",
+            status,
+            f"{free_gb:.1f} GB free",
+            "" if status == OK else "free space: models and activations need several GB",
+        )
+    )
     return checks
 
 
@@ -79,8 +97,9 @@ def _database(settings: Settings) -> Check:
         return Check("database", WARN, "not created yet", "start the appliance once: mistudio up")
     version = schema_version(settings.db_path)
     if version != latest_version():
-        return Check("database", WARN, f"schema {version}, code expects {latest_version()}",
-                     "it is migrated on the next start")
+        return Check(
+            "database", WARN, f"schema {version}, code expects {latest_version()}", "it is migrated on the next start"
+        )
     return Check("database", OK, f"schema {version}")
 
 
@@ -98,8 +117,12 @@ def _port(settings: Settings) -> Check:
     except Exception as exc:  # noqa: BLE001
         if "401" in str(exc):
             return Check("port", OK, f"{settings.port}: miStudio answers there (token required)")
-        return Check("port", FAIL, f"{settings.port} is used by another program",
-                     "stop it, or choose another port: MISTUDIO_PORT=8080")
+        return Check(
+            "port",
+            FAIL,
+            f"{settings.port} is used by another program",
+            "stop it, or choose another port: MISTUDIO_PORT=8080",
+        )
 
 
 def _worker(settings: Settings) -> Check:
@@ -114,8 +137,12 @@ def _worker(settings: Settings) -> Check:
     age = time.time() - row["heartbeat_at"]
     if row["stopped_at"] is None and age <= settings.worker_stale_s:
         return Check("worker", OK, f"running (pid {row['pid']})")
-    return Check("worker", WARN, f"not running (last seen {age:.0f} s ago)",
-                 "start it: mistudio worker (or systemctl start mistudio-worker)")
+    return Check(
+        "worker",
+        WARN,
+        f"not running (last seen {age:.0f} s ago)",
+        "start it: mistudio worker (or systemctl start mistudio-worker)",
+    )
 
 
 def _systemd() -> Check:
@@ -124,10 +151,15 @@ def _systemd() -> Check:
     unit = Path("/etc/systemd/system/mistudio.target")
     if not unit.exists():
         return Check("systemd", WARN, "units not installed", "sudo ./install.sh --system")
-    state = subprocess.run(["systemctl", "is-enabled", "mistudio.target"], capture_output=True,
-                           text=True).stdout.strip()
-    return Check("systemd", OK if state == "enabled" else WARN, f"mistudio.target {state or 'unknown'}",
-                 "" if state == "enabled" else "sudo systemctl enable --now mistudio.target")
+    state = subprocess.run(
+        ["systemctl", "is-enabled", "mistudio.target"], capture_output=True, text=True
+    ).stdout.strip()
+    return Check(
+        "systemd",
+        OK if state == "enabled" else WARN,
+        f"mistudio.target {state or 'unknown'}",
+        "" if state == "enabled" else "sudo systemctl enable --now mistudio.target",
+    )
 
 
 def _monitoring(settings: Settings) -> Check:
@@ -139,13 +171,25 @@ def _monitoring(settings: Settings) -> Check:
         return Check("monitoring", OK, f"{platform.board}: jtop service")
     if settings.tegrastats_path or shutil.which("tegrastats"):
         return Check("monitoring", OK, f"{platform.board}: tegrastats (install jetson-stats for jtop)")
-    return Check("monitoring", WARN, f"{platform.board}: neither jtop nor tegrastats found",
-                 "install nvidia-l4t-tools (tegrastats) or jetson-stats (jtop)")
+    return Check(
+        "monitoring",
+        WARN,
+        f"{platform.board}: neither jtop nor tegrastats found",
+        "install nvidia-l4t-tools (tegrastats) or jetson-stats (jtop)",
+    )
 
 
 def run_doctor(settings: Settings, out: Callable[[str], None] = print) -> int:
-    checks = [_python(), _torch(settings), *_data_dir(settings), _database(settings), _port(settings),
-              _worker(settings), _systemd(), _monitoring(settings)]
+    checks = [
+        _python(),
+        _torch(settings),
+        *_data_dir(settings),
+        _database(settings),
+        _port(settings),
+        _worker(settings),
+        _systemd(),
+        _monitoring(settings),
+    ]
     width = max(len(c.name) for c in checks)
     for check in checks:
         out(f"[{check.status:^4}] {check.name:<{width}}  {check.detail}")

@@ -36,7 +36,14 @@ def serve(settings: Settings) -> None:
 
     app = create_app(settings)
     config = uvicorn.Config(
-        asgi_app(app, settings), host=settings.host, port=settings.port, log_level=settings.log_level,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, proxy_headers=False, server_header=False,
-        access_log=settings.log_level == "debug", lifespan="on")
+        asgi_app(app, settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        proxy_headers=False,
+        server_header=False,
+        access_log=settings.log_level == "debug",
+        lifespan="on",
+    )
     _Server(config, app).run()

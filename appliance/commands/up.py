@@ -47,16 +47,27 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, children: dict[str, list[str]], *, backoff_s: float, backoff_max_s: float,
-                 healthy_s: float, say: Callable[[str], None] = _say):
+    def __init__(
+        self,
+        children: dict[str, list[str]],
+        *,
+        backoff_s: float,
+        backoff_max_s: float,
+        healthy_s: float,
+        say: Callable[[str], None] = _say,
+    ):
         self.children = {name: Child(name, argv) for name, argv in children.items()}
         self.backoff_s, self.backoff_max_s, self.healthy_s = backoff_s, max(backoff_s, backoff_max_s), healthy_s
         self.say = say
 
     @classmethod
     def from_settings(cls, settings: Settings, children: dict[str, list[str]]) -> Supervisor:
-        return cls(children, backoff_s=settings.restart_backoff_s, backoff_max_s=settings.restart_backoff_max_s,
-                   healthy_s=settings.restart_healthy_s)
+        return cls(
+            children,
+            backoff_s=settings.restart_backoff_s,
+            backoff_max_s=settings.restart_backoff_max_s,
+            healthy_s=settings.restart_healthy_s,
+        )
 
     def start(self, name: str) -> subprocess.Popen:
         child = self.children[name]
@@ -80,14 +91,18 @@ class Supervisor:
             code = child.proc.poll()
             if code is None:
                 if child.exits and now - child.started >= self.healthy_s:
-                    self.say(f"{child.name} up for {self.healthy_s:g} s: healthy, restart delay reset "
-                             f"after {child.exits} exit(s) in a row")
+                    self.say(
+                        f"{child.name} up for {self.healthy_s:g} s: healthy, restart delay reset "
+                        f"after {child.exits} exit(s) in a row"
+                    )
                     child.exits = 0
                 continue
             child.exits += 1
             wait = self.delay(child.exits)
-            self.say(f"{child.name} (pid {child.proc.pid}) {describe_exit(code)} after {now - child.started:.1f} s; "
-                     f"restarting in {wait:g} s (exit {child.exits} in a row)")
+            self.say(
+                f"{child.name} (pid {child.proc.pid}) {describe_exit(code)} after {now - child.started:.1f} s; "
+                f"restarting in {wait:g} s (exit {child.exits} in a row)"
+            )
             child.proc, child.restart_at = None, now + wait
 
     def stop(self) -> None:

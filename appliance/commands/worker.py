@@ -97,8 +97,13 @@ class Worker:
         self.db = Database(settings.db_path)
         self.store = JobStore(self.db)
         self.queue = JobQueue(settings.queue_path)
-        self.runtime = runner.Runtime(settings=settings, store=self.store, queue=self.queue,
-                                      memory=MemoryManager.from_settings(settings), db=self.db)
+        self.runtime = runner.Runtime(
+            settings=settings,
+            store=self.store,
+            queue=self.queue,
+            memory=MemoryManager.from_settings(settings),
+            db=self.db,
+        )
         self.worker_id = f"w_{os.getpid()}_{int(time.time())}"
         self._stop = threading.Event()
         self._lock_file: Any = None
@@ -115,15 +120,19 @@ class Worker:
             self._lock_file.seek(0)
             holder = self._lock_file.read().strip() or "unknown"
             raise WorkerAlreadyRunning(
-                f"another worker (pid {holder}) already serves {self.settings.data_dir}") from None
+                f"another worker (pid {holder}) already serves {self.settings.data_dir}"
+            ) from None
         self._lock_file.seek(0)
         self._lock_file.truncate()
         self._lock_file.write(str(os.getpid()))
         self._lock_file.flush()
 
     def register(self) -> None:
-        self.db.execute(worker_sql.insert(self.worker_id, os.getpid(), socket.gethostname(),
-                                          encode(worker_info(self.settings)), time.time()))
+        self.db.execute(
+            worker_sql.insert(
+                self.worker_id, os.getpid(), socket.gethostname(), encode(worker_info(self.settings)), time.time()
+            )
+        )
 
     def reconcile(self) -> None:
         """Jobs a dead worker left behind: resume the resumable, fail the rest, re-send lost tasks."""
@@ -134,8 +143,12 @@ class Worker:
                 self.queue.enqueue(job.id, kind.lane)
                 log.warning("job %s was running when the worker died: resuming", job.id)
                 continue
-            self.store.finish(job.id, "failed", message="Failed",
-                              error=("WORKER_RESTARTED", "The worker stopped while this job was running"))
+            self.store.finish(
+                job.id,
+                "failed",
+                message="Failed",
+                error=("WORKER_RESTARTED", "The worker stopped while this job was running"),
+            )
             if kind is not None:
                 runner._cleanup(kind, self.runtime, job.id)
             log.warning("job %s was running when the worker died: marked failed", job.id)
@@ -228,11 +241,19 @@ class Worker:
         # Short, flat polling: pickup stays under ~0.1 s even after the queue idled for hours
         # (Huey's default backs off to 10 s), at about 1% of a core.
         self._consumer = _Consumer(
-            self.queue.huey, workers=self.settings.worker_threads, worker_type="thread", periodic=True,
-            initial_delay=0.01, backoff=1.15, max_delay=0.1, check_worker_health=True,
-            on_stop_signal=self._on_stop_signal)
-        log.info("worker %s serving %s with %d threads", self.worker_id, self.settings.data_dir,
-                 self.settings.worker_threads)
+            self.queue.huey,
+            workers=self.settings.worker_threads,
+            worker_type="thread",
+            periodic=True,
+            initial_delay=0.01,
+            backoff=1.15,
+            max_delay=0.1,
+            check_worker_health=True,
+            on_stop_signal=self._on_stop_signal,
+        )
+        log.info(
+            "worker %s serving %s with %d threads", self.worker_id, self.settings.data_dir, self.settings.worker_threads
+        )
         try:
             self._consumer.run()
         finally:

@@ -10,15 +10,22 @@ from appliance.errors import ValidationError
 
 # The readers of the `datasets` library a file is loaded with.
 FileFormat = Literal["json", "csv", "parquet", "text"]
-FORMATS: dict[str, FileFormat] = {".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet",
-                                  ".txt": "text"}
+FORMATS: dict[str, FileFormat] = {
+    ".jsonl": "json",
+    ".json": "json",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+}
 
 
 def detect_format(path: Path, declared: str | None) -> FileFormat:
     fmt = declared or FORMATS.get(path.suffix.lower())
     if fmt not in ("json", "csv", "parquet", "text"):
-        raise ValidationError(f"Unsupported file type {path.suffix!r}: use .jsonl, .json, .csv, .parquet or .txt",
-                              details={"field": "format"})
+        raise ValidationError(
+            f"Unsupported file type {path.suffix!r}: use .jsonl, .json, .csv, .parquet or .txt",
+            details={"field": "format"},
+        )
     with path.open("rb") as handle:
         head = handle.read(8192)
     if fmt == "parquet":

@@ -8,9 +8,10 @@ and by the API's monitor (``system.metrics``, never stored). Each message carrie
 the schema of the event streams, so the web UI gets the same union as TypeScript types and never
 casts a payload.
 
-The payload Structs forbid unknown fields on purpose: a test decodes every stored event of a real
-run into its Struct, so a field added by an emitter and not here fails there instead of reaching
-the UI untyped. Torch-free (the API imports it).
+Emitters build the payload Struct themselves, and every door that writes or streams an event checks
+it is its type's (``checked``): a wrong payload fails where it is made. The Structs also forbid
+unknown fields when decoding: a test decodes every stored event of a real run into its Struct, so a
+stored event the UI could not read fails there. Torch-free (the API imports it).
 """
 
 from __future__ import annotations
@@ -23,11 +24,12 @@ from appliance.device.sample import Sample
 from appliance.jobs.records import Job
 
 
-class _Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    pass
+class _Payload(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Optional fields left unset are not sent: an event carries what its emitter said, nothing more."""
 
 
 # --- progress: JobContext.progress; ephemeral (thinned by retention), one per job kind's stage ---
+
 
 class Progress(_Payload):
     """``job.progress`` and ``steering.progress``: where a job is (0..1) and what it is doing."""
@@ -77,6 +79,7 @@ class TrainingProgress(Progress):
 
 # --- a resource changed: the UI reloads it. ``status`` is the resource's new status ("deleted" when
 # the rule for a failed job removed the row). ---
+
 
 class DatasetUpdated(_Payload):
     dataset_id: str
@@ -136,6 +139,7 @@ class SteeringCompleted(_Payload):
 
 
 # --- the envelope, one Struct per event type: ``type`` is the tag ---
+
 
 class _Event(msgspec.Struct, tag_field="type", kw_only=True):
     id: int | None  # the row id (SSE ``id:``, for Last-Event-ID); None for an ephemeral event
@@ -219,13 +223,39 @@ class SystemMetricsEvent(_Event, tag="system.metrics"):
 
 
 StreamEvent = Union[
-    JobUpdatedEvent, JobProgressEvent, DatasetProgressEvent, ModelProgressEvent, ActivationsProgressEvent,
-    TrainingProgressEvent, FeaturesProgressEvent, SteeringProgressEvent, DatasetUpdatedEvent, ModelUpdatedEvent,
-    ActivationsUpdatedEvent, TrainingUpdatedEvent, TrainingCheckpointEvent, TrainingLogEvent, FeaturesUpdatedEvent,
-    SteeringTokenEvent, SteeringCompletedEvent, SystemMetricsEvent,
+    JobUpdatedEvent,
+    JobProgressEvent,
+    DatasetProgressEvent,
+    ModelProgressEvent,
+    ActivationsProgressEvent,
+    TrainingProgressEvent,
+    FeaturesProgressEvent,
+    SteeringProgressEvent,
+    DatasetUpdatedEvent,
+    ModelUpdatedEvent,
+    ActivationsUpdatedEvent,
+    TrainingUpdatedEvent,
+    TrainingCheckpointEvent,
+    TrainingLogEvent,
+    FeaturesUpdatedEvent,
+    SteeringTokenEvent,
+    SteeringCompletedEvent,
+    SystemMetricsEvent,
 ]
 
 # The payload type of each event type, for code that holds a (type, data) pair (the events table).
 PAYLOADS: dict[str, type] = {
     str(event.__struct_config__.tag): get_type_hints(event)["data"] for event in get_args(StreamEvent)
 }
+
+
+def checked(type_: str, payload: Any) -> Any:
+    """``payload`` when it is the Struct that events of type ``type_`` carry. Anything else is a
+    programming error in the emitter (TypeError), caught where the event is made rather than by a UI
+    that cannot read it."""
+    expected = PAYLOADS.get(type_)
+    if expected is None:
+        raise TypeError(f"no event type {type_!r}")
+    if type(payload) is expected:
+        return payload
+    raise TypeError(f"{type_} carries {expected.__name__}, not {type(payload).__name__}")

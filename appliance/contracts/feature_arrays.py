@@ -27,8 +27,18 @@ import numpy as np
 from appliance.data.layout import DataLayout
 
 HIST_EDGES = [round(-3 + 0.25 * i, 2) for i in range(25)]  # a feature's histogram: log10(activation), -3 .. 3
-NAMES = ("tokens", "offsets", "indptr", "indices", "values", "top_values", "top_samples", "top_positions",
-         "mean", "std")
+NAMES = (
+    "tokens",
+    "offsets",
+    "indptr",
+    "indices",
+    "values",
+    "top_values",
+    "top_samples",
+    "top_positions",
+    "mean",
+    "std",
+)
 
 
 def features_dir(data_dir: Path, training_id: str) -> Path:
@@ -74,9 +84,13 @@ class FeatureArrays:
         center = begin + position
         lo, hi = max(begin, center - window), min(end, center + window + 1)
         rows = np.arange(lo, hi)
-        return {"sample": int(sample), "position": int(position), "token_ids": self.tokens[lo:hi].tolist(),
-                "activations": [round(float(v), 4) for v in self.latent_at(rows, latent)],
-                "max_index": int(center - lo)}
+        return {
+            "sample": int(sample),
+            "position": int(position),
+            "token_ids": self.tokens[lo:hi].tolist(),
+            "activations": [round(float(v), 4) for v in self.latent_at(rows, latent)],
+            "max_index": int(center - lo),
+        }
 
     def examples(self, latent: int, limit: int, window: int) -> list[dict[str, Any]]:
         found = []
@@ -84,8 +98,9 @@ class FeatureArrays:
             value = float(self.top_values[rank, latent])
             if value <= 0:
                 break
-            example = self.context(int(self.top_samples[rank, latent]), int(self.top_positions[rank, latent]),
-                                   latent, window)
+            example = self.context(
+                int(self.top_samples[rank, latent]), int(self.top_positions[rank, latent]), latent, window
+            )
             example["max_activation"] = round(value, 4)
             found.append(example)
         return found

@@ -20,6 +20,7 @@ EncoderType = Literal["sparse", "topk", "jumprelu", "skip", "transcoder"]
 class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The training form's settings with the ranges it allows, plus what the form does not show;
     one definition for the API's validation, the worker's loop and the training templates."""
+
     d_sae: Annotated[int, msgspec.Meta(ge=16, le=MAX_D_SAE)] | None = None
     expansion_factor: Annotated[int, msgspec.Meta(ge=1, le=MAX_EXPANSION)] = 8
     k: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 32

@@ -36,11 +36,15 @@ def capabilities(platform: PlatformInfo) -> list[PrecisionSupport]:
         "fp32": (True, "full precision"),
         "fp16": (True, "half precision on the GPU" if cuda else "works on CPU but matmuls are slow there; prefer bf16"),
         "bf16": (True, "bfloat16 (Ampere GPUs, Jetson Orin, and CPUs)"),
-        "q8": (bool(bnb) or not cuda, "int8 with bitsandbytes" if bnb else
-               "int8 dynamic quantization of linear layers (CPU)" if not cuda else
-               "needs the bitsandbytes package for int8 on CUDA"),
-        "q4": (bool(bnb), "4-bit NF4 with bitsandbytes" if bnb else
-               "needs a CUDA GPU and the bitsandbytes package"),
+        "q8": (
+            bool(bnb) or not cuda,
+            "int8 with bitsandbytes"
+            if bnb
+            else "int8 dynamic quantization of linear layers (CPU)"
+            if not cuda
+            else "needs the bitsandbytes package for int8 on CUDA",
+        ),
+        "q4": (bool(bnb), "4-bit NF4 with bitsandbytes" if bnb else "needs a CUDA GPU and the bitsandbytes package"),
     }
     return [PrecisionSupport(name, ok, why, BYTES_PER_PARAM[name]) for name, (ok, why) in table.items()]
 
@@ -49,8 +53,9 @@ def check(platform: PlatformInfo, precision: str) -> None:
     """A precision this device cannot load is refused when it is asked for, not when the job runs."""
     for item in capabilities(platform):
         if item.name == precision and not item.supported:
-            raise ValidationError(f"Precision {precision} is not available on this device: {item.reason}",
-                                  details={"field": "precision"})
+            raise ValidationError(
+                f"Precision {precision} is not available on this device: {item.reason}", details={"field": "precision"}
+            )
 
 
 def memory_mb(parameters: int, precision: str) -> float:

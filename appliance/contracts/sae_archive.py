@@ -33,8 +33,10 @@ def max_unpacked_bytes(d_model: int) -> int:
 def _members(zipped: zipfile.ZipFile) -> list[zipfile.ZipInfo]:
     infos = zipped.infolist()
     if len(infos) > MAX_MEMBERS:
-        raise ValidationError(f"The zip holds {len(infos):,} entries; an SAE needs a few (at most {MAX_MEMBERS:,})",
-                              details={"field": "file"})
+        raise ValidationError(
+            f"The zip holds {len(infos):,} entries; an SAE needs a few (at most {MAX_MEMBERS:,})",
+            details={"field": "file"},
+        )
     members = [m for m in infos if not m.is_dir()]
     for member in members:
         name = Path(member.filename.replace("\\", "/"))
@@ -47,7 +49,8 @@ def _too_large(size: int, limit: int, d_model: int) -> ValidationError:
     return ValidationError(
         f"The zip unpacks to more than {limit / 2**20:,.0f} MB, more than the largest SAE a model of width "
         f"{d_model} can have (plus {MARGIN_BYTES // 2**20} MB for small files): it is not an SAE of this model",
-        details={"field": "file", "unpacked_bytes": size, "limit_bytes": limit})
+        details={"field": "file", "unpacked_bytes": size, "limit_bytes": limit},
+    )
 
 
 def check_declared(archive: Path, d_model: int, dest: Path, reserve_mb: int) -> None:
@@ -86,15 +89,17 @@ def unpack(archive: Path, dest: Path, d_model: int, reserve_mb: int) -> None:
                             raise InsufficientStorage(
                                 f"The data disk filled up while unpacking the SAE ({written / 2**20:,.0f} MB so far); "
                                 "nothing was kept. Free space and import it again.",
-                                details={"unpacked_bytes": written, "reserve_mb": reserve_mb})
+                                details={"unpacked_bytes": written, "reserve_mb": reserve_mb},
+                            )
                         out.write(chunk)
     except BaseException as exc:
         shutil.rmtree(dest, ignore_errors=True)
         if isinstance(exc, (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError)):
             # zipfile stops a member at its declared size and then finds the checksum wrong: a header
             # that understates what follows is refused here.
-            raise ValidationError(f"The zip is damaged or its sizes do not match its contents: {exc}",
-                                  details={"field": "file"}) from None
+            raise ValidationError(
+                f"The zip is damaged or its sizes do not match its contents: {exc}", details={"field": "file"}
+            ) from None
         if is_disk_full(exc):
             raise storage_error(exc, "the unpacked SAE", dest.parent) from exc
         raise

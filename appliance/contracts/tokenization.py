@@ -28,6 +28,7 @@ Truncation = Literal["longest_first", "only_first", "only_second", "do_not_trunc
 class TokenizeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """How a dataset is tokenized (the Tokenization tab's form); stored with each tokenized dataset
     and reused by whatever reads its token ids, so they are read as they were made."""
+
     tokenizer: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] = DEMO_TOKENIZER
     max_length: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 512
     padding: Padding = "max_length"
@@ -37,8 +38,11 @@ class TokenizeSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True)
 
     def check(self) -> None:
         if self.truncation == "only_second":
-            raise ValidationError("Truncation 'only_second' applies to pairs of texts; a dataset sample is one text: "
-                                  "use 'longest_first' or 'only_first'", details={"field": "truncation"})
+            raise ValidationError(
+                "Truncation 'only_second' applies to pairs of texts; a dataset sample is one text: "
+                "use 'longest_first' or 'only_first'",
+                details={"field": "truncation"},
+            )
 
 
 def tokenizer_path(tokenizer_id: str, data_dir: Path) -> Path:
@@ -49,8 +53,9 @@ def tokenizer_path(tokenizer_id: str, data_dir: Path) -> Path:
         path = DataLayout(data_dir).model(tokenizer_id) / "tokenizer.json"
         if path.is_file():
             return path
-    raise NotFound(f"No tokenizer {tokenizer_id!r}: use 'demo' or the id of a ready model",
-                   details={"field": "tokenizer"})
+    raise NotFound(
+        f"No tokenizer {tokenizer_id!r}: use 'demo' or the id of a ready model", details={"field": "tokenizer"}
+    )
 
 
 _cache: OrderedDict[tuple[Any, ...], "Tokenizer"] = OrderedDict()
@@ -94,9 +99,16 @@ def truncated(encodings: list["Encoding"], texts: list[str], settings: TokenizeS
     flags = [bool(e.overflowing) for e in encodings]
     unsure = [i for i, e in enumerate(encodings) if not e.overflowing and sum(e.attention_mask) >= settings.max_length]
     if unsure:
-        plain = load_tokenizer(settings.tokenizer, data_dir, TokenizeSettings(
-            tokenizer=settings.tokenizer, max_length=settings.max_length, truncation="do_not_truncate",
-            padding="do_not_pad"))
+        plain = load_tokenizer(
+            settings.tokenizer,
+            data_dir,
+            TokenizeSettings(
+                tokenizer=settings.tokenizer,
+                max_length=settings.max_length,
+                truncation="do_not_truncate",
+                padding="do_not_pad",
+            ),
+        )
         full = plain.encode_batch([texts[i] for i in unsure], add_special_tokens=settings.add_special_tokens)
         for i, encoding in zip(unsure, full):
             flags[i] = len(encoding.ids) > settings.max_length
@@ -123,8 +135,9 @@ def configure(tokenizer: "Tokenizer", settings: TokenizeSettings) -> "Tokenizer"
         configured.enable_truncation(settings.max_length)
     if settings.padding != "do_not_pad":
         pad_id, pad = pad_token(tokenizer)
-        configured.enable_padding(pad_id=pad_id, pad_token=pad,
-                                  length=settings.max_length if settings.padding == "max_length" else None)
+        configured.enable_padding(
+            pad_id=pad_id, pad_token=pad, length=settings.max_length if settings.padding == "max_length" else None
+        )
     return configured
 
 
@@ -137,6 +150,6 @@ def pieces(encoding: "Encoding", text: str, tokenizer: "Tokenizer") -> list[str]
         if special or start == end:
             out.append(tokenizer.id_to_token(token_id) or "")
         else:
-            out.append(text[max(start, covered):end])
+            out.append(text[max(start, covered) : end])
             covered = max(covered, end)
     return out

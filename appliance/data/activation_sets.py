@@ -20,14 +20,15 @@ def list_all() -> Query:
     return "SELECT * FROM activation_sets ORDER BY created_at DESC", ()
 
 
-def insert(activation_id: str, *, model_id: str, dataset_id: str, config: str, job_id: str | None,
-           now: float) -> Query:
+def insert(activation_id: str, *, model_id: str, dataset_id: str, config: str, job_id: str | None, now: float) -> Query:
     """A new set, extracting, naming the job that fills it (both commit in the job's transaction; None
     when the job is linked to the row later in that same transaction). ``config`` is the request that
     asked for it, as JSON."""
-    return ("INSERT INTO activation_sets (id, model_id, dataset_id, status, config, job_id, created_at, updated_at)"
-            " VALUES (?, ?, ?, 'extracting', ?, ?, ?, ?)",
-            (activation_id, model_id, dataset_id, config, job_id, now, now))
+    return (
+        "INSERT INTO activation_sets (id, model_id, dataset_id, status, config, job_id, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'extracting', ?, ?, ?, ?)",
+        (activation_id, model_id, dataset_id, config, job_id, now, now),
+    )
 
 
 def change(activation_id: str, **fields: Any) -> Query:

@@ -16,8 +16,11 @@ def exists(key: str) -> Query:
 
 def put(key: str, value: str, now: float) -> Query:
     """Insert or replace the value of ``key``."""
-    return ("INSERT INTO app_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
-            " value = excluded.value, updated_at = excluded.updated_at", (key, value, now))
+    return (
+        "INSERT INTO app_state (key, value, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET"
+        " value = excluded.value, updated_at = excluded.updated_at",
+        (key, value, now),
+    )
 
 
 def put_once(key: str, value: str, now: float) -> Query:

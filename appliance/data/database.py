@@ -88,11 +88,11 @@ class AsyncDatabase:
 
     async def one(self, query: Query) -> Row | None:
         async with self.conn.execute(*query) as cursor:
-            row: Row | None = await cursor.fetchone()  # type: ignore[assignment]
+            row: Row | None = await cursor.fetchone()
         return row
 
     async def all(self, query: Query) -> list[Row]:
-        return list(await self.conn.execute_fetchall(*query))  # type: ignore[arg-type]
+        return list(await self.conn.execute_fetchall(*query))
 
     async def scalar(self, query: Query) -> Any:
         row = await self.one(query)

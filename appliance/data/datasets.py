@@ -8,11 +8,10 @@ import time
 from typing import Any
 
 from appliance.data.database import Query
+from appliance.data.jobs import ACTIVE_WHERE
 from appliance.data.statements import delete_by, select_by, update
 
 TABLE = "datasets"
-# The jobs that may be working on a dataset: deleting it under them would pull its files away.
-_LIVE_JOB = "status IN ('queued', 'running', 'paused')"
 
 
 def get(dataset_id: str) -> Query:
@@ -23,13 +22,26 @@ def list_all() -> Query:
     return "SELECT * FROM datasets ORDER BY created_at DESC", ()
 
 
-def insert(dataset_id: str, *, name: str, source: str, status: str, text_column: str, job_id: str, now: float,
-           format: str | None = None, repo_id: str | None = None, config: str | None = None,
-           split: str | None = None) -> Query:
+def insert(
+    dataset_id: str,
+    *,
+    name: str,
+    source: str,
+    status: str,
+    text_column: str,
+    job_id: str,
+    now: float,
+    format: str | None = None,
+    repo_id: str | None = None,
+    config: str | None = None,
+    split: str | None = None,
+) -> Query:
     """A new dataset row, naming the job that fills it (both commit in the job's transaction)."""
-    return ("INSERT INTO datasets (id, name, source, repo_id, config, split, format, text_column, status, job_id,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (dataset_id, name, source, repo_id, config, split, format, text_column, status, job_id, now, now))
+    return (
+        "INSERT INTO datasets (id, name, source, repo_id, config, split, format, text_column, status, job_id,"
+        " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (dataset_id, name, source, repo_id, config, split, format, text_column, status, job_id, now, now),
+    )
 
 
 def live_demo() -> Query:
@@ -39,14 +51,19 @@ def live_demo() -> Query:
 
 def active_jobs(dataset_id: str) -> Query:
     """Jobs still working on the dataset (its import, download or a tokenization)."""
-    return (f"SELECT id FROM jobs WHERE target_type = 'dataset' AND target_id = ? AND {_LIVE_JOB}"
-            " ORDER BY created_at", (dataset_id,))
+    return (
+        f"SELECT id FROM jobs WHERE target_type = 'dataset' AND target_id = ? AND {ACTIVE_WHERE} ORDER BY created_at",
+        (dataset_id,),
+    )
 
 
 def dependents(dataset_id: str) -> Query:
     """What is built on the dataset, as (kind, id) rows: activation sets and trainings read its samples."""
-    return ("SELECT 'activation set' AS kind, id FROM activation_sets WHERE dataset_id = ?"
-            " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE dataset_id = ?", (dataset_id, dataset_id))
+    return (
+        "SELECT 'activation set' AS kind, id FROM activation_sets WHERE dataset_id = ?"
+        " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE dataset_id = ?",
+        (dataset_id, dataset_id),
+    )
 
 
 def delete(dataset_id: str) -> Query:
@@ -60,6 +77,5 @@ def set_status(dataset_id: str, status: str) -> Query:
 
 def set_ready(dataset_id: str, num_samples: int, size_bytes: int, stats: str, now: float | None = None) -> Query:
     """Ingestion finished: the counts and the statistics (JSON) computed once, then the row is usable."""
-    fields: dict[str, Any] = {"status": "ready", "num_samples": num_samples, "size_bytes": size_bytes,
-                              "stats": stats}
+    fields: dict[str, Any] = {"status": "ready", "num_samples": num_samples, "size_bytes": size_bytes, "stats": stats}
     return update(TABLE, dataset_id, fields, now=time.time() if now is None else now)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.contracts.events import PAYLOADS
 from appliance.data.database import Query
 from appliance.data.events import insert as insert_event
 
@@ -37,7 +38,7 @@ class Resource:
     busy: str  # SQL: the row is still in an in-progress state
     final: str | None  # SET assignments (may use :code, :message, :cancelled); None deletes the row
     event: str  # the event the UI watches, "<topic>.<type>", e.g. "dataset.updated" on topic dataset:<id>
-    id_key: str  # how that event names the row, e.g. "dataset_id"
+    id_key: str  # the field of that event's payload Struct naming the row, e.g. "dataset_id"
     id_column: str = "id"
     topic: str = ""  # the topic's prefix when it is not the event's (features: training:<id>)
     files: tuple[str, ...] = ()  # paths under the data dir (formatted with the row) this row alone owns
@@ -49,8 +50,9 @@ class Resource:
             return f"DELETE FROM {self.table} WHERE {where} RETURNING *"
         return f"UPDATE {self.table} SET {self.final}, updated_at = :now WHERE {where} RETURNING *"
 
-    def end(self, job_id: str, params: dict[str, Any], cancelled: bool, code: str, message: str,
-            now: float) -> Statement | None:
+    def end(
+        self, job_id: str, params: dict[str, Any], cancelled: bool, code: str, message: str, now: float
+    ) -> Statement | None:
         """The statement for job ``job_id`` (with these ``params``) having ended failed or cancelled;
         only the row it owns, only while that row is still in progress (a newer job's row is never
         touched)."""
@@ -63,11 +65,18 @@ class Resource:
 
     def sweep(self, now: float) -> Statement:
         """The statement that ends every row of this kind left in progress with no live job."""
-        values = {"now": now, "cancelled": 0, "code": "WORKER_RESTARTED", "cutoff": now - UNCLAIMED_GRACE_S,
-                  "message": "Its job ended without finishing it; found and marked at worker start"}
-        where = (f"({self.swept or self.busy}) AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = {self.table}.job_id"
-                 " AND jobs.status IN ('queued', 'running', 'paused'))"
-                 " AND (job_id IS NOT NULL OR updated_at < :cutoff)")
+        values = {
+            "now": now,
+            "cancelled": 0,
+            "code": "WORKER_RESTARTED",
+            "cutoff": now - UNCLAIMED_GRACE_S,
+            "message": "Its job ended without finishing it; found and marked at worker start",
+        }
+        where = (
+            f"({self.swept or self.busy}) AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = {self.table}.job_id"
+            " AND jobs.status IN ('queued', 'running', 'paused'))"
+            " AND (job_id IS NOT NULL OR updated_at < :cutoff)"
+        )
         return self._statement(where), values
 
     def ended(self, rows: list[Any], data_dir: Path, now: float) -> tuple[list[Query], list[Path]]:
@@ -76,9 +85,10 @@ class Resource:
         for row in rows:
             values = dict(zip(row.keys(), row))
             row_id = values[self.id_column]
-            data = {self.id_key: row_id, "status": values["status"] if self.final is not None else "deleted"}
+            status = values["status"] if self.final is not None else "deleted"
+            payload = PAYLOADS[self.event](**{self.id_key: row_id, "status": status})
             topic = f"{self.topic or self.event.split('.')[0]}:{row_id}"
-            events.append(insert_event(topic, self.event, data, None, True, now))
+            events.append(insert_event(topic, self.event, payload, None, True, now))
             paths += [data_dir / pattern.format(**values) for pattern in self.files]
         return events, paths
 
@@ -91,36 +101,91 @@ _ERROR = "status = 'error', error_code = :code, error_message = :message"
 _IMPORTED = "coalesce(json_extract(config, '$.source'), '') = 'imported'"
 
 # An import that did not finish leaves nothing: no row, no files (its upload included).
-DATASET_IMPORT = Resource("datasets", "id = :dataset_id", "status = 'ingesting' AND source != 'huggingface'", None,
-                          "dataset.updated", "dataset_id", files=("datasets/{id}", "uploads/{id}"))
+DATASET_IMPORT = Resource(
+    "datasets",
+    "id = :dataset_id",
+    "status = 'ingesting' AND source != 'huggingface'",
+    None,
+    "dataset.updated",
+    "dataset_id",
+    files=("datasets/{id}", "uploads/{id}"),
+)
 # A download keeps its row with the reason (the user sees what went wrong, and deletes it).
-DATASET_DOWNLOAD = Resource("datasets", "id = :dataset_id",
-                            "status IN ('downloading', 'ingesting') AND source = 'huggingface'", _ERROR,
-                            "dataset.updated", "dataset_id", files=("datasets/{id}", "secrets/{id}"))
+DATASET_DOWNLOAD = Resource(
+    "datasets",
+    "id = :dataset_id",
+    "status IN ('downloading', 'ingesting') AND source = 'huggingface'",
+    _ERROR,
+    "dataset.updated",
+    "dataset_id",
+    files=("datasets/{id}", "secrets/{id}"),
+)
 # A run that did not finish leaves the previous tokenization as it was (ready, if there was one: its
 # stats stay in the row until a new run completes), else an error with the reason.
-TOKENIZATION = Resource("dataset_tokenizations", "dataset_id = :dataset_id AND tokenizer = :tokenizer",
-                        "status = 'tokenizing'",
-                        "status = CASE WHEN stats IS NULL THEN 'error' ELSE 'ready' END,"
-                        " error_message = CASE WHEN stats IS NULL THEN :message END",
-                        "dataset.updated", "dataset_id", id_column="dataset_id", keys=_tokenization)
+TOKENIZATION = Resource(
+    "dataset_tokenizations",
+    "dataset_id = :dataset_id AND tokenizer = :tokenizer",
+    "status = 'tokenizing'",
+    "status = CASE WHEN stats IS NULL THEN 'error' ELSE 'ready' END,"
+    " error_message = CASE WHEN stats IS NULL THEN :message END",
+    "dataset.updated",
+    "dataset_id",
+    id_column="dataset_id",
+    keys=_tokenization,
+)
 # A model keeps its row as an error (the demo model can be registered again, any model deleted).
-MODEL = Resource("models", "id = :model_id", "status IN ('downloading', 'loading', 'quantizing')", _ERROR,
-                 "model.updated", "model_id", files=("secrets/{id}",))
-ACTIVATIONS = Resource("activation_sets", "id = :activation_id", "status = 'extracting'", _ERROR,
-                       "activations.updated", "activation_id", files=("activations/{id}.partial",))
+MODEL = Resource(
+    "models",
+    "id = :model_id",
+    "status IN ('downloading', 'loading', 'quantizing')",
+    _ERROR,
+    "model.updated",
+    "model_id",
+    files=("secrets/{id}",),
+)
+ACTIVATIONS = Resource(
+    "activation_sets",
+    "id = :activation_id",
+    "status = 'extracting'",
+    _ERROR,
+    "activations.updated",
+    "activation_id",
+    files=("activations/{id}.partial",),
+)
 # A training ends cancelled or failed (checkpoints stay for a retry). A paused training whose job is
 # over is a checkpoint loaded after the run: not stuck, so the sweep leaves it.
-_TRAINING_FINAL = ("status = CASE WHEN :cancelled THEN 'cancelled' ELSE 'failed' END,"
-                   " error_message = CASE WHEN :cancelled THEN NULL ELSE :message END")
-TRAINING = Resource("trainings", "id = :training_id",
-                    f"status IN ('queued', 'running', 'paused') AND NOT {_IMPORTED}", _TRAINING_FINAL,
-                    "training.updated", "training_id", swept=f"status IN ('queued', 'running') AND NOT {_IMPORTED}")
-TRAINING_IMPORT = Resource("trainings", "id = :training_id", f"status IN ('queued', 'running') AND {_IMPORTED}",
-                           _TRAINING_FINAL, "training.updated", "training_id",
-                           files=("uploads/{id}", "secrets/{id}", "trainings/{id}"))
-FEATURES = Resource("feature_extractions", "training_id = :training_id", "status = 'extracting'",
-                    "status = 'error', error_message = :message", "features.updated", "training_id",
-                    id_column="training_id", topic="training", files=("trainings/{training_id}/features.partial",))
+_TRAINING_FINAL = (
+    "status = CASE WHEN :cancelled THEN 'cancelled' ELSE 'failed' END,"
+    " error_message = CASE WHEN :cancelled THEN NULL ELSE :message END"
+)
+TRAINING = Resource(
+    "trainings",
+    "id = :training_id",
+    f"status IN ('queued', 'running', 'paused') AND NOT {_IMPORTED}",
+    _TRAINING_FINAL,
+    "training.updated",
+    "training_id",
+    swept=f"status IN ('queued', 'running') AND NOT {_IMPORTED}",
+)
+TRAINING_IMPORT = Resource(
+    "trainings",
+    "id = :training_id",
+    f"status IN ('queued', 'running') AND {_IMPORTED}",
+    _TRAINING_FINAL,
+    "training.updated",
+    "training_id",
+    files=("uploads/{id}", "secrets/{id}", "trainings/{id}"),
+)
+FEATURES = Resource(
+    "feature_extractions",
+    "training_id = :training_id",
+    "status = 'extracting'",
+    "status = 'error', error_message = :message",
+    "features.updated",
+    "training_id",
+    id_column="training_id",
+    topic="training",
+    files=("trainings/{training_id}/features.partial",),
+)
 
 RESOURCES = (DATASET_IMPORT, DATASET_DOWNLOAD, TOKENIZATION, MODEL, ACTIVATIONS, TRAINING, TRAINING_IMPORT, FEATURES)

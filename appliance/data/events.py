@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from appliance.contracts.events import checked
 from appliance.data.database import Query
 
 _encode = msgspec.json.encode
@@ -16,10 +17,12 @@ def encode(value: Any) -> str:
     return _encode(value).decode()
 
 
-def insert(topic: str, type_: str, data: Any, job_id: str | None, durable: bool, now: float) -> Query:
+def insert(topic: str, type_: str, data: msgspec.Struct, job_id: str | None, durable: bool, now: float) -> Query:
+    """An event of type ``type_`` carrying ``data``, its type's payload Struct (appliance.contracts.events;
+    a ``job.updated`` carries the Job record). A wrong payload raises TypeError."""
     return (
         "INSERT INTO events (topic, type, job_id, durable, data, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-        (topic, type_, job_id, int(durable), encode(data), now),
+        (topic, type_, job_id, int(durable), encode(checked(type_, data)), now),
     )
 
 
@@ -37,7 +40,9 @@ def last_id() -> Query:
 def thin(cutoff: float, keep_every: int) -> Query:
     """Retention: progress (non-durable) events older than ``cutoff`` are thinned to one in
     ``keep_every`` per topic and type, always keeping the newest; lifecycle (durable) events stay."""
-    return ("DELETE FROM events WHERE id IN (SELECT id FROM ("
-            " SELECT id, row_number() OVER (PARTITION BY topic, type ORDER BY id DESC) AS rn"
-            " FROM events WHERE durable = 0 AND created_at < ?) WHERE rn > 1 AND rn % ? != 1)",
-            (cutoff, keep_every))
+    return (
+        "DELETE FROM events WHERE id IN (SELECT id FROM ("
+        " SELECT id, row_number() OVER (PARTITION BY topic, type ORDER BY id DESC) AS rn"
+        " FROM events WHERE durable = 0 AND created_at < ?) WHERE rn > 1 AND rn % ? != 1)",
+        (cutoff, keep_every),
+    )

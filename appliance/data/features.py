@@ -19,8 +19,13 @@ Many = tuple[str, list[tuple[Any, ...]]]  # one statement, many rows of paramete
 # The label shown for a feature: the user's name wins over the language model's, which wins over the
 # automatic one.
 LABEL = "COALESCE(name, llm_label, auto_label)"
-SORTS = {"index": "idx", "frequency": "frequency", "max_activation": "max_activation",
-         "interpretability": "score", "name": LABEL}
+SORTS = {
+    "index": "idx",
+    "frequency": "frequency",
+    "max_activation": "max_activation",
+    "interpretability": "score",
+    "name": LABEL,
+}
 Sort = Literal["index", "frequency", "max_activation", "interpretability", "name"]
 ROW_COLUMNS = "idx, name, llm_label, auto_label, frequency, max_activation, mean_activation, score, is_favorite"
 
@@ -32,62 +37,86 @@ def get_extraction(training_id: str) -> Query:
 
 def claim_extraction(training_id: str, config: str, job_id: str, now: float) -> Query:
     """The extraction row, (re)started by job ``job_id``: a new row, or the old one reset."""
-    return ("INSERT INTO feature_extractions (training_id, status, config, job_id, created_at, updated_at)"
-            " VALUES (?, 'extracting', ?, ?, ?, ?) ON CONFLICT (training_id) DO UPDATE SET status = 'extracting',"
-            " config = excluded.config, job_id = excluded.job_id, error_message = NULL,"
-            " updated_at = excluded.updated_at", (training_id, config, job_id, now, now))
+    return (
+        "INSERT INTO feature_extractions (training_id, status, config, job_id, created_at, updated_at)"
+        " VALUES (?, 'extracting', ?, ?, ?, ?) ON CONFLICT (training_id) DO UPDATE SET status = 'extracting',"
+        " config = excluded.config, job_id = excluded.job_id, error_message = NULL,"
+        " updated_at = excluded.updated_at",
+        (training_id, config, job_id, now, now),
+    )
 
 
 def insert_ready_extraction(training_id: str, config: str, summary: str, now: float) -> Query:
     """A finished extraction written directly (the benchmark's synthetic SAE)."""
-    return ("INSERT INTO feature_extractions (training_id, status, config, summary, created_at, updated_at)"
-            " VALUES (?, 'ready', ?, ?, ?, ?)", (training_id, config, summary, now, now))
+    return (
+        "INSERT INTO feature_extractions (training_id, status, config, summary, created_at, updated_at)"
+        " VALUES (?, 'ready', ?, ?, ?, ?)",
+        (training_id, config, summary, now, now),
+    )
 
 
 def finish_extraction(training_id: str, summary: str, map_status: str, now: float) -> Query:
-    return ("UPDATE feature_extractions SET status = 'ready', summary = ?, map_status = ?, updated_at = ?"
-            " WHERE training_id = ?", (summary, map_status, now, training_id))
+    return (
+        "UPDATE feature_extractions SET status = 'ready', summary = ?, map_status = ?, updated_at = ?"
+        " WHERE training_id = ?",
+        (summary, map_status, now, training_id),
+    )
 
 
 # -- features and feature_details: the extraction's rows -----------------------------------------
 def delete_features(training_id: str) -> list[Query]:
     """A new extraction's rows replace the previous one's."""
-    return [("DELETE FROM features WHERE training_id = ?", (training_id,)),
-            ("DELETE FROM feature_details WHERE training_id = ?", (training_id,))]
+    return [
+        ("DELETE FROM features WHERE training_id = ?", (training_id,)),
+        ("DELETE FROM feature_details WHERE training_id = ?", (training_id,)),
+    ]
 
 
 def insert_features(rows: list[tuple[Any, ...]]) -> Many:
     """Rows of (training_id, idx, frequency, max_activation, mean_activation, active_samples,
     auto_label, score, search_text, map_x, map_y)."""
-    return ("INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
-            " auto_label, score, search_text, map_x, map_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return (
+        "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
+        " auto_label, score, search_text, map_x, map_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def insert_details(rows: list[tuple[Any, ...]]) -> Many:
     """Rows of (training_id, idx, histogram, top_tokens, logit_lens, example), JSON text."""
-    return ("INSERT INTO feature_details (training_id, idx, histogram, top_tokens, logit_lens, example)"
-            " VALUES (?, ?, ?, ?, ?, ?)", rows)
+    return (
+        "INSERT INTO feature_details (training_id, idx, histogram, top_tokens, logit_lens, example)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 def insert_browsable(rows: list[tuple[Any, ...]]) -> Many:
     """Rows with a favourite flag and no map (the benchmark's synthetic SAE): (training_id, idx,
     frequency, max_activation, mean_activation, active_samples, auto_label, score, search_text,
     is_favorite)."""
-    return ("INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
-            " auto_label, score, search_text, is_favorite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return (
+        "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
+        " auto_label, score, search_text, is_favorite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
 
 
 # -- one feature ------------------------------------------------------------------------------------
 def get_feature(training_id: str, index: int) -> Query:
     """The feature's row joined with its evidence."""
-    return ("SELECT * FROM features JOIN feature_details USING (training_id, idx) WHERE training_id = ? AND idx = ?",
-            (training_id, index))
+    return (
+        "SELECT * FROM features JOIN feature_details USING (training_id, idx) WHERE training_id = ? AND idx = ?",
+        (training_id, index),
+    )
 
 
 def update_feature(training_id: str, index: int, fields: dict[str, Any]) -> Query:
     """The user's changes (name, description, is_favorite); column names come from code."""
-    return (f"UPDATE features SET {assignments(fields)} WHERE training_id = ? AND idx = ?",
-            (*fields.values(), training_id, index))
+    return (
+        f"UPDATE features SET {assignments(fields)} WHERE training_id = ? AND idx = ?",
+        (*fields.values(), training_id, index),
+    )
 
 
 def set_llm_label(training_id: str, index: int, label: str) -> Query:
@@ -95,8 +124,7 @@ def set_llm_label(training_id: str, index: int, label: str) -> Query:
 
 
 def set_ablation(training_id: str, index: int, ablation: str) -> Query:
-    return ("UPDATE feature_details SET ablation = ? WHERE training_id = ? AND idx = ?",
-            (ablation, training_id, index))
+    return ("UPDATE feature_details SET ablation = ? WHERE training_id = ? AND idx = ?", (ablation, training_id, index))
 
 
 # -- sets of features -------------------------------------------------------------------------------
@@ -107,25 +135,34 @@ def count(training_id: str) -> Query:
 
 def most_frequent(training_id: str, top: int) -> Query:
     """Indexes of the ``top`` most frequent live features."""
-    return ("SELECT idx FROM features WHERE training_id = ? AND frequency > 0 ORDER BY frequency DESC LIMIT ?",
-            (training_id, top))
+    return (
+        "SELECT idx FROM features WHERE training_id = ? AND frequency > 0 ORDER BY frequency DESC LIMIT ?",
+        (training_id, top),
+    )
 
 
 def live_among(training_id: str, indices: Sequence[int]) -> Query:
     """Which of ``indices`` fire at all."""
-    return (f"SELECT idx FROM features WHERE training_id = ? AND frequency > 0 AND idx IN ({placeholders(indices)})",
-            (training_id, *indices))
+    return (
+        f"SELECT idx FROM features WHERE training_id = ? AND frequency > 0 AND idx IN ({placeholders(indices)})",
+        (training_id, *indices),
+    )
 
 
 def labels_of(training_id: str, indices: Sequence[int]) -> Query:
-    return (f"SELECT idx, {LABEL} AS label FROM features WHERE training_id = ? AND idx IN ({placeholders(indices)})",
-            (training_id, *indices))
+    return (
+        f"SELECT idx, {LABEL} AS label FROM features WHERE training_id = ? AND idx IN ({placeholders(indices)})",
+        (training_id, *indices),
+    )
 
 
 def strengths_of(training_id: str, indices: Sequence[int]) -> Query:
     """Each feature's max activation (the unit of steering coefficients) and label."""
-    return (f"SELECT idx, max_activation, {LABEL} AS label FROM features"
-            f" WHERE training_id = ? AND idx IN ({placeholders(indices)})", (training_id, *indices))
+    return (
+        f"SELECT idx, max_activation, {LABEL} AS label FROM features"
+        f" WHERE training_id = ? AND idx IN ({placeholders(indices)})",
+        (training_id, *indices),
+    )
 
 
 def live_max_activations(training_id: str) -> Query:
@@ -133,20 +170,26 @@ def live_max_activations(training_id: str) -> Query:
 
 
 def map_points(training_id: str) -> Query:
-    return (f"SELECT idx, map_x, map_y, frequency, {LABEL} AS label, score FROM features"
-            " WHERE training_id = ? AND map_x IS NOT NULL AND frequency > 0", (training_id,))
+    return (
+        f"SELECT idx, map_x, map_y, frequency, {LABEL} AS label, score FROM features"
+        " WHERE training_id = ? AND map_x IS NOT NULL AND frequency > 0",
+        (training_id,),
+    )
 
 
 def examples_of(training_id: str, indices: Sequence[int]) -> Query:
     """The browser's one example context per feature (JSON)."""
-    return (f"SELECT idx, example FROM feature_details WHERE training_id = ? AND idx IN ({placeholders(indices)})",
-            (training_id, *indices))
+    return (
+        f"SELECT idx, example FROM feature_details WHERE training_id = ? AND idx IN ({placeholders(indices)})",
+        (training_id, *indices),
+    )
 
 
 # -- browsing ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Browse:
     """A page of the browser: search, filters, sort and page."""
+
     search: str | None = None
     sort_by: Sort = "frequency"
     order: Literal["asc", "desc"] = "desc"
@@ -167,8 +210,10 @@ def _where(training_id: str, browse: Browse) -> tuple[list[str], list[Any]]:
             where.append("(idx = ? OR instr(search_text, ?) > 0)")
             args += [int(term.lstrip("#")), term]
         else:
-            where.append("(instr(search_text, ?) > 0 OR (name IS NOT NULL AND instr(lower(name), ?) > 0)"
-                         " OR (llm_label IS NOT NULL AND instr(lower(llm_label), ?) > 0))")
+            where.append(
+                "(instr(search_text, ?) > 0 OR (name IS NOT NULL AND instr(lower(name), ?) > 0)"
+                " OR (llm_label IS NOT NULL AND instr(lower(llm_label), ?) > 0))"
+            )
             args += [term, term, term]
     if browse.favorites_only:
         where.append("is_favorite = 1")
@@ -188,6 +233,7 @@ class BrowsePlan:
     the count is a covering-index range. Filtering: one sequential pass over the SAE's rows (WITHOUT
     ROWID: they are contiguous) that sorts the matches and counts them in the same query; "+column"
     keeps SQLite from walking an index row by row instead."""
+
     filtered: bool
     rows: Query  # filtered: the page's rows with a ``total`` column; else the page's indexes
     count: Query
@@ -200,29 +246,48 @@ def browse_plan(training_id: str, browse: Browse) -> BrowsePlan:
     window = (browse.limit, (browse.page - 1) * browse.limit)
     count_all = (f"SELECT COUNT(*) AS n FROM features WHERE {clause}", tuple(args))
     if len(where) > 2:
-        return BrowsePlan(True, (f"SELECT {ROW_COLUMNS}, COUNT(*) OVER () AS total FROM features WHERE {clause}"
-                                 f" ORDER BY +{SORTS[browse.sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
-                                 (*args, *window)), count_all)
+        return BrowsePlan(
+            True,
+            (
+                f"SELECT {ROW_COLUMNS}, COUNT(*) OVER () AS total FROM features WHERE {clause}"
+                f" ORDER BY +{SORTS[browse.sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
+                (*args, *window),
+            ),
+            count_all,
+        )
     dead = "" if browse.include_dead else " AND frequency > 0"
-    return BrowsePlan(False, (f"SELECT idx FROM features WHERE {clause}"
-                              f" ORDER BY {SORTS[browse.sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
-                              (*args, *window)),
-                      (f"SELECT COUNT(*) AS n FROM features WHERE training_id = ?{dead}", (training_id,)))
+    return BrowsePlan(
+        False,
+        (
+            f"SELECT idx FROM features WHERE {clause}"
+            f" ORDER BY {SORTS[browse.sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
+            (*args, *window),
+        ),
+        (f"SELECT COUNT(*) AS n FROM features WHERE training_id = ?{dead}", (training_id,)),
+    )
 
 
 def rows_by_index(training_id: str, indices: Sequence[int]) -> Query:
-    return (f"SELECT {ROW_COLUMNS} FROM features WHERE training_id = ? AND idx IN ({placeholders(indices)})",
-            (training_id, *indices))
+    return (
+        f"SELECT {ROW_COLUMNS} FROM features WHERE training_id = ? AND idx IN ({placeholders(indices)})",
+        (training_id, *indices),
+    )
 
 
 # -- what the steering presets read ---------------------------------------------------------------
 def ready_layer(training_id: str) -> Query:
     """The SAE's layer, once its features are ready (no row before)."""
-    return ("SELECT t.layer FROM feature_extractions e JOIN trainings t ON t.id = e.training_id"
-            " WHERE e.training_id = ? AND e.status = 'ready'", (training_id,))
+    return (
+        "SELECT t.layer FROM feature_extractions e JOIN trainings t ON t.id = e.training_id"
+        " WHERE e.training_id = ? AND e.status = 'ready'",
+        (training_id,),
+    )
 
 
 def live_lenses(training_id: str) -> Query:
     """Live features with their logit lens: what seeded presets choose from."""
-    return ("SELECT d.idx, d.logit_lens FROM feature_details d JOIN features f USING (training_id, idx)"
-            " WHERE d.training_id = ? AND f.frequency > 0", (training_id,))
+    return (
+        "SELECT d.idx, d.logit_lens FROM feature_details d JOIN features f USING (training_id, idx)"
+        " WHERE d.training_id = ? AND f.frequency > 0",
+        (training_id,),
+    )

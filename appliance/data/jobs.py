@@ -9,23 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from appliance.data import events as _events
 from appliance.data.database import Query, placeholders
-from appliance.data.workers import latest as latest_worker  # noqa: F401 - the old name's callers
-
-# Older callers spell these ``appliance.data.jobs.encode`` / ``insert_event``; the event log's own
-# statements live in appliance.data.events.
-encode = _events.encode
-insert_event = _events.insert
-events_after = _events.after
-last_event_id = _events.last_id
+from appliance.data.events import encode
 
 # The states in which a job still holds (or waits for) the worker: a resource is busy while its job is.
 ACTIVE = ("queued", "running", "paused")
+ACTIVE_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"  # for statements with other parameters
 
 
-def insert_job(job_id: str, kind: str, lane: str, params: dict[str, Any], target: tuple[str, str] | None,
-               now: float) -> Query:
+def insert_job(
+    job_id: str, kind: str, lane: str, params: dict[str, Any], target: tuple[str, str] | None, now: float
+) -> Query:
     target_type, target_id = target if target else (None, None)
     return (
         "INSERT INTO jobs (id, kind, lane, status, params, target_type, target_id, created_at, updated_at)"
@@ -49,8 +43,10 @@ def list_jobs(statuses: list[str] | None, kind: str | None, page: int, limit: in
         where.append("kind = ?")
         params.append(kind)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
-    rows = (f"SELECT * FROM jobs{clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-            (*params, limit, (page - 1) * limit))
+    rows = (
+        f"SELECT * FROM jobs{clause} ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+        (*params, limit, (page - 1) * limit),
+    )
     count = (f"SELECT count(*) FROM jobs{clause}", tuple(params))
     return rows, count
 
@@ -68,42 +64,56 @@ def queued_before(cutoff: float) -> Query:
 # -- transitions: each changes no row when the job is no longer in the state it starts from -----------
 def start(job_id: str, now: float) -> Query:
     """queued -> running (a job already taken, or cancelled, changes nothing)."""
-    return ("UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, control = NULL,"
-            " error_code = NULL, error_message = NULL, updated_at = ? WHERE id = ? AND status = 'queued'",
-            (now, now, job_id))
+    return (
+        "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, control = NULL,"
+        " error_code = NULL, error_message = NULL, updated_at = ? WHERE id = ? AND status = 'queued'",
+        (now, now, job_id),
+    )
 
 
-def finish(job_id: str, status: str, result: str | None, error: tuple[str, str] | None, message: str | None,
-           now: float) -> Query:
+def finish(
+    job_id: str, status: str, result: str | None, error: tuple[str, str] | None, message: str | None, now: float
+) -> Query:
     """The job's outcome; ``result`` is already JSON. A completed job's progress is 1."""
     code, text = error if error else (None, None)
     progress = ", progress = 1" if status == "completed" else ""
-    return (f"UPDATE jobs SET status = ?, finished_at = ?, control = NULL, result = ?, error_code = ?,"
-            f" error_message = ?, message = coalesce(?, message){progress}, updated_at = ? WHERE id = ?",
-            (status, now, result, code, text, message, now, job_id))
+    return (
+        f"UPDATE jobs SET status = ?, finished_at = ?, control = NULL, result = ?, error_code = ?,"
+        f" error_message = ?, message = coalesce(?, message){progress}, updated_at = ? WHERE id = ?",
+        (status, now, result, code, text, message, now, job_id),
+    )
 
 
 def requeue(job_id: str, message: str, now: float) -> Query:
-    return ("UPDATE jobs SET status = 'queued', control = NULL, message = ?, updated_at = ? WHERE id = ?",
-            (message, now, job_id))
+    return (
+        "UPDATE jobs SET status = 'queued', control = NULL, message = ?, updated_at = ? WHERE id = ?",
+        (message, now, job_id),
+    )
 
 
 def set_status(job_id: str, status: str, message: str, now: float) -> Query:
-    return ("UPDATE jobs SET status = ?, control = NULL, message = ?, updated_at = ? WHERE id = ?",
-            (status, message, now, job_id))
+    return (
+        "UPDATE jobs SET status = ?, control = NULL, message = ?, updated_at = ? WHERE id = ?",
+        (status, message, now, job_id),
+    )
 
 
 def resume(job_id: str, now: float) -> Query:
     """paused -> queued; its handler picks up from its own checkpoint."""
-    return ("UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
-            " WHERE id = ? AND status = 'paused'", (now, job_id))
+    return (
+        "UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
+        " WHERE id = ? AND status = 'paused'",
+        (now, job_id),
+    )
 
 
 def cancel_waiting(job_id: str, now: float) -> Query:
     """A job that is not running (queued, or paused) is cancelled at once; a running one is asked."""
-    return ("UPDATE jobs SET status = 'cancelled', control = NULL, finished_at = ?, updated_at = ?,"
-            " message = 'Cancelled before it started' WHERE id = ? AND status IN ('queued', 'paused')",
-            (now, now, job_id))
+    return (
+        "UPDATE jobs SET status = 'cancelled', control = NULL, finished_at = ?, updated_at = ?,"
+        " message = 'Cancelled before it started' WHERE id = ? AND status IN ('queued', 'paused')",
+        (now, now, job_id),
+    )
 
 
 def report(job_id: str, progress: float, message: str, now: float) -> Query:
@@ -123,8 +133,10 @@ def request_control(job_id: str, control: str, statuses: tuple[str, ...], now: f
 
 
 def controls(job_ids: list[str]) -> Query:
-    return (f"SELECT id, control FROM jobs WHERE id IN ({placeholders(job_ids)}) AND control IS NOT NULL",
-            tuple(job_ids))
+    return (
+        f"SELECT id, control FROM jobs WHERE id IN ({placeholders(job_ids)}) AND control IS NOT NULL",
+        tuple(job_ids),
+    )
 
 
 def clear_control(job_id: str, control: str) -> Query:
@@ -144,8 +156,11 @@ def status_counts() -> Query:
 
 
 def active() -> Query:
-    return (f"SELECT id, kind, status, progress, message FROM jobs WHERE status IN ({placeholders(ACTIVE)})"
-            " ORDER BY created_at", ACTIVE)
+    return (
+        f"SELECT id, kind, status, progress, message FROM jobs WHERE status IN ({placeholders(ACTIVE)})"
+        " ORDER BY created_at",
+        ACTIVE,
+    )
 
 
 def recent(status: str | None, limit: int) -> Query:
@@ -155,5 +170,4 @@ def recent(status: str | None, limit: int) -> Query:
 
 def live_targets() -> Query:
     """The resources queued, running or paused jobs work on (their uploads must stay)."""
-    return ("SELECT target_id FROM jobs WHERE status IN ('queued', 'running', 'paused')"
-            " AND target_id IS NOT NULL", ())
+    return f"SELECT target_id FROM jobs WHERE {ACTIVE_WHERE} AND target_id IS NOT NULL", ()

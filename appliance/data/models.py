@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.data.database import Query
+from appliance.data.jobs import ACTIVE_WHERE
 from appliance.data.statements import delete_by, select_by, update
 
 TABLE = "models"
-# The jobs that may be working on a model: deleting it under them would pull its files away.
-_LIVE_JOB = "status IN ('queued', 'running', 'paused')"
 
 
 def get(model_id: str) -> Query:
@@ -21,13 +20,26 @@ def list_all() -> Query:
     return "SELECT * FROM models ORDER BY created_at DESC", ()
 
 
-def insert(model_id: str, *, name: str, source: str, precision: str, status: str, path: str, job_id: str | None,
-           now: float, repo_id: str | None = None, revision: str | None = None) -> Query:
+def insert(
+    model_id: str,
+    *,
+    name: str,
+    source: str,
+    precision: str,
+    status: str,
+    path: str,
+    job_id: str | None,
+    now: float,
+    repo_id: str | None = None,
+    revision: str | None = None,
+) -> Query:
     """A new model row, naming the job that fills it (both commit in the job's transaction; None when
     the job is linked to the row later in that same transaction)."""
-    return ("INSERT INTO models (id, name, source, repo_id, revision, precision, status, path, job_id, created_at,"
-            " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (model_id, name, source, repo_id, revision, precision, status, path, job_id, now, now))
+    return (
+        "INSERT INTO models (id, name, source, repo_id, revision, precision, status, path, job_id, created_at,"
+        " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (model_id, name, source, repo_id, revision, precision, status, path, job_id, now, now),
+    )
 
 
 def change(model_id: str, **fields: Any) -> Query:
@@ -38,14 +50,20 @@ def change(model_id: str, **fields: Any) -> Query:
 def active_jobs(model_id: str) -> Query:
     """Jobs still working on the model or with it: its own download or load, and any job whose
     parameters name it (an extraction, a training, a generation)."""
-    return (f"SELECT id FROM jobs WHERE {_LIVE_JOB} AND ((target_type = 'model' AND target_id = ?)"
-            " OR json_extract(params, '$.model_id') = ?) ORDER BY created_at", (model_id, model_id))
+    return (
+        f"SELECT id FROM jobs WHERE {ACTIVE_WHERE} AND ((target_type = 'model' AND target_id = ?)"
+        " OR json_extract(params, '$.model_id') = ?) ORDER BY created_at",
+        (model_id, model_id),
+    )
 
 
 def dependents(model_id: str) -> Query:
     """What is built on the model, as (kind, id) rows: activation sets and trainings read it."""
-    return ("SELECT 'activation set' AS kind, id FROM activation_sets WHERE model_id = ?"
-            " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE model_id = ?", (model_id, model_id))
+    return (
+        "SELECT 'activation set' AS kind, id FROM activation_sets WHERE model_id = ?"
+        " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE model_id = ?",
+        (model_id, model_id),
+    )
 
 
 def delete(model_id: str) -> Query:
@@ -60,5 +78,8 @@ def live_demo() -> Query:
 def with_own_tokenizer() -> Query:
     """Ready models other than the demo (which uses the demo tokenizer), newest first: each may bring
     its own tokenizer."""
-    return ("SELECT id, name, architecture FROM models WHERE status = 'ready' AND source != 'demo'"
-            " ORDER BY created_at DESC", ())
+    return (
+        "SELECT id, name, architecture FROM models WHERE status = 'ready' AND source != 'demo'"
+        " ORDER BY created_at DESC",
+        (),
+    )

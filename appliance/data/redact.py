@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import msgspec
+
 REDACTED = "[redacted]"
 # Shorter values are not secrets worth the damage of replacing them in every text.
 MIN_SECRET_LEN = 6
@@ -113,6 +115,9 @@ def _walk(value: Any, text: Any) -> Any:
         return {_walk(k, text): _walk(v, text) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(_walk(v, text) for v in value)
+    if isinstance(value, msgspec.Struct):  # an event's payload: the same Struct, its texts scrubbed
+        fields = {name: _walk(getattr(value, name), text) for name in value.__struct_fields__}
+        return msgspec.structs.replace(value, **fields)
     return value
 
 

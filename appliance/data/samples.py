@@ -50,8 +50,11 @@ def page(dataset_id: str, split: str | None, match: str, page: int, limit: int) 
         offset = 0
     # FTS5 yields rowids in order, and rowids follow sample order within a dataset: no sort then.
     order = "f.rowid" if match else "s.idx"
-    return (f"SELECT s.idx, s.split, s.length, s.text, s.metadata FROM {source} WHERE {clause}"
-            f" ORDER BY {order} LIMIT ? OFFSET ?", (*params, limit + 1, offset))
+    return (
+        f"SELECT s.idx, s.split, s.length, s.text, s.metadata FROM {source} WHERE {clause}"
+        f" ORDER BY {order} LIMIT ? OFFSET ?",
+        (*params, limit + 1, offset),
+    )
 
 
 def count_matches(dataset_id: str, split: str | None, match: str, cap: int) -> Query:

@@ -30,7 +30,8 @@ def require_free(path: Path, needed_bytes: int, reserve_mb: int, what: str) -> N
             f"Not enough disk space for {what}: it needs {_human(needed_bytes)} and the data disk has "
             f"{_human(free)} free, of which {reserve_mb} MB are kept in reserve (MISTUDIO_DISK_RESERVE_MB). "
             "Delete checkpoints, activation sets or datasets you no longer need.",
-            details={"needed_bytes": needed_bytes, "free_bytes": free, "reserve_mb": reserve_mb})
+            details={"needed_bytes": needed_bytes, "free_bytes": free, "reserve_mb": reserve_mb},
+        )
 
 
 def is_disk_full(exc: BaseException) -> bool:
@@ -54,7 +55,8 @@ def storage_error(exc: BaseException, what: str, path: Path) -> InsufficientStor
     return InsufficientStorage(
         f"The data disk filled up while writing {what}; nothing partial was kept. Free space "
         "(delete checkpoints, activation sets or datasets you no longer need) and try again.",
-        details={"cause": type(exc).__name__, "free_bytes": _free_or_zero(path)})
+        details={"cause": type(exc).__name__, "free_bytes": _free_or_zero(path)},
+    )
 
 
 def _free_or_zero(path: Path) -> int:

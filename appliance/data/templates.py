@@ -9,19 +9,21 @@ from appliance.data.database import Query
 from appliance.data.statements import delete_by
 
 
-def insert(template_id: str, kind: str, name: str, description: str, is_favorite: bool, config: str,
-           now: float) -> Query:
-    return ("INSERT INTO templates (id, kind, name, description, is_favorite, config, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (template_id, kind, name, description, int(is_favorite), config, now, now))
+def insert(
+    template_id: str, kind: str, name: str, description: str, is_favorite: bool, config: str, now: float
+) -> Query:
+    return (
+        "INSERT INTO templates (id, kind, name, description, is_favorite, config, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (template_id, kind, name, description, int(is_favorite), config, now, now),
+    )
 
 
 def get(template_id: str, kind: str) -> Query:
     return "SELECT * FROM templates WHERE id = ? AND kind = ?", (template_id, kind)
 
 
-def list_page(kind: str, is_favorite: bool | None, bound: dict[str, str], page: int,
-              limit: int) -> tuple[Query, Query]:
+def list_page(kind: str, is_favorite: bool | None, bound: dict[str, str], page: int, limit: int) -> tuple[Query, Query]:
     """The page (favourites first, then newest) and the total count, with the same filter. A
     template bound to a resource (its config names e.g. model_id) matches that resource; one that
     names none is generic and matches every resource. ``bound``'s keys come from code."""
@@ -33,8 +35,10 @@ def list_page(kind: str, is_favorite: bool | None, bound: dict[str, str], page: 
     for field_name, value in bound.items():
         where += f" AND coalesce(json_extract(config, '$.{field_name}'), ?) = ?"
         params += [value, value]
-    rows = (f"SELECT * FROM templates WHERE {where} ORDER BY is_favorite DESC, created_at DESC LIMIT ? OFFSET ?",
-            (*params, limit, (page - 1) * limit))
+    rows = (
+        f"SELECT * FROM templates WHERE {where} ORDER BY is_favorite DESC, created_at DESC LIMIT ? OFFSET ?",
+        (*params, limit, (page - 1) * limit),
+    )
     return rows, (f"SELECT count(*) FROM templates WHERE {where}", tuple(params))
 
 
@@ -43,8 +47,10 @@ def list_kind(kind: str) -> Query:
 
 
 def update(template_id: str, name: str, description: str, is_favorite: bool, config: str, now: float) -> Query:
-    return ("UPDATE templates SET name = ?, description = ?, is_favorite = ?, config = ?, updated_at = ?"
-            " WHERE id = ?", (name, description, int(is_favorite), config, now, template_id))
+    return (
+        "UPDATE templates SET name = ?, description = ?, is_favorite = ?, config = ?, updated_at = ? WHERE id = ?",
+        (name, description, int(is_favorite), config, now, template_id),
+    )
 
 
 def delete(template_id: str) -> Query:
@@ -53,5 +59,7 @@ def delete(template_id: str) -> Query:
 
 def delete_steering_presets_of(training_id: str) -> Query:
     """A training's steering presets: they name its features, so they go when it goes."""
-    return ("DELETE FROM templates WHERE kind = 'steering' AND json_extract(config, '$.training_id') = ?",
-            (training_id,))
+    return (
+        "DELETE FROM templates WHERE kind = 'steering' AND json_extract(config, '$.training_id') = ?",
+        (training_id,),
+    )

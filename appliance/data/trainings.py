@@ -13,13 +13,25 @@ from typing import Any
 
 import msgspec
 
+from appliance.contracts.events import TrainingUpdated
 from appliance.data.database import Query
 from appliance.data.events import insert as insert_event
 from appliance.data.redact import scrub
 from appliance.data.statements import delete_by, select_by, update
 
-METRIC_COLUMNS = ("step", "tokens", "loss", "mse", "sparsity_loss", "l0", "dead_latents", "explained_variance",
-                  "learning_rate", "activations_per_s", "memory_mb")
+METRIC_COLUMNS = (
+    "step",
+    "tokens",
+    "loss",
+    "mse",
+    "sparsity_loss",
+    "l0",
+    "dead_latents",
+    "explained_variance",
+    "learning_rate",
+    "activations_per_s",
+    "memory_mb",
+)
 
 
 def encode(value: Any) -> str:
@@ -35,22 +47,47 @@ def list_all() -> Query:
     return "SELECT * FROM trainings ORDER BY created_at DESC", ()
 
 
-def insert(training_id: str, *, model_id: str, dataset_id: str, activation_id: str | None, layer: int,
-           hook_type: str, encoder_type: str, config: dict[str, Any], total_steps: int, now: float) -> Query:
+def insert(
+    training_id: str,
+    *,
+    model_id: str,
+    dataset_id: str,
+    activation_id: str | None,
+    layer: int,
+    hook_type: str,
+    encoder_type: str,
+    config: dict[str, Any],
+    total_steps: int,
+    now: float,
+) -> Query:
     """A new training, queued (its job is created in the same transaction)."""
-    return ("INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type,"
-            " config, status, total_steps, created_at, updated_at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
-            (training_id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type, encode(config),
-             total_steps, now, now))
+    return (
+        "INSERT INTO trainings (id, model_id, dataset_id, activation_id, layer, hook_type, encoder_type,"
+        " config, status, total_steps, created_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+        (
+            training_id,
+            model_id,
+            dataset_id,
+            activation_id,
+            layer,
+            hook_type,
+            encoder_type,
+            encode(config),
+            total_steps,
+            now,
+            now,
+        ),
+    )
 
 
 def set_job(training_id: str, job_id: str) -> Query:
     return update("trainings", training_id, {"job_id": job_id})
 
 
-def status_change(training_id: str, status: str | None, *, job_id: str | None, event_status: str | None = None,
-                  **fields: Any) -> list[Query]:
+def status_change(
+    training_id: str, status: str | None, *, job_id: str | None, event_status: str | None = None, **fields: Any
+) -> list[Query]:
     """The row's new ``status`` (and ``fields``) and the ``training.updated`` event that announces it:
     run them as one transaction. ``event_status`` is what the event says when it differs from the
     row (an on-demand evaluation announces "evaluated" and leaves the status as it was)."""
@@ -62,9 +99,10 @@ def status_change(training_id: str, status: str | None, *, job_id: str | None, e
 def updated_event(training_id: str, status: str, job_id: str | None, *, now: float | None = None) -> Query:
     """``training.updated`` on the training's topic (``training:<id>``, the topic its jobs' events
     use too), naming its new status."""
-    data = scrub({"training_id": training_id, "status": status})
-    return insert_event(f"training:{training_id}", "training.updated", data, job_id, True,
-                        time.time() if now is None else now)
+    data = scrub(TrainingUpdated(training_id=training_id, status=status))
+    return insert_event(
+        f"training:{training_id}", "training.updated", data, job_id, True, time.time() if now is None else now
+    )
 
 
 def requeue(training_id: str, job_id: str, *, from_scratch: bool = False, clear_error: bool = False) -> Query:
@@ -80,8 +118,10 @@ def requeue(training_id: str, job_id: str, *, from_scratch: bool = False, clear_
 
 def back_to_checkpoint(training_id: str, step: int) -> Query:
     """A checkpoint loaded: the run is paused at ``step``; the evaluation of the later weights goes."""
-    return ("UPDATE trainings SET status = 'paused', step = ?, evaluation = NULL, updated_at = ? WHERE id = ?",
-            (step, time.time(), training_id))
+    return (
+        "UPDATE trainings SET status = 'paused', step = ?, evaluation = NULL, updated_at = ? WHERE id = ?",
+        (step, time.time(), training_id),
+    )
 
 
 def delete(training_id: str) -> Query:
@@ -95,16 +135,25 @@ def record_metrics(training_id: str, row: dict[str, Any]) -> list[Query]:
     checkpoint passes the same steps again and replaces their rows."""
     now = time.time()
     values = tuple(row[column] for column in METRIC_COLUMNS)
-    return [(f"INSERT OR REPLACE INTO training_metrics (training_id, {', '.join(METRIC_COLUMNS)}, recorded_at)"
-             f" VALUES (?, {', '.join('?' * len(METRIC_COLUMNS))}, ?)", (training_id, *values, now)),
-            # Figures only, never upstream text: no secret scrubbing on this hot path.
-            ("UPDATE trainings SET step = ?, latest = ?, updated_at = ? WHERE id = ?",
-             (row["step"], encode(row), now, training_id))]
+    return [
+        (
+            f"INSERT OR REPLACE INTO training_metrics (training_id, {', '.join(METRIC_COLUMNS)}, recorded_at)"
+            f" VALUES (?, {', '.join('?' * len(METRIC_COLUMNS))}, ?)",
+            (training_id, *values, now),
+        ),
+        # Figures only, never upstream text: no secret scrubbing on this hot path.
+        (
+            "UPDATE trainings SET step = ?, latest = ?, updated_at = ? WHERE id = ?",
+            (row["step"], encode(row), now, training_id),
+        ),
+    ]
 
 
 def metrics(training_id: str) -> Query:
-    return (f"SELECT {', '.join(METRIC_COLUMNS)} FROM training_metrics WHERE training_id = ? ORDER BY step",
-            (training_id,))
+    return (
+        f"SELECT {', '.join(METRIC_COLUMNS)} FROM training_metrics WHERE training_id = ? ORDER BY step",
+        (training_id,),
+    )
 
 
 def losses(training_id: str) -> Query:

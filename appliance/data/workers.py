@@ -6,8 +6,10 @@ from appliance.data.database import Query
 
 
 def insert(worker_id: str, pid: int, hostname: str, info: str, now: float) -> Query:
-    return ("INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?, ?, ?)",
-            (worker_id, pid, hostname, now, now, info))
+    return (
+        "INSERT INTO workers (id, pid, hostname, started_at, heartbeat_at, info) VALUES (?, ?, ?, ?, ?, ?)",
+        (worker_id, pid, hostname, now, now, info),
+    )
 
 
 def heartbeat(worker_id: str, now: float) -> Query:
@@ -21,4 +23,3 @@ def stopped(worker_id: str, now: float) -> Query:
 def latest() -> Query:
     """The worker seen last (alive or not: ``stopped_at`` says)."""
     return "SELECT * FROM workers ORDER BY heartbeat_at DESC LIMIT 1", ()
-

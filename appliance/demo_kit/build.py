@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance.demo_kit import MODEL_DIR, TOKENIZER_FILE
 
@@ -25,8 +25,12 @@ def build_tokenizer(out: Path = TOKENIZER_FILE, vocab_size: int = VOCAB_SIZE) ->
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[SPECIAL], show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[SPECIAL],
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     texts = [s["text"] for s in samples() if s["split"] == "train"]
     tokenizer.train_from_iterator(texts, trainer=trainer)
     # Like GPT-2 the same token ends and starts documents; "add special tokens" prefixes it, which
@@ -38,9 +42,18 @@ def build_tokenizer(out: Path = TOKENIZER_FILE, vocab_size: int = VOCAB_SIZE) ->
     return out
 
 
+class ModelShape(TypedDict):
+    """The GPT2Config keywords that set the model's size."""
+
+    n_layer: int
+    n_embd: int
+    n_head: int
+    n_positions: int
+
+
 # A GPT-2-style model small enough to train on a CPU in minutes and to ship in the repository
 # (about 1.4 M parameters, 2.7 MB in fp16), big enough that its text reads like docstrings.
-MODEL_SHAPE = {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 256}
+MODEL_SHAPE: ModelShape = {"n_layer": 4, "n_embd": 128, "n_head": 4, "n_positions": 256}
 CONTEXT = 128
 STEPS = 1500
 BATCH = 16
@@ -72,18 +85,20 @@ def build_model(out: Path = MODEL_DIR, steps: int = STEPS, seed: int = 0, thread
     if threads:
         torch.set_num_threads(threads)  # on a small shared CPU one thread can be many times faster
     train, valid = _token_stream("train"), _token_stream("validation")
-    config = GPT2Config(vocab_size=VOCAB_SIZE, bos_token_id=0, eos_token_id=0, pad_token_id=0,
-                        tie_word_embeddings=True, **MODEL_SHAPE)
+    config = GPT2Config(
+        vocab_size=VOCAB_SIZE, bos_token_id=0, eos_token_id=0, pad_token_id=0, tie_word_embeddings=True, **MODEL_SHAPE
+    )
     model = GPT2LMHeadModel(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.1, betas=(0.9, 0.95))
     warmup = 100
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
     generator = torch.Generator().manual_seed(seed)
 
     def batch(data: torch.Tensor) -> torch.Tensor:
         starts = torch.randint(0, len(data) - CONTEXT - 1, (BATCH,), generator=generator)
-        return torch.stack([data[s:s + CONTEXT] for s in starts.tolist()])
+        return torch.stack([data[s : s + CONTEXT] for s in starts.tolist()])
 
     began = time.time()
     model.train()
@@ -104,8 +119,14 @@ def build_model(out: Path = MODEL_DIR, steps: int = STEPS, seed: int = 0, thread
     model.eval()
     shutil.rmtree(out, ignore_errors=True)
     model.half().save_pretrained(out)
-    fast = PreTrainedTokenizerFast(tokenizer_file=str(TOKENIZER_FILE), bos_token=SPECIAL, eos_token=SPECIAL,
-                                   pad_token=SPECIAL, unk_token=None, model_max_length=MODEL_SHAPE["n_positions"])
+    fast = PreTrainedTokenizerFast(
+        tokenizer_file=str(TOKENIZER_FILE),
+        bos_token=SPECIAL,
+        eos_token=SPECIAL,
+        pad_token=SPECIAL,
+        unk_token=None,
+        model_max_length=MODEL_SHAPE["n_positions"],
+    )
     fast.save_pretrained(out)
     return out
 

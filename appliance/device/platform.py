@@ -29,9 +29,20 @@ _SOCS = {
 }
 # L4T release -> JetPack, for the releases users meet (NVIDIA's JetPack archive).
 _JETPACK = {
-    "36.4": "6.1 / 6.2", "36.3": "6.0", "36.2": "6.0 DP", "35.6": "5.1.4", "35.5": "5.1.3", "35.4": "5.1.2",
-    "35.3": "5.1.1", "35.2": "5.1", "35.1": "5.0.2", "34.1": "5.0", "32.7": "4.6.x", "32.6": "4.6",
-    "32.5": "4.5", "32.4": "4.4",
+    "36.4": "6.1 / 6.2",
+    "36.3": "6.0",
+    "36.2": "6.0 DP",
+    "35.6": "5.1.4",
+    "35.5": "5.1.3",
+    "35.4": "5.1.2",
+    "35.3": "5.1.1",
+    "35.2": "5.1",
+    "35.1": "5.0.2",
+    "34.1": "5.0",
+    "32.7": "4.6.x",
+    "32.6": "4.6",
+    "32.5": "4.5",
+    "32.4": "4.4",
 }
 
 
@@ -94,23 +105,39 @@ def detect(root: Path = Path("/")) -> PlatformInfo:
         soc_id = next((s.split(",")[-1] for s in compatible.split() if "tegra" in s), None)
         l4t = parse_l4t(release or "")
         board = model or "NVIDIA Jetson"
-        gpu_nodes = any((root / p).exists() for p in ("dev/nvhost-gpu", "dev/nvgpu", "dev/nvhost-ctrl-gpu",
-                                                       "usr/local/cuda"))
+        gpu_nodes = any(
+            (root / p).exists() for p in ("dev/nvhost-gpu", "dev/nvgpu", "dev/nvhost-ctrl-gpu", "usr/local/cuda")
+        )
         return PlatformInfo(
-            kind="jetson", device_name=board, board=board, soc=_SOCS.get(soc_id or "", soc_id), l4t=l4t,
-            jetpack=jetpack_for(l4t), gpu_name=_SOCS.get(soc_id or "", None), cuda_available=gpu_nodes,
-            unified_memory=True, total_memory_mb=round(total_mb, 1), machine=_platform.machine())
+            kind="jetson",
+            device_name=board,
+            board=board,
+            soc=_SOCS.get(soc_id or "", soc_id),
+            l4t=l4t,
+            jetpack=jetpack_for(l4t),
+            gpu_name=_SOCS.get(soc_id or "", None),
+            cuda_available=gpu_nodes,
+            unified_memory=True,
+            total_memory_mb=round(total_mb, 1),
+            machine=_platform.machine(),
+        )
     gpu = _nvml_gpu() if root == Path("/") else None
     if gpu is None and root == Path("/") and shutil.which("nvidia-smi"):
         gpu = "NVIDIA GPU"
     hostname = socket.gethostname()
-    if gpu:
-        return PlatformInfo(kind="nvidia", device_name=f"{hostname} ({gpu})", board=None, soc=None, l4t=None,
-                            jetpack=None, gpu_name=gpu, cuda_available=True, unified_memory=False,
-                            total_memory_mb=round(total_mb, 1), machine=_platform.machine())
-    return PlatformInfo(kind="cpu", device_name=hostname, board=None, soc=None, l4t=None, jetpack=None,
-                        gpu_name=None, cuda_available=False, unified_memory=False,
-                        total_memory_mb=round(total_mb, 1), machine=_platform.machine())
+    return PlatformInfo(
+        kind="nvidia" if gpu else "cpu",
+        device_name=f"{hostname} ({gpu})" if gpu else hostname,
+        board=None,
+        soc=None,
+        l4t=None,
+        jetpack=None,
+        gpu_name=gpu or None,
+        cuda_available=bool(gpu),
+        unified_memory=False,
+        total_memory_mb=round(total_mb, 1),
+        machine=_platform.machine(),
+    )
 
 
 @lru_cache(maxsize=4)

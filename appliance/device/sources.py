@@ -12,10 +12,13 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance.device.procfs import meminfo_kb, read_text
 from appliance.device.sample import CpuCore, PowerRail, Sample
+
+if TYPE_CHECKING:
+    from appliance.device.tegrastats import TegrastatsReader
 
 log = logging.getLogger("mistudio.monitor")
 
@@ -49,7 +52,8 @@ class ProcSource:
     def __init__(self, root: Path = Path("/")):
         self.root = root
         self._last_stat: dict[int, tuple[int, int]] = {}
-        self._nvml = None
+        # (the pynvml module, the GPU's handle): nvidia-ml-py is optional and ships no stubs
+        self._nvml: tuple[Any, Any] | None = None
 
     def start(self) -> None:
         self._last_stat = self._read_stat()
@@ -94,8 +98,14 @@ class ProcSource:
                 load = round(100.0 * d_busy / d_total, 1) if d_total > 0 else None
             freq_khz = read_text(self.root / f"sys/devices/system/cpu/cpu{index}/cpufreq/scaling_cur_freq")
             online_text = read_text(self.root / f"sys/devices/system/cpu/cpu{index}/online")
-            cores.append(CpuCore(index=index, online=(online_text or "1").strip() != "0", load_pct=load,
-                                 freq_mhz=int(freq_khz) // 1000 if freq_khz and freq_khz.strip().isdigit() else None))
+            cores.append(
+                CpuCore(
+                    index=index,
+                    online=(online_text or "1").strip() != "0",
+                    load_pct=load,
+                    freq_mhz=int(freq_khz) // 1000 if freq_khz and freq_khz.strip().isdigit() else None,
+                )
+            )
         self._last_stat = now
         sample.cpu = cores
         loads = [c.load_pct for c in cores if c.online and c.load_pct is not None]
@@ -147,7 +157,7 @@ class TegrastatsSource:
     def __init__(self, path: str, interval_s: float):
         self.path = path
         self.interval_s = interval_s
-        self._reader = None
+        self._reader: TegrastatsReader | None = None
 
     def start(self) -> None:
         from appliance.device.tegrastats import TegrastatsReader
@@ -170,7 +180,7 @@ class JtopSource:
     name = "jtop"
 
     def __init__(self) -> None:
-        self._jetson = None
+        self._jetson: Any = None  # a jtop object: jetson-stats ships no stubs
 
     @staticmethod
     def available() -> bool:
@@ -200,8 +210,7 @@ class JtopSource:
         for key, value in stats.items():
             if key.startswith("CPU") and key[3:].isdigit():
                 online = value != "OFF"
-                cores.append(CpuCore(index=int(key[3:]) - 1, online=online,
-                                     load_pct=float(value) if online else None))
+                cores.append(CpuCore(index=int(key[3:]) - 1, online=online, load_pct=float(value) if online else None))
         sample.cpu = sorted(cores, key=lambda c: c.index)
         loads = [c.load_pct for c in sample.cpu if c.load_pct is not None]
         sample.cpu_load_pct = round(sum(loads) / len(loads), 1) if loads else None
@@ -209,10 +218,16 @@ class JtopSource:
             sample.gpu_load_pct = float(stats["GPU"])
         if isinstance(stats.get("EMC"), (int, float)):
             sample.emc_load_pct = float(stats["EMC"])
-        sample.temperatures_c = {k[5:]: float(v) for k, v in stats.items()
-                                 if k.startswith("Temp ") and isinstance(v, (int, float)) and v > -50}
-        sample.power = [PowerRail(name=k[6:], current_mw=float(v)) for k, v in stats.items()
-                        if k.startswith("Power ") and k != "Power TOT" and isinstance(v, (int, float))]
+        sample.temperatures_c = {
+            k[5:]: float(v)
+            for k, v in stats.items()
+            if k.startswith("Temp ") and isinstance(v, (int, float)) and v > -50
+        }
+        sample.power = [
+            PowerRail(name=k[6:], current_mw=float(v))
+            for k, v in stats.items()
+            if k.startswith("Power ") and k != "Power TOT" and isinstance(v, (int, float))
+        ]
         fans = [float(v) for k, v in stats.items() if k.startswith("Fan") and isinstance(v, (int, float))]
         sample.fan_pct = fans[0] if fans else None
         _memory_fields(sample, Path("/"))

@@ -83,8 +83,14 @@ class _Parser:
                 continue
             match = _CORE.match(item)
             if match:
-                cores.append(CpuCore(index=index, online=True, load_pct=float(match.group(1)),
-                                     freq_mhz=_freq(match.group(2)) or shared))
+                cores.append(
+                    CpuCore(
+                        index=index,
+                        online=True,
+                        load_pct=float(match.group(1)),
+                        freq_mhz=_freq(match.group(2)) or shared,
+                    )
+                )
         self.sample.cpu = cores
         loads = [c.load_pct for c in cores if c.online and c.load_pct is not None]
         self.sample.cpu_load_pct = round(sum(loads) / len(loads), 2) if loads else None
@@ -96,8 +102,11 @@ class _Parser:
         if not match:
             return
         load = float(match.group(1))
-        freqs = [_freq(f) for f in (match.group(3) or "").split(",")] if match.group(3) is not None else \
-            [_freq(match.group(2))]
+        freqs = (
+            [_freq(f) for f in (match.group(3) or "").split(",")]
+            if match.group(3) is not None
+            else [_freq(match.group(2))]
+        )
         freq = max((f for f in freqs if f), default=None)
         if key == "EMC_FREQ":
             self.sample.emc_load_pct, self.sample.emc_freq_mhz = load, freq
@@ -110,8 +119,9 @@ class _Parser:
         if not _RAIL.match(value):
             return False
         numbers = [float(n) for n in re.findall(r"\d+(?:\.\d+)?", value)]
-        self.sample.power.append(PowerRail(name=key, current_mw=numbers[0],
-                                           average_mw=numbers[1] if len(numbers) > 1 else None))
+        self.sample.power.append(
+            PowerRail(name=key, current_mw=numbers[0], average_mw=numbers[1] if len(numbers) > 1 else None)
+        )
         return True
 
     def run(self) -> None:
@@ -133,9 +143,9 @@ class _Parser:
         tokens = self.tokens
         temp = _TEMP.match(token)
         if temp:
-            value = float(temp.group(2))
-            if value > ABSENT_SENSOR_C:
-                self.sample.temperatures_c[temp.group(1)] = value
+            celsius = float(temp.group(2))
+            if celsius > ABSENT_SENSOR_C:
+                self.sample.temperatures_c[temp.group(1)] = celsius
             return i + 1
         if token.startswith("("):
             return _skip_group(tokens, i)
@@ -180,8 +190,9 @@ def parse_line(line: str, timestamp: float | None = None) -> Sample:
 class TegrastatsReader:
     """Runs ``tegrastats --interval MS`` and keeps the latest parsed sample."""
 
-    def __init__(self, path: str | None = None, interval_ms: int = 2000,
-                 on_sample: Callable[[Sample], None] | None = None):
+    def __init__(
+        self, path: str | None = None, interval_ms: int = 2000, on_sample: Callable[[Sample], None] | None = None
+    ):
         self.path = path or shutil.which("tegrastats") or "tegrastats"
         self.interval_ms = interval_ms
         self.on_sample = on_sample
@@ -201,8 +212,14 @@ class TegrastatsReader:
 
     def start(self) -> None:
         self._process = subprocess.Popen(
-            [self.path, "--interval", str(self.interval_ms)], stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True)
+            [self.path, "--interval", str(self.interval_ms)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+        )
         self._thread = threading.Thread(target=self._read, args=(self._process,), name="tegrastats", daemon=True)
         self._thread.start()
 

@@ -35,6 +35,15 @@ def topic_matches(filters: tuple[str, ...], topic: str) -> bool:
     return any(topic == f or topic.startswith(f + ":") for f in filters)
 
 
+async def cancel_and_wait(task: asyncio.Task[None]) -> None:
+    """Cancel a background loop and wait until it has ended, so nothing it holds is used after close."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+
+
 @dataclass(eq=False)
 class Subscription:
     topics: tuple[str, ...]
@@ -74,16 +83,13 @@ class Broadcaster:
         for sub in list(self.subscribers):
             self._offer(sub, None)
         if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait(self._task)
             self._task = None
             self._version_conn.close()
 
-    async def subscribe(self, topics: tuple[str, ...], job_id: str | None = None,
-                        last_event_id: int | None = None) -> Subscription:
+    async def subscribe(
+        self, topics: tuple[str, ...], job_id: str | None = None, last_event_id: int | None = None
+    ) -> Subscription:
         """Register a client. Without a Last-Event-ID it starts from the newest stored event."""
         if last_event_id is None:
             last_event_id = await self.last_id()

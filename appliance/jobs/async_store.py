@@ -57,8 +57,9 @@ class AsyncJobStore:
     def _data_version(self) -> int:
         return self._version_conn.execute("PRAGMA data_version").fetchone()[0]
 
-    async def _change(self, job_id: str, statement: Query, now: float, *, within: Within | None = None,
-                      enqueue: bool = False) -> Job | None:
+    async def _change(
+        self, job_id: str, statement: Query, now: float, *, within: Within | None = None, enqueue: bool = False
+    ) -> Job | None:
         """Apply ``statement`` to a job and publish its new state as ``job.updated``, in one transaction
         (as the worker's JobStore does); None if the statement changed no row.
 
@@ -95,8 +96,14 @@ class AsyncJobStore:
             await conn.execute(*event)
         return paths
 
-    async def create(self, kind_name: str, params: msgspec.Struct, target: tuple[str, str] | None = None, *,
-                     within: Within | None = None) -> Job:
+    async def create(
+        self,
+        kind_name: str,
+        params: msgspec.Struct,
+        target: tuple[str, str] | None = None,
+        *,
+        within: Within | None = None,
+    ) -> Job:
         """Create a job and send its task, all or nothing. ``within(db, job_id)`` creates or updates the
         job's resource rows in the same transaction; it uses ``db`` directly (the write lock is held)
         and may raise (an AppError, say) to create nothing."""
@@ -108,8 +115,9 @@ class AsyncJobStore:
             refuse_what_never_fits(self.memory, kind_name, encoded)
         job_id = new_id("job")
         now = time.time()
-        job = await self._change(job_id, sql.insert_job(job_id, kind_name, kind.lane, encoded, target, now), now,
-                                 within=within, enqueue=True)
+        job = await self._change(
+            job_id, sql.insert_job(job_id, kind_name, kind.lane, encoded, target, now), now, within=within, enqueue=True
+        )
         assert job is not None
         return job
 

@@ -14,7 +14,10 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable
 
+import msgspec
+
 from appliance.config import Settings
+from appliance.contracts.events import PAYLOADS, checked
 from appliance.data.database import Database
 from appliance.data.layout import DataLayout
 from appliance.jobs.records import Job
@@ -36,9 +39,19 @@ class JobInterrupted(Exception):
 
 
 class JobContext:
-    def __init__(self, job: Job, emit: Callable[..., None], report: Callable[..., None], progress_type: str,
-                 topic: str, *, settings: Settings, db: Database, memory: MemoryManager,
-                 min_progress_interval_s: float = 0.1):
+    def __init__(
+        self,
+        job: Job,
+        emit: Callable[..., None],
+        report: Callable[..., None],
+        progress_type: str,
+        topic: str,
+        *,
+        settings: Settings,
+        db: Database,
+        memory: MemoryManager,
+        min_progress_interval_s: float = 0.1,
+    ):
         self.job = job
         self.topic = topic
         self.settings = settings
@@ -48,6 +61,7 @@ class JobContext:
         self._emit = emit
         self._report = report
         self._progress_type = progress_type
+        self._progress_payload = PAYLOADS[progress_type]
         self._min_interval = min_progress_interval_s
         self._last_progress = 0.0
         self._fraction = 0.0
@@ -88,9 +102,18 @@ class JobContext:
         if self._wake.wait(seconds):
             self.check()
 
-    def progress(self, fraction: float, message: str = "", data: dict[str, Any] | None = None,
-                 force: bool = False) -> None:
-        """Record progress in the job row and publish a progress event (throttled unless forced)."""
+    def progress(
+        self,
+        fraction: float,
+        message: str = "",
+        *,
+        force: bool = False,
+        **extras: Any,
+    ) -> None:
+        """Record progress in the job row and publish a progress event (throttled unless forced).
+
+        The event is the kind's progress Struct (e.g. DatasetProgress); ``extras`` are its own fields
+        (``samples=``, ``tokens=``...), and one it does not have is a TypeError."""
         now = time.monotonic()
         if not force and now - self._last_progress < self._min_interval:
             return
@@ -98,9 +121,9 @@ class JobContext:
         fraction = min(max(float(fraction), 0.0), 1.0)
         self._fraction = fraction
         self._report(fraction, message)
-        payload = {"job_id": self.job.id, "progress": fraction, "message": message, "t": time.time()}
-        if data:
-            payload.update(data)
+        payload = self._progress_payload(
+            job_id=self.job.id, progress=fraction, message=message, t=time.time(), **extras
+        )
         self._emit(self._progress_type, payload, durable=False)
 
     @property
@@ -112,5 +135,7 @@ class JobContext:
         """A new message at the current progress (e.g. "Waiting for memory")."""
         self.progress(self._fraction, message, force=True)
 
-    def event(self, type_: str, data: dict[str, Any], durable: bool = True) -> None:
-        self._emit(type_, data, durable=durable)
+    def event(self, type_: str, payload: msgspec.Struct, durable: bool = True) -> None:
+        """Publish ``payload``, the Struct of events of type ``type_`` (appliance.contracts.events); any
+        other payload is a programming error (TypeError)."""
+        self._emit(type_, checked(type_, payload), durable=durable)

@@ -40,9 +40,14 @@ log = logging.getLogger("mistudio.jobs")
 
 def ending(resource: Resource, job: Job, now: float) -> Statement | None:
     """The statement that ends ``job``'s row of ``resource``, now that the job failed or was cancelled."""
-    return resource.end(job.id, job.params, job.status == "cancelled",
-                        job.error.code if job.error else "CANCELLED",
-                        job.error.message if job.error else (job.message or "Cancelled"), now)
+    return resource.end(
+        job.id,
+        job.params,
+        job.status == "cancelled",
+        job.error.code if job.error else "CANCELLED",
+        job.error.message if job.error else (job.message or "Cancelled"),
+        now,
+    )
 
 
 def remove(paths: list[Path]) -> None:

@@ -13,13 +13,13 @@ from typing import Any, Callable
 
 import msgspec
 
+from appliance.contracts.params import features as feature_params
 from appliance.contracts.params.activations import ExtractParams
 from appliance.contracts.params.datasets import DemoParams, DownloadParams, ImportParams, TokenizeParams
 from appliance.contracts.params.models import ModelDownloadParams, ModelImportParams, ModelRegisterParams
-from appliance.contracts.params import features as feature_params
 from appliance.contracts.params.selftest import SelftestParams
-from appliance.contracts.params.training import EvaluateRun, ImportRun, TrainRun
 from appliance.contracts.params.steering import GenerateParams
+from appliance.contracts.params.training import EvaluateRun, ImportRun, TrainRun
 from appliance.jobs import finalize as res
 from appliance.jobs.finalize import Resource, Statement
 from appliance.jobs.records import Job, Lane, job_from_row
@@ -105,50 +105,175 @@ def resource_ending(job: Job, now: float) -> tuple[Resource, Statement] | None:
 
 register(JobKind("selftest", "appliance.jobs.selftest:run", lane="interactive", params=SelftestParams))
 register(JobKind("selftest.heavy", "appliance.jobs.selftest:run", lane="heavy", params=SelftestParams))
-register(JobKind("dataset.import", "appliance.pipeline.datasets.ingest:run", lane="heavy",
-                 progress_type="dataset.progress", cleanup="appliance.pipeline.datasets.ingest:cleanup",
-                 resource=res.DATASET_IMPORT, params=ImportParams))
+register(
+    JobKind(
+        "dataset.import",
+        "appliance.pipeline.datasets.ingest:run",
+        lane="heavy",
+        progress_type="dataset.progress",
+        cleanup="appliance.pipeline.datasets.ingest:cleanup",
+        resource=res.DATASET_IMPORT,
+        params=ImportParams,
+    )
+)
 # Downloads share the heavy lane for now: one at a time, never blocking interactive work.
-register(JobKind("dataset.download", "appliance.pipeline.datasets.download:run", lane="heavy",
-                 progress_type="dataset.progress", resumable=True,
-                 cleanup="appliance.pipeline.datasets.download:cleanup", resource=res.DATASET_DOWNLOAD,
-                 params=DownloadParams))
-register(JobKind("dataset.demo", "appliance.pipeline.datasets.ingest:build_demo", lane="heavy",
-                 progress_type="dataset.progress", resumable=True, cleanup="appliance.pipeline.datasets.ingest:cleanup",
-                 resource=res.DATASET_IMPORT, params=DemoParams))
-register(JobKind("dataset.tokenize", "appliance.pipeline.datasets.tokenize:run", lane="heavy",
-                 progress_type="dataset.progress", cleanup="appliance.pipeline.datasets.tokenize:cleanup",
-                 resource=res.TOKENIZATION, params=TokenizeParams))
-register(JobKind("model.register", "appliance.pipeline.models.loading:register", lane="heavy",
-                 progress_type="model.progress", resumable=True, resource=res.MODEL, params=ModelRegisterParams))
-register(JobKind("model.download", "appliance.pipeline.models.download:run", lane="heavy",
-                 progress_type="model.progress", resumable=True, cleanup="appliance.pipeline.models.download:cleanup",
-                 resource=res.MODEL, params=ModelDownloadParams))
-register(JobKind("activations.extract", "appliance.pipeline.activations.extract:run", lane="heavy",
-                 progress_type="activations.progress", cleanup="appliance.pipeline.activations.extract:cleanup",
-                 resource=res.ACTIVATIONS, params=ExtractParams))
-register(JobKind("model.import", "appliance.pipeline.models.loading:import_folder", lane="heavy",
-                 progress_type="model.progress", cleanup="appliance.pipeline.models.loading:import_failed",
-                 resource=res.MODEL, params=ModelImportParams))
+register(
+    JobKind(
+        "dataset.download",
+        "appliance.pipeline.datasets.download:run",
+        lane="heavy",
+        progress_type="dataset.progress",
+        resumable=True,
+        cleanup="appliance.pipeline.datasets.download:cleanup",
+        resource=res.DATASET_DOWNLOAD,
+        params=DownloadParams,
+    )
+)
+register(
+    JobKind(
+        "dataset.demo",
+        "appliance.pipeline.datasets.ingest:build_demo",
+        lane="heavy",
+        progress_type="dataset.progress",
+        resumable=True,
+        cleanup="appliance.pipeline.datasets.ingest:cleanup",
+        resource=res.DATASET_IMPORT,
+        params=DemoParams,
+    )
+)
+register(
+    JobKind(
+        "dataset.tokenize",
+        "appliance.pipeline.datasets.tokenize:run",
+        lane="heavy",
+        progress_type="dataset.progress",
+        cleanup="appliance.pipeline.datasets.tokenize:cleanup",
+        resource=res.TOKENIZATION,
+        params=TokenizeParams,
+    )
+)
+register(
+    JobKind(
+        "model.register",
+        "appliance.pipeline.models.loading:register",
+        lane="heavy",
+        progress_type="model.progress",
+        resumable=True,
+        resource=res.MODEL,
+        params=ModelRegisterParams,
+    )
+)
+register(
+    JobKind(
+        "model.download",
+        "appliance.pipeline.models.download:run",
+        lane="heavy",
+        progress_type="model.progress",
+        resumable=True,
+        cleanup="appliance.pipeline.models.download:cleanup",
+        resource=res.MODEL,
+        params=ModelDownloadParams,
+    )
+)
+register(
+    JobKind(
+        "activations.extract",
+        "appliance.pipeline.activations.extract:run",
+        lane="heavy",
+        progress_type="activations.progress",
+        cleanup="appliance.pipeline.activations.extract:cleanup",
+        resource=res.ACTIVATIONS,
+        params=ExtractParams,
+    )
+)
+register(
+    JobKind(
+        "model.import",
+        "appliance.pipeline.models.loading:import_folder",
+        lane="heavy",
+        progress_type="model.progress",
+        cleanup="appliance.pipeline.models.loading:import_failed",
+        resource=res.MODEL,
+        params=ModelImportParams,
+    )
+)
 # Resumable: after a worker crash the run continues from its last checkpoint.
-register(JobKind("training.run", "appliance.pipeline.sae.training.loop:run", lane="heavy",
-                 progress_type="training.progress", resumable=True, resource=res.TRAINING, params=TrainRun,
-                 controls=("pause", "resume", "stop", "save_checkpoint")))
-register(JobKind("training.evaluate", "appliance.pipeline.sae.evaluation.on_demand:run", lane="heavy",
-                 progress_type="training.progress", params=EvaluateRun))
+register(
+    JobKind(
+        "training.run",
+        "appliance.pipeline.sae.training.loop:run",
+        lane="heavy",
+        progress_type="training.progress",
+        resumable=True,
+        resource=res.TRAINING,
+        params=TrainRun,
+        controls=("pause", "resume", "stop", "save_checkpoint"),
+    )
+)
+register(
+    JobKind(
+        "training.evaluate",
+        "appliance.pipeline.sae.evaluation.on_demand:run",
+        lane="heavy",
+        progress_type="training.progress",
+        params=EvaluateRun,
+    )
+)
 # No clean-up of its own: its upload, token and folder are the resource's files (finalize.TRAINING_IMPORT).
-register(JobKind("training.import", "appliance.pipeline.sae.io.importing:run", lane="heavy",
-                 progress_type="training.progress", resource=res.TRAINING_IMPORT, params=ImportRun))
+register(
+    JobKind(
+        "training.import",
+        "appliance.pipeline.sae.io.importing:run",
+        lane="heavy",
+        progress_type="training.progress",
+        resource=res.TRAINING_IMPORT,
+        params=ImportRun,
+    )
+)
 # No clean-up of its own: its partial folder is one of the resource's files (finalize.FEATURES).
-register(JobKind("features.extract", "appliance.pipeline.features.extract:run", lane="heavy",
-                 progress_type="features.progress", resource=res.FEATURES, params=feature_params.ExtractParams))
+register(
+    JobKind(
+        "features.extract",
+        "appliance.pipeline.features.extract:run",
+        lane="heavy",
+        progress_type="features.progress",
+        resource=res.FEATURES,
+        params=feature_params.ExtractParams,
+    )
+)
 # A person waits on these: the interactive lane, served while a training holds the heavy one.
-register(JobKind("features.activations_on", "appliance.pipeline.features.probe:activations_on", lane="interactive",
-                 params=feature_params.ActivationsOnParams))
-register(JobKind("features.ablation", "appliance.pipeline.features.probe:ablation", lane="interactive",
-                 params=feature_params.AblationParams))
-register(JobKind("features.label", "appliance.pipeline.features.labels:run", lane="interactive",
-                 progress_type="features.progress", params=feature_params.LabelParams))
+register(
+    JobKind(
+        "features.activations_on",
+        "appliance.pipeline.features.probe:activations_on",
+        lane="interactive",
+        params=feature_params.ActivationsOnParams,
+    )
+)
+register(
+    JobKind(
+        "features.ablation",
+        "appliance.pipeline.features.probe:ablation",
+        lane="interactive",
+        params=feature_params.AblationParams,
+    )
+)
+register(
+    JobKind(
+        "features.label",
+        "appliance.pipeline.features.labels:run",
+        lane="interactive",
+        progress_type="features.progress",
+        params=feature_params.LabelParams,
+    )
+)
 # The model stays loaded between generations (the model cache); tokens stream as steering.token.
-register(JobKind("steering.generate", "appliance.pipeline.steering.generate:run", lane="interactive",
-                 progress_type="steering.progress", params=GenerateParams))
+register(
+    JobKind(
+        "steering.generate",
+        "appliance.pipeline.steering.generate:run",
+        lane="interactive",
+        progress_type="steering.progress",
+        params=GenerateParams,
+    )
+)

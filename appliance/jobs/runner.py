@@ -39,6 +39,7 @@ MEMORY_RETRY_DELAY_S = 0.5
 @dataclass
 class Runtime:
     """Everything a job's run needs from its worker, handed in (JobContext takes its doors from here)."""
+
     settings: Settings
     store: JobStore
     queue: JobQueue
@@ -125,9 +126,14 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
             # Out of memory is a job failure with advice, never a dead worker.
             release_cached_memory()
             log.warning("job %s ran out of memory: %s", job_id, exc)
-            _failed(rt, job_id, kind, "INSUFFICIENT_MEMORY",
-                    "The job ran out of memory. Try a smaller batch size or model, fp16/bf16, or stop other "
-                    f"jobs; the budget is MISTUDIO_MAX_MEMORY_FRACTION of RAM ({type(exc).__name__})")
+            _failed(
+                rt,
+                job_id,
+                kind,
+                "INSUFFICIENT_MEMORY",
+                "The job ran out of memory. Try a smaller batch size or model, fp16/bf16, or stop other "
+                f"jobs; the budget is MISTUDIO_MAX_MEMORY_FRACTION of RAM ({type(exc).__name__})",
+            )
         else:
             log.exception("job %s failed", job_id)
             _failed(rt, job_id, kind, "JOB_FAILED", f"{type(exc).__name__}: {exc}")
@@ -162,6 +168,9 @@ def _cleanup(kind: JobKind, rt: Runtime, job_id: str) -> None:
     if cleanup is None:
         return
     job = rt.store.get(job_id)
+    if job is None:  # deleted meanwhile: what it made went with it
+        log.warning("job %s is gone; nothing to clean up", job_id)
+        return
     try:
         cleanup(job, msgspec.convert(job.params, kind.params), rt.layout, rt.db)
     except Exception:  # noqa: BLE001

@@ -15,12 +15,15 @@ def _count(ctx: JobContext, params: SelftestParams) -> dict[str, int]:
             raise RuntimeError(f"selftest failed on purpose at step {step}")
         if params.oom_at == step:
             raise MemoryError(f"selftest ran out of memory on purpose at step {step}")
-        ctx.progress(step / params.steps, f"step {step}/{params.steps}", {"step": step}, force=True)
+        ctx.progress(step / params.steps, f"step {step}/{params.steps}", step=step, force=True)
     if params.torch:
         import torch
 
-        return {"steps": params.steps, "torch_threads": torch.get_num_threads(),
-                "torch_interop_threads": torch.get_num_interop_threads()}
+        return {
+            "steps": params.steps,
+            "torch_threads": torch.get_num_threads(),
+            "torch_interop_threads": torch.get_num_interop_threads(),
+        }
     return {"steps": params.steps}
 
 

@@ -8,6 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from appliance.data import events as event_sql
 from appliance.data import jobs as sql
 from appliance.data.database import Database, Query
@@ -92,13 +94,20 @@ class JobStore:
         now = time.time()
         return self._transition(job_id, sql.start(job_id, now), now)
 
-    def finish(self, job_id: str, status: str, *, result: Any = None, error: tuple[str, str] | None = None,
-               message: str | None = None) -> Job | None:
+    def finish(
+        self,
+        job_id: str,
+        status: str,
+        *,
+        result: Any = None,
+        error: tuple[str, str] | None = None,
+        message: str | None = None,
+    ) -> Job | None:
         # An error is often an upstream's own words, which may quote a secret it was sent.
         result, message = scrub(result), scrub(message)
         error = (error[0], scrub(error[1])) if error else None
         now = time.time()
-        encoded = sql.encode(result) if result is not None else None
+        encoded = event_sql.encode(result) if result is not None else None
         return self._transition(job_id, sql.finish(job_id, status, encoded, error, message, now), now)
 
     def requeue(self, job_id: str, message: str) -> Job | None:
@@ -112,7 +121,10 @@ class JobStore:
     def report(self, job_id: str, progress: float, message: str) -> None:
         self.db.execute(sql.report(job_id, progress, scrub(message), time.time()))
 
-    def emit(self, topic: str, type_: str, data: Any, job_id: str | None = None, durable: bool = True) -> None:
+    def emit(
+        self, topic: str, type_: str, data: msgspec.Struct, job_id: str | None = None, durable: bool = True
+    ) -> None:
+        """Store an event; ``data`` is its type's payload Struct (appliance.contracts.events)."""
         self.db.execute(event_sql.insert(topic, type_, scrub(data), job_id, durable, time.time()))
 
     def jobs_with_status(self, *statuses: str) -> list[Job]:

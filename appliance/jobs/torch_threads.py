@@ -37,5 +37,8 @@ def apply(threads: int) -> None:
         except RuntimeError as exc:  # the pool already ran work (or another caller sized it): keep it
             log.warning("torch's inter-op pool stays at %d threads: %s", torch.get_num_interop_threads(), exc)
             return
-        log.info("torch: %d intra-op and %d inter-op threads (MISTUDIO_TORCH_THREADS)",
-                 torch.get_num_threads(), torch.get_num_interop_threads())
+        log.info(
+            "torch: %d intra-op and %d inter-op threads (MISTUDIO_TORCH_THREADS)",
+            torch.get_num_threads(),
+            torch.get_num_interop_threads(),
+        )

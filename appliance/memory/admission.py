@@ -1,4 +1,5 @@
-"""The worker's memory manager: one budget for all jobs on a unified-memory device (docs/ARCHITECTURE.md, "Memory is admitted").
+"""The worker's memory manager: one budget for all jobs on a unified-memory device (docs/ARCHITECTURE.md,
+"Memory is admitted").
 
 Jobs say what they need (:class:`Estimate`) before they start; the manager admits them, makes them
 wait while other jobs hold memory, or refuses at once, with a suggestion, what can never fit. It
@@ -32,8 +33,17 @@ from appliance.errors import InsufficientMemory
 log = logging.getLogger("mistudio.memory")
 
 MB = 2**20
-BYTES_PER_DTYPE = {"fp32": 4, "float32": 4, "fp16": 2, "float16": 2, "bf16": 2, "bfloat16": 2,
-                   "int8": 1, "q8": 1, "q4": 0.5}
+BYTES_PER_DTYPE = {
+    "fp32": 4,
+    "float32": 4,
+    "fp16": 2,
+    "float16": 2,
+    "bf16": 2,
+    "bfloat16": 2,
+    "int8": 1,
+    "q8": 1,
+    "q4": 0.5,
+}
 # Room left for the OS, the API and allocator slack when comparing with live free memory.
 SAFETY_BYTES = 256 * MB
 WAIT_POLL_S = 0.2
@@ -72,8 +82,9 @@ def estimate_activations(n_tokens: int, d: int, dtype: str = "fp16", n_tensors: 
     return Estimate({"activation buffer": int(n_tokens * d * n_tensors * bytes_per(dtype))})
 
 
-def estimate_sae_training(d_in: int, d_sae: int, batch_size: int, dtype: str = "fp32",
-                          optimizer: str = "adam") -> Estimate:
+def estimate_sae_training(
+    d_in: int, d_sae: int, batch_size: int, dtype: str = "fp32", optimizer: str = "adam"
+) -> Estimate:
     """SAE weights (W_enc, W_dec, b_enc, b_dec) + gradients + optimizer state + one batch.
 
     Adam keeps two fp32 moments per parameter; the batch holds the input and reconstruction
@@ -82,12 +93,14 @@ def estimate_sae_training(d_in: int, d_sae: int, batch_size: int, dtype: str = "
     params = 2 * d_in * d_sae + d_sae + d_in
     width = bytes_per(dtype)
     states = {"adam": 2, "adamw": 2, "sgd": 0, "rmsprop": 1}.get(optimizer.lower(), 2)
-    return Estimate({
-        "sae weights": int(params * width),
-        "gradients": int(params * width),
-        "optimizer state": int(params * 4 * states),
-        "batch": int(batch_size * (2 * d_in + 2 * d_sae) * width * 2),
-    })
+    return Estimate(
+        {
+            "sae weights": int(params * width),
+            "gradients": int(params * width),
+            "optimizer state": int(params * 4 * states),
+            "batch": int(batch_size * (2 * d_in + 2 * d_sae) * width * 2),
+        }
+    )
 
 
 class MemoryBusy(Exception):
@@ -236,8 +249,12 @@ class MemoryManager:
             f"({self.fraction:.0%} of {self.physical_bytes / MB:,.0f} MB). Make it about {shrink_to:.0%} of its size "
             f"(a smaller batch size or fewer samples, or fp16/bf16 instead of fp32), or raise "
             f"MISTUDIO_MAX_MEMORY_FRACTION.",
-            details={"needed_mb": round(need, 1), "budget_mb": round(budget, 1),
-                     "parts_mb": {k: round(v / MB, 1) for k, v in estimate.parts.items()}})
+            details={
+                "needed_mb": round(need, 1),
+                "budget_mb": round(budget, 1),
+                "parts_mb": {k: round(v / MB, 1) for k, v in estimate.parts.items()},
+            },
+        )
 
     def _room(self, holder: str) -> int:
         return min(self.budget - self.reserved(excluding=holder), self.available() - self.safety_bytes)
@@ -289,8 +306,9 @@ class MemoryManager:
         return self._fits_now(holder, need)
 
     @contextmanager
-    def admit(self, ctx: Any, estimate: Estimate,
-              shrink: Callable[[Estimate], Estimate | None] | None = None) -> Iterator[Estimate]:
+    def admit(
+        self, ctx: Any, estimate: Estimate, shrink: Callable[[Estimate], Estimate | None] | None = None
+    ) -> Iterator[Estimate]:
         """Reserve ``estimate`` for the ``with`` block, waiting while other jobs hold memory.
 
         ``shrink`` (optional) returns a smaller estimate for a job that can work with less (a smaller
@@ -346,8 +364,9 @@ class MemoryManager:
             release_cached_memory()
 
 
-def run_with_oom_retry(fn: Callable[[int], T], batch_size: int, *, min_batch: int = 1,
-                       ctx: Any = None) -> tuple[T, int]:
+def run_with_oom_retry(
+    fn: Callable[[int], T], batch_size: int, *, min_batch: int = 1, ctx: Any = None
+) -> tuple[T, int]:
     """Call ``fn(batch_size)``; on out-of-memory free caches, halve the batch and try again."""
     while True:
         try:
@@ -360,7 +379,9 @@ def run_with_oom_retry(fn: Callable[[int], T], batch_size: int, *, min_batch: in
             if smaller < min_batch:
                 raise InsufficientMemory(
                     f"Out of memory even at batch size {batch_size}: use a smaller model or precision, or free "
-                    "memory used by other programs", details={"batch_size": batch_size}) from exc
+                    "memory used by other programs",
+                    details={"batch_size": batch_size},
+                ) from exc
             log.warning("out of memory at batch %d: retrying with %d", batch_size, smaller)
             if ctx is not None and hasattr(ctx, "status"):
                 ctx.status(f"Out of memory at batch {batch_size}: retrying with {smaller}")

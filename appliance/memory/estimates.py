@@ -43,8 +43,12 @@ def _selftest(params: dict[str, Any]) -> dict[str, int]:
 def _extraction(params: dict[str, Any]) -> dict[str, int]:
     n_hooks = len(params.get("hook_points") or ())
     batch_tokens = int(params.get("batch_size") or 0) * int(params.get("context_length") or 0)
-    return {**_model(params), "batch activations": estimate_activations(
-        batch_tokens, int(params.get("d_model") or 0), "fp32", n_hooks * 2).total}
+    return {
+        **_model(params),
+        "batch activations": estimate_activations(
+            batch_tokens, int(params.get("d_model") or 0), "fp32", n_hooks * 2
+        ).total,
+    }
 
 
 def _training(params: dict[str, Any]) -> dict[str, int]:
@@ -53,8 +57,9 @@ def _training(params: dict[str, Any]) -> dict[str, int]:
     except msgspec.ValidationError:  # not this module's to judge: the API validated them
         return {}
     d_in = int(params.get("d_in") or 0)
-    parts = estimate_sae_training(d_in, hp.d_sae or hp.expansion_factor * d_in, hp.batch_size,
-                                  optimizer=hp.optimizer).parts
+    parts = estimate_sae_training(
+        d_in, hp.d_sae or hp.expansion_factor * d_in, hp.batch_size, optimizer=hp.optimizer
+    ).parts
     stream = params.get("stream")
     return {**parts, **_model(stream)} if isinstance(stream, dict) else parts
 

@@ -38,14 +38,15 @@ def probe(kind: str, repo_id: str, token: str | None, revision: str | None = Non
     except RevisionNotFoundError:
         raise NotFound(f"{repo_id} has no revision {revision!r}") from None
     except GatedRepoError:
-        raise AccessDenied(f"{repo_id} is gated: give an access token (hf_...) of an account that accepted "
-                           "its terms") from None
+        raise AccessDenied(
+            f"{repo_id} is gated: give an access token (hf_...) of an account that accepted its terms"
+        ) from None
     except RepositoryNotFoundError:
         if token:
             raise NotFound(f"No {kind} {repo_id} on the Hub, or this token cannot see it") from None
         raise NotFound(f"No {kind} {repo_id} on the Hub (if it is private, give an access token)") from None
     except Exception as exc:  # noqa: BLE001 - connection errors come from several HTTP libraries
-        raise UpstreamUnavailable(f"The Hugging Face Hub is unreachable ({type(exc).__name__}): check the "
-                                  "network, or import the data from a file instead") from None
-
-
+        raise UpstreamUnavailable(
+            f"The Hugging Face Hub is unreachable ({type(exc).__name__}): check the "
+            "network, or import the data from a file instead"
+        ) from None

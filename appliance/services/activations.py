@@ -13,14 +13,14 @@ from anyio import to_thread
 
 from appliance.contracts.params.activations import ExtractParams
 from appliance.contracts.params.models import HookPoint, HookType, ModelArchitecture
-from appliance.data import activation_sets, datasets
+from appliance.data import activation_sets
 from appliance.data.database import AsyncDatabase, Row
 from appliance.data.layout import DataLayout
 from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
-from appliance.services.common import checked_id, get_or_404, refuse_if_busy, refuse_if_used
+from appliance.services.common import named_row, refuse_if_busy, refuse_if_used, row_error
 from appliance.services.jobs import start_job
 from appliance.services.models import architecture_of, model_row
 from appliance.timefmt import iso
@@ -46,8 +46,9 @@ class ActivationSet(msgspec.Struct):
 class ExtractRequest(msgspec.Struct, forbid_unknown_fields=True):
     dataset_id: str
     layers: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=1000)]], msgspec.Meta(min_length=1, max_length=200)]
-    hook_types: Annotated[list[HookType], msgspec.Meta(min_length=1, max_length=4)] = \
-        msgspec.field(default_factory=lambda: ["residual"])
+    hook_types: Annotated[list[HookType], msgspec.Meta(min_length=1, max_length=4)] = msgspec.field(
+        default_factory=lambda: ["residual"]
+    )
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 8
     max_samples: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | None = 1000
     context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128
@@ -62,18 +63,23 @@ def activation_set_actions(status: str) -> list[str]:
 # -- rows to Structs -------------------------------------------------------------------------------
 def _set(row: Row) -> ActivationSet:
     return ActivationSet(
-        id=row["id"], model_id=row["model_id"], dataset_id=row["dataset_id"], status=row["status"],
+        id=row["id"],
+        model_id=row["model_id"],
+        dataset_id=row["dataset_id"],
+        status=row["status"],
         config=msgspec.json.decode(row["config"]),
-        manifest=msgspec.json.decode(row["manifest"]) if row["manifest"] else None, size_bytes=row["size_bytes"],
+        manifest=msgspec.json.decode(row["manifest"]) if row["manifest"] else None,
+        size_bytes=row["size_bytes"],
         job_id=row["job_id"],
-        error={"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None,
-        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "",
-        actions=activation_set_actions(row["status"]))
+        error=row_error(row),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        actions=activation_set_actions(row["status"]),
+    )
 
 
 async def _row(db: AsyncDatabase, activation_id: str) -> Row:
-    query = activation_sets.get(checked_id(activation_id, "act", "activation_id"))
-    return await get_or_404(db, query, "activation set", activation_id, "activation_id")
+    return await named_row(db, "activation set", activation_id)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -91,11 +97,14 @@ def chosen_hook_points(arch: ModelArchitecture, data: ExtractRequest) -> list[Ho
     does not have, or a context longer than it reads, is the client's mistake (400)."""
     bad = sorted({layer for layer in data.layers if layer >= arch.layers})
     if bad:
-        raise ValidationError(f"The model has layers 0-{arch.layers - 1}; no layer {bad[0]}",
-                              details={"field": "layers", "layers": arch.layers})
+        raise ValidationError(
+            f"The model has layers 0-{arch.layers - 1}; no layer {bad[0]}",
+            details={"field": "layers", "layers": arch.layers},
+        )
     if arch.context_length and data.context_length > arch.context_length:
-        raise ValidationError(f"context_length is at most {arch.context_length} for this model",
-                              details={"field": "context_length"})
+        raise ValidationError(
+            f"context_length is at most {arch.context_length} for this model", details={"field": "context_length"}
+        )
     wanted = {(layer, kind) for layer in data.layers for kind in data.hook_types}
     points = [p for p in arch.hook_points if (p.layer, p.type) in wanted]
     missing = wanted - {(p.layer, p.type) for p in points}
@@ -105,31 +114,49 @@ def chosen_hook_points(arch: ModelArchitecture, data: ExtractRequest) -> list[Ho
     return points
 
 
-async def extract(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, model_id: str,
-                  data: ExtractRequest) -> Job:
+async def extract(
+    db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, model_id: str, data: ExtractRequest
+) -> Job:
     """A set (extracting) and the job that fills it, in one transaction. The job gets everything it
     needs from the model's and the dataset's rows here, so it reads no other row."""
     model = await model_row(db, model_id)
-    dataset = await get_or_404(db, datasets.get(checked_id(data.dataset_id, "ds", "dataset_id")), "dataset",
-                               data.dataset_id, "dataset_id")
+    dataset = await named_row(db, "dataset", data.dataset_id)
     arch = architecture_of(model)
     if model["status"] != "ready" or arch is None:
         raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
     if dataset["status"] != "ready":
-        raise Conflict(f"Dataset {dataset['id']} is {dataset['status']}, not ready",
-                       details={"status": dataset["status"]})
+        raise Conflict(
+            f"Dataset {dataset['id']} is {dataset['status']}, not ready", details={"status": dataset["status"]}
+        )
     if not arch.d_model:
-        raise Conflict(f"Model {model['id']} has no known hidden size (d_model): its activations cannot be sized",
-                       details={"field": "d_model"})
+        raise Conflict(
+            f"Model {model['id']} has no known hidden size (d_model): its activations cannot be sized",
+            details={"field": "d_model"},
+        )
     points = chosen_hook_points(arch, data)
     activation_id = new_id("act")
     params = ExtractParams(
-        activation_id=activation_id, model_id=model["id"], model_path=model["path"], precision=model["precision"],
-        tokenizer="demo" if model["source"] == "demo" else model["id"], dataset_id=dataset["id"],
-        hook_points=points, d_model=arch.d_model, parameters=arch.parameters, batch_size=data.batch_size,
-        max_samples=data.max_samples, context_length=data.context_length)
-    insert = activation_sets.insert(activation_id, model_id=model["id"], dataset_id=dataset["id"],
-                                    config=msgspec.json.encode(data).decode(), job_id=None, now=time.time())
+        activation_id=activation_id,
+        model_id=model["id"],
+        model_path=model["path"],
+        precision=model["precision"],
+        tokenizer="demo" if model["source"] == "demo" else model["id"],
+        dataset_id=dataset["id"],
+        hook_points=points,
+        d_model=arch.d_model,
+        parameters=arch.parameters,
+        batch_size=data.batch_size,
+        max_samples=data.max_samples,
+        context_length=data.context_length,
+    )
+    insert = activation_sets.insert(
+        activation_id,
+        model_id=model["id"],
+        dataset_id=dataset["id"],
+        config=msgspec.json.encode(data).decode(),
+        job_id=None,
+        now=time.time(),
+    )
     return await start_job(jobs, layout, "activations.extract", params, "activation_sets", activation_id, insert)
 
 

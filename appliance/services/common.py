@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 from appliance.api.validation import check_id
+from appliance.data import activation_sets, datasets, models, trainings
 from appliance.data.database import AsyncDatabase, Query, Row
 from appliance.errors import Conflict, NotFound
+
+Named = Literal["model", "dataset", "activation set", "training"]
+# What a request names by id: the query that finds it, its ids' prefix and the request field that names it.
+_BY_ID: dict[Named, tuple[Callable[[str], Query], str, str]] = {
+    "model": (models.get, "m", "model_id"),
+    "dataset": (datasets.get, "ds", "dataset_id"),
+    "activation set": (activation_sets.get, "act", "activation_id"),
+    "training": (trainings.get, "tr", "training_id"),
+}
 
 
 async def get_or_404(db: AsyncDatabase, query: Query, what: str, value: str, field: str) -> Row:
@@ -15,6 +26,18 @@ async def get_or_404(db: AsyncDatabase, query: Query, what: str, value: str, fie
     if row is None:
         raise NotFound(f"No {what} {value!r}", details={field: value})
     return row
+
+
+async def named_row(db: AsyncDatabase, what: Named, value: str) -> Row:
+    """The row of the resource a request names by id: VALIDATION_ERROR for an id of the wrong shape,
+    NOT_FOUND for one that names nothing, each naming the request's field."""
+    get, prefix, field = _BY_ID[what]
+    return await get_or_404(db, get(check_id(value, prefix, field)), what, value, field)
+
+
+def row_error(row: Row) -> dict[str, str] | None:
+    """A resource's failure as clients see it (code and message), None while it has none."""
+    return {"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None
 
 
 def checked_id(value: str, prefix: str, field: str) -> str:
@@ -28,12 +51,16 @@ def refuse_if_used(what: str, dependents: Sequence[Row]) -> None:
     if not dependents:
         return
     names = ", ".join(f"{row['kind']} {row['id']}" for row in dependents)
-    raise Conflict(f"{what} is used by {names}: delete {'that' if len(dependents) == 1 else 'those'} first",
-                   details={"used_by": [row["id"] for row in dependents]})
+    raise Conflict(
+        f"{what} is used by {names}: delete {'that' if len(dependents) == 1 else 'those'} first",
+        details={"used_by": [row["id"] for row in dependents]},
+    )
 
 
 def refuse_if_busy(what: str, job_id: str | None, status: str, busy: Sequence[str]) -> None:
     """A resource a job is still working on is not deleted or changed under it."""
     if status in busy:
-        raise Conflict(f"{what} is {status}" + (f" by job {job_id}" if job_id else "") + ": cancel or stop it first",
-                       details={"status": status, **({"job_id": job_id} if job_id else {})})
+        raise Conflict(
+            f"{what} is {status}" + (f" by job {job_id}" if job_id else "") + ": cancel or stop it first",
+            details={"status": status, **({"job_id": job_id} if job_id else {})},
+        )

@@ -17,7 +17,7 @@ from anyio import to_thread
 
 from appliance.api import multipart, uploads
 from appliance.api.envelope import Pagination
-from appliance.api.validation import check_id, safe_path
+from appliance.api.validation import safe_path
 from appliance.config import Settings
 from appliance.contracts.dataset_formats import FileFormat, detect_format
 from appliance.contracts.params.datasets import DemoParams, DownloadParams, ImportParams, TokenizeParams, TxtMode
@@ -31,7 +31,7 @@ from appliance.ids import new_id
 from appliance.jobs.async_store import AsyncJobStore, Within
 from appliance.jobs.finalize import remove
 from appliance.jobs.records import Job
-from appliance.services.common import get_or_404, refuse_if_used
+from appliance.services.common import named_row, refuse_if_used, row_error
 from appliance.timefmt import iso
 
 DEMO_DATASET_NAME = "Python stdlib docs (demo)"
@@ -132,19 +132,38 @@ def _json(value: str | None) -> Any:
 
 
 def _tokenization(row: Row) -> Tokenization:
-    return Tokenization(row["tokenizer"], row["status"], msgspec.json.decode(row["settings"]), _json(row["stats"]),
-                        row["job_id"], row["error_message"], iso(row["updated_at"]) or "",
-                        tokenization_actions(row["status"]))
+    return Tokenization(
+        row["tokenizer"],
+        row["status"],
+        msgspec.json.decode(row["settings"]),
+        _json(row["stats"]),
+        row["job_id"],
+        row["error_message"],
+        iso(row["updated_at"]) or "",
+        tokenization_actions(row["status"]),
+    )
 
 
 def _dataset(row: Row, tokenized: list[Tokenization] | None = None) -> Dataset:
     return Dataset(
-        id=row["id"], name=row["name"], source=row["source"], repo_id=row["repo_id"], split=row["split"],
-        format=row["format"], text_column=row["text_column"], status=row["status"],
-        error={"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None,
-        job_id=row["job_id"], num_samples=row["num_samples"], size_bytes=row["size_bytes"], stats=_json(row["stats"]),
-        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "",
-        tokenizations=tokenized or [], actions=dataset_actions(row["status"]))
+        id=row["id"],
+        name=row["name"],
+        source=row["source"],
+        repo_id=row["repo_id"],
+        split=row["split"],
+        format=row["format"],
+        text_column=row["text_column"],
+        status=row["status"],
+        error=row_error(row),
+        job_id=row["job_id"],
+        num_samples=row["num_samples"],
+        size_bytes=row["size_bytes"],
+        stats=_json(row["stats"]),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        tokenizations=tokenized or [],
+        actions=dataset_actions(row["status"]),
+    )
 
 
 async def _tokenizations(db: AsyncDatabase, dataset_ids: list[str]) -> dict[str, list[Tokenization]]:
@@ -157,8 +176,7 @@ async def _tokenizations(db: AsyncDatabase, dataset_ids: list[str]) -> dict[str,
 
 
 async def _row(db: AsyncDatabase, dataset_id: str) -> Row:
-    checked = check_id(dataset_id, "ds", "dataset_id")
-    return await get_or_404(db, datasets.get(checked), "dataset", dataset_id, "dataset_id")
+    return await named_row(db, "dataset", dataset_id)
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -174,8 +192,9 @@ async def get_dataset(db: AsyncDatabase, dataset_id: str) -> Dataset:
     return _dataset(row, tokenized.get(row["id"]))
 
 
-async def sample_page(db: AsyncDatabase, dataset_id: str, page: int, limit: int, split: str | None,
-                      search: str | None) -> tuple[list[Sample], Pagination]:
+async def sample_page(
+    db: AsyncDatabase, dataset_id: str, page: int, limit: int, split: str | None, search: str | None
+) -> tuple[list[Sample], Pagination]:
     """One page of samples (optionally of one split, optionally matching words) and its pagination."""
     row = await _row(db, dataset_id)
     match = samples.fts_query(search or "")
@@ -190,24 +209,47 @@ async def sample_page(db: AsyncDatabase, dataset_id: str, page: int, limit: int,
     else:
         total = row["num_samples"] or 0
     found = [Sample(r["idx"], r["split"], r["length"], r["text"], _json(r["metadata"])) for r in rows[:limit]]
-    return found, Pagination(page=page, limit=limit, total=total, has_next=has_next, has_prev=page > 1,
-                             total_exact=exact)
+    return found, Pagination(
+        page=page, limit=limit, total=total, has_next=has_next, has_prev=page > 1, total_exact=exact
+    )
 
 
 # -- making datasets -------------------------------------------------------------------------------
 def _insert(dataset_id: str, **row: Any) -> Within:
     """The dataset's row, naming its job, in the job's own transaction."""
+
     async def within(conn: aiosqlite.Connection, job_id: str) -> None:
         await conn.execute(*datasets.insert(dataset_id, job_id=job_id, now=time.time(), **row))
+
     return within
 
 
-async def _start_import(jobs: AsyncJobStore, path: Path, fmt: FileFormat, *, dataset_id: str, name: str, source: str,
-                        text_column: str, txt_mode: TxtMode, remove_source: bool) -> Job:
-    params = ImportParams(dataset_id=dataset_id, path=str(path), format=fmt, text_column=text_column,
-                          txt_mode=txt_mode, remove_source=remove_source)
-    return await jobs.create("dataset.import", params, target=("dataset", dataset_id), within=_insert(
-        dataset_id, name=name, source=source, format=fmt, text_column=text_column, status="ingesting"))
+async def _start_import(
+    jobs: AsyncJobStore,
+    path: Path,
+    fmt: FileFormat,
+    *,
+    dataset_id: str,
+    name: str,
+    source: str,
+    text_column: str,
+    txt_mode: TxtMode,
+    remove_source: bool,
+) -> Job:
+    params = ImportParams(
+        dataset_id=dataset_id,
+        path=str(path),
+        format=fmt,
+        text_column=text_column,
+        txt_mode=txt_mode,
+        remove_source=remove_source,
+    )
+    return await jobs.create(
+        "dataset.import",
+        params,
+        target=("dataset", dataset_id),
+        within=_insert(dataset_id, name=name, source=source, format=fmt, text_column=text_column, status="ingesting"),
+    )
 
 
 async def import_file(jobs: AsyncJobStore, layout: DataLayout, data: ImportRequest) -> Job:
@@ -215,11 +257,21 @@ async def import_file(jobs: AsyncJobStore, layout: DataLayout, data: ImportReque
     layout.imports.mkdir(parents=True, exist_ok=True)
     path = safe_path(layout.imports, data.path, "path")
     if not path.is_file():
-        raise ValidationError(f"No file {data.path!r} in the imports folder ({layout.imports})",
-                              details={"field": "path"})
+        raise ValidationError(
+            f"No file {data.path!r} in the imports folder ({layout.imports})", details={"field": "path"}
+        )
     fmt = detect_format(path, data.format)
-    return await _start_import(jobs, path, fmt, dataset_id=new_id("ds"), name=data.name or path.stem, source="local",
-                               text_column=data.text_column, txt_mode=data.txt_mode, remove_source=False)
+    return await _start_import(
+        jobs,
+        path,
+        fmt,
+        dataset_id=new_id("ds"),
+        name=data.name or path.stem,
+        source="local",
+        text_column=data.text_column,
+        txt_mode=data.txt_mode,
+        remove_source=False,
+    )
 
 
 def _upload_fields(fields: dict[str, str]) -> UploadFields:
@@ -229,15 +281,17 @@ def _upload_fields(fields: dict[str, str]) -> UploadFields:
         raise ValidationError(f"Invalid form field: {exc}", details={"field": "body"}) from None
 
 
-async def upload(jobs: AsyncJobStore, settings: Settings, layout: DataLayout, body: AsyncIterator[bytes],
-                 content_type: str) -> Job:
+async def upload(
+    jobs: AsyncJobStore, settings: Settings, layout: DataLayout, body: AsyncIterator[bytes], content_type: str
+) -> Job:
     """Take an uploaded file as it arrives into <data dir>/uploads/<dataset id>/ and queue its import,
     which removes the file once the Arrow copy replaces it."""
     dataset_id = new_id("ds")
     folder = layout.upload(dataset_id)
     try:
-        form = await multipart.receive(body, content_type, "file", folder / "upload", settings.max_upload_bytes,
-                                       uploads.space_check(settings))
+        form = await multipart.receive(
+            body, content_type, "file", folder / "upload", settings.max_upload_bytes, uploads.space_check(settings)
+        )
         if form.path is None or not form.filename:
             raise ValidationError("No file: send it in the form field `file`", details={"field": "file"})
         fields = _upload_fields(form.fields)
@@ -247,9 +301,17 @@ async def upload(jobs: AsyncJobStore, settings: Settings, layout: DataLayout, bo
         if form.size == 0:
             raise ValidationError("The file is empty", details={"field": "file"})
         fmt = detect_format(path, fields.format)
-        return await _start_import(jobs, path, fmt, dataset_id=dataset_id, name=fields.name or path.stem,
-                                   source="upload", text_column=fields.text_column, txt_mode=fields.txt_mode,
-                                   remove_source=True)
+        return await _start_import(
+            jobs,
+            path,
+            fmt,
+            dataset_id=dataset_id,
+            name=fields.name or path.stem,
+            source="upload",
+            text_column=fields.text_column,
+            txt_mode=fields.txt_mode,
+            remove_source=True,
+        )
     except BaseException:  # no job was created (that is all or nothing): the file goes too
         shutil.rmtree(folder, ignore_errors=True)
         raise
@@ -259,10 +321,24 @@ async def download(jobs: AsyncJobStore, layout: DataLayout, data: DownloadReques
     """Queue a download from the Hub. The token is stored for the worker under the dataset's id, and
     removed again if the job is not created."""
     dataset_id = new_id("ds")
-    params = DownloadParams(dataset_id=dataset_id, repo_id=data.repo_id, config=data.config, split=data.split,
-                            max_samples=data.max_samples, text_column=data.text_column)
-    within = _insert(dataset_id, name=data.repo_id, source="huggingface", repo_id=data.repo_id, config=data.config,
-                     split=data.split, text_column=data.text_column, status="downloading")
+    params = DownloadParams(
+        dataset_id=dataset_id,
+        repo_id=data.repo_id,
+        config=data.config,
+        split=data.split,
+        max_samples=data.max_samples,
+        text_column=data.text_column,
+    )
+    within = _insert(
+        dataset_id,
+        name=data.repo_id,
+        source="huggingface",
+        repo_id=data.repo_id,
+        config=data.config,
+        split=data.split,
+        text_column=data.text_column,
+        status="downloading",
+    )
     try:
         if data.hf_token:
             write_secret(layout.root, dataset_id, data.hf_token)
@@ -277,22 +353,32 @@ async def create_demo(jobs: AsyncJobStore) -> Job:
     """Queue the job that builds the demo dataset from this device's Python standard library. Checked
     and created in one transaction: of concurrent requests one makes it, the others get 409."""
     dataset_id = new_id("ds")
-    insert = _insert(dataset_id, name=DEMO_DATASET_NAME, source="demo", format="python-docstrings",
-                     text_column="text", status="ingesting")
+    insert = _insert(
+        dataset_id,
+        name=DEMO_DATASET_NAME,
+        source="demo",
+        format="python-docstrings",
+        text_column="text",
+        status="ingesting",
+    )
 
     async def within(conn: aiosqlite.Connection, job_id: str) -> None:
         existing = list(await conn.execute_fetchall(*datasets.live_demo()))
         if existing:
-            raise Conflict(f"The demo dataset already exists ({existing[0]['id']}); delete it first to rebuild it",
-                           details={"dataset_id": existing[0]["id"]})
+            raise Conflict(
+                f"The demo dataset already exists ({existing[0]['id']}); delete it first to rebuild it",
+                details={"dataset_id": existing[0]["id"]},
+            )
         await insert(conn, job_id)
 
-    return await jobs.create("dataset.demo", DemoParams(dataset_id=dataset_id), target=("dataset", dataset_id),
-                             within=within)
+    return await jobs.create(
+        "dataset.demo", DemoParams(dataset_id=dataset_id), target=("dataset", dataset_id), within=within
+    )
 
 
-async def tokenize(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, dataset_id: str,
-                   data: TokenizeSettings) -> Job:
+async def tokenize(
+    db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, dataset_id: str, data: TokenizeSettings
+) -> Job:
     """Queue a tokenization of a ready dataset; its settings are kept per tokenizer."""
     row = await _row(db, dataset_id)
     if row["status"] != "ready":
@@ -306,20 +392,28 @@ async def tokenize(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, d
         # and a refused job leaves no claim behind.
         busy = list(await conn.execute_fetchall(*tokenizations.running(row["id"], data.tokenizer)))
         if busy:
-            raise Conflict(f"Dataset {row['id']} is already being tokenized with {data.tokenizer}",
-                           details={"job_id": busy[0]["job_id"]})
+            raise Conflict(
+                f"Dataset {row['id']} is already being tokenized with {data.tokenizer}",
+                details={"job_id": busy[0]["job_id"]},
+            )
         await conn.execute(*tokenizations.claim(row["id"], data.tokenizer, settings, job_id, time.time()))
 
-    return await jobs.create("dataset.tokenize", TokenizeParams(dataset_id=row["id"], settings=data),
-                             target=("dataset", row["id"]), within=claim)
+    return await jobs.create(
+        "dataset.tokenize",
+        TokenizeParams(dataset_id=row["id"], settings=data),
+        target=("dataset", row["id"]),
+        within=claim,
+    )
 
 
 # -- deleting --------------------------------------------------------------------------------------
 def refuse_if_processed(dataset_id: str, active: Sequence[Row]) -> None:
     """A dataset a job still reads or writes is not deleted under it: the job is cancelled first."""
     if active:
-        raise Conflict(f"Dataset {dataset_id} is being processed by job {active[0]['id']}: cancel it first",
-                       details={"job_id": active[0]["id"]})
+        raise Conflict(
+            f"Dataset {dataset_id} is being processed by job {active[0]['id']}: cancel it first",
+            details={"job_id": active[0]["id"]},
+        )
 
 
 async def delete_dataset(db: AsyncDatabase, layout: DataLayout, dataset_id: str) -> Dataset:

@@ -16,7 +16,6 @@ import msgspec
 
 from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays, arrays_for
 from appliance.contracts.labeling import SETTINGS_KEY, decode_settings
-from appliance.contracts.params.models import HookPoint, ModelArchitecture
 from appliance.contracts.params.features import (
     AblationParams,
     ActivationsOnParams,
@@ -25,21 +24,23 @@ from appliance.contracts.params.features import (
     ProbeParams,
     SaeModel,
 )
+from appliance.contracts.params.models import HookPoint, ModelArchitecture
 from appliance.contracts.tokenization import load_tokenizer
-from appliance.data import app_state, datasets, models, trainings
+from appliance.data import app_state, models, trainings
 from appliance.data import features as sql
 from appliance.data.database import AsyncDatabase, Row
 from appliance.data.layout import DataLayout
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
-from appliance.services.common import checked_id, get_or_404
+from appliance.services.common import checked_id, get_or_404, named_row
 from appliance.services.jobs import run_and_wait
 
 
 # -- what the API answers --------------------------------------------------------------------------
 class ExtractionConfig(msgspec.Struct, kw_only=True):
     """The settings an extraction ran with (what the API needs of them again: the tokenizer)."""
+
     eval_samples: int | None = None
     top_k_examples: int | None = None
     context_length: int = 128
@@ -49,6 +50,7 @@ class ExtractionConfig(msgspec.Struct, kw_only=True):
 
 class ExtractionSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
     """The extraction's result: counts, the interpretability summary and the pass's speed."""
+
     features: int | None = None
     alive: int | None = None
     dead: int | None = None
@@ -76,6 +78,7 @@ class Extraction(msgspec.Struct):
 
 class BrowserExample(msgspec.Struct):
     """The strongest context of a feature, as the browser's table shows it."""
+
     tokens: list[str]
     activations: list[float]
     max_index: int
@@ -102,6 +105,7 @@ class Histogram(msgspec.Struct):
 
 class LogitLens(msgspec.Struct, kw_only=True):
     """The tokens the decoder direction promotes and suppresses, with their logits."""
+
     positive: list[tuple[str, float]] = msgspec.field(default_factory=list)
     negative: list[tuple[str, float]] = msgspec.field(default_factory=list)
     logsumexp: float | None = None
@@ -192,8 +196,10 @@ def _config(row: Row) -> ExtractionConfig:
 async def _extraction(db: AsyncDatabase, training_id: str) -> Row:
     row = await db.one(sql.get_extraction(checked_id(training_id, "tr", "training_id")))
     if row is None:
-        raise NotFound(f"Training {training_id} has no feature extraction yet: POST /api/features/extract",
-                       details={"training_id": training_id})
+        raise NotFound(
+            f"Training {training_id} has no feature extraction yet: POST /api/features/extract",
+            details={"training_id": training_id},
+        )
     return row
 
 
@@ -201,8 +207,9 @@ async def ready(db: AsyncDatabase, training_id: str) -> Row:
     """The extraction row, once its features are ready (404 without one, 409 while not ready)."""
     extraction = await _extraction(db, training_id)
     if extraction["status"] != "ready":
-        raise Conflict(f"The features of {training_id} are {extraction['status']}",
-                       details={"status": extraction["status"]})
+        raise Conflict(
+            f"The features of {training_id} are {extraction['status']}", details={"status": extraction["status"]}
+        )
     return extraction
 
 
@@ -220,11 +227,19 @@ def _label(row: Row) -> str:
 
 
 def _row(row: Row, example: str | None) -> FeatureRow:
-    return FeatureRow(index=row["idx"], label=_label(row), name=row["name"], auto_label=row["auto_label"],
-                      frequency=row["frequency"], max_activation=row["max_activation"],
-                      mean_activation=row["mean_activation"], score=row["score"], is_favorite=bool(row["is_favorite"]),
-                      example=msgspec.json.decode(example, type=BrowserExample) if example else None,
-                      actions=feature_actions(row["frequency"]))
+    return FeatureRow(
+        index=row["idx"],
+        label=_label(row),
+        name=row["name"],
+        auto_label=row["auto_label"],
+        frequency=row["frequency"],
+        max_activation=row["max_activation"],
+        mean_activation=row["mean_activation"],
+        score=row["score"],
+        is_favorite=bool(row["is_favorite"]),
+        example=msgspec.json.decode(example, type=BrowserExample) if example else None,
+        actions=feature_actions(row["frequency"]),
+    )
 
 
 def _texts(layout: DataLayout, tokenizer_id: str, ids: list[int]) -> list[str]:
@@ -237,11 +252,28 @@ async def summary(db: AsyncDatabase, training_id: str) -> Extraction:
     row = await db.one(sql.get_extraction(checked_id(training_id, "tr", "training_id")))
     if row is None:
         training = await get_or_404(db, trainings.get(training_id), "training", training_id, "training_id")
-        return Extraction(training["id"], "none", None, ExtractionConfig(), None, None, None, training["updated_at"],
-                          extraction_actions("none"))
-    return Extraction(row["training_id"], row["status"], row["job_id"], _config(row),
-                      msgspec.json.decode(row["summary"], type=ExtractionSummary) if row["summary"] else None,
-                      row["map_status"], row["error_message"], row["updated_at"], extraction_actions(row["status"]))
+        return Extraction(
+            training["id"],
+            "none",
+            None,
+            ExtractionConfig(),
+            None,
+            None,
+            None,
+            training["updated_at"],
+            extraction_actions("none"),
+        )
+    return Extraction(
+        row["training_id"],
+        row["status"],
+        row["job_id"],
+        _config(row),
+        msgspec.json.decode(row["summary"], type=ExtractionSummary) if row["summary"] else None,
+        row["map_status"],
+        row["error_message"],
+        row["updated_at"],
+        extraction_actions(row["status"]),
+    )
 
 
 async def browse(db: AsyncDatabase, training_id: str, query: sql.Browse) -> tuple[list[FeatureRow], int]:
@@ -265,8 +297,10 @@ async def browse(db: AsyncDatabase, training_id: str, query: sql.Browse) -> tupl
 
 async def feature_map(db: AsyncDatabase, training_id: str) -> list[MapPoint]:
     await ready(db, training_id)
-    return [MapPoint(r["idx"], r["map_x"], r["map_y"], r["frequency"], r["label"], r["score"])
-            for r in await db.all(sql.map_points(training_id))]
+    return [
+        MapPoint(r["idx"], r["map_x"], r["map_y"], r["frequency"], r["label"], r["score"])
+        for r in await db.all(sql.map_points(training_id))
+    ]
 
 
 async def correlation_matrix(db: AsyncDatabase, layout: DataLayout, training_id: str, top: int) -> CorrelationMatrix:
@@ -281,8 +315,9 @@ async def correlation_matrix(db: AsyncDatabase, layout: DataLayout, training_id:
     return CorrelationMatrix(chosen, matrix)
 
 
-async def detail(db: AsyncDatabase, layout: DataLayout, training_id: str, index: int, examples: int,
-                 window: int) -> FeatureDetail:
+async def detail(
+    db: AsyncDatabase, layout: DataLayout, training_id: str, index: int, examples: int, window: int
+) -> FeatureDetail:
     row = await _feature(db, training_id, index)
     tokenizer = _config(await _extraction(db, training_id)).tokenizer
     arrays = arrays_for(layout.features(training_id))
@@ -291,16 +326,27 @@ async def detail(db: AsyncDatabase, layout: DataLayout, training_id: str, index:
     for example in (*found, *spread):
         example["tokens"] = _texts(layout, tokenizer, example["token_ids"])
     return FeatureDetail(
-        index=row["idx"], label=_label(row), name=row["name"], auto_label=row["auto_label"],
-        llm_label=row["llm_label"], description=row["description"], is_favorite=bool(row["is_favorite"]),
-        frequency=row["frequency"], max_activation=row["max_activation"], mean_activation=row["mean_activation"],
-        active_samples=row["active_samples"], score=row["score"],
+        index=row["idx"],
+        label=_label(row),
+        name=row["name"],
+        auto_label=row["auto_label"],
+        llm_label=row["llm_label"],
+        description=row["description"],
+        is_favorite=bool(row["is_favorite"]),
+        frequency=row["frequency"],
+        max_activation=row["max_activation"],
+        mean_activation=row["mean_activation"],
+        active_samples=row["active_samples"],
+        score=row["score"],
         histogram=Histogram(HIST_EDGES, msgspec.json.decode(row["histogram"])),
         top_tokens=msgspec.json.decode(row["top_tokens"]),
-        logit_lens=msgspec.json.decode(row["logit_lens"], type=LogitLens), examples=found, quantile_examples=spread,
+        logit_lens=msgspec.json.decode(row["logit_lens"], type=LogitLens),
+        examples=found,
+        quantile_examples=spread,
         ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
         map=[row["map_x"], row["map_y"]] if row["map_x"] is not None else None,
-        actions=feature_actions(row["frequency"]))
+        actions=feature_actions(row["frequency"]),
+    )
 
 
 async def logit_lens(db: AsyncDatabase, training_id: str, index: int) -> FeatureLens:
@@ -308,8 +354,9 @@ async def logit_lens(db: AsyncDatabase, training_id: str, index: int) -> Feature
     return FeatureLens(index=index, positive=lens.positive, negative=lens.negative, logsumexp=lens.logsumexp)
 
 
-async def correlations(db: AsyncDatabase, layout: DataLayout, training_id: str, index: int,
-                       top: int) -> list[Correlation]:
+async def correlations(
+    db: AsyncDatabase, layout: DataLayout, training_id: str, index: int, top: int
+) -> list[Correlation]:
     """The features that co-activate with this one, strongest first, with their labels."""
     await _feature(db, training_id, index)
     pairs = arrays_for(layout.features(training_id)).correlations(index, top)
@@ -320,12 +367,14 @@ async def correlations(db: AsyncDatabase, layout: DataLayout, training_id: str, 
 
 
 # -- changing ---------------------------------------------------------------------------------------
-async def update(db: AsyncDatabase, training_id: str, index: int, name: str | None, description: str | None,
-                 is_favorite: bool | None) -> FeatureRow:
+async def update(
+    db: AsyncDatabase, training_id: str, index: int, name: str | None, description: str | None, is_favorite: bool | None
+) -> FeatureRow:
     """The user's name, description or favourite flag (a blank name clears it)."""
     await _feature(db, training_id, index)
-    fields: dict[str, Any] = {k: v for k, v in (("name", name), ("description", description),
-                                                ("is_favorite", is_favorite)) if v is not None}
+    fields: dict[str, Any] = {
+        k: v for k, v in (("name", name), ("description", description), ("is_favorite", is_favorite)) if v is not None
+    }
     if "name" in fields:
         fields["name"] = fields["name"].strip() or None
     if not fields:
@@ -335,23 +384,30 @@ async def update(db: AsyncDatabase, training_id: str, index: int, name: str | No
     return _row(row, row["example"])
 
 
-async def start_extraction(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, dataset_id: str | None,
-                           eval_samples: int, top_k_examples: int, context_length: int) -> Job:
+async def start_extraction(
+    db: AsyncDatabase,
+    jobs: AsyncJobStore,
+    training_id: str,
+    dataset_id: str | None,
+    eval_samples: int,
+    top_k_examples: int,
+    context_length: int,
+) -> Job:
     """The extraction of a finished SAE's features; its row is (re)claimed in the job's transaction,
     so there is never an extraction marked running without its job, nor the other way round."""
-    training = await get_or_404(db, trainings.get(checked_id(training_id, "tr", "training_id")),
-                                "training", training_id, "training_id")
+    training = await named_row(db, "training", training_id)
     if training["status"] not in ("completed", "stopped"):
-        raise Conflict(f"Training {training['id']} is {training['status']}: features come from a finished SAE",
-                       details={"status": training["status"]})
+        raise Conflict(
+            f"Training {training['id']} is {training['status']}: features come from a finished SAE",
+            details={"status": training["status"]},
+        )
     model = await _model(db, training)
     if model["status"] != "ready":
         raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
     dataset_id = dataset_id or training["dataset_id"]
     if not dataset_id:
         raise ValidationError("Name a dataset_id: this SAE was imported", details={"field": "dataset_id"})
-    dataset = await get_or_404(db, datasets.get(checked_id(dataset_id, "ds", "dataset_id")), "dataset",
-                               dataset_id, "dataset_id")
+    dataset = await named_row(db, "dataset", dataset_id)
     if dataset["status"] != "ready":
         raise Conflict(f"Dataset {dataset['id']} is {dataset['status']}, not ready")
     existing = await db.one(sql.get_extraction(training["id"]))
@@ -359,13 +415,27 @@ async def start_extraction(db: AsyncDatabase, jobs: AsyncJobStore, training_id: 
         raise Conflict(f"The features of {training['id']} are being extracted already")
     arch = architecture(model)
     tokenizer = "demo" if model["source"] == "demo" else model["id"]
-    config = msgspec.json.encode(ExtractionConfig(eval_samples=eval_samples, top_k_examples=top_k_examples,
-                                                  context_length=context_length, dataset_id=dataset["id"],
-                                                  tokenizer=tokenizer)).decode()
-    params = ExtractParams(training_id=training["id"], model_path=model["path"], precision=model["precision"],
-                           tokenizer=tokenizer, dataset_id=dataset["id"],
-                           hook_point=hook_point(arch, training), eval_samples=eval_samples,
-                           top_k_examples=top_k_examples, context_length=context_length, parameters=arch.parameters)
+    config = msgspec.json.encode(
+        ExtractionConfig(
+            eval_samples=eval_samples,
+            top_k_examples=top_k_examples,
+            context_length=context_length,
+            dataset_id=dataset["id"],
+            tokenizer=tokenizer,
+        )
+    ).decode()
+    params = ExtractParams(
+        training_id=training["id"],
+        model_path=model["path"],
+        precision=model["precision"],
+        tokenizer=tokenizer,
+        dataset_id=dataset["id"],
+        hook_point=hook_point(arch, training),
+        eval_samples=eval_samples,
+        top_k_examples=top_k_examples,
+        context_length=context_length,
+        parameters=arch.parameters,
+    )
     now = time.time()
 
     async def claim(conn: Any, job_id: str) -> None:  # commits with the job, or neither does
@@ -384,9 +454,15 @@ async def _sae_model(db: AsyncDatabase, training_id: str, extraction: Row) -> Sa
     model = await _model(db, training)
     arch = architecture(model)
     config = _config(extraction)
-    return SaeModel(training_id=training_id, model_path=model["path"], precision=model["precision"],
-                    tokenizer=config.tokenizer, hook_point=hook_point(arch, training), parameters=arch.parameters,
-                    context_length=config.context_length)
+    return SaeModel(
+        training_id=training_id,
+        model_path=model["path"],
+        precision=model["precision"],
+        tokenizer=config.tokenizer,
+        hook_point=hook_point(arch, training),
+        parameters=arch.parameters,
+        context_length=config.context_length,
+    )
 
 
 async def _probe(db: AsyncDatabase, training_id: str, feature: int) -> ProbeParams:
@@ -394,17 +470,18 @@ async def _probe(db: AsyncDatabase, training_id: str, feature: int) -> ProbePara
     return ProbeParams(**msgspec.structs.asdict(base), feature=feature)
 
 
-async def activations_on(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, index: int,
-                         text: str) -> Any:
+async def activations_on(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, index: int, text: str) -> Any:
     """The feature's activation at each token of ``text`` (the model runs on the worker)."""
     await _feature(db, training_id, index)
     probe = await _probe(db, training_id, index)
-    return await run_and_wait(jobs, "features.activations_on",
-                              ActivationsOnParams(**msgspec.structs.asdict(probe), text=text))
+    return await run_and_wait(
+        jobs, "features.activations_on", ActivationsOnParams(**msgspec.structs.asdict(probe), text=text)
+    )
 
 
-async def ablation(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, index: int,
-                   contexts: int) -> Any:
+async def ablation(
+    db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, index: int, contexts: int
+) -> Any:
     """The feature zeroed on its ``contexts`` strongest stored contexts (the model runs on the worker)."""
     await _feature(db, training_id, index)
     arrays = arrays_for(layout.features(training_id))
@@ -415,13 +492,15 @@ async def ablation(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, t
 
 def _top_contexts(arrays: FeatureArrays, index: int, contexts: int) -> list[list[int]]:
     """The token ids of the feature's strongest samples where it fires."""
-    samples = [int(s) for s, v in zip(arrays.top_samples[:contexts, index], arrays.top_values[:contexts, index])
-               if v > 0]
-    return [arrays.tokens[int(arrays.offsets[s]):int(arrays.offsets[s + 1])].tolist() for s in samples]
+    samples = [
+        int(s) for s, v in zip(arrays.top_samples[:contexts, index], arrays.top_values[:contexts, index]) if v > 0
+    ]
+    return [arrays.tokens[int(arrays.offsets[s]) : int(arrays.offsets[s + 1])].tolist() for s in samples]
 
 
-def _prompt(layout: DataLayout, examples: list[dict[str, Any]], top_tokens: list[Any], lens: LogitLens,
-            tokenizer: str) -> str:
+def _prompt(
+    layout: DataLayout, examples: list[dict[str, Any]], top_tokens: list[Any], lens: LogitLens, tokenizer: str
+) -> str:
     """The evidence for one feature as the labeller reads it: contexts with the strongest token in
     « », the tokens it fires on most, and what it makes the model predict."""
     lines = ["Contexts where the feature fires:"]
@@ -436,15 +515,17 @@ def _prompt(layout: DataLayout, examples: list[dict[str, Any]], top_tokens: list
     return "\n".join(lines)
 
 
-async def start_labelling(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str,
-                          features: list[int] | None, top: int) -> Job:
+async def start_labelling(
+    db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, features: list[int] | None, top: int
+) -> Job:
     """Labels by a language model for the named live features (else the ``top`` most frequent); the
     prompts are built here, from the evidence the API already reads."""
     extraction = await ready(db, training_id)
     settings = decode_settings(await db.scalar(app_state.get(SETTINGS_KEY)))
     if settings.provider == "none":
-        raise Conflict("No labelling provider: choose one with PUT /api/settings/labeling",
-                       details={"field": "provider"})
+        raise Conflict(
+            "No labelling provider: choose one with PUT /api/settings/labeling", details={"field": "provider"}
+        )
     query = sql.live_among(training_id, features) if features else sql.most_frequent(training_id, top)
     rows = await db.all(query)
     if not rows:
@@ -454,10 +535,21 @@ async def start_labelling(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLa
     prompts = []
     for row in rows:
         evidence = await _feature(db, training_id, row["idx"])
-        prompts.append((row["idx"], _prompt(layout, arrays.examples(row["idx"], settings.examples, 10),
-                                            msgspec.json.decode(evidence["top_tokens"]),
-                                            msgspec.json.decode(evidence["logit_lens"], type=LogitLens), tokenizer)))
+        prompts.append(
+            (
+                row["idx"],
+                _prompt(
+                    layout,
+                    arrays.examples(row["idx"], settings.examples, 10),
+                    msgspec.json.decode(evidence["top_tokens"]),
+                    msgspec.json.decode(evidence["logit_lens"], type=LogitLens),
+                    tokenizer,
+                ),
+            )
+        )
     probe = await _probe(db, training_id, rows[0]["idx"]) if settings.provider == "local" else None
-    return await jobs.create("features.label", LabelParams(training_id=training_id, settings=settings,
-                                                           prompts=prompts, probe=probe),
-                             target=("training", training_id))
+    return await jobs.create(
+        "features.label",
+        LabelParams(training_id=training_id, settings=settings, prompts=prompts, probe=probe),
+        target=("training", training_id),
+    )

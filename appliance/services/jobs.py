@@ -17,7 +17,6 @@ from appliance.contracts.params.selftest import SelftestParams
 from appliance.data.jobs import Query, link_resource
 from appliance.data.secrets import delete_secret, write_secret
 from appliance.errors import AppError, Conflict, InsufficientMemory, NotFound, UpstreamUnavailable, ValidationError
-
 from appliance.jobs.registry import job_actions
 
 if TYPE_CHECKING:
@@ -27,8 +26,16 @@ if TYPE_CHECKING:
     from appliance.jobs.async_store import AsyncJobStore, Within
     from appliance.jobs.records import Job
 
-__all__ = ["TARGETS", "SelftestRequest", "job_actions", "run_and_wait", "start_job", "start_selftest",
-           "status_filter", "with_row"]
+__all__ = [
+    "TARGETS",
+    "SelftestRequest",
+    "job_actions",
+    "run_and_wait",
+    "start_job",
+    "start_selftest",
+    "status_filter",
+    "with_row",
+]
 
 STATUSES = ("queued", "running", "paused", "completed", "failed", "cancelled")
 _FINAL = ("completed", "failed", "cancelled")
@@ -44,8 +51,10 @@ def status_filter(raw: str | None) -> list[str] | None:
     wanted = [s.strip() for s in raw.split(",") if s.strip()]
     unknown = [s for s in wanted if s not in STATUSES]
     if unknown:
-        raise ValidationError(f"Unknown status {unknown[0]!r}; use {', '.join(STATUSES)}",
-                              details={"field": "status", "allowed": list(STATUSES)})
+        raise ValidationError(
+            f"Unknown status {unknown[0]!r}; use {', '.join(STATUSES)}",
+            details={"field": "status", "allowed": list(STATUSES)},
+        )
     return wanted
 
 
@@ -66,23 +75,39 @@ class SelftestRequest(msgspec.Struct, forbid_unknown_fields=True):
 async def start_selftest(jobs: AsyncJobStore, data: SelftestRequest) -> Job:
     """The diagnostic job: one kind per lane, so a test can hold the heavy slot like a training."""
     kind = "selftest" if data.lane == "interactive" else "selftest.heavy"
-    params = SelftestParams(steps=data.steps, delay_ms=data.delay_ms, fail_at=data.fail_at,
-                            memory_mb=data.memory_mb, oom_at=data.oom_at, torch=data.torch)
+    params = SelftestParams(
+        steps=data.steps,
+        delay_ms=data.delay_ms,
+        fail_at=data.fail_at,
+        memory_mb=data.memory_mb,
+        oom_at=data.oom_at,
+        torch=data.torch,
+    )
     return await jobs.create(kind, params)
 
 
 def with_row(table: str, row_id: str, insert: Query | None = None) -> Within:
     """The resource side of a new job, for AsyncJobStore.create: ``insert`` (the resource's row, if
     the job creates it) and the row naming its job commit with the job, or nothing does."""
+
     async def within(db: aiosqlite.Connection, job_id: str) -> None:
         if insert is not None:
             await db.execute(*insert)
         await db.execute(*link_resource(table, row_id, job_id))
+
     return within
 
 
-async def start_job(jobs: AsyncJobStore, layout: DataLayout, kind: str, params: Any, table: str, row_id: str,
-                    insert: Query | None = None, secret: str | None = None) -> Job:
+async def start_job(
+    jobs: AsyncJobStore,
+    layout: DataLayout,
+    kind: str,
+    params: Any,
+    table: str,
+    row_id: str,
+    insert: Query | None = None,
+    secret: str | None = None,
+) -> Job:
     """Create the job working on row ``row_id`` of ``table`` (and the row itself: ``insert``), all in one
     transaction, so an API that dies half-way leaves no row without its job. ``secret`` (a Hub token)
     is stored for the worker under the row's id, and removed again if the job is not created."""
@@ -110,13 +135,16 @@ async def run_and_wait(jobs: AsyncJobStore, kind: str, params: Any, timeout_s: f
     deadline = time.monotonic() + timeout_s
     while job.status not in _FINAL:
         if time.monotonic() > deadline:
-            raise UpstreamUnavailable(f"The worker did not answer within {timeout_s:.0f} s (job {job.id} goes on)",
-                                      details={"job_id": job.id})
+            raise UpstreamUnavailable(
+                f"The worker did not answer within {timeout_s:.0f} s (job {job.id} goes on)", details={"job_id": job.id}
+            )
         await asyncio.sleep(0.05)
         job = await jobs.get(job.id)
     if job.status != "completed":
         error = job.error
         raise _error_class(error.code if error else "CANCELLED")(
-            error.message if error else f"Job {job.id} was {job.status}", details={"job_id": job.id},
-            code=error.code if error else "CANCELLED")
+            error.message if error else f"Job {job.id} was {job.status}",
+            details={"job_id": job.id},
+            code=error.code if error else "CANCELLED",
+        )
     return job.result

@@ -22,7 +22,7 @@ from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
-from appliance.services.common import checked_id, get_or_404, refuse_if_used
+from appliance.services.common import named_row, refuse_if_used, row_error
 from appliance.services.jobs import start_job
 from appliance.timefmt import iso
 
@@ -93,20 +93,31 @@ def architecture_of(row: Row) -> ModelArchitecture | None:
 def _model(row: Row) -> Model:
     arch = architecture_of(row)
     return Model(
-        id=row["id"], name=row["name"], source=row["source"], repo_id=row["repo_id"], revision=row["revision"],
-        precision=row["precision"], status=row["status"],
-        error={"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None,
-        job_id=row["job_id"], size_bytes=row["size_bytes"], family=arch.family if arch else None,
-        layers=arch.layers if arch else None, d_model=arch.d_model if arch else None,
-        parameters=arch.parameters if arch else None, memory_mb=estimates(arch.parameters if arch else None),
-        created_at=iso(row["created_at"]) or "", updated_at=iso(row["updated_at"]) or "",
-        actions=model_actions(row["status"]))
+        id=row["id"],
+        name=row["name"],
+        source=row["source"],
+        repo_id=row["repo_id"],
+        revision=row["revision"],
+        precision=row["precision"],
+        status=row["status"],
+        error=row_error(row),
+        job_id=row["job_id"],
+        size_bytes=row["size_bytes"],
+        family=arch.family if arch else None,
+        layers=arch.layers if arch else None,
+        d_model=arch.d_model if arch else None,
+        parameters=arch.parameters if arch else None,
+        memory_mb=estimates(arch.parameters if arch else None),
+        created_at=iso(row["created_at"]) or "",
+        updated_at=iso(row["updated_at"]) or "",
+        actions=model_actions(row["status"]),
+    )
 
 
 # -- reading ---------------------------------------------------------------------------------------
 async def model_row(db: AsyncDatabase, model_id: str) -> Row:
     """The model's row (NOT_FOUND naming ``model_id`` if there is none)."""
-    return await get_or_404(db, models.get(checked_id(model_id, "m", "model_id")), "model", model_id, "model_id")
+    return await named_row(db, "model", model_id)
 
 
 async def list_models(db: AsyncDatabase) -> list[Model]:
@@ -122,8 +133,10 @@ async def architecture(db: AsyncDatabase, model_id: str) -> ModelArchitecture:
     row = await model_row(db, model_id)
     arch = architecture_of(row)
     if arch is None:
-        raise Conflict(f"Model {row['id']} is {row['status']}: its architecture is read once it is loaded",
-                       details={"status": row["status"]})
+        raise Conflict(
+            f"Model {row['id']} is {row['status']}: its architecture is read once it is loaded",
+            details={"status": row["status"]},
+        )
     return arch
 
 
@@ -138,11 +151,26 @@ async def download(jobs: AsyncJobStore, layout: DataLayout, platform: PlatformIn
     check(platform, data.precision)
     model_id = new_id("m")
     path = str(layout.model(model_id))
-    params = ModelDownloadParams(model_id=model_id, repo_id=data.repo_id, path=path, precision=data.precision,
-                                 revision=data.revision, trust_remote_code=data.trust_remote_code)
-    insert = models.insert(model_id, name=data.repo_id, source="huggingface", repo_id=data.repo_id,
-                           revision=data.revision, precision=data.precision, status="downloading", path=path,
-                           job_id=None, now=time.time())
+    params = ModelDownloadParams(
+        model_id=model_id,
+        repo_id=data.repo_id,
+        path=path,
+        precision=data.precision,
+        revision=data.revision,
+        trust_remote_code=data.trust_remote_code,
+    )
+    insert = models.insert(
+        model_id,
+        name=data.repo_id,
+        source="huggingface",
+        repo_id=data.repo_id,
+        revision=data.revision,
+        precision=data.precision,
+        status="downloading",
+        path=path,
+        job_id=None,
+        now=time.time(),
+    )
     return await start_job(jobs, layout, "model.download", params, "models", model_id, insert, secret=data.hf_token)
 
 
@@ -153,15 +181,24 @@ async def import_folder(jobs: AsyncJobStore, layout: DataLayout, platform: Platf
     layout.imports.mkdir(parents=True, exist_ok=True)
     source = safe_path(layout.imports, data.path, "path")
     if not (source / "config.json").is_file():
-        raise ValidationError(f"{data.path!r} is not a model folder (no config.json) in {layout.imports}",
-                              details={"field": "path"})
+        raise ValidationError(
+            f"{data.path!r} is not a model folder (no config.json) in {layout.imports}", details={"field": "path"}
+        )
     if not any(source.glob("*.safetensors")) and not any(source.glob("*.bin")):
         raise ValidationError(f"{data.path!r} has no .safetensors or .bin weights", details={"field": "path"})
     model_id = new_id("m")
     path = str(layout.model(model_id))
     params = ModelImportParams(model_id=model_id, source=str(source), path=path, precision=data.precision)
-    insert = models.insert(model_id, name=data.name or source.name, source="local", precision=data.precision,
-                           status="loading", path=path, job_id=None, now=time.time())
+    insert = models.insert(
+        model_id,
+        name=data.name or source.name,
+        source="local",
+        precision=data.precision,
+        status="loading",
+        path=path,
+        job_id=None,
+        now=time.time(),
+    )
     return await start_job(jobs, layout, "model.import", params, "models", model_id, insert)
 
 
@@ -172,8 +209,10 @@ async def delete_model(db: AsyncDatabase, layout: DataLayout, model_id: str) -> 
     row = await model_row(db, model_id)
     active = await db.all(models.active_jobs(row["id"]))
     if active:
-        raise Conflict(f"Model {row['id']} is in use by job {active[0]['id']}: cancel it first",
-                       details={"job_id": active[0]["id"]})
+        raise Conflict(
+            f"Model {row['id']} is in use by job {active[0]['id']}: cancel it first",
+            details={"job_id": active[0]["id"]},
+        )
     refuse_if_used(f"Model {row['id']}", await db.all(models.dependents(row["id"])))
     await db.write(models.delete(row["id"]))
     if row["source"] != "demo":  # the demo model's files ship with the code

@@ -40,8 +40,9 @@ async def set_labeling(db: AsyncDatabase, layout: DataLayout, update: LabelingUp
     key = values.pop("api_key", None)
     settings = LabelingSettings(**values)
     if settings.provider == "openai" and not (settings.endpoint and settings.model):
-        raise ValidationError("An OpenAI-compatible provider needs an endpoint and a model",
-                              details={"field": "endpoint"})
+        raise ValidationError(
+            "An OpenAI-compatible provider needs an endpoint and a model", details={"field": "endpoint"}
+        )
     if key == "":
         delete_secret(layout.root, SECRET)
     elif key:

@@ -22,12 +22,51 @@ from appliance.services.templates import ApplyRequest, Kind, TemplateIn
 # Each seed: name, description, favourite, the words a fitting feature promotes, the coefficients
 # (strongest match first) and the temperature.
 SEEDS = (
-    ("Positive Sentiment", "Boost positive sentiment features", True,
-     {"good", "great", "happy", "love", "best", "excellent", "wonderful", "nice", "beautiful", "positive", "glad",
-      "enjoy", "amazing", "perfect"}, (3.5, 2.0, 1.5), 1.0),
-    ("Formal Tone", "Increase formality and professional language", False,
-     {"therefore", "furthermore", "moreover", "hereby", "thus", "accordingly", "regarding", "pursuant", "shall",
-      "respectively", "whereas", "consequently", "hence"}, (4.0, 2.5), 0.8),
+    (
+        "Positive Sentiment",
+        "Boost positive sentiment features",
+        True,
+        {
+            "good",
+            "great",
+            "happy",
+            "love",
+            "best",
+            "excellent",
+            "wonderful",
+            "nice",
+            "beautiful",
+            "positive",
+            "glad",
+            "enjoy",
+            "amazing",
+            "perfect",
+        },
+        (3.5, 2.0, 1.5),
+        1.0,
+    ),
+    (
+        "Formal Tone",
+        "Increase formality and professional language",
+        False,
+        {
+            "therefore",
+            "furthermore",
+            "moreover",
+            "hereby",
+            "thus",
+            "accordingly",
+            "regarding",
+            "pursuant",
+            "shall",
+            "respectively",
+            "whereas",
+            "consequently",
+            "hence",
+        },
+        (4.0, 2.5),
+        0.8,
+    ),
 )
 
 
@@ -49,13 +88,18 @@ async def seed_for_training(db: AsyncDatabase, kind: Kind, bound: dict[str, str]
     rows = await db.all(features.live_lenses(training_id))
     made = []
     for name, description, favorite, words, coefficients, temperature in SEEDS:
-        matches = sorted(((len(_promoted_words(row["logit_lens"]) & words), row["idx"]) for row in rows),
-                         key=lambda m: (-m[0], m[1]))
-        chosen = [idx for hits, idx in matches[:len(coefficients)] if hits > 0]
+        matches = sorted(
+            ((len(_promoted_words(row["logit_lens"]) & words), row["idx"]) for row in rows), key=lambda m: (-m[0], m[1])
+        )
+        chosen = [idx for hits, idx in matches[: len(coefficients)] if hits > 0]
         if not chosen:
             continue
-        config = {"training_id": training_id, "intervention_layer": ready["layer"], "temperature": temperature,
-                  "features": [{"index": idx, "coefficient": c, "mode": "add"} for idx, c in zip(chosen, coefficients)]}
+        config = {
+            "training_id": training_id,
+            "intervention_layer": ready["layer"],
+            "temperature": temperature,
+            "features": [{"index": idx, "coefficient": c, "mode": "add"} for idx, c in zip(chosen, coefficients)],
+        }
         made.append((await templates.insert(db, kind, TemplateIn(name, config, description, favorite))).id)
     await db.write(app_state.put_once(key, ",".join(made), time.time()))
 
@@ -78,7 +122,8 @@ async def fit(db: AsyncDatabase, config: dict[str, Any], request: ApplyRequest) 
         notes.append(f"Dropped features {', '.join(map(str, dropped))}: the SAE has {d_sae} latents")
     layer = config.get("intervention_layer")
     if layer is not None and layer != training["layer"] and training["hook_type"] != "residual":
-        notes.append(f"Steering at layer {layer} needs a residual-stream SAE; "
-                     f"using the SAE's layer {training['layer']}")
+        notes.append(
+            f"Steering at layer {layer} needs a residual-stream SAE; using the SAE's layer {training['layer']}"
+        )
         layer = training["layer"]
     return {**config, "training_id": training_id, "features": kept, "intervention_layer": layer}, notes

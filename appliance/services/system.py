@@ -57,8 +57,15 @@ async def components(db: AsyncDatabase, settings: Settings) -> dict[str, Compone
 def _worker_info(row: Row, settings: Settings) -> WorkerInfo:
     details: dict[str, Any] = msgspec.json.decode(row["info"])
     alive = row["stopped_at"] is None and time.time() - row["heartbeat_at"] <= settings.worker_stale_s
-    return WorkerInfo(row["pid"], alive, iso(row["started_at"]) or "", iso(row["heartbeat_at"]) or "",
-                      details.get("python"), details.get("torch"), details.get("transformers"))
+    return WorkerInfo(
+        row["pid"],
+        alive,
+        iso(row["started_at"]) or "",
+        iso(row["heartbeat_at"]) or "",
+        details.get("python"),
+        details.get("torch"),
+        details.get("transformers"),
+    )
 
 
 async def worker(db: AsyncDatabase, settings: Settings) -> WorkerInfo | None:

@@ -27,8 +27,9 @@ Description = Annotated[str, msgspec.Meta(max_length=2000)]
 
 class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
     layers: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=1000)]], msgspec.Meta(min_length=1, max_length=200)]
-    hook_types: Annotated[list[Literal["residual", "mlp_in", "mlp", "attention"]],
-                          msgspec.Meta(min_length=1, max_length=4)]
+    hook_types: Annotated[
+        list[Literal["residual", "mlp_in", "mlp", "attention"]], msgspec.Meta(min_length=1, max_length=4)
+    ]
     max_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None
     top_k_examples: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 32
@@ -115,8 +116,17 @@ def checked(kind: Kind, config: dict[str, Any]) -> dict[str, Any]:
 
 
 def template(row: Row) -> Template:
-    return Template(row["id"], row["kind"], row["name"], row["description"], bool(row["is_favorite"]),
-                    msgspec.json.decode(row["config"]), row["created_at"], row["updated_at"], template_actions())
+    return Template(
+        row["id"],
+        row["kind"],
+        row["name"],
+        row["description"],
+        bool(row["is_favorite"]),
+        msgspec.json.decode(row["config"]),
+        row["created_at"],
+        row["updated_at"],
+        template_actions(),
+    )
 
 
 def _encode(config: dict[str, Any]) -> str:
@@ -126,10 +136,12 @@ def _encode(config: dict[str, Any]) -> str:
 async def insert(db: AsyncDatabase, kind: Kind, item: TemplateIn) -> Template:
     template_id, now = new_id(kind.prefix), time.time()
     config = checked(kind, item.config)
-    await db.write(sql.insert(template_id, kind.name, item.name, item.description, item.is_favorite,
-                              _encode(config), now))
-    return Template(template_id, kind.name, item.name, item.description, item.is_favorite, config, now, now,
-                    template_actions())
+    await db.write(
+        sql.insert(template_id, kind.name, item.name, item.description, item.is_favorite, _encode(config), now)
+    )
+    return Template(
+        template_id, kind.name, item.name, item.description, item.is_favorite, config, now, now, template_actions()
+    )
 
 
 async def insert_all(db: AsyncDatabase, kind: Kind, items: list[TemplateIn]) -> list[Template]:
@@ -141,8 +153,10 @@ async def insert_all(db: AsyncDatabase, kind: Kind, items: list[TemplateIn]) -> 
 
 async def seed(db: AsyncDatabase, kind: Kind) -> str:
     """The kind's seeds as new templates; their ids, comma-separated (kept in app_state)."""
-    ids = [(await insert(db, kind, TemplateIn(name, config, description, favorite))).id
-           for name, description, favorite, config in kind.seeds]
+    ids = [
+        (await insert(db, kind, TemplateIn(name, config, description, favorite))).id
+        for name, description, favorite, config in kind.seeds
+    ]
     return ",".join(ids)
 
 
@@ -153,8 +167,9 @@ async def get(db: AsyncDatabase, kind: Kind, template_id: str) -> Template:
     return template(row)
 
 
-async def list_page(db: AsyncDatabase, kind: Kind, is_favorite: bool | None, bindings: dict[str, str | None],
-                    page: int, limit: int) -> tuple[list[Template], int]:
+async def list_page(
+    db: AsyncDatabase, kind: Kind, is_favorite: bool | None, bindings: dict[str, str | None], page: int, limit: int
+) -> tuple[list[Template], int]:
     """Favourites first, then newest; with bindings named, those bound to them or to nothing."""
     bound = {name: value for name, value in bindings.items() if value and name in kind.bindings}
     if bound and kind.before_list:
@@ -171,12 +186,22 @@ async def export(db: AsyncDatabase, kind: Kind) -> list[Template]:
 async def update(db: AsyncDatabase, kind: Kind, template_id: str, patch: TemplatePatch) -> Template:
     current = await get(db, kind, template_id)
     config = checked(kind, patch.config) if patch.config is not None else current.config
-    updated = Template(current.id, kind.name, patch.name or current.name,
-                       current.description if patch.description is None else patch.description,
-                       current.is_favorite if patch.is_favorite is None else patch.is_favorite,
-                       config, current.created_at, time.time(), template_actions())
-    await db.write(sql.update(updated.id, updated.name, updated.description, updated.is_favorite, _encode(config),
-                              updated.updated_at))
+    updated = Template(
+        current.id,
+        kind.name,
+        patch.name or current.name,
+        current.description if patch.description is None else patch.description,
+        current.is_favorite if patch.is_favorite is None else patch.is_favorite,
+        config,
+        current.created_at,
+        time.time(),
+        template_actions(),
+    )
+    await db.write(
+        sql.update(
+            updated.id, updated.name, updated.description, updated.is_favorite, _encode(config), updated.updated_at
+        )
+    )
     return updated
 
 
@@ -198,8 +223,9 @@ async def delete(db: AsyncDatabase, kind: Kind, template_id: str) -> Template:
 
 
 # -- the kinds defined here ---------------------------------------------------------------------------
-async def _fit_extraction(db: AsyncDatabase, config: dict[str, Any],
-                          request: ApplyRequest) -> tuple[dict[str, Any], list[str]]:
+async def _fit_extraction(
+    db: AsyncDatabase, config: dict[str, Any], request: ApplyRequest
+) -> tuple[dict[str, Any], list[str]]:
     """Layers the model does not have are dropped (a 12-layer template on a 4-layer model)."""
     model_id = request.model_id
     if not model_id:
@@ -211,20 +237,29 @@ async def _fit_extraction(db: AsyncDatabase, config: dict[str, Any],
         return config, ["The model is not loaded yet: layers were not checked"]
     layers = msgspec.json.decode(row["architecture"])["layers"]
     kept = [layer for layer in config["layers"] if layer < layers]
-    notes = [f"Dropped layers {', '.join(map(str, sorted(set(config['layers']) - set(kept))))}: the model has "
-             f"layers 0-{layers - 1}"] if len(kept) < len(config["layers"]) else []
+    notes = (
+        [
+            f"Dropped layers {', '.join(map(str, sorted(set(config['layers']) - set(kept))))}: the model has "
+            f"layers 0-{layers - 1}"
+        ]
+        if len(kept) < len(config["layers"])
+        else []
+    )
     if not kept:
         kept = [layers - 1]
         notes.append(f"No layer of the template exists in this model; using its last layer ({layers - 1})")
     return {**config, "layers": kept}, notes
 
 
-async def _fit_training(db: AsyncDatabase, config: dict[str, Any],
-                        request: ApplyRequest) -> tuple[dict[str, Any], list[str]]:
+async def _fit_training(
+    db: AsyncDatabase, config: dict[str, Any], request: ApplyRequest
+) -> tuple[dict[str, Any], list[str]]:
     """The template's settings with the model and dataset the caller chose (or its own binding)."""
     fitted = dict(config)
-    for field_name, what, prefix, query in (("model_id", "model", "m", models.get),
-                                            ("dataset_id", "dataset", "ds", datasets.get)):
+    for field_name, what, prefix, query in (
+        ("model_id", "model", "m", models.get),
+        ("dataset_id", "dataset", "ds", datasets.get),
+    ):
         value = getattr(request, field_name)
         if value:
             if await db.one(query(check_id(value, prefix, field_name))) is None:
@@ -233,32 +268,96 @@ async def _fit_training(db: AsyncDatabase, config: dict[str, Any],
     return fitted, []
 
 
-EXTRACTION = Kind("extraction", "et", ExtractionSettings, (
-    ("Quick Scan", "Extract from key layers only", True,
-     {"layers": [0, 6, 11], "hook_types": ["residual"], "max_samples": 5000, "top_k_examples": 50}),
-    ("Full Analysis", "Comprehensive extraction from all layers", False,
-     {"layers": list(range(12)), "hook_types": ["residual", "mlp", "attention"], "max_samples": None,
-      "top_k_examples": 100}),
-), _fit_extraction)
+EXTRACTION = Kind(
+    "extraction",
+    "et",
+    ExtractionSettings,
+    (
+        (
+            "Quick Scan",
+            "Extract from key layers only",
+            True,
+            {"layers": [0, 6, 11], "hook_types": ["residual"], "max_samples": 5000, "top_k_examples": 50},
+        ),
+        (
+            "Full Analysis",
+            "Comprehensive extraction from all layers",
+            False,
+            {
+                "layers": list(range(12)),
+                "hook_types": ["residual", "mlp", "attention"],
+                "max_samples": None,
+                "top_k_examples": 100,
+            },
+        ),
+    ),
+    _fit_extraction,
+)
 
 # Three starting points, from quick to thorough: learning rates, batch sizes, expansion factors,
 # steps and schedules as commonly used. The L1 coefficients are for normalised activations (SAELens'
 # convention), where comparable sparsity takes coefficients of a few units rather than the 5e-4..2e-3
 # that raw activations take.
-TRAINING = Kind("training", "tt", TrainingSettings, (
-    ("Fast Prototyping", "Quick training with small expansion factor for rapid iteration", True,
-     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 5e-4, "batch_size": 128, "l1_coefficient": 3.0,
-                                                     "expansion_factor": 4, "total_steps": 5000,
-                                                     "lr_decay": "constant", "optimizer": "adamw",
-                                                     "ghost_grads": False}}),
-    ("High Quality SAE", "Production-quality sparse autoencoder with cosine schedule", True,
-     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 256, "l1_coefficient": 5.0,
-                                                     "expansion_factor": 8, "total_steps": 10000,
-                                                     "lr_decay": "cosine", "optimizer": "adamw",
-                                                     "ghost_grads": True}}),
-    ("Large Expansion", "Very sparse with 16x expansion for detailed feature discovery", False,
-     {"encoder_type": "sparse", "hyperparameters": {"learning_rate": 1e-4, "batch_size": 512, "l1_coefficient": 8.0,
-                                                     "expansion_factor": 16, "total_steps": 20000,
-                                                     "lr_decay": "linear", "optimizer": "adamw",
-                                                     "ghost_grads": True}}),
-), _fit_training, bindings=("model_id", "dataset_id"))
+TRAINING = Kind(
+    "training",
+    "tt",
+    TrainingSettings,
+    (
+        (
+            "Fast Prototyping",
+            "Quick training with small expansion factor for rapid iteration",
+            True,
+            {
+                "encoder_type": "sparse",
+                "hyperparameters": {
+                    "learning_rate": 5e-4,
+                    "batch_size": 128,
+                    "l1_coefficient": 3.0,
+                    "expansion_factor": 4,
+                    "total_steps": 5000,
+                    "lr_decay": "constant",
+                    "optimizer": "adamw",
+                    "ghost_grads": False,
+                },
+            },
+        ),
+        (
+            "High Quality SAE",
+            "Production-quality sparse autoencoder with cosine schedule",
+            True,
+            {
+                "encoder_type": "sparse",
+                "hyperparameters": {
+                    "learning_rate": 1e-4,
+                    "batch_size": 256,
+                    "l1_coefficient": 5.0,
+                    "expansion_factor": 8,
+                    "total_steps": 10000,
+                    "lr_decay": "cosine",
+                    "optimizer": "adamw",
+                    "ghost_grads": True,
+                },
+            },
+        ),
+        (
+            "Large Expansion",
+            "Very sparse with 16x expansion for detailed feature discovery",
+            False,
+            {
+                "encoder_type": "sparse",
+                "hyperparameters": {
+                    "learning_rate": 1e-4,
+                    "batch_size": 512,
+                    "l1_coefficient": 8.0,
+                    "expansion_factor": 16,
+                    "total_steps": 20000,
+                    "lr_decay": "linear",
+                    "optimizer": "adamw",
+                    "ghost_grads": True,
+                },
+            },
+        ),
+    ),
+    _fit_training,
+    bindings=("model_id", "dataset_id"),
+)

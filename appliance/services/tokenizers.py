@@ -50,11 +50,17 @@ class Preview(msgspec.Struct):
 
 
 def _preview_now(data: PreviewRequest, layout: DataLayout) -> Preview:
-    settings = TokenizeSettings(tokenizer=data.tokenizer, max_length=data.max_length, truncation=data.truncation,
-                                padding="do_not_pad", add_special_tokens=data.add_special_tokens)
+    settings = TokenizeSettings(
+        tokenizer=data.tokenizer,
+        max_length=data.max_length,
+        truncation=data.truncation,
+        padding="do_not_pad",
+        add_special_tokens=data.add_special_tokens,
+    )
     settings.check()
     encoding = load_tokenizer(data.tokenizer, layout.root, settings).encode(
-        data.text, add_special_tokens=data.add_special_tokens)
+        data.text, add_special_tokens=data.add_special_tokens
+    )
     texts = pieces(encoding, data.text, load_tokenizer(data.tokenizer, layout.root))
     tokens = [PreviewToken(i, t, bool(s)) for i, t, s in zip(encoding.ids, texts, encoding.special_tokens_mask)]
     return Preview(data.tokenizer, tokens, len(tokens), truncated([encoding], [data.text], settings, layout.root)[0])
@@ -64,8 +70,14 @@ async def tokenizers(db: AsyncDatabase, layout: DataLayout) -> list[TokenizerInf
     """The demo tokenizer, then each ready model with a fast tokenizer (tokenizer.json), named by the
     model's id."""
     demo = await anyio.to_thread.run_sync(load_tokenizer, DEMO_TOKENIZER, layout.root)
-    found = [TokenizerInfo(DEMO_TOKENIZER, "Demo tokenizer (byte-level BPE; the demo model's)", "demo",
-                           demo.get_vocab_size(with_added_tokens=True))]
+    found = [
+        TokenizerInfo(
+            DEMO_TOKENIZER,
+            "Demo tokenizer (byte-level BPE; the demo model's)",
+            "demo",
+            demo.get_vocab_size(with_added_tokens=True),
+        )
+    ]
     for row in await db.all(models.with_own_tokenizer()):
         if (layout.model(row["id"]) / "tokenizer.json").is_file():
             vocab = msgspec.json.decode(row["architecture"]).get("vocab_size") if row["architecture"] else None

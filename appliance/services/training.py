@@ -33,8 +33,6 @@ from appliance.contracts.params.training import (
     TrainRun,
 )
 from appliance.contracts.sae_archive import check_declared
-from appliance.data import activation_sets as activation_sets_sql
-from appliance.data import datasets as datasets_sql
 from appliance.data import models as models_sql
 from appliance.data import templates as templates_sql
 from appliance.data import trainings as sql
@@ -45,7 +43,7 @@ from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
-from appliance.services.common import checked_id, get_or_404, refuse_if_busy
+from appliance.services.common import get_or_404, named_row, refuse_if_busy
 from appliance.timefmt import iso
 
 EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
@@ -99,8 +97,11 @@ def actions(status: str, imported: bool = False) -> list[str]:
         return ["cancel"]
     if status == "running":
         return ["pause", "stop", "save_checkpoint", "cancel"]
-    allowed = {"paused": ["resume", "cancel"], "completed": ["evaluate", "export"],
-               "stopped": ["evaluate", "export"]}.get(status, [])
+    allowed = {
+        "paused": ["resume", "cancel"],
+        "completed": ["evaluate", "export"],
+        "stopped": ["evaluate", "export"],
+    }.get(status, [])
     if imported:
         return [a for a in allowed if a in ("evaluate", "export")] + ["delete"]
     if status in ("failed", "cancelled", "stopped", "completed"):
@@ -110,8 +111,7 @@ def actions(status: str, imported: bool = False) -> list[str]:
 
 # -- reading --------------------------------------------------------------------------------------
 async def get(db: AsyncDatabase, training_id: str) -> Row:
-    return await get_or_404(db, sql.get(checked_id(training_id, "tr", "training_id")), "training", training_id,
-                            "training_id")
+    return await named_row(db, "training", training_id)
 
 
 async def list_all(db: AsyncDatabase) -> list[Row]:
@@ -155,31 +155,48 @@ def _ready(row: Row, kind: str) -> None:
 
 async def _source(db: AsyncDatabase, data: StartRequest) -> _Source:
     if data.activation_id is not None:
-        act = await get_or_404(db, activation_sets_sql.get(checked_id(data.activation_id, "act", "activation_id")),
-                               "activation set", data.activation_id, "activation_id")
+        act = await named_row(db, "activation set", data.activation_id)
         _ready(act, "Activation set")
         manifest = msgspec.json.decode(act["manifest"])
         model = await db.one(models_sql.get(act["model_id"]))
         used = msgspec.json.decode(act["config"]).get("max_samples") or manifest["samples"]
-        return _Source("activation set", act["model_id"], act["dataset_id"], act["id"], model,
-                       msgspec.convert(manifest["hooks"], list[HookPoint]), manifest["d_model"],
-                       manifest["context_length"], used)
+        return _Source(
+            "activation set",
+            act["model_id"],
+            act["dataset_id"],
+            act["id"],
+            model,
+            msgspec.convert(manifest["hooks"], list[HookPoint]),
+            manifest["d_model"],
+            manifest["context_length"],
+            used,
+        )
     if data.model_id is None or data.dataset_id is None:
-        raise ValidationError("Give an activation_id, or a model_id and dataset_id to stream activations from",
-                              details={"field": "activation_id"})
-    model = await get_or_404(db, models_sql.get(checked_id(data.model_id, "m", "model_id")), "model", data.model_id,
-                             "model_id")
-    dataset = await get_or_404(db, datasets_sql.get(checked_id(data.dataset_id, "ds", "dataset_id")), "dataset",
-                               data.dataset_id, "dataset_id")
+        raise ValidationError(
+            "Give an activation_id, or a model_id and dataset_id to stream activations from",
+            details={"field": "activation_id"},
+        )
+    model = await named_row(db, "model", data.model_id)
+    dataset = await named_row(db, "dataset", data.dataset_id)
     _ready(model, "Model")
     _ready(dataset, "Dataset")
     arch = msgspec.json.decode(model["architecture"])
     if arch.get("context_length") and data.context_length > arch["context_length"]:
-        raise ValidationError(f"context_length is at most {arch['context_length']} for this model",
-                              details={"field": "context_length"})
-    return _Source("model", model["id"], dataset["id"], None, model, msgspec.convert(arch["hook_points"],
-                   list[HookPoint]), arch["d_model"], data.context_length,
-                   data.max_samples or (dataset["num_samples"] or 0), arch["parameters"])
+        raise ValidationError(
+            f"context_length is at most {arch['context_length']} for this model", details={"field": "context_length"}
+        )
+    return _Source(
+        "model",
+        model["id"],
+        dataset["id"],
+        None,
+        model,
+        msgspec.convert(arch["hook_points"], list[HookPoint]),
+        arch["d_model"],
+        data.context_length,
+        data.max_samples or (dataset["num_samples"] or 0),
+        arch["parameters"],
+    )
 
 
 def _hooks(data: StartRequest, source: _Source) -> tuple[HookPoint, HookPoint | None]:
@@ -193,8 +210,10 @@ def _hooks(data: StartRequest, source: _Source) -> tuple[HookPoint, HookPoint | 
         wanted = f"layer {data.layer} mlp_in and mlp" if transcoder else f"layer {data.layer} {data.hook_type}"
         raise ValidationError(f"The {source.what} has no {wanted}; it has: {have}", details={"field": "layer"})
     if not transcoder and hook.type == "mlp_in":
-        raise ValidationError("mlp_in is a transcoder's input; pick encoder_type 'transcoder' or another hook",
-                              details={"field": "hook_type"})
+        raise ValidationError(
+            "mlp_in is a transcoder's input; pick encoder_type 'transcoder' or another hook",
+            details={"field": "hook_type"},
+        )
     return hook, target
 
 
@@ -207,23 +226,50 @@ def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint,
     evaluation = stream = None
     if model is not None and model["status"] == "ready":
         evaluation = EvaluationSpec(
-            model_path=model["path"], precision=model["precision"], tokenizer=_tokenizer(model, source.model_id),
-            dataset_id=source.dataset_id, module=hook.module, context_length=source.context_length,
-            samples=EVAL_SAMPLES, skip_samples=source.samples_used, reads_input=data.encoder_type == "transcoder")
+            model_path=model["path"],
+            precision=model["precision"],
+            tokenizer=_tokenizer(model, source.model_id),
+            dataset_id=source.dataset_id,
+            module=hook.module,
+            context_length=source.context_length,
+            samples=EVAL_SAMPLES,
+            skip_samples=source.samples_used,
+            reads_input=data.encoder_type == "transcoder",
+        )
     if source.activation_id is None:
         assert model is not None  # a streamed source is a ready model
-        stream = StreamSpec(model_path=model["path"], precision=model["precision"],
-                            tokenizer=_tokenizer(model, source.model_id), dataset_id=source.dataset_id,
-                            hook_point=hook, target_point=target, context_length=data.context_length,
-                            max_samples=data.max_samples, parameters=source.parameters)
-    metadata = ExportMetadata(model_name=model["name"] if model else source.model_id, model_id=source.model_id,
-                              context_size=source.context_length, dataset_path=source.dataset_id,
-                              training_id=training_id)
-    return TrainRun(training_id=training_id, activation_id=source.activation_id, hook_name=hook.name,
-                    target_hook_name=target.name if target else None, encoder_type=data.encoder_type,
-                    d_in=source.d_model, hyperparameters=data.hyperparameters, seed=data.seed,
-                    auto_save_interval=data.auto_save_interval, metadata=metadata, evaluation=evaluation,
-                    stream=stream)
+        stream = StreamSpec(
+            model_path=model["path"],
+            precision=model["precision"],
+            tokenizer=_tokenizer(model, source.model_id),
+            dataset_id=source.dataset_id,
+            hook_point=hook,
+            target_point=target,
+            context_length=data.context_length,
+            max_samples=data.max_samples,
+            parameters=source.parameters,
+        )
+    metadata = ExportMetadata(
+        model_name=model["name"] if model else source.model_id,
+        model_id=source.model_id,
+        context_size=source.context_length,
+        dataset_path=source.dataset_id,
+        training_id=training_id,
+    )
+    return TrainRun(
+        training_id=training_id,
+        activation_id=source.activation_id,
+        hook_name=hook.name,
+        target_hook_name=target.name if target else None,
+        encoder_type=data.encoder_type,
+        d_in=source.d_model,
+        hyperparameters=data.hyperparameters,
+        seed=data.seed,
+        auto_save_interval=data.auto_save_interval,
+        metadata=metadata,
+        evaluation=evaluation,
+        stream=stream,
+    )
 
 
 Within = Callable[[aiosqlite.Connection, str], Awaitable[None]]
@@ -231,9 +277,11 @@ Within = Callable[[aiosqlite.Connection, str], Awaitable[None]]
 
 def _within(*queries: Callable[[str], Query]) -> Within:
     """Statements that commit with the job's own creation or change; each is built from the job's id."""
+
     async def within(conn: aiosqlite.Connection, job_id: str) -> None:
         for build in queries:
             await conn.execute(*build(job_id))
+
     return within
 
 
@@ -246,16 +294,32 @@ async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> J
         raise ValidationError("k must not exceed the number of latents", details={"field": "hyperparameters.k"})
     training_id = new_id("tr")
     run = _run(training_id, data, source, hook, target)
-    config: dict[str, Any] = {"hyperparameters": msgspec.to_builtins(hp), "seed": data.seed,
-                              "auto_save_interval": data.auto_save_interval,
-                              "source": "stored" if run.stream is None else "streamed"}
+    config: dict[str, Any] = {
+        "hyperparameters": msgspec.to_builtins(hp),
+        "seed": data.seed,
+        "auto_save_interval": data.auto_save_interval,
+        "source": "stored" if run.stream is None else "streamed",
+    }
     if run.stream is not None:
         config.update(context_length=data.context_length, max_samples=data.max_samples)
-    row = sql.insert(training_id, model_id=source.model_id, dataset_id=source.dataset_id,
-                     activation_id=source.activation_id, layer=data.layer, hook_type=hook.type,
-                     encoder_type=data.encoder_type, config=config, total_steps=hp.total_steps, now=time.time())
-    return await jobs.create("training.run", run, target=("training", training_id),
-                             within=_within(lambda _: row, lambda job_id: sql.set_job(training_id, job_id)))
+    row = sql.insert(
+        training_id,
+        model_id=source.model_id,
+        dataset_id=source.dataset_id,
+        activation_id=source.activation_id,
+        layer=data.layer,
+        hook_type=hook.type,
+        encoder_type=data.encoder_type,
+        config=config,
+        total_steps=hp.total_steps,
+        now=time.time(),
+    )
+    return await jobs.create(
+        "training.run",
+        run,
+        target=("training", training_id),
+        within=_within(lambda _: row, lambda job_id: sql.set_job(training_id, job_id)),
+    )
 
 
 def train_run(params: dict[str, Any]) -> TrainRun:
@@ -279,17 +343,21 @@ async def control(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, what
 async def save_now(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Row:
     row = await get(db, training_id)
     if row["status"] != "running":
-        raise Conflict(f"Training {row['id']} is {row['status']}: checkpoints are saved while it runs "
-                       "(pausing saves one too)", details={"status": row["status"]})
+        raise Conflict(
+            f"Training {row['id']} is {row['status']}: checkpoints are saved while it runs (pausing saves one too)",
+            details={"status": row["status"]},
+        )
     return await control(db, jobs, training_id, "save")
 
 
 def _requeued(training_id: str, *first: Query, **how: bool) -> Within:
     """The row queued again under the job, and its event, in the job's own transaction (after the
     statements ``first``)."""
-    return _within(*(lambda _, query=query: query for query in first),
-                   lambda job_id: sql.requeue(training_id, job_id, **how),
-                   lambda job_id: sql.updated_event(training_id, "queued", job_id))
+    return _within(
+        *(lambda _, query=query: query for query in first),
+        lambda job_id: sql.requeue(training_id, job_id, **how),
+        lambda job_id: sql.updated_event(training_id, "queued", job_id),
+    )
 
 
 async def resume(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Row:
@@ -300,35 +368,45 @@ async def resume(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Ro
     if job.status == "paused":
         await jobs.resume(job.id, within=_requeued(row["id"]))
     else:  # its job ended (a checkpoint was loaded after it finished): a new job continues the run
-        await jobs.create("training.run", train_run(job.params), target=("training", row["id"]),
-                          within=_requeued(row["id"]))
+        await jobs.create(
+            "training.run", train_run(job.params), target=("training", row["id"]), within=_requeued(row["id"])
+        )
     return await get(db, training_id)
 
 
-async def retry(db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str,
-                from_scratch: bool) -> Job:
+async def retry(
+    db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, from_scratch: bool
+) -> Job:
     row = await get(db, training_id)
     if is_imported(row):
-        raise Conflict(f"Training {row['id']} is an imported SAE: import it again instead",
-                       details={"status": row["status"]})
+        raise Conflict(
+            f"Training {row['id']} is an imported SAE: import it again instead", details={"status": row["status"]}
+        )
     allowed = ("failed", "cancelled", "stopped", "completed") if from_scratch else ("failed", "cancelled", "stopped")
     if row["status"] not in allowed or not row["job_id"]:
         hint = "" if from_scratch else " (from_scratch starts any finished training again)"
-        raise Conflict(f"Training {row['id']} is {row['status']}: nothing to retry{hint}",
-                       details={"status": row["status"]})
+        raise Conflict(
+            f"Training {row['id']} is {row['status']}: nothing to retry{hint}", details={"status": row["status"]}
+        )
     previous = await jobs.get(row["job_id"])
     # From scratch, the old metrics go in the new job's own transaction: a refused job keeps them.
     shutil.rmtree(layout.training(row["id"]) if from_scratch else layout.export(row["id"]), ignore_errors=True)
     first = (sql.delete_metrics(row["id"]),) if from_scratch else ()
-    return await jobs.create("training.run", train_run(previous.params), target=("training", row["id"]),
-                             within=_requeued(row["id"], *first, from_scratch=from_scratch, clear_error=True))
+    return await jobs.create(
+        "training.run",
+        train_run(previous.params),
+        target=("training", row["id"]),
+        within=_requeued(row["id"], *first, from_scratch=from_scratch, clear_error=True),
+    )
 
 
 async def evaluate(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, data: EvaluateRequest) -> Job:
     row = await get(db, training_id)
     if row["status"] not in FINISHED or not row["job_id"]:
-        raise Conflict(f"Training {row['id']} is {row['status']}: only finished SAEs are evaluated",
-                       details={"status": row["status"]})
+        raise Conflict(
+            f"Training {row['id']} is {row['status']}: only finished SAEs are evaluated",
+            details={"status": row["status"]},
+        )
     model = await get_or_404(db, models_sql.get(row["model_id"]), "model", row["model_id"], "model_id")
     if model["status"] != "ready" or not model["architecture"]:
         raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
@@ -338,18 +416,24 @@ async def evaluate(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, dat
     if data.dataset_id is not None or spec is None:
         if data.dataset_id is None:
             raise ValidationError("Name a dataset_id to evaluate this SAE on", details={"field": "dataset_id"})
-        dataset = await get_or_404(db, datasets_sql.get(checked_id(data.dataset_id, "ds", "dataset_id")),
-                                   "dataset", data.dataset_id, "dataset_id")
+        dataset = await named_row(db, "dataset", data.dataset_id)
         if dataset["status"] != "ready":
             raise Conflict(f"Dataset {dataset['id']} is {dataset['status']}, not ready")
         point = next(p for p in arch["hook_points"] if p["layer"] == row["layer"] and p["type"] == row["hook_type"])
-        spec = EvaluationSpec(model_path=model["path"], precision=model["precision"],
-                              tokenizer=_tokenizer(model, model["id"]), dataset_id=dataset["id"],
-                              module=point["module"], context_length=data.context_length, samples=data.samples,
-                              reads_input=row["encoder_type"] == "transcoder")
+        spec = EvaluationSpec(
+            model_path=model["path"],
+            precision=model["precision"],
+            tokenizer=_tokenizer(model, model["id"]),
+            dataset_id=dataset["id"],
+            module=point["module"],
+            context_length=data.context_length,
+            samples=data.samples,
+            reads_input=row["encoder_type"] == "transcoder",
+        )
     spec = msgspec.structs.replace(spec, samples=data.samples)
-    run = EvaluateRun(training_id=row["id"], train=train, evaluation=spec, parameters=arch["parameters"],
-                      precision=model["precision"])
+    run = EvaluateRun(
+        training_id=row["id"], train=train, evaluation=spec, parameters=arch["parameters"], precision=model["precision"]
+    )
     return await jobs.create("training.evaluate", run, target=("training", row["id"]))
 
 
@@ -370,8 +454,16 @@ async def checkpoints(db: AsyncDatabase, layout: DataLayout, training_id: str) -
             info = msgspec.json.decode((folder / "info.json").read_bytes())
         except (OSError, msgspec.DecodeError):  # pruned by the running training meanwhile
             continue
-        found.append(Checkpoint(info["step"], info["tokens"], losses.get(info["step"]), iso(info["saved_at"]) or "",
-                                info.get("kind", "auto"), info.get("held_out_loss")))
+        found.append(
+            Checkpoint(
+                info["step"],
+                info["tokens"],
+                losses.get(info["step"]),
+                iso(info["saved_at"]) or "",
+                info.get("kind", "auto"),
+                info.get("held_out_loss"),
+            )
+        )
     return found
 
 
@@ -386,15 +478,19 @@ async def load_checkpoint(db: AsyncDatabase, layout: DataLayout, training_id: st
     """Go back to ``step``: later checkpoints, metrics and the export go; the run is paused there."""
     row = await get(db, training_id)
     if row["status"] in BUSY:
-        raise Conflict(f"Training {row['id']} is {row['status']}: pause or stop it first",
-                       details={"status": row["status"]})
+        raise Conflict(
+            f"Training {row['id']} is {row['status']}: pause or stop it first", details={"status": row["status"]}
+        )
     _checkpoint(layout, row, step)
     for folder in layout.checkpoints(row["id"]).glob("step_*"):
         if _step_of(folder) > step:
             shutil.rmtree(folder, ignore_errors=True)
     shutil.rmtree(layout.export(row["id"]), ignore_errors=True)
-    await db.write(sql.delete_metrics(row["id"], step), sql.back_to_checkpoint(row["id"], step),
-                   sql.updated_event(row["id"], "paused", None))
+    await db.write(
+        sql.delete_metrics(row["id"], step),
+        sql.back_to_checkpoint(row["id"], step),
+        sql.updated_event(row["id"], "paused", None),
+    )
     return await get(db, training_id)
 
 
@@ -412,8 +508,10 @@ async def export_zip(db: AsyncDatabase, layout: DataLayout, training_id: str) ->
     row = await get(db, training_id)
     folder = layout.export(row["id"])
     if not (folder / "cfg.json").is_file():
-        raise Conflict(f"Training {row['id']} is {row['status']}: the export is written when it finishes",
-                       details={"status": row["status"]})
+        raise Conflict(
+            f"Training {row['id']} is {row['status']}: the export is written when it finishes",
+            details={"status": row["status"]},
+        )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         for file in sorted(folder.iterdir()):
@@ -434,6 +532,7 @@ async def delete(db: AsyncDatabase, layout: DataLayout, training_id: str) -> Row
 @dataclass
 class ImportRequest:
     """What an import names, from the Hub (``repo_id``) or an upload (``upload``, already on disk)."""
+
     model_id: str
     upload: Path | None = None
     repo_id: str | None = None
@@ -443,12 +542,17 @@ class ImportRequest:
     hook_type: HookType | None = None
 
 
-async def start_import(db: AsyncDatabase, jobs: AsyncJobStore, settings: Settings, request: ImportRequest,
-                       training_id: str | None = None, secret: str | None = None) -> Job:
+async def start_import(
+    db: AsyncDatabase,
+    jobs: AsyncJobStore,
+    settings: Settings,
+    request: ImportRequest,
+    training_id: str | None = None,
+    secret: str | None = None,
+) -> Job:
     """Queue an import as a new training row and its job (one commit). ``secret`` (a Hub token) is
     stored for the worker under the training's id, and removed again if the job is not created."""
-    model = await get_or_404(db, models_sql.get(checked_id(request.model_id, "m", "model_id")), "model",
-                             request.model_id, "model_id")
+    model = await named_row(db, "model", request.model_id)
     if model["status"] != "ready" or not model["architecture"]:
         raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
     arch = msgspec.json.decode(model["architecture"])
@@ -456,24 +560,43 @@ async def start_import(db: AsyncDatabase, jobs: AsyncJobStore, settings: Setting
     layout = DataLayout(settings.data_dir)
     if request.upload is not None:
         # A zip bomb is refused now, from its declared sizes; the worker counts what it really writes.
-        await anyio.to_thread.run_sync(check_declared, request.upload, arch["d_model"], layout.trainings,
-                                       settings.disk_reserve_mb)
-    run = ImportRun(training_id=training_id, model_name=model["name"], d_model=arch["d_model"],
-                    hook_points=msgspec.convert(arch["hook_points"], list[HookPoint]),
-                    upload=str(request.upload) if request.upload else None, repo_id=request.repo_id,
-                    subfolder=request.subfolder, revision=request.revision, layer=request.layer,
-                    hook_type=request.hook_type)
-    row = sql.insert(training_id, model_id=model["id"], dataset_id="", activation_id=None,
-                     layer=request.layer or 0, hook_type=request.hook_type or "residual", encoder_type="sparse",
-                     config={"source": "imported", "origin": request.repo_id or "upload"}, total_steps=0,
-                     now=time.time())
+        await anyio.to_thread.run_sync(
+            check_declared, request.upload, arch["d_model"], layout.trainings, settings.disk_reserve_mb
+        )
+    run = ImportRun(
+        training_id=training_id,
+        model_name=model["name"],
+        d_model=arch["d_model"],
+        hook_points=msgspec.convert(arch["hook_points"], list[HookPoint]),
+        upload=str(request.upload) if request.upload else None,
+        repo_id=request.repo_id,
+        subfolder=request.subfolder,
+        revision=request.revision,
+        layer=request.layer,
+        hook_type=request.hook_type,
+    )
+    row = sql.insert(
+        training_id,
+        model_id=model["id"],
+        dataset_id="",
+        activation_id=None,
+        layer=request.layer or 0,
+        hook_type=request.hook_type or "residual",
+        encoder_type="sparse",
+        config={"source": "imported", "origin": request.repo_id or "upload"},
+        total_steps=0,
+        now=time.time(),
+    )
     try:
         if secret:
             write_secret(settings.data_dir, training_id, secret)
-        return await jobs.create("training.import", run, target=("training", training_id),
-                                 within=_within(lambda _: row, lambda job_id: sql.set_job(training_id, job_id)))
+        return await jobs.create(
+            "training.import",
+            run,
+            target=("training", training_id),
+            within=_within(lambda _: row, lambda job_id: sql.set_job(training_id, job_id)),
+        )
     except BaseException:
         if secret:
             delete_secret(settings.data_dir, training_id)
         raise
-

@@ -16,8 +16,16 @@ from tests.support import REPO
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DIST = REPO / "webui" / "dist"
 ARTIFACTS = REPO / "test-artifacts" / "ui"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def _require(condition: bool, reason: str) -> None:
@@ -122,10 +130,18 @@ def demo_appliance(make_appliance):
 
 def train_small_topk(app, model: dict, dataset: dict) -> str:
     """A small TopK SAE on the demo model's layer 2 (seconds on a CPU); its training id."""
-    response = app.post("/api/training/start", json={
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "topk",
-        "max_samples": 300, "context_length": 64,
-        "hyperparameters": {"k": 8, "expansion_factor": 2, "batch_size": 256, "total_steps": 100, "log_every": 50}})
+    response = app.post(
+        "/api/training/start",
+        json={
+            "model_id": model["id"],
+            "dataset_id": dataset["id"],
+            "layer": 2,
+            "encoder_type": "topk",
+            "max_samples": 300,
+            "context_length": 64,
+            "hyperparameters": {"k": 8, "expansion_factor": 2, "batch_size": 256, "total_steps": 100, "log_every": 50},
+        },
+    )
     job = app.wait_status(response.json()["data"]["job_id"], "completed", "failed", timeout=300)
     assert job["status"] == "completed", job["error"]
     return job["target"]["id"]

@@ -48,6 +48,7 @@ window.attack = async () => {{
 @contextmanager
 def serve_page(html: str) -> Iterator[str]:
     """The attacker's site: one page on another 127.0.0.1 port."""
+
     class Page(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             data = html.encode()

@@ -14,8 +14,13 @@ from tests.fakehub import FakeHub, Repo
 from tests.support import Appliance
 from tests.ui.conftest import DIST, screenshot
 
-ROWS = [{"text": f"Story {i}: the {'cat' if i % 3 else 'dog'} walked to the market and bought "
-                 f"{i % 7 + 1} apples for the family."} for i in range(3000)]
+ROWS = [
+    {
+        "text": f"Story {i}: the {'cat' if i % 3 else 'dog'} walked to the market and bought "
+        f"{i % 7 + 1} apples for the family."
+    }
+    for i in range(3000)
+]
 
 
 @pytest.fixture
@@ -28,8 +33,9 @@ def hub() -> Iterator[FakeHub]:
 
 
 def test_download_browse_tokenize_and_statistics(make_appliance, hub: FakeHub, open_page) -> None:
-    app: Appliance = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "HF_ENDPOINT": hub.url,
-                                     "HF_HUB_DISABLE_TELEMETRY": "1"})
+    app: Appliance = make_appliance(
+        {"MISTUDIO_WEBUI_DIR": str(DIST), "HF_ENDPOINT": hub.url, "HF_HUB_DISABLE_TELEMETRY": "1"}
+    )
     app.start_api()
     app.start_worker()
     page, _ = open_page(app.url, "/datasets")
@@ -85,8 +91,7 @@ def test_download_browse_tokenize_and_statistics(make_appliance, hub: FakeHub, o
     expected = app.post("/api/tokenize/preview", json={"text": sentence}).json()["data"]
     expect(modal.get_by_test_id("preview-chip")).to_have_count(expected["count"])
     expect(modal.get_by_test_id("preview-count")).to_have_text(f"{expected['count']} tokens")
-    ids = [int(x) for x in modal.get_by_test_id("preview-chip").evaluate_all(
-        "els => els.map(e => e.dataset.tokenId)")]
+    ids = [int(x) for x in modal.get_by_test_id("preview-chip").evaluate_all("els => els.map(e => e.dataset.tokenId)")]
     assert ids == [t["id"] for t in expected["tokens"]]
     modal.get_by_test_id("max-length-input").fill("64")
     screenshot(page, "datasets-detail-tokenization")
@@ -124,7 +129,8 @@ def test_upload_from_the_browser(ui_appliance: Appliance, open_page, tmp_path) -
     page.get_by_test_id("dataset-upload-input").set_input_files(str(path))
     page.get_by_test_id("dataset-upload-column").fill("nope")
     page.get_by_test_id("dataset-upload-button").click()
-    expect(page.get_by_test_id("toast").filter(has_text="Import failed")).to_contain_text("No column 'nope'",
-                                                                                    timeout=30_000)
+    expect(page.get_by_test_id("toast").filter(has_text="Import failed")).to_contain_text(
+        "No column 'nope'", timeout=30_000
+    )
     expect(page.get_by_test_id("dataset-row")).to_have_count(1)
     screenshot(page, "datasets-uploaded")

@@ -56,8 +56,11 @@ def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
     modal.get_by_test_id("feature-label").fill("My favourite feature")
     modal.get_by_test_id("feature-label").press("Enter")
     modal.get_by_test_id("feature-favorite").click()
-    wait_until(lambda: app.get(f"/api/training/{tid}/features/{index}").json()["data"]["is_favorite"], timeout=10,
-               what="the favourite saved")
+    wait_until(
+        lambda: app.get(f"/api/training/{tid}/features/{index}").json()["data"]["is_favorite"],
+        timeout=10,
+        what="the favourite saved",
+    )
     detail = app.get(f"/api/training/{tid}/features/{index}").json()["data"]
     assert detail["name"] == "My favourite feature"
     page.keyboard.press("Escape")

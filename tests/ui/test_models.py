@@ -23,8 +23,14 @@ def hub(tmp_path) -> Iterator[FakeHub]:
 
 
 def test_download_architecture_and_extraction(make_appliance, hub: FakeHub, open_page) -> None:
-    app: Appliance = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "HF_ENDPOINT": hub.url,
-                                     "HF_HUB_DISABLE_TELEMETRY": "1", "MISTUDIO_SEED_DEMO": "1"})
+    app: Appliance = make_appliance(
+        {
+            "MISTUDIO_WEBUI_DIR": str(DIST),
+            "HF_ENDPOINT": hub.url,
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "MISTUDIO_SEED_DEMO": "1",
+        }
+    )
     app.start_api()
     app.start_worker()
     page, _ = open_page(app.url, "/models")
@@ -55,8 +61,11 @@ def test_download_architecture_and_extraction(make_appliance, hub: FakeHub, open
     page.keyboard.press("Escape")
 
     # Extraction on the demo dataset with the demo model: the layer grid has its real 4 layers.
-    wait_until(lambda: any(d["source"] == "demo" and d["status"] == "ready"
-                           for d in app.get("/api/datasets").json()["data"]), timeout=120, what="the demo dataset")
+    wait_until(
+        lambda: any(d["source"] == "demo" and d["status"] == "ready" for d in app.get("/api/datasets").json()["data"]),
+        timeout=120,
+        what="the demo dataset",
+    )
     page.reload()
     demo = page.get_by_test_id("model-row").filter(has_text="demo")
     demo.get_by_test_id("model-extract").click()

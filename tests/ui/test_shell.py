@@ -29,8 +29,7 @@ def test_shell_renders_and_connects(ui_appliance: Appliance, open_page) -> None:
     expect(status).to_contain_text("API Connected")
     device = ui_appliance.get("/api/system/info").json()["data"]["device_name"]
     expect(page.get_by_test_id("device-name")).to_have_text(device)
-    paint = page.evaluate(
-        "() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null")
+    paint = page.evaluate("() => (performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || null")
     assert paint is not None  # it painted; how soon is a property of the machine, not asserted in a test
     assert page.get_by_role("tab").count() == 5
 

@@ -101,7 +101,9 @@ def test_search_steer_stream_metrics_and_presets(demo_appliance, open_page) -> N
     result = job["result"]
     assert result["seed"] == 7 and result["intervention_layer"] == 2
     assert [(f["index"], f["coefficient"], f["mode"]) for f in result["features"]] == [
-        (first["index"], 2.0, "add"), (second["index"], -1.5, "add")]
+        (first["index"], 2.0, "add"),
+        (second["index"], -1.5, "add"),
+    ]
     assert result["timing"]["generated_tokens"] <= 24
 
     # Both sides streamed token by token over SSE, and end as the job's result.
@@ -122,8 +124,15 @@ def test_search_steer_stream_metrics_and_presets(demo_appliance, open_page) -> N
     for name, shown in _tiles(result["metrics"]).items():
         expect(metrics.get_by_test_id(f"steering-metric-{name}")).to_contain_text(shown)
     delta = result["metrics"]["perplexity_delta"]
-    caption = ("No tokens to score" if delta is None else "Higher uncertainty" if delta > 0
-               else "Lower uncertainty" if delta < 0 else "No change")
+    caption = (
+        "No tokens to score"
+        if delta is None
+        else "Higher uncertainty"
+        if delta > 0
+        else "Lower uncertainty"
+        if delta < 0
+        else "No change"
+    )
     expect(metrics.get_by_test_id("steering-metric-perplexity")).to_contain_text(caption)
     expect(metrics.get_by_test_id("steering-shift")).to_have_count(len(result["metrics"]["token_probability_shifts"]))
     expect(metrics.get_by_test_id("steering-timing")).to_contain_text(result["timing"]["device"])
@@ -137,16 +146,24 @@ def test_search_steer_stream_metrics_and_presets(demo_appliance, open_page) -> N
     presets.get_by_test_id("steering-preset-save").click()
     row = presets.get_by_test_id("steering-preset").filter(has_text="Docstring push")
     expect(row).to_contain_text("2 features • Layer 2")
-    saved = [p for p in app.get("/api/steering/presets", params={"training_id": tid}).json()["data"]
-             if p["name"] == "Docstring push"]
+    saved = [
+        p
+        for p in app.get("/api/steering/presets", params={"training_id": tid}).json()["data"]
+        if p["name"] == "Docstring push"
+    ]
     assert len(saved) == 1
     config = saved[0]["config"]
     assert [(f["index"], f["coefficient"], f["mode"]) for f in config["features"]] == [
-        (first["index"], 2.0, "add"), (second["index"], -1.5, "add")]
+        (first["index"], 2.0, "add"),
+        (second["index"], -1.5, "add"),
+    ]
     assert (config["max_tokens"], config["seed"], config["prompt"], config["training_id"]) == (24, 7, prompt, tid)
     row.get_by_test_id("steering-preset-star").click()
-    wait_until(lambda: app.get(f"/api/steering/presets/{saved[0]['id']}").json()["data"]["is_favorite"], timeout=10,
-               what="the favourite saved")
+    wait_until(
+        lambda: app.get(f"/api/steering/presets/{saved[0]['id']}").json()["data"]["is_favorite"],
+        timeout=10,
+        what="the favourite saved",
+    )
 
     page.get_by_test_id("steering-clear").click()
     expect(page.get_by_test_id("steering-selected-count")).to_contain_text("Selected Features (0)")

@@ -36,9 +36,15 @@ def test_monitor_on_this_machine(make_appliance, open_page) -> None:
 
 def test_monitor_on_a_simulated_jetson(make_appliance, open_page, tmp_path: Path) -> None:
     script, _ = _fake_tegrastats(tmp_path)
-    app = make_appliance({"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_METRICS_INTERVAL_S": "0.5",
-                          "MISTUDIO_HOST_ROOT": str(make_jetson_root(tmp_path / "host")),
-                          "MISTUDIO_TEGRASTATS": str(script)}, name="jetson")
+    app = make_appliance(
+        {
+            "MISTUDIO_WEBUI_DIR": str(DIST),
+            "MISTUDIO_METRICS_INTERVAL_S": "0.5",
+            "MISTUDIO_HOST_ROOT": str(make_jetson_root(tmp_path / "host")),
+            "MISTUDIO_TEGRASTATS": str(script),
+        },
+        name="jetson",
+    )
     app.start_api()
     app.start_worker()
     page, _ = open_page(app.url)

@@ -23,9 +23,16 @@ def _start(page, steps: int) -> None:
 
 def test_train_watch_pause_resume_checkpoint_stop_and_export(demo_appliance, open_page) -> None:
     app, model, dataset = demo_appliance
-    response = app.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset["id"], "layers": [2], "hook_types": ["residual"], "max_samples": 400,
-        "context_length": 64})
+    response = app.post(
+        f"/api/models/{model['id']}/extract-activations",
+        json={
+            "dataset_id": dataset["id"],
+            "layers": [2],
+            "hook_types": ["residual"],
+            "max_samples": 400,
+            "context_length": 64,
+        },
+    )
     app.wait_status(response.json()["data"]["job_id"], "completed", timeout=300)
 
     page, _ = open_page(app.url, "/training")

@@ -18,6 +18,7 @@ import signal
 import sys
 import traceback
 from pathlib import Path
+from types import ModuleType
 
 from appliance.commands.bench import harness
 from appliance.commands.bench.harness import EXIT_BROKEN, EXIT_INTERRUPTED, BenchError
@@ -26,7 +27,7 @@ from appliance.commands.bench.harness import EXIT_BROKEN, EXIT_INTERRUPTED, Benc
 SUITES = ("api", "monitoring", "datasets", "extraction", "training", "features", "steering")
 
 
-def load_suite(suite: str):
+def load_suite(suite: str) -> ModuleType | None:
     """The module for ``suite``, or None if that suite is planned but not written yet."""
     if suite not in SUITES:
         raise BenchError(f"unknown benchmark suite {suite!r}; known: {', '.join(SUITES)}")

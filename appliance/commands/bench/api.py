@@ -32,6 +32,7 @@ import asyncio
 import json
 import os
 import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -82,8 +83,12 @@ class Config:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> "Config":
-        cfg = cls(clients=int(getattr(args, "clients", 50)), requests=int(getattr(args, "requests", 2000)),
-                  idle=float(getattr(args, "idle", 60.0)), events=int(getattr(args, "events", 200)))
+        cfg = cls(
+            clients=int(getattr(args, "clients", 50)),
+            requests=int(getattr(args, "requests", 2000)),
+            idle=float(getattr(args, "idle", 60.0)),
+            events=int(getattr(args, "events", 200)),
+        )
         if cfg.clients < 1 or cfg.requests < 1 or cfg.events < 1 or cfg.idle < 0:
             raise BenchError("--clients, --requests and --events must be at least 1, --idle not negative")
         return cfg
@@ -158,6 +163,7 @@ class Results:
 
 
 # -- HTTP helpers ---------------------------------------------------------------------------------
+
 
 def _ts(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
@@ -290,6 +296,7 @@ async def _load(conns: list[Any], get: Any, path: str, total: int) -> LoadResult
 
 # -- SSE --------------------------------------------------------------------------------------------
 
+
 class _SseStream:
     """A minimal SSE-over-HTTP/1.1 reader on a raw socket: the receipt time of each event is taken
     when its bytes are read, and only the fields needed are decoded."""
@@ -302,8 +309,12 @@ class _SseStream:
 
     async def open(self) -> None:
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.app.port)
-        headers = [f"GET {self.path} HTTP/1.1", f"Host: 127.0.0.1:{self.app.port}",
-                   "Accept: text/event-stream", "Cache-Control: no-cache"]
+        headers = [
+            f"GET {self.path} HTTP/1.1",
+            f"Host: 127.0.0.1:{self.app.port}",
+            "Accept: text/event-stream",
+            "Cache-Control: no-cache",
+        ]
         headers += [f"{k}: {v}" for k, v in self.app.auth_headers().items()]
         self.writer.write(("\r\n".join(headers) + "\r\n\r\n").encode("latin-1"))
         await self.writer.drain()
@@ -319,11 +330,13 @@ class _SseStream:
             response_headers[key.strip().lower()] = value.strip()
         if status != 200:
             body = await asyncio.wait_for(self.reader.read(500), 2)
-            raise BenchError(f"GET {self.path} answered {status_line.decode(errors='replace').strip()}: "
-                             f"{body.decode(errors='replace')}")
+            raise BenchError(
+                f"GET {self.path} answered {status_line.decode(errors='replace').strip()}: "
+                f"{body.decode(errors='replace')}"
+            )
         self.chunked = "chunked" in response_headers.get("transfer-encoding", "").lower()
 
-    async def chunks(self):
+    async def chunks(self) -> AsyncIterator[tuple[float, bytes]]:
         """Yield (receipt time, bytes) as they arrive, undoing chunked transfer encoding."""
         assert self.reader is not None
         now = time.time
@@ -406,10 +419,12 @@ async def _sse_probe(app: Appliance, client: Any, steps: int) -> SseResult:
 
 # -- the run ----------------------------------------------------------------------------------------
 
+
 async def _measure(app: Appliance, cfg: Config) -> Results:
     import httpx
 
     res = Results(rss_api_start=rss_mb(app.api_pid), rss_worker_start=rss_mb(app.worker_pid))
+
     def new_client(**kwargs: Any) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=app.url, headers=app.auth_headers(), timeout=30, **kwargs)
 
@@ -420,35 +435,7 @@ async def _measure(app: Appliance, cfg: Config) -> Results:
             await _wait_job(client, job_id, first_wait=0)
         listing = (await client.get("/api/jobs")).json()
         res.jobs_in_table = listing["meta"]["pagination"]["total"]
-
-        raw = [_RawHttp(app) for _ in range(cfg.clients)]
-        # One httpx client (and pool) per coroutine: a single pool shared by 50 coroutines costs
-        # the client ~4 ms of CPU per request on its own (httpcore scans its pool per request).
-        per = [new_client(limits=httpx.Limits(max_connections=1, max_keepalive_connections=1))
-               for _ in range(cfg.clients)]
-        try:
-            progress(f"warm-up: {cfg.warmup} GETs per endpoint and client kind")
-            for path in ENDPOINTS:
-                res.warmup.append(await _load(raw, _raw_get, path, cfg.warmup))
-                res.warmup.append(await _load(per, _httpx_get, path, cfg.warmup))
-            for path in ENDPOINTS:
-                for kind, conns, get in (("raw", raw, _raw_get), ("httpx", per, _httpx_get)):
-                    progress(f"GET {path}: {cfg.requests} requests, {cfg.clients} {kind} clients")
-                    with CpuMeter(app) as cpu:
-                        result = await _load(conns, get, path, cfg.requests)
-                    result.client, result.cpu = kind, cpu.summary()
-                    (res.load if kind == "raw" else res.load_httpx).append(result)
-            for path in ENDPOINTS:
-                progress(f"GET {path}: {SERIAL_REQUESTS} requests, 1 raw client")
-                with CpuMeter(app) as cpu:
-                    result = await _load(raw[:1], _raw_get, path, SERIAL_REQUESTS)
-                result.cpu = cpu.summary()
-                res.serial.append(result)
-        finally:
-            for conn in raw:
-                conn.close()
-            for c in per:
-                await c.aclose()
+        await _measure_gets(app, cfg, res, new_client)
 
         progress(f"SSE: selftest with {cfg.events} steps, {SSE_DELAY_MS} ms apart")
         res.sse = await _sse_probe(app, client, cfg.events)
@@ -469,6 +456,39 @@ async def _measure(app: Appliance, cfg: Config) -> Results:
     return res
 
 
+async def _measure_gets(app: Appliance, cfg: Config, res: Results, new_client: Callable[..., Any]) -> None:
+    """Warm-up, then GET latency under ``cfg.clients`` raw and httpx clients, then one raw client."""
+    import httpx
+
+    raw = [_RawHttp(app) for _ in range(cfg.clients)]
+    # One httpx client (and pool) per coroutine: a single pool shared by 50 coroutines costs
+    # the client ~4 ms of CPU per request on its own (httpcore scans its pool per request).
+    per = [new_client(limits=httpx.Limits(max_connections=1, max_keepalive_connections=1)) for _ in range(cfg.clients)]
+    try:
+        progress(f"warm-up: {cfg.warmup} GETs per endpoint and client kind")
+        for path in ENDPOINTS:
+            res.warmup.append(await _load(raw, _raw_get, path, cfg.warmup))
+            res.warmup.append(await _load(per, _httpx_get, path, cfg.warmup))
+        for path in ENDPOINTS:
+            for kind, conns, get in (("raw", raw, _raw_get), ("httpx", per, _httpx_get)):
+                progress(f"GET {path}: {cfg.requests} requests, {cfg.clients} {kind} clients")
+                with CpuMeter(app) as cpu:
+                    result = await _load(conns, get, path, cfg.requests)
+                result.client, result.cpu = kind, cpu.summary()
+                (res.load if kind == "raw" else res.load_httpx).append(result)
+        for path in ENDPOINTS:
+            progress(f"GET {path}: {SERIAL_REQUESTS} requests, 1 raw client")
+            with CpuMeter(app) as cpu:
+                result = await _load(raw[:1], _raw_get, path, SERIAL_REQUESTS)
+            result.cpu = cpu.summary()
+            res.serial.append(result)
+    finally:
+        for conn in raw:
+            conn.close()
+        for c in per:
+            await c.aclose()
+
+
 def _run_async(coro: Any) -> Any:
     try:
         import uvloop
@@ -482,101 +502,220 @@ def _mb(value: float | None) -> str:
 
 
 def _load_rows(results: list[LoadResult]) -> list[list[str]]:
-    return [[f"GET {r.path}", f"{r.clients} {r.client}", str(len(r.latencies_ms) + r.errors), str(r.errors),
-             f"{r.rps:.0f}", f"{r.p(50):.1f}", f"{r.p(95):.1f}", f"{r.p(99):.1f}",
-             f"{max(r.latencies_ms, default=float('nan')):.1f}"] for r in results]
+    return [
+        [
+            f"GET {r.path}",
+            f"{r.clients} {r.client}",
+            str(len(r.latencies_ms) + r.errors),
+            str(r.errors),
+            f"{r.rps:.0f}",
+            f"{r.p(50):.1f}",
+            f"{r.p(95):.1f}",
+            f"{r.p(99):.1f}",
+            f"{max(r.latencies_ms, default=float('nan')):.1f}",
+        ]
+        for r in results
+    ]
 
 
-_CLIENT_NOTE = ("clients: 'raw' = a minimal keep-alive HTTP/1.1 client (~0.1 ms CPU per request), judged "
-                "against the target;\n         'httpx' = one httpx.AsyncClient per coroutine (~1.5 ms CPU per "
-                "request, on the same cores as the server), for reference")
+_CLIENT_NOTE = (
+    "clients: 'raw' = a minimal keep-alive HTTP/1.1 client (~0.1 ms CPU per request), judged "
+    "against the target;\n         'httpx' = one httpx.AsyncClient per coroutine (~1.5 ms CPU per "
+    "request, on the same cores as the server), for reference"
+)
 
 
 def _report(app: Appliance, cfg: Config, res: Results) -> str:
-    out: list[str] = [section("mistudio bench api")]
-    out += machine_lines()
-    passed = app.passed_settings()
-    out += kv_lines([
-        ("settings", f"{cfg.clients} clients, {cfg.requests} GETs per endpoint (after {cfg.warmup} warm-up), "
-                     f"{res.jobs_in_table} jobs in the table"),
-        ("", f"SSE: {cfg.events} events {SSE_DELAY_MS} ms apart; pickup: {BUSY_SAMPLES} busy samples, "
-             f"{cfg.idle_samples} samples after {cfg.idle:g} s idle each"),
-        ("appliance", f"127.0.0.1:{app.port}, ready {app.started_s:.1f} s after start; "
-                      f"{app.exit_summary()}"),
-        ("MISTUDIO_*", ", ".join(f"{k}={v}" for k, v in passed.items()) or "defaults"),
-    ])
+    out: list[str] = [section("mistudio bench api"), *machine_lines(), *_report_settings(app, cfg, res)]
+    out += _report_gets(cfg, res)
+    out += _report_sse(res)
+    out += _report_pickup(cfg, res)
+    out += _report_memory(res)
+    return "\n".join(out)
 
+
+def _report_settings(app: Appliance, cfg: Config, res: Results) -> list[str]:
+    passed = app.passed_settings()
+    return kv_lines(
+        [
+            (
+                "settings",
+                f"{cfg.clients} clients, {cfg.requests} GETs per endpoint (after {cfg.warmup} warm-up), "
+                f"{res.jobs_in_table} jobs in the table",
+            ),
+            (
+                "",
+                f"SSE: {cfg.events} events {SSE_DELAY_MS} ms apart; pickup: {BUSY_SAMPLES} busy samples, "
+                f"{cfg.idle_samples} samples after {cfg.idle:g} s idle each",
+            ),
+            ("appliance", f"127.0.0.1:{app.port}, ready {app.started_s:.1f} s after start; {app.exit_summary()}"),
+            ("MISTUDIO_*", ", ".join(f"{k}={v}" for k, v in passed.items()) or "defaults"),
+        ]
+    )
+
+
+def _report_gets(cfg: Config, res: Results) -> list[str]:
+    out: list[str] = []
     headers = ["endpoint", "clients", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms"]
     loaded = [r for pair in zip(res.load, res.load_httpx) for r in pair]
     out.append(section(f"1. GET latency, {cfg.clients} concurrent keep-alive clients (closed loop)"))
     out.append(table(headers, _load_rows(loaded + res.serial), right=range(2, 9)))
     out.append(_CLIENT_NOTE)
     out += [f"  {r.path} ({r.clients} {r.client}): {r.cpu}" for r in loaded + res.serial]
-    out += [f"  {r.path} ({r.clients} {r.client}): {r.errors} errors, first: {r.first_error}"
-            for r in loaded + res.serial if r.errors]
+    out += [
+        f"  {r.path} ({r.clients} {r.client}): {r.errors} errors, first: {r.first_error}"
+        for r in loaded + res.serial
+        if r.errors
+    ]
+    return out
 
+
+def _report_sse(res: Results) -> list[str]:
     sse = res.sse
     assert sse is not None
     lat = sse.latencies_ms
-    out.append(section("2. SSE delivery (receipt time - worker's data.t)"))
-    out.append(f"events received {len(lat)} for {sse.expected} steps in {sse.wall_s:.1f} s "
-               f"({sse.lost} lost, {sse.duplicated} duplicated); "
-               f"p50 {percentile(lat, 50):.1f} ms, p95 {percentile(lat, 95):.1f} ms, "
-               f"p99 {percentile(lat, 99):.1f} ms, max {max(lat, default=float('nan')):.1f} ms, "
-               f"min {min(lat, default=float('nan')):.1f} ms")
-    out.append(f"  {sse.cpu}")
+    return [
+        section("2. SSE delivery (receipt time - worker's data.t)"),
+        f"events received {len(lat)} for {sse.expected} steps in {sse.wall_s:.1f} s "
+        f"({sse.lost} lost, {sse.duplicated} duplicated); "
+        f"p50 {percentile(lat, 50):.1f} ms, p95 {percentile(lat, 95):.1f} ms, "
+        f"p99 {percentile(lat, 99):.1f} ms, max {max(lat, default=float('nan')):.1f} ms, "
+        f"min {min(lat, default=float('nan')):.1f} ms",
+        f"  {sse.cpu}",
+    ]
 
-    out.append(section("3. Enqueue-to-start (started_at - created_at)"))
+
+def _report_pickup(cfg: Config, res: Results) -> list[str]:
     rows = [["busy", str(i + 1), p.created_at, p.started_at, f"{p.ms:.0f}"] for i, p in enumerate(res.busy)]
-    rows += [[f"after {cfg.idle:g} s idle", str(i + 1), p.created_at, p.started_at, f"{p.ms:.0f}"]
-             for i, p in enumerate(res.idle)]
-    out.append(table(["when", "#", "created_at", "started_at", "ms"], rows, right=(1, 4)))
+    rows += [
+        [f"after {cfg.idle:g} s idle", str(i + 1), p.created_at, p.started_at, f"{p.ms:.0f}"]
+        for i, p in enumerate(res.idle)
+    ]
     busy = [p.ms for p in res.busy]
     idle = [p.ms for p in res.idle]
-    out.append(f"busy: p50 {percentile(busy, 50):.0f} ms, max {max(busy):.0f} ms; "
-               f"after idle: max {max(idle):.0f} ms")
+    return [
+        section("3. Enqueue-to-start (started_at - created_at)"),
+        table(["when", "#", "created_at", "started_at", "ms"], rows, right=(1, 4)),
+        f"busy: p50 {percentile(busy, 50):.0f} ms, max {max(busy):.0f} ms; after idle: max {max(idle):.0f} ms",
+    ]
 
-    out.append(section("4. Memory (VmRSS)"))
-    out += kv_lines([
-        ("API after start", _mb(res.rss_api_start)),
-        ("API after idle", ", ".join(_mb(v) for v in res.rss_api_idle)),
-        ("API at the end", _mb(res.rss_api_end)),
-        ("worker after start", _mb(res.rss_worker_start)),
-        ("worker at the end", _mb(res.rss_worker_end)),
-    ])
 
-    return "\n".join(out)
+def _report_memory(res: Results) -> list[str]:
+    return [section("4. Memory (VmRSS)")] + kv_lines(
+        [
+            ("API after start", _mb(res.rss_api_start)),
+            ("API after idle", ", ".join(_mb(v) for v in res.rss_api_idle)),
+            ("API at the end", _mb(res.rss_api_end)),
+            ("worker after start", _mb(res.rss_worker_start)),
+            ("worker at the end", _mb(res.rss_worker_end)),
+        ]
+    )
 
 
 def _figures(cfg: Config, res: Results) -> list[Figure]:
     """The judged and reference figures of a run; any failed request or lost/duplicated SSE event
     makes its figure a MISS (``errors``), whatever the latencies of the rest."""
+    return [*_get_figures(cfg, res), _sse_figure(res), *_pickup_and_memory_figures(cfg, res), *_startup_figures(res)]
+
+
+def _get_figures(cfg: Config, res: Results) -> list[Figure]:
+    return [
+        *(
+            Figure(
+                f"GET {r.path} p95 ({cfg.clients} raw clients)",
+                r.p(95),
+                "ms",
+                GET_P95_TARGET_MS,
+                errors=r.errors,
+                note=f"p50 {r.p(50):.1f} ms, {r.rps:.0f} req/s",
+            )
+            for r in res.load
+        ),
+        *(
+            Figure(
+                f"GET {r.path} p95 ({cfg.clients} httpx clients)",
+                r.p(95),
+                "ms",
+                errors=r.errors,
+                note=f"reference; p50 {r.p(50):.1f} ms, {r.rps:.0f} req/s",
+            )
+            for r in res.load_httpx
+        ),
+        *(
+            Figure(
+                f"GET {r.path} p95 (1 raw client)",
+                r.p(95),
+                "ms",
+                errors=r.errors,
+                note=f"reference: service time; {r.rps:.0f} req/s",
+            )
+            for r in res.serial
+        ),
+        Figure(
+            "warm-up GETs",
+            sum(len(r.latencies_ms) + r.errors for r in res.warmup),
+            "requests",
+            digits=0,
+            errors=sum(r.errors for r in res.warmup),
+            note="not timed; a failure is still a MISS",
+        ),
+    ]
+
+
+def _sse_figure(res: Results) -> Figure:
     sse = res.sse
     assert sse is not None
     lat = sse.latencies_ms
+    return Figure(
+        "SSE delivery p95",
+        percentile(lat, 95),
+        "ms",
+        SSE_P95_TARGET_MS,
+        errors=sse.errors,
+        note=f"max {max(lat, default=float('nan')):.1f} ms; {len(set(sse.steps))}/{sse.expected} events, "
+        f"{sse.lost} lost, {sse.duplicated} duplicated",
+    )
+
+
+def _pickup_and_memory_figures(cfg: Config, res: Results) -> list[Figure]:
     busy = [p.ms for p in res.busy]
     idle = [p.ms for p in res.idle]
     idle_rss = [v for v in res.rss_api_idle if v is not None]
     return [
-        *(Figure(f"GET {r.path} p95 ({cfg.clients} raw clients)", r.p(95), "ms", GET_P95_TARGET_MS, errors=r.errors,
-                 note=f"p50 {r.p(50):.1f} ms, {r.rps:.0f} req/s") for r in res.load),
-        *(Figure(f"GET {r.path} p95 ({cfg.clients} httpx clients)", r.p(95), "ms", errors=r.errors,
-                 note=f"reference; p50 {r.p(50):.1f} ms, {r.rps:.0f} req/s") for r in res.load_httpx),
-        *(Figure(f"GET {r.path} p95 (1 raw client)", r.p(95), "ms", errors=r.errors,
-                 note=f"reference: service time; {r.rps:.0f} req/s") for r in res.serial),
-        Figure("warm-up GETs", sum(len(r.latencies_ms) + r.errors for r in res.warmup), "requests", digits=0,
-               errors=sum(r.errors for r in res.warmup), note="not timed; a failure is still a MISS"),
-        Figure("SSE delivery p95", percentile(lat, 95), "ms", SSE_P95_TARGET_MS, errors=sse.errors,
-               note=f"max {max(lat, default=float('nan')):.1f} ms; {len(set(sse.steps))}/{sse.expected} events, "
-                    f"{sse.lost} lost, {sse.duplicated} duplicated"),
-        Figure(f"pickup after {cfg.idle:g} s idle (max)", max(idle, default=None), "ms", PICKUP_TARGET_MS, digits=0,
-               note=f"{len(idle)} samples; busy max {max(busy, default=float('nan')):.0f} ms"),
-        Figure("API RSS after idle", max(idle_rss) if idle_rss else None, "MB", IDLE_RSS_TARGET_MB,
-               note=f"after start {_mb(res.rss_api_start)}; worker {_mb(res.rss_worker_end)}"),
-        Figure("API start-up (first answer)", res.api_up_s, "s", digits=1,
-               note="from spawning it to its first HTTP answer, polled every 0.1 s"),
-        Figure("API + worker start-up (ready)", res.ready_s, "s", digits=1,
-               note="both spawned together, until /api/health/ready answers 200"),
+        Figure(
+            f"pickup after {cfg.idle:g} s idle (max)",
+            max(idle, default=None),
+            "ms",
+            PICKUP_TARGET_MS,
+            digits=0,
+            note=f"{len(idle)} samples; busy max {max(busy, default=float('nan')):.0f} ms",
+        ),
+        Figure(
+            "API RSS after idle",
+            max(idle_rss) if idle_rss else None,
+            "MB",
+            IDLE_RSS_TARGET_MB,
+            note=f"after start {_mb(res.rss_api_start)}; worker {_mb(res.rss_worker_end)}",
+        ),
+    ]
+
+
+def _startup_figures(res: Results) -> list[Figure]:
+    return [
+        Figure(
+            "API start-up (first answer)",
+            res.api_up_s,
+            "s",
+            digits=1,
+            note="from spawning it to its first HTTP answer, polled every 0.1 s",
+        ),
+        Figure(
+            "API + worker start-up (ready)",
+            res.ready_s,
+            "s",
+            digits=1,
+            note="both spawned together, until /api/health/ready answers 200",
+        ),
     ]
 
 
@@ -593,6 +732,14 @@ def run(args: argparse.Namespace) -> int:
         progress("stopping the appliance")
     results.api_up_s, results.ready_s = app.api_up_s, app.started_s
     print(_report(app, cfg, results), flush=True)
-    return finish("api", _figures(cfg, results), settings={
-        "clients": cfg.clients, "requests": cfg.requests, "idle_s": cfg.idle, "events": cfg.events,
-        **app.passed_settings()})
+    return finish(
+        "api",
+        _figures(cfg, results),
+        settings={
+            "clients": cfg.clients,
+            "requests": cfg.requests,
+            "idle_s": cfg.idle,
+            "events": cfg.events,
+            **app.passed_settings(),
+        },
+    )

@@ -33,10 +33,14 @@ from appliance.commands.bench.harness import (
     percentile,
     progress,
     section,
+    timed_get,
+    wait_job,
 )
 
-WORDS = ("the cat dog bird model layer feature sparse token attention residual neuron circuit steering "
-         "vector latent dictionary activation gradient memory device jetson orin train loss").split()
+WORDS = (
+    "the cat dog bird model layer feature sparse token attention residual neuron circuit steering "
+    "vector latent dictionary activation gradient memory device jetson orin train loss"
+).split()
 
 
 def _ts(value: str) -> float:
@@ -51,31 +55,12 @@ def latency_figure(name: str, latencies: list[float], failures: list[str], targe
     return Figure(name, percentile(latencies, 95), "ms", target=target, errors=len(failures), note=note)
 
 
-def _timed_get(client: httpx.Client, url: str, params: dict, latencies: list[float], failures: list[str]) -> None:
-    began = time.perf_counter()
-    try:
-        response = client.get(url, params=params)
-    except httpx.HTTPError as exc:
-        failures.append(f"{params}: {type(exc).__name__}: {exc}")
-        return
-    elapsed = (time.perf_counter() - began) * 1000
-    if response.status_code == 200:
-        latencies.append(elapsed)
-    else:
-        failures.append(f"{params}: HTTP {response.status_code} {response.text[:200]}")
-
-
 def _wait(client: httpx.Client, response: httpx.Response, what: str) -> dict:
     """The job a 202 answer started, once it ended; BenchError unless it completed."""
     job_id = response.json().get("data", {}).get("job_id") if response.status_code in (200, 202) else None
     if not job_id:
         raise BenchError(f"{what}: HTTP {response.status_code} {response.text[:300]}")
-    while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in ("completed", "failed",
-                                                                                     "cancelled"):
-        time.sleep(0.5)
-    if job["status"] != "completed":
-        raise BenchError(f"{what} {job['status']}: {job['error']}")
-    return job
+    return wait_job(client, job_id, what)
 
 
 def _bare_tokenize(path: Path, settings: dict[str, Any], data_dir: Path) -> float:
@@ -86,7 +71,7 @@ def _bare_tokenize(path: Path, settings: dict[str, Any], data_dir: Path) -> floa
     texts = [json.loads(line)["text"] for line in path.open()]
     started = time.perf_counter()
     for start in range(0, len(texts), 1000):
-        tokenizer.encode_batch(texts[start:start + 1000], add_special_tokens=config.add_special_tokens)
+        tokenizer.encode_batch(texts[start : start + 1000], add_special_tokens=config.add_special_tokens)
     return time.perf_counter() - started
 
 
@@ -124,11 +109,11 @@ def run(args: argparse.Namespace) -> int:
         url = f"/api/datasets/{dataset_id}/samples"
         for _ in range(50):
             for query in queries:
-                _timed_get(client, url, {"search": query, "limit": 10}, latencies, failed_searches)
+                timed_get(client, url, {"search": query, "limit": 10}, latencies, failed_searches)
         browse: list[float] = []
         failed_pages: list[str] = []
         for page in range(1, 201, 10):
-            _timed_get(client, url, {"page": page * 20, "limit": 10}, browse, failed_pages)
+            timed_get(client, url, {"page": page * 20, "limit": 10}, browse, failed_pages)
         progress("tokenize through the API and the worker (demo tokenizer, 512, no padding)")
         settings = {"tokenizer": "demo", "max_length": 512, "padding": "do_not_pad"}
         job = _wait(client, client.post(f"/api/datasets/{dataset_id}/tokenize", json=settings), "tokenization")
@@ -140,12 +125,18 @@ def run(args: argparse.Namespace) -> int:
     figures = [
         latency_figure(f"search p95 over {n:,} samples", latencies, failed_searches, 50, f"{len(queries)} queries"),
         latency_figure("browse page p95", browse, failed_pages, 50, "deep pages, no search"),
-        Figure("ingestion", n / ingest_s, "samples/s", digits=0,
-               note=f"{ingest_s:.1f} s: Arrow + SQLite FTS5 + statistics"),
+        Figure(
+            "ingestion", n / ingest_s, "samples/s", digits=0, note=f"{ingest_s:.1f} s: Arrow + SQLite FTS5 + statistics"
+        ),
         Figure("bare datasets load", n / bare_s, "samples/s", digits=0, note=f"{bare_s:.1f} s, same file"),
         Figure("ingestion / bare load", bare_s / ingest_s, "x", digits=2, note="ratio of rates"),
-        Figure("tokenization", tokens / tokenize_s, "tokens/s", digits=0,
-               note=f"{tokenize_s:.1f} s: ids as Arrow + token statistics"),
+        Figure(
+            "tokenization",
+            tokens / tokenize_s,
+            "tokens/s",
+            digits=0,
+            note=f"{tokenize_s:.1f} s: ids as Arrow + token statistics",
+        ),
         Figure("bare encode_batch", tokens / bare_tokenize_s, "tokens/s", digits=0, note=f"{bare_tokenize_s:.1f} s"),
         Figure("tokenization / bare encode", bare_tokenize_s / tokenize_s, "x", digits=2, note="ratio of rates"),
     ]

@@ -28,9 +28,8 @@ from appliance.commands.bench.harness import (
     BenchError,
     Figure,
     finish,
-    machine_lines,
+    opening,
     progress,
-    section,
     wait_demo,
     wait_job,
 )
@@ -45,9 +44,17 @@ TARGET = 0.9
 
 def _extract(client: httpx.Client, model: dict[str, Any], dataset: dict[str, Any], samples: int) -> dict[str, Any]:
     """One extraction job of every layer's residual stream, to its end; BenchError if it did not complete."""
-    response = client.post(f"/api/models/{model['id']}/extract-activations", json={
-        "dataset_id": dataset["id"], "layers": list(range(model["layers"])), "hook_types": ["residual"],
-        "batch_size": BATCH, "max_samples": samples, "context_length": CONTEXT})
+    response = client.post(
+        f"/api/models/{model['id']}/extract-activations",
+        json={
+            "dataset_id": dataset["id"],
+            "layers": list(range(model["layers"])),
+            "hook_types": ["residual"],
+            "batch_size": BATCH,
+            "max_samples": samples,
+            "context_length": CONTEXT,
+        },
+    )
     if response.status_code != 202:
         raise BenchError(f"extract-activations: HTTP {response.status_code} {response.text[:300]}")
     job = wait_job(client, response.json()["data"]["job_id"])
@@ -58,8 +65,10 @@ def _extract(client: httpx.Client, model: dict[str, Any], dataset: dict[str, Any
 
 def _tokenize(client: httpx.Client, dataset: dict[str, Any]) -> None:
     """Store the dataset's tokens with the demo tokenizer, as ``mistudio demo`` does before extracting."""
-    response = client.post(f"/api/datasets/{dataset['id']}/tokenize",
-                           json={"tokenizer": "demo", "max_length": 256, "padding": "do_not_pad"})
+    response = client.post(
+        f"/api/datasets/{dataset['id']}/tokenize",
+        json={"tokenizer": "demo", "max_length": 256, "padding": "do_not_pad"},
+    )
     if response.status_code != 202:
         raise BenchError(f"tokenize: HTTP {response.status_code} {response.text[:300]}")
     wait_job(client, response.json()["data"]["job_id"])
@@ -102,8 +111,9 @@ def _floor(params: ExtractParams, batches: list[list[list[int]]]) -> tuple[float
         del model
 
 
-def _figures(jobs: list[dict[str, Any]], floors: list[tuple[float, int]], errors: list[str], hooks: str,
-             precision: str) -> list[Figure]:
+def _figures(
+    jobs: list[dict[str, Any]], floors: list[tuple[float, int]], errors: list[str], hooks: str, precision: str
+) -> list[Figure]:
     """The report: each side's best rate and their ratio, a MISS if anything failed (``errors``, or a
     job that counted other tokens than the floor: it did other work)."""
     errors = list(errors)
@@ -117,14 +127,33 @@ def _figures(jobs: list[dict[str, Any]], floors: list[tuple[float, int]], errors
     floor_rate = max((tokens / seconds for seconds, tokens in floors), default=None)
     ratio = job_rate / floor_rate if job_rate and floor_rate else None
     return [
-        Figure("extraction job", job_rate, "tokens/s", digits=0,
-               note=f"{floor_tokens:,} tokens, {hooks}, fp16 shards; best of {len(jobs)}"),
-        Figure("floor: same batches to the same block", floor_rate, "tokens/s", digits=0,
-               note=f"worker's loader, {precision}, stop hook; best of {len(floors)}"),
-        Figure("extraction / floor", ratio, "x", digits=2, target=TARGET, higher_is_better=True, errors=len(errors),
-               note="ratio of best rates"),
-        Figure("worker peak RSS during extraction", max((r["peak_rss_mb"] for r in jobs), default=None), "MB",
-               digits=0),
+        Figure(
+            "extraction job",
+            job_rate,
+            "tokens/s",
+            digits=0,
+            note=f"{floor_tokens:,} tokens, {hooks}, fp16 shards; best of {len(jobs)}",
+        ),
+        Figure(
+            "floor: same batches to the same block",
+            floor_rate,
+            "tokens/s",
+            digits=0,
+            note=f"worker's loader, {precision}, stop hook; best of {len(floors)}",
+        ),
+        Figure(
+            "extraction / floor",
+            ratio,
+            "x",
+            digits=2,
+            target=TARGET,
+            higher_is_better=True,
+            errors=len(errors),
+            note="ratio of best rates",
+        ),
+        Figure(
+            "worker peak RSS during extraction", max((r["peak_rss_mb"] for r in jobs), default=None), "MB", digits=0
+        ),
     ]
 
 
@@ -132,14 +161,12 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     samples = getattr(args, "samples", None) or 2000
-    threads = int(getattr(args, "threads", 1) or 1)
-    repeats = max(1, int(getattr(args, "repeats", 3) or 3))
+    threads, repeats = opening("extraction", args)
     torch.set_num_threads(threads)
-    print(section("mistudio bench extraction"))
-    for line in machine_lines():
-        print(line)
-    print(f"torch {torch.__version__}, {threads} thread(s) on both sides, best of {repeats} alternating rounds, "
-          f"{samples:,} samples, batch {BATCH}, context {CONTEXT}")
+    print(
+        f"torch {torch.__version__}, {threads} thread(s) on both sides, best of {repeats} alternating rounds, "
+        f"{samples:,} samples, batch {BATCH}, context {CONTEXT}"
+    )
     # The worker's threads: the setting, and OMP_NUM_THREADS, which torch reads at import whatever applies it.
     env = {"MISTUDIO_SEED_DEMO": "1", "MISTUDIO_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
     jobs: list[dict[str, Any]] = []
@@ -159,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
             params = _params(warm, max_samples=samples)
             batches = _batches(params, app.data_dir)
             for round_ in range(repeats):
-                for side in (("floor", "job") if round_ % 2 == 0 else ("job", "floor")):
+                for side in ("floor", "job") if round_ % 2 == 0 else ("job", "floor"):
                     progress(f"round {round_ + 1} of {repeats}: {side}")
                     if side == "floor":
                         floors.append(_floor(params, batches))
@@ -176,7 +203,17 @@ def run(args: argparse.Namespace) -> int:
             errors.append(f"{type(exc).__name__}: {exc}")
         client.close()
     print(app.exit_summary())
-    figures = _figures(jobs, floors, errors, f"{model['layers']} layers x residual",
-                       params.precision if params else "?")
-    return finish("extraction", figures, settings={"samples": samples, "threads": threads, "repeats": repeats,
-                                                   "batch_size": BATCH, "context_length": CONTEXT})
+    figures = _figures(
+        jobs, floors, errors, f"{model['layers']} layers x residual", params.precision if params else "?"
+    )
+    return finish(
+        "extraction",
+        figures,
+        settings={
+            "samples": samples,
+            "threads": threads,
+            "repeats": repeats,
+            "batch_size": BATCH,
+            "context_length": CONTEXT,
+        },
+    )

@@ -40,6 +40,7 @@ from appliance.commands.bench.harness import (
     progress,
     section,
     start_job,
+    timed_get,
     train_sae,
     wait_demo,
 )
@@ -74,10 +75,14 @@ class _Sides:
         self.device = next(self.model.parameters()).device
         sae, _ = load_folder(layout.export(params.training_id))
         self.sae = sae.to(self.device)
-        tokenizer = load_tokenizer(params.tokenizer, data_dir, TokenizeSettings(
-            tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"))
-        self.batches = list(token_batches(tokenizer, eval_texts(layout, params.dataset_id, params.eval_samples),
-                                          params.batch_size))
+        tokenizer = load_tokenizer(
+            params.tokenizer,
+            data_dir,
+            TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"),
+        )
+        self.batches = list(
+            token_batches(tokenizer, eval_texts(layout, params.dataset_id, params.eval_samples), params.batch_size)
+        )
 
     def _synchronize(self) -> None:
         import torch
@@ -103,8 +108,8 @@ class _Sides:
         pass_s += time.perf_counter() - began
         try:
             for turn, first in enumerate(range(0, len(self.batches), TURN_BATCHES)):
-                turns = self.batches[first:first + TURN_BATCHES]
-                for side in (("pass", "floor") if (turn % 2 == 0) == pass_first else ("floor", "pass")):
+                turns = self.batches[first : first + TURN_BATCHES]
+                for side in ("pass", "floor") if (turn % 2 == 0) == pass_first else ("floor", "pass"):
                     began = time.perf_counter()
                     if side == "pass":
                         for start, batch in turns:
@@ -147,62 +152,220 @@ def _fill_browser(app: Appliance, training_id: str, model_id: str) -> None:
     for i in range(BROWSER_FEATURES):
         top = rng.sample(WORDS, 3)
         label = "fires on " + ", ".join(repr(t) for t in top)
-        example = json.dumps({"tokens": rng.choices(WORDS, k=9), "activations": [rng.random() for _ in range(9)],
-                              "max_index": 4})
-        rows.append((training_id, i, rng.random() ** 3, rng.random() * 10, rng.random(), rng.randint(0, 500), label,
-                     rng.random(), " ".join([label, *top]).lower(), int(rng.random() < 0.01)))
+        example = json.dumps(
+            {"tokens": rng.choices(WORDS, k=9), "activations": [rng.random() for _ in range(9)], "max_index": 4}
+        )
+        rows.append(
+            (
+                training_id,
+                i,
+                rng.random() ** 3,
+                rng.random() * 10,
+                rng.random(),
+                rng.randint(0, 500),
+                label,
+                rng.random(),
+                " ".join([label, *top]).lower(),
+                int(rng.random() < 0.01),
+            )
+        )
         details.append((training_id, i, "[]", json.dumps([[t, 3] for t in top]), "{}", example))
     db = Database(DataLayout(app.data_dir).db)
     try:
         with db.transaction() as conn:
-            conn.execute(*trainings.insert(training_id, model_id=model_id, dataset_id="", activation_id=None, layer=0,
-                                           hook_type="residual", encoder_type="topk", config={}, total_steps=0,
-                                           now=now))
+            conn.execute(
+                *trainings.insert(
+                    training_id,
+                    model_id=model_id,
+                    dataset_id="",
+                    activation_id=None,
+                    layer=0,
+                    hook_type="residual",
+                    encoder_type="topk",
+                    config={},
+                    total_steps=0,
+                    now=now,
+                )
+            )
             conn.execute(*update("trainings", training_id, {"status": "completed"}, now=now))
-            conn.execute(*features.insert_ready_extraction(
-                training_id, json.dumps({"tokenizer": "demo", "context_length": CONTEXT}), "{}", now))
+            conn.execute(
+                *features.insert_ready_extraction(
+                    training_id, json.dumps({"tokenizer": "demo", "context_length": CONTEXT}), "{}", now
+                )
+            )
             conn.executemany(*features.insert_browsable(rows))
             conn.executemany(*features.insert_details(details))
     finally:
         db.close()
 
 
-def _token_problem(summary: dict[str, Any], passes: list[tuple[float, int]],
-                   floors: list[tuple[float, int]]) -> str | None:
+def _token_problem(
+    summary: dict[str, Any], passes: list[tuple[float, int]], floors: list[tuple[float, int]]
+) -> str | None:
     """Why the sides did not do the same work, if they counted other tokens than the job; else None."""
     counted = {tokens for _, tokens in passes} | {tokens for _, tokens in floors}
     if counted - {summary["tokens"]}:
-        return (f"tokens counted: job {summary['tokens']:,}, pass {sorted({t for _, t in passes})}, "
-                f"floor {sorted({t for _, t in floors})}")
+        return (
+            f"tokens counted: job {summary['tokens']:,}, pass {sorted({t for _, t in passes})}, "
+            f"floor {sorted({t for _, t in floors})}"
+        )
     return None
 
 
-def _figures(summary: dict[str, Any], passes: list[tuple[float, int]], floors: list[tuple[float, int]],
-             errors: list[str], loaded: str, timings: dict[str, list[float]],
-             failures: dict[str, list[str]]) -> list[Figure]:
+def _figures(
+    summary: dict[str, Any],
+    passes: list[tuple[float, int]],
+    floors: list[tuple[float, int]],
+    errors: list[str],
+    loaded: str,
+    timings: dict[str, list[float]],
+    failures: dict[str, list[str]],
+) -> list[Figure]:
     """The figures of a run. The ratio is a MISS below the target, with no timed round on a side, when
     a side failed (``errors``) or counted other tokens; a browser row is a MISS when a page failed."""
+    return [*_pass_figures(summary, passes, floors, errors, loaded), *_browser_figures(timings, failures)]
+
+
+def _pass_figures(
+    summary: dict[str, Any],
+    passes: list[tuple[float, int]],
+    floors: list[tuple[float, int]],
+    errors: list[str],
+    loaded: str,
+) -> list[Figure]:
     problems = len(errors) + bool(_token_problem(summary, passes, floors))
     pass_rate = max((tokens / seconds for seconds, tokens in passes), default=None)
     floor_rate = max((tokens / seconds for seconds, tokens in floors), default=None)
     ratio = pass_rate / floor_rate if pass_rate and floor_rate else None
-    figures = [
-        Figure("feature pass", pass_rate, "tok/s", digits=0,
-               note=f"{summary['tokens']:,} tokens; model + SAE, statistics, top-k, sparse CSR; best of {len(passes)}"),
-        Figure("floor: same batches to the same block + encode", floor_rate, "tok/s", digits=0,
-               note=f"worker's loader ({loaded}), the pass's capture; best of {len(floors)}"),
-        Figure("feature pass / floor", ratio, "x", digits=2, target=TARGET, higher_is_better=True,
-               errors=problems, note="ratio of best rates, same process, sides taking turns"),
-        Figure("worker job: pass", summary["tokens_per_second"], "tok/s", digits=0,
-               note=f"in {summary['pass_seconds']} s, tokenization excluded; whole job {summary['seconds']} s"),
-        Figure("features found", summary["alive"], "", digits=0,
-               note=f"of {summary['features']:,}; interpretable {100 * summary['interpretable_share']:.1f}%"),
+    return [
+        Figure(
+            "feature pass",
+            pass_rate,
+            "tok/s",
+            digits=0,
+            note=f"{summary['tokens']:,} tokens; model + SAE, statistics, top-k, sparse CSR; best of {len(passes)}",
+        ),
+        Figure(
+            "floor: same batches to the same block + encode",
+            floor_rate,
+            "tok/s",
+            digits=0,
+            note=f"worker's loader ({loaded}), the pass's capture; best of {len(floors)}",
+        ),
+        Figure(
+            "feature pass / floor",
+            ratio,
+            "x",
+            digits=2,
+            target=TARGET,
+            higher_is_better=True,
+            errors=problems,
+            note="ratio of best rates, same process, sides taking turns",
+        ),
+        Figure(
+            "worker job: pass",
+            summary["tokens_per_second"],
+            "tok/s",
+            digits=0,
+            note=f"in {summary['pass_seconds']} s, tokenization excluded; whole job {summary['seconds']} s",
+        ),
+        Figure(
+            "features found",
+            summary["alive"],
+            "",
+            digits=0,
+            note=f"of {summary['features']:,}; interpretable {100 * summary['interpretable_share']:.1f}%",
+        ),
     ]
-    for kind, values in timings.items():
-        figures.append(Figure(f"browser {kind} p95", percentile(values, 95), "ms", target=50,
-                              errors=len(failures.get(kind, ())),
-                              note=f"p50 {percentile(values, 50):.1f} ms; {BROWSER_FEATURES:,} features"))
-    return figures
+
+
+def _browser_figures(timings: dict[str, list[float]], failures: dict[str, list[str]]) -> list[Figure]:
+    return [
+        Figure(
+            f"browser {kind} p95",
+            percentile(values, 95),
+            "ms",
+            target=50,
+            errors=len(failures.get(kind, ())),
+            note=f"p50 {percentile(values, 50):.1f} ms; {BROWSER_FEATURES:,} features",
+        )
+        for kind, values in timings.items()
+    ]
+
+
+def _print_header(torch_version: str, threads: int, repeats: int, samples: int) -> None:
+    print(section("mistudio bench features"))
+    for line in machine_lines():
+        print(line)
+    print(
+        f"torch {torch_version}, {threads} thread(s) on both sides, best of {repeats} rounds (sides taking "
+        f"turns every {TURN_BATCHES} batches), {samples:,} samples, context {CONTEXT}"
+    )
+
+
+def _extraction(
+    app: Appliance, client: httpx.Client, dataset: dict[str, Any], model: dict[str, Any], samples: int, repeats: int
+) -> tuple[dict[str, Any], str, list[tuple[float, int]], list[tuple[float, int]], list[str]]:
+    """Train an SAE, extract its features in the worker, then time the job's pass against the floor here:
+    the job's summary, how the model was loaded, the timed rounds of each side, and why a side failed."""
+    progress("training a TopK SAE (8x, k=16) on layer 2, activations streamed")
+    training_id = train_sae(
+        client,
+        model,
+        dataset,
+        "topk",
+        {"k": 16, "expansion_factor": 8, "batch_size": 1024, "total_steps": 300},
+        max_samples=1000,
+        context_length=CONTEXT,
+    )
+    progress(f"extracting features over {samples:,} samples in the worker")
+    job = start_job(
+        client,
+        "/api/features/extract",
+        {"training_id": training_id, "eval_samples": samples, "top_k_examples": 20, "context_length": CONTEXT},
+    )
+    summary = job["result"]
+    progress("the job's pass and the floor over the same batches, in this process")
+    loaded = f"{job['params']['precision']}"
+    errors: list[str] = []
+    passes: list[tuple[float, int]] = []
+    floors: list[tuple[float, int]] = []
+    try:
+        sides = _Sides(job, app.data_dir)
+        loaded += f" on {sides.device.type}"
+        passes, floors = _pass_and_floor(sides, repeats)
+        del sides
+    except Exception as exc:  # noqa: BLE001 - a side that breaks makes the ratio a MISS, with its reason
+        errors.append(f"{type(exc).__name__}: {exc}")
+    return summary, loaded, passes, floors, errors
+
+
+def _browser(
+    app: Appliance, client: httpx.Client, model_id: str
+) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """Write the browser's feature rows, then time its pages: the latencies (ms) and the failures, by kind."""
+    progress(f"writing {BROWSER_FEATURES:,} feature rows for the browser")
+    browse_id = "tr_benchbrowse"
+    _fill_browser(app, browse_id, model_id)
+    base = f"/api/training/{browse_id}/features"
+    queries = {
+        "search": [{"search": w} for w in WORDS] + [{"search": "fires on 'def'"}, {"search": "#1234"}],
+        "sort": [{"sort_by": s, "order": o} for s in SORTS for o in ("asc", "desc")],
+        "filter": [
+            {"favorites_only": "true"},
+            {"min_frequency": "0.1"},
+            {"min_frequency": "0.01", "max_frequency": "0.2", "sort_by": "interpretability"},
+        ],
+        "deep page": [{"page": str(p), "limit": "50"} for p in (10, 100, 300, 600)],
+    }
+    timings: dict[str, list[float]] = {}
+    failures: dict[str, list[str]] = {}
+    for kind, params_list in queries.items():
+        timings[kind], failures[kind] = [], []
+        for _ in range(5):
+            for params in params_list:
+                timed_get(client, base, {"limit": "50", **params}, timings[kind], failures[kind])
+    return timings, failures
 
 
 def run(args: argparse.Namespace) -> int:
@@ -214,67 +377,14 @@ def run(args: argparse.Namespace) -> int:
     threads = int(getattr(args, "threads", 1) or 1)
     repeats = max(1, int(getattr(args, "repeats", 3) or 3))
     torch_threads.apply(threads)  # as the worker sizes torch's pools for its jobs
-    print(section("mistudio bench features"))
-    for line in machine_lines():
-        print(line)
-    print(f"torch {torch.__version__}, {threads} thread(s) on both sides, best of {repeats} rounds (sides taking "
-          f"turns every {TURN_BATCHES} batches), {samples:,} samples, context {CONTEXT}")
+    _print_header(torch.__version__, threads, repeats, samples)
     # The worker's threads: the setting, and OMP_NUM_THREADS, which torch reads at import whatever applies it.
     env = {"MISTUDIO_SEED_DEMO": "1", "MISTUDIO_TORCH_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
-    errors: list[str] = []
-    passes: list[tuple[float, int]] = []
-    floors: list[tuple[float, int]] = []
-    timings: dict[str, list[float]] = {}
-    failures: dict[str, list[str]] = {}
     with Appliance(extra_env=env) as app:
         client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
         dataset, model = wait_demo(client)
-        progress("training a TopK SAE (8x, k=16) on layer 2, activations streamed")
-        training_id = train_sae(client, model, dataset, "topk",
-                                {"k": 16, "expansion_factor": 8, "batch_size": 1024, "total_steps": 300},
-                                max_samples=1000, context_length=CONTEXT)
-        progress(f"extracting features over {samples:,} samples in the worker")
-        job = start_job(client, "/api/features/extract", {
-            "training_id": training_id, "eval_samples": samples, "top_k_examples": 20, "context_length": CONTEXT})
-        summary = job["result"]
-        progress("the job's pass and the floor over the same batches, in this process")
-        loaded = f"{job['params']['precision']}"
-        try:
-            sides = _Sides(job, app.data_dir)
-            loaded += f" on {sides.device.type}"
-            passes, floors = _pass_and_floor(sides, repeats)
-            del sides
-        except Exception as exc:  # noqa: BLE001 - a side that breaks makes the ratio a MISS, with its reason
-            errors.append(f"{type(exc).__name__}: {exc}")
-
-        progress(f"writing {BROWSER_FEATURES:,} feature rows for the browser")
-        browse_id = "tr_benchbrowse"
-        _fill_browser(app, browse_id, model["id"])
-        base = f"/api/training/{browse_id}/features"
-        queries = {
-            "search": [{"search": w} for w in WORDS] + [{"search": "fires on 'def'"}, {"search": "#1234"}],
-            "sort": [{"sort_by": s, "order": o} for s in SORTS for o in ("asc", "desc")],
-            "filter": [{"favorites_only": "true"}, {"min_frequency": "0.1"},
-                       {"min_frequency": "0.01", "max_frequency": "0.2", "sort_by": "interpretability"}],
-            "deep page": [{"page": str(p), "limit": "50"} for p in (10, 100, 300, 600)],
-        }
-        for kind, params_list in queries.items():
-            timings[kind], failures[kind] = [], []
-            for _ in range(5):
-                for params in params_list:
-                    began = time.perf_counter()
-                    try:
-                        response = client.get(base, params={"limit": "50", **params})
-                    except httpx.HTTPError as exc:
-                        failures[kind].append(f"{params}: {type(exc).__name__}: {exc}")
-                        continue
-                    elapsed = (time.perf_counter() - began) * 1000
-                    # A failed page is not a latency (a fast error would flatter the percentile): it is
-                    # counted, and makes the row a MISS.
-                    if response.status_code == 200:
-                        timings[kind].append(elapsed)
-                    else:
-                        failures[kind].append(f"{params}: HTTP {response.status_code} {response.text[:200]}")
+        summary, loaded, passes, floors, errors = _extraction(app, client, dataset, model, samples, repeats)
+        timings, failures = _browser(app, client, model["id"])
         client.close()
     print(app.exit_summary())
     for kind, problems in failures.items():
@@ -285,5 +395,8 @@ def run(args: argparse.Namespace) -> int:
     for message in errors + ([problem] if problem else []):
         print(f"error: {message}")
     figures = _figures(summary, passes, floors, errors, loaded, timings, failures)
-    return finish("features", figures, settings={"samples": samples, "threads": threads, "repeats": repeats,
-                                                 "context_length": CONTEXT})
+    return finish(
+        "features",
+        figures,
+        settings={"samples": samples, "threads": threads, "repeats": repeats, "context_length": CONTEXT},
+    )

@@ -62,6 +62,7 @@ def progress(message: str) -> None:
 
 # -- processes ------------------------------------------------------------------------------------
 
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,7 +88,7 @@ def cpu_seconds(pid: int) -> float | None:
             raw = stat.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    fields = raw[raw.rindex(")") + 2:].split()  # the command name may contain spaces
+    fields = raw[raw.rindex(")") + 2 :].split()  # the command name may contain spaces
     return (int(fields[11]) + int(fields[12])) / _CLK_TCK
 
 
@@ -97,7 +98,7 @@ def _stat_fields(pid: int) -> list[str] | None:
             raw = stat.read()
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-    return raw[raw.rindex(")") + 2:].split()  # fields from 3 (state) on; the name may contain spaces
+    return raw[raw.rindex(")") + 2 :].split()  # fields from 3 (state) on; the name may contain spaces
 
 
 def _children_of(pids: set[int]) -> set[int]:
@@ -158,8 +159,12 @@ class CpuMeter:
         self.wall = self.api = self.worker = self.client = 0.0
 
     def _sample(self) -> tuple[float, float, float, float]:
-        return (time.perf_counter(), cpu_seconds(self.app.api_pid) or 0.0,
-                cpu_seconds(self.app.worker_pid) or 0.0, time.process_time())
+        return (
+            time.perf_counter(),
+            cpu_seconds(self.app.api_pid) or 0.0,
+            cpu_seconds(self.app.worker_pid) or 0.0,
+            time.process_time(),
+        )
 
     def __enter__(self) -> "CpuMeter":
         self._start = self._sample()
@@ -172,12 +177,16 @@ class CpuMeter:
 
     def summary(self) -> str:
         """e.g. 'api 1.62 s (81% of a core), worker 0.10 s (5%), bench client 1.20 s (60%)'."""
+
         def part(name: str, seconds: float) -> str:
             share = 100 * seconds / self.wall if self.wall > 0 else 0.0
             return f"{name} {seconds:.2f} s ({share:.0f}%)"
-        return (f"CPU over {self.wall:.1f} s: " + ", ".join(
-            (part("api", self.api), part("worker", self.worker), part("bench client", self.client)))
-            + f" [% of one core; {os.cpu_count()} cores]")
+
+        return (
+            f"CPU over {self.wall:.1f} s: "
+            + ", ".join((part("api", self.api), part("worker", self.worker), part("bench client", self.client)))
+            + f" [% of one core; {os.cpu_count()} cores]"
+        )
 
 
 @dataclass
@@ -231,20 +240,25 @@ class Appliance:
     def env(self) -> dict[str, str]:
         # No demo seeding unless a suite asks for it: its jobs would run during other suites' timings.
         env = {"MISTUDIO_SEED_DEMO": "0", **{k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}}
-        env.update({
-            "MISTUDIO_DATA_DIR": str(self.data_dir),
-            "MISTUDIO_HOST": "127.0.0.1",
-            "MISTUDIO_PORT": str(self.port),
-            "PYTHONUNBUFFERED": "1",
-            "PYTHONPATH": os.pathsep.join(p for p in (str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p),
-        })
+        env.update(
+            {
+                "MISTUDIO_DATA_DIR": str(self.data_dir),
+                "MISTUDIO_HOST": "127.0.0.1",
+                "MISTUDIO_PORT": str(self.port),
+                "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join(p for p in (str(_PACKAGE_ROOT), os.environ.get("PYTHONPATH")) if p),
+            }
+        )
         env.update(self.extra_env)
         return env
 
     def passed_settings(self) -> dict[str, str]:
         """MISTUDIO_* settings the appliance under test gets beyond the harness's own."""
-        return {k: ("***" if k == "MISTUDIO_TOKEN" else v) for k, v in sorted(self.env().items())
-                if k.startswith("MISTUDIO_") and k not in _OWN_SETTINGS}
+        return {
+            k: ("***" if k == "MISTUDIO_TOKEN" else v)
+            for k, v in sorted(self.env().items())
+            if k.startswith("MISTUDIO_") and k not in _OWN_SETTINGS
+        }
 
     def log_tail(self, what: str, chars: int = 3000) -> str:
         path = self.root / f"{what}.log" if self.root else None
@@ -254,9 +268,15 @@ class Appliance:
     def _spawn(self, what: str) -> subprocess.Popen:
         assert self.root is not None
         with open(self.root / f"{what}.log", "ab") as log:
-            return subprocess.Popen([sys.executable, "-m", "appliance", what], env=self.env(),
-                                    cwd=self.root, stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            return subprocess.Popen(
+                [sys.executable, "-m", "appliance", what],
+                env=self.env(),
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     def start(self) -> "Appliance":
         self.root = Path(tempfile.mkdtemp(prefix="mistudio-bench-"))
@@ -283,8 +303,10 @@ class Appliance:
             for name, proc in (("serve", self.api), ("worker", self.worker)):
                 assert proc is not None
                 if proc.poll() is not None:
-                    raise BenchError(f"the {'API' if name == 'serve' else 'worker'} exited with code "
-                                     f"{proc.returncode} during start-up:\n{self.log_tail(name)}")
+                    raise BenchError(
+                        f"the {'API' if name == 'serve' else 'worker'} exited with code "
+                        f"{proc.returncode} during start-up:\n{self.log_tail(name)}"
+                    )
             request = urllib.request.Request(self.url + "/api/health/ready", headers=self.auth_headers())
             try:
                 with urllib.request.urlopen(request, timeout=2) as response:
@@ -299,9 +321,11 @@ class Appliance:
             except OSError as exc:
                 last = str(exc)
             if time.monotonic() > deadline:
-                raise BenchError(f"the appliance was not ready after {self.ready_timeout_s:.0f}s ({last})\n"
-                                 f"--- API log ---\n{self.log_tail('serve')}\n"
-                                 f"--- worker log ---\n{self.log_tail('worker')}")
+                raise BenchError(
+                    f"the appliance was not ready after {self.ready_timeout_s:.0f}s ({last})\n"
+                    f"--- API log ---\n{self.log_tail('serve')}\n"
+                    f"--- worker log ---\n{self.log_tail('worker')}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -342,6 +366,7 @@ class Appliance:
 
 # -- statistics -----------------------------------------------------------------------------------
 
+
 def percentile(values: Sequence[float], p: float) -> float:
     """Linear-interpolated percentile (numpy's default); NaN for no values."""
     if not values:
@@ -353,6 +378,7 @@ def percentile(values: Sequence[float], p: float) -> float:
 
 
 # -- the report -----------------------------------------------------------------------------------
+
 
 @dataclass
 class Figure:
@@ -399,10 +425,19 @@ class Figure:
 
     def to_record(self) -> dict[str, Any]:
         value = None if self.value is None or math.isnan(self.value) else self.value
-        return {"name": self.name, "value": value, "unit": self.unit, "target": self.target,
-                "higher_is_better": self.higher_is_better, "digits": self.digits, "errors": self.errors,
-                "note": self.note, "text": self.value_text(), "target_text": self.target_text(),
-                "verdict": self.verdict}
+        return {
+            "name": self.name,
+            "value": value,
+            "unit": self.unit,
+            "target": self.target,
+            "higher_is_better": self.higher_is_better,
+            "digits": self.digits,
+            "errors": self.errors,
+            "note": self.note,
+            "text": self.value_text(),
+            "target_text": self.target_text(),
+            "verdict": self.verdict,
+        }
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[str]], right: Sequence[int] = ()) -> str:
@@ -446,8 +481,12 @@ def machine_info() -> dict[str, Any]:
     except (OSError, StopIteration):
         pass
     return {
-        "cores": os.cpu_count(), "usable_cores": usable, "cpu": model, "ram_gb": ram_gb,
-        "platform": platform.platform(), "python": platform.python_version(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "cpu": model,
+        "ram_gb": ram_gb,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
 
@@ -463,10 +502,21 @@ def machine_lines(info: dict[str, Any] | None = None) -> list[str]:
     ]
 
 
+def opening(suite: str, args: Any) -> tuple[int, int]:
+    """Print the suite's title and the machine it runs on; the (threads, repeats) asked for on the command
+    line, 1 and 3 when not given. Sizing torch's threads is left to the suite: how it does so is part of
+    what some suites measure."""
+    threads = int(getattr(args, "threads", 1) or 1)
+    repeats = max(1, int(getattr(args, "repeats", 3) or 3))
+    print(section(f"mistudio bench {suite}"))
+    for line in machine_lines():
+        print(line)
+    return threads, repeats
+
+
 def kv_lines(pairs: Sequence[tuple[str, Any]]) -> list[str]:
     width = max((len(k) for k, _ in pairs), default=0)
     return [f"{k.ljust(width)} : {v}" for k, v in pairs]
-
 
 
 # -- the verdict, the exit code and the record ------------------------------------------------------
@@ -492,8 +542,9 @@ def verdict_line(figures: Sequence[Figure]) -> str:
     return f"all {len(judged)} target{'s' if len(judged) != 1 else ''} met (exit {EXIT_MET})"
 
 
-def run_record(suite: str, figures: Sequence[Figure], settings: dict[str, Any] | None = None,
-               machine: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_record(
+    suite: str, figures: Sequence[Figure], settings: dict[str, Any] | None = None, machine: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a run records: when, where, with which settings, every figure and the exit code."""
     return {
         "suite": suite,
@@ -520,12 +571,16 @@ def finish(suite: str, figures: Sequence[Figure], settings: dict[str, Any] | Non
     return code
 
 
-def wait_job(client: Any, job_id: str) -> dict[str, Any]:
-    """Poll a job until it ends; its final state, or BenchError if it did not complete."""
-    while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in ("completed", "failed", "cancelled"):
+def wait_job(client: Any, job_id: str, what: str | None = None) -> dict[str, Any]:
+    """Poll a job until it ends; its final state, or BenchError (naming it ``what``) if it did not complete."""
+    while (job := client.get(f"/api/jobs/{job_id}").json()["data"])["status"] not in (
+        "completed",
+        "failed",
+        "cancelled",
+    ):
         time.sleep(0.5)
     if job["status"] != "completed":
-        raise BenchError(f"job {job_id} {job['status']}: {job['error']}")
+        raise BenchError(f"{what or 'job ' + job_id} {job['status']}: {job['error']}")
     return job
 
 
@@ -547,10 +602,46 @@ def start_job(client: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
     return wait_job(client, client.post(path, json=body).json()["data"]["job_id"])
 
 
-def train_sae(client: Any, model: dict[str, Any], dataset: dict[str, Any], encoder_type: str,
-              hyperparameters: dict[str, Any], max_samples: int, context_length: int) -> str:
+def train_sae(
+    client: Any,
+    model: dict[str, Any],
+    dataset: dict[str, Any],
+    encoder_type: str,
+    hyperparameters: dict[str, Any],
+    max_samples: int,
+    context_length: int,
+) -> str:
     """An SAE on layer 2 of ``model``, activations streamed from ``dataset``; its training id."""
-    job = start_job(client, "/api/training/start", {
-        "model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": encoder_type,
-        "max_samples": max_samples, "context_length": context_length, "hyperparameters": hyperparameters})
+    job = start_job(
+        client,
+        "/api/training/start",
+        {
+            "model_id": model["id"],
+            "dataset_id": dataset["id"],
+            "layer": 2,
+            "encoder_type": encoder_type,
+            "max_samples": max_samples,
+            "context_length": context_length,
+            "hyperparameters": hyperparameters,
+        },
+    )
     return job["target"]["id"]
+
+
+def timed_get(client: Any, url: str, params: dict[str, Any], latencies: list[float], failures: list[str]) -> None:
+    """One GET with ``client`` (an httpx.Client): its latency in ms when it answers 200, else the reason
+    in ``failures``. A failed request is not a latency (a fast error would flatter the percentile): it is
+    counted, and makes the figure a MISS."""
+    import httpx
+
+    began = time.perf_counter()
+    try:
+        response = client.get(url, params=params)
+    except httpx.HTTPError as exc:
+        failures.append(f"{params}: {type(exc).__name__}: {exc}")
+        return
+    elapsed = (time.perf_counter() - began) * 1000
+    if response.status_code == 200:
+        latencies.append(elapsed)
+    else:
+        failures.append(f"{params}: HTTP {response.status_code} {response.text[:200]}")

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 
 import httpx
 
-from appliance.commands.bench.harness import Appliance, Figure, finish, machine_lines, progress, section, tree_cpu_seconds
+from appliance.commands.bench.harness import (
+    Appliance,
+    Figure,
+    finish,
+    machine_lines,
+    progress,
+    section,
+    tree_cpu_seconds,
+)
 
 COST_TARGET_PCT = 1.0
 ROUNDS = 4
@@ -88,19 +96,38 @@ class _Listener:
         self._thread.join(timeout=10)
 
 
-def monitoring_figures(idle: Usage, streaming: Usage, interval: float, events: int, silent_windows: int) -> list[Figure]:
+def monitoring_figures(
+    idle: Usage, streaming: Usage, interval: float, events: int, silent_windows: int
+) -> list[Figure]:
     """The figures of a run; the cost includes the processes the API started (tegrastats)."""
     cost = streaming.total_pct - idle.total_pct
     children_cost = streaming.children_pct - idle.children_pct
     return [
-        Figure("API + started processes, nobody listening", idle.total_pct, "% of a core", digits=2,
-               note=f"the floor; started processes {idle.children_pct:.2f}%, {idle.wall:.0f} s"),
-        Figure(f"API + started processes, streaming every {interval:g} s", streaming.total_pct, "% of a core",
-               digits=2, note=f"started processes (tegrastats) {streaming.children_pct:.2f}%; "
-                              f"{events} samples received in {streaming.wall:.0f} s"),
-        Figure("cost of monitoring", cost, "% of a core", target=COST_TARGET_PCT, digits=2, errors=silent_windows,
-               note=f"streaming minus the floor; of which started processes {children_cost:.2f}%"
-                    + (f"; {silent_windows} streaming windows received no sample" if silent_windows else "")),
+        Figure(
+            "API + started processes, nobody listening",
+            idle.total_pct,
+            "% of a core",
+            digits=2,
+            note=f"the floor; started processes {idle.children_pct:.2f}%, {idle.wall:.0f} s",
+        ),
+        Figure(
+            f"API + started processes, streaming every {interval:g} s",
+            streaming.total_pct,
+            "% of a core",
+            digits=2,
+            note=f"started processes (tegrastats) {streaming.children_pct:.2f}%; "
+            f"{events} samples received in {streaming.wall:.0f} s",
+        ),
+        Figure(
+            "cost of monitoring",
+            cost,
+            "% of a core",
+            target=COST_TARGET_PCT,
+            digits=2,
+            errors=silent_windows,
+            note=f"streaming minus the floor; of which started processes {children_cost:.2f}%"
+            + (f"; {silent_windows} streaming windows received no sample" if silent_windows else ""),
+        ),
     ]
 
 
@@ -128,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
             silent += not sampling or received == 0
             # Sampling (and tegrastats) stops within an interval of the last listener leaving.
             time.sleep(2 * interval + 1)
-    return finish("monitoring", monitoring_figures(idle, streaming, interval, events, silent),
-                  settings={"seconds_per_side": window, "interval_s": interval, "rounds": ROUNDS,
-                            **app.passed_settings()})
+    return finish(
+        "monitoring",
+        monitoring_figures(idle, streaming, interval, events, silent),
+        settings={"seconds_per_side": window, "interval_s": interval, "rounds": ROUNDS, **app.passed_settings()},
+    )

@@ -75,11 +75,14 @@ def _machine_text(machine: dict[str, Any], long_run: bool = False) -> str:
     # The machine's other load at the end of the run, since the figures depend on it; a run of
     # minutes (the demo) shows the 5- and 15-minute averages too, as the last minute is not the run.
     averages = machine.get("load_average")
-    load = ("" if not averages else
-            f", load average {' / '.join(f'{x:.1f}' for x in averages)} (1 / 5 / 15 min)" if long_run else
-            f", load average {averages[0]:.1f} (1 min)")
-    return (f"{machine['cores']} cores ({machine['usable_cores']} usable){cpu}{ram}{load}; "
-            f"Python {machine['python']}")
+    load = (
+        ""
+        if not averages
+        else f", load average {' / '.join(f'{x:.1f}' for x in averages)} (1 / 5 / 15 min)"
+        if long_run
+        else f", load average {averages[0]:.1f} (1 min)"
+    )
+    return f"{machine['cores']} cores ({machine['usable_cores']} usable){cpu}{ram}{load}; Python {machine['python']}"
 
 
 def render_block(record: dict[str, Any]) -> str:
@@ -90,8 +93,13 @@ def render_block(record: dict[str, Any]) -> str:
     judged = [f for f in record["figures"] if f["verdict"]]
     missed = [f for f in judged if f["verdict"] == "MISS"]
     plural = "s" if len(judged) != 1 else ""
-    verdict = (f"{len(missed)} of {len(judged)} judged figure{plural} missed" if missed
-               else f"{len(judged)} of {len(judged)} judged figure{plural} met" if judged else "no targets")
+    verdict = (
+        f"{len(missed)} of {len(judged)} judged figure{plural} missed"
+        if missed
+        else f"{len(judged)} of {len(judged)} judged figure{plural} met"
+        if judged
+        else "no targets"
+    )
     settings = ", ".join(f"{k}={v}" for k, v in record.get("settings", {}).items()) or "defaults"
     lines = [
         f"`{record['command']}` on {record['recorded_at'][:10]}: {_machine_text(machine)}. "
@@ -103,8 +111,9 @@ def render_block(record: dict[str, Any]) -> str:
     ]
     for f in record["figures"]:
         note = "; ".join(p for p in (f"{f['errors']} errors" if f["errors"] else "", f["note"]) if p)
-        lines.append("| " + " | ".join(_cell(c) for c in (f["name"], f["text"], f["target_text"], f["verdict"], note))
-                     + " |")
+        lines.append(
+            "| " + " | ".join(_cell(c) for c in (f["name"], f["text"], f["target_text"], f["verdict"], note)) + " |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -112,14 +121,23 @@ def render_transcript(record: dict[str, Any]) -> str:
     """A recorded command's output as the README shows it: where and when it ran, then the output
     itself (``transcript``: the lines it printed, without progress-bar redraws)."""
     appliance = record.get("appliance") or {}
-    runtime = ", ".join(p for p in (
-        "Jetson" if appliance.get("platform_kind") == "jetson" else "",
-        f"CUDA on {appliance['gpu_name']}" if appliance.get("cuda_available") else "CPU only",
-        f"torch {appliance['torch']}" if appliance.get("torch") else "") if p)
-    where = (f"on the same machine ({runtime})" if appliance.get("same_machine")
-             else f"on {appliance.get('device_name', 'another machine')} ({runtime})")
+    runtime = ", ".join(
+        p
+        for p in (
+            "Jetson" if appliance.get("platform_kind") == "jetson" else "",
+            f"CUDA on {appliance['gpu_name']}" if appliance.get("cuda_available") else "CPU only",
+            f"torch {appliance['torch']}" if appliance.get("torch") else "",
+        )
+        if p
+    )
+    where = (
+        f"on the same machine ({runtime})"
+        if appliance.get("same_machine")
+        else f"on {appliance.get('device_name', 'another machine')} ({runtime})"
+    )
     lines = [
-        f"`{record['command']}` on {record['recorded_at'][:10]}: {_machine_text(record['machine'], True)}; the appliance "
+        f"`{record['command']}` on {record['recorded_at'][:10]}: {_machine_text(record['machine'], True)}; "
+        "the appliance "
         f"{where}. Recorded in [docs/bench/{record['suite']}.json](docs/bench/{record['suite']}.json).",
         "",
         "```text",
@@ -147,9 +165,11 @@ def refresh_all(readme: Path = README, directory: Path | None = None) -> list[st
     """Re-render every block of ``readme`` from its record (after a change to render_block)."""
     directory = directory or default_dir()
     assert directory is not None, "no checkout: nothing recorded"
-    return [suite for suite in readme_blocks(readme.read_text())
-            if record_path(directory, suite).exists()
-            and refresh_readme(readme, load_record(record_path(directory, suite)))]
+    return [
+        suite
+        for suite in readme_blocks(readme.read_text())
+        if record_path(directory, suite).exists() and refresh_readme(readme, load_record(record_path(directory, suite)))
+    ]
 
 
 def refresh_readme(readme: Path, record: dict[str, Any]) -> bool:
@@ -161,7 +181,7 @@ def refresh_readme(readme: Path, record: dict[str, Any]) -> bool:
     match = next((m for m in BLOCK.finditer(text) if m["suite"] == suite), None)
     if match is None:
         return False
-    updated = text[:match.start("body")] + render_block(record) + text[match.end("body"):]
+    updated = text[: match.start("body")] + render_block(record) + text[match.end("body") :]
     if updated != text:
         _write_atomic(readme, updated)
     return True

@@ -20,6 +20,7 @@ import json
 import statistics
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -27,13 +28,17 @@ from appliance.commands.bench.harness import (
     Appliance,
     Figure,
     finish,
-    machine_lines,
+    opening,
     progress,
-    section,
     start_job,
     train_sae,
     wait_demo,
 )
+
+if TYPE_CHECKING:
+    from appliance.contracts.hyperparameters import EncoderType
+    from appliance.contracts.params.steering import Mode
+    from appliance.pipeline.steering.generate import Intervention
 
 PROMPT = "Return the number of items in the container, counting"
 TOKENS = 64
@@ -41,7 +46,7 @@ LAYER_SHARE = 0.5  # steer at the middle layer
 OVERHEAD_TARGET = 10.0
 
 
-def _gpt2_small() -> object:
+def _gpt2_small() -> Any:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -49,34 +54,44 @@ def _gpt2_small() -> object:
     return GPT2LMHeadModel(GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)).eval()
 
 
-def _run_once(model: object, prompt: list[int], intervention: object) -> float:
+def _run_once(model: Any, prompt: list[int], intervention: Intervention) -> float:
     """ms per generated token of one greedy generation (so every run does the same work)."""
     from appliance.pipeline.steering.generate import generate
 
-    out = generate(model, intervention, prompt, sides=("steered",) if intervention.effective else ("unsteered",),
-                   temperature=0.0, top_p=1.0, max_tokens=TOKENS, seed=0, tokenizer=_Ids(), eos=None)
+    out = generate(
+        model,
+        intervention,
+        prompt,
+        sides=("steered",) if intervention.effective else ("unsteered",),
+        temperature=0.0,
+        top_p=1.0,
+        max_tokens=TOKENS,
+        seed=0,
+        tokenizer=_Ids(),
+        eos=None,
+    )
     return out["timing"]["total_ms"] / max(1, out["timing"]["generated_tokens"])
 
 
-def _paired(model: object, prompt: list[int], repeats: int, intervention: object,
-            module: object) -> tuple[float, float]:
+def _paired(
+    model: Any, prompt: list[int], repeats: int, intervention: Intervention, module: Any
+) -> tuple[float, float]:
     """(unsteered, steered) ms per token, each the best of ``repeats`` runs taken in alternation, so
-    drifts of the machine (clocks, other load) hit both alike. Unsteered runs have no hook at all."""
-    _run_once(model, prompt, _NoIntervention())  # warm-up
+    drifts of the machine (clocks, other load) hit both alike. Unsteered runs have no hook at all:
+    their intervention steers no feature and is never attached."""
+    from appliance.pipeline.steering.generate import Intervention
+
+    unhooked = Intervention(intervention.sae, [], intervention.reads_input, intervention.writes_input, None, None)
+    _run_once(model, prompt, unhooked)  # warm-up
     bare, steered = [], []
     for _ in range(repeats):
-        bare.append(_run_once(model, prompt, _NoIntervention()))
+        bare.append(_run_once(model, prompt, unhooked))
         handle = intervention.attach(module)
         try:
             steered.append(_run_once(model, prompt, intervention))
         finally:
             handle.remove()
     return min(bare), min(steered)
-
-
-class _NoIntervention:
-    active = False
-    effective = False
 
 
 class _Ids:
@@ -86,7 +101,7 @@ class _Ids:
         return ""
 
 
-def _model_figures(name: str, model: object, repeats: int) -> list[Figure]:
+def _model_figures(name: str, model: Any, repeats: int) -> list[Figure]:
     import torch
 
     from appliance.pipeline.models.architecture import find_layers
@@ -103,8 +118,12 @@ def _model_figures(name: str, model: object, repeats: int) -> list[Figure]:
     vocab = model.config.vocab_size
     prompt = [int(t) for t in torch.randint(1, vocab, (16,), generator=torch.Generator().manual_seed(1))]
     figures = []
-    for label, arch, mode in (("add", "sparse", "add"), ("clamp, ReLU SAE", "sparse", "clamp"),
-                              ("clamp, TopK SAE", "topk", "clamp")):
+    runs: tuple[tuple[str, EncoderType, Mode], ...] = (
+        ("add", "sparse", "add"),
+        ("clamp, ReLU SAE", "sparse", "clamp"),
+        ("clamp, TopK SAE", "topk", "clamp"),
+    )
+    for label, arch, mode in runs:
         sae = build(SAEConfig(arch, d, 8 * d, k=32), device=on)
         features = [SteeredFeature(i, 2.0, mode, 3.0) for i in (5, 50, 500)]
         intervention = Intervention(sae, features, False, False, on, dtype)
@@ -126,8 +145,9 @@ def _first_token_ms(client: httpx.Client, url: str, body: dict) -> tuple[float, 
 
     def listen() -> None:
         with httpx.Client(timeout=httpx.Timeout(10, read=None), headers=client.headers) as sse:
-            with sse.stream("GET", f"{url}/api/events", params={"topics": f"job:{job_id}"},
-                            headers={"Last-Event-ID": "0"}) as response:
+            with sse.stream(
+                "GET", f"{url}/api/events", params={"topics": f"job:{job_id}"}, headers={"Last-Event-ID": "0"}
+            ) as response:
                 for line in response.iter_lines():
                     if line.startswith("event: steering.token") and "token" not in first:
                         first["token"] = time.perf_counter()
@@ -147,24 +167,49 @@ def _appliance_figures() -> list[Figure]:
         client = httpx.Client(base_url=app.url, timeout=600, headers=app.auth_headers())
         dataset, model = wait_demo(client)
         progress("training a ReLU SAE (4x) on the demo model's layer 2 and extracting its features")
-        training_id = train_sae(client, model, dataset, "sparse",
-                                {"expansion_factor": 4, "batch_size": 256, "total_steps": 150},
-                                max_samples=300, context_length=64)
-        start_job(client, "/api/features/extract", {"training_id": training_id, "eval_samples": 80,
-                                                    "context_length": 64})
-        body = {"training_id": training_id, "prompt": PROMPT, "max_tokens": TOKENS, "temperature": 0.0,
-                "features": [{"index": i, "coefficient": 2.0} for i in (1, 2, 3)]}
+        training_id = train_sae(
+            client,
+            model,
+            dataset,
+            "sparse",
+            {"expansion_factor": 4, "batch_size": 256, "total_steps": 150},
+            max_samples=300,
+            context_length=64,
+        )
+        start_job(
+            client, "/api/features/extract", {"training_id": training_id, "eval_samples": 80, "context_length": 64}
+        )
+        body = {
+            "training_id": training_id,
+            "prompt": PROMPT,
+            "max_tokens": TOKENS,
+            "temperature": 0.0,
+            "features": [{"index": i, "coefficient": 2.0} for i in (1, 2, 3)],
+        }
         progress("time to the first streamed token, cold then warm")
         cold_first, _ = _first_token_ms(client, app.url, body)
         warm = [_first_token_ms(client, app.url, body) for _ in range(5)]
         result = client.post("/api/steering/generate", json=body).json()["data"]
         print(json.dumps({"api_timing": result["timing"]}))
-    return [Figure("API: first streamed token, cold", cold_first, "ms", digits=0, note="includes loading the model"),
-            Figure("API: first streamed token, warm", statistics.median(w[0] for w in warm), "ms", digits=0,
-                   target=500, note="median of 5; POST to the first SSE token"),
-            Figure("API: whole comparison, warm", statistics.median(w[1] for w in warm), "ms", digits=0,
-                   note=f"2 x up to {TOKENS} tokens ({result['timing']['generated_tokens']} here) + metrics"),
-            Figure("worker: ms per token (both sides)", result["timing"]["ms_per_token"], "ms/token", digits=2)]
+    return [
+        Figure("API: first streamed token, cold", cold_first, "ms", digits=0, note="includes loading the model"),
+        Figure(
+            "API: first streamed token, warm",
+            statistics.median(w[0] for w in warm),
+            "ms",
+            digits=0,
+            target=500,
+            note="median of 5; POST to the first SSE token",
+        ),
+        Figure(
+            "API: whole comparison, warm",
+            statistics.median(w[1] for w in warm),
+            "ms",
+            digits=0,
+            note=f"2 x up to {TOKENS} tokens ({result['timing']['generated_tokens']} here) + metrics",
+        ),
+        Figure("worker: ms per token (both sides)", result["timing"]["ms_per_token"], "ms/token", digits=2),
+    ]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -173,16 +218,21 @@ def run(args: argparse.Namespace) -> int:
     from appliance.demo_kit import MODEL_DIR
     from appliance.pipeline.models.loading import load
 
-    threads = int(getattr(args, "threads", 1) or 1)
+    threads, repeats = opening("steering", args)
     torch.set_num_threads(threads)
-    repeats = int(getattr(args, "repeats", 3) or 3)
-    print(section("mistudio bench steering"))
-    for line in machine_lines():
-        print(line)
     print(f"torch {torch.__version__}, {threads} thread(s), best of {repeats}, {TOKENS} tokens per run")
     figures = _model_figures("demo model", load(str(MODEL_DIR), "fp32"), repeats)
     figures += _model_figures("GPT-2-small size", _gpt2_small(), repeats)
     if not getattr(args, "no_api", False):
         figures += _appliance_figures()
-    return finish("steering", figures, settings={"threads": threads, "repeats": repeats, "tokens": TOKENS,
-                                                "torch": torch.__version__, "api": not getattr(args, "no_api", False)})
+    return finish(
+        "steering",
+        figures,
+        settings={
+            "threads": threads,
+            "repeats": repeats,
+            "tokens": TOKENS,
+            "torch": torch.__version__,
+            "api": not getattr(args, "no_api", False),
+        },
+    )

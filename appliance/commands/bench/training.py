@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from appliance.commands.bench.harness import Figure, finish, machine_lines, progress, section
+from appliance.commands.bench.harness import Figure, finish, opening, progress
+
+if TYPE_CHECKING:
+    from appliance.contracts.hyperparameters import EncoderType
 
 SHAPES = ((512, 4096, 4096), (768, 768 * 16, 4096))
-ARCHITECTURES = ("sparse", "topk", "jumprelu", "skip", "transcoder")
+ARCHITECTURES: tuple[EncoderType, ...] = ("sparse", "topk", "jumprelu", "skip", "transcoder")
 
 
-def _best(fn, repeats: int) -> float:
+def _best(fn: Callable[[], object], repeats: int) -> float:
     fn()  # warm-up: allocator and kernels
     times = []
     for _ in range(repeats):
@@ -33,12 +38,8 @@ def run(args: argparse.Namespace) -> int:
 
     from appliance.memory.admission import heap_reuse
 
-    threads = int(getattr(args, "threads", 1) or 1)
+    threads, repeats = opening("training", args)
     torch.set_num_threads(threads)
-    repeats = int(getattr(args, "repeats", 3) or 3)
-    print(section("mistudio bench training"))
-    for line in machine_lines():
-        print(line)
     print(f"torch {torch.__version__}, {threads} thread(s), best of {repeats}")
     figures = []
     with heap_reuse():  # as the training job runs
@@ -68,20 +69,33 @@ def _shape(d_in: int, d_sae: int, batch: int, repeats: int) -> list[Figure]:
 
     progress(f"bare matmuls at d_in={d_in}, d_sae={d_sae}, batch={batch}")
     bare_rate = batch / _best(bare, repeats)
-    figures.append(Figure(f"bare matmuls {d_in}x{d_sae}", bare_rate, "act/s", digits=0,
-                          note="enc, dec and their gradients"))
+    figures.append(
+        Figure(f"bare matmuls {d_in}x{d_sae}", bare_rate, "act/s", digits=0, note="enc, dec and their gradients")
+    )
     for name in ARCHITECTURES:
         # JumpReLU's backward pass gathers the pre-activations within half a bandwidth of their
         # threshold: these narrow values are the ones the recorded figures were measured with, kept so
         # the figures stay comparable now that SAEConfig's defaults are the training defaults.
-        sae = build(SAEConfig(name, d_in, d_sae, k=32, aux_k_coefficient=0.0, jumprelu_init_threshold=0.001,
-                              jumprelu_bandwidth=0.001))
+        sae = build(
+            SAEConfig(
+                name, d_in, d_sae, k=32, aux_k_coefficient=0.0, jumprelu_init_threshold=0.001, jumprelu_bandwidth=0.001
+            )
+        )
         sae.init_b_dec(x)
         optimizer = torch.optim.Adam(sae.parameters(), lr=1e-4)
         progress(f"{name} step")
         # As the training loop runs most steps: statistics (L0) only on logged steps.
         rate = batch / _best(lambda: train_step(sae, optimizer, x, stats=False), repeats)
         target = 0.8 if name != "topk" else None
-        figures.append(Figure(f"{name} step / bare", rate / bare_rate, "x", digits=2, target=target,
-                              higher_is_better=True, note=f"{rate:,.0f} act/s"))
+        figures.append(
+            Figure(
+                f"{name} step / bare",
+                rate / bare_rate,
+                "x",
+                digits=2,
+                target=target,
+                higher_is_better=True,
+                note=f"{rate:,.0f} act/s",
+            )
+        )
     return figures

@@ -18,6 +18,7 @@ from appliance.contracts.params.models import HookPoint
 
 class SaeModel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What every feature job needs to run the SAE on its model."""
+
     training_id: str
     model_path: str
     precision: str
@@ -29,6 +30,7 @@ class SaeModel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ExtractParams(SaeModel, kw_only=True):
     """``features.extract``: one pass over the first ``eval_samples`` texts of a dataset."""
+
     dataset_id: str
     eval_samples: int = 2000
     top_k_examples: int = 20
@@ -37,22 +39,26 @@ class ExtractParams(SaeModel, kw_only=True):
 
 class ProbeParams(SaeModel, kw_only=True):
     """The model run for one feature (also the local labeller's model)."""
+
     feature: int
     top_others: int = 3
 
 
 class ActivationsOnParams(ProbeParams, kw_only=True):
     """``features.activations_on``: the feature over a text the user typed (the heatmap)."""
+
     text: str
 
 
 class AblationParams(ProbeParams, kw_only=True):
     """``features.ablation``: the feature zeroed on its own max-activating contexts (token ids)."""
+
     contexts: list[list[int]] = msgspec.field(default_factory=list)
 
 
 class LabelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """``features.label``: one prompt per feature, built by the API from the feature's evidence."""
+
     training_id: str
     settings: LabelingSettings
     prompts: list[tuple[int, str]]  # (feature index, prompt)

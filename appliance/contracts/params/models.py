@@ -15,6 +15,7 @@ class HookPoint(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One place a hook can read a layer's activations. ``name`` is the SAELens / TransformerLens name
     (``blocks.3.hook_resid_post``), ``module`` the module path the worker hooks. ``input``: read the
     module's input rather than its output (``mlp_in``, what enters the MLP)."""
+
     layer: int
     type: HookType
     name: str
@@ -25,6 +26,7 @@ class HookPoint(msgspec.Struct, omit_defaults=True, kw_only=True):
 class ModelArchitecture(msgspec.Struct, kw_only=True):
     """Family, sizes and hook points, read once by the worker when the model loads and stored with the
     model's row, so the API can plan and validate without torch."""
+
     family: str
     layers: int
     d_model: int | None = None
@@ -41,6 +43,7 @@ class ModelArchitecture(msgspec.Struct, kw_only=True):
 
 class ModelRegisterParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Load a model whose files are already in ``path`` (the demo model's, or a finished download's)."""
+
     model_id: str
     path: str
     precision: str = "fp32"
@@ -56,6 +59,7 @@ class ModelImportParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 class ModelDownloadParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The Hub token, if any, is not here: it is stored apart as a secret under the model's id, so it
     never lands in the jobs table."""
+
     model_id: str
     repo_id: str
     path: str

@@ -10,11 +10,21 @@ import msgspec
 from appliance.contracts.hyperparameters import EncoderType, Hyperparameters
 from appliance.contracts.params.models import HookPoint, HookType
 
-__all__ = ["EvaluateRun", "EvaluationSpec", "ExportMetadata", "HookPoint", "HookType", "ImportRun", "StreamSpec",
-           "TrainRun"]
+__all__ = [
+    "EvaluateRun",
+    "EvaluationSpec",
+    "ExportMetadata",
+    "HookPoint",
+    "HookType",
+    "ImportRun",
+    "StreamSpec",
+    "TrainRun",
+]
+
 
 class StreamSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What a streamed source runs: the model over the dataset's first ``max_samples`` samples."""
+
     model_path: str
     precision: str
     tokenizer: str
@@ -29,6 +39,7 @@ class StreamSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class EvaluationSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """The spliced-model evaluation: the SAE in place of ``module``'s output on held-out samples."""
+
     model_path: str
     precision: str
     tokenizer: str
@@ -42,6 +53,7 @@ class EvaluationSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 class ExportMetadata(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """What the SAELens export's ``metadata`` says about where the SAE comes from (SAELens' names)."""
+
     model_name: str
     model_id: str
     context_size: int

@@ -20,15 +20,16 @@ from typing import Any
 
 import msgspec
 
-from appliance.data.database import Database
-from appliance.jobs.records import Job
+from appliance.contracts.events import ActivationsUpdated
 from appliance.contracts.params.activations import ExtractParams
 from appliance.contracts.params.models import HookPoint
 from appliance.data import activation_sets
-from appliance.data.jobs import insert_event
+from appliance.data.database import Database
+from appliance.data.events import insert as insert_event
 from appliance.data.layout import DataLayout
 from appliance.errors import InsufficientStorage, ValidationError
 from appliance.jobs.context import JobContext
+from appliance.jobs.records import Job
 from appliance.memory.admission import Estimate, estimate_activations, estimate_model
 from appliance.pipeline.models.architecture import block_output, find_layers, first_input
 from appliance.pipeline.models.loading import load
@@ -69,17 +70,21 @@ def token_batches(params: ExtractParams, layout: DataLayout) -> Iterator[tuple[l
         data = Dataset.from_file(str(stored))
         count = min(len(data), limit or len(data))
         for start in range(0, count, params.batch_size):
-            rows = data[start:min(count, start + params.batch_size)]
-            yield (list(range(start, start + len(rows["length"]))),
-                   [ids[:min(n, params.context_length)] for ids, n in zip(rows["input_ids"], rows["length"])])
+            rows = data[start : min(count, start + params.batch_size)]
+            yield (
+                list(range(start, start + len(rows["length"]))),
+                [ids[: min(n, params.context_length)] for ids, n in zip(rows["input_ids"], rows["length"])],
+            )
         return
     texts = load_from_disk(str(layout.dataset_arrow(params.dataset_id)))
     count = min(len(texts), limit or len(texts))
-    tokenizer = load_tokenizer(params.tokenizer, layout.root,
-                               TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
-                                                padding="do_not_pad"))
+    tokenizer = load_tokenizer(
+        params.tokenizer,
+        layout.root,
+        TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"),
+    )
     for start in range(0, count, params.batch_size):
-        batch = texts[start:min(count, start + params.batch_size)]["text"]
+        batch = texts[start : min(count, start + params.batch_size)]["text"]
         encodings = tokenizer.encode_batch(["" if t is None else t for t in batch])
         yield list(range(start, start + len(batch))), [e.ids for e in encodings]
 
@@ -91,7 +96,8 @@ def attach_capture(module: Any, point: HookPoint | Mapping[str, Any], captured: 
     name = point.name
     if point.input:
         return module.register_forward_pre_hook(
-            lambda _m, args, kwargs: captured.__setitem__(name, first_input(args, kwargs)), with_kwargs=True)
+            lambda _m, args, kwargs: captured.__setitem__(name, first_input(args, kwargs)), with_kwargs=True
+        )
     return module.register_forward_hook(lambda _m, _i, out: captured.__setitem__(name, block_output(out)))
 
 
@@ -104,8 +110,8 @@ def pad(batch: list[list[int]]) -> tuple[Any, Any]:
     ids = torch.zeros((len(batch), width), dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, tokens in enumerate(batch):
-        ids[row, :len(tokens)] = torch.tensor(tokens)
-        mask[row, :len(tokens)] = 1
+        ids[row, : len(tokens)] = torch.tensor(tokens)
+        mask[row, : len(tokens)] = 1
     return ids, mask
 
 
@@ -208,8 +214,13 @@ class ShardWriter:
 
         self.folder, self.names, self.shard_tokens = folder, names, shard_tokens
         # torch.empty touches no page: the second set costs memory only once a first shard is full.
-        self._sets = [({n: torch.empty(shard_tokens, d_model, dtype=torch.float16) for n in names},
-                       torch.empty(shard_tokens, 3, dtype=torch.int64)) for _ in range(self.SETS)]
+        self._sets = [
+            (
+                {n: torch.empty(shard_tokens, d_model, dtype=torch.float16) for n in names},
+                torch.empty(shard_tokens, 3, dtype=torch.int64),
+            )
+            for _ in range(self.SETS)
+        ]
         self._writes: list[Future | None] = [None] * self.SETS
         self._current = 0
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="shard-writer")
@@ -225,8 +236,8 @@ class ShardWriter:
             rows = slice(self.buffered, self.buffered + take)
             buffers, token_rows = self._sets[self._current]
             for name in self.names:
-                buffers[name][rows] = activations[name][done:done + take]
-            token_rows[rows] = tokens[done:done + take]
+                buffers[name][rows] = activations[name][done : done + take]
+            token_rows[rows] = tokens[done : done + take]
             self.buffered += take
             done += take
             if self.buffered == self.shard_tokens:
@@ -274,21 +285,28 @@ def samples_to_extract(params: ExtractParams, layout: DataLayout) -> int:
     needed = samples * params.context_length * params.d_model * 2 * len(params.hook_points)
     free = shutil.disk_usage(layout.root).free
     if needed > free * 0.95:
-        raise InsufficientStorage(f"The set may need {needed / 1e9:,.2f} GB and {free / 1e9:,.2f} GB are free: "
-                                  "extract fewer samples, layers or hook types",
-                                  details={"needed": needed, "free": free})
+        raise InsufficientStorage(
+            f"The set may need {needed / 1e9:,.2f} GB and {free / 1e9:,.2f} GB are free: "
+            "extract fewer samples, layers or hook types",
+            details={"needed": needed, "free": free},
+        )
     return samples
 
 
 def memory_estimate(params: ExtractParams, shard_tokens: int) -> Estimate:
     """The model, one batch's activations in fp32 (captured and converted) and the writer's buffers."""
     n_hooks = len(params.hook_points)
-    return Estimate({
-        **estimate_model(params.parameters, params.precision).parts,
-        "batch activations": estimate_activations(params.batch_size * params.context_length, params.d_model,
-                                                  "fp32", n_hooks * 2).total,
-        "shard buffers": estimate_activations(shard_tokens, params.d_model, "fp16", ShardWriter.SETS * n_hooks).total,
-    })
+    return Estimate(
+        {
+            **estimate_model(params.parameters, params.precision).parts,
+            "batch activations": estimate_activations(
+                params.batch_size * params.context_length, params.d_model, "fp32", n_hooks * 2
+            ).total,
+            "shard buffers": estimate_activations(
+                shard_tokens, params.d_model, "fp16", ShardWriter.SETS * n_hooks
+            ).total,
+        }
+    )
 
 
 class Totals:
@@ -306,12 +324,21 @@ class Totals:
         norm_sum, value_sum, square_sum = (float(v) for v in self.sums[name])
         values = self.tokens * d_model
         mean = value_sum / values
-        return {"mean_norm": round(norm_sum / self.tokens, 5), "mean": round(mean, 6),
-                "std": round(max(0.0, square_sum / values - mean ** 2) ** 0.5, 6)}
+        return {
+            "mean_norm": round(norm_sum / self.tokens, 5),
+            "mean": round(mean, 6),
+            "std": round(max(0.0, square_sum / values - mean**2) ** 0.5, 6),
+        }
 
 
-def extract_batches(ctx: JobContext, batches: Iterator[tuple[list[int], list[list[int]]]], capture: Capture,
-                    writer: ShardWriter, totals: Totals, samples: int) -> None:
+def extract_batches(
+    ctx: JobContext,
+    batches: Iterator[tuple[list[int], list[list[int]]]],
+    capture: Capture,
+    writer: ShardWriter,
+    totals: Totals,
+    samples: int,
+) -> None:
     """Every batch through the model, its activations summed into ``totals`` and handed to ``writer``."""
     import torch
 
@@ -333,25 +360,42 @@ def extract_batches(ctx: JobContext, batches: Iterator[tuple[list[int], list[lis
         writer.add(out, torch.stack([sample_index, positions, ids[keep]], dim=1).to(torch.int64))
         totals.tokens += int(keep.sum())
         totals.samples += len(batch)
-        ctx.progress(0.02 + 0.95 * totals.samples / samples,
-                     f"{totals.samples:,} of {samples:,} samples, {totals.tokens:,} tokens",
-                     {"samples": totals.samples, "tokens": totals.tokens})
+        ctx.progress(
+            0.02 + 0.95 * totals.samples / samples,
+            f"{totals.samples:,} of {samples:,} samples, {totals.tokens:,} tokens",
+            samples=totals.samples,
+            tokens=totals.tokens,
+        )
     writer.flush()
 
 
-def manifest_of(params: ExtractParams, totals: Totals, shards: list[dict[str, Any]], elapsed: float,
-                peak_rss: int) -> dict[str, Any]:
+def manifest_of(
+    params: ExtractParams, totals: Totals, shards: list[dict[str, Any]], elapsed: float, peak_rss: int
+) -> dict[str, Any]:
     """The set's manifest.json: what was extracted, its shards, and per hook its shape and statistics."""
     if totals.tokens == 0:
         raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})
     return {
-        "activation_id": params.activation_id, "model_id": params.model_id, "dataset_id": params.dataset_id,
-        "tokenizer": params.tokenizer, "precision": params.precision, "dtype": "float16",
-        "context_length": params.context_length, "samples": totals.samples, "tokens": totals.tokens,
-        "d_model": params.d_model, "shards": shards,
+        "activation_id": params.activation_id,
+        "model_id": params.model_id,
+        "dataset_id": params.dataset_id,
+        "tokenizer": params.tokenizer,
+        "precision": params.precision,
+        "dtype": "float16",
+        "context_length": params.context_length,
+        "samples": totals.samples,
+        "tokens": totals.tokens,
+        "d_model": params.d_model,
+        "shards": shards,
         "token_columns": ["sample_index", "position", "token_id"],
-        "hooks": [{**msgspec.to_builtins(p), "shape": [totals.tokens, params.d_model],
-                   **totals.hook_stats(p.name, params.d_model)} for p in params.hook_points],
+        "hooks": [
+            {
+                **msgspec.to_builtins(p),
+                "shape": [totals.tokens, params.d_model],
+                **totals.hook_stats(p.name, params.d_model),
+            }
+            for p in params.hook_points
+        ],
         "tokens_per_second": round(totals.tokens / elapsed, 1) if elapsed else None,
         "peak_rss_mb": round(peak_rss / 2**20, 1),
     }
@@ -363,14 +407,18 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
     names = [p.name for p in params.hook_points]
     samples = samples_to_extract(params, ctx.layout)
     # The setting's memory is shared by the writer's sets of buffers.
-    shard_tokens = max(1024, ctx.settings.activation_shard_mb * 2**20
-                       // (ShardWriter.SETS * len(names) * params.d_model * 2))
+    shard_tokens = max(
+        1024, ctx.settings.activation_shard_mb * 2**20 // (ShardWriter.SETS * len(names) * params.d_model * 2)
+    )
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     # The batches are read and tokenized by a thread that runs ahead: while the model loads, then
     # during each forward pass (Arrow and the Rust tokenizer release the GIL).
-    with ctx.memory.admit(ctx, memory_estimate(params, shard_tokens)), PeakRss() as peak, \
-            Prefetched(token_batches(params, ctx.layout)) as batches:
+    with (
+        ctx.memory.admit(ctx, memory_estimate(params, shard_tokens)),
+        PeakRss() as peak,
+        Prefetched(token_batches(params, ctx.layout)) as batches,
+    ):
         ctx.progress(0.01, f"Loading the model ({params.precision})", force=True)
         model = load(params.model_path, params.precision)
         capture = Capture(model, params.hook_points)
@@ -390,12 +438,25 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
     size = sum(f.stat().st_size for f in final.iterdir())
     # The row and the event the UI watches commit together: a client that sees the event reads "ready".
     ctx.db.write(
-        activation_sets.change(params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(),
-                               size_bytes=size),
-        insert_event(ctx.topic, "activations.updated", {"activation_id": params.activation_id, "status": "ready"},
-                     ctx.job_id, True, time.time()))
-    return {"activation_id": params.activation_id, "tokens": totals.tokens, "samples": totals.samples,
-            "tokens_per_second": manifest["tokens_per_second"], "peak_rss_mb": manifest["peak_rss_mb"]}
+        activation_sets.change(
+            params.activation_id, status="ready", manifest=msgspec.json.encode(manifest).decode(), size_bytes=size
+        ),
+        insert_event(
+            ctx.topic,
+            "activations.updated",
+            ActivationsUpdated(activation_id=params.activation_id, status="ready"),
+            ctx.job_id,
+            True,
+            time.time(),
+        ),
+    )
+    return {
+        "activation_id": params.activation_id,
+        "tokens": totals.tokens,
+        "samples": totals.samples,
+        "tokens_per_second": manifest["tokens_per_second"],
+        "peak_rss_mb": manifest["peak_rss_mb"],
+    }
 
 
 def cleanup(job: Job, params: ExtractParams, layout: DataLayout, db: Database) -> None:

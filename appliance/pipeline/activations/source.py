@@ -67,7 +67,7 @@ class ActivationSource:
                 x, y = self._rows(index)
                 for b in range(count):
                     if step >= start_step:
-                        rows = order[b * batch_size:(b + 1) * batch_size]
+                        rows = order[b * batch_size : (b + 1) * batch_size]
                         yield x[rows].float(), (y[rows].float() if y is not None else None)
                     step += 1
             if offset < batch_size:
@@ -137,7 +137,7 @@ class StreamedSource(ActivationSource):
         cut = self.spec.context_length
         if self._stored().is_file():
             data = Dataset.from_file(str(self._stored()))
-            return [min(n, cut) for n in data.select_columns(["length"])[:self._count(len(data))]["length"]]
+            return [min(n, cut) for n in data.select_columns(["length"])[: self._count(len(data))]["length"]]
         lengths: list[int] = []
         texts = self._texts()
         for start in range(0, len(texts), 1024):
@@ -158,10 +158,12 @@ class StreamedSource(ActivationSource):
         cut = self.spec.context_length
         if self._stored().is_file():
             rows = Dataset.from_file(str(self._stored()))[first:end]
-            return [ids[:min(n, cut)] for ids, n in zip(rows["input_ids"], rows["length"])]
-        tokenizer = load_tokenizer(self.spec.tokenizer, self.layout.root,
-                                   TokenizeSettings(tokenizer=self.spec.tokenizer, max_length=cut,
-                                                    padding="do_not_pad"))
+            return [ids[: min(n, cut)] for ids, n in zip(rows["input_ids"], rows["length"])]
+        tokenizer = load_tokenizer(
+            self.spec.tokenizer,
+            self.layout.root,
+            TokenizeSettings(tokenizer=self.spec.tokenizer, max_length=cut, padding="do_not_pad"),
+        )
         texts = self._texts()[first:end]["text"]
         return [e.ids for e in tokenizer.encode_batch(["" if t is None else t for t in texts])]
 
@@ -181,7 +183,7 @@ class StreamedSource(ActivationSource):
         ids = [x for x in self._ids(first, end) if x]
         xs, ys = [], []
         for start in range(0, len(ids), self.spec.forward_batch):
-            captured, _, _ = self._capture(ids[start:start + self.spec.forward_batch])
+            captured, _, _ = self._capture(ids[start : start + self.spec.forward_batch])
             xs.append(captured[self.hook].to(torch.float16).cpu())
             if self.target:
                 ys.append(captured[self.target].to(torch.float16).cpu())

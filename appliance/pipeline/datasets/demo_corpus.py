@@ -20,8 +20,23 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Tests, demos and vendored code say little in prose, or repeat other modules.
-SKIP_DIRS = {"test", "tests", "idle_test", "idlelib", "lib2to3", "turtledemo", "site-packages", "dist-packages",
-             "ensurepip", "__pycache__", "pydoc_data", "venv", "tkinter", "msilib", "__phello__"}
+SKIP_DIRS = {
+    "test",
+    "tests",
+    "idle_test",
+    "idlelib",
+    "lib2to3",
+    "turtledemo",
+    "site-packages",
+    "dist-packages",
+    "ensurepip",
+    "__pycache__",
+    "pydoc_data",
+    "venv",
+    "tkinter",
+    "msilib",
+    "__phello__",
+}
 MIN_CHARS = 60
 MAX_CHARS = 2000
 VALIDATION_EVERY = 10  # one module in ten goes to the validation split
@@ -36,7 +51,7 @@ def _clip(text: str) -> str:
     if len(text) <= MAX_CHARS:
         return text
     cut = text.rfind("\n\n", 0, MAX_CHARS)
-    return text[:cut if cut > MIN_CHARS else MAX_CHARS].rstrip()
+    return text[: cut if cut > MIN_CHARS else MAX_CHARS].rstrip()
 
 
 def _walk(tree: ast.AST, prefix: str) -> Iterator[tuple[str, ast.AST]]:

@@ -51,29 +51,40 @@ def run(ctx: JobContext, params: DownloadParams) -> dict[str, Any]:
                 # Raw files land in the Hub cache (data/cache/huggingface), which survives a failed
                 # attempt: a retry, or a re-queue after a worker restart, resumes them with Range
                 # requests instead of starting over.
-                data = load_dataset(params.repo_id, params.config, split=params.split, token=token,
-                                    cache_dir=str(layout.dataset_cache(params.dataset_id)))
+                data = load_dataset(
+                    params.repo_id,
+                    params.config,
+                    split=params.split,
+                    token=token,
+                    cache_dir=str(layout.dataset_cache(params.dataset_id)),
+                )
         except FileNotFoundError as exc:
             # The repo answered the probe; "no data files" means none in a format the library reads.
             if type(exc).__name__ == "DataFilesNotFoundError" or "data files" in str(exc).lower():
-                raise UnsupportedFormat(f"{params.repo_id} has no data files the datasets library can read "
-                                        "(Parquet, JSON Lines, CSV, text, Arrow...): "
-                                        f"{str(exc)[:200]}") from None
+                raise UnsupportedFormat(
+                    f"{params.repo_id} has no data files the datasets library can read "
+                    "(Parquet, JSON Lines, CSV, text, Arrow...): "
+                    f"{str(exc)[:200]}"
+                ) from None
             if is_network_error(exc) or "doesn't exist" in str(exc) or "cannot be accessed" in str(exc):
-                raise UpstreamUnavailable(f"Lost the Hub during the download ({type(exc).__name__}): "
-                                          f"{str(exc)[:200]}; try again") from None
+                raise UpstreamUnavailable(
+                    f"Lost the Hub during the download ({type(exc).__name__}): {str(exc)[:200]}; try again"
+                ) from None
             raise
         except ValueError as exc:  # bad split or config names
             raise ValidationError(f"{params.repo_id}: {str(exc)[:300]}", details={"field": "split"}) from None
         except Exception as exc:  # noqa: BLE001 - sorted below: network trouble vs anything else
             # The repo answered the probe, so "doesn't exist" from here on means the Hub went away.
             if is_network_error(exc) or "doesn't exist" in str(exc) or "cannot be accessed" in str(exc):
-                raise UpstreamUnavailable(f"Lost the Hub during the download ({type(exc).__name__}): "
-                                          f"{str(exc)[:200]}; try again") from None
+                raise UpstreamUnavailable(
+                    f"Lost the Hub during the download ({type(exc).__name__}): {str(exc)[:200]}; try again"
+                ) from None
             raise
         if params.text_column not in data.column_names:
-            raise ValidationError(f"{params.repo_id} has no column {params.text_column!r}; it has: "
-                                  f"{', '.join(data.column_names)}", details={"field": "text_column"})
+            raise ValidationError(
+                f"{params.repo_id} has no column {params.text_column!r}; it has: {', '.join(data.column_names)}",
+                details={"field": "text_column"},
+            )
         ctx.db.execute(datasets.set_status(params.dataset_id, "ingesting"))
         ctx.progress(0.5, "Ingesting", force=True)
         result = ingest(ctx, params.dataset_id, data, params.text_column, split=params.split)

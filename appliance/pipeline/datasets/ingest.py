@@ -12,10 +12,11 @@ from typing import Any
 
 import msgspec
 
-from appliance.data.database import Database
+from appliance.contracts.events import DatasetUpdated
 from appliance.contracts.params.datasets import DemoParams, ImportParams
 from appliance.data import datasets, samples
-from appliance.data.jobs import insert_event
+from appliance.data.database import Database
+from appliance.data.events import insert as insert_event
 from appliance.data.layout import DataLayout
 from appliance.errors import ValidationError
 from appliance.jobs.context import JobContext
@@ -34,17 +35,27 @@ def _read(params: ImportParams, cache_dir: Path) -> Any:
         if params.format == "text":
             # The text builder reads in chunks (a large file never sits in memory whole); blank lines
             # and blocks are dropped, and surrounding whitespace with them.
-            data = load_dataset("text", data_files=str(path), split="train", cache_dir=str(cache_dir),
-                                sample_by="paragraph" if params.txt_mode == "paragraph" else "line")
-            return data.map(lambda b: {"text": [t.strip() for t in b["text"]]}, batched=True) \
-                       .filter(lambda b: [bool(t) for t in b["text"]], batched=True)
+            data = load_dataset(
+                "text",
+                data_files=str(path),
+                split="train",
+                cache_dir=str(cache_dir),
+                sample_by="paragraph" if params.txt_mode == "paragraph" else "line",
+            )
+            return data.map(lambda b: {"text": [t.strip() for t in b["text"]]}, batched=True).filter(
+                lambda b: [bool(t) for t in b["text"]], batched=True
+            )
         data = load_dataset(params.format, data_files=str(path), split="train", cache_dir=str(cache_dir))
     except Exception as exc:  # noqa: BLE001 - the library's parse errors become one clear message
-        raise ValidationError(f"Could not read the {params.format} file: {type(exc).__name__}: {str(exc)[:300]}",
-                              details={"field": "path"}) from None
+        raise ValidationError(
+            f"Could not read the {params.format} file: {type(exc).__name__}: {str(exc)[:300]}",
+            details={"field": "path"},
+        ) from None
     if params.text_column not in data.column_names:
-        raise ValidationError(f"No column {params.text_column!r}; the file has: {', '.join(data.column_names)}",
-                              details={"field": "text_column", "columns": data.column_names})
+        raise ValidationError(
+            f"No column {params.text_column!r}; the file has: {', '.join(data.column_names)}",
+            details={"field": "text_column", "columns": data.column_names},
+        )
     return data
 
 
@@ -56,26 +67,52 @@ def compute_stats(lengths: list[int], splits: Counter[str]) -> dict[str, Any]:
         histogram.append({"range": f"{low}-{high}" if high else f"{low}+", "count": count})
         low = high or low
     return {
-        "samples": len(lengths), "total_chars": sum(lengths),
+        "samples": len(lengths),
+        "total_chars": sum(lengths),
         "avg_length": round(sum(lengths) / len(lengths), 1) if lengths else 0,
-        "min_length": min(lengths, default=0), "median_length": statistics.median(lengths) if lengths else 0,
-        "max_length": max(lengths, default=0), "length_unit": "characters", "length_histogram": histogram,
+        "min_length": min(lengths, default=0),
+        "median_length": statistics.median(lengths) if lengths else 0,
+        "max_length": max(lengths, default=0),
+        "length_unit": "characters",
+        "length_histogram": histogram,
         "splits": dict(splits),
     }
 
 
-def _sample_rows(dataset_id: str, start: int, batch: dict[str, list[Any]], split: str, split_column: str | None,
-                 source_column: str | None) -> list[samples.SampleRow]:
+def _sample_rows(
+    dataset_id: str,
+    start: int,
+    batch: dict[str, list[Any]],
+    split: str,
+    split_column: str | None,
+    source_column: str | None,
+) -> list[samples.SampleRow]:
     texts = ["" if t is None else str(t) for t in batch["text"]]
     names = batch[split_column] if split_column else [split] * len(texts)
     sources = batch[source_column] if source_column else [None] * len(texts)
-    return [(dataset_id, start + i, names[i], len(t), t,
-             msgspec.json.encode({"source": sources[i]}).decode() if sources[i] else None)
-            for i, t in enumerate(texts)]
+    return [
+        (
+            dataset_id,
+            start + i,
+            names[i],
+            len(t),
+            t,
+            msgspec.json.encode({"source": sources[i]}).decode() if sources[i] else None,
+        )
+        for i, t in enumerate(texts)
+    ]
 
 
-def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, *, split: str = "train",
-           split_column: str | None = None, source_column: str | None = None) -> dict[str, Any]:
+def ingest(
+    ctx: JobContext,
+    dataset_id: str,
+    data: Any,
+    column: str,
+    *,
+    split: str = "train",
+    split_column: str | None = None,
+    source_column: str | None = None,
+) -> dict[str, Any]:
     """Store ``data[column]`` as the dataset: Arrow on disk, samples in SQLite, statistics; mark it ready.
 
     Idempotent: a re-run after a crash replaces whatever an earlier attempt left."""
@@ -97,20 +134,23 @@ def ingest(ctx: JobContext, dataset_id: str, data: Any, column: str, *, split: s
     splits: Counter[str] = Counter()
     for start in range(0, total, BATCH):
         ctx.check()
-        rows = _sample_rows(dataset_id, start, data[start:start + BATCH], split, split_column, source_column)
+        rows = _sample_rows(dataset_id, start, data[start : start + BATCH], split, split_column, source_column)
         lengths.extend(r[3] for r in rows)
         splits.update(r[2] for r in rows)
         with ctx.db.transaction() as conn:
             conn.executemany(samples.INSERT, rows)
         done = min(total, start + BATCH)
-        ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", {"samples": done})
+        ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", samples=done)
     stats = msgspec.json.encode(compute_stats(lengths, splits)).decode()
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     now = time.time()
     # The row becomes ready and the UI hears of it in one commit: no client sees one without the other.
-    ctx.db.write(datasets.set_ready(dataset_id, total, size, stats, now),
-                 insert_event(ctx.topic, "dataset.updated", {"dataset_id": dataset_id, "status": "ready"},
-                              ctx.job_id, True, now))
+    ctx.db.write(
+        datasets.set_ready(dataset_id, total, size, stats, now),
+        insert_event(
+            ctx.topic, "dataset.updated", DatasetUpdated(dataset_id=dataset_id, status="ready"), ctx.job_id, True, now
+        ),
+    )
     return {"dataset_id": dataset_id, "samples": total}
 
 

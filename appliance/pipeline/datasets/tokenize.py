@@ -15,11 +15,12 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from appliance.data.database import Database
+from appliance.contracts.events import DatasetUpdated
 from appliance.contracts.params.datasets import TokenizeParams
 from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, truncated
 from appliance.data import tokenizations
-from appliance.data.jobs import insert_event
+from appliance.data.database import Database
+from appliance.data.events import insert as insert_event
 from appliance.data.layout import DataLayout
 from appliance.jobs.context import JobContext
 from appliance.jobs.records import Job
@@ -40,23 +41,35 @@ def histogram(lengths: np.ndarray) -> list[dict[str, Any]]:
     return buckets
 
 
-def token_stats(lengths: np.ndarray, counts: np.ndarray, truncated_samples: int, tokenizer: Any,
-                settings: TokenizeSettings) -> dict[str, Any]:
+def token_stats(
+    lengths: np.ndarray, counts: np.ndarray, truncated_samples: int, tokenizer: Any, settings: TokenizeSettings
+) -> dict[str, Any]:
     top = np.argsort(-counts, kind="stable")[:TOP_TOKENS]
     total = int(counts.sum())
     return {
-        "tokenizer": settings.tokenizer, "vocab_size": int(tokenizer.get_vocab_size(with_added_tokens=True)),
-        "samples": int(len(lengths)), "total_tokens": total,
+        "tokenizer": settings.tokenizer,
+        "vocab_size": int(tokenizer.get_vocab_size(with_added_tokens=True)),
+        "samples": int(len(lengths)),
+        "total_tokens": total,
         "avg_tokens": round(float(lengths.mean()), 1) if len(lengths) else 0,
         "min_tokens": int(lengths.min()) if len(lengths) else 0,
         "median_tokens": float(statistics.median(lengths.tolist())) if len(lengths) else 0,
         "max_tokens": int(lengths.max()) if len(lengths) else 0,
-        "unique_tokens": int((counts > 0).sum()), "truncated_samples": truncated_samples,
-        "length_unit": "tokens", "length_histogram": histogram(lengths),
-        "top_tokens": [{"id": int(i), "token": tokenizer.id_to_token(int(i)) or "",
-                        "text": tokenizer.decode([int(i)], skip_special_tokens=False),
-                        "count": int(counts[i]), "share": round(float(counts[i]) / total, 5) if total else 0}
-                       for i in top if counts[i] > 0],
+        "unique_tokens": int((counts > 0).sum()),
+        "truncated_samples": truncated_samples,
+        "length_unit": "tokens",
+        "length_histogram": histogram(lengths),
+        "top_tokens": [
+            {
+                "id": int(i),
+                "token": tokenizer.id_to_token(int(i)) or "",
+                "text": tokenizer.decode([int(i)], skip_special_tokens=False),
+                "count": int(counts[i]),
+                "share": round(float(counts[i]) / total, 5) if total else 0,
+            }
+            for i in top
+            if counts[i] > 0
+        ],
     }
 
 
@@ -100,10 +113,10 @@ def run(ctx: JobContext, params: TokenizeParams) -> dict[str, Any]:
     with pa.OSFile(str(partial / data_file), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         for start in range(0, total, BATCH):
             ctx.check()
-            texts = ["" if t is None else t for t in data[start:start + BATCH]["text"]]
+            texts = ["" if t is None else t for t in data[start : start + BATCH]["text"]]
             encodings = tokenizer.encode_batch(texts, add_special_tokens=settings.add_special_tokens)
             real = np.array([sum(e.attention_mask) for e in encodings], dtype=np.int32)
-            lengths[start:start + len(encodings)] = real
+            lengths[start : start + len(encodings)] = real
             truncated_samples += sum(truncated(encodings, texts, settings, data_dir))
             ids = pa.array([e.ids for e in encodings], pa.list_(pa.int32()))
             counts += _real_token_counts(ids, real, len(counts))
@@ -112,7 +125,7 @@ def run(ctx: JobContext, params: TokenizeParams) -> dict[str, Any]:
                 columns.append(pa.array([e.attention_mask for e in encodings], pa.list_(pa.int8())))
             writer.write_batch(pa.record_batch(columns, schema=schema))
             done = start + len(encodings)
-            ctx.progress(0.02 + 0.95 * done / total, f"Tokenized {done:,} of {total:,} samples", {"samples": done})
+            ctx.progress(0.02 + 0.95 * done / total, f"Tokenized {done:,} of {total:,} samples", samples=done)
     stats = token_stats(lengths, counts, truncated_samples, tokenizer, settings)
     meta = {"settings": msgspec.to_builtins(settings), "stats": stats}
     (partial / META_FILE).write_bytes(msgspec.json.encode(meta))
@@ -121,11 +134,23 @@ def run(ctx: JobContext, params: TokenizeParams) -> dict[str, Any]:
     os.replace(partial, final)
     now = time.time()
     # The tokenization becomes ready and the UI hears of it in one commit.
-    ctx.db.write(tokenizations.finish(params.dataset_id, settings.tokenizer, "ready",
-                                      settings=msgspec.json.encode(meta["settings"]).decode(),
-                                      stats=msgspec.json.encode(stats).decode()),
-                 insert_event(ctx.topic, "dataset.updated", {"dataset_id": params.dataset_id, "tokenization": "ready",
-                                                             "tokenizer": settings.tokenizer}, ctx.job_id, True, now))
+    ctx.db.write(
+        tokenizations.finish(
+            params.dataset_id,
+            settings.tokenizer,
+            "ready",
+            settings=msgspec.json.encode(meta["settings"]).decode(),
+            stats=msgspec.json.encode(stats).decode(),
+        ),
+        insert_event(
+            ctx.topic,
+            "dataset.updated",
+            DatasetUpdated(dataset_id=params.dataset_id, tokenization="ready", tokenizer=settings.tokenizer),
+            ctx.job_id,
+            True,
+            now,
+        ),
+    )
     return {"dataset_id": params.dataset_id, "tokenizer": settings.tokenizer, "total_tokens": stats["total_tokens"]}
 
 

@@ -27,16 +27,19 @@ import shutil
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import msgspec
 import numpy as np
 
+from appliance.contracts.events import FeaturesUpdated
 from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays
 from appliance.contracts.params.features import ExtractParams
 from appliance.contracts.params.models import HookPoint
 from appliance.data import features as sql
-from appliance.data.jobs import insert_event
+from appliance.data.events import insert as insert_event
 from appliance.data.layout import DataLayout
 from appliance.jobs.context import JobContext
 from appliance.memory.admission import Estimate, estimate_model, estimate_sae_training
@@ -58,16 +61,16 @@ def eval_texts(layout: DataLayout, dataset_id: str, count: int) -> list[str]:
     from datasets import load_from_disk
 
     texts = load_from_disk(str(layout.dataset_arrow(dataset_id)))
-    return ["" if t is None else t for t in texts[:min(count, len(texts))]["text"]]
+    return ["" if t is None else t for t in texts[: min(count, len(texts))]["text"]]
 
 
 def token_batches(tokenizer: Any, texts: list[str], batch_size: int) -> Iterator[tuple[int, list[list[int]]]]:
     """(index of the batch's first sample, token ids of each sample) per batch of ``texts``, tokenized
     ``TOKENIZE_CHUNK`` texts at a time (the tokenizer is fastest on many texts at once)."""
     for chunk in range(0, len(texts), TOKENIZE_CHUNK):
-        encoded = [e.ids for e in tokenizer.encode_batch(texts[chunk:chunk + TOKENIZE_CHUNK])]
+        encoded = [e.ids for e in tokenizer.encode_batch(texts[chunk : chunk + TOKENIZE_CHUNK])]
         for start in range(0, len(encoded), batch_size):
-            yield chunk + start, encoded[start:start + batch_size]
+            yield chunk + start, encoded[start : start + batch_size]
 
 
 def encode_batch(capture: Any, sae: Any, name: str, batch: list[list[int]]) -> tuple[Any, Any, Any]:
@@ -149,7 +152,8 @@ class FeaturePass:
         best = torch.zeros(len(live) * d, device=device).scatter_reduce_(0, key, values, "amax")
         at_max = values == best[key]
         where = torch.zeros(len(live) * d, dtype=torch.long, device=device).scatter_reduce_(
-            0, key[at_max], position_of_row[rows[at_max]], "amin", include_self=False)
+            0, key[at_max], position_of_row[rows[at_max]], "amin", include_self=False
+        )
         best = best.view(len(live), d)
         self.samples_active += (best > 0).sum(dim=0)
         samples = torch.tensor([s for s, _ in live], device=device)
@@ -168,11 +172,13 @@ class FeaturePass:
 
         if not self.waiting:
             return
-        values, samples, positions = (torch.cat([top, *parts]) for top, parts in zip(
-            (self.top_values, self.top_samples, self.top_positions), zip(*self.waiting)))
+        values, samples, positions = (
+            torch.cat([top, *parts])
+            for top, parts in zip((self.top_values, self.top_samples, self.top_positions), zip(*self.waiting))
+        )
         # Rows are in sample order (the running top-k holds earlier samples than those waiting), so a
         # stable sort keeps the earliest of samples with equal maxima: the same k whatever the merges.
-        order = values.sort(dim=0, descending=True, stable=True).indices[:self.k]
+        order = values.sort(dim=0, descending=True, stable=True).indices[: self.k]
         self.top_values = values.gather(0, order)
         self.top_samples = samples.gather(0, order)
         self.top_positions = positions.gather(0, order)
@@ -184,8 +190,17 @@ class FeaturePass:
         import torch
 
         self._merge()
-        for name in ("count", "sum", "sumsq", "max", "samples_active", "hist", "top_values", "top_samples",
-                     "top_positions"):
+        for name in (
+            "count",
+            "sum",
+            "sumsq",
+            "max",
+            "samples_active",
+            "hist",
+            "top_values",
+            "top_samples",
+            "top_positions",
+        ):
             setattr(self, name, getattr(self, name).cpu())
         lengths = np.asarray(self.lengths, dtype=np.int64)
         tokens = torch.cat(self.tokens).numpy() if self.tokens else np.zeros(0, np.int32)
@@ -193,20 +208,41 @@ class FeaturePass:
         n_tokens = max(1, len(tokens))
         mean = (self.sum / n_tokens).numpy()
         return {
-            "tokens": tokens, "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            "tokens": tokens,
+            "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             "indptr": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
             "indices": torch.cat(self.indices).numpy() if self.indices else np.zeros(0, np.int32),
             "values": torch.cat(self.values).numpy() if self.values else np.zeros(0, np.float16),
-            "top_values": self.top_values.numpy(), "top_samples": self.top_samples.numpy(),
-            "top_positions": self.top_positions.numpy(), "mean": mean,
-            "std": np.sqrt(np.maximum((self.sumsq / n_tokens).numpy() - mean ** 2, 0)),
+            "top_values": self.top_values.numpy(),
+            "top_samples": self.top_samples.numpy(),
+            "top_positions": self.top_positions.numpy(),
+            "mean": mean,
+            "std": np.sqrt(np.maximum((self.sumsq / n_tokens).numpy() - mean**2, 0)),
         }
 
     def close(self) -> None:
         self.capture.close()
 
 
-def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any, Any]:
+class _LogitLens(NamedTuple):
+    """Per latent: the tokens its decoder row pushes up and down most (ids and logits), and the
+    log-sum-exp of all its logits."""
+
+    up: Any
+    up_ids: Any
+    down: Any
+    down_ids: Any
+    lse: Any
+
+    def of(self, latent: int, text: Callable[[int], str]) -> dict[str, Any]:
+        return {
+            "positive": _lens_side(text, self.up_ids[latent].tolist(), self.up[latent].tolist()),
+            "negative": _lens_side(text, self.down_ids[latent].tolist(), self.down[latent].tolist()),
+            "logsumexp": round(float(self.lse[latent]), 4),
+        }
+
+
+def _logit_lens(sae: Any, model: Any) -> _LogitLens:
     """Each decoder row through the unembedding: the tokens it pushes up and down most, and the
     log-sum-exp of all its logits (softmax probabilities of the top tokens are exp(value - lse))."""
     import torch
@@ -216,7 +252,7 @@ def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any, Any]:
     ups, up_ids, downs, down_ids, norms = [], [], [], [], []
     with torch.no_grad():
         for start in range(0, decoder.shape[0], 1024):
-            logits = decoder[start:start + 1024] @ unembed.T
+            logits = decoder[start : start + 1024] @ unembed.T
             norms.append(torch.logsumexp(logits, dim=1))
             top = logits.topk(LOGIT_TOKENS, dim=1)
             bottom = (-logits).topk(LOGIT_TOKENS, dim=1)
@@ -224,11 +260,19 @@ def _logit_lens(sae: Any, model: Any) -> tuple[Any, Any, Any, Any, Any]:
             up_ids.append(top.indices)
             downs.append(-bottom.values)
             down_ids.append(bottom.indices)
-    return torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids), torch.cat(norms)
+    return _LogitLens(torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids), torch.cat(norms))
 
 
-def _scores(tokens: np.ndarray, sample_of: np.ndarray, indptr: np.ndarray, indices: np.ndarray,
-            values: np.ndarray, maxima: np.ndarray, top_tokens: list[list[int]], vocab: int) -> np.ndarray:
+def _scores(
+    tokens: np.ndarray,
+    sample_of: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    values: np.ndarray,
+    maxima: np.ndarray,
+    top_tokens: list[list[int]],
+    vocab: int,
+) -> np.ndarray:
     """The interpretability score of every latent (module docstring), vectorised over latents."""
     d_sae = len(top_tokens)
     held = (sample_of % HELD_OUT_EVERY) == HELD_OUT_EVERY - 1
@@ -264,128 +308,264 @@ def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
     return label
 
 
+@dataclass
+class _Passed:
+    """What the pass over the evaluation text leaves: its accumulators and arrays (also saved in the
+    partial folder), its own time, the logit lens, and the tokenizer that turns ids into text."""
+
+    acc: FeaturePass
+    arrays: dict[str, np.ndarray]
+    seconds: float
+    samples: int
+    lens: _LogitLens
+    tokenizer: Any
+
+    def text(self, token_id: int) -> str:
+        return self.tokenizer.decode([int(token_id)], skip_special_tokens=False)
+
+
+@dataclass
+class _Measures:
+    """Per latent, what its row and description show."""
+
+    frequency: np.ndarray
+    maxima: np.ndarray
+    mean_active: np.ndarray
+    scores: np.ndarray
+    hist: list[list[int]]
+    top_counts: list[list[tuple[int, int]]]  # (token id, count) from every top sample: what the label shows
+
+
 def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
-    from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
-    from appliance.pipeline.models.loading import load
+    """The pass over the evaluation text, each latent described and scored, the feature map; the
+    features, the extraction's new state and its event commit together."""
     from appliance.pipeline.sae.io.saelens import load_folder
 
     layout = ctx.layout
     sae, _ = load_folder(layout.export(params.training_id))
-    d_sae = sae.cfg.d_sae
-    final = layout.features(params.training_id)
     partial = layout.features_partial(params.training_id)
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    estimate = Estimate({**estimate_model(params.parameters, params.precision).parts,
-                         **estimate_sae_training(sae.cfg.d_in, d_sae, params.batch_size * params.context_length,
-                                                 optimizer="sgd").parts})
     began = time.monotonic()
-    with ctx.memory.admit(ctx, estimate):
-        ctx.progress(0.01, "Loading the model and the SAE", force=True)
-        model = load(params.model_path, params.precision)
-        device = next(model.parameters()).device
-        sae = sae.to(device)
-        tokenizer = load_tokenizer(params.tokenizer, layout.root,
-                                   TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
-                                                    padding="do_not_pad"))
-        texts = eval_texts(layout, params.dataset_id, params.eval_samples)
-        acc = FeaturePass(model, sae, params.hook_point, params.top_k_examples)
-        # The pass's time is its batches' (model, SAE, bookkeeping), not the tokenizer's or the job's.
-        pass_seconds = 0.0
-        try:
-            for start, batch in token_batches(tokenizer, texts, params.batch_size):
-                ctx.check()
-                batch_began = time.perf_counter()
-                acc.add(start, batch)
-                pass_seconds += time.perf_counter() - batch_began
-                done = start + len(batch)
-                ctx.progress(0.02 + 0.78 * done / len(texts), f"{done:,} of {len(texts):,} samples",
-                             {"training_id": params.training_id, "samples": done})
-            finish_began = time.perf_counter()
-            arrays = acc.finish()
-            pass_seconds += time.perf_counter() - finish_began
-        finally:
-            acc.close()
-        ctx.progress(0.82, "Describing the features", force=True)
-        token_array, offsets, indptr = arrays["tokens"], arrays["offsets"], arrays["indptr"]
-        index_array, value_array = arrays["indices"], arrays["values"]
-        lengths_all = np.diff(offsets)
-        n_tokens = max(1, len(token_array))
-        for name, array in arrays.items():
-            np.save(partial / f"{name}.npy", array)
-        up, up_ids, down, down_ids, lse = _logit_lens(sae, model)
-    vocab = max(int(token_array.max()) + 1 if len(token_array) else 1, tokenizer.get_vocab_size(),
-                int(up_ids.max()) + 1)
+    with ctx.memory.admit(ctx, _estimate(params, sae.cfg)):
+        passed = _pass_over_text(ctx, params, sae, partial)
+    measures = _measure(passed, sae.cfg.d_sae)
+    rows, details = _feature_rows(params.training_id, passed, measures, FeatureArrays(partial))
+    ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
+    coords = _umap(sae.W_dec.detach().float().cpu().numpy())
+    summary = _summary(passed, measures, began)
+    final = layout.features(params.training_id)
+    shutil.rmtree(final, ignore_errors=True)
+    partial.rename(final)
+    _publish(ctx, params.training_id, rows, details, coords, summary)
+    return {"training_id": params.training_id, **summary}
 
-    def text(token_id: int) -> str:
-        return tokenizer.decode([int(token_id)], skip_special_tokens=False)
 
-    # Top tokens: those at the max positions of each latent's top samples (not the held-out ones).
-    top_rows = offsets[np.clip(acc.top_samples.numpy(), 0, None)] + acc.top_positions.numpy()
-    valid = (acc.top_values.numpy() > 0) & (acc.top_samples.numpy() % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
-    top_ids = token_array[np.clip(top_rows, 0, max(0, len(token_array) - 1))] if len(token_array) else top_rows
+def _estimate(params: ExtractParams, cfg: Any) -> Estimate:
+    """The model, and the SAE's encode over one batch of tokens."""
+    tokens = params.batch_size * params.context_length
+    return Estimate(
+        {
+            **estimate_model(params.parameters, params.precision).parts,
+            **estimate_sae_training(cfg.d_in, cfg.d_sae, tokens, optimizer="sgd").parts,
+        }
+    )
+
+
+def _pass_over_text(ctx: JobContext, params: ExtractParams, sae: Any, partial: Path) -> _Passed:
+    """Load the model, run the pass, save its arrays in ``partial`` and read the logit lens: all that
+    needs the model in memory."""
+    from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
+    from appliance.pipeline.models.loading import load
+
+    ctx.progress(0.01, "Loading the model and the SAE", force=True)
+    model = load(params.model_path, params.precision)
+    sae = sae.to(next(model.parameters()).device)
+    tokenizer = load_tokenizer(
+        params.tokenizer,
+        ctx.layout.root,
+        TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"),
+    )
+    texts = eval_texts(ctx.layout, params.dataset_id, params.eval_samples)
+    acc, arrays, seconds = _timed_pass(
+        ctx, params, FeaturePass(model, sae, params.hook_point, params.top_k_examples), tokenizer, texts
+    )
+    ctx.progress(0.82, "Describing the features", force=True)
+    for name, array in arrays.items():
+        np.save(partial / f"{name}.npy", array)
+    return _Passed(acc, arrays, seconds, len(texts), _logit_lens(sae, model), tokenizer)
+
+
+def _timed_pass(
+    ctx: JobContext, params: ExtractParams, acc: FeaturePass, tokenizer: Any, texts: list[str]
+) -> tuple[FeaturePass, dict[str, np.ndarray], float]:
+    """The pass, a batch at a time, and its arrays; timed over its batches and ``finish`` only (the
+    model, the SAE and the bookkeeping), not the tokenizer's or the job's time."""
+    seconds = 0.0
+    try:
+        for start, batch in token_batches(tokenizer, texts, params.batch_size):
+            ctx.check()
+            batch_began = time.perf_counter()
+            acc.add(start, batch)
+            seconds += time.perf_counter() - batch_began
+            done = start + len(batch)
+            ctx.progress(
+                0.02 + 0.78 * done / len(texts),
+                f"{done:,} of {len(texts):,} samples",
+                training_id=params.training_id,
+                samples=done,
+            )
+        finish_began = time.perf_counter()
+        arrays = acc.finish()
+        seconds += time.perf_counter() - finish_began
+    finally:
+        acc.close()
+    return acc, arrays, seconds
+
+
+def _measure(passed: _Passed, d_sae: int) -> _Measures:
+    """Each latent's statistics, top tokens and interpretability score, from the pass's arrays."""
+    acc, arrays = passed.acc, passed.arrays
+    token_array, offsets = arrays["tokens"], arrays["offsets"]
+    lengths_all = np.diff(offsets)
+    n_tokens = max(1, len(token_array))
+    vocab = max(
+        int(token_array.max()) + 1 if len(token_array) else 1,
+        passed.tokenizer.get_vocab_size(),
+        int(passed.lens.up_ids.max()) + 1,
+    )
+    top_tokens, top_counts = _top_tokens(acc, token_array, offsets, d_sae)
     sample_of = np.repeat(np.arange(len(lengths_all)), lengths_all)
-    fired = acc.top_values.numpy() > 0
-    top_tokens: list[list[int]] = []  # chosen without held-out samples: what the score tests
-    top_counts: list[list[tuple[int, int]]] = []  # from every top sample: what the label shows
+    maxima = acc.max.numpy()
+    scores = _scores(
+        token_array, sample_of, arrays["indptr"], arrays["indices"], arrays["values"], maxima, top_tokens, vocab
+    )
+    return _Measures(
+        frequency=(acc.count / n_tokens).numpy(),
+        maxima=maxima,
+        mean_active=(acc.sum / acc.count.clamp_min(1)).numpy(),
+        scores=scores,
+        hist=acc.hist.view(d_sae, -1).tolist(),
+        top_counts=top_counts,
+    )
+
+
+def _top_tokens(
+    acc: FeaturePass, token_array: np.ndarray, offsets: np.ndarray, d_sae: int
+) -> tuple[list[list[int]], list[list[tuple[int, int]]]]:
+    """Each latent's top tokens, those at the max positions of its top samples: chosen without the
+    held-out samples (what the score tests), and (token, count) from every top sample (what the
+    label shows)."""
+    top_values, top_samples = acc.top_values.numpy(), acc.top_samples.numpy()
+    top_rows = offsets[np.clip(top_samples, 0, None)] + acc.top_positions.numpy()
+    valid = (top_values > 0) & (top_samples % HELD_OUT_EVERY != HELD_OUT_EVERY - 1)
+    top_ids = token_array[np.clip(top_rows, 0, max(0, len(token_array) - 1))] if len(token_array) else top_rows
+    fired = top_values > 0
+    top_tokens: list[list[int]] = []
+    top_counts: list[list[tuple[int, int]]] = []
     for latent in range(d_sae):
         top_tokens.append([t for t, _ in Counter(top_ids[valid[:, latent], latent].tolist()).most_common(TOP_TOKENS)])
         top_counts.append(Counter(top_ids[fired[:, latent], latent].tolist()).most_common(TOP_TOKENS))
-    maxima = acc.max.numpy()
-    scores = _scores(token_array, sample_of, indptr, index_array, value_array, maxima, top_tokens, vocab)
-    frequency = (acc.count / n_tokens).numpy()
-    mean_active = (acc.sum / acc.count.clamp_min(1)).numpy()
-    hist = acc.hist.view(d_sae, -1).tolist()
-    stored = FeatureArrays(partial)
+    return top_tokens, top_counts
+
+
+def _feature_rows(
+    training_id: str, passed: _Passed, measures: _Measures, stored: FeatureArrays
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """Each latent's ``features`` row (figures, label, score, search text) and ``feature_details``
+    row (histogram, top tokens, logit lens, example context)."""
+    acc, text, m = passed.acc, passed.text, measures
     rows, details = [], []
-    for latent in range(d_sae):
-        shown = [(text(t), c) for t, c in top_counts[latent]]
-        promoted = [text(t) for t in up_ids[latent].tolist()]
-        lens = {"positive": _lens_side(text, up_ids[latent].tolist(), up[latent].tolist()),
-                "negative": _lens_side(text, down_ids[latent].tolist(), down[latent].tolist()),
-                "logsumexp": round(float(lse[latent]), 4)}
-        example = None
-        if acc.top_values[0, latent] > 0:
-            found = stored.context(int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent]), latent,
-                                   EXAMPLE_WINDOW)
-            example = {"tokens": [text(t) for t in found["token_ids"]], "activations": found["activations"],
-                       "max_index": found["max_index"]}
-        label = _label(shown, promoted) if frequency[latent] > 0 else "dead: never fires on the evaluation text"
+    for latent in range(len(m.frequency)):
+        alive = m.frequency[latent] > 0
+        shown = [(text(t), c) for t, c in m.top_counts[latent]]
+        promoted = [text(t) for t in passed.lens.up_ids[latent].tolist()]
+        label = _label(shown, promoted) if alive else "dead: never fires on the evaluation text"
         search = " ".join([label, *(s for s, _ in shown)]).lower()
-        rows.append((params.training_id, latent, float(frequency[latent]), float(maxima[latent]),
-                     float(mean_active[latent]), int(acc.samples_active[latent]), label,
-                     round(float(scores[latent]), 4) if frequency[latent] > 0 else None, search))
-        details.append((params.training_id, latent, msgspec.json.encode(hist[latent]).decode(),
-                        msgspec.json.encode([[s, c] for s, c in shown]).decode(), msgspec.json.encode(lens).decode(),
-                        msgspec.json.encode(example).decode() if example else None))
-    ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
-    coords = _umap(sae.W_dec.detach().float().cpu().numpy())
+        rows.append(
+            (
+                training_id,
+                latent,
+                float(m.frequency[latent]),
+                float(m.maxima[latent]),
+                float(m.mean_active[latent]),
+                int(acc.samples_active[latent]),
+                label,
+                round(float(m.scores[latent]), 4) if alive else None,
+                search,
+            )
+        )
+        example = _example(acc, stored, latent, text)
+        details.append(
+            (
+                training_id,
+                latent,
+                _json(m.hist[latent]),
+                _json([[s, c] for s, c in shown]),
+                _json(passed.lens.of(latent, text)),
+                _json(example) if example else None,
+            )
+        )
+    return rows, details
+
+
+def _json(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def _example(acc: FeaturePass, stored: FeatureArrays, latent: int, text: Callable[[int], str]) -> dict[str, Any] | None:
+    """The context around the latent's strongest activation, for the browser; None when it never fires."""
+    if not acc.top_values[0, latent] > 0:
+        return None
+    found = stored.context(int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent]), latent, EXAMPLE_WINDOW)
+    return {
+        "tokens": [text(t) for t in found["token_ids"]],
+        "activations": found["activations"],
+        "max_index": found["max_index"],
+    }
+
+
+def _summary(passed: _Passed, measures: _Measures, began: float) -> dict[str, Any]:
+    frequency, scores = measures.frequency, measures.scores
     alive = frequency > 0
-    summary = {"features": d_sae, "alive": int(alive.sum()), "dead": int((~alive).sum()),
-               "interpretable_share": round(float((scores[alive] >= 0.5).mean()), 4) if alive.any() else 0.0,
-               "mean_score": round(float(scores[alive].mean()), 4) if alive.any() else 0.0,
-               "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
-               "samples": len(texts), "tokens": int(len(token_array)),
-               # The pass over the text (model, SAE, statistics, top-k); then labels, scores and the map.
-               "tokens_per_second": round(len(token_array) / max(pass_seconds, 1e-9), 1),
-               "pass_seconds": round(pass_seconds, 2),
-               "seconds": round(time.monotonic() - began, 1)}
-    shutil.rmtree(final, ignore_errors=True)
-    partial.rename(final)
+    tokens = len(passed.arrays["tokens"])
+    return {
+        "features": len(frequency),
+        "alive": int(alive.sum()),
+        "dead": int((~alive).sum()),
+        "interpretable_share": round(float((scores[alive] >= 0.5).mean()), 4) if alive.any() else 0.0,
+        "mean_score": round(float(scores[alive].mean()), 4) if alive.any() else 0.0,
+        "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
+        "samples": passed.samples,
+        "tokens": int(tokens),
+        # The pass over the text (model, SAE, statistics, top-k); then labels, scores and the map.
+        "tokens_per_second": round(tokens / max(passed.seconds, 1e-9), 1),
+        "pass_seconds": round(passed.seconds, 2),
+        "seconds": round(time.monotonic() - began, 1),
+    }
+
+
+def _publish(
+    ctx: JobContext,
+    training_id: str,
+    rows: list[tuple[Any, ...]],
+    details: list[tuple[Any, ...]],
+    coords: list[tuple[float, float]] | None,
+    summary: dict[str, Any],
+) -> None:
+    """The rows, the extraction's new state and the event that tells the UI commit together: a
+    reader never sees "ready" without its features, nor misses the event of a change that committed."""
     now = time.time()
-    # The rows, the extraction's new state and the event that tells the UI commit together: a reader
-    # never sees "ready" without its features, nor misses the event of a change that committed.
+    placed = [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)]
     with ctx.db.transaction() as conn:
-        for query in sql.delete_features(params.training_id):
+        for query in sql.delete_features(training_id):
             conn.execute(*query)
-        conn.executemany(*sql.insert_features(
-            [(*row, *(coords[i] if coords is not None else (None, None))) for i, row in enumerate(rows)]))
+        conn.executemany(*sql.insert_features(placed))
         conn.executemany(*sql.insert_details(details))
-        conn.execute(*sql.finish_extraction(params.training_id, msgspec.json.encode(summary).decode(),
-                                            "ready" if coords is not None else "unavailable", now))
-        conn.execute(*insert_event(ctx.topic, "features.updated", {"training_id": params.training_id,
-                                                                    "status": "ready"}, ctx.job_id, True, now))
-    return {"training_id": params.training_id, **summary}
+        state = "ready" if coords is not None else "unavailable"
+        conn.execute(*sql.finish_extraction(training_id, _json(summary), state, now))
+        event = FeaturesUpdated(training_id=training_id, status="ready")
+        conn.execute(*insert_event(ctx.topic, "features.updated", event, ctx.job_id, True, now))
 
 
 def _umap(decoder: np.ndarray) -> list[tuple[float, float]] | None:
@@ -394,8 +574,9 @@ def _umap(decoder: np.ndarray) -> list[tuple[float, float]] | None:
         return None
     import umap
 
-    reducer = umap.UMAP(n_components=2, metric="cosine", n_neighbors=min(15, decoder.shape[0] - 1),
-                        random_state=0, n_jobs=1)
+    reducer = umap.UMAP(
+        n_components=2, metric="cosine", n_neighbors=min(15, decoder.shape[0] - 1), random_state=0, n_jobs=1
+    )
     points = reducer.fit_transform(decoder)
     points = (points - points.min(axis=0)) / np.maximum(points.max(axis=0) - points.min(axis=0), 1e-9)
     return [(round(float(x), 5), round(float(y), 5)) for x, y in points]

@@ -11,6 +11,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import Any
 
+from appliance.contracts.events import FeaturesUpdated
 from appliance.contracts.labeling import SECRET, LabelingSettings
 from appliance.contracts.params.features import LabelParams, ProbeParams
 from appliance.data import features as sql
@@ -18,9 +19,11 @@ from appliance.data.secrets import read_secret
 from appliance.errors import UpstreamUnavailable
 from appliance.jobs.context import JobContext
 
-SYSTEM = ("You name features of a sparse autoencoder trained on a language model. Given text contexts where "
-          "a feature fires (the strongest token is marked with « »), answer with a label of at most six words "
-          "for what they have in common. Answer with the label only.")
+SYSTEM = (
+    "You name features of a sparse autoencoder trained on a language model. Given text contexts where "
+    "a feature fires (the strongest token is marked with « »), answer with a label of at most six words "
+    "for what they have in common. Answer with the label only."
+)
 
 
 def clean(text: str) -> str:
@@ -32,12 +35,18 @@ def clean(text: str) -> str:
 
 
 def _openai(settings: LabelingSettings, key: str | None, prompt: str) -> str:
-    body = {"model": settings.model, "temperature": 0, "max_tokens": 24,
-            "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}]}
-    request = urllib.request.Request(f"{str(settings.endpoint).rstrip('/')}/chat/completions",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              **({"Authorization": f"Bearer {key}"} if key else {})})
+    body = {
+        "model": settings.model,
+        "temperature": 0,
+        "max_tokens": 24,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt}],
+    }
+    request = urllib.request.Request(
+        f"{str(settings.endpoint).rstrip('/')}/chat/completions",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=settings.timeout_s) as response:
             answer = json.loads(response.read())
@@ -61,11 +70,13 @@ def _local(ctx: JobContext, probe: ProbeParams) -> Callable[[str], str]:
     device = next(model.parameters()).device
 
     def generate(prompt: str) -> str:
-        ids = tokenizer.encode(f"{prompt}\nLabel:").ids[-(probe.context_length - 12):]
+        ids = tokenizer.encode(f"{prompt}\nLabel:").ids[-(probe.context_length - 12) :]
         with torch.inference_mode(), exclusive(model):
-            out = model.generate(torch.tensor([ids], device=device), max_new_tokens=10, do_sample=False,
-                                 pad_token_id=ids[0])
-        return tokenizer.decode(out[0, len(ids):].tolist())
+            out = model.generate(
+                torch.tensor([ids], device=device), max_new_tokens=10, do_sample=False, pad_token_id=ids[0]
+            )
+        return tokenizer.decode(out[0, len(ids) :].tolist())
+
     return generate
 
 
@@ -84,5 +95,5 @@ def run(ctx: JobContext, params: LabelParams) -> dict[str, Any]:
         labelled[index] = clean(text) or "(no label)"
         ctx.progress((done + 1) / len(params.prompts), f"Labelled {done + 1} of {len(params.prompts)} features")
         ctx.db.write(sql.set_llm_label(params.training_id, index, labelled[index]))
-    ctx.event("features.updated", {"training_id": params.training_id, "status": "labelled"})
+    ctx.event("features.updated", FeaturesUpdated(training_id=params.training_id, status="labelled"))
     return {"training_id": params.training_id, "labelled": len(labelled), "provider": settings.provider}

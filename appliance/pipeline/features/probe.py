@@ -15,7 +15,10 @@ Models stay loaded between probes (appliance.pipeline.models.cache) so repeated 
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -38,9 +41,11 @@ def activations_on(ctx: JobContext, params: ActivationsOnParams) -> dict[str, An
     from appliance.pipeline.activations.extract import Capture
 
     model, sae = probe_model(ctx, params)
-    tokenizer = load_tokenizer(params.tokenizer, ctx.layout.root,
-                               TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length,
-                                                padding="do_not_pad"))
+    tokenizer = load_tokenizer(
+        params.tokenizer,
+        ctx.layout.root,
+        TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"),
+    )
     encoding = tokenizer.encode(params.text)
     if not encoding.ids:
         return {"tokens": [], "token_ids": [], "activations": [], "others": [], "max_activation": 0.0}
@@ -56,25 +61,106 @@ def activations_on(ctx: JobContext, params: ActivationsOnParams) -> dict[str, An
     others = z.clone()
     others[:, params.feature] = 0
     top = others.topk(params.top_others, dim=1)
-    return {"tokens": pieces(encoding, params.text, tokenizer), "token_ids": encoding.ids,
-            "activations": [round(float(v), 4) for v in values],
-            "others": [[[int(i), round(float(v), 4)] for i, v in zip(ids.tolist(), vals.tolist()) if v > 0]
-                       for ids, vals in zip(top.indices, top.values)],
-            "max_activation": round(float(values.max()), 4)}
+    return {
+        "tokens": pieces(encoding, params.text, tokenizer),
+        "token_ids": encoding.ids,
+        "activations": [round(float(v), 4) for v in values],
+        "others": [
+            [[int(i), round(float(v), 4)] for i, v in zip(ids.tolist(), vals.tolist()) if v > 0]
+            for ids, vals in zip(top.indices, top.values)
+        ],
+        "max_activation": round(float(values.max()), 4),
+    }
+
+
+@dataclass
+class _AblationTotals:
+    """Sums over the contexts' next tokens, for ``ablation``'s figures."""
+
+    original: float = 0.0  # cross-entropy, untouched run
+    ablated: float = 0.0  # cross-entropy, the feature zeroed
+    tv: float = 0.0  # total-variation distance, at the positions where the feature fires
+    tokens: int = 0
+    fired: int = 0
+
+    def add(self, original: Any, ablated: Any, targets: Any, mask: Any) -> None:
+        """One context: its [positions, vocab] logits of both runs, next tokens and where it fires."""
+        import torch.nn.functional as F
+
+        self.original += F.cross_entropy(original, targets, reduction="sum").item()
+        self.ablated += F.cross_entropy(ablated, targets, reduction="sum").item()
+        if mask.any():
+            p, q = original[mask].softmax(-1), ablated[mask].softmax(-1)
+            self.tv += 0.5 * (p - q).abs().sum().item()
+            self.fired += int(mask.sum())
+        self.tokens += len(targets)
+
+    def result(self, contexts: int) -> dict[str, Any]:
+        if self.tokens == 0:
+            return {
+                "perplexity_original": None,
+                "perplexity_ablated": None,
+                "perplexity_delta": None,
+                "impact_score": None,
+                "contexts": 0,
+                "tokens": 0,
+                "fired_tokens": 0,
+            }
+        ppl_original = math.exp(self.original / self.tokens)
+        ppl_ablated = math.exp(self.ablated / self.tokens)
+        return {
+            "perplexity_original": round(ppl_original, 4),
+            "perplexity_ablated": round(ppl_ablated, 4),
+            "perplexity_delta": round(ppl_ablated - ppl_original, 4),
+            "impact_score": round(self.tv / self.fired, 4) if self.fired else 0.0,
+            "contexts": contexts,
+            "tokens": self.tokens,
+            "fired_tokens": self.fired,
+            "computed_at": time.time(),
+        }
 
 
 def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
+    """The feature zeroed where it fires on each context, against the untouched run (module
+    docstring); the figures are stored with the feature."""
     import torch
-    import torch.nn.functional as F
-
-    from appliance.pipeline.models.architecture import block_output, first_input
 
     model, sae = probe_model(ctx, params)
     module = dict(model.named_modules())[params.hook_point.module]
     device = next(model.parameters()).device
+    fired_at: list[Any] = []
+    hook = _ablation_hook(sae, params, fired_at)
+    totals = _AblationTotals()
+    for ids in params.contexts:
+        ctx.check()
+        if len(ids) < 2:
+            continue
+        batch = torch.tensor([ids[: params.context_length]], device=device)
+        with torch.inference_mode(), exclusive(model):
+            original = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
+            fired_at.clear()
+            handle = module.register_forward_hook(hook, with_kwargs=True)
+            try:
+                ablated = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
+            finally:
+                handle.remove()
+        targets = batch[0, 1:]
+        mask = fired_at[0][0, :-1] if fired_at else torch.zeros(len(targets), dtype=torch.bool, device=device)
+        totals.add(original, ablated, targets, mask)
+    result = totals.result(len(params.contexts))
+    ctx.db.write(sql.set_ablation(params.training_id, params.feature, msgspec.json.encode(result).decode()))
+    return result
+
+
+def _ablation_hook(sae: Any, params: AblationParams, fired_at: list[Any]) -> Callable[..., Any]:
+    """A forward hook that takes the feature's decoder direction out of the module's output, scaled
+    by its activation at each position, and notes where it fired in ``fired_at``."""
+    import torch
+
+    from appliance.pipeline.models.architecture import block_output, first_input
+
     reads_input = params.hook_point.input
     direction = sae.W_dec[params.feature].detach()
-    fired_at: list[Any] = []
 
     def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
         out = block_output(output)
@@ -85,43 +171,4 @@ def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
         value = out - (z.reshape(*out.shape[:-1], 1) * direction).to(out.dtype)
         return (value, *output[1:]) if isinstance(output, tuple) else value
 
-    totals = {"original": 0.0, "ablated": 0.0, "tv": 0.0}
-    tokens = fired = 0
-    for ids in params.contexts:
-        ctx.check()
-        if len(ids) < 2:
-            continue
-        batch = torch.tensor([ids[:params.context_length]], device=device)
-        with torch.inference_mode(), exclusive(model):
-            original = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
-            fired_at.clear()
-            handle = module.register_forward_hook(hook, with_kwargs=True)
-            try:
-                ablated = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
-            finally:
-                handle.remove()
-        targets = batch[0, 1:]
-        totals["original"] += F.cross_entropy(original, targets, reduction="sum").item()
-        totals["ablated"] += F.cross_entropy(ablated, targets, reduction="sum").item()
-        mask = fired_at[0][0, :-1] if fired_at else torch.zeros(len(targets), dtype=torch.bool, device=device)
-        if mask.any():
-            p, q = original[mask].softmax(-1), ablated[mask].softmax(-1)
-            totals["tv"] += 0.5 * (p - q).abs().sum().item()
-            fired += int(mask.sum())
-        tokens += len(targets)
-    result: dict[str, Any]
-    if tokens == 0:
-        result = {"perplexity_original": None, "perplexity_ablated": None, "perplexity_delta": None,
-                  "impact_score": None, "contexts": 0, "tokens": 0, "fired_tokens": 0}
-    else:
-        import math
-
-        ppl_original = math.exp(totals["original"] / tokens)
-        ppl_ablated = math.exp(totals["ablated"] / tokens)
-        result = {"perplexity_original": round(ppl_original, 4), "perplexity_ablated": round(ppl_ablated, 4),
-                  "perplexity_delta": round(ppl_ablated - ppl_original, 4),
-                  "impact_score": round(totals["tv"] / fired, 4) if fired else 0.0,
-                  "contexts": len(params.contexts), "tokens": tokens, "fired_tokens": fired,
-                  "computed_at": time.time()}
-    ctx.db.write(sql.set_ablation(params.training_id, params.feature, msgspec.json.encode(result).decode()))
-    return result
+    return hook

@@ -13,8 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 HOOK_TYPES = ("residual", "mlp_in", "mlp", "attention")
-HOOK_NAMES = {"residual": "hook_resid_post", "mlp_in": "ln2.hook_normalized", "mlp": "hook_mlp_out",
-              "attention": "hook_attn_out"}
+HOOK_NAMES = {
+    "residual": "hook_resid_post",
+    "mlp_in": "ln2.hook_normalized",
+    "mlp": "hook_mlp_out",
+    "attention": "hook_attn_out",
+}
 # Where each family keeps its decoder blocks, and what the sublayers are called.
 LAYER_PATHS = ("transformer.h", "gpt_neox.layers", "model.layers", "model.decoder.layers", "transformer.layers")
 MLP_NAMES = ("mlp", "feed_forward", "ffn")
@@ -76,8 +80,12 @@ def hook_points(model: Any) -> list[dict[str, Any]]:
             modules["attention"] = f"{path}.{index}.{attention}"
         for kind in HOOK_TYPES:
             if kind in modules:
-                point = {"layer": index, "type": kind, "name": f"blocks.{index}.{HOOK_NAMES[kind]}",
-                         "module": modules[kind]}
+                point = {
+                    "layer": index,
+                    "type": kind,
+                    "name": f"blocks.{index}.{HOOK_NAMES[kind]}",
+                    "module": modules[kind],
+                }
                 if kind == "mlp_in":
                     point["input"] = True
                 points.append(point)

@@ -30,8 +30,9 @@ def sae_key(training_id: str) -> str:
     return f"sae:{training_id}"
 
 
-def model_and_sae(ctx: JobContext, training_id: str, model_path: str, precision: str,
-                  parameters: int) -> tuple[Any, Any]:
+def model_and_sae(
+    ctx: JobContext, training_id: str, model_path: str, precision: str, parameters: int
+) -> tuple[Any, Any]:
     """The model (admitted against the memory budget on first load) and the training's exported SAE
     on the model's device."""
     from appliance.pipeline.models.loading import load

@@ -15,14 +15,14 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from appliance.data.database import Database
-from appliance.jobs.records import Job
 from appliance.contracts.params.models import ModelDownloadParams
 from appliance.data import models
+from appliance.data.database import Database
 from appliance.data.layout import DataLayout
 from appliance.data.secrets import delete_secret, read_secret
 from appliance.errors import UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
+from appliance.jobs.records import Job
 from appliance.pipeline.hub import is_network_error, probe
 from appliance.pipeline.models.loading import loading_status, register
 
@@ -36,8 +36,9 @@ def wanted_files(siblings: list[Any]) -> tuple[list[str], int]:
     names = {s.rfilename: (s.size or 0) for s in siblings if "/" not in s.rfilename}
     weights = [n for n in names if n.endswith(".safetensors")] or [n for n in names if n.endswith(".bin")]
     if not weights:
-        raise ValidationError("The repo has no safetensors or .bin weights at its top level",
-                              details={"field": "repo_id"})
+        raise ValidationError(
+            "The repo has no safetensors or .bin weights at its top level", details={"field": "repo_id"}
+        )
     side = [n for n in names if any(fnmatch(n, p) for p in SIDE_FILES)]
     files = sorted(set(weights + side))
     return files, sum(names[n] for n in files)
@@ -66,8 +67,14 @@ def run(ctx: JobContext, params: ModelDownloadParams) -> dict[str, Any]:
 
         def fetch() -> None:
             try:
-                snapshot_download(params.repo_id, revision=info.sha, token=token, local_dir=str(staging),
-                                  allow_patterns=files, max_workers=2)
+                snapshot_download(
+                    params.repo_id,
+                    revision=info.sha,
+                    token=token,
+                    local_dir=str(staging),
+                    allow_patterns=files,
+                    max_workers=2,
+                )
                 outcome["error"] = None
             except BaseException as exc:  # noqa: BLE001 - handed to the job thread below
                 outcome["error"] = exc
@@ -78,17 +85,21 @@ def run(ctx: JobContext, params: ModelDownloadParams) -> dict[str, Any]:
         while thread.is_alive():
             ctx.check()
             done = _on_disk(staging)
-            ctx.progress(0.02 + 0.78 * min(1.0, done / total) if total else 0.4,
-                         f"Downloaded {done / 1e6:,.1f} of {total / 1e6:,.1f} MB", {"bytes": done, "total": total})
+            ctx.progress(
+                0.02 + 0.78 * min(1.0, done / total) if total else 0.4,
+                f"Downloaded {done / 1e6:,.1f} of {total / 1e6:,.1f} MB",
+                bytes=done,
+                total=total,
+            )
             thread.join(0.5)
         done = _on_disk(staging)
-        ctx.progress(0.8, f"Downloaded {done / 1e6:,.1f} of {total / 1e6:,.1f} MB", {"bytes": done, "total": total},
-                     force=True)
+        ctx.progress(0.8, f"Downloaded {done / 1e6:,.1f} of {total / 1e6:,.1f} MB", bytes=done, total=total, force=True)
         error = outcome.get("error")
         if error is not None:
             if is_network_error(error):
-                raise UpstreamUnavailable(f"Lost the Hub during the download ({type(error).__name__}); "
-                                          "try again: finished files are kept") from None
+                raise UpstreamUnavailable(
+                    f"Lost the Hub during the download ({type(error).__name__}); try again: finished files are kept"
+                ) from None
             raise error
         shutil.rmtree(staging / ".cache", ignore_errors=True)
         shutil.rmtree(path, ignore_errors=True)

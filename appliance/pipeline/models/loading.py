@@ -8,14 +8,15 @@ from typing import Any
 
 import msgspec
 
-from appliance.data.layout import DataLayout
-from appliance.data.database import Database
-from appliance.jobs.records import Job
+from appliance.contracts.events import ModelUpdated
 from appliance.contracts.params.models import ModelImportParams, ModelRegisterParams
 from appliance.data import models
-from appliance.data.jobs import insert_event
+from appliance.data.database import Database
+from appliance.data.events import insert as insert_event
+from appliance.data.layout import DataLayout
 from appliance.errors import ValidationError
 from appliance.jobs.context import JobContext
+from appliance.jobs.records import Job
 from appliance.pipeline.models.architecture import describe
 
 
@@ -40,8 +41,11 @@ def load(path: str | Path, precision: str = "fp32", on: str | None = None) -> An
     elif precision in ("q8", "q4") and on == "cuda":
         from transformers import BitsAndBytesConfig
 
-        quant = BitsAndBytesConfig(load_in_8bit=True) if precision == "q8" else \
-            BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        quant = (
+            BitsAndBytesConfig(load_in_8bit=True)
+            if precision == "q8"
+            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        )
         model = AutoModelForCausalLM.from_pretrained(str(path), quantization_config=quant, device_map={"": 0})
     elif precision == "q8":
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
@@ -72,10 +76,21 @@ def register(ctx: JobContext, params: ModelRegisterParams) -> dict[str, Any]:
     architecture = describe(model)
     # The row and the event the UI watches commit together: a client that sees the event reads "ready".
     ctx.db.write(
-        models.change(params.model_id, status="ready", architecture=msgspec.json.encode(architecture).decode(),
-                      size_bytes=folder_size(path)),
-        insert_event(ctx.topic, "model.updated", {"model_id": params.model_id, "status": "ready"}, ctx.job_id,
-                     True, time.time()))
+        models.change(
+            params.model_id,
+            status="ready",
+            architecture=msgspec.json.encode(architecture).decode(),
+            size_bytes=folder_size(path),
+        ),
+        insert_event(
+            ctx.topic,
+            "model.updated",
+            ModelUpdated(model_id=params.model_id, status="ready"),
+            ctx.job_id,
+            True,
+            time.time(),
+        ),
+    )
     return {"model_id": params.model_id, "parameters": architecture["parameters"], "layers": architecture["layers"]}
 
 

@@ -11,8 +11,13 @@ from appliance.pipeline.sae.sparse import SparseSAE
 from appliance.pipeline.sae.topk import TopKSAE
 from appliance.pipeline.sae.transcoder import Transcoder
 
-CLASSES: dict[str, type[SAE]] = {"sparse": SparseSAE, "topk": TopKSAE, "jumprelu": JumpReLUSAE, "skip": SkipSAE,
-                                 "transcoder": Transcoder}
+CLASSES: dict[str, type[SAE]] = {
+    "sparse": SparseSAE,
+    "topk": TopKSAE,
+    "jumprelu": JumpReLUSAE,
+    "skip": SkipSAE,
+    "transcoder": Transcoder,
+}
 
 
 def build(cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> SAE:

@@ -48,10 +48,20 @@ class SAEConfig:
 def sae_config(architecture: Architecture, d_in: int, hp: Hyperparameters, d_out: int | None = None) -> SAEConfig:
     """The one path from a training's settings to its SAE: width from ``d_sae`` or the expansion
     factor, every loss coefficient from ``hp``."""
-    return SAEConfig(architecture, d_in, hp.d_sae or hp.expansion_factor * d_in, d_out=d_out, k=hp.k,
-                     l1_coefficient=hp.l1_coefficient, l0_coefficient=hp.l0_coefficient,
-                     jumprelu_init_threshold=hp.jumprelu_init_threshold, jumprelu_bandwidth=hp.jumprelu_bandwidth,
-                     aux_k_coefficient=hp.aux_k_coefficient, dead_tokens=hp.dead_tokens, ghost_grads=hp.ghost_grads)
+    return SAEConfig(
+        architecture,
+        d_in,
+        hp.d_sae or hp.expansion_factor * d_in,
+        d_out=d_out,
+        k=hp.k,
+        l1_coefficient=hp.l1_coefficient,
+        l0_coefficient=hp.l0_coefficient,
+        jumprelu_init_threshold=hp.jumprelu_init_threshold,
+        jumprelu_bandwidth=hp.jumprelu_bandwidth,
+        aux_k_coefficient=hp.aux_k_coefficient,
+        dead_tokens=hp.dead_tokens,
+        ghost_grads=hp.ghost_grads,
+    )
 
 
 @dataclass
@@ -69,15 +79,16 @@ class StepOutput:
 class SAE(nn.Module):
     """Shared parameters, initialisation and the dead-latent counter."""
 
+    tokens_since_fired: torch.Tensor  # a buffer (register_buffer), so declared for the type checker
+
     def __init__(self, cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
         super().__init__()
         self.cfg = cfg
         d_in, d_sae, d_out = cfg.d_in, cfg.d_sae, cfg.output_width
-        kw = {"dtype": dtype, "device": device}
-        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae, **kw))
-        self.b_enc = nn.Parameter(torch.zeros(d_sae, **kw))
-        self.W_dec = nn.Parameter(torch.empty(d_sae, d_out, **kw))
-        self.b_dec = nn.Parameter(torch.zeros(d_out, **kw))
+        self.W_enc = nn.Parameter(torch.empty(d_in, d_sae, dtype=dtype, device=device))
+        self.b_enc = nn.Parameter(torch.zeros(d_sae, dtype=dtype, device=device))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_out, dtype=dtype, device=device))
+        self.b_dec = nn.Parameter(torch.zeros(d_out, dtype=dtype, device=device))
         # Tokens since each latent last fired (a buffer: saved in checkpoints, not trained).
         self.register_buffer("tokens_since_fired", torch.zeros(d_sae, dtype=torch.long, device=device))
         self.reset_parameters()
@@ -158,7 +169,7 @@ class SAE(nn.Module):
     @torch.no_grad()
     def normalize_decoder(self) -> None:
         """Unit-norm decoder rows (architectures whose sparsity term does not pay for the norm)."""
-        self.W_dec /= self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8)
+        self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-8))
 
     @torch.no_grad()
     def remove_parallel_gradient(self) -> None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
 
-from appliance.pipeline.sae.base import SAE, StepOutput
+from appliance.pipeline.sae.base import SAE, SAEConfig, StepOutput
 
 
 class _JumpReLUWithL0(torch.autograd.Function):
@@ -23,8 +24,11 @@ class _JumpReLUWithL0(torch.autograd.Function):
     The L0 value itself is counted only when asked (``stats``); its gradient never needs it.
     """
 
+    # ctx is Any: torch's FunctionCtx declares neither saved_tensors nor our bandwidth.
     @staticmethod
-    def forward(ctx, pre, threshold, bandwidth, stats):  # type: ignore[override]
+    def forward(
+        ctx: Any, pre: torch.Tensor, threshold: torch.Tensor, bandwidth: float, stats: bool
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         mask = pre > threshold
         ctx.save_for_backward(pre, threshold, mask)
         ctx.bandwidth = bandwidth
@@ -32,7 +36,9 @@ class _JumpReLUWithL0(torch.autograd.Function):
         return pre * mask, l0
 
     @staticmethod
-    def backward(ctx, grad_z, grad_l0):  # type: ignore[override]
+    def backward(
+        ctx: Any, grad_z: torch.Tensor, grad_l0: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None]:
         pre, threshold, mask = ctx.saved_tensors
         half = ctx.bandwidth / 2
         rows, cols = ((pre > threshold - half) & (pre < threshold + half)).nonzero(as_tuple=True)
@@ -43,10 +49,16 @@ class _JumpReLUWithL0(torch.autograd.Function):
 
 
 class JumpReLUSAE(SAE):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.log_threshold = nn.Parameter(torch.full((self.cfg.d_sae,), math.log(self.cfg.jumprelu_init_threshold),
-                                                     dtype=self.W_enc.dtype, device=self.W_enc.device))
+    def __init__(self, cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
+        super().__init__(cfg, dtype, device)
+        self.log_threshold = nn.Parameter(
+            torch.full(
+                (self.cfg.d_sae,),
+                math.log(self.cfg.jumprelu_init_threshold),
+                dtype=self.W_enc.dtype,
+                device=self.W_enc.device,
+            )
+        )
 
     @property
     def threshold(self) -> torch.Tensor:
@@ -64,6 +76,7 @@ class JumpReLUSAE(SAE):
         def encode(x: torch.Tensor) -> torch.Tensor:
             pre = torch.addmm(b, x, W)
             return pre * (pre > threshold)
+
         return encode
 
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:

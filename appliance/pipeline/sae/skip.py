@@ -6,12 +6,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from appliance.pipeline.sae.base import SAEConfig
 from appliance.pipeline.sae.sparse import SparseSAE
 
 
 class SkipSAE(SparseSAE):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
+        super().__init__(cfg, dtype, device)
         self.alpha = nn.Parameter(torch.zeros((), dtype=self.W_enc.dtype, device=self.W_enc.device))
 
     def output(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:

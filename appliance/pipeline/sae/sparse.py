@@ -5,6 +5,7 @@ pay. Also the base of ``skip`` and ``transcoder``."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -21,8 +22,9 @@ class _ReLUWithL1(torch.autograd.Function):
     backward adds the L1 gradient and masks in two passes.
     """
 
+    # ctx is Any: torch's FunctionCtx declares neither saved_tensors nor needs_input_grad.
     @staticmethod
-    def forward(ctx, pre, norms):  # type: ignore[override]
+    def forward(ctx: Any, pre: torch.Tensor, norms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         z = pre.clamp_min_(0)  # in place: the encoder's output is needed by nothing else
         ctx.mark_dirty(pre)
         column_sums = z.sum(dim=0)
@@ -34,7 +36,9 @@ class _ReLUWithL1(torch.autograd.Function):
         return z, l1, fired
 
     @staticmethod
-    def backward(ctx, grad_z, grad_l1, _grad_fired):  # type: ignore[override]
+    def backward(
+        ctx: Any, grad_z: torch.Tensor | None, grad_l1: torch.Tensor | None, _grad_fired: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         z, column_sums, norms = ctx.saved_tensors
         batch = z.shape[0]
         grad = torch.zeros_like(z) if grad_z is None else grad_z
@@ -72,8 +76,9 @@ class SparseSAE(SAE):
         return StepOutput(x_hat, loss, mse, sparsity, fired, l0)
 
     @staticmethod
-    def _ghost_loss(dead_pre: torch.Tensor, dead_dec: torch.Tensor, error: torch.Tensor,
-                    mse: torch.Tensor) -> torch.Tensor:
+    def _ghost_loss(
+        dead_pre: torch.Tensor, dead_dec: torch.Tensor, error: torch.Tensor, mse: torch.Tensor
+    ) -> torch.Tensor:
         """Ghost grads: exp(pre) of the dead latents, decoded and scaled to half the error's norm,
         regress the residual error; the term is rescaled to the size of the MSE so it neither
         dominates nor vanishes. Only the dead latents' weights get its gradient."""

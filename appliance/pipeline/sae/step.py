@@ -14,8 +14,14 @@ from appliance.pipeline.sae.topk import TopKSAE
 UNIT_DECODER = (TopKSAE, JumpReLUSAE)
 
 
-def train_step(sae: SAE, optimizer: torch.optim.Optimizer, x: torch.Tensor,
-               target: torch.Tensor | None = None, stats: bool = True, amp: torch.dtype | None = None) -> StepOutput:
+def train_step(
+    sae: SAE,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    target: torch.Tensor | None = None,
+    stats: bool = True,
+    amp: torch.dtype | None = None,
+) -> StepOutput:
     """``amp``: on CUDA, run the forward pass under autocast in this dtype (bf16); weights, gradients
     and the optimizer stay fp32."""
     optimizer.zero_grad(set_to_none=True)

@@ -26,8 +26,10 @@ class TopKSAE(SAE):
     def sparse_decode(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         # Under bf16 autocast the values come out of the encoder matmul in bf16; embedding_bag is not
         # autocast and wants the weights' dtype.
-        return F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype),
-                               mode="sum") + self.b_dec
+        return (
+            F.embedding_bag(indices, self.W_dec, per_sample_weights=values.to(self.W_dec.dtype), mode="sum")
+            + self.b_dec
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         values, indices = self.select(x)
@@ -43,6 +45,7 @@ class TopKSAE(SAE):
             kth = pre.topk(k, dim=-1, sorted=False).values.min(dim=-1, keepdim=True).values
             chosen = pre[:, idx]
             return torch.relu(chosen) * (chosen >= kth)
+
         return encode
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:

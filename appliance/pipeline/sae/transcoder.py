@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import torch
 
+from appliance.pipeline.sae.base import SAEConfig
 from appliance.pipeline.sae.sparse import SparseSAE
 
 
 class Transcoder(SparseSAE):
-    def __init__(self, cfg, *args, **kwargs):
+    def __init__(self, cfg: SAEConfig, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> None:
         cfg.apply_b_dec_to_input = False
-        super().__init__(cfg, *args, **kwargs)
+        super().__init__(cfg, dtype, device)
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         return torch.addmm(self.b_enc, x, self.W_enc)

@@ -34,8 +34,9 @@ import math
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
+from appliance.contracts.events import SteeringCompleted, SteeringToken
 from appliance.contracts.params.steering import GenerateParams, Mode, SteeredFeature
 from appliance.jobs.context import JobContext
 
@@ -51,8 +52,9 @@ class Intervention:
     """A forward hook that steers the module's output while ``active``; it can also record, for
     the features it names, their latents at every position (before or after the intervention)."""
 
-    def __init__(self, sae: Any, features: list[SteeredFeature], reads_input: bool, writes_input: bool,
-                 device: Any, dtype: Any):
+    def __init__(
+        self, sae: Any, features: list[SteeredFeature], reads_input: bool, writes_input: bool, device: Any, dtype: Any
+    ):
         import torch
 
         self.sae, self.reads_input, self.writes_input = sae, reads_input, writes_input
@@ -69,8 +71,9 @@ class Intervention:
             self.add_vector = vector.to(device=device, dtype=dtype)
         sets = [f for f in features if f.mode != "add"]
         self.set_idx = torch.tensor([f.index for f in sets], dtype=torch.long, device=W.device)
-        self.set_values = torch.tensor([f.coefficient * f.strength if f.mode == "clamp" else 0.0 for f in sets],
-                                       device=W.device)
+        self.set_values = torch.tensor(
+            [f.coefficient * f.strength if f.mode == "clamp" else 0.0 for f in sets], device=W.device
+        )
         self.set_directions = W[self.set_idx]
         self.trace_idx = torch.tensor([f.index for f in features], dtype=torch.long, device=W.device)
         self.set_encoder = sae.subset_encoder(self.set_idx)
@@ -105,8 +108,9 @@ class Intervention:
             # Clamped and ablated latents read as set (the SAE's own view of the steered run, as
             # SAELens' hook_sae_acts_post shows it); the others as the SAE reads the steered stream
             # (a transcoder's source is upstream of the intervention: unchanged).
-            latents = self._latents(source if self.reads_input and not self.writes_input else target,
-                                    self.trace_encoder)
+            latents = self._latents(
+                source if self.reads_input and not self.writes_input else target, self.trace_encoder
+            )
             for position, value in self.set_at_trace:
                 latents[:, position] = value
             self.recorded.append(latents.reshape(*target.shape[:-1], -1))
@@ -116,6 +120,7 @@ class Intervention:
         from appliance.pipeline.models.architecture import block_output, first_input
 
         if self.writes_input:  # an SAE of the MLP's input: steer what enters the module
+
             def pre_hook(_module: Any, args: Any, kwargs: Any) -> Any:
                 x = first_input(args, kwargs)
                 steered = self.steer(x, x)
@@ -165,7 +170,7 @@ class TextStream:
         text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
         if text.endswith("\ufffd"):
             return ""
-        piece, self.shown = text[self.shown:], len(text)
+        piece, self.shown = text[self.shown :], len(text)
         return piece
 
     def text(self) -> str:
@@ -182,19 +187,33 @@ class Side:
     pieces: list[str] = field(default_factory=list)
     done: bool = False
 
+    def result(self) -> dict[str, Any]:
+        return {"token_ids": self.stream.ids, "tokens": self.pieces, "text": self.stream.text()}
+
 
 # -- generation ------------------------------------------------------------------------------------
-def generate(model: Any, intervention: Intervention, prompt_ids: list[int], *, sides: tuple[str, ...] = SIDES,
-             temperature: float, top_p: float, max_tokens: int, seed: int, tokenizer: Any, eos: int | None,
-             on_token: Any = None, check: Any = None) -> dict[str, Any]:
+def generate(
+    model: Any,
+    intervention: Intervention,
+    prompt_ids: list[int],
+    *,
+    sides: tuple[str, ...] = SIDES,
+    temperature: float,
+    top_p: float,
+    max_tokens: int,
+    seed: int,
+    tokenizer: Any,
+    eos: int | None,
+    on_token: Any = None,
+    check: Any = None,
+) -> dict[str, Any]:
     """Both sides, a token each per step (so they stream side by side). Returns each side's token
     ids and pieces and the timings."""
     import torch
 
     device = next(model.parameters()).device
     limit = _context_length(model)
-    runs = [Side(name, name == "steered", torch.Generator().manual_seed(seed), TextStream(tokenizer))
-            for name in sides]
+    runs = [Side(name, name == "steered", torch.Generator().manual_seed(seed), TextStream(tokenizer)) for name in sides]
     started = time.perf_counter()
     first_token_at = None
     steps = 0
@@ -226,15 +245,26 @@ def generate(model: Any, intervention: Intervention, prompt_ids: list[int], *, s
                 break
     intervention.active = False
     elapsed = time.perf_counter() - started
+    first_token_s = first_token_at - started if first_token_at else None
+    at_context = len(prompt_ids) + steps >= limit
+    timing = _timing(runs, len(prompt_ids), elapsed, first_token_s, device.type, at_context)
+    return {"sides": {side.name: side.result() for side in runs}, "timing": timing}
+
+
+def _timing(
+    runs: list[Side], prompt_tokens: int, elapsed: float, first_token_s: float | None, device: str, at_context: bool
+) -> dict[str, Any]:
+    """How long generation took, per token and to the first one."""
     tokens = sum(len(side.pieces) for side in runs)
-    return {"sides": {side.name: {"token_ids": side.stream.ids, "tokens": side.pieces, "text": side.stream.text()}
-                      for side in runs},
-            "timing": {"prompt_tokens": len(prompt_ids), "generated_tokens": max(len(s.pieces) for s in runs),
-                       "ms_per_token": round(1000 * elapsed / tokens, 3) if tokens else None,
-                       "time_to_first_token_ms": (round(1000 * (first_token_at - started), 2)
-                                                  if first_token_at else None),
-                       "total_ms": round(1000 * elapsed, 2), "device": device.type,
-                       "stopped_at_context": len(prompt_ids) + steps >= limit}}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "generated_tokens": max(len(s.pieces) for s in runs),
+        "ms_per_token": round(1000 * elapsed / tokens, 3) if tokens else None,
+        "time_to_first_token_ms": round(1000 * first_token_s, 2) if first_token_s is not None else None,
+        "total_ms": round(1000 * elapsed, 2),
+        "device": device,
+        "stopped_at_context": at_context,
+    }
 
 
 def _context_length(model: Any) -> int:
@@ -247,8 +277,14 @@ def _context_length(model: Any) -> int:
 
 
 # -- metrics ---------------------------------------------------------------------------------------
-def _pass(model: Any, intervention: Intervention, ids: list[int], start: int, steered: bool,
-          record: Literal["off", "before", "after"]) -> tuple[Any, Any, Any]:
+def _pass(
+    model: Any,
+    intervention: Intervention,
+    ids: list[int],
+    start: int,
+    steered: bool,
+    record: Literal["off", "before", "after"],
+) -> tuple[Any, Any, Any]:
     """One forward over ``ids``: the logits from position ``start`` on and the final hidden states
     after it, left on the model's device (a [tokens, vocab] copy per pass is more than a small
     board can spare), and the recorded latents ([tokens, n], on the CPU)."""
@@ -263,7 +299,7 @@ def _pass(model: Any, intervention: Intervention, ids: list[int], start: int, st
     finally:
         intervention.active, intervention.record = False, "off"
     latents = intervention.recorded[0][0].float().cpu() if intervention.recorded else None
-    return out.logits[0, start:].float(), out.hidden_states[-1][0, start + 1:].float(), latents
+    return out.logits[0, start:].float(), out.hidden_states[-1][0, start + 1 :].float(), latents
 
 
 def words(text: str) -> set[str]:
@@ -282,106 +318,214 @@ def first_divergence(a: list[int], b: list[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b))
 
 
-def measure(model: Any, intervention: Intervention, tokenizer: Any, prompt_ids: list[int],
-            unsteered: list[int], steered: list[int]) -> tuple[dict[str, Any], list[list[list[float]]]]:
+class _UnsteeredText(NamedTuple):
+    """The unsteered text read by the unsteered model (P) and by the steered one (Q)."""
+
+    kl: float  # mean KL(P || Q) over its generated positions
+    perplexity: float | None
+    shift_at: int  # the position of the probability shifts
+    p: Any  # P and Q there ([vocab], on the CPU)
+    q: Any
+    hidden: Any  # final hidden states over the generated tokens
+    trace: Any  # the traced latents as the SAE reads them
+
+
+def measure(
+    model: Any,
+    intervention: Intervention,
+    tokenizer: Any,
+    prompt_ids: list[int],
+    unsteered: list[int],
+    steered: list[int],
+) -> tuple[dict[str, Any], list[list[list[float]]]]:
     """The comparison metrics and the traced latents ([feature][side][token of prompt + generated
-    text]): the unsteered side's as the SAE reads them, the steered side's after the intervention."""
+    text]): the unsteered side's as the SAE reads them, the steered side's after the intervention.
+    One text's passes at a time, so at most two [tokens, vocab] logits are held at once."""
+    import torch.nn.functional as F
+
+    u = _read_unsteered(model, intervention, prompt_ids, unsteered, first_divergence(unsteered, steered))
+    ppl_s, hidden_s, trace_s = _read_steered(model, intervention, prompt_ids, steered)
+    similarity = None
+    if unsteered and steered:
+        similarity = float(F.cosine_similarity(u.hidden.mean(0), hidden_s.mean(0), dim=0))
+    ppl_u = u.perplexity
+    metrics = {
+        "kl_divergence": _rounded(max(u.kl, 0.0), 6),
+        "perplexity_unsteered": _rounded(ppl_u),
+        "perplexity_steered": _rounded(ppl_s),
+        "perplexity_delta": _rounded(ppl_s - ppl_u) if ppl_u is not None and ppl_s is not None else None,
+        "semantic_similarity": _rounded(similarity),
+        "word_overlap": None,
+        "shift_position": u.shift_at,
+        "token_probability_shifts": _shifts(tokenizer, u.p, u.q),
+    }
+    traces = [
+        [[round(float(v), 4) for v in trace[:, feature]] if trace is not None else [] for trace in (u.trace, trace_s)]
+        for feature in range(len(intervention.trace_idx))
+    ]
+    return metrics, traces
+
+
+def _read_unsteered(
+    model: Any, intervention: Intervention, prompt_ids: list[int], unsteered: list[int], divergence: int | None
+) -> _UnsteeredText:
     import torch
     import torch.nn.functional as F
 
     p, n = len(prompt_ids), len(unsteered)
     # Rows of the logits: the positions predicting each generated token, and one past the last.
-    logits, hidden_u, trace_u = _pass(model, intervention, prompt_ids + unsteered, p - 1, False, "before")
+    logits, hidden, trace = _pass(model, intervention, prompt_ids + unsteered, p - 1, False, "before")
     log_p = F.log_softmax(logits, dim=-1)
     logits, _, _ = _pass(model, intervention, prompt_ids + unsteered, p - 1, True, "off")
     log_q = F.log_softmax(logits, dim=-1)
     del logits
     kl = float((log_p[:n].exp() * (log_p[:n] - log_q[:n])).sum(-1).mean()) if n else 0.0
-    ppl_u = math.exp(float(F.nll_loss(log_p[:n], torch.tensor(unsteered, device=log_p.device)))) if n else None
-    divergence = first_divergence(unsteered, steered)
+    ppl = math.exp(float(F.nll_loss(log_p[:n], torch.tensor(unsteered, device=log_p.device)))) if n else None
     at = divergence if divergence is not None else 0  # <= n: log_p has a row for it
-    P, Q = log_p[at].exp().cpu(), log_q[at].exp().cpu()
-    del log_p, log_q
-    logits, hidden_s, _ = _pass(model, intervention, prompt_ids + steered, p - 1, False, "off")
-    ppl_s = math.exp(float(F.cross_entropy(logits[:len(steered)], torch.tensor(steered, device=logits.device)))
-                     ) if steered else None
+    return _UnsteeredText(kl, ppl, at, log_p[at].exp().cpu(), log_q[at].exp().cpu(), hidden, trace)
+
+
+def _read_steered(
+    model: Any, intervention: Intervention, prompt_ids: list[int], steered: list[int]
+) -> tuple[float | None, Any, Any]:
+    """The steered text's perplexity and final hidden states under the unsteered model, and its
+    traced latents after the intervention."""
+    import torch
+    import torch.nn.functional as F
+
+    p = len(prompt_ids)
+    logits, hidden, _ = _pass(model, intervention, prompt_ids + steered, p - 1, False, "off")
+    ppl = (
+        math.exp(float(F.cross_entropy(logits[: len(steered)], torch.tensor(steered, device=logits.device))))
+        if steered
+        else None
+    )
     del logits
-    _, _, trace_s = _pass(model, intervention, prompt_ids + steered, p - 1, True, "after")
-    similarity = None
-    if unsteered and steered:
-        similarity = float(F.cosine_similarity(hidden_u.mean(0), hidden_s.mean(0), dim=0))
-    delta = Q - P
+    _, _, trace = _pass(model, intervention, prompt_ids + steered, p - 1, True, "after")
+    return ppl, hidden, trace
+
+
+def _shifts(tokenizer: Any, p: Any, q: Any) -> list[dict[str, Any]]:
+    """The tokens whose probability moved most from P to Q."""
+    delta = q - p
     moved = delta.abs().topk(min(SHIFTS_SHOWN, delta.numel())).indices.tolist()
-    shifts = [{"token": tokenizer.decode([i], skip_special_tokens=False), "token_id": i,
-               "baseline_prob": round(float(P[i]), 6), "steered_prob": round(float(Q[i]), 6),
-               "delta": round(float(delta[i]), 6)} for i in moved]
+    return [
+        {
+            "token": tokenizer.decode([i], skip_special_tokens=False),
+            "token_id": i,
+            "baseline_prob": round(float(p[i]), 6),
+            "steered_prob": round(float(q[i]), 6),
+            "delta": round(float(delta[i]), 6),
+        }
+        for i in moved
+    ]
 
-    def rounded(x: float | None, digits: int = 4) -> float | None:
-        return None if x is None else round(x, digits)
 
-    metrics = {"kl_divergence": rounded(max(kl, 0.0), 6), "perplexity_unsteered": rounded(ppl_u),
-               "perplexity_steered": rounded(ppl_s),
-               "perplexity_delta": rounded(ppl_s - ppl_u) if ppl_u is not None and ppl_s is not None else None,
-               "semantic_similarity": rounded(similarity), "word_overlap": None, "shift_position": at,
-               "token_probability_shifts": shifts}
-    traces = [[[round(float(v), 4) for v in trace[:, feature]] if trace is not None else []
-               for trace in (trace_u, trace_s)] for feature in range(len(intervention.trace_idx))]
-    return metrics, traces
+def _rounded(x: float | None, digits: int = 4) -> float | None:
+    return None if x is None else round(x, digits)
 
 
 # -- the job ---------------------------------------------------------------------------------------
 def run(ctx: JobContext, params: GenerateParams) -> dict[str, Any]:
+    """Generate both sides with the intervention hooked in, measure them, and publish the result as
+    ``steering.completed`` (the tokens as ``steering.token`` events on the way, when streamed)."""
     from appliance.contracts.tokenization import load_tokenizer
     from appliance.pipeline.models.cache import exclusive, model_and_sae
 
     model, sae = model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
     tokenizer = load_tokenizer(params.tokenizer, ctx.layout.root)
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
+    first = next(model.parameters())
     reads_input = params.hook_point.input and params.same_module
     writes_input = reads_input and sae.cfg.architecture != "transcoder"
-    intervention = Intervention(sae, params.features, reads_input, writes_input, device, dtype)
+    intervention = Intervention(sae, params.features, reads_input, writes_input, first.device, first.dtype)
     module = dict(model.named_modules())[params.target_module]
-    limit = _context_length(model)
-    prompt_ids = tokenizer.encode(params.prompt).ids[-(limit - 1):]
-    eos = getattr(model.config, "eos_token_id", None)
-    eos = eos[0] if isinstance(eos, list) else eos
-
-    def on_token(side: str, text: str, index: int) -> None:
-        ctx.event("steering.token", {"job_id": ctx.job_id, "side": side, "text": text, "index": index}, durable=False)
-
+    prompt_ids = tokenizer.encode(params.prompt).ids[-(_context_length(model) - 1) :]
     ctx.progress(0.0, "Waiting for the model", force=True)
     with exclusive(model):  # the hook would steer anyone else's forward passes too
         handle = intervention.attach(module)
         try:
-            ctx.progress(0.0, "Generating", force=True)
-            generated = generate(model, intervention, prompt_ids, temperature=params.temperature,
-                                 top_p=params.top_p, max_tokens=params.max_tokens, seed=params.seed,
-                                 tokenizer=tokenizer, eos=eos, on_token=on_token if params.stream else None,
-                                 check=ctx.check)
-            ctx.progress(0.9, "Measuring", force=True)
-            sides = generated["sides"]
-            metrics, traces = measure(model, intervention, tokenizer, prompt_ids,
-                                      sides["unsteered"]["token_ids"], sides["steered"]["token_ids"])
+            generated, metrics, traces = _generate_and_measure(ctx, params, model, intervention, tokenizer, prompt_ids)
         finally:
             handle.remove()
-    metrics["word_overlap"] = round(word_overlap(sides["unsteered"]["text"], sides["steered"]["text"]), 4)
-    result = {
-        "training_id": params.training_id, "prompt": params.prompt, "seed": params.seed,
-        "intervention_layer": params.intervention_layer, "hook_point": params.hook_point.name,
-        # typical_max: the unit of the coefficients; value: what the feature adds along its unit
-        # direction (add) or is set to (clamp, ablate), in activation units.
-        "features": [{"index": f.index, "coefficient": f.coefficient, "mode": f.mode, "label": f.label,
-                      "typical_max": round(f.strength, 4),
-                      "value": round(f.coefficient * f.strength, 4) if f.mode != "ablate" else 0.0}
-                     for f in params.features],
+    result = _result(params, intervention, generated, metrics, traces)
+    ctx.event("steering.completed", SteeringCompleted(job_id=ctx.job_id, result=result))
+    return result
+
+
+def _generate_and_measure(
+    ctx: JobContext,
+    params: GenerateParams,
+    model: Any,
+    intervention: Intervention,
+    tokenizer: Any,
+    prompt_ids: list[int],
+) -> tuple[dict[str, Any], dict[str, Any], list[list[list[float]]]]:
+    """Both sides generated (each token an ephemeral ``steering.token`` event when streamed), then
+    measured; with the intervention already hooked in."""
+    eos = getattr(model.config, "eos_token_id", None)
+    eos = eos[0] if isinstance(eos, list) else eos
+
+    def on_token(side: Literal["unsteered", "steered"], text: str, index: int) -> None:
+        ctx.event("steering.token", SteeringToken(job_id=ctx.job_id, side=side, text=text, index=index), durable=False)
+
+    ctx.progress(0.0, "Generating", force=True)
+    generated = generate(
+        model,
+        intervention,
+        prompt_ids,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        max_tokens=params.max_tokens,
+        seed=params.seed,
+        tokenizer=tokenizer,
+        eos=eos,
+        on_token=on_token if params.stream else None,
+        check=ctx.check,
+    )
+    ctx.progress(0.9, "Measuring", force=True)
+    sides = generated["sides"]
+    unsteered, steered = sides["unsteered"]["token_ids"], sides["steered"]["token_ids"]
+    metrics, traces = measure(model, intervention, tokenizer, prompt_ids, unsteered, steered)
+    return generated, metrics, traces
+
+
+def _result(
+    params: GenerateParams,
+    intervention: Intervention,
+    generated: dict[str, Any],
+    metrics: dict[str, Any],
+    traces: list[list[list[float]]],
+) -> dict[str, Any]:
+    """What POST /api/steering/generate answers (and ``steering.completed`` carries)."""
+    unsteered, steered = generated["sides"]["unsteered"], generated["sides"]["steered"]
+    metrics["word_overlap"] = round(word_overlap(unsteered["text"], steered["text"]), 4)
+    return {
+        "training_id": params.training_id,
+        "prompt": params.prompt,
+        "seed": params.seed,
+        "intervention_layer": params.intervention_layer,
+        "hook_point": params.hook_point.name,
+        "features": [_feature_shown(f) for f in params.features],
         "steering_vector_norm": round(intervention.vector_norm, 4),
-        "unsteered": sides["unsteered"], "steered": sides["steered"],
-        "first_divergence": first_divergence(sides["unsteered"]["token_ids"], sides["steered"]["token_ids"]),
+        "unsteered": unsteered,
+        "steered": steered,
+        "first_divergence": first_divergence(unsteered["token_ids"], steered["token_ids"]),
         "metrics": metrics,
-        "feature_activations": [{"index": f.index, "unsteered": trace[0], "steered": trace[1]}
-                                for f, trace in zip(params.features, traces)],
+        "feature_activations": [
+            {"index": f.index, "unsteered": trace[0], "steered": trace[1]} for f, trace in zip(params.features, traces)
+        ],
         "timing": generated["timing"],
     }
-    ctx.event("steering.completed", {"job_id": ctx.job_id, "result": result})
-    return result
+
+
+def _feature_shown(f: SteeredFeature) -> dict[str, Any]:
+    """typical_max: the unit of the coefficients; value: what the feature adds along its unit
+    direction (add) or is set to (clamp, ablate), in activation units."""
+    return {
+        "index": f.index,
+        "coefficient": f.coefficient,
+        "mode": f.mode,
+        "label": f.label,
+        "typical_max": round(f.strength, 4),
+        "value": round(f.coefficient * f.strength, 4) if f.mode != "ablate" else 0.0,
+    }

@@ -128,7 +128,7 @@ export type Tokenization = Narrow<Schemas['Tokenization'], {
   status: 'tokenizing' | 'ready' | 'error';
   settings: TokenizeSettings;
   stats: TokenStats | null;
-}>;
+} & WithActions>;
 
 /** Narrowed: `source`, `status` are strings and `stats` an open object in the document. */
 export type Dataset = Narrow<Schemas['Dataset'], {

@@ -8,7 +8,7 @@ interface CardProps {
   testId?: string;
 }
 
-/** The mock's panel: slate-900/50, 1 px slate-800 border, rounded-lg, 24 px padding. */
+/** The panel style every tab shares: slate-900/50, 1 px slate-800 border, rounded-lg, 24 px padding. */
 export function Card({ title, actions, className = '', children, testId }: CardProps) {
   return (
     <section className={`bg-slate-900/50 border border-slate-800 rounded-lg p-6 ${className}`} data-testid={testId}>

@@ -11,7 +11,7 @@ interface EmptyStateProps {
   compact?: boolean;
 }
 
-/** The mock's empty state: centred, grey, generous vertical padding. */
+/** What a list or tab shows when it has nothing yet: centred, grey, generous vertical padding. */
 export function EmptyState({ icon: Icon, iconClassName = 'text-slate-500', title, description, action,
                              compact = false }: EmptyStateProps) {
   return (

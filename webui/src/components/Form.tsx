@@ -1,7 +1,7 @@
 import { LoaderCircle } from 'lucide-react';
 import type { ButtonHTMLAttributes, ReactNode } from 'react';
 
-/** The mock's inputs: slate-900, slate-700 border, rounded-lg, emerald border on focus. */
+/** The input style every form shares: slate-900, slate-700 border, rounded-lg, emerald border on focus. */
 export const inputClass = 'w-full px-4 py-2 bg-slate-900 border border-slate-700 rounded-lg text-slate-100 '
   + 'placeholder-slate-500 focus:outline-none focus:border-emerald-500 disabled:opacity-50';
 export const selectClass = inputClass;
@@ -36,5 +36,15 @@ export function SecondaryButton({ children, className = '', ...rest }: ButtonHTM
             className={`px-4 py-2 bg-slate-700 hover:bg-slate-600 rounded-lg transition-colors disabled:opacity-50 disabled:cursor-not-allowed ${className}`}>
       {children}
     </button>
+  );
+}
+
+/** A Hugging Face access token: masked, never autocompleted, monospaced so a pasted token reads clearly. */
+export function HfTokenInput({ id, testId, value, onChange }: {
+  id: string; testId: string; value: string; onChange: (value: string) => void;
+}) {
+  return (
+    <input id={id} data-testid={testId} type="password" className={`${inputClass} font-mono`} value={value}
+           placeholder="hf_xxxxxxxxxxxxxxxxxxxx" autoComplete="off" onChange={(e) => onChange(e.target.value)} />
   );
 }

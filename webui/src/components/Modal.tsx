@@ -30,8 +30,8 @@ interface ModalProps {
 }
 
 /**
- * A dialog over the WHOLE viewport (rendered into <body>, `fixed inset-0`, unlike the mock's
- * 24 px gap). Closes on the X, on Escape and on an overlay click; takes focus; aria-modal.
+ * A dialog over the WHOLE viewport (rendered into <body>, `fixed inset-0`, so no parent's overflow or
+ * transform can clip or shift it). Closes on the X, on Escape and on an overlay click; takes focus; aria-modal.
  */
 export function Modal({ title, subtitle, onClose, children, footer, tabs, size = '6xl', blur = false,
                         maxHeight = '90vh', dismissible = true, titleClassName = 'text-2xl font-bold',

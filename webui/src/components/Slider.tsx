@@ -14,7 +14,7 @@ interface SliderProps {
   className?: string;
 }
 
-/** A native range input with the emerald accent (as in the mock's steering controls). */
+/** A native range input with the emerald accent the steering controls use. */
 export function Slider({ value, onChange, min, max, step = 1, label, valueLabel, disabled, className = '' }: SliderProps) {
   const id = useId();
   return (

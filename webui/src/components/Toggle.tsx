@@ -6,7 +6,7 @@ interface ToggleProps {
   disabled?: boolean;
 }
 
-/** The mock's 48×24 pill switch: emerald when on, slate-600 when off, white 16 px knob. */
+/** A 48×24 pill switch: emerald when on, slate-600 when off, white 16 px knob. */
 export function Toggle({ checked, onChange, label, disabled = false }: ToggleProps) {
   return (
     <button type="button" role="switch" aria-checked={checked} aria-label={`Toggle ${label} ${checked ? 'off' : 'on'}`}
@@ -19,7 +19,7 @@ export function Toggle({ checked, onChange, label, disabled = false }: TogglePro
   );
 }
 
-/** A toggle in the mock's tinted row, label on the left. */
+/** A toggle in a tinted row, label on the left, as settings lists show them. */
 export function ToggleRow({ label, description, ...toggle }: ToggleProps & { description?: string }) {
   return (
     <div className="flex items-center justify-between gap-4 p-4 bg-slate-800/30 rounded-lg">

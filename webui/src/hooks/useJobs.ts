@@ -9,7 +9,8 @@ import { isActive } from '../api/types';
 import { useEventStream } from './useEventStream';
 
 const KEEP = 100; // finished jobs kept in memory (active ones are always kept)
-// Each job kind reports progress under its resource's event type (DECISIONS: `<resource>.progress`).
+// Each job kind reports progress under its resource's event type (`<resource>.progress`), so a page
+// that follows one resource subscribes to its own topic only.
 export const PROGRESS_TYPES = ['job.progress', 'dataset.progress', 'model.progress',
   'activations.progress', 'training.progress', 'features.progress'] as const;
 

@@ -27,8 +27,12 @@ def run(ctx: JobContext, params: EvaluateRun) -> dict[str, Any]:
 
     export = ctx.layout.export(params.training_id)
     sae, _ = load_folder(export)
-    estimate = Estimate({**estimate_sae_training(sae.cfg.d_in, sae.cfg.d_sae, 0, optimizer="sgd").parts,
-                         **estimate_model(params.parameters, params.precision).parts})
+    estimate = Estimate(
+        {
+            **estimate_sae_training(sae.cfg.d_in, sae.cfg.d_sae, 0, optimizer="sgd").parts,
+            **estimate_model(params.parameters, params.precision).parts,
+        }
+    )
     began = time.monotonic()
     # What this run does not measure again stays as the last evaluation left it.
     row = ctx.db.one(sql.get(params.training_id))
@@ -45,14 +49,18 @@ def run(ctx: JobContext, params: EvaluateRun) -> dict[str, Any]:
             evaluation.update(quality)
             from safetensors.torch import save_file
 
-            save_file({"sparsity": torch.log10(frequency.clamp_min(1e-10)).contiguous()},
-                      str(export / "sparsity.safetensors"))
+            save_file(
+                {"sparsity": torch.log10(frequency.clamp_min(1e-10)).contiguous()}, str(export / "sparsity.safetensors")
+            )
         if params.evaluation is not None:
             ctx.progress(0.4, "Splicing the SAE into the model on held-out text", force=True)
             evaluation.update(splice_evaluation(params.evaluation, sae, ctx.layout))
     evaluation["evaluated_at"] = time.time()
     evaluation["evaluation_seconds"] = round(time.monotonic() - began, 1)
     # The status stays (completed or stopped); the event tells the UI to read the new figures.
-    ctx.db.write(*sql.status_change(params.training_id, None, job_id=ctx.job_id, event_status="evaluated",
-                                    evaluation=sql.encode(evaluation)))
+    ctx.db.write(
+        *sql.status_change(
+            params.training_id, None, job_id=ctx.job_id, event_status="evaluated", evaluation=sql.encode(evaluation)
+        )
+    )
     return {"training_id": params.training_id, **{k: v for k, v in evaluation.items() if not isinstance(v, dict)}}

@@ -26,11 +26,13 @@ from appliance.pipeline.models.architecture import block_output, first_input
 
 def _splice(module: Any, replace: Any) -> Any:
     """``replace(output, input)`` becomes the module's output."""
+
     def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
         value = replace(block_output(output), first_input(args, kwargs))
         if isinstance(output, tuple):
             return (value, *output[1:])
         return value
+
     return module.register_forward_hook(hook, with_kwargs=True)
 
 
@@ -49,10 +51,10 @@ def held_out_quality(sae: Any, x: Any, target: Any | None = None, chunk: int = 4
     device = sae.W_enc.device  # held-out activations may wait on the CPU while the SAE is on the GPU
     with torch.no_grad():
         for start in range(0, x.shape[0], chunk):
-            part = x[start:start + chunk].to(device)
+            part = x[start : start + chunk].to(device)
             z = sae.encode(part)
             x_hat = sae.reconstruct(part)
-            residual += (x_hat - truth[start:start + chunk].to(device)).double().pow(2).sum().cpu()
+            residual += (x_hat - truth[start : start + chunk].to(device)).double().pow(2).sum().cpu()
             on = z > 0
             fired += on.double().sum(dim=0).cpu()
             active += float(on.sum())
@@ -61,14 +63,19 @@ def held_out_quality(sae: Any, x: Any, target: Any | None = None, chunk: int = 4
     frequency = (fired / tokens).float()
     log_frequency = torch.log10(frequency[frequency > 0]).clamp(DENSITY_EDGES[0], 0)
     counts = torch.histogram(log_frequency, bins=torch.tensor(DENSITY_EDGES)).hist.int().tolist()
-    quality = {"explained_variance": round(float(1 - residual / total), 5), "l0": round(active / tokens, 3),
-               "never_fired": int((frequency == 0).sum()), "held_out_tokens": int(tokens),
-               "density_histogram": {"log10_edges": DENSITY_EDGES, "counts": counts}}
+    quality = {
+        "explained_variance": round(float(1 - residual / total), 5),
+        "l0": round(active / tokens, 3),
+        "never_fired": int((frequency == 0).sum()),
+        "held_out_tokens": int(tokens),
+        "density_histogram": {"log10_edges": DENSITY_EDGES, "counts": counts},
+    }
     return quality, frequency
 
 
-def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]]],
-             reads_input: bool = False) -> dict[str, float]:
+def evaluate(
+    model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]]], reads_input: bool = False
+) -> dict[str, float | None]:
     """``sae`` works on the module's raw activations (scaling folded in); ``batches`` are token id
     lists. ``reads_input``: the SAE maps the module's input to its output (transcoders)."""
     import torch
@@ -87,11 +94,11 @@ def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]
         ids = torch.zeros((len(batch), width), dtype=torch.long)
         mask = torch.zeros_like(ids)
         for row, tokens in enumerate(batch):
-            ids[row, :len(tokens)] = torch.tensor(tokens)
-            mask[row, :len(tokens)] = 1
+            ids[row, : len(tokens)] = torch.tensor(tokens)
+            mask[row, : len(tokens)] = 1
         ids, mask = ids.to(device), mask.to(device)
         # Next-token targets: positions whose successor is a real token.
-        valid = (mask[:, 1:] == 1)
+        valid = mask[:, 1:] == 1
         targets = ids[:, 1:][valid]
 
         def logits(replace: Any | None) -> Any:
@@ -123,7 +130,11 @@ def evaluate(model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]
         return {}
     ce = {k: totals[k] / count for k in ("original", "sae", "zero")}
     gap = ce["zero"] - ce["original"]
-    return {"ce_loss_original": round(ce["original"], 5), "ce_loss_with_sae": round(ce["sae"], 5),
-            "ce_loss_zero_ablation": round(ce["zero"], 5),
-            "ce_loss_recovered": round((ce["zero"] - ce["sae"]) / gap, 5) if gap > 0 else None,
-            "kl_divergence": round(totals["kl"] / count, 6), "eval_tokens": count}
+    return {
+        "ce_loss_original": round(ce["original"], 5),
+        "ce_loss_with_sae": round(ce["sae"], 5),
+        "ce_loss_zero_ablation": round(ce["zero"], 5),
+        "ce_loss_recovered": round((ce["zero"] - ce["sae"]) / gap, 5) if gap > 0 else None,
+        "kl_divergence": round(totals["kl"] / count, 6),
+        "eval_tokens": count,
+    }

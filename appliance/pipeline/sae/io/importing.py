@@ -35,8 +35,14 @@ def _download(params: ImportRun, dest: Path, token: str | None) -> None:
     probe("model", str(params.repo_id), token, params.revision)
     patterns = [f"{params.subfolder.strip('/')}/*"] if params.subfolder else None
     try:
-        snapshot_download(str(params.repo_id), revision=params.revision, token=token, local_dir=str(dest),
-                          allow_patterns=patterns, max_workers=2)
+        snapshot_download(
+            str(params.repo_id),
+            revision=params.revision,
+            token=token,
+            local_dir=str(dest),
+            allow_patterns=patterns,
+            max_workers=2,
+        )
     except Exception as exc:
         if is_network_error(exc):
             raise UpstreamUnavailable(f"Lost the Hub while downloading {params.repo_id}; try again") from None
@@ -46,8 +52,11 @@ def _download(params: ImportRun, dest: Path, token: str | None) -> None:
 def _sae_folder(root: Path) -> Path:
     found = sorted((p.parent for p in root.rglob("cfg.json")), key=lambda p: len(p.parts))
     if not found:
-        raise ValidationError("No cfg.json found: expected a SAELens folder (cfg.json, sae_weights.safetensors) "
-                              "or a sparsify one (cfg.json, sae.safetensors)", details={"field": "file"})
+        raise ValidationError(
+            "No cfg.json found: expected a SAELens folder (cfg.json, sae_weights.safetensors) "
+            "or a sparsify one (cfg.json, sae.safetensors)",
+            details={"field": "file"},
+        )
     return found[0]
 
 
@@ -64,58 +73,115 @@ def _hook(params: ImportRun, metadata: dict[str, Any], folder: Path) -> HookPoin
         chosen = []
     if not chosen:
         named = metadata.get("hook_name") or folder.name
-        raise ValidationError(f"Cannot tell which hook point of {params.model_name} the SAE reads ({named!r}): "
-                              "give layer and hook_type", details={"field": "layer"})
+        raise ValidationError(
+            f"Cannot tell which hook point of {params.model_name} the SAE reads ({named!r}): give layer and hook_type",
+            details={"field": "layer"},
+        )
     return chosen[0]
 
 
 def run(ctx: JobContext, params: ImportRun) -> dict[str, Any]:
-    from safetensors.torch import load_file
-
-    from appliance.pipeline.sae.io.saelens import SPARSITY, UnsupportedSAE, export, load_folder
-
+    """Fetch the SAE (upload or Hub), read and check it against the model, write it as this
+    training's SAELens export and mark the training completed; the fetched files go either way."""
     settings = ctx.settings
     folder = ctx.layout.training(params.training_id)
     incoming = folder / "incoming"
     shutil.rmtree(incoming, ignore_errors=True)
     incoming.mkdir(parents=True)
     try:
-        if params.upload:
-            ctx.progress(0.1, "Unpacking the upload", force=True)
-            unpack(Path(params.upload), incoming, params.d_model, settings.disk_reserve_mb)
-        else:
-            ctx.progress(0.1, f"Downloading {params.repo_id}", force=True)
-            _download(params, incoming, read_secret(settings.data_dir, params.training_id))
-        source = _sae_folder(incoming)
+        source = _fetch(ctx, params, incoming)
         ctx.progress(0.6, "Reading the SAE", force=True)
-        try:
-            sae, metadata = load_folder(source)
-        except (UnsupportedSAE, KeyError, ValueError) as exc:
-            raise ValidationError(f"Not a readable SAE: {exc}", details={"field": "file"}) from None
-        hook = _hook(params, metadata, source)
+        sae, metadata = _read(source)
         cfg = sae.cfg
-        if cfg.d_in != params.d_model:
-            raise ValidationError(f"The SAE reads {cfg.d_in}-wide activations; {params.model_name} has d_model "
-                                  f"{params.d_model}", details={"field": "model_id"})
-        if cfg.architecture == "transcoder" and hook.type != "mlp_in":
-            hook = next((p for p in params.hook_points if p.layer == hook.layer and p.type == "mlp_in"), hook)
-        sparsity = load_file(str(source / SPARSITY))["sparsity"] if (source / SPARSITY).is_file() else None
-        names = {"hook_name": hook.name}
-        if cfg.architecture == "transcoder":
-            names["hook_name_out"] = f"blocks.{hook.layer}.hook_mlp_out"
-        export(sae, folder / "export", {**metadata, "model_name": params.model_name, **names,
-                                        "imported_from": params.repo_id or "upload"}, log_sparsity=sparsity)
-        config = {"source": "imported", "origin": params.repo_id or "upload", "subfolder": params.subfolder,
-                  "d_in": cfg.d_in, "d_sae": cfg.d_sae, "k": cfg.k if cfg.architecture == "topk" else None,
-                  "hyperparameters": {"d_sae": cfg.d_sae}}
-        ctx.db.write(*sql.status_change(params.training_id, "completed", job_id=ctx.job_id, layer=hook.layer,
-                                        hook_type=hook.type, encoder_type=cfg.architecture, config=sql.encode(config),
-                                        evaluation=sql.encode({"imported": True})))
-        return {"training_id": params.training_id, "architecture": cfg.architecture, "d_sae": cfg.d_sae,
-                "hook_name": hook.name}
+        hook = _checked_hook(params, cfg, _hook(params, metadata, source))
+        _export(params, sae, metadata, hook, source, folder / "export")
+        ctx.db.write(
+            *sql.status_change(
+                params.training_id,
+                "completed",
+                job_id=ctx.job_id,
+                layer=hook.layer,
+                hook_type=hook.type,
+                encoder_type=cfg.architecture,
+                config=sql.encode(_imported_config(params, cfg)),
+                evaluation=sql.encode({"imported": True}),
+            )
+        )
+        return {
+            "training_id": params.training_id,
+            "architecture": cfg.architecture,
+            "d_sae": cfg.d_sae,
+            "hook_name": hook.name,
+        }
     finally:
         shutil.rmtree(incoming, ignore_errors=True)
         if params.upload:
             shutil.rmtree(Path(params.upload).parent, ignore_errors=True)
         delete_secret(settings.data_dir, params.training_id)
 
+
+def _fetch(ctx: JobContext, params: ImportRun, incoming: Path) -> Path:
+    """Unpack the upload or download the Hub repo into ``incoming``; the folder that holds the SAE."""
+    settings = ctx.settings
+    if params.upload:
+        ctx.progress(0.1, "Unpacking the upload", force=True)
+        unpack(Path(params.upload), incoming, params.d_model, settings.disk_reserve_mb)
+    else:
+        ctx.progress(0.1, f"Downloading {params.repo_id}", force=True)
+        _download(params, incoming, read_secret(settings.data_dir, params.training_id))
+    return _sae_folder(incoming)
+
+
+def _read(source: Path) -> tuple[Any, dict[str, Any]]:
+    """The SAE and its metadata, with the loader of our own exports; VALIDATION_ERROR when unreadable."""
+    from appliance.pipeline.sae.io.saelens import UnsupportedSAE, load_folder
+
+    try:
+        return load_folder(source)
+    except (UnsupportedSAE, KeyError, ValueError) as exc:
+        raise ValidationError(f"Not a readable SAE: {exc}", details={"field": "file"}) from None
+
+
+def _checked_hook(params: ImportRun, cfg: Any, hook: HookPoint) -> HookPoint:
+    """``hook`` once the SAE's width is checked against the model; a transcoder reads the MLP's input
+    of the same layer, whichever hook of that layer it was named after."""
+    if cfg.d_in != params.d_model:
+        raise ValidationError(
+            f"The SAE reads {cfg.d_in}-wide activations; {params.model_name} has d_model {params.d_model}",
+            details={"field": "model_id"},
+        )
+    if cfg.architecture == "transcoder" and hook.type != "mlp_in":
+        hook = next((p for p in params.hook_points if p.layer == hook.layer and p.type == "mlp_in"), hook)
+    return hook
+
+
+def _export(params: ImportRun, sae: Any, metadata: dict[str, Any], hook: HookPoint, source: Path, dest: Path) -> None:
+    """The SAE written again as a SAELens folder, naming the model, its hook point(s) and its origin."""
+    from safetensors.torch import load_file
+
+    from appliance.pipeline.sae.io.saelens import SPARSITY, export
+
+    sparsity = load_file(str(source / SPARSITY))["sparsity"] if (source / SPARSITY).is_file() else None
+    names = {"hook_name": hook.name}
+    if sae.cfg.architecture == "transcoder":
+        names["hook_name_out"] = f"blocks.{hook.layer}.hook_mlp_out"
+    origin = params.repo_id or "upload"
+    export(
+        sae,
+        dest,
+        {**metadata, "model_name": params.model_name, **names, "imported_from": origin},
+        log_sparsity=sparsity,
+    )
+
+
+def _imported_config(params: ImportRun, cfg: Any) -> dict[str, Any]:
+    """The training row's config for an imported SAE: where it came from and its shape."""
+    return {
+        "source": "imported",
+        "origin": params.repo_id or "upload",
+        "subfolder": params.subfolder,
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "k": cfg.k if cfg.architecture == "topk" else None,
+        "hyperparameters": {"d_sae": cfg.d_sae},
+    }

@@ -18,12 +18,22 @@ from typing import Any
 
 import torch
 
-from appliance.pipeline.sae import SAE, SAEConfig, build
+from appliance.pipeline.sae import CLASSES, SAE, Architecture, SAEConfig, build
 
-TO_SAELENS = {"sparse": "standard", "topk": "topk", "jumprelu": "jumprelu", "transcoder": "transcoder",
-              "skip": "standard"}
-FROM_SAELENS = {"standard": "sparse", "topk": "topk", "jumprelu": "jumprelu", "transcoder": "transcoder",
-                "skip_transcoder": "transcoder"}
+TO_SAELENS: dict[Architecture, str] = {
+    "sparse": "standard",
+    "topk": "topk",
+    "jumprelu": "jumprelu",
+    "transcoder": "transcoder",
+    "skip": "standard",
+}
+FROM_SAELENS: dict[str, Architecture] = {
+    "standard": "sparse",
+    "topk": "topk",
+    "jumprelu": "jumprelu",
+    "transcoder": "transcoder",
+    "skip_transcoder": "transcoder",
+}
 WEIGHTS = "sae_weights.safetensors"
 SPARSITY = "sparsity.safetensors"
 
@@ -39,16 +49,22 @@ def export(sae: SAE, folder: Path, metadata: dict[str, Any], log_sparsity: torch
 
     cfg = sae.cfg
     folder.mkdir(parents=True, exist_ok=True)
-    tensors = {name: getattr(sae, name).detach().float().contiguous().cpu()
-               for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    tensors = {
+        name: getattr(sae, name).detach().float().contiguous().cpu() for name in ("W_enc", "b_enc", "W_dec", "b_dec")
+    }
     tensors.update({k: v.float().contiguous().cpu() for k, v in sae.extra_state_tensors().items()})
     save_file(tensors, str(folder / WEIGHTS))
     if log_sparsity is not None:
         save_file({"sparsity": log_sparsity.float().contiguous().cpu()}, str(folder / SPARSITY))
     config: dict[str, Any] = {
-        "architecture": TO_SAELENS[cfg.architecture], "d_in": cfg.d_in, "d_sae": cfg.d_sae,
-        "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": bool(cfg.apply_b_dec_to_input),
-        "normalize_activations": "none", "reshape_activations": "none",
+        "architecture": TO_SAELENS[cfg.architecture],
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": bool(cfg.apply_b_dec_to_input),
+        "normalize_activations": "none",
+        "reshape_activations": "none",
         "metadata": {"sae_lens_version": "6", "mistudio_architecture": cfg.architecture, **metadata},
     }
     if cfg.architecture == "topk":
@@ -70,12 +86,22 @@ def load_folder(folder: Path) -> tuple[SAE, dict[str, Any]]:
         arch_name = metadata.get("mistudio_architecture") or FROM_SAELENS.get(config.get("architecture", "standard"))
         if arch_name is None:
             raise UnsupportedSAE(f"SAELens architecture {config.get('architecture')!r} is not supported")
+        if arch_name not in CLASSES:  # a metadata name from a newer or foreign writer
+            raise UnsupportedSAE(f"architecture {arch_name!r} is not supported")
         if config.get("normalize_activations", "none") not in ("none", None):
-            raise UnsupportedSAE("SAEs that normalise their inputs at run time are not supported; fold the "
-                                 "scaling factor into the weights first")
+            raise UnsupportedSAE(
+                "SAEs that normalise their inputs at run time are not supported; fold the "
+                "scaling factor into the weights first"
+            )
         d_in, d_sae = weights["W_enc"].shape
-        cfg = SAEConfig(arch_name, d_in, d_sae, d_out=weights["W_dec"].shape[1], k=int(config.get("k") or 32),
-                        apply_b_dec_to_input=bool(config.get("apply_b_dec_to_input", True)))
+        cfg = SAEConfig(
+            arch_name,
+            d_in,
+            d_sae,
+            d_out=weights["W_dec"].shape[1],
+            k=int(config.get("k") or 32),
+            apply_b_dec_to_input=bool(config.get("apply_b_dec_to_input", True)),
+        )
         tensors = {name: weights[name] for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
         if arch_name == "jumprelu":
             tensors["log_threshold"] = weights["threshold"].clamp_min(1e-12).log()
@@ -93,10 +119,16 @@ def load_folder(folder: Path) -> tuple[SAE, dict[str, Any]]:
         k = int(config.get("k") or 32)
         # sparsify's TopK subtracts b_dec from the input and applies ReLU to the top k.
         cfg = SAEConfig("topk", d_in, d_sae, k=k, apply_b_dec_to_input=True)
-        tensors = {"W_enc": encoder.T.contiguous(), "b_enc": weights["encoder.bias"], "W_dec": weights["W_dec"],
-                   "b_dec": weights["b_dec"]}
-        metadata = {"source_format": "sparsify",
-                    **{k: v for k, v in config.items() if isinstance(v, (str, int, float))}}
+        tensors = {
+            "W_enc": encoder.T.contiguous(),
+            "b_enc": weights["encoder.bias"],
+            "W_dec": weights["W_dec"],
+            "b_dec": weights["b_dec"],
+        }
+        metadata = {
+            "source_format": "sparsify",
+            **{k: v for k, v in config.items() if isinstance(v, (str, int, float))},
+        }
     else:
         raise UnsupportedSAE(f"{folder} has neither {WEIGHTS} (SAELens) nor sae.safetensors (sparsify)")
     sae = build(cfg)

@@ -79,12 +79,27 @@ def estimate_bytes(sae: Any, optimizer: Any) -> int:
     tensors per weight) and the RNG state, from the tensors about to be written."""
     import torch
 
-    return (_tensor_bytes(sae.state_dict()) + _tensor_bytes(optimizer.state_dict()["state"])
-            + _tensor_bytes(torch.get_rng_state()) + _OVERHEAD_BYTES)
+    return (
+        _tensor_bytes(sae.state_dict())
+        + _tensor_bytes(optimizer.state_dict()["state"])
+        + _tensor_bytes(torch.get_rng_state())
+        + _OVERHEAD_BYTES
+    )
 
 
-def save(folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, tokens: int, *, kind: Kind,
-         held_out_loss: float | None, reserve_mb: int, keep: int) -> Path:
+def save(
+    folder: Path,
+    sae: Any,
+    optimizer: Any,
+    scheduler: Any,
+    step: int,
+    tokens: int,
+    *,
+    kind: Kind,
+    held_out_loss: float | None,
+    reserve_mb: int,
+    keep: int,
+) -> Path:
     """Write a checkpoint at ``step`` (replacing one at the same step), then prune. Raises
     INSUFFICIENT_STORAGE, before writing anything, when the disk would keep less than its reserve, and
     after removing the partial write when the disk fills up anyway."""
@@ -98,12 +113,21 @@ def save(folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, toke
     require_free(checkpoints_dir(folder), estimate_bytes(sae, optimizer), reserve_mb, what)
     try:
         partial.mkdir(parents=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()},
-                  str(partial / "sae.safetensors"))
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in sae.state_dict().items()}, str(partial / "sae.safetensors")
+        )
         # Through a Python file: torch's own writer reports a full disk without its errno.
         with open(partial / "state.pt", "wb") as out:
-            torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "step": step,
-                        "tokens": tokens, "rng": torch.get_rng_state()}, out)
+            torch.save(
+                {
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "step": step,
+                    "tokens": tokens,
+                    "rng": torch.get_rng_state(),
+                },
+                out,
+            )
         info = Info(step=step, tokens=tokens, saved_at=time.time(), kind=kind, held_out_loss=held_out_loss)
         (partial / "info.json").write_bytes(msgspec.json.encode(info))
     except BaseException as exc:
@@ -126,8 +150,11 @@ def prune(folder: Path, keep: int) -> list[int]:
     found = [(path, read_info(path)) for path in complete(folder)]
     kept = {path for path, _ in found[-keep:]}
     kept |= {path for path, info in found if info is not None and info.kind == "user"}
-    scored = [(info.held_out_loss, path) for path, info in found
-              if info is not None and info.held_out_loss is not None and math.isfinite(info.held_out_loss)]
+    scored = [
+        (info.held_out_loss, path)
+        for path, info in found
+        if info is not None and info.held_out_loss is not None and math.isfinite(info.held_out_loss)
+    ]
     if scored:
         kept.add(min(scored)[1])
     deleted = []

@@ -5,7 +5,8 @@ held-out share is never trained on and explained variance is measured there). Me
 ``training_metrics`` and out as ``training.progress`` events every ``log_every`` steps; checkpoints
 (weights, optimizer, scheduler, step; ``checkpoints``: space-checked, pruned to a bounded set) every
 ``auto_save_interval`` steps, on "save now" (the job's "save" control, taken with
-``ctx.take_save_request()``) and on pause or stop; at the end the SAE is written in the SAELens layout. A status change of the training row commits with its ``training.updated`` event.
+``ctx.take_save_request()``) and on pause or stop; at the end the SAE is written in the SAELens
+layout. A status change of the training row commits with its ``training.updated`` event.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 import msgspec
 
+from appliance.contracts.events import TrainingCheckpoint, TrainingLog
 from appliance.contracts.hyperparameters import Hyperparameters
 from appliance.contracts.params.training import EvaluationSpec, StreamSpec, TrainRun
 from appliance.data import trainings as sql
@@ -42,8 +45,9 @@ def _lr_lambda(hp: Hyperparameters) -> Callable[[int], float]:
         if hp.lr_decay == "linear":
             return warm * (1 - progress)
         if hp.lr_decay == "exponential":  # down to 1% of the rate at the last step
-            return warm * 0.01 ** progress
+            return warm * 0.01**progress
         return warm
+
     return factor
 
 
@@ -56,16 +60,63 @@ def make_optimizer(sae: Any, hp: Hyperparameters) -> Any:
     return kind(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999), weight_decay=hp.weight_decay)
 
 
-def _save_checkpoint(ctx: JobContext, folder: Path, sae: Any, optimizer: Any, scheduler: Any, step: int, tokens: int,
-                     kind: checkpoints.Kind, held_x: Any, held_y: Any | None) -> None:
-    """Write a checkpoint (space checked first, never left partial), prune to the bounded set and
-    announce it with its held-out loss, which decides the "best" checkpoint that pruning keeps."""
-    settings = ctx.settings
-    loss = _held_out_loss(sae, held_x[:2048], None if held_y is None else held_y[:2048])
-    checkpoints.save(folder, sae, optimizer, scheduler, step, tokens, kind=kind, held_out_loss=loss,
-                     reserve_mb=settings.disk_reserve_mb, keep=settings.keep_checkpoints)
-    ctx.event("training.checkpoint", {"training_id": folder.name, "step": step, "kind": kind,
-                                      "held_out_loss": loss})
+@dataclass
+class _Run:
+    """A training in progress: what its steps change and what a checkpoint writes."""
+
+    ctx: JobContext
+    params: TrainRun
+    folder: Path
+    cfg: Any  # the SAEConfig; the L1 warm-up moves its coefficient
+    sae: Any
+    optimizer: Any
+    scheduler: Any
+    device: Any
+    amp: Any  # the autocast dtype, or None
+    scale_in: float = 1.0
+    scale_out: float = 1.0
+    held_x: Any = None
+    held_y: Any = None
+    step: int = 0
+    tokens: int = 0
+
+    def save(self, kind: checkpoints.Kind) -> None:
+        """Write a checkpoint (space checked first, never left partial), prune to the bounded set and
+        announce it with its held-out loss, which decides the "best" checkpoint that pruning keeps."""
+        settings = self.ctx.settings
+        held_y = None if self.held_y is None else self.held_y[:2048]
+        loss = _held_out_loss(self.sae, self.held_x[:2048], held_y)
+        checkpoints.save(
+            self.folder,
+            self.sae,
+            self.optimizer,
+            self.scheduler,
+            self.step,
+            self.tokens,
+            kind=kind,
+            held_out_loss=loss,
+            reserve_mb=settings.disk_reserve_mb,
+            keep=settings.keep_checkpoints,
+        )
+        self.ctx.event(
+            "training.checkpoint",
+            TrainingCheckpoint(training_id=self.params.training_id, step=self.step, kind=kind, held_out_loss=loss),
+        )
+
+
+@dataclass
+class _Throughput:
+    """Activations trained on since the last logged step, for its activations/s."""
+
+    tokens: int = 0
+    since: float = field(default_factory=time.monotonic)
+
+    def rate(self) -> float:
+        """Activations/s since the last call; starts the next window."""
+        now = time.monotonic()
+        rate = self.tokens / max(now - self.since, 1e-9)
+        self.tokens, self.since = 0, now
+        return rate
 
 
 def _held_out_loss(sae: Any, x: Any, target: Any | None) -> float | None:
@@ -98,13 +149,16 @@ def norm_scale(source: ActivationSource, batch_size: int, seed: int, which: int,
     """sqrt(d) / mean norm over the first training batches (which = 0: inputs, 1: targets)."""
     import torch
 
-    norms = []
+    norms, width = [], 1
     for i, pair in enumerate(source.batches(batch_size, seed, 0)):
         if i >= batches:
             break
-        norms.append(pair[which].norm(dim=-1).mean())
+        part = pair[which]
+        assert part is not None, "targets are measured only for a run that has them"
+        norms.append(part.norm(dim=-1).mean())
+        width = part.shape[-1]
     mean = float(torch.stack(norms).mean())
-    return (pair[which].shape[-1] ** 0.5) / mean if mean > 0 else 1.0
+    return (width**0.5) / mean if mean > 0 else 1.0
 
 
 def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, float]:
@@ -121,20 +175,27 @@ def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, flo
 def open_source(params: TrainRun, layout: DataLayout, buffer_tokens: int | None = None) -> ActivationSource:
     """The run's stored activation set, or its stream (``buffer_tokens``: as chosen at its first start)."""
     if params.stream is None:
-        return ActivationSource(layout.activations(str(params.activation_id)), params.hook_name,
-                                params.target_hook_name)
+        return ActivationSource(
+            layout.activations(str(params.activation_id)), params.hook_name, params.target_hook_name
+        )
     if buffer_tokens is None:
-        buffer_tokens = msgspec.json.decode(
-            (layout.training(params.training_id) / STREAM_FILE).read_bytes())["buffer_tokens"]
+        buffer_tokens = msgspec.json.decode((layout.training(params.training_id) / STREAM_FILE).read_bytes())[
+            "buffer_tokens"
+        ]
     return StreamedSource(params.stream, layout, buffer_tokens)
 
 
 def stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate:
     hooks = 2 if spec.target_point else 1
-    return Estimate({**estimate_model(spec.parameters, spec.precision).parts,
-                     "shuffle buffer": estimate_activations(buffer_tokens, d_in, "fp16", hooks).total,
-                     "forward batch": estimate_activations(spec.forward_batch * spec.context_length, d_in,
-                                                           "fp32", 2 * hooks).total})
+    return Estimate(
+        {
+            **estimate_model(spec.parameters, spec.precision).parts,
+            "shuffle buffer": estimate_activations(buffer_tokens, d_in, "fp16", hooks).total,
+            "forward batch": estimate_activations(
+                spec.forward_batch * spec.context_length, d_in, "fp32", 2 * hooks
+            ).total,
+        }
+    )
 
 
 def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
@@ -150,8 +211,11 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     # The buffer's size decides the order of batches, so a resumed run keeps the size it started with;
     # a first start takes the largest that fits, halving down to a floor.
     chosen = folder / STREAM_FILE
-    buffer = msgspec.json.decode(chosen.read_bytes())["buffer_tokens"] if chosen.is_file() else \
-        ctx.settings.stream_buffer_tokens
+    buffer = (
+        msgspec.json.decode(chosen.read_bytes())["buffer_tokens"]
+        if chosen.is_file()
+        else ctx.settings.stream_buffer_tokens
+    )
     floor = min(buffer, max(8 * hp.batch_size, 8192))
 
     def estimate(tokens: int) -> Estimate:
@@ -176,14 +240,37 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
 
 
 def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[str, Any]:
+    """Build (or resume) the SAE, train it to the last step or until stopped, export it and report
+    its quality; the training row ends "completed" or "stopped" (a pause re-raises)."""
+    hp = params.hyperparameters
+    run = _prepare(ctx, params, source)
+    _status(ctx, params.training_id, "running", total_steps=hp.total_steps)
+    began = time.monotonic()
+    stopped = _steps(run, source)
+    evaluation = {
+        **_export(run),
+        "steps": run.step,
+        "tokens": run.tokens,
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    if params.evaluation is not None:
+        ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
+        evaluation.update(splice_evaluation(params.evaluation, run.sae, ctx.layout))
+    _status(
+        ctx, params.training_id, "stopped" if stopped else "completed", step=run.step, evaluation=sql.encode(evaluation)
+    )
+    return {"training_id": params.training_id, **evaluation}
+
+
+def _prepare(ctx: JobContext, params: TrainRun, source: ActivationSource) -> _Run:
+    """The SAE, its optimizer and schedule, the activations' scale and the held-out activations; from
+    the latest checkpoint when there is one. The order of what draws random numbers is fixed: a
+    resumed run must continue exactly as the uninterrupted one would have."""
     import torch
 
     from appliance.pipeline.sae import build, sae_config
-    from appliance.pipeline.sae.io.saelens import export
-    from appliance.pipeline.sae.step import train_step
 
     hp = params.hyperparameters
-    folder = ctx.layout.training(params.training_id)
     cfg = sae_config(params.encoder_type, params.d_in, hp, d_out=params.d_in if params.target_hook_name else None)
     # CUDA when there is one, with bf16 autocast where the GPU supports it (Orin does); fp32 on CPU.
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -192,103 +279,148 @@ def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[
     sae = build(cfg, device=device)
     optimizer = make_optimizer(sae, hp)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(hp))
-    step = tokens = 0
-    scale_in = scale_out = 1.0
+    folder = ctx.layout.training(params.training_id)
+    run = _Run(ctx, params, folder, cfg, sae, optimizer, scheduler, device, amp)
     if hp.normalize_activations == "expected_average_only_in":
         ctx.progress(0.0, "Measuring the activations' scale", force=True)
-        scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
-        scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else scale_in
-    checkpoints.sweep_partials(folder)  # a worker killed mid-write left it; the run starts from a whole one
-    checkpoint = checkpoints.latest(folder)
-    if checkpoint is not None:
-        from safetensors.torch import load_file
-
-        sae.load_state_dict(load_file(str(checkpoint / "sae.safetensors")))
-        state = torch.load(checkpoint / "state.pt", weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, tokens = state["step"], state["tokens"]
-        torch.set_rng_state(state["rng"])
-        ctx.progress(step / hp.total_steps, f"Resumed from step {step:,}", force=True)
-        ctx.event("training.log", {"training_id": params.training_id, "level": "info",
-                                   "message": f"Resumed from the checkpoint at step {step:,}", "step": step})
+        run.scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
+        run.scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else run.scale_in
+    resumed = _resume(run)
     held_x, held_y = source.held_out()
-    held_x = held_x.to(device) * scale_in
-    held_y = held_y.to(device) * scale_out if held_y is not None else None
-    if checkpoint is None:
+    run.held_x = held_x.to(device) * run.scale_in
+    run.held_y = held_y.to(device) * run.scale_out if held_y is not None else None
+    if not resumed:
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
-        sae.init_b_dec((first_y * scale_out if first_y is not None else first_x * scale_in).to(device))
-    _status(ctx, params.training_id, "running", total_steps=hp.total_steps)
-    began, window_tokens, window_start = time.monotonic(), 0, time.monotonic()
-    base_l1 = cfg.l1_coefficient
-    stopped = False
+        sae.init_b_dec((first_y * run.scale_out if first_y is not None else first_x * run.scale_in).to(device))
+    return run
+
+
+def _resume(run: _Run) -> bool:
+    """Load the latest whole checkpoint into the run (weights, optimizer, schedule, step, random
+    state); False when there is none and the run starts from scratch."""
+    import torch
+
+    checkpoints.sweep_partials(run.folder)  # a worker killed mid-write left it; the run starts from a whole one
+    checkpoint = checkpoints.latest(run.folder)
+    if checkpoint is None:
+        return False
+    from safetensors.torch import load_file
+
+    run.sae.load_state_dict(load_file(str(checkpoint / "sae.safetensors")))
+    state = torch.load(checkpoint / "state.pt", weights_only=False)
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.step, run.tokens = state["step"], state["tokens"]
+    torch.set_rng_state(state["rng"])
+    ctx, step = run.ctx, run.step
+    ctx.progress(step / run.params.hyperparameters.total_steps, f"Resumed from step {step:,}", force=True)
+    message = f"Resumed from the checkpoint at step {step:,}"
+    ctx.event("training.log", TrainingLog(training_id=run.params.training_id, level="info", message=message, step=step))
+    return True
+
+
+def _steps(run: _Run, source: ActivationSource) -> bool:
+    """Train up to the last step; True when the job was asked to stop there. A pause, stop or
+    requeue writes a checkpoint first; a pause or requeue then raises on to the runner."""
+    throughput = _Throughput()
     with heap_reuse():
         try:
-            batches = source.batches(hp.batch_size, params.seed, step)
-            while step < hp.total_steps:
-                ctx.check()
-                x, y = next(batches)
-                x = x.to(device, non_blocking=True) * scale_in
-                y = y.to(device, non_blocking=True) * scale_out if y is not None else None
-                if hp.l1_warmup_steps:
-                    cfg.l1_coefficient = base_l1 * min(1.0, (step + 1) / hp.l1_warmup_steps)
-                log_now = (step + 1) % hp.log_every == 0 or step + 1 == hp.total_steps
-                out = train_step(sae, optimizer, x, y, stats=log_now, amp=amp)
-                scheduler.step()
-                step += 1
-                tokens += x.shape[0]
-                window_tokens += x.shape[0]
-                if log_now:
-                    ev, _ = explained_variance(sae, held_x[:2048], None if held_y is None else held_y[:2048])
-                    now = time.monotonic()
-                    rate = window_tokens / max(now - window_start, 1e-9)
-                    window_tokens, window_start = 0, now
-                    row = {"step": step, "tokens": tokens, "loss": float(out.loss), "mse": float(out.mse),
-                           "sparsity_loss": float(out.sparsity), "l0": float(out.l0 or 0),
-                           "dead_latents": int(sae.dead.sum()), "explained_variance": round(ev, 5),
-                           "learning_rate": scheduler.get_last_lr()[0], "activations_per_s": round(rate, 1),
-                           "memory_mb": _memory_mb(device),
-                           "eta_s": round((hp.total_steps - step) * hp.batch_size / rate, 1) if rate else None}
-                    ctx.db.write(*sql.record_metrics(params.training_id, row))
-                    ctx.progress(step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}",
-                                 {"training_id": params.training_id, **row})
-                # Taken once: a request that arrives during this save is answered at the next step.
-                asked = ctx.take_save_request()
-                if (params.auto_save_interval and step % params.auto_save_interval == 0) or asked:
-                    _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens,
-                                     "user" if asked else "auto", held_x, held_y)
+            _train_until_done(run, source, throughput)
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
-                _save_checkpoint(ctx, folder, sae, optimizer, scheduler, step, tokens,
-                                 cast(checkpoints.Kind, stop.control), held_x, held_y)
+                run.save(cast(checkpoints.Kind, stop.control))
             if stop.control == "pause":
-                _status(ctx, params.training_id, "paused")
+                _status(run.ctx, run.params.training_id, "paused")
             if stop.control != "stop":
                 raise
-            stopped = True
+            return True
+    return False
+
+
+def _train_until_done(run: _Run, source: ActivationSource, throughput: _Throughput) -> None:
+    """The hot loop: one optimizer step per batch, metrics every ``log_every`` steps, checkpoints on
+    schedule or when asked. What it reads every step is bound to locals once."""
+    from appliance.pipeline.sae.step import train_step
+
+    ctx, params, hp, cfg = run.ctx, run.params, run.params.hyperparameters, run.cfg
+    sae, optimizer, scheduler = run.sae, run.optimizer, run.scheduler
+    device, amp, scale_in, scale_out = run.device, run.amp, run.scale_in, run.scale_out
+    base_l1 = cfg.l1_coefficient
+    batches = source.batches(hp.batch_size, params.seed, run.step)
+    while run.step < hp.total_steps:
+        ctx.check()
+        x, y = next(batches)
+        x = x.to(device, non_blocking=True) * scale_in
+        y = y.to(device, non_blocking=True) * scale_out if y is not None else None
+        if hp.l1_warmup_steps:
+            cfg.l1_coefficient = base_l1 * min(1.0, (run.step + 1) / hp.l1_warmup_steps)
+        log_now = (run.step + 1) % hp.log_every == 0 or run.step + 1 == hp.total_steps
+        out = train_step(sae, optimizer, x, y, stats=log_now, amp=amp)
+        scheduler.step()
+        run.step += 1
+        run.tokens += x.shape[0]
+        throughput.tokens += x.shape[0]
+        if log_now:
+            _log_step(run, out, throughput)
+        # Taken once: a request that arrives during this save is answered at the next step.
+        asked = ctx.take_save_request()
+        if (params.auto_save_interval and run.step % params.auto_save_interval == 0) or asked:
+            run.save("user" if asked else "auto")
+
+
+def _log_step(run: _Run, out: Any, throughput: _Throughput) -> None:
+    """A logged step's metrics: a ``training_metrics`` row and a ``training.progress`` event."""
+    hp, step = run.params.hyperparameters, run.step
+    ev, _ = explained_variance(run.sae, run.held_x[:2048], None if run.held_y is None else run.held_y[:2048])
+    rate = throughput.rate()
+    row = {
+        "step": step,
+        "tokens": run.tokens,
+        "loss": float(out.loss),
+        "mse": float(out.mse),
+        "sparsity_loss": float(out.sparsity),
+        "l0": float(out.l0 or 0),
+        "dead_latents": int(run.sae.dead.sum()),
+        "explained_variance": round(ev, 5),
+        "learning_rate": run.scheduler.get_last_lr()[0],
+        "activations_per_s": round(rate, 1),
+        "memory_mb": _memory_mb(run.device),
+        "eta_s": round((hp.total_steps - step) * hp.batch_size / rate, 1) if rate else None,
+    }
+    run.ctx.db.write(*sql.record_metrics(run.params.training_id, row))
+    run.ctx.progress(
+        step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}", training_id=run.params.training_id, **row
+    )
+
+
+def _export(run: _Run) -> dict[str, Any]:
+    """Fold the activations' scale into the weights, measure the SAE on the held-out activations and
+    write it in the SAELens layout; its held-out quality and dead latents."""
+    import torch
+
+    from appliance.pipeline.sae.io.saelens import export
+
+    params, sae, folder = run.params, run.sae, run.folder
     dead = int(sae.dead.sum())
-    sae.fold_scaling(scale_in, scale_out)  # the export works on the model's raw activations
-    quality, frequency = held_out_quality(sae, held_x / scale_in,
-                                          None if held_y is None else held_y / scale_out)
+    sae.fold_scaling(run.scale_in, run.scale_out)  # the export works on the model's raw activations
+    held_y = None if run.held_y is None else run.held_y / run.scale_out
+    quality, frequency = held_out_quality(sae, run.held_x / run.scale_in, held_y)
     names = {"hook_name": params.hook_name}
     if params.target_hook_name:
         names["hook_name_out"] = params.target_hook_name  # SAELens' name for a transcoder's output hook
     try:
-        export(sae, folder / "export", {**msgspec.to_builtins(params.metadata), **names, "activation_scale": scale_in},
-               log_sparsity=torch.log10(frequency.clamp_min(1e-10)))
+        export(
+            sae,
+            folder / "export",
+            {**msgspec.to_builtins(params.metadata), **names, "activation_scale": run.scale_in},
+            log_sparsity=torch.log10(frequency.clamp_min(1e-10)),
+        )
     except Exception as exc:
         if not is_disk_full(exc):
             raise
         shutil.rmtree(folder / "export", ignore_errors=True)  # a half export would look finished to the API
         raise storage_error(exc, "the trained SAE's export", folder) from exc
-    evaluation = {**quality, "dead_latents": dead, "steps": step, "tokens": tokens,
-                  "seconds": round(time.monotonic() - began, 1)}
-    if params.evaluation is not None:
-        ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
-        evaluation.update(splice_evaluation(params.evaluation, sae, ctx.layout))
-    _status(ctx, params.training_id, "stopped" if stopped else "completed", step=step,
-            evaluation=sql.encode(evaluation))
-    return {"training_id": params.training_id, **evaluation}
+    return {**quality, "dead_latents": dead}
 
 
 def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dict[str, Any]:
@@ -301,14 +433,14 @@ def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dic
 
     texts = load_from_disk(str(layout.dataset_arrow(spec.dataset_id)))
     start = min(spec.skip_samples, max(0, len(texts) - spec.samples))
-    chosen = [t or "" for t in texts[start:start + spec.samples]["text"]]
-    tokenizer = load_tokenizer(spec.tokenizer, layout.root,
-                               TokenizeSettings(tokenizer=spec.tokenizer, max_length=spec.context_length,
-                                                padding="do_not_pad"))
+    chosen = [t or "" for t in texts[start : start + spec.samples]["text"]]
+    tokenizer = load_tokenizer(
+        spec.tokenizer,
+        layout.root,
+        TokenizeSettings(tokenizer=spec.tokenizer, max_length=spec.context_length, padding="do_not_pad"),
+    )
     ids = [e.ids for e in tokenizer.encode_batch(chosen)]
     model = load(spec.model_path, spec.precision)
     module = dict(model.named_modules())[spec.module]
-    batches = [ids[i:i + 8] for i in range(0, len(ids), 8)]
+    batches = [ids[i : i + 8] for i in range(0, len(ids), 8)]
     return evaluate(model, module, sae, batches, reads_input=spec.reads_input)
-
-

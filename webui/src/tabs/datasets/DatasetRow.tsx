@@ -30,7 +30,8 @@ interface Props {
   onDelete: () => void;
 }
 
-/** One dataset card. Only ready rows open the detail modal (the mock's rule). */
+/** One dataset card. Only ready rows open the detail modal: its samples, statistics and tokenization
+ * exist only once the import has finished. */
 export function DatasetRow({ dataset, job, onOpen, onCancel, onDelete }: Props) {
   const ready = dataset.status === 'ready';
   // What may be done now comes from the API (`actions`), not from rules kept here.

@@ -1,13 +1,15 @@
 import { Database } from 'lucide-react';
 import { useEffect, useState } from 'react';
 
-import { apiDelete, errorMessage } from '../../api/client';
+import { errorMessage } from '../../api/client';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
+import { ResourceRows } from '../../components/ResourceRows';
 import { useToast } from '../../components/Toasts';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useEventStream } from '../../hooks/useEventStream';
 import { useJobs } from '../../hooks/useJobs';
+import { useConfirmedDelete } from '../../hooks/useRequest';
 import { DatasetDetail } from './DatasetDetail';
 import { DatasetRow } from './DatasetRow';
 import { DownloadForm } from './DownloadForm';
@@ -23,9 +25,8 @@ export function DatasetsTab() {
   const [openId, setOpenId] = useState<string | null>(null);
   const { push } = useToast();
   const open = datasets.find((d) => d.id === openId) ?? null;
-  // Oldest first, as in the mock: a new download appears at the bottom.
-  const rows = [...datasets].reverse();
   const { subscribe } = useEventStream();
+  const remove = useConfirmedDelete();
 
   // A failed import leaves no row behind (nothing partial is kept), so the reason comes as a toast.
   useEffect(() => subscribe('job.updated', (event) => {
@@ -34,34 +35,22 @@ export function DatasetsTab() {
     if (title && job.status === 'failed') push({ type: 'error', title, message: job.error?.message });
   }), [subscribe, push]);
 
-  const remove = async (id: string, name: string) => {
-    if (!window.confirm(`Delete ${name} and its files?`)) return;
-    try {
-      await apiDelete(`/api/datasets/${id}`);
-      await reload();
-    } catch (err) {
-      push({ type: 'error', title: 'Not deleted', message: errorMessage(err) });
-    }
-  };
-
   return (
     <div data-testid="tab-datasets" className="space-y-6">
       <PageTitle>Dataset Management</PageTitle>
       <DownloadForm onStarted={() => void reload()} />
       <UploadForm onStarted={() => void reload()} />
-      {loaded && rows.length === 0 && (
-        <EmptyState icon={Database} iconClassName="text-blue-400" title="No datasets yet"
-                    description="Datasets you download from Hugging Face or import will appear here." />
-      )}
-      <div className="space-y-4" data-testid="dataset-list">
-        {rows.map((dataset) => (
-          <DatasetRow key={dataset.id} dataset={dataset} job={dataset.job_id ? byId[dataset.job_id] : undefined}
-                      onOpen={() => setOpenId(dataset.id)}
-                      onCancel={(jobId) => void cancel(jobId).catch((err) =>
-                        push({ type: 'error', title: 'Not cancelled', message: errorMessage(err) }))}
-                      onDelete={() => void remove(dataset.id, dataset.name)} />
-        ))}
-      </div>
+      <ResourceRows items={datasets} loaded={loaded} testId="dataset-list"
+                    empty={<EmptyState icon={Database} iconClassName="text-blue-400" title="No datasets yet"
+                                       description="Datasets you download from Hugging Face or import will appear here." />}
+                    row={(dataset) => (
+                      <DatasetRow dataset={dataset} job={dataset.job_id ? byId[dataset.job_id] : undefined}
+                                  onOpen={() => setOpenId(dataset.id)}
+                                  onCancel={(jobId) => void cancel(jobId).catch((err) =>
+                                    push({ type: 'error', title: 'Not cancelled', message: errorMessage(err) }))}
+                                  onDelete={() => remove(`/api/datasets/${dataset.id}`,
+                                    `Delete ${dataset.name} and its files?`, reload)} />
+                    )} />
       {open && <DatasetDetail dataset={open} onClose={() => setOpenId(null)} onChanged={() => void reload()} />}
     </div>
   );

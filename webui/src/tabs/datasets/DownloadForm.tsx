@@ -1,11 +1,11 @@
-import { ChevronDown, ChevronUp, Download } from 'lucide-react';
+import { ChevronDown, ChevronUp } from 'lucide-react';
 import { useState } from 'react';
 
-import { apiPost, errorMessage } from '../../api/client';
+import { apiPost } from '../../api/client';
 import type { Accepted } from '../../api/types';
-import { Card } from '../../components/Card';
-import { Field, inputClass, PrimaryButton } from '../../components/Form';
-import { useToast } from '../../components/Toasts';
+import { DownloadCard } from '../../components/DownloadCard';
+import { Field, HfTokenInput, inputClass } from '../../components/Form';
+import { useRequest } from '../../hooks/useRequest';
 
 /** "Download from HuggingFace": repository and token, with split/config/limit under Advanced. */
 export function DownloadForm({ onStarted }: { onStarted: () => void }) {
@@ -16,71 +16,57 @@ export function DownloadForm({ onStarted }: { onStarted: () => void }) {
   const [config, setConfig] = useState('');
   const [column, setColumn] = useState('text');
   const [maxSamples, setMaxSamples] = useState('');
-  const [busy, setBusy] = useState(false);
-  const { push } = useToast();
+  const { busy, run } = useRequest('Download not started');
 
-  const submit = async () => {
-    setBusy(true);
-    try {
-      const body: Record<string, unknown> = { repo_id: repo.trim(), split: split.trim() || 'train',
-                                              text_column: column.trim() || 'text' };
-      if (token) body.hf_token = token;
-      if (config.trim()) body.config = config.trim();
-      if (maxSamples.trim()) body.max_samples = Number(maxSamples);
-      await apiPost<Accepted>('/api/datasets/download', body);
-      setRepo('');
-      setToken('');
-      onStarted();
-    } catch (err) {
-      push({ type: 'error', title: 'Download not started', message: errorMessage(err) });
-    } finally {
-      setBusy(false);
-    }
-  };
+  const submit = () => run(async () => {
+    const body: Record<string, unknown> = { repo_id: repo.trim(), split: split.trim() || 'train',
+                                            text_column: column.trim() || 'text' };
+    if (token) body.hf_token = token;
+    if (config.trim()) body.config = config.trim();
+    if (maxSamples.trim()) body.max_samples = Number(maxSamples);
+    await apiPost<Accepted>('/api/datasets/download', body);
+    setRepo('');
+    setToken('');
+    onStarted();
+  });
 
   return (
-    <Card title="Download from HuggingFace" testId="datasets-download-form">
-      <form className="space-y-4" onSubmit={(e) => { e.preventDefault(); if (repo.trim()) void submit(); }}>
-        <Field label="Dataset Repository" htmlFor="dataset-repo">
-          <input id="dataset-repo" data-testid="dataset-repo-input" className={inputClass} value={repo}
-                 placeholder="e.g., roneneldan/TinyStories" autoComplete="off" spellCheck={false}
-                 onChange={(e) => setRepo(e.target.value)} />
-        </Field>
-        <Field label="Access Token (optional, for gated datasets)" htmlFor="dataset-token">
-          <input id="dataset-token" data-testid="dataset-token-input" type="password" className={`${inputClass} font-mono`}
-                 value={token} placeholder="hf_xxxxxxxxxxxxxxxxxxxx" autoComplete="off"
-                 onChange={(e) => setToken(e.target.value)} />
-        </Field>
-        <button type="button" data-testid="dataset-advanced-toggle" onClick={() => setAdvanced(!advanced)}
-                aria-expanded={advanced}
-                className="flex items-center gap-1 text-sm text-slate-400 hover:text-slate-200 transition-colors">
-          {advanced ? <ChevronUp className="w-4 h-4" /> : <ChevronDown className="w-4 h-4" />} Advanced
-        </button>
-        {advanced && (
-          <div className="grid grid-cols-1 md:grid-cols-2 gap-4" data-testid="dataset-advanced">
-            <Field label="Split" htmlFor="dataset-split" hint="e.g. train, validation, train[:10%]">
-              <input id="dataset-split" data-testid="dataset-split-input" className={inputClass} value={split}
-                     onChange={(e) => setSplit(e.target.value)} />
-            </Field>
-            <Field label="Configuration (optional)" htmlFor="dataset-config" hint="the dataset's subset name, if it has several">
-              <input id="dataset-config" data-testid="dataset-config-input" className={inputClass} value={config}
-                     onChange={(e) => setConfig(e.target.value)} />
-            </Field>
-            <Field label="Text column" htmlFor="dataset-column">
-              <input id="dataset-column" data-testid="dataset-column-input" className={inputClass} value={column}
-                     onChange={(e) => setColumn(e.target.value)} />
-            </Field>
-            <Field label="Max samples (optional)" htmlFor="dataset-max" hint="streams only this many rows">
-              <input id="dataset-max" data-testid="dataset-max-samples-input" type="number" min={1} className={inputClass}
-                     value={maxSamples} onChange={(e) => setMaxSamples(e.target.value)} />
-            </Field>
-          </div>
-        )}
-        <PrimaryButton type="submit" data-testid="dataset-download-button" disabled={!repo.trim()} busy={busy}
-                       icon={<Download className="w-5 h-5" aria-hidden="true" />}>
-          Download Dataset from HuggingFace
-        </PrimaryButton>
-      </form>
-    </Card>
+    <DownloadCard title="Download from HuggingFace" testId="datasets-download-form" ready={!!repo.trim()} busy={busy}
+                  onSubmit={() => void submit()} button="Download Dataset from HuggingFace"
+                  buttonTestId="dataset-download-button">
+      <Field label="Dataset Repository" htmlFor="dataset-repo">
+        <input id="dataset-repo" data-testid="dataset-repo-input" className={inputClass} value={repo}
+               placeholder="e.g., roneneldan/TinyStories" autoComplete="off" spellCheck={false}
+               onChange={(e) => setRepo(e.target.value)} />
+      </Field>
+      <Field label="Access Token (optional, for gated datasets)" htmlFor="dataset-token">
+        <HfTokenInput id="dataset-token" testId="dataset-token-input" value={token} onChange={setToken} />
+      </Field>
+      <button type="button" data-testid="dataset-advanced-toggle" onClick={() => setAdvanced(!advanced)}
+              aria-expanded={advanced}
+              className="flex items-center gap-1 text-sm text-slate-400 hover:text-slate-200 transition-colors">
+        {advanced ? <ChevronUp className="w-4 h-4" /> : <ChevronDown className="w-4 h-4" />} Advanced
+      </button>
+      {advanced && (
+        <div className="grid grid-cols-1 md:grid-cols-2 gap-4" data-testid="dataset-advanced">
+          <Field label="Split" htmlFor="dataset-split" hint="e.g. train, validation, train[:10%]">
+            <input id="dataset-split" data-testid="dataset-split-input" className={inputClass} value={split}
+                   onChange={(e) => setSplit(e.target.value)} />
+          </Field>
+          <Field label="Configuration (optional)" htmlFor="dataset-config" hint="the dataset's subset name, if it has several">
+            <input id="dataset-config" data-testid="dataset-config-input" className={inputClass} value={config}
+                   onChange={(e) => setConfig(e.target.value)} />
+          </Field>
+          <Field label="Text column" htmlFor="dataset-column">
+            <input id="dataset-column" data-testid="dataset-column-input" className={inputClass} value={column}
+                   onChange={(e) => setColumn(e.target.value)} />
+          </Field>
+          <Field label="Max samples (optional)" htmlFor="dataset-max" hint="streams only this many rows">
+            <input id="dataset-max" data-testid="dataset-max-samples-input" type="number" min={1} className={inputClass}
+                   value={maxSamples} onChange={(e) => setMaxSamples(e.target.value)} />
+          </Field>
+        </div>
+      )}
+    </DownloadCard>
   );
 }

@@ -10,6 +10,7 @@ import { useToast } from '../../components/Toasts';
 import { ToggleRow } from '../../components/Toggle';
 import { TokenChip } from '../../components/TokenChip';
 import { useJobs } from '../../hooks/useJobs';
+import { useRequest } from '../../hooks/useRequest';
 import { formatNumber } from './format';
 
 const DEFAULTS: TokenizeSettings = {
@@ -26,10 +27,11 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
   const [tokenizers, setTokenizers] = useState<TokenizerInfo[]>([]);
   const [text, setText] = useState('');
   const [preview, setPreview] = useState<TokenPreview | null>(null);
-  const [starting, setStarting] = useState(false);
-  const [jobId, setJobId] = useState<string | null>(current?.status === 'tokenizing' ? current.job_id : null);
+  // A run in progress (the API offers to cancel it) is followed through its job.
+  const [jobId, setJobId] = useState<string | null>(current?.actions.includes('cancel') ? current.job_id : null);
   const { byId } = useJobs();
   const { push } = useToast();
+  const { busy: starting, run } = useRequest('Tokenization not started');
   const job = jobId ? byId[jobId] : undefined;
   const working = starting || (jobId !== null && (!job || isActive(job.status)));
 
@@ -62,18 +64,11 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
     }
   };
 
-  const apply = async () => {
-    setStarting(true);
-    try {
-      const accepted = await apiPost<Accepted>(`/api/datasets/${dataset.id}/tokenize`, settings);
-      setJobId(accepted.job_id);
-      onChanged();
-    } catch (err) {
-      push({ type: 'error', title: 'Tokenization not started', message: errorMessage(err) });
-    } finally {
-      setStarting(false);
-    }
-  };
+  const apply = () => run(async () => {
+    const accepted = await apiPost<Accepted>(`/api/datasets/${dataset.id}/tokenize`, settings);
+    setJobId(accepted.job_id);
+    onChanged();
+  });
 
   return (
     <div className="space-y-4" data-testid="dataset-tokenization">
@@ -147,6 +142,7 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
       <div className="border-t border-slate-800 pt-4 space-y-3">
         {working && job && <ProgressBar value={job.progress} label={job.message} showPercent size="sm" />}
         <PrimaryButton data-testid="tokenize-apply" busy={working} busyLabel="Processing Dataset..."
+                       disabled={!dataset.actions.includes('tokenize')}
                        icon={<CircleCheck className="w-5 h-5" aria-hidden="true" />} onClick={() => void apply()}>
           Apply &amp; Tokenize Dataset
         </PrimaryButton>

@@ -1,12 +1,12 @@
 import { Upload } from 'lucide-react';
 import { useRef, useState } from 'react';
 
-import { errorMessage, uploadFile } from '../../api/client';
+import { uploadFile } from '../../api/client';
 import type { Accepted } from '../../api/types';
 import { Card } from '../../components/Card';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { ProgressBar } from '../../components/ProgressBar';
-import { useToast } from '../../components/Toasts';
+import { useRequest } from '../../hooks/useRequest';
 
 const ACCEPT = '.jsonl,.json,.csv,.parquet,.txt';
 
@@ -15,26 +15,19 @@ export function UploadForm({ onStarted }: { onStarted: () => void }) {
   const [file, setFile] = useState<File | null>(null);
   const [column, setColumn] = useState('text');
   const [txtMode, setTxtMode] = useState<'line' | 'paragraph'>('line');
-  const [sent, setSent] = useState<number | null>(null);
+  const [sent, setSent] = useState(0);  // the share of the file sent so far
   const input = useRef<HTMLInputElement>(null);
-  const { push } = useToast();
+  const { busy, run } = useRequest('Upload failed');
   const isText = file?.name.toLowerCase().endsWith('.txt') ?? false;
 
-  const submit = async () => {
-    if (!file) return;
+  const submit = () => file && run(async () => {
     setSent(0);
-    try {
-      await uploadFile<Accepted>('/api/datasets/upload', file,
-        isText ? { txt_mode: txtMode } : { text_column: column.trim() || 'text' }, setSent);
-      setFile(null);
-      if (input.current) input.current.value = '';
-      onStarted();
-    } catch (err) {
-      push({ type: 'error', title: 'Upload failed', message: errorMessage(err) });
-    } finally {
-      setSent(null);
-    }
-  };
+    await uploadFile<Accepted>('/api/datasets/upload', file,
+      isText ? { txt_mode: txtMode } : { text_column: column.trim() || 'text' }, setSent);
+    setFile(null);
+    if (input.current) input.current.value = '';
+    onStarted();
+  });
 
   return (
     <Card title="Import from File" testId="datasets-upload-form">
@@ -58,8 +51,8 @@ export function UploadForm({ onStarted }: { onStarted: () => void }) {
                    onChange={(e) => setColumn(e.target.value)} />
           </Field>
         )}
-        {sent !== null && <ProgressBar value={sent} color="blue" label="Uploading" showPercent size="sm" />}
-        <PrimaryButton data-testid="dataset-upload-button" disabled={!file} busy={sent !== null} busyLabel="Uploading..."
+        {busy && <ProgressBar value={sent} color="blue" label="Uploading" showPercent size="sm" />}
+        <PrimaryButton data-testid="dataset-upload-button" disabled={!file} busy={busy} busyLabel="Uploading..."
                        icon={<Upload className="w-5 h-5" aria-hidden="true" />} onClick={() => void submit()}>
           Import Dataset
         </PrimaryButton>

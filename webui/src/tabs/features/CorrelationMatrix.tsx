@@ -4,7 +4,7 @@ import { apiGet } from '../../api/client';
 
 interface Matrix { features: number[]; matrix: number[][] }
 
-/** Red (-1) through white (0) to emerald (+1), the spec's scale. */
+/** Red (-1) through white (0) to emerald (+1): the sign reads at a glance, and near zero fades out. */
 function shade(r: number): string {
   const t = Math.max(-1, Math.min(1, r));
   const [to, w] = t >= 0 ? [[16, 185, 129], t] : [[239, 68, 68], -t];

@@ -11,7 +11,7 @@ const SORTS = [['frequency', 'Activation Freq'], ['interpretability', 'Interpret
   ['index', 'Feature ID'], ['name', 'Label']] as const;
 const PAGE = 25;
 
-/** The mock's feature table with real rows: server-side search, sort, order and pages. */
+/** The feature table: server-side search, sort, order and pages. */
 export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
   trainingId: string; reloadKey: number; onOpen: (index: number) => void;
 }) {

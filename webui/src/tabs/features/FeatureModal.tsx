@@ -13,7 +13,7 @@ const TABS = ['examples', 'logit-lens', 'correlations', 'ablation', 'try-text'] 
 type Tab = (typeof TABS)[number];
 const show = (token: string) => JSON.stringify(token);
 
-/** Feature detail (pictures 24-27) with real evidence, plus a heatmap over any text. */
+/** Feature detail with its evidence (contexts, logit lens, correlations, ablation), plus a heatmap over any text. */
 export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged }: {
   trainingId: string; index: number; onClose: () => void; onOpen: (index: number) => void; onChanged: () => void;
 }) {

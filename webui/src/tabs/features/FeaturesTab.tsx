@@ -1,18 +1,19 @@
-import { Search, Zap } from 'lucide-react';
+import { Search, X, Zap } from 'lucide-react';
 import { useCallback, useEffect, useMemo, useState } from 'react';
 
-import { apiGet, apiPost, errorMessage } from '../../api/client';
+import { apiGet, apiPost } from '../../api/client';
 import type { Accepted, FeatureExtraction, Training } from '../../api/types';
 import { Card, PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
-import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
+import { Field, inputClass, PrimaryButton } from '../../components/Form';
 import { MetricTile } from '../../components/MetricTile';
-import { ProgressBar, formatPercent } from '../../components/ProgressBar';
-import { useToast } from '../../components/Toasts';
+import { ProgressBar } from '../../components/ProgressBar';
+import { finishedSaes, nameIn, SaeSelect } from '../../components/SaeSelect';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useEventStream } from '../../hooks/useEventStream';
 import { useJobs } from '../../hooks/useJobs';
 import { useModels, useTrainings } from '../../hooks/useModels';
+import { useRequest } from '../../hooks/useRequest';
 import { FeatureBrowser } from './FeatureBrowser';
 import { CorrelationMatrix } from './CorrelationMatrix';
 import { FeatureMap } from './FeatureMap';
@@ -27,11 +28,9 @@ export function FeaturesTab() {
   const { trainings, loaded } = useTrainings();
   const { models } = useModels();
   const { datasets } = useDatasets();
-  const finished = trainings.filter((t) => t.status === 'completed' || t.status === 'stopped');
+  const finished = finishedSaes(trainings);
   const [chosenId, setChosenId] = useState('');
   const training: Training | undefined = finished.find((t) => t.id === chosenId) ?? finished[0];
-  const name = (list: { id: string; name: string }[], id: string | null) =>
-    (id ? list.find((x) => x.id === id)?.name : undefined) ?? id ?? 'imported';
 
   return (
     <div data-testid="tab-features" className="space-y-6">
@@ -41,25 +40,12 @@ export function FeaturesTab() {
                     description="Complete a training job to discover features." />
       ) : training && (
         <>
-          <Card title="Select Training Job to Analyze" testId="features-training">
-            <select data-testid="features-training-select" aria-label="Training" value={training.id}
-                    onChange={(e) => setChosenId(e.target.value)} className={`${selectClass} text-lg py-3`}>
-              {finished.map((t) => (
-                <option key={t.id} value={t.id}>
-                  {t.encoder_type} SAE • {name(models, t.model_id)} • {name(datasets, t.dataset_id)} • Layer {t.layer}
-                  {' '}• Started {new Date(t.created_at).toLocaleDateString()}
-                </option>
-              ))}
-            </select>
-            <div className="grid grid-cols-3 gap-4 mt-3 text-sm">
-              {[['Model', name(models, training.model_id)], ['Dataset', name(datasets, training.dataset_id)],
-                ['Encoder', training.encoder_type]].map(([label, value]) => (
-                <div key={label} className="bg-slate-800/30 rounded px-3 py-2">
-                  <span className="text-slate-400">{label}:</span> <span className="text-slate-200">{value}</span>
-                </div>
-              ))}
-            </div>
-          </Card>
+          <SaeSelect title="Select Training Job to Analyze" testId="features-training"
+                     selectTestId="features-training-select" label="Training" saes={finished} chosen={training}
+                     onChoose={setChosenId} models={models} datasets={datasets}
+                     suffix={(t) => ` • Started ${new Date(t.created_at).toLocaleDateString()}`}
+                     facts={[['Model', nameIn(models, training.model_id)],
+                       ['Dataset', nameIn(datasets, training.dataset_id)], ['Encoder', training.encoder_type]]} />
           <ExtractionCard key={training.id} training={training} />
         </>
       )}
@@ -75,9 +61,10 @@ function ExtractionCard({ training }: { training: Training }) {
   const [view, setView] = useState<'table' | 'map'>('table');
   const [reloadKey, setReloadKey] = useState(0);
   const [labeling, setLabeling] = useState(false);
-  const { byId } = useJobs();
+  const { byId, cancel } = useJobs();
   const { subscribe } = useEventStream();
-  const { push } = useToast();
+  const { run } = useRequest('Extraction not started');
+  const { run: runCancel } = useRequest('Not cancelled');
 
   const load = useCallback(() => {
     apiGet<FeatureExtraction>(`/api/training/${training.id}/features/summary`).then(setExtraction)
@@ -87,22 +74,21 @@ function ExtractionCard({ training }: { training: Training }) {
   useEffect(() => subscribe('features.updated', (event) => {
     if (event.data.training_id === training.id) load();
   }), [subscribe, training.id, load]);
-  const job = extraction?.job_id ? byId[extraction.job_id] : undefined;
+  const jobId = extraction?.job_id ?? null;
+  const job = jobId ? byId[jobId] : undefined;
   useEffect(() => {
     if (job && (job.status === 'failed' || job.status === 'cancelled')) load();
   }, [job?.status, load]); // eslint-disable-line react-hooks/exhaustive-deps
 
-  const start = async () => {
-    try {
-      await apiPost<Accepted>('/api/features/extract', { training_id: training.id, eval_samples: samples,
-        top_k_examples: topK });
-      load();
-    } catch (err) {
-      push({ type: 'error', title: 'Extraction not started', message: errorMessage(err) });
-    }
-  };
+  const start = () => run(async () => {
+    await apiPost<Accepted>('/api/features/extract', { training_id: training.id, eval_samples: samples,
+      top_k_examples: topK });
+    load();
+  });
 
   const summary = extraction?.summary;
+  // The status says what to show; which buttons exist comes from the API (`actions`).
+  const can = (action: string) => extraction?.actions.includes(action) ?? false;
   const extracting = extraction?.status === 'extracting';
   const form = useMemo(() => (
     <div className="space-y-4" data-testid="features-extract-form">
@@ -120,22 +106,28 @@ function ExtractionCard({ training }: { training: Training }) {
         </Field>
       </div>
       {extraction?.status === 'error' && <p className="text-sm text-red-400">Last extraction failed: {extraction.error}</p>}
-      <PrimaryButton data-testid="features-extract" disabled={!training.dataset_id} icon={<Zap className="w-5 h-5" />}
+      <PrimaryButton data-testid="features-extract" icon={<Zap className="w-5 h-5" />}
+                     disabled={!training.dataset_id || (extraction != null && !can('extract'))}
                      onClick={() => void start()}>
         {summary ? 'Extract Again' : 'Extract Features'}
       </PrimaryButton>
     </div>
-  ), [samples, topK, training, extraction, summary]); // eslint-disable-line react-hooks/exhaustive-deps
+  ), [samples, topK, training, extraction, summary, run]); // eslint-disable-line react-hooks/exhaustive-deps
 
   return (
     <Card title="Feature Extraction & Analysis" testId="features-card">
       {extraction === undefined ? null : extracting ? (
         <div data-testid="features-extracting">
-          <div className="flex items-center justify-between mb-2">
-            <span className="text-slate-300">Extracting features...</span>
-            <span className="text-emerald-400 font-medium tabular-nums">{formatPercent(job?.progress ?? 0)}</span>
+          <div className="flex items-center gap-3">
+            <ProgressBar className="flex-1" value={job?.progress ?? 0} label="Extracting features..." showPercent />
+            {can('cancel') && jobId && (
+              <button type="button" aria-label="Cancel extraction" title="Cancel" data-testid="features-cancel"
+                      onClick={() => void runCancel(() => cancel(jobId))}
+                      className="p-1 self-end text-slate-400 hover:text-red-400 transition-colors">
+                <X className="w-5 h-5" />
+              </button>
+            )}
           </div>
-          <ProgressBar value={job?.progress ?? 0} />
           <p className="text-xs text-slate-500 mt-2">{job?.message || 'Processing activation patterns...'}</p>
         </div>
       ) : extraction?.status === 'ready' && summary ? (
@@ -158,16 +150,20 @@ function ExtractionCard({ training }: { training: Training }) {
               ))}
             </div>
             <div className="flex gap-4">
-              <button type="button" data-testid="labeling-toggle" onClick={() => setLabeling(!labeling)}
-                      className="text-sm text-slate-400 hover:text-slate-200">
-                {labeling ? '▾' : '▸'} Label with a language model</button>
-              <details className="text-sm">
-                <summary className="cursor-pointer text-slate-400">Extract again</summary>
-                <div className="mt-2">{form}</div>
-              </details>
+              {can('label') && (
+                <button type="button" data-testid="labeling-toggle" onClick={() => setLabeling(!labeling)}
+                        className="text-sm text-slate-400 hover:text-slate-200">
+                  {labeling ? '▾' : '▸'} Label with a language model</button>
+              )}
+              {can('extract') && (
+                <details className="text-sm">
+                  <summary className="cursor-pointer text-slate-400">Extract again</summary>
+                  <div className="mt-2">{form}</div>
+                </details>
+              )}
             </div>
           </div>
-          {labeling && <LabelingPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
+          {labeling && can('label') && <LabelingPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
           {view === 'table'
             ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} />
             : (

@@ -11,7 +11,7 @@ interface LayerRow {
   detail: string;
 }
 
-/** The mock's layer list, from the real config: embedding, one row per block, final norm, output. */
+/** The layer list, from the model's config: embedding, one row per block, final norm, output. */
 function layerRows(a: Architecture): LayerRow[] {
   const d = a.d_model ?? 0;
   const headDim = a.heads ? Math.round(d / a.heads) : null;

@@ -5,7 +5,7 @@ import type { Accepted, Dataset, Model } from '../../api/types';
 import { isActive } from '../../api/types';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { Modal } from '../../components/Modal';
-import { ProgressBar, formatPercent } from '../../components/ProgressBar';
+import { ProgressBar } from '../../components/ProgressBar';
 import { useToast } from '../../components/Toasts';
 import { useJobs } from '../../hooks/useJobs';
 
@@ -13,7 +13,7 @@ import { useJobs } from '../../hooks/useJobs';
 const TYPES = [['residual', 'Residual Stream'], ['mlp', 'MLP Output'], ['attention', 'Attention Output'],
   ['mlp_in,mlp', 'MLP Input + Output (transcoders)']] as const;
 
-/** The mock's extraction dialog with the model's real layer count. */
+/** The activation-extraction dialog: layers (up to the model's layer count), hook, dataset and sizes. */
 export function ExtractModal({ model, datasets, onClose }: { model: Model; datasets: Dataset[]; onClose: () => void }) {
   const ready = datasets.filter((d) => d.status === 'ready');
   const layers = model.layers ?? 0;
@@ -34,7 +34,8 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
   const close = useRef(onClose);
   close.current = onClose;
   const handled = useRef<string | null>(null);
-  // Once per job: a toast, and on success the dialog closes itself a second later (as in the mock).
+  // Once per job: a toast, and on success the dialog closes itself a second later, long
+  // enough to see the bar reach 100%.
   useEffect(() => {
     if (!job || isActive(job.status) || handled.current === job.id) return;
     handled.current = job.id;
@@ -123,11 +124,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
         </div>
         {jobId && job && (
           <div className="border border-slate-800 rounded-lg p-4" data-testid="extract-progress">
-            <div className="flex items-center justify-between mb-2 text-sm">
-              <span className="text-slate-300">Extracting Activations...</span>
-              <span className="font-mono text-emerald-400">{formatPercent(job.progress)}</span>
-            </div>
-            <ProgressBar value={job.progress} />
+            <ProgressBar value={job.progress} label="Extracting Activations..." showPercent />
             <p className="text-xs text-slate-500 mt-2">{job.message}</p>
           </div>
         )}

@@ -2,7 +2,7 @@ import { Activity, CircleCheck, CircleX, Cpu, LoaderCircle, Trash2 } from 'lucid
 
 import type { Job, Model } from '../../api/types';
 import { isActive } from '../../api/types';
-import { formatPercent, ProgressBar } from '../../components/ProgressBar';
+import { ProgressBar } from '../../components/ProgressBar';
 import { modelSubline, shortName } from './format';
 
 const PILLS: Record<Model['status'], string> = {
@@ -55,11 +55,8 @@ export function ModelRow({ model, job, onArchitecture, onExtract, onDelete }: {
       </div>
       {running && job && (
         <div className="mt-4" data-testid="model-progress">
-          <div className="flex items-center justify-between mb-2 text-sm">
-            <span className="text-slate-400">{model.status === 'downloading' ? 'Download Progress' : job.message}</span>
-            <span className="text-emerald-400 font-medium tabular-nums">{formatPercent(job.progress)}</span>
-          </div>
-          <ProgressBar value={job.progress} color="purple" />
+          <ProgressBar value={job.progress} color="purple" showPercent
+                       label={model.status === 'downloading' ? 'Download Progress' : job.message} />
           {model.status === 'downloading' && job.message && <p className="text-xs text-slate-500 mt-1">{job.message}</p>}
         </div>
       )}

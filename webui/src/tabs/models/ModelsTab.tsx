@@ -1,13 +1,13 @@
 import { Cpu, Trash2 } from 'lucide-react';
 import { useState } from 'react';
 
-import { apiDelete, errorMessage } from '../../api/client';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
-import { useToast } from '../../components/Toasts';
+import { ResourceRows } from '../../components/ResourceRows';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useJobs } from '../../hooks/useJobs';
 import { useActivationSets, useModels } from '../../hooks/useModels';
+import { useConfirmedDelete } from '../../hooks/useRequest';
 import { formatBytes } from '../datasets/format';
 import { ArchitectureModal } from './ArchitectureModal';
 import { ExtractModal } from './ExtractModal';
@@ -19,21 +19,10 @@ export function ModelsTab() {
   const { sets, reload: reloadSets } = useActivationSets();
   const { datasets } = useDatasets();
   const { byId } = useJobs();
-  const { push } = useToast();
+  const remove = useConfirmedDelete();
   const [architectureOf, setArchitectureOf] = useState<string | null>(null);
   const [extractFrom, setExtractFrom] = useState<string | null>(null);
-  const rows = [...models].reverse();
   const names = Object.fromEntries([...models.map((m) => [m.id, m.name]), ...datasets.map((d) => [d.id, d.name])]);
-
-  const remove = async (path: string, name: string, after: () => Promise<void>) => {
-    if (!window.confirm(`Delete ${name}?`)) return;
-    try {
-      await apiDelete(path);
-      await after();
-    } catch (err) {
-      push({ type: 'error', title: 'Not deleted', message: errorMessage(err) });
-    }
-  };
 
   const archModel = models.find((m) => m.id === architectureOf);
   const extractModel = models.find((m) => m.id === extractFrom);
@@ -41,17 +30,14 @@ export function ModelsTab() {
     <div data-testid="tab-models" className="space-y-6">
       <PageTitle>Model Management</PageTitle>
       <ModelDownloadForm onStarted={() => void reload()} />
-      {loaded && rows.length === 0 && (
-        <EmptyState icon={Cpu} iconClassName="text-purple-400" title="No models yet"
-                    description="Models you download from Hugging Face will appear here." />
-      )}
-      <div className="space-y-4" data-testid="model-list">
-        {rows.map((model) => (
-          <ModelRow key={model.id} model={model} job={model.job_id ? byId[model.job_id] : undefined}
-                    onArchitecture={() => setArchitectureOf(model.id)} onExtract={() => setExtractFrom(model.id)}
-                    onDelete={() => void remove(`/api/models/${model.id}`, model.name, reload)} />
-        ))}
-      </div>
+      <ResourceRows items={models} loaded={loaded} testId="model-list"
+                    empty={<EmptyState icon={Cpu} iconClassName="text-purple-400" title="No models yet"
+                                       description="Models you download from Hugging Face will appear here." />}
+                    row={(model) => (
+                      <ModelRow model={model} job={model.job_id ? byId[model.job_id] : undefined}
+                                onArchitecture={() => setArchitectureOf(model.id)} onExtract={() => setExtractFrom(model.id)}
+                                onDelete={() => remove(`/api/models/${model.id}`, `Delete ${model.name}?`, reload)} />
+                    )} />
       {sets.length > 0 && (
         <section className="bg-slate-900/50 border border-slate-800 rounded-lg p-6" data-testid="activation-sets">
           <h3 className="text-lg font-semibold mb-4">Activation Sets</h3>
@@ -70,7 +56,7 @@ export function ModelsTab() {
                 </div>
                 {s.actions.includes('delete') && (
                   <button type="button" aria-label="Delete activation set" className="p-1 text-slate-500 hover:text-red-400"
-                          onClick={() => void remove(`/api/activations/${s.id}`, 'this activation set', reloadSets)}>
+                          onClick={() => remove(`/api/activations/${s.id}`, 'Delete this activation set?', reloadSets)}>
                     <Trash2 className="w-4 h-4" />
                   </button>
                 )}

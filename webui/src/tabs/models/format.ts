@@ -18,12 +18,13 @@ export const PRECISION_LABELS: Record<string, string> = {
   q4: 'Q4 (4-bit)',
 };
 
-/** "1.3M params • FP32 • 6MB memory": the mock's subline with real numbers. */
+/** "1.3M params • FP32 • 6MB memory": the line under a model's name. */
 export function modelSubline(m: Model): string {
   const memory = m.memory_mb ? formatMb(m.memory_mb[m.precision]) : 'Calculating...';
   return `${formatParams(m.parameters)} params • ${m.precision.toUpperCase()} ${
     m.precision.startsWith('q') ? 'quantization' : 'precision'} • ${memory} memory`;
 }
 
-/** The name a downloaded model shows: the last part of its repository path (as the mock does). */
+/** The name a downloaded model shows: the last part of its repository path, the name people
+ * know a model by ("TinyLlama-1.1B"). */
 export const shortName = (m: Model): string => (m.source === 'huggingface' ? m.name.split('/').pop() ?? m.name : m.name);

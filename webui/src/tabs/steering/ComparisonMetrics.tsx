@@ -12,7 +12,7 @@ export const formatKl = (v: number | null) => (v === null ? null : v.toFixed(4))
 export const formatDelta = (v: number | null) => (v === null ? null : `${v > 0 ? '+' : ''}${v.toFixed(2)}`);
 export const formatPct = (v: number | null) => (v === null ? null : `${(100 * v).toFixed(1)}%`);
 
-/** "Comparison Metrics" (picture 32) plus the token probability shifts, feature activity and timing. */
+/** "Comparison Metrics" of the two outputs, plus the token probability shifts, feature activity and timing. */
 export function ComparisonMetrics({ result, stale }: { result: SteeringResult; stale: boolean }) {
   const m = result.metrics;
   const delta = m.perplexity_delta;

@@ -15,7 +15,7 @@ const MARKS: Record<Segment['kind'], string> = {
   removed: 'bg-red-500/15 border-b-2 border-red-400/60 text-slate-200',
 };
 
-/** The two outputs (pictures 32, 33): live text while tokens stream, then where they differ. */
+/** The two outputs, unsteered and steered: live text while tokens stream, then where they differ. */
 export function ComparisonOutput({ run }: { run: SteeringRun }) {
   const [view, setView] = useState<View>('diff');
   const generating = run.status === 'starting' || run.status === 'running';

@@ -9,7 +9,7 @@ import { useToast } from '../../components/Toasts';
 
 const PRESETS = '/api/steering/presets';
 
-/** "Saved Steering Presets" (Gap §3.6): this SAE's presets, favourites first; load, favourite,
+/** "Saved Steering Presets": this SAE's presets, favourites first; load, favourite,
  * delete, and save the current settings under a name. */
 export function PresetsPanel({ trainingId, saeLayer, current, onApply }: {
   trainingId: string;

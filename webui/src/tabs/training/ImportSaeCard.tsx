@@ -1,10 +1,11 @@
 import { ChevronDown, ChevronUp, Upload } from 'lucide-react';
 import { useRef, useState } from 'react';
 
-import { apiPost, errorMessage, uploadFile } from '../../api/client';
+import { apiPost, uploadFile } from '../../api/client';
 import type { Accepted, Model } from '../../api/types';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { useToast } from '../../components/Toasts';
+import { useRequest } from '../../hooks/useRequest';
 
 /** Bring an SAE trained elsewhere (SAELens or sparsify layout) in as a finished training of a local model. */
 export function ImportSaeCard({ models, onStarted }: { models: Model[]; onStarted: () => void }) {
@@ -15,30 +16,23 @@ export function ImportSaeCard({ models, onStarted }: { models: Model[]; onStarte
   const [repo, setRepo] = useState('');
   const [subfolder, setSubfolder] = useState('');
   const [file, setFile] = useState<File | null>(null);
-  const [busy, setBusy] = useState(false);
+  const { busy, run } = useRequest('Import not started');
   const input = useRef<HTMLInputElement>(null);
   const { push } = useToast();
   const model = modelId || ready[0]?.id || '';
 
-  const submit = async () => {
-    setBusy(true);
-    try {
-      if (from === 'upload' && file) {
-        await uploadFile<Accepted>('/api/training/import/upload', file, { model_id: model });
-        setFile(null);
-        if (input.current) input.current.value = '';
-      } else {
-        await apiPost<Accepted>('/api/training/import', { model_id: model, repo_id: repo.trim(),
-          ...(subfolder.trim() ? { subfolder: subfolder.trim() } : {}) });
-      }
-      push({ type: 'success', title: 'Import started', message: 'The SAE appears below when it is checked' });
-      onStarted();
-    } catch (err) {
-      push({ type: 'error', title: 'Import not started', message: errorMessage(err) });
-    } finally {
-      setBusy(false);
+  const submit = () => run(async () => {
+    if (from === 'upload' && file) {
+      await uploadFile<Accepted>('/api/training/import/upload', file, { model_id: model });
+      setFile(null);
+      if (input.current) input.current.value = '';
+    } else {
+      await apiPost<Accepted>('/api/training/import', { model_id: model, repo_id: repo.trim(),
+        ...(subfolder.trim() ? { subfolder: subfolder.trim() } : {}) });
     }
-  };
+    push({ type: 'success', title: 'Import started', message: 'The SAE appears below when it is checked' });
+    onStarted();
+  });
 
   return (
     <div className="bg-slate-900/50 border border-slate-800 rounded-lg" data-testid="import-sae">

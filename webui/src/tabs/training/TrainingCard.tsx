@@ -158,7 +158,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
         <button type="button" data-testid="toggle-checkpoints" onClick={() => setShowCheckpoints(!showCheckpoints)}
                 className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm">
           Checkpoints ({checkpoints.length})</button>
-        {(training.status === 'completed' || training.status === 'stopped') && training.evaluation && (
+        {can('export') && training.evaluation && (
           <a href={`/api/training/${training.id}/export`} data-testid="training-export" download
              className="px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm flex items-center gap-2">
             <Download className="w-4 h-4" /> Export (SAELens)</a>

@@ -7,6 +7,7 @@ import { Card } from '../../components/Card';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { useToast } from '../../components/Toasts';
 import { ToggleRow } from '../../components/Toggle';
+import { useRequest } from '../../hooks/useRequest';
 
 const ENCODERS: [EncoderType, string][] = [
   ['sparse', 'Sparse Autoencoder'], ['topk', 'TopK Autoencoder'], ['jumprelu', 'JumpReLU Autoencoder'],
@@ -16,13 +17,17 @@ const ENCODERS: [EncoderType, string][] = [
 // The hyperparameters this form sets; the rest keep the API's defaults.
 const FORM_FIELDS = ['learning_rate', 'batch_size', 'l1_coefficient', 'expansion_factor', 'total_steps', 'lr_decay',
   'optimizer', 'ghost_grads', 'k'] as const;
-type Hyper = Pick<Required<Hyperparameters>, (typeof FORM_FIELDS)[number]> & { auto_save_interval: number };
+// Not on the form, but the start request fits it to the run's length (see start below).
+const FITTED_FIELDS = ['log_every'] as const;
+type Hyper = Pick<Required<Hyperparameters>, (typeof FORM_FIELDS)[number] | (typeof FITTED_FIELDS)[number]>
+  & { auto_save_interval: number };
 // Not a hyperparameter: the start request's own default, the interval between automatic checkpoints.
 const AUTO_SAVE_INTERVAL = 500;
 
 /** The form's starting values: the API's defaults (GET /api/training/defaults), the one set there is. */
 function fromDefaults(defaults: Required<Hyperparameters>): Hyper {
-  const picked = Object.fromEntries(FORM_FIELDS.map((key) => [key, defaults[key]])) as Omit<Hyper, 'auto_save_interval'>;
+  const picked = Object.fromEntries([...FORM_FIELDS, ...FITTED_FIELDS].map((key) => [key, defaults[key]])) as
+    Omit<Hyper, 'auto_save_interval'>;
   return { ...picked, auto_save_interval: AUTO_SAVE_INTERVAL };
 }
 const HOOKS: [string, string][] = [['residual', 'Residual stream'], ['mlp', 'MLP output'], ['attention', 'Attention output']];
@@ -43,7 +48,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   const [advanced, setAdvanced] = useState(false);
   const [hyper, setHyper] = useState<Hyper | null>(null);  // null until the API's defaults arrive
   const [templates, setTemplates] = useState<TemplateItem[]>([]);
-  const [busy, setBusy] = useState(false);
+  const { busy, run } = useRequest('Training not started');
   const { push } = useToast();
 
   const matching = useMemo(() => sets.filter((s) => s.status === 'ready' && s.model_id === modelId
@@ -98,45 +103,29 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
 
   const start = async () => {
     if (layer === null || (!chosen && !streaming) || !hyper) return;
-    setBusy(true);
-    try {
-      const { auto_save_interval: autoSave, ...hp } = hyper;
-      const from = chosen ? { activation_id: chosen.id }
-        : { model_id: modelId, dataset_id: datasetId, context_length: contextLength, max_samples: maxSamples };
+    const { auto_save_interval: autoSave, ...hp } = hyper;
+    const from = chosen ? { activation_id: chosen.id }
+      : { model_id: modelId, dataset_id: datasetId, context_length: contextLength, max_samples: maxSamples };
+    await run(async () => {
       await apiPost<Accepted>('/api/training/start', {
         ...from, layer, hook_type: transcoder ? 'mlp_in' : hookType, encoder_type: encoder, auto_save_interval: autoSave,
         hyperparameters: { ...hp, ghost_grads: hp.ghost_grads && L1_ARCHITECTURES.includes(encoder),
                            ...(encoder === 'jumprelu' ? { l0_coefficient: hp.l1_coefficient } : {}),
                            warmup_steps: Math.min(100, Math.floor(hp.total_steps / 10)),
-                           log_every: Math.max(1, Math.floor(hp.total_steps / 100)) },
+                           // A chart point at least every log_every steps (the API's default), and
+                           // about a hundred over a short run.
+                           log_every: Math.min(hp.log_every, Math.max(1, Math.floor(hp.total_steps / 100))) },
       });
       onStarted();
-    } catch (err) {
-      push({ type: 'error', title: 'Training not started', message: errorMessage(err) });
-    } finally {
-      setBusy(false);
-    }
+    });
   };
 
-  const ready = (d: { status: string }) => d.status === 'ready';
   return (
     <Card testId="training-form">
       <div className="space-y-4">
         <div className="grid grid-cols-1 md:grid-cols-3 gap-4">
-          <Field label="Dataset" htmlFor="train-dataset">
-            <select id="train-dataset" data-testid="train-dataset" className={selectClass} value={datasetId}
-                    onChange={(e) => setDatasetId(e.target.value)}>
-              <option value="">Select dataset...</option>
-              {datasets.filter(ready).map((d) => <option key={d.id} value={d.id}>{d.name}</option>)}
-            </select>
-          </Field>
-          <Field label="Model" htmlFor="train-model">
-            <select id="train-model" data-testid="train-model" className={selectClass} value={modelId}
-                    onChange={(e) => setModelId(e.target.value)}>
-              <option value="">Select model...</option>
-              {models.filter(ready).map((m) => <option key={m.id} value={m.id}>{m.name}</option>)}
-            </select>
-          </Field>
+          <ReadySelect id="train-dataset" label="Dataset" items={datasets} value={datasetId} onChange={setDatasetId} />
+          <ReadySelect id="train-model" label="Model" items={models} value={modelId} onChange={setModelId} />
           <Field label="Encoder Type" htmlFor="train-encoder">
             <select id="train-encoder" data-testid="train-encoder" className={selectClass} value={encoder}
                     onChange={(e) => setEncoder(e.target.value as EncoderType)}>
@@ -224,12 +213,8 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
               <input id="hp-lr" type="number" step="0.0001" className={inputClass} value={hyper.learning_rate}
                      onChange={(e) => set('learning_rate', Number(e.target.value))} />
             </Field>
-            <Field label="Batch Size" htmlFor="hp-batch">
-              <select id="hp-batch" className={selectClass} value={hyper.batch_size}
-                      onChange={(e) => set('batch_size', Number(e.target.value))}>
-                {[64, 128, 256, 512, 1024, 2048, 4096].map((b) => <option key={b} value={b}>{b}</option>)}
-              </select>
-            </Field>
+            <NumberSelect id="hp-batch" label="Batch Size" value={hyper.batch_size}
+                          choices={[64, 128, 256, 512, 1024, 2048, 4096]} onChange={(v) => set('batch_size', v)} />
             {encoder === 'topk' ? (
               <Field label="Active latents (k)" htmlFor="hp-k">
                 <input id="hp-k" type="number" min={1} className={inputClass} value={hyper.k}
@@ -242,12 +227,8 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
                        onChange={(e) => set('l1_coefficient', Number(e.target.value))} />
               </Field>
             )}
-            <Field label="Expansion Factor" htmlFor="hp-exp">
-              <select id="hp-exp" className={selectClass} value={hyper.expansion_factor}
-                      onChange={(e) => set('expansion_factor', Number(e.target.value))}>
-                {[2, 4, 8, 16, 32].map((x) => <option key={x} value={x}>{x}x</option>)}
-              </select>
-            </Field>
+            <NumberSelect id="hp-exp" label="Expansion Factor" value={hyper.expansion_factor} choices={[2, 4, 8, 16, 32]}
+                          unit="x" onChange={(v) => set('expansion_factor', v)} />
             <Field label="Training Steps" htmlFor="hp-steps">
               <input id="hp-steps" data-testid="train-steps" type="number" min={1} className={inputClass}
                      value={hyper.total_steps} onChange={(e) => set('total_steps', Math.max(1, Number(e.target.value)))} />
@@ -286,5 +267,32 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
         </PrimaryButton>
       </div>
     </Card>
+  );
+}
+
+/** A select of the datasets or models that are ready: only those can feed a training. */
+function ReadySelect({ id, label, items, value, onChange }: {
+  id: string; label: string; items: { id: string; name: string; status: string }[]; value: string;
+  onChange: (id: string) => void;
+}) {
+  return (
+    <Field label={label} htmlFor={id}>
+      <select id={id} data-testid={id} className={selectClass} value={value} onChange={(e) => onChange(e.target.value)}>
+        <option value="">Select {label.toLowerCase()}...</option>
+        {items.filter((x) => x.status === 'ready').map((x) => <option key={x.id} value={x.id}>{x.name}</option>)}
+      </select>
+    </Field>
+  );
+}
+
+function NumberSelect({ id, label, value, choices, unit = '', onChange }: {
+  id: string; label: string; value: number; choices: number[]; unit?: string; onChange: (value: number) => void;
+}) {
+  return (
+    <Field label={label} htmlFor={id}>
+      <select id={id} className={selectClass} value={value} onChange={(e) => onChange(Number(e.target.value))}>
+        {choices.map((x) => <option key={x} value={x}>{x}{unit}</option>)}
+      </select>
+    </Field>
   );
 }
