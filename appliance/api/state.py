@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import aiosqlite
@@ -40,7 +41,7 @@ class ApiState:
     # (monotonic time, components) of the last health check; see api/health.py.
     health_cache: tuple[float, Any] | None = None
 
-    @property
+    @cached_property
     def layout(self) -> DataLayout:
         return DataLayout(self.settings.data_dir)
 
@@ -55,37 +56,41 @@ class NotStarted(RuntimeError):
     """A request reached a handler before the app's lifespan opened the database."""
 
 
-def _database(request: Request) -> AsyncDatabase:
-    database = api_state(request).database
-    if database is None:
-        raise NotStarted("the database is not open yet")
-    return database
-
-
-def _jobs(request: Request) -> AsyncJobStore:
-    jobs = api_state(request).jobs
-    if jobs is None:
-        raise NotStarted("the job store is not open yet")
-    return jobs
-
-
-def _settings(request: Request) -> Settings:
-    return api_state(request).settings
-
-
-def _layout(request: Request) -> DataLayout:
-    return api_state(request).layout
+# The providers form one chain (api -> settings -> layout -> db -> jobs): Litestar resolves
+# dependencies of the same depth concurrently in a task group, which cost ~30 us per dependency per
+# request (measured: /api/health fell from ~17,000 to ~4,700 req/s with three independent ones); a
+# chain is resolved by plain awaits, one after the other, for a few microseconds each.
 
 
 def _api(request: Request) -> ApiState:
     return api_state(request)
 
 
+def _settings(api: ApiState) -> Settings:
+    return api.settings
+
+
+def _layout(api: ApiState, settings: Settings) -> DataLayout:
+    return api.layout
+
+
+def _database(api: ApiState, layout: DataLayout) -> AsyncDatabase:
+    if api.database is None:
+        raise NotStarted("the database is not open yet")
+    return api.database
+
+
+def _jobs(api: ApiState, db: AsyncDatabase) -> AsyncJobStore:
+    if api.jobs is None:
+        raise NotStarted("the job store is not open yet")
+    return api.jobs
+
+
 # Handlers declare any of these parameters by name; the app registers them once (api/app.py).
 DEPENDENCIES = {
-    "db": Provide(_database, sync_to_thread=False),
-    "jobs": Provide(_jobs, sync_to_thread=False),
+    "api": Provide(_api, sync_to_thread=False),
     "settings": Provide(_settings, sync_to_thread=False),
     "layout": Provide(_layout, sync_to_thread=False),
-    "api": Provide(_api, sync_to_thread=False),
+    "db": Provide(_database, sync_to_thread=False),
+    "jobs": Provide(_jobs, sync_to_thread=False),
 }
