@@ -10,19 +10,14 @@ from litestar.params import Parameter
 from appliance.api import multipart, uploads
 from appliance.api.apidoc import errors, form_fields
 from appliance.api.envelope import Accepted, Envelope, ok
+from appliance.api.queueing import accepted
 from appliance.config import Settings
 from appliance.contracts.tokenization import TokenizeSettings
 from appliance.data.database import AsyncDatabase
 from appliance.data.layout import DataLayout
 from appliance.jobs.async_store import AsyncJobStore
-from appliance.jobs.records import Job
 from appliance.services import datasets as service
 from appliance.services.datasets import Dataset, DownloadRequest, ImportRequest, Sample, UploadFields
-
-
-def accepted(job: Job) -> Response[Envelope[Accepted]]:
-    """202 with the job that does the work (its progress arrives as events on the dataset's topic)."""
-    return Response(ok(Accepted(job.id, job.status, job.kind)), status_code=202)
 
 
 class DatasetsController(Controller):

@@ -81,10 +81,6 @@ def insert(
     )
 
 
-def set_job(training_id: str, job_id: str) -> Query:
-    return update("trainings", training_id, {"job_id": job_id})
-
-
 def status_change(
     training_id: str, status: str | None, *, job_id: str | None, event_status: str | None = None, **fields: Any
 ) -> list[Query]:

@@ -11,7 +11,7 @@ import io
 import shutil
 import time
 import zipfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -38,12 +38,12 @@ from appliance.data import templates as templates_sql
 from appliance.data import trainings as sql
 from appliance.data.database import AsyncDatabase, Query, Row
 from appliance.data.layout import DataLayout
-from appliance.data.secrets import delete_secret, write_secret
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
-from appliance.jobs.async_store import AsyncJobStore
+from appliance.jobs.async_store import AsyncJobStore, Within
 from appliance.jobs.records import Job
 from appliance.services.common import get_or_404, named_row, refuse_if_busy
+from appliance.services.jobs import start_job, with_row
 from appliance.timefmt import iso
 
 EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
@@ -272,9 +272,6 @@ def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint,
     )
 
 
-Within = Callable[[aiosqlite.Connection, str], Awaitable[None]]
-
-
 def _within(*queries: Callable[[str], Query]) -> Within:
     """Statements that commit with the job's own creation or change; each is built from the job's id."""
 
@@ -318,7 +315,7 @@ async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> J
         "training.run",
         run,
         target=("training", training_id),
-        within=_within(lambda _: row, lambda job_id: sql.set_job(training_id, job_id)),
+        within=with_row("trainings", training_id, row),
     )
 
 
@@ -557,7 +554,7 @@ async def start_import(
         raise Conflict(f"Model {model['id']} is {model['status']}, not ready", details={"status": model["status"]})
     arch = msgspec.json.decode(model["architecture"])
     training_id = training_id or new_id("tr")
-    layout = DataLayout(settings.data_dir)
+    layout = settings.layout
     if request.upload is not None:
         # A zip bomb is refused now, from its declared sizes; the worker counts what it really writes.
         await anyio.to_thread.run_sync(
@@ -587,16 +584,4 @@ async def start_import(
         total_steps=0,
         now=time.time(),
     )
-    try:
-        if secret:
-            write_secret(settings.data_dir, training_id, secret)
-        return await jobs.create(
-            "training.import",
-            run,
-            target=("training", training_id),
-            within=_within(lambda _: row, lambda job_id: sql.set_job(training_id, job_id)),
-        )
-    except BaseException:
-        if secret:
-            delete_secret(settings.data_dir, training_id)
-        raise
+    return await start_job(jobs, layout, "training.import", run, "trainings", training_id, insert=row, secret=secret)
