@@ -24,8 +24,17 @@ def app(tmp_path_factory) -> Iterator[Appliance]:
 
 @pytest.fixture(scope="module")
 def extraction(app: Appliance) -> tuple[dict, dict]:
-    """(job, activation set) of layer 1's residual stream over 300 demo samples."""
-    return demo_activations(app, LAYER, hook_types=["residual"], batch_size=16, max_samples=300, context_length=32)
+    """(job, activation set) of layer 1's residual stream over 300 demo samples, every token kept (the
+    floor runs every token through the model too)."""
+    return demo_activations(
+        app,
+        LAYER,
+        hook_types=["residual"],
+        batch_size=16,
+        max_samples=300,
+        context_length=32,
+        exclude_special_tokens=False,
+    )
 
 
 def _stored(app: Appliance, act: dict, name: str):

@@ -24,8 +24,9 @@ def app(tmp_path_factory) -> Iterator[Appliance]:
 
 @pytest.fixture(scope="module")
 def sae(app: Appliance) -> dict:
-    """A TopK SAE trained on the demo model's layer 2, its features extracted."""
-    extraction = {"eval_samples": EVAL_SAMPLES, "top_k_examples": 10}
+    """A TopK SAE trained on the demo model's layer 2, its features extracted with every token counted
+    (the direct computation below counts them all; tests/test_special_tokens.py covers leaving some out)."""
+    extraction = {"eval_samples": EVAL_SAMPLES, "top_k_examples": 10, "exclude_special_tokens": False}
     trained, job = demo_sae(
         app, LAYER, "topk", max_samples=400, seed=1, extraction=extraction, k=8, total_steps=200, log_every=50
     )

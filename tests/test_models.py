@@ -197,6 +197,7 @@ def test_extracted_activations_equal_a_direct_forward_pass(app: Appliance) -> No
         batch_size=4,
         max_samples=20,
         context_length=12,
+        exclude_special_tokens=False,  # compared with the model's output at every position
     )
     assert job["status"] == "completed", job["error"]
     manifest = act["manifest"]
@@ -335,6 +336,7 @@ def test_extraction_memory_stays_flat_as_the_dataset_grows(app: Appliance) -> No
         "hook_types": hook_types,
         "batch_size": 32,
         "context_length": 64,
+        "exclude_special_tokens": False,  # every sample then stores exactly its 64 tokens
     }
     _extract(app, model["id"], **body, max_samples=200)  # warm-up: libraries and allocator settle
     peaks, tokens = {}, {}

@@ -105,3 +105,25 @@ def test_import_saelens_and_sparsify_layouts(tmp_path) -> None:
     with torch.no_grad():
         torch.testing.assert_close(sae.encode(x), torch.zeros_like(pre).scatter(1, indices, values))
     assert metadata["source_format"] == "sparsify"
+
+
+def test_skip_exports_written_before_skip_transcoders_still_load(tmp_path) -> None:
+    """Exports of skip SAEs from before they became SAELens skip transcoders ("standard" plus
+    W_skip = alpha * I, the encoder centred on b_dec) load as the same skip SAE."""
+    torch.manual_seed(2)
+    sae = build(SAEConfig("skip", 16, 48))
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.2)
+        sae.b_dec.normal_(0, 0.2)
+        sae.alpha.fill_(0.25)
+    folder = tmp_path / "legacy"
+    folder.mkdir()
+    tensors = {name: getattr(sae, name).detach() for name in ("W_enc", "b_enc", "W_dec", "b_dec")}
+    save_file({**tensors, "W_skip": 0.25 * torch.eye(16)}, str(folder / "sae_weights.safetensors"))
+    config = {"architecture": "standard", "d_in": 16, "d_sae": 48, "apply_b_dec_to_input": True}
+    (folder / "cfg.json").write_text(json.dumps({**config, "metadata": {"mistudio_architecture": "skip"}}))
+    again, _ = load_folder(folder)
+    x = torch.randn(20, 16)
+    assert again.cfg.architecture == "skip"
+    with torch.no_grad():
+        torch.testing.assert_close(again.reconstruct(x), sae.reconstruct(x))

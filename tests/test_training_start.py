@@ -21,7 +21,7 @@ from litestar.testing import TestClient
 
 from appliance.api.app import create_app
 from appliance.config import load_settings
-from appliance.contracts.hyperparameters import Hyperparameters
+from appliance.contracts.hyperparameters import ARCHITECTURE_DEFAULTS, Hyperparameters, for_architecture
 from appliance.data import migrate
 from appliance.services.training import actions
 
@@ -152,11 +152,37 @@ def test_the_api_gives_one_set_of_defaults_and_sae_config_shares_it(started) -> 
 
     client, _, _ = started
     defaults = client.get("/api/training/defaults").json()["data"]
-    assert defaults == msgspec.to_builtins(Hyperparameters())
+    each = defaults.pop("by_encoder_type")
+    assert set(each) == set(ARCHITECTURE_DEFAULTS)
+    # The flat fields keep their shape: a sparse SAE's defaults, every field a number.
+    assert defaults == each["sparse"] == msgspec.to_builtins(for_architecture(Hyperparameters(), "sparse"))
     assert defaults["jumprelu_init_threshold"] == 0.5 and defaults["dead_tokens"] == 1_000_000
-    hp = msgspec.convert(defaults, Hyperparameters)
-    built, bare = sae_config("jumprelu", D_MODEL, hp), SAEConfig("jumprelu", D_MODEL, hp.expansion_factor * D_MODEL)
-    assert built == bare  # an SAE built without a training gets the same numbers as the API's default one
+    for kind, own in ARCHITECTURE_DEFAULTS.items():
+        assert each[kind]["learning_rate"] == own.learning_rate and each[kind]["l1_coefficient"] == own.l1_coefficient
+        hp = msgspec.convert(each[kind], Hyperparameters)
+        built, bare = sae_config(kind, D_MODEL, hp), SAEConfig(kind, D_MODEL, hp.expansion_factor * D_MODEL)
+        assert built == bare, kind  # an SAE built without a training gets the numbers of the API's default one
+
+
+def test_a_training_that_names_no_coefficient_records_its_architectures_default(started) -> None:
+    """The L1 architectures differ in learning rate and L1 coefficient; TopK and JumpReLU have no L1 term
+    and record none. A number the request names is kept whatever the architecture."""
+    client, _, body = started
+    each = client.get("/api/training/defaults").json()["data"]["by_encoder_type"]
+    assert len({(each[k]["learning_rate"], each[k]["l1_coefficient"]) for k in ("sparse", "topk")}) == 2
+    for kind in ("sparse", "skip", "topk", "jumprelu"):
+        response = client.post("/api/training/start", json={**body, "encoder_type": kind})
+        assert response.status_code == 202, response.text
+        job = client.get(f"/api/jobs/{response.json()['data']['job_id']}").json()["data"]
+        training = client.get(f"/api/training/{job['target']['id']}").json()["data"]
+        for recorded in (training["config"]["hyperparameters"], job["params"]["hyperparameters"]):
+            assert recorded["learning_rate"] == ARCHITECTURE_DEFAULTS[kind].learning_rate, kind
+            assert recorded["l1_coefficient"] == ARCHITECTURE_DEFAULTS[kind].l1_coefficient, kind
+            assert recorded["l1_coefficient"] == each[kind]["l1_coefficient"], kind
+    named = {**body, "encoder_type": "skip", "hyperparameters": {"l1_coefficient": 0.7, "learning_rate": 1e-4}}
+    job_id = client.post("/api/training/start", json=named).json()["data"]["job_id"]
+    recorded = client.get(f"/api/jobs/{job_id}").json()["data"]["params"]["hyperparameters"]
+    assert (recorded["l1_coefficient"], recorded["learning_rate"]) == (0.7, 1e-4)
 
 
 def test_each_status_allows_its_own_actions() -> None:

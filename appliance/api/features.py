@@ -17,6 +17,7 @@ from litestar.params import Parameter
 from appliance.api.apidoc import errors
 from appliance.api.envelope import Envelope, ok, page
 from appliance.api.queueing import AcceptedResponse, accepted
+from appliance.contracts.special_tokens import GivenIds
 from appliance.data.database import AsyncDatabase
 from appliance.data.features import Browse
 from appliance.data.layout import DataLayout
@@ -41,6 +42,10 @@ class ExtractRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     top_k_examples: Annotated[int, msgspec.Meta(ge=1, le=200)] = 20
     context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128
     dataset_id: str | None = None  # default: the training's own dataset (imported SAEs need one)
+    # Special tokens' positions (BOS/EOS/PAD...) count in no statistic and are never an example: the
+    # tokenizer's, or exactly ``special_token_ids`` when given.
+    exclude_special_tokens: bool = True
+    special_token_ids: GivenIds | None = None
 
 
 class FeatureUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -74,7 +79,15 @@ class FeaturesController(Controller):
     async def extract(self, db: AsyncDatabase, jobs: AsyncJobStore, data: ExtractRequest) -> Response[AcceptedResponse]:
         return accepted(
             await service.start_extraction(
-                db, jobs, data.training_id, data.dataset_id, data.eval_samples, data.top_k_examples, data.context_length
+                db,
+                jobs,
+                data.training_id,
+                data.dataset_id,
+                data.eval_samples,
+                data.top_k_examples,
+                data.context_length,
+                exclude_special_tokens=data.exclude_special_tokens,
+                special_token_ids=data.special_token_ids,
             )
         )
 

@@ -12,12 +12,11 @@ from litestar.params import Parameter
 from appliance.api.apidoc import alternatives, errors
 from appliance.api.envelope import Envelope, ok
 from appliance.api.queueing import AcceptedResponse, accepted
-from appliance.contracts.hyperparameters import Hyperparameters
 from appliance.data.database import AsyncDatabase, Row
 from appliance.data.layout import DataLayout
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.services import training as service
-from appliance.services.training import Checkpoint, EvaluateRequest, StartRequest
+from appliance.services.training import Checkpoint, EvaluateRequest, StartRequest, TrainingDefaults
 from appliance.timefmt import iso
 
 __all__ = ["TrainingController", "Training", "StartRequest", "EvaluateRequest", "Checkpoint"]
@@ -46,6 +45,9 @@ class Training(msgspec.Struct):
     created_at: str
     updated_at: str
     actions: list[str]  # what the API accepts now for this training (endpoint verbs)
+    # The token ids whose positions the training leaves out: its activation set's, or for a streamed
+    # run those its worker resolved when it started (empty until then, and when none are left out).
+    excluded_token_ids: list[int] = msgspec.field(default_factory=list)
 
 
 def training(row: Row) -> Training:
@@ -70,6 +72,7 @@ def training(row: Row) -> Training:
         created_at=iso(row["created_at"]) or "",
         updated_at=iso(row["updated_at"]) or "",
         actions=service.actions(row["status"], config.get("source") == "imported"),
+        excluded_token_ids=config.get("excluded_token_ids", []),
     )
 
 
@@ -85,8 +88,14 @@ class TrainingController(Controller):
     async def start(self, db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> Response[AcceptedResponse]:
         return accepted(await service.start(db, jobs, data))
 
-    @get("/defaults", summary="The hyperparameters a training gets for every setting it does not name")
-    async def defaults(self) -> Envelope[Hyperparameters]:
+    @get(
+        "/defaults",
+        summary="The hyperparameters a training gets for every setting it does not name",
+        description="The learning rate and the L1 coefficient depend on the architecture: `by_encoder_type` "
+        "gives each architecture's defaults; the flat fields are a sparse SAE's. `l1_coefficient` is null "
+        "for the architectures without an L1 term (topk, jumprelu).",
+    )
+    async def defaults(self) -> Envelope[TrainingDefaults]:
         return ok(service.defaults())
 
     @get("/", summary="Trainings, newest first")

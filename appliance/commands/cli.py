@@ -195,7 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bench.add_argument(
-        "suite", choices=["api", "monitoring", "datasets", "extraction", "training", "features", "steering"]
+        "suite",
+        choices=["api", "monitoring", "datasets", "extraction", "training", "features", "steering", "quality"],
     )
     bench.add_argument("--clients", type=int, default=50)
     bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
@@ -207,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--samples",
         type=int,
         default=None,
-        help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features)",
+        help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features, "
+        "the whole demo dataset for quality)",
     )
     bench.add_argument(
         "--threads", type=int, default=1, help="torch threads (training, extraction, features, steering)"

@@ -268,6 +268,8 @@ class Demo:
             "batch_size": 32,
             "max_samples": self.plan.samples,
             "context_length": self.plan.context_length,
+            # The default, named so that a set extracted with special tokens kept is not reused.
+            "exclude_special_tokens": True,
         }
         same = [
             a
@@ -284,9 +286,11 @@ class Demo:
             act, how = self.client.get(f"/api/activations/{finished['target']['id']}"), "extracted"
         manifest = act.get("manifest") or {}
         size = f", {act['size_bytes'] / 1e6:.0f} MB" if act.get("size_bytes") else ""
+        left_out = manifest.get("excluded_positions") or 0
+        special = f" ({left_out:,} special-token positions left out)" if left_out else ""
         self.timings["activations"] = bar.done(
             f"{act['id']} ({how}): layer {self.plan.layer} residual stream, {manifest.get('samples', 0):,} samples, "
-            f"{manifest.get('tokens', 0):,} tokens{size}"
+            f"{manifest.get('tokens', 0):,} tokens{special}{size}"
         )
         return act
 

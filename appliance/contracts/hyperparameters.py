@@ -1,6 +1,8 @@
 """SAE training settings, shared by the API (validation and ``GET /api/training/defaults``), the
 worker (the loop builds its SAEConfig from them) and templates. Their defaults are the only ones:
-``appliance.pipeline.sae.base.SAEConfig`` takes its own from here. Light: no torch."""
+``appliance.pipeline.sae.base.SAEConfig`` takes its own from here. The learning rate and the L1
+coefficient depend on the architecture (ARCHITECTURE_DEFAULTS): a training that names neither gets its
+architecture's, filled in when it starts (``for_architecture``). Light: no torch."""
 
 from __future__ import annotations
 
@@ -24,9 +26,10 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     d_sae: Annotated[int, msgspec.Meta(ge=16, le=MAX_D_SAE)] | None = None
     expansion_factor: Annotated[int, msgspec.Meta(ge=1, le=MAX_EXPANSION)] = 8
     k: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 32
-    l1_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] = 5.0
+    # None (the default): the architecture's own (ARCHITECTURE_DEFAULTS); a training records the number it got.
+    l1_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
     l0_coefficient: Annotated[float, msgspec.Meta(ge=0, le=100)] = 1.0
-    learning_rate: Annotated[float, msgspec.Meta(gt=0, le=0.1)] = 3e-4
+    learning_rate: Annotated[float, msgspec.Meta(gt=0, le=0.1)] | None = None  # None: the architecture's
     batch_size: Annotated[int, msgspec.Meta(ge=8, le=65536)] = 1024
     total_steps: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 2000
     warmup_steps: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 100
@@ -48,3 +51,49 @@ class Hyperparameters(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # during training (coefficients then mean the same on any model); the export folds it back.
     normalize_activations: Literal["expected_average_only_in", "none"] = "expected_average_only_in"
     log_every: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 20
+
+
+class ArchitectureDefaults(msgspec.Struct, frozen=True, kw_only=True):
+    """What a training gets for the settings it leaves to its architecture (None in Hyperparameters)."""
+
+    learning_rate: float
+    l1_coefficient: float | None = None  # None: the architecture has no L1 term
+
+
+# Chosen by `mistudio bench quality` (README, "Default hyperparameters per architecture"): on the
+# activations normalised to mean norm sqrt(d_in), the L1 architectures need a larger step than TopK and
+# JumpReLU to become sparse within a few thousand steps (their encoder biases must travel), and an L1
+# coefficient that lands near TopK's fidelity-sparsity trade-off. TopK and JumpReLU keep the rate of
+# SAELens' and sparsify's recipes.
+ARCHITECTURE_DEFAULTS: dict[EncoderType, ArchitectureDefaults] = {
+    "sparse": ArchitectureDefaults(learning_rate=2e-3, l1_coefficient=2.0),
+    # Its skip term carries the part of x that passes through, so the same sparsity costs it less.
+    "skip": ArchitectureDefaults(learning_rate=2e-3, l1_coefficient=2.5),
+    # Predicting the MLP's output is harder than reconstructing its input: a lower coefficient keeps
+    # explained variance near the others' at a comparable L0.
+    "transcoder": ArchitectureDefaults(learning_rate=2e-3, l1_coefficient=1.0),
+    "topk": ArchitectureDefaults(learning_rate=3e-4),
+    "jumprelu": ArchitectureDefaults(learning_rate=3e-4),
+}
+
+
+def learning_rate(hp: Hyperparameters, encoder_type: EncoderType) -> float:
+    return ARCHITECTURE_DEFAULTS[encoder_type].learning_rate if hp.learning_rate is None else hp.learning_rate
+
+
+def l1_coefficient(hp: Hyperparameters, encoder_type: EncoderType) -> float:
+    """0 for an architecture without an L1 term, whatever ``hp`` says (its SAE never reads it)."""
+    if hp.l1_coefficient is not None:
+        return hp.l1_coefficient
+    return ARCHITECTURE_DEFAULTS[encoder_type].l1_coefficient or 0.0
+
+
+def for_architecture(hp: Hyperparameters, encoder_type: EncoderType) -> Hyperparameters:
+    """``hp`` with what it leaves to the architecture filled in: what a training runs with and records.
+    An architecture without an L1 term keeps ``l1_coefficient`` None unless the request named one."""
+    chosen = ARCHITECTURE_DEFAULTS[encoder_type]
+    return msgspec.structs.replace(
+        hp,
+        learning_rate=learning_rate(hp, encoder_type),
+        l1_coefficient=chosen.l1_coefficient if hp.l1_coefficient is None else hp.l1_coefficient,
+    )

@@ -112,6 +112,15 @@ def requeue(training_id: str, job_id: str, *, from_scratch: bool = False, clear_
     return f"UPDATE trainings SET {sets}, updated_at = ? WHERE id = ?", (job_id, time.time(), training_id)
 
 
+def record_excluded(training_id: str, token_ids: list[int]) -> Query:
+    """The token ids a streamed training leaves out, as its worker resolved them from the tokenizer,
+    into the row's config (``excluded_token_ids``) beside what the request asked for."""
+    return (
+        "UPDATE trainings SET config = json_set(config, '$.excluded_token_ids', json(?)), updated_at = ? WHERE id = ?",
+        (encode(token_ids), time.time(), training_id),
+    )
+
+
 def back_to_checkpoint(training_id: str, step: int) -> Query:
     """A checkpoint loaded: the run is paused at ``step``; the evaluation of the later weights goes."""
     return (

@@ -13,6 +13,7 @@ from anyio import to_thread
 
 from appliance.contracts.params.activations import ExtractParams
 from appliance.contracts.params.models import HookPoint, HookType, ModelArchitecture
+from appliance.contracts.special_tokens import GivenIds, check_given
 from appliance.data import activation_sets
 from appliance.data.database import AsyncDatabase, Row
 from appliance.data.layout import DataLayout
@@ -40,6 +41,9 @@ class ActivationSet(msgspec.Struct):
     created_at: str
     updated_at: str
     actions: list[str] = []
+    # The token ids whose positions the set leaves out (resolved by the extraction; empty until then,
+    # and for sets extracted before the setting or with it off).
+    excluded_token_ids: list[int] = []
 
 
 # -- what clients send -----------------------------------------------------------------------------
@@ -52,6 +56,10 @@ class ExtractRequest(msgspec.Struct, forbid_unknown_fields=True):
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 8
     max_samples: Annotated[int, msgspec.Meta(ge=1, le=100_000_000)] | None = 1000
     context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128
+    # Leave special tokens' positions (BOS/EOS/PAD...) out of the set: the tokenizer's, or exactly
+    # ``special_token_ids`` when given.
+    exclude_special_tokens: bool = True
+    special_token_ids: GivenIds | None = None
 
 
 # -- allowed actions -------------------------------------------------------------------------------
@@ -62,19 +70,21 @@ def activation_set_actions(status: str) -> list[str]:
 
 # -- rows to Structs -------------------------------------------------------------------------------
 def _set(row: Row) -> ActivationSet:
+    manifest = msgspec.json.decode(row["manifest"]) if row["manifest"] else None
     return ActivationSet(
         id=row["id"],
         model_id=row["model_id"],
         dataset_id=row["dataset_id"],
         status=row["status"],
         config=msgspec.json.decode(row["config"]),
-        manifest=msgspec.json.decode(row["manifest"]) if row["manifest"] else None,
+        manifest=manifest,
         size_bytes=row["size_bytes"],
         job_id=row["job_id"],
         error=row_error(row),
         created_at=iso(row["created_at"]) or "",
         updated_at=iso(row["updated_at"]) or "",
         actions=activation_set_actions(row["status"]),
+        excluded_token_ids=(manifest or {}).get("excluded_token_ids", []),
     )
 
 
@@ -111,6 +121,13 @@ def chosen_hook_points(arch: ModelArchitecture, data: ExtractRequest) -> list[Ho
     if missing:
         layer, kind = sorted(missing)[0]
         raise ValidationError(f"Layer {layer} has no {kind} hook point", details={"field": "hook_types"})
+    if any(p.after_affine for p in points):
+        # Its tensor is not what the name means in TransformerLens (the value before the norm's affine).
+        raise ValidationError(
+            "This model's mlp_in hook points were read by an earlier version (after the layer norm's affine): "
+            "add the model again (delete it, then register it) to extract mlp_in",
+            details={"field": "hook_types"},
+        )
     return points
 
 
@@ -134,6 +151,7 @@ async def extract(
             details={"field": "d_model"},
         )
     points = chosen_hook_points(arch, data)
+    check_given(data.special_token_ids, arch.vocab_size)
     activation_id = new_id("act")
     params = ExtractParams(
         activation_id=activation_id,
@@ -148,6 +166,8 @@ async def extract(
         batch_size=data.batch_size,
         max_samples=data.max_samples,
         context_length=data.context_length,
+        exclude_special_tokens=data.exclude_special_tokens,
+        special_token_ids=data.special_token_ids,
     )
     insert = activation_sets.insert(
         activation_id,

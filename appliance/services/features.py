@@ -25,6 +25,7 @@ from appliance.contracts.params.features import (
     SaeModel,
 )
 from appliance.contracts.params.models import HookPoint, ModelArchitecture
+from appliance.contracts.special_tokens import check_given
 from appliance.contracts.tokenization import load_tokenizer
 from appliance.data import app_state, models, trainings
 from appliance.data import features as sql
@@ -46,6 +47,9 @@ class ExtractionConfig(msgspec.Struct, kw_only=True):
     context_length: int = 128
     dataset_id: str | None = None
     tokenizer: str = "demo"
+    # As requested (the ids left out are the summary's); extractions before the setting left none out.
+    exclude_special_tokens: bool = False
+    special_token_ids: list[int] | None = None
 
 
 class ExtractionSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
@@ -59,6 +63,8 @@ class ExtractionSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
     activation_rate: float | None = None
     samples: int | None = None
     tokens: int | None = None
+    excluded_token_ids: list[int] | None = None  # special tokens whose positions count nowhere
+    excluded_positions: int | None = None  # how many of ``tokens`` those were
     tokens_per_second: float | None = None
     pass_seconds: float | None = None
     seconds: float | None = None
@@ -392,6 +398,9 @@ async def start_extraction(
     eval_samples: int,
     top_k_examples: int,
     context_length: int,
+    *,
+    exclude_special_tokens: bool = True,
+    special_token_ids: list[int] | None = None,
 ) -> Job:
     """The extraction of a finished SAE's features; its row is (re)claimed in the job's transaction,
     so there is never an extraction marked running without its job, nor the other way round."""
@@ -414,6 +423,7 @@ async def start_extraction(
     if existing is not None and existing["status"] == "extracting":
         raise Conflict(f"The features of {training['id']} are being extracted already")
     arch = architecture(model)
+    check_given(special_token_ids, arch.vocab_size)
     tokenizer = "demo" if model["source"] == "demo" else model["id"]
     config = msgspec.json.encode(
         ExtractionConfig(
@@ -422,6 +432,8 @@ async def start_extraction(
             context_length=context_length,
             dataset_id=dataset["id"],
             tokenizer=tokenizer,
+            exclude_special_tokens=exclude_special_tokens,
+            special_token_ids=special_token_ids,
         )
     ).decode()
     params = ExtractParams(
@@ -435,6 +447,8 @@ async def start_extraction(
         top_k_examples=top_k_examples,
         context_length=context_length,
         parameters=arch.parameters,
+        exclude_special_tokens=exclude_special_tokens,
+        special_token_ids=special_token_ids,
     )
     now = time.time()
 
@@ -474,8 +488,12 @@ async def activations_on(db: AsyncDatabase, jobs: AsyncJobStore, training_id: st
     """The feature's activation at each token of ``text`` (the model runs on the worker)."""
     await _feature(db, training_id, index)
     probe = await _probe(db, training_id, index)
+    shown = (await summary(db, training_id)).summary
+    excluded = (shown.excluded_token_ids if shown else None) or []
     return await run_and_wait(
-        jobs, "features.activations_on", ActivationsOnParams(**msgspec.structs.asdict(probe), text=text)
+        jobs,
+        "features.activations_on",
+        ActivationsOnParams(**msgspec.structs.asdict(probe), text=text, excluded_token_ids=excluded),
     )
 
 

@@ -21,7 +21,12 @@ import anyio
 import msgspec
 
 from appliance.config import Settings
-from appliance.contracts.hyperparameters import EncoderType, Hyperparameters
+from appliance.contracts.hyperparameters import (
+    ARCHITECTURE_DEFAULTS,
+    EncoderType,
+    Hyperparameters,
+    for_architecture,
+)
 from appliance.contracts.params.training import (
     EvaluateRun,
     EvaluationSpec,
@@ -33,6 +38,8 @@ from appliance.contracts.params.training import (
     TrainRun,
 )
 from appliance.contracts.sae_archive import check_declared
+from appliance.contracts.special_tokens import GivenIds, check_given
+from appliance.data import datasets as datasets_sql
 from appliance.data import models as models_sql
 from appliance.data import templates as templates_sql
 from appliance.data import trainings as sql
@@ -59,6 +66,10 @@ class StartRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     dataset_id: str | None = None
     context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128  # streamed only
     max_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None  # streamed only; None = the whole dataset
+    # Streamed only (a stored set's own choice holds): leave special tokens' positions out of the
+    # training and its held-out evaluation; the tokenizer's, or exactly ``special_token_ids``.
+    exclude_special_tokens: bool = True
+    special_token_ids: GivenIds | None = None
     layer: Annotated[int, msgspec.Meta(ge=0)]
     # Transcoders read the layer's MLP input and predict its output: their hook_type is "mlp_in".
     hook_type: HookType = "residual"
@@ -129,8 +140,16 @@ def metrics_csv(rows: list[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def defaults() -> Hyperparameters:
-    return Hyperparameters()
+class TrainingDefaults(Hyperparameters, kw_only=True):
+    """The flat fields: a sparse SAE's defaults (the shape this answer had before the learning rate and
+    the L1 coefficient came to depend on the architecture); ``by_encoder_type``: every architecture's."""
+
+    by_encoder_type: dict[EncoderType, Hyperparameters]
+
+
+def defaults() -> TrainingDefaults:
+    each = {kind: for_architecture(Hyperparameters(), kind) for kind in ARCHITECTURE_DEFAULTS}
+    return TrainingDefaults(**msgspec.structs.asdict(each["sparse"]), by_encoder_type=each)
 
 
 # -- starting -------------------------------------------------------------------------------------
@@ -146,6 +165,24 @@ class _Source:
     context_length: int
     samples_used: int  # the evaluation reads samples after these
     parameters: int = 0
+    # Stored sets: the ids their extraction left out (resolved); streamed: None, the worker resolves.
+    excluded: list[int] | None = None
+    exclude_special_tokens: bool = True
+    dataset_path: str = ""  # what the export names the dataset: its Hub repo id, else its name
+    tokenizer: str = ""  # the tokenizer its token ids came from
+
+
+def _dataset_path(dataset: Row | None, dataset_id: str) -> str:
+    if dataset is None:
+        return dataset_id
+    return dataset["repo_id"] if dataset["source"] == "huggingface" and dataset["repo_id"] else dataset["name"]
+
+
+def _model_name(model: Row | None, model_id: str) -> str:
+    """The model as a loader can resolve it: its Hub repo id when it came from the Hub, else its name."""
+    if model is None:
+        return model_id
+    return model["repo_id"] if model["source"] == "huggingface" and model["repo_id"] else model["name"]
 
 
 def _ready(row: Row, kind: str) -> None:
@@ -160,6 +197,8 @@ async def _source(db: AsyncDatabase, data: StartRequest) -> _Source:
         manifest = msgspec.json.decode(act["manifest"])
         model = await db.one(models_sql.get(act["model_id"]))
         used = msgspec.json.decode(act["config"]).get("max_samples") or manifest["samples"]
+        # Sets extracted before the setting kept every token.
+        excluded = manifest.get("excluded_token_ids", [])
         return _Source(
             "activation set",
             act["model_id"],
@@ -170,6 +209,10 @@ async def _source(db: AsyncDatabase, data: StartRequest) -> _Source:
             manifest["d_model"],
             manifest["context_length"],
             used,
+            excluded=excluded,
+            exclude_special_tokens=manifest.get("exclude_special_tokens", False),
+            dataset_path=_dataset_path(await db.one(datasets_sql.get(act["dataset_id"])), act["dataset_id"]),
+            tokenizer=manifest.get("tokenizer", ""),
         )
     if data.model_id is None or data.dataset_id is None:
         raise ValidationError(
@@ -185,6 +228,7 @@ async def _source(db: AsyncDatabase, data: StartRequest) -> _Source:
         raise ValidationError(
             f"context_length is at most {arch['context_length']} for this model", details={"field": "context_length"}
         )
+    check_given(data.special_token_ids, arch.get("vocab_size"))
     return _Source(
         "model",
         model["id"],
@@ -196,6 +240,9 @@ async def _source(db: AsyncDatabase, data: StartRequest) -> _Source:
         data.context_length,
         data.max_samples or (dataset["num_samples"] or 0),
         arch["parameters"],
+        exclude_special_tokens=data.exclude_special_tokens,
+        dataset_path=_dataset_path(dataset, dataset["id"]),
+        tokenizer=_tokenizer(model, model["id"]),
     )
 
 
@@ -209,6 +256,13 @@ def _hooks(data: StartRequest, source: _Source) -> tuple[HookPoint, HookPoint | 
         have = ", ".join(f"layer {layer} {kind}" for layer, kind in sorted(hooks))
         wanted = f"layer {data.layer} mlp_in and mlp" if transcoder else f"layer {data.layer} {data.hook_type}"
         raise ValidationError(f"The {source.what} has no {wanted}; it has: {have}", details={"field": "layer"})
+    if hook.after_affine:
+        # Its tensor is not what the name means in TransformerLens (the value before the norm's affine).
+        again = "extract it again" if source.activation_id else "add the model again (delete it, then register it)"
+        raise ValidationError(
+            f"The {source.what}'s mlp_in was read after the layer norm's affine by an earlier version: {again}",
+            details={"field": "activation_id" if source.activation_id else "model_id"},
+        )
     if not transcoder and hook.type == "mlp_in":
         raise ValidationError(
             "mlp_in is a transcoder's input; pick encoder_type 'transcoder' or another hook",
@@ -224,6 +278,8 @@ def _tokenizer(model: Row, model_id: str) -> str:
 def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint, target: HookPoint | None) -> TrainRun:
     model = source.model
     evaluation = stream = None
+    # A stored set's resolved ids, or the request's choice for the worker to resolve (the same way).
+    given = data.special_token_ids if source.excluded is None else source.excluded
     if model is not None and model["status"] == "ready":
         evaluation = EvaluationSpec(
             model_path=model["path"],
@@ -235,6 +291,9 @@ def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint,
             samples=EVAL_SAMPLES,
             skip_samples=source.samples_used,
             reads_input=data.encoder_type == "transcoder",
+            source=hook if data.encoder_type == "transcoder" else None,
+            exclude_special_tokens=source.exclude_special_tokens,
+            special_token_ids=given,
         )
     if source.activation_id is None:
         assert model is not None  # a streamed source is a ready model
@@ -248,13 +307,19 @@ def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint,
             context_length=data.context_length,
             max_samples=data.max_samples,
             parameters=source.parameters,
+            exclude_special_tokens=source.exclude_special_tokens,
+            special_token_ids=given,
         )
     metadata = ExportMetadata(
-        model_name=model["name"] if model else source.model_id,
+        model_name=_model_name(model, source.model_id),
         model_id=source.model_id,
         context_size=source.context_length,
-        dataset_path=source.dataset_id,
+        dataset_path=source.dataset_path or source.dataset_id,
         training_id=training_id,
+        dataset_id=source.dataset_id,
+        tokenizer=source.tokenizer,
+        # A streamed run's ids are resolved by its worker, which sets them here before the export.
+        exclude_special_tokens=(source.excluded or False) if source.exclude_special_tokens else False,
     )
     return TrainRun(
         training_id=training_id,
@@ -284,6 +349,8 @@ def _within(*queries: Callable[[str], Query]) -> Within:
 
 async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> Job:
     """Check the request against its source, then create the training row and its job: one commit."""
+    # What the request leaves to the architecture is fixed now: the job and the row record the numbers.
+    data = msgspec.structs.replace(data, hyperparameters=for_architecture(data.hyperparameters, data.encoder_type))
     source = await _source(db, data)
     hook, target = _hooks(data, source)
     hp = data.hyperparameters
@@ -298,7 +365,14 @@ async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> J
         "source": "stored" if run.stream is None else "streamed",
     }
     if run.stream is not None:
-        config.update(context_length=data.context_length, max_samples=data.max_samples)
+        config.update(
+            context_length=data.context_length,
+            max_samples=data.max_samples,
+            exclude_special_tokens=data.exclude_special_tokens,
+            special_token_ids=data.special_token_ids,
+        )
+    else:  # what the set left out; a streamed run's worker records its own when it starts
+        config.update(excluded_token_ids=source.excluded or [])
     row = sql.insert(
         training_id,
         model_id=source.model_id,
@@ -426,6 +500,7 @@ async def evaluate(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, dat
             context_length=data.context_length,
             samples=data.samples,
             reads_input=row["encoder_type"] == "transcoder",
+            source=msgspec.convert(point, HookPoint) if row["encoder_type"] == "transcoder" else None,
         )
     spec = msgspec.structs.replace(spec, samples=data.samples)
     run = EvaluateRun(

@@ -98,3 +98,24 @@ def test_train_watch_pause_resume_checkpoint_stop_and_export(demo_appliance, ope
     expect(imported).to_have_attribute("data-status", "completed", timeout=60_000)
     expect(imported.get_by_test_id("training-evaluation")).to_contain_text("Imported SAE")
     screenshot(page, "training-imported")
+
+
+def test_the_form_takes_each_architectures_defaults_until_edited(ui_appliance, open_page) -> None:
+    """The learning rate and L1 coefficient follow the Encoder Type (GET /api/training/defaults'
+    by_encoder_type); a value the user typed stays when the architecture changes."""
+    each = ui_appliance.get("/api/training/defaults").json()["data"]["by_encoder_type"]
+    page, _ = open_page(ui_appliance.url, "/training")
+    form = page.get_by_test_id("training-form")
+    form.get_by_test_id("train-advanced-toggle").click()
+    lr, l1 = form.get_by_test_id("train-lr"), form.get_by_test_id("train-l1")
+    for kind in ("sparse", "skip", "transcoder"):
+        form.get_by_test_id("train-encoder").select_option(kind)
+        expect(l1).to_have_value(f"{each[kind]['l1_coefficient']:g}")
+        expect(lr).to_have_value(f"{each[kind]['learning_rate']:g}")
+    form.get_by_test_id("train-encoder").select_option("topk")
+    expect(lr).to_have_value(f"{each['topk']['learning_rate']:g}")
+    form.get_by_test_id("train-encoder").select_option("sparse")
+    l1.fill("0.7")
+    form.get_by_test_id("train-encoder").select_option("skip")
+    expect(l1).to_have_value("0.7")
+    expect(lr).to_have_value(f"{each['skip']['learning_rate']:g}")

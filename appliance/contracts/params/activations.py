@@ -21,3 +21,7 @@ class ExtractParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     batch_size: int = 8
     max_samples: int | None = 1000
     context_length: int = 128
+    # Positions of these tokens are not stored (appliance.contracts.special_tokens): the tokenizer's
+    # special tokens, or ``special_token_ids`` when given; none when off.
+    exclude_special_tokens: bool = True
+    special_token_ids: list[int] | None = None

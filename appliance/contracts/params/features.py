@@ -35,6 +35,10 @@ class ExtractParams(SaeModel, kw_only=True):
     eval_samples: int = 2000
     top_k_examples: int = 20
     batch_size: int = 8
+    # Positions of these tokens neither count in the statistics nor are examples (they may still be
+    # shown inside an example's context): appliance.contracts.special_tokens.
+    exclude_special_tokens: bool = True
+    special_token_ids: list[int] | None = None
 
 
 class ProbeParams(SaeModel, kw_only=True):
@@ -48,6 +52,8 @@ class ActivationsOnParams(ProbeParams, kw_only=True):
     """``features.activations_on``: the feature over a text the user typed (the heatmap)."""
 
     text: str
+    # The extraction's left-out tokens: no activation there, as in its stored contexts.
+    excluded_token_ids: list[int] = msgspec.field(default_factory=list)
 
 
 class AblationParams(ProbeParams, kw_only=True):

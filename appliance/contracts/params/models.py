@@ -14,13 +14,26 @@ HookType = Literal["residual", "mlp_in", "mlp", "attention"]
 class HookPoint(msgspec.Struct, omit_defaults=True, kw_only=True):
     """One place a hook can read a layer's activations. ``name`` is the SAELens / TransformerLens name
     (``blocks.3.hook_resid_post``), ``module`` the module path the worker hooks. ``input``: read the
-    module's input rather than its output (``mlp_in``, what enters the MLP)."""
+    module's input rather than its output (``mlp_in``, what enters the MLP).
+
+    ``norm`` (``mlp_in``): the module path of the layer norm that feeds the MLP. The point is that
+    norm's normalised value before its affine, as TransformerLens' ``ln2.hook_normalized`` holds it,
+    recovered in fp32 from the MLP's input y = n * (weight + ``norm_offset``) + bias; the offset is 1
+    where the norm scales by (1 + weight) (Gemma)."""
 
     layer: int
     type: HookType
     name: str
     module: str
     input: bool = False
+    norm: str = ""
+    norm_offset: float = 0.0
+
+    @property
+    def after_affine(self) -> bool:
+        """An ``mlp_in`` point stored before ``norm`` existed: it read the MLP's input after the norm's
+        affine under the name of the value before it, so nothing may be made from it any more."""
+        return self.type == "mlp_in" and not self.norm
 
 
 class ModelArchitecture(msgspec.Struct, kw_only=True):

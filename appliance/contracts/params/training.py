@@ -35,6 +35,11 @@ class StreamSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_samples: int | None = None
     forward_batch: int = 8
     parameters: int = 0  # the model's size, for the memory estimate
+    # Positions of these tokens are never trained on nor held out (appliance.contracts.special_tokens).
+    # False by default for jobs written before the setting: a resumed run keeps the batches it began
+    # with. The API always sets it (on unless the request turns it off).
+    exclude_special_tokens: bool = False
+    special_token_ids: list[int] | None = None
 
 
 class EvaluationSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -49,16 +54,30 @@ class EvaluationSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     samples: int
     skip_samples: int = 0  # the first samples the training read: the evaluation starts after them
     reads_input: bool = False  # transcoders map the module's input to its output
+    # Transcoders: the mlp_in point they read, which says how to read it (None in jobs written before
+    # it: those read the MLP's input itself, as their SAEs were trained).
+    source: HookPoint | None = None
+    # As the SAE was trained: the model keeps its own activation at these tokens' positions and they
+    # are left out of the averages (SAELens' run_evals). False for jobs written before the setting.
+    exclude_special_tokens: bool = False
+    special_token_ids: list[int] | None = None
 
 
 class ExportMetadata(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """What the SAELens export's ``metadata`` says about where the SAE comes from (SAELens' names)."""
+    """What the SAELens export's ``metadata`` says about where the SAE comes from, in SAELens' names:
+    ``model_name`` and ``dataset_path`` are the Hub repo ids when the model or dataset came from the
+    Hub (else their names), so a loader can resolve them; the appliance's own ids are written as
+    ``mistudio_*`` (``pipeline.sae.io.provenance``)."""
 
     model_name: str
     model_id: str
     context_size: int
     dataset_path: str
     training_id: str
+    dataset_id: str = ""
+    tokenizer: str = ""  # what the worker reads ``prepend_bos`` from ("" in jobs written before it)
+    # SAELens' name: the token ids left out of the training's activations, or false.
+    exclude_special_tokens: list[int] | bool = False
 
 
 class TrainRun(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

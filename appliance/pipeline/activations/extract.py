@@ -1,6 +1,9 @@
 """Activation extraction: stream a dataset's tokens through a model with forward hooks and write the
 hooked activations as fp16 safetensors shards with a manifest.
 
+Special tokens' positions (BOS/EOS/PAD..., ``appliance.contracts.special_tokens``) are left out by
+default: their activation is the same in every sample, and an SAE trained on it spends latents there.
+
 Memory stays flat whatever the dataset's size: one batch of activations plus one shard buffer per
 hook (all buffers together sized by ``MISTUDIO_ACTIVATION_SHARD_MB``) are all that is held. Only real
 tokens are stored (no padding), each with its sample index and position in ``tokens_NNNN``
@@ -31,7 +34,7 @@ from appliance.errors import InsufficientStorage, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.jobs.records import Job
 from appliance.memory.admission import Estimate, estimate_activations, estimate_model
-from appliance.pipeline.models.architecture import block_output, find_layers, first_input
+from appliance.pipeline.models.architecture import InputView, block_output, find_layers
 from appliance.pipeline.models.loading import load
 from appliance.pipeline.prefetch import Prefetched
 
@@ -89,14 +92,16 @@ def token_batches(params: ExtractParams, layout: DataLayout) -> Iterator[tuple[l
         yield list(range(start, start + len(batch))), [e.ids for e in encodings]
 
 
-def attach_capture(module: Any, point: HookPoint | Mapping[str, Any], captured: dict[str, Any]) -> Any:
-    """Store the hook point's tensor in ``captured[name]`` on each forward pass: the module's output,
-    or its input for input points (``mlp_in``)."""
+def attach_capture(model: Any, point: HookPoint | Mapping[str, Any], captured: dict[str, Any]) -> Any:
+    """Store the hook point's tensor in ``captured[name]`` on each forward pass of ``model``: its
+    module's output, or for input points what ``InputView`` reads from the module's input (``mlp_in``:
+    the layer norm's value before its affine)."""
     point = as_hook_point(point)
-    name = point.name
+    name, module = point.name, model.get_submodule(point.module)
     if point.input:
+        view = InputView(model, point)
         return module.register_forward_pre_hook(
-            lambda _m, args, kwargs: captured.__setitem__(name, first_input(args, kwargs)), with_kwargs=True
+            lambda _m, args, kwargs: captured.__setitem__(name, view.read(args, kwargs)), with_kwargs=True
         )
     return module.register_forward_hook(lambda _m, _i, out: captured.__setitem__(name, block_output(out)))
 
@@ -141,11 +146,10 @@ class Capture:
 
     def __init__(self, model: Any, points: list[HookPoint] | list[Mapping[str, Any]]):
         typed = [as_hook_point(p) for p in points]
-        modules = dict(model.named_modules())
         self.model, self.names = model, [p.name for p in typed]
         self.device = next(model.parameters()).device
         self.captured: dict[str, Any] = {}
-        self.handles = [attach_capture(modules[p.module], p, self.captured) for p in typed]
+        self.handles = [attach_capture(model, p, self.captured) for p in typed]
         self.handles.append(stop_after(model, max(p.layer for p in typed)))
 
     def __call__(self, batch: list[list[int]]) -> tuple[dict[str, Any], Any, Any]:
@@ -319,6 +323,7 @@ class Totals:
 
         self.sums = {n: torch.zeros(3, dtype=torch.float64, device=device) for n in names}
         self.tokens = self.samples = 0
+        self.excluded = 0  # special-token positions left out
 
     def hook_stats(self, name: str, d_model: int) -> dict[str, float]:
         norm_sum, value_sum, square_sum = (float(v) for v in self.sums[name])
@@ -338,27 +343,34 @@ def extract_batches(
     writer: ShardWriter,
     totals: Totals,
     samples: int,
+    excluded: list[int] | None = None,
 ) -> None:
-    """Every batch through the model, its activations summed into ``totals`` and handed to ``writer``."""
+    """Every batch through the model, its activations summed into ``totals`` and handed to ``writer``;
+    the positions of ``excluded`` token ids are neither summed nor stored."""
     import torch
 
+    drop = torch.tensor(excluded or [], dtype=torch.long)
     for indices, batch in batches:
         ctx.check()
         if not any(batch):
             continue
         captured, ids, keep = capture(batch)
         width = ids.shape[1]
+        stored = keep & ~torch.isin(ids, drop) if len(drop) else keep
+        # The captured rows are the real tokens in order; those of excluded tokens go.
+        chosen = stored[keep].to(capture.device) if len(drop) else None
         out: dict[str, Any] = {}
         for name in capture.names:
-            acts = captured[name]
+            acts = captured[name] if chosen is None else captured[name][chosen]
             x = acts.float()  # the model's own tensor when it is fp32
             totals.sums[name] += torch.stack([x.norm(dim=-1).sum(), x.sum(), x.square().sum()])
             # The writer's fp16 buffers convert on copy; off the CPU, halve the transfer first.
             out[name] = acts if acts.device.type == "cpu" else acts.to(torch.float16)
-        positions = torch.arange(width).expand(len(batch), width)[keep]
-        sample_index = torch.tensor(indices).unsqueeze(1).expand(len(batch), width)[keep]
-        writer.add(out, torch.stack([sample_index, positions, ids[keep]], dim=1).to(torch.int64))
-        totals.tokens += int(keep.sum())
+        positions = torch.arange(width).expand(len(batch), width)[stored]
+        sample_index = torch.tensor(indices).unsqueeze(1).expand(len(batch), width)[stored]
+        writer.add(out, torch.stack([sample_index, positions, ids[stored]], dim=1).to(torch.int64))
+        totals.tokens += int(stored.sum())
+        totals.excluded += int(keep.sum()) - int(stored.sum())
         totals.samples += len(batch)
         ctx.progress(
             0.02 + 0.95 * totals.samples / samples,
@@ -370,11 +382,18 @@ def extract_batches(
 
 
 def manifest_of(
-    params: ExtractParams, totals: Totals, shards: list[dict[str, Any]], elapsed: float, peak_rss: int
+    params: ExtractParams,
+    totals: Totals,
+    shards: list[dict[str, Any]],
+    elapsed: float,
+    peak_rss: int,
+    excluded: list[int] | None = None,
 ) -> dict[str, Any]:
-    """The set's manifest.json: what was extracted, its shards, and per hook its shape and statistics."""
+    """The set's manifest.json: what was extracted, its shards, the token ids left out (and how many
+    positions), and per hook its shape and statistics."""
     if totals.tokens == 0:
-        raise ValidationError("No tokens to extract: the dataset's samples are empty", details={"field": "dataset_id"})
+        why = "every token is a special token left out" if totals.excluded else "the dataset's samples are empty"
+        raise ValidationError(f"No tokens to extract: {why}", details={"field": "dataset_id"})
     return {
         "activation_id": params.activation_id,
         "model_id": params.model_id,
@@ -385,6 +404,9 @@ def manifest_of(
         "context_length": params.context_length,
         "samples": totals.samples,
         "tokens": totals.tokens,
+        "exclude_special_tokens": params.exclude_special_tokens,
+        "excluded_token_ids": list(excluded or []),
+        "excluded_positions": totals.excluded,
         "d_model": params.d_model,
         "shards": shards,
         "token_columns": ["sample_index", "position", "token_id"],
@@ -396,16 +418,20 @@ def manifest_of(
             }
             for p in params.hook_points
         ],
-        "tokens_per_second": round(totals.tokens / elapsed, 1) if elapsed else None,
+        # Throughput: every token run through the model, stored or left out.
+        "tokens_per_second": round((totals.tokens + totals.excluded) / elapsed, 1) if elapsed else None,
         "peak_rss_mb": round(peak_rss / 2**20, 1),
     }
 
 
 def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
+    from appliance.contracts.special_tokens import excluded_ids
+
     final = ctx.layout.activations(params.activation_id)
     partial = partial_dir(ctx.layout, params.activation_id)
     names = [p.name for p in params.hook_points]
     samples = samples_to_extract(params, ctx.layout)
+    excluded = excluded_ids(params.exclude_special_tokens, params.special_token_ids, params.tokenizer, ctx.layout.root)
     # The setting's memory is shared by the writer's sets of buffers.
     shard_tokens = max(
         1024, ctx.settings.activation_shard_mb * 2**20 // (ShardWriter.SETS * len(names) * params.d_model * 2)
@@ -426,12 +452,12 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
         totals = Totals(names, capture.device)
         began = time.monotonic()
         try:
-            extract_batches(ctx, batches, capture, writer, totals, samples)
+            extract_batches(ctx, batches, capture, writer, totals, samples, excluded)
         finally:
             capture.close()
             writer.close()
         elapsed = time.monotonic() - began
-    manifest = manifest_of(params, totals, writer.shards, elapsed, peak.peak)
+    manifest = manifest_of(params, totals, writer.shards, elapsed, peak.peak, excluded)
     (partial / MANIFEST).write_bytes(msgspec.json.encode(manifest))
     shutil.rmtree(final, ignore_errors=True)
     os.replace(partial, final)
@@ -454,6 +480,8 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
         "activation_id": params.activation_id,
         "tokens": totals.tokens,
         "samples": totals.samples,
+        "excluded_token_ids": excluded,
+        "excluded_positions": totals.excluded,
         "tokens_per_second": manifest["tokens_per_second"],
         "peak_rss_mb": manifest["peak_rss_mb"],
     }

@@ -11,6 +11,10 @@ have seen, and fast-forwards over earlier blocks by counting, without reading th
   shuffle buffer (as many samples' tokens as the memory manager allows), filled by forward passes
   when the loop reaches it. Token counts come from the tokenization, so the plan of blocks is
   known before any forward pass.
+
+Special tokens' positions (``StreamSpec.exclude_special_tokens``) are neither trained on nor held
+out, so explained variance is measured on the positions the SAE trained on. A stored set has none of
+them when its extraction left them out (the default), and its training inherits that choice.
 """
 
 from __future__ import annotations
@@ -101,9 +105,12 @@ class StreamedSource(ActivationSource):
     of tokens each) run through the model when the loop reaches them; the last block is kept."""
 
     def __init__(self, spec: StreamSpec, layout: DataLayout, buffer_tokens: int):
+        from appliance.contracts.special_tokens import excluded_ids
+
         self.spec, self.layout = spec, layout
         self.hook = spec.hook_point.name
         self.target = spec.target_point.name if spec.target_point else None
+        self.excluded = excluded_ids(spec.exclude_special_tokens, spec.special_token_ids, spec.tokenizer, layout.root)
         lengths = self._lengths()
         self.blocks: list[tuple[int, int]] = []  # [first, end) sample ranges
         self.shards = []
@@ -130,19 +137,33 @@ class StreamedSource(ActivationSource):
         return min(available, self.spec.max_samples or available)
 
     def _lengths(self) -> list[int]:
-        """Tokens per sample (cut to the context length): from the stored tokenization's lengths, or
-        by tokenizing the texts (the Rust tokenizer; no model needed)."""
+        """Tokens per sample that the run reads (cut to the context length, less excluded ones): from
+        the stored tokenization's lengths when nothing is excluded, else from its token ids or by
+        tokenizing the texts (the Rust tokenizer; no model needed)."""
         from datasets import Dataset
 
         cut = self.spec.context_length
-        if self._stored().is_file():
+        stored = self._stored().is_file()
+        if stored and not self.excluded:
             data = Dataset.from_file(str(self._stored()))
             return [min(n, cut) for n in data.select_columns(["length"])[: self._count(len(data))]["length"]]
+        count = self._count(len(Dataset.from_file(str(self._stored())))) if stored else len(self._texts())
         lengths: list[int] = []
-        texts = self._texts()
-        for start in range(0, len(texts), 1024):
-            lengths.extend(len(ids) for ids in self._ids(start, min(len(texts), start + 1024)))
+        for start in range(0, count, 1024):
+            lengths.extend(self._kept(self._ids(start, min(count, start + 1024))))
         return lengths
+
+    def _kept(self, samples: list[list[int]]) -> list[int]:
+        """Each sample's tokens that are not excluded."""
+        import numpy as np
+
+        lengths = np.array([len(ids) for ids in samples], dtype=np.int64)
+        if not self.excluded:
+            return [int(n) for n in lengths]
+        flat = np.fromiter((t for ids in samples for t in ids), dtype=np.int64, count=int(lengths.sum()))
+        row_of = np.repeat(np.arange(len(samples)), lengths)
+        dropped = np.bincount(row_of[np.isin(flat, self.excluded)], minlength=len(samples))
+        return [int(n) for n in lengths - dropped]
 
     def _texts(self) -> Any:
         from datasets import load_from_disk
@@ -181,12 +202,16 @@ class StreamedSource(ActivationSource):
             self._capture = Capture(load(self.spec.model_path, self.spec.precision), points)
         first, end = self.blocks[index]
         ids = [x for x in self._ids(first, end) if x]
+        drop = torch.tensor(self.excluded, dtype=torch.long)
         xs, ys = [], []
         for start in range(0, len(ids), self.spec.forward_batch):
-            captured, _, _ = self._capture(ids[start : start + self.spec.forward_batch])
-            xs.append(captured[self.hook].to(torch.float16).cpu())
+            captured, padded, keep = self._capture(ids[start : start + self.spec.forward_batch])
+            # The captured rows are the real tokens in order; the excluded tokens' rows go.
+            chosen = (~torch.isin(padded, drop))[keep].to(captured[self.hook].device) if self.excluded else None
+            xs.append((captured[self.hook] if chosen is None else captured[self.hook][chosen]).to(torch.float16).cpu())
             if self.target:
-                ys.append(captured[self.target].to(torch.float16).cpu())
+                y = captured[self.target] if chosen is None else captured[self.target][chosen]
+                ys.append(y.to(torch.float16).cpu())
         self._cached = None  # the old block goes before the new one is kept
         rows = (torch.cat(xs), torch.cat(ys) if ys else None)
         self._cached = (index, rows)

@@ -15,6 +15,11 @@ interpretability score:
             fires above 10% of its max", on held-out samples (every fifth sample, whose tokens
             never chose the top tokens).
 
+Special tokens' positions (``ExtractParams.exclude_special_tokens``, on by default) count in no
+statistic and are never an example: their latents are zeroed before anything reads them, so the
+stored sparse activations hold nothing there either (such a position may still be shown inside an
+example's context, with no activation).
+
 1 means the feature is exactly "these tokens"; a feature that depends on context more than on the
 token itself scores low even when it is meaningful, so the score is a lower bound on
 interpretability. Features scoring at least 0.5 count as interpretable in the summary.
@@ -94,12 +99,15 @@ class FeaturePass:
     model's device; only the triples' sparse copy comes to the CPU.
     """
 
-    def __init__(self, model: Any, sae: Any, hook_point: HookPoint, top_k: int):
+    def __init__(self, model: Any, sae: Any, hook_point: HookPoint, top_k: int, excluded: list[int] | None = None):
         import torch
 
         from appliance.pipeline.activations.extract import Capture
 
         self.sae, self.name, self.k = sae, hook_point.name, top_k
+        self.excluded = list(excluded or [])
+        self.drop = torch.tensor(self.excluded, dtype=torch.long)
+        self.excluded_positions = 0  # special-token positions seen and left out
         self.d_sae = d = sae.cfg.d_sae
         self.device = next(model.parameters()).device
         self.capture = Capture(model, [hook_point])
@@ -133,6 +141,10 @@ class FeaturePass:
             return
         z, ids, keep = encode_batch(self.capture, self.sae, self.name, [ids for ids in batch if ids])
         d, device = self.d_sae, z.device
+        if self.excluded:
+            special = torch.isin(ids[keep], self.drop)  # per real token, in z's row order
+            z[special.to(device)] = 0
+            self.excluded_positions += int(special.sum())
         rows, cols = (z > 0).nonzero(as_tuple=True)  # row-major: the CSR order
         values = z[rows, cols]
         lengths = torch.tensor([n for _, n in live], device=device)
@@ -205,7 +217,7 @@ class FeaturePass:
         lengths = np.asarray(self.lengths, dtype=np.int64)
         tokens = torch.cat(self.tokens).numpy() if self.tokens else np.zeros(0, np.int32)
         counts = torch.cat(self.counts).numpy() if self.counts else np.zeros(0, np.int64)
-        n_tokens = max(1, len(tokens))
+        n_tokens = max(1, len(tokens) - self.excluded_positions)
         mean = (self.sum / n_tokens).numpy()
         return {
             "tokens": tokens,
@@ -375,6 +387,7 @@ def _estimate(params: ExtractParams, cfg: Any) -> Estimate:
 def _pass_over_text(ctx: JobContext, params: ExtractParams, sae: Any, partial: Path) -> _Passed:
     """Load the model, run the pass, save its arrays in ``partial`` and read the logit lens: all that
     needs the model in memory."""
+    from appliance.contracts.special_tokens import excluded_ids
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
     from appliance.pipeline.models.loading import load
 
@@ -387,8 +400,9 @@ def _pass_over_text(ctx: JobContext, params: ExtractParams, sae: Any, partial: P
         TokenizeSettings(tokenizer=params.tokenizer, max_length=params.context_length, padding="do_not_pad"),
     )
     texts = eval_texts(ctx.layout, params.dataset_id, params.eval_samples)
+    excluded = excluded_ids(params.exclude_special_tokens, params.special_token_ids, params.tokenizer, ctx.layout.root)
     acc, arrays, seconds = _timed_pass(
-        ctx, params, FeaturePass(model, sae, params.hook_point, params.top_k_examples), tokenizer, texts
+        ctx, params, FeaturePass(model, sae, params.hook_point, params.top_k_examples, excluded), tokenizer, texts
     )
     ctx.progress(0.82, "Describing the features", force=True)
     for name, array in arrays.items():
@@ -428,7 +442,7 @@ def _measure(passed: _Passed, d_sae: int) -> _Measures:
     acc, arrays = passed.acc, passed.arrays
     token_array, offsets = arrays["tokens"], arrays["offsets"]
     lengths_all = np.diff(offsets)
-    n_tokens = max(1, len(token_array))
+    n_tokens = max(1, len(token_array) - acc.excluded_positions)
     vocab = max(
         int(token_array.max()) + 1 if len(token_array) else 1,
         passed.tokenizer.get_vocab_size(),
@@ -538,6 +552,9 @@ def _summary(passed: _Passed, measures: _Measures, began: float) -> dict[str, An
         "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
         "samples": passed.samples,
         "tokens": int(tokens),
+        # Of those tokens, the special ones that count nowhere (their ids).
+        "excluded_token_ids": passed.acc.excluded,
+        "excluded_positions": passed.acc.excluded_positions,
         # The pass over the text (model, SAE, statistics, top-k); then labels, scores and the map.
         "tokens_per_second": round(tokens / max(passed.seconds, 1e-9), 1),
         "pass_seconds": round(passed.seconds, 2),

@@ -1,7 +1,8 @@
 """Short, interactive probes of one feature that need the model (the worker's interactive lane):
 
 - ``activations_on``: the feature's activation at every token of a text the user types (the
-  heatmap), with the strongest other features per token.
+  heatmap), with the strongest other features per token; none at the special tokens the extraction
+  left out, as in its stored contexts.
 - ``ablation``: the feature zeroed where it fires, on its own max-activating contexts. The hooked
   activation becomes ``x - z_i * W_dec[i]`` (the SAE's error term and every other latent kept), and
   the model's next-token predictions are compared with the untouched run:
@@ -57,6 +58,7 @@ def activations_on(ctx: JobContext, params: ActivationsOnParams) -> dict[str, An
             capture.close()
     with torch.no_grad():
         z = sae.encode(captured[params.hook_point.name].float()).float().cpu()
+    z[torch.isin(torch.tensor(encoding.ids), torch.tensor(params.excluded_token_ids, dtype=torch.long))] = 0
     values = z[:, params.feature]
     others = z.clone()
     others[:, params.feature] = 0
@@ -125,11 +127,13 @@ def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
     docstring); the figures are stored with the feature."""
     import torch
 
+    from appliance.pipeline.models.architecture import InputView
+
     model, sae = probe_model(ctx, params)
     module = dict(model.named_modules())[params.hook_point.module]
     device = next(model.parameters()).device
     fired_at: list[Any] = []
-    hook = _ablation_hook(sae, params, fired_at)
+    hook = _ablation_hook(sae, params, fired_at, InputView(model, params.hook_point).read)
     totals = _AblationTotals()
     for ids in params.contexts:
         ctx.check()
@@ -152,19 +156,22 @@ def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
     return result
 
 
-def _ablation_hook(sae: Any, params: AblationParams, fired_at: list[Any]) -> Callable[..., Any]:
+def _ablation_hook(
+    sae: Any, params: AblationParams, fired_at: list[Any], read: Callable[..., Any]
+) -> Callable[..., Any]:
     """A forward hook that takes the feature's decoder direction out of the module's output, scaled
-    by its activation at each position, and notes where it fired in ``fired_at``."""
+    by its activation at each position, and notes where it fired in ``fired_at``. ``read``: what the
+    SAE sees of the module's input, for input points (``InputView.read``)."""
     import torch
 
-    from appliance.pipeline.models.architecture import block_output, first_input
+    from appliance.pipeline.models.architecture import block_output
 
     reads_input = params.hook_point.input
     direction = sae.W_dec[params.feature].detach()
 
     def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
         out = block_output(output)
-        source = first_input(args, kwargs) if reads_input else out
+        source = read(args, kwargs) if reads_input else out
         with torch.no_grad():
             z = sae.encode(source.reshape(-1, source.shape[-1]).float())[:, params.feature]
         fired_at.append(z.reshape(out.shape[:-1]) > 0)

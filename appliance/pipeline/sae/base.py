@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from appliance.contracts.hyperparameters import EncoderType, Hyperparameters
+from appliance.contracts.hyperparameters import EncoderType, Hyperparameters, l1_coefficient
 
 Architecture = EncoderType
 # The one set of defaults: what the API gives a training that names none (GET /api/training/defaults).
@@ -30,7 +30,8 @@ class SAEConfig:
     d_sae: int
     d_out: int | None = None  # transcoders: the MLP output width; others: d_in
     k: int = _DEFAULTS.k  # topk: active latents per token
-    l1_coefficient: float = _DEFAULTS.l1_coefficient  # sparse/skip/transcoder: decoder-norm-weighted L1
+    # sparse/skip/transcoder: decoder-norm-weighted L1; negative (the default): the architecture's own
+    l1_coefficient: float = -1.0
     l0_coefficient: float = _DEFAULTS.l0_coefficient  # jumprelu: weight of the L0 term
     jumprelu_init_threshold: float = _DEFAULTS.jumprelu_init_threshold
     jumprelu_bandwidth: float = _DEFAULTS.jumprelu_bandwidth
@@ -39,6 +40,13 @@ class SAEConfig:
     dead_tokens: int = _DEFAULTS.dead_tokens  # a latent silent for this many tokens is dead
     ghost_grads: bool = _DEFAULTS.ghost_grads  # L1 architectures: dead latents learn from the residual error
     apply_b_dec_to_input: bool = True
+    # transcoders: a linear skip W_skip [d_out, d_in] added to the output (SAELens' skip transcoders,
+    # imported; never trained here)
+    skip_matrix: bool = False
+
+    def __post_init__(self) -> None:
+        if self.l1_coefficient < 0:
+            self.l1_coefficient = l1_coefficient(_DEFAULTS, self.architecture)
 
     @property
     def output_width(self) -> int:
@@ -54,7 +62,7 @@ def sae_config(architecture: Architecture, d_in: int, hp: Hyperparameters, d_out
         hp.d_sae or hp.expansion_factor * d_in,
         d_out=d_out,
         k=hp.k,
-        l1_coefficient=hp.l1_coefficient,
+        l1_coefficient=l1_coefficient(hp, architecture),
         l0_coefficient=hp.l0_coefficient,
         jumprelu_init_threshold=hp.jumprelu_init_threshold,
         jumprelu_bandwidth=hp.jumprelu_bandwidth,

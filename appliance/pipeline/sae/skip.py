@@ -22,6 +22,7 @@ class SkipSAE(SparseSAE):
         return self.output(x, self.encode(x))
 
     def extra_state_tensors(self) -> dict[str, torch.Tensor]:
-        # SAELens' skip layout has a matrix; alpha * I is the same map.
+        # Exported as a SAELens skip transcoder (d_out = d_in), whose skip is a matrix [d_out, d_in]:
+        # alpha * I is the same map.
         eye = torch.eye(self.cfg.d_in, dtype=self.W_enc.dtype, device=self.W_enc.device)
         return {"W_skip": self.alpha.detach() * eye}

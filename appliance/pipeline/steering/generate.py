@@ -116,14 +116,19 @@ class Intervention:
             self.recorded.append(latents.reshape(*target.shape[:-1], -1))
         return target
 
-    def attach(self, module: Any) -> Any:
+    def attach(self, module: Any, view: Any = None) -> Any:
+        """Hook ``module``; ``view`` (an ``InputView``) reads, and writes back, what the SAE sees of the
+        module's input (``mlp_in``: the layer norm's value before its affine); None: the input itself."""
         from appliance.pipeline.models.architecture import block_output, first_input
 
+        read = view.read if view is not None else first_input
         if self.writes_input:  # an SAE of the MLP's input: steer what enters the module
 
             def pre_hook(_module: Any, args: Any, kwargs: Any) -> Any:
-                x = first_input(args, kwargs)
+                x = read(args, kwargs)
                 steered = self.steer(x, x)
+                if view is not None:
+                    steered = view.write(steered)
                 if args:
                     return (steered, *args[1:]), kwargs
                 key = next(iter(kwargs))
@@ -133,7 +138,7 @@ class Intervention:
 
         def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
             out = block_output(output)
-            source = first_input(args, kwargs) if self.reads_input else out
+            source = read(args, kwargs) if self.reads_input else out
             steered = self.steer(source, out)
             return (steered, *output[1:]) if isinstance(output, tuple) else steered
 
@@ -430,6 +435,7 @@ def run(ctx: JobContext, params: GenerateParams) -> dict[str, Any]:
     """Generate both sides with the intervention hooked in, measure them, and publish the result as
     ``steering.completed`` (the tokens as ``steering.token`` events on the way, when streamed)."""
     from appliance.contracts.tokenization import load_tokenizer
+    from appliance.pipeline.models.architecture import InputView
     from appliance.pipeline.models.cache import exclusive, model_and_sae
 
     model, sae = model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
@@ -442,7 +448,7 @@ def run(ctx: JobContext, params: GenerateParams) -> dict[str, Any]:
     prompt_ids = tokenizer.encode(params.prompt).ids[-(_context_length(model) - 1) :]
     ctx.progress(0.0, "Waiting for the model", force=True)
     with exclusive(model):  # the hook would steer anyone else's forward passes too
-        handle = intervention.attach(module)
+        handle = intervention.attach(module, InputView(model, params.hook_point))
         try:
             generated, metrics, traces = _generate_and_measure(ctx, params, model, intervention, tokenizer, prompt_ids)
         finally:

@@ -772,7 +772,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The hyperparameters a training gets for every setting it does not name */
+        /**
+         * The hyperparameters a training gets for every setting it does not name
+         * @description The learning rate and the L1 coefficient depend on the architecture: `by_encoder_type` gives each architecture's defaults; the flat fields are a sparse SAE's. `l1_coefficient` is null for the architectures without an L1 term (topk, jumprelu).
+         */
         get: operations["ApiTrainingDefaultsDefaults"];
         put?: never;
         post?: never;
@@ -1399,6 +1402,7 @@ export interface components {
             created_at: string;
             updated_at: string;
             actions?: string[];
+            excluded_token_ids?: number[];
         };
         /** Applied */
         Applied: {
@@ -1512,11 +1516,6 @@ export interface components {
             data: components["schemas"]["Training"];
             meta: components["schemas"]["Meta"];
         };
-        /** Envelope[Hyperparameters] */
-        "Envelope_appliance.contracts.hyperparameters.Hyperparameters_": {
-            data: components["schemas"]["Hyperparameters"];
-            meta: components["schemas"]["Meta"];
-        };
         /** Envelope[ModelArchitecture] */
         "Envelope_appliance.contracts.params.models.ModelArchitecture_": {
             data: components["schemas"]["ModelArchitecture"];
@@ -1595,6 +1594,11 @@ export interface components {
         /** Envelope[Preview] */
         "Envelope_appliance.services.tokenizers.Preview_": {
             data: components["schemas"]["Preview"];
+            meta: components["schemas"]["Meta"];
+        };
+        /** Envelope[TrainingDefaults] */
+        "Envelope_appliance.services.training.TrainingDefaults_": {
+            data: components["schemas"]["TrainingDefaults"];
             meta: components["schemas"]["Meta"];
         };
         /** Envelope[dict[str, Any]] */
@@ -1719,6 +1723,9 @@ export interface components {
             dataset_id?: string | null;
             /** @default demo */
             tokenizer: string;
+            /** @default false */
+            exclude_special_tokens: boolean;
+            special_token_ids?: number[] | null;
         };
         /** ExtractionSummary */
         ExtractionSummary: {
@@ -1730,6 +1737,8 @@ export interface components {
             activation_rate?: number | null;
             samples?: number | null;
             tokens?: number | null;
+            excluded_token_ids?: number[] | null;
+            excluded_positions?: number | null;
             tokens_per_second?: number | null;
             pass_seconds?: number | null;
             seconds?: number | null;
@@ -1849,6 +1858,10 @@ export interface components {
             module: string;
             /** @default false */
             input: boolean;
+            /** @default  */
+            norm: string;
+            /** @default 0 */
+            norm_offset: number;
         };
         /** HubImport */
         HubImport: {
@@ -1868,12 +1881,10 @@ export interface components {
             expansion_factor?: number;
             /** @default 32 */
             k?: number;
-            /** @default 5 */
-            l1_coefficient?: number;
+            l1_coefficient?: number | null;
             /** @default 1 */
             l0_coefficient?: number;
-            /** @default 0.0003 */
-            learning_rate?: number;
+            learning_rate?: number | null;
             /** @default 1024 */
             batch_size?: number;
             /** @default 2000 */
@@ -2150,6 +2161,9 @@ export interface components {
             /** @default 128 */
             context_length: number;
             max_samples?: number | null;
+            /** @default true */
+            exclude_special_tokens: boolean;
+            special_token_ids?: number[] | null;
             layer: number;
             /**
              * @default residual
@@ -2294,6 +2308,59 @@ export interface components {
             created_at: string;
             updated_at: string;
             actions: string[];
+            excluded_token_ids?: number[];
+        };
+        /** TrainingDefaults */
+        TrainingDefaults: {
+            d_sae?: number | null;
+            /** @default 8 */
+            expansion_factor: number;
+            /** @default 32 */
+            k: number;
+            l1_coefficient?: number | null;
+            /** @default 1 */
+            l0_coefficient: number;
+            learning_rate?: number | null;
+            /** @default 1024 */
+            batch_size: number;
+            /** @default 2000 */
+            total_steps: number;
+            /** @default 100 */
+            warmup_steps: number;
+            /**
+             * @default cosine
+             * @enum {string}
+             */
+            lr_decay: "cosine" | "linear" | "exponential" | "constant";
+            /**
+             * @default adamw
+             * @enum {string}
+             */
+            optimizer: "adamw" | "adam" | "sgd";
+            /** @default 0 */
+            weight_decay: number;
+            /** @default false */
+            ghost_grads: boolean;
+            /** @default 0 */
+            l1_warmup_steps: number;
+            /** @default 0.03125 */
+            aux_k_coefficient: number;
+            /** @default 1000000 */
+            dead_tokens: number;
+            /** @default 0.5 */
+            jumprelu_init_threshold: number;
+            /** @default 0.5 */
+            jumprelu_bandwidth: number;
+            /**
+             * @default expected_average_only_in
+             * @enum {string}
+             */
+            normalize_activations: "expected_average_only_in" | "none";
+            /** @default 20 */
+            log_every: number;
+            by_encoder_type: {
+                [key: string]: components["schemas"]["Hyperparameters"];
+            };
         };
         /** WorkerInfo */
         WorkerInfo: {
@@ -2315,6 +2382,9 @@ export interface components {
             /** @default 128 */
             context_length: number;
             dataset_id?: string | null;
+            /** @default true */
+            exclude_special_tokens: boolean;
+            special_token_ids?: number[] | null;
         };
         /** DownloadRequest */
         datasets_DownloadRequest: {
@@ -2395,6 +2465,9 @@ export interface components {
             max_samples: number | null;
             /** @default 128 */
             context_length: number;
+            /** @default true */
+            exclude_special_tokens: boolean;
+            special_token_ids?: number[] | null;
         };
         /** Sample */
         services_datasets_Sample: {
@@ -6598,7 +6671,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Envelope_appliance.contracts.hyperparameters.Hyperparameters_"];
+                    "application/json": components["schemas"]["Envelope_appliance.services.training.TrainingDefaults_"];
                 };
             };
             /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */

@@ -169,8 +169,9 @@ export type Capabilities = Narrow<Schemas['Capabilities'], {
 /** Narrowed: `status` is a string and `config`/`manifest` open objects in the document. */
 export type ActivationSet = Narrow<Schemas['ActivationSet'], {
   status: 'extracting' | 'ready' | 'error';
+  // Sets extracted before special tokens could be left out have no exclude_special_tokens: they kept them.
   config: { layers: number[]; hook_types: string[]; batch_size: number; max_samples: number | null;
-            context_length: number };
+            context_length: number; exclude_special_tokens?: boolean; special_token_ids?: number[] | null };
   manifest: { samples: number; tokens: number; d_model: number; tokens_per_second: number | null;
               peak_rss_mb: number } | null;
 } & WithActions>;
@@ -179,6 +180,8 @@ export type ActivationSet = Narrow<Schemas['ActivationSet'], {
 
 export type EncoderType = Schemas['StartRequest']['encoder_type'];
 export type Hyperparameters = Schemas['Hyperparameters'];
+/** GET /api/training/defaults: a sparse SAE's defaults, flat, and every architecture's in by_encoder_type. */
+export type TrainingDefaults = Schemas['TrainingDefaults'];
 
 /** UI-side: a training's `latest` is an open object in the document (the row `training.progress` carries). */
 export interface MetricRow {
@@ -218,8 +221,10 @@ export type TrainingStatus = 'queued' | 'running' | 'paused' | 'completed' | 'st
 /** Narrowed: `encoder_type`, `status` are strings and `config`/`latest`/`evaluation` open objects in the document. */
 export type Training = Narrow<Schemas['Training'], {
   encoder_type: EncoderType;
+  // A streamed run's excluded_token_ids appear when its worker has resolved them (it starts).
   config: { hyperparameters: Record<string, unknown>; seed?: number; auto_save_interval?: number;
-            source?: 'stored' | 'streamed' | 'imported'; origin?: string; d_sae?: number };
+            source?: 'stored' | 'streamed' | 'imported'; origin?: string; d_sae?: number;
+            exclude_special_tokens?: boolean; special_token_ids?: number[] | null; excluded_token_ids?: number[] };
   status: TrainingStatus;
   latest: MetricRow | null;
   evaluation: Evaluation | null;

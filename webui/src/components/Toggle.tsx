@@ -4,12 +4,14 @@ interface ToggleProps {
   /** Used for the aria-label: "Toggle <label> on/off". */
   label: string;
   disabled?: boolean;
+  testId?: string;
 }
 
 /** A 48×24 pill switch: emerald when on, slate-600 when off, white 16 px knob. */
-export function Toggle({ checked, onChange, label, disabled = false }: ToggleProps) {
+export function Toggle({ checked, onChange, label, disabled = false, testId }: ToggleProps) {
   return (
     <button type="button" role="switch" aria-checked={checked} aria-label={`Toggle ${label} ${checked ? 'off' : 'on'}`}
+            data-testid={testId}
             disabled={disabled} onClick={() => onChange(!checked)}
             className={`relative w-12 h-6 rounded-full transition-colors shrink-0 disabled:opacity-50 disabled:cursor-not-allowed ${
               checked ? 'bg-emerald-600' : 'bg-slate-600'}`}>

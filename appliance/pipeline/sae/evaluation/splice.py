@@ -11,6 +11,11 @@ is KL(original || spliced) of the next-token distributions, averaged over tokens
 
 A transcoder replaces the MLP's output with its prediction from the MLP's input (``reads_input``).
 
+Special tokens left out of the SAE's training (``excluded``) are handled as SAELens' ``run_evals``
+does with ``exclude_special_tokens``, so the SAE is judged where it was trained and the figures match
+SAELens': at their positions the model keeps its own activation, the positions whose token is one of
+them are left out of the CE and KL averages, and the zero ablation zeroes every position.
+
 ``held_out_quality`` measures the SAE on held-out activations alone: explained variance, L0, the
 latents that never fired there, and the feature density histogram (how many latents fire at each
 log10 frequency), SAELens' and Neuronpedia's view of a dictionary's health.
@@ -21,19 +26,72 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from appliance.pipeline.models.architecture import block_output, first_input
+from appliance.contracts.params.models import HookPoint
+from appliance.pipeline.models.architecture import InputView, block_output, first_input
 
 
-def _splice(module: Any, replace: Any) -> Any:
-    """``replace(output, input)`` becomes the module's output."""
+def _splice(module: Any, replace: Any, read: Any = first_input) -> Any:
+    """``replace(output, input)`` becomes the module's output; ``read`` takes the input from the
+    module's call arguments."""
 
     def hook(_module: Any, args: Any, kwargs: Any, output: Any) -> Any:
-        value = replace(block_output(output), first_input(args, kwargs))
+        value = replace(block_output(output), read(args, kwargs))
         if isinstance(output, tuple):
             return (value, *output[1:])
         return value
 
     return module.register_forward_hook(hook, with_kwargs=True)
+
+
+class _Splice:
+    """One batch's next-token cross-entropies with the module as is, with the SAE's reconstruction in
+    its place and with zeros in its place, and the KL between the first two (summed over tokens)."""
+
+    def __init__(self, model: Any, module: Any, sae: Any, reads_input: bool, read: Any):
+        self.model, self.module, self.sae, self.reads_input, self.read = model, module, sae, reads_input, read
+        self.device = next(model.parameters()).device
+
+    def sums(self, batch: list[list[int]], drop: Any) -> dict[str, float]:
+        import torch
+        import torch.nn.functional as F
+
+        from appliance.pipeline.activations.extract import pad
+
+        ids, mask = (t.to(self.device) for t in pad(batch))
+        special = torch.isin(ids, drop) if len(drop) else None
+        # Next-token targets: positions whose successor is a real token (and whose own is not excluded).
+        valid = mask[:, 1:] == 1
+        if special is not None:
+            valid &= ~special[:, :-1]
+        targets = ids[:, 1:][valid]
+
+        def logits(replace: Any | None) -> Any:
+            handle = _splice(self.module, replace, self.read) if replace is not None else None
+            try:
+                with torch.inference_mode():
+                    out = self.model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][valid]
+            finally:
+                if handle is not None:
+                    handle.remove()
+            return out.float()
+
+        def reconstruct(output: Any, given: Any) -> Any:
+            source = given if self.reads_input else output
+            flat = source.reshape(-1, source.shape[-1]).float()
+            rebuilt = self.sae.reconstruct(flat).reshape(output.shape).to(output.dtype)
+            return rebuilt if special is None else torch.where(special.unsqueeze(-1), output, rebuilt)
+
+        original = logits(None)
+        spliced = logits(reconstruct)
+        zeroed = logits(lambda output, _given: torch.zeros_like(output))
+        log_p, log_q = F.log_softmax(original, -1), F.log_softmax(spliced, -1)
+        return {
+            "original": F.cross_entropy(original, targets, reduction="sum").item(),
+            "sae": F.cross_entropy(spliced, targets, reduction="sum").item(),
+            "zero": F.cross_entropy(zeroed, targets, reduction="sum").item(),
+            "kl": (log_p.exp() * (log_p - log_q)).sum().item(),
+            "tokens": float(targets.numel()),
+        }
 
 
 DENSITY_EDGES = [round(-6 + 0.25 * i, 2) for i in range(25)]  # log10 firing frequency, -6 .. 0
@@ -74,58 +132,34 @@ def held_out_quality(sae: Any, x: Any, target: Any | None = None, chunk: int = 4
 
 
 def evaluate(
-    model: Any, module: Any, sae: Any, batches: Iterable[list[list[int]]], reads_input: bool = False
+    model: Any,
+    module: Any,
+    sae: Any,
+    batches: Iterable[list[list[int]]],
+    reads_input: bool = False,
+    excluded: list[int] | None = None,
+    source: HookPoint | None = None,
 ) -> dict[str, float | None]:
     """``sae`` works on the module's raw activations (scaling folded in); ``batches`` are token id
-    lists. ``reads_input``: the SAE maps the module's input to its output (transcoders)."""
+    lists. ``reads_input``: the SAE maps the module's input to its output (transcoders). ``excluded``:
+    token ids whose positions keep the model's activation and are not averaged (module docstring).
+    ``source``: the input point a transcoder reads (``mlp_in``: the layer norm's value before its affine)."""
     import torch
-    import torch.nn.functional as F
 
     totals = {"original": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
-    count = 0
-    device = next(model.parameters()).device
+    read = InputView(model, source).read if source is not None else first_input
+    splice = _Splice(model, module, sae, reads_input, read)
     if isinstance(sae, torch.nn.Module):
-        sae = sae.to(device)
+        splice.sae = sae.to(splice.device)
+    drop = torch.tensor(excluded or [], dtype=torch.long, device=splice.device)
+    count = 0
     for batch in batches:
-        lengths = [len(ids) for ids in batch]
-        width = max(lengths)
-        if width < 2:
+        if max(len(ids) for ids in batch) < 2:
             continue
-        ids = torch.zeros((len(batch), width), dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, tokens in enumerate(batch):
-            ids[row, : len(tokens)] = torch.tensor(tokens)
-            mask[row, : len(tokens)] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        # Next-token targets: positions whose successor is a real token.
-        valid = mask[:, 1:] == 1
-        targets = ids[:, 1:][valid]
-
-        def logits(replace: Any | None) -> Any:
-            handle = _splice(module, replace) if replace is not None else None
-            try:
-                with torch.inference_mode():
-                    out = model(input_ids=ids, attention_mask=mask, use_cache=False).logits[:, :-1][valid]
-            finally:
-                if handle is not None:
-                    handle.remove()
-            return out.float()
-
-        def reconstruct(output: Any, given: Any) -> Any:
-            source = given if reads_input else output
-            flat = source.reshape(-1, source.shape[-1]).float()
-            return sae.reconstruct(flat).reshape(output.shape).to(output.dtype)
-
-        original = logits(None)
-        spliced = logits(reconstruct)
-        zeroed = logits(lambda output, _given: torch.zeros_like(output))
-        n = targets.numel()
-        totals["original"] += F.cross_entropy(original, targets, reduction="sum").item()
-        totals["sae"] += F.cross_entropy(spliced, targets, reduction="sum").item()
-        totals["zero"] += F.cross_entropy(zeroed, targets, reduction="sum").item()
-        log_p, log_q = F.log_softmax(original, -1), F.log_softmax(spliced, -1)
-        totals["kl"] += (log_p.exp() * (log_p - log_q)).sum().item()
-        count += n
+        figures = splice.sums(batch, drop)
+        count += int(figures.pop("tokens"))
+        for name, value in figures.items():
+            totals[name] += value
     if count == 0:
         return {}
     ce = {k: totals[k] / count for k in ("original", "sae", "zero")}

@@ -17,16 +17,19 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from appliance.contracts.params.training import HookPoint, ImportRun
+from appliance.contracts.params.training import HookPoint, HookType, ImportRun
 from appliance.contracts.sae_archive import unpack
 from appliance.data import trainings as sql
 from appliance.data.secrets import delete_secret, read_secret
 from appliance.errors import UpstreamUnavailable, ValidationError
 from appliance.jobs.context import JobContext
 from appliance.pipeline.hub import is_network_error, probe
+from appliance.pipeline.sae.io.hooks import checked_processing, peer_hook, point
 
 # sparsify names its per-hook folders after the module ("layers.6", "h.6", "model.layers.6").
 _SPARSIFY_LAYER = re.compile(r"(?:^|\.)(?:layers|h)\.(\d+)$")
+# The peer's names for its hooks and model class, replaced by ours on re-export.
+_PEER_HOOK_KEYS = ("hook_name_out", "hf_hook_name", "hf_hook_name_out", "model_class_name")
 
 
 def _download(params: ImportRun, dest: Path, token: str | None) -> None:
@@ -60,24 +63,28 @@ def _sae_folder(root: Path) -> Path:
     return found[0]
 
 
-def _hook(params: ImportRun, metadata: dict[str, Any], folder: Path) -> HookPoint:
-    points = params.hook_points
+def _hook(params: ImportRun, metadata: dict[str, Any], folder: Path, cfg: Any) -> HookPoint:
+    """The point the SAE reads (a transcoder: the MLP input of its layer): the request's layer and
+    hook_type when given, else what the files' hook names mean (io.hooks), else a sparsify folder's
+    name. The SAE's model kwargs are checked against the chosen point either way."""
+    transcoder = cfg.architecture == "transcoder"
     if params.layer is not None:
-        kind = params.hook_type or "residual"
-        chosen = [p for p in points if p.layer == params.layer and p.type == kind]
-    elif metadata.get("hook_name"):
-        chosen = [p for p in points if p.name == metadata["hook_name"]]
-    elif (match := _SPARSIFY_LAYER.search(folder.name)) is not None:
-        chosen = [p for p in points if p.layer == int(match.group(1)) and p.type == "residual"]
-    else:
-        chosen = []
-    if not chosen:
-        named = metadata.get("hook_name") or folder.name
-        raise ValidationError(
-            f"Cannot tell which hook point of {params.model_name} the SAE reads ({named!r}): give layer and hook_type",
-            details={"field": "layer"},
-        )
-    return chosen[0]
+        kind: HookType = "mlp_in" if transcoder else (params.hook_type or "residual")
+        if kind == "mlp_in" and not transcoder:
+            raise ValidationError("mlp_in is read only as a transcoder's input", details={"field": "hook_type"})
+        kwargs = metadata.get("model_from_pretrained_kwargs") or {}
+        for checked in (kind, "mlp") if transcoder else (kind,):
+            checked_processing(kwargs, checked)
+        return point(params, params.layer, kind)
+    if (named := peer_hook(params, metadata, transcoder)) is not None:
+        return named
+    if not transcoder and (match := _SPARSIFY_LAYER.search(folder.name)) is not None:
+        return point(params, int(match.group(1)), "residual")
+    raise ValidationError(
+        f"Cannot tell which hook point of {params.model_name} the SAE reads ({folder.name!r}): "
+        "give layer and hook_type",
+        details={"field": "layer"},
+    )
 
 
 def run(ctx: JobContext, params: ImportRun) -> dict[str, Any]:
@@ -93,7 +100,8 @@ def run(ctx: JobContext, params: ImportRun) -> dict[str, Any]:
         ctx.progress(0.6, "Reading the SAE", force=True)
         sae, metadata = _read(source)
         cfg = sae.cfg
-        hook = _checked_hook(params, cfg, _hook(params, metadata, source))
+        _check_width(params, cfg)
+        hook = _hook(params, metadata, source, cfg)
         _export(params, sae, metadata, hook, source, folder / "export")
         ctx.db.write(
             *sql.status_change(
@@ -142,34 +150,42 @@ def _read(source: Path) -> tuple[Any, dict[str, Any]]:
         raise ValidationError(f"Not a readable SAE: {exc}", details={"field": "file"}) from None
 
 
-def _checked_hook(params: ImportRun, cfg: Any, hook: HookPoint) -> HookPoint:
-    """``hook`` once the SAE's width is checked against the model; a transcoder reads the MLP's input
-    of the same layer, whichever hook of that layer it was named after."""
-    if cfg.d_in != params.d_model:
-        raise ValidationError(
-            f"The SAE reads {cfg.d_in}-wide activations; {params.model_name} has d_model {params.d_model}",
-            details={"field": "model_id"},
-        )
-    if cfg.architecture == "transcoder" and hook.type != "mlp_in":
-        hook = next((p for p in params.hook_points if p.layer == hook.layer and p.type == "mlp_in"), hook)
-    return hook
+def _check_width(params: ImportRun, cfg: Any) -> None:
+    """Every point the appliance hooks (and a transcoder's MLP output) is d_model wide."""
+    for what, width in (("reads", cfg.d_in), ("writes", cfg.output_width)):
+        if width != params.d_model:
+            raise ValidationError(
+                f"The SAE {what} {width}-wide activations; {params.model_name} has d_model {params.d_model}",
+                details={"field": "model_id"},
+            )
 
 
 def _export(params: ImportRun, sae: Any, metadata: dict[str, Any], hook: HookPoint, source: Path, dest: Path) -> None:
-    """The SAE written again as a SAELens folder, naming the model, its hook point(s) and its origin."""
+    """The SAE written again as a SAELens folder, naming the model, our hook point(s), the kwargs under
+    which TransformerLens holds those tensors, and its origin; the peer's other metadata is kept."""
     from safetensors.torch import load_file
 
+    from appliance.pipeline.models.lens import loading_metadata
     from appliance.pipeline.sae.io.saelens import SPARSITY, export
 
     sparsity = load_file(str(source / SPARSITY))["sparsity"] if (source / SPARSITY).is_file() else None
+    kept = {k: v for k, v in metadata.items() if k not in _PEER_HOOK_KEYS}
     names = {"hook_name": hook.name}
     if sae.cfg.architecture == "transcoder":
-        names["hook_name_out"] = f"blocks.{hook.layer}.hook_mlp_out"
+        names["hook_name_out"] = point(params, hook.layer, "mlp").name
+    elif sae.cfg.architecture == "skip":
+        names["hook_name_out"] = hook.name
     origin = params.repo_id or "upload"
     export(
         sae,
         dest,
-        {**metadata, "model_name": params.model_name, **names, "imported_from": origin},
+        {
+            **kept,
+            "model_name": params.model_name,
+            **names,
+            **loading_metadata(),
+            "imported_from": origin,
+        },
         log_sparsity=sparsity,
     )
 

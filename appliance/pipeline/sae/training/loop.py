@@ -22,7 +22,7 @@ from typing import Any, cast
 import msgspec
 
 from appliance.contracts.events import TrainingCheckpoint, TrainingLog
-from appliance.contracts.hyperparameters import Hyperparameters
+from appliance.contracts.hyperparameters import Hyperparameters, learning_rate
 from appliance.contracts.params.training import EvaluationSpec, StreamSpec, TrainRun
 from appliance.data import trainings as sql
 from appliance.data.layout import DataLayout
@@ -54,10 +54,11 @@ def _lr_lambda(hp: Hyperparameters) -> Callable[[int], float]:
 def make_optimizer(sae: Any, hp: Hyperparameters) -> Any:
     import torch
 
+    lr = learning_rate(hp, sae.cfg.architecture)  # a started training's is filled in; a bare one takes its SAE's
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(sae.parameters(), lr=hp.learning_rate, momentum=0.9, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(sae.parameters(), lr=lr, momentum=0.9, weight_decay=hp.weight_decay)
     kind = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-    return kind(sae.parameters(), lr=hp.learning_rate, betas=(0.9, 0.999), weight_decay=hp.weight_decay)
+    return kind(sae.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=hp.weight_decay)
 
 
 @dataclass
@@ -234,9 +235,20 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
         ctx.progress(0.0, f"Planning the stream: {buffer:,}-token shuffle buffer", force=True)
         source = open_source(params, ctx.layout, buffer)
         try:
-            return _train(ctx, params, source)
+            return _train(ctx, _record_excluded(ctx, params, cast(StreamedSource, source)), source)
         finally:
             source.close()
+
+
+def _record_excluded(ctx: JobContext, params: TrainRun, source: StreamedSource) -> TrainRun:
+    """A streamed run's left-out token ids, resolved from its tokenizer when the source opened: on the
+    training's row, and in the export's metadata (SAELens' ``exclude_special_tokens``: the ids, or false)."""
+    assert params.stream is not None
+    ctx.db.write(sql.record_excluded(params.training_id, source.excluded))
+    chosen: list[int] | bool = source.excluded if params.stream.exclude_special_tokens else False
+    return msgspec.structs.replace(
+        params, metadata=msgspec.structs.replace(params.metadata, exclude_special_tokens=chosen)
+    )
 
 
 def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[str, Any]:
@@ -398,6 +410,8 @@ def _export(run: _Run) -> dict[str, Any]:
     write it in the SAELens layout; its held-out quality and dead latents."""
     import torch
 
+    from appliance.pipeline.models.lens import loading_metadata
+    from appliance.pipeline.sae.io.provenance import saelens_metadata
     from appliance.pipeline.sae.io.saelens import export
 
     params, sae, folder = run.params, run.sae, run.folder
@@ -408,11 +422,13 @@ def _export(run: _Run) -> dict[str, Any]:
     names = {"hook_name": params.hook_name}
     if params.target_hook_name:
         names["hook_name_out"] = params.target_hook_name  # SAELens' name for a transcoder's output hook
+    # TransformerLens loaded with loading_metadata()'s kwargs holds at these hook names what the SAE read.
+    metadata = {**saelens_metadata(run.ctx.layout, params.metadata), **loading_metadata(), **names}
     try:
         export(
             sae,
             folder / "export",
-            {**msgspec.to_builtins(params.metadata), **names, "activation_scale": run.scale_in},
+            {**metadata, "activation_scale": run.scale_in},
             log_sparsity=torch.log10(frequency.clamp_min(1e-10)),
         )
     except Exception as exc:
@@ -424,9 +440,11 @@ def _export(run: _Run) -> dict[str, Any]:
 
 
 def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dict[str, Any]:
-    """CE loss recovered and KL on samples the activation set did not use (evaluation.splice)."""
+    """CE loss recovered and KL on samples the activation set did not use (evaluation.splice), with the
+    special tokens the SAE was trained without handled as SAELens does."""
     from datasets import load_from_disk
 
+    from appliance.contracts.special_tokens import excluded_ids
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
     from appliance.pipeline.models.loading import load
     from appliance.pipeline.sae.evaluation.splice import evaluate
@@ -443,4 +461,5 @@ def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dic
     model = load(spec.model_path, spec.precision)
     module = dict(model.named_modules())[spec.module]
     batches = [ids[i : i + 8] for i in range(0, len(ids), 8)]
-    return evaluate(model, module, sae, batches, reads_input=spec.reads_input)
+    excluded = excluded_ids(spec.exclude_special_tokens, spec.special_token_ids, spec.tokenizer, layout.root)
+    return evaluate(model, module, sae, batches, reads_input=spec.reads_input, excluded=excluded, source=spec.source)

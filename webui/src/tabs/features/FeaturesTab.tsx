@@ -9,6 +9,9 @@ import { Field, inputClass, PrimaryButton } from '../../components/Form';
 import { MetricTile } from '../../components/MetricTile';
 import { ProgressBar } from '../../components/ProgressBar';
 import { finishedSaes, nameIn, SaeSelect } from '../../components/SaeSelect';
+import {
+  describeExcluded, SPECIAL_TOKENS_DEFAULT, SpecialTokensField, specialTokensBody, specialTokensValid,
+} from '../../components/SpecialTokens';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useEventStream } from '../../hooks/useEventStream';
 import { useJobs } from '../../hooks/useJobs';
@@ -23,6 +26,13 @@ import { LabelingPanel } from './LabelingPanel';
 // A summary's figures are null for an extraction made before they were measured.
 const pct = (v: number | null | undefined, digits: number) => (v == null ? '—' : `${(100 * v).toFixed(digits)}%`);
 const count = (v: number | null | undefined) => (v == null ? '—' : v.toLocaleString('en-US'));
+
+/** Which tokens the statistics left out, and at how many positions (none: an extraction that kept them). */
+function leftOut(summary: NonNullable<FeatureExtraction['summary']>): string {
+  const ids = summary.excluded_token_ids ?? [];
+  if (ids.length === 0) return `${describeExcluded(ids)}: every position counts`;
+  return `${describeExcluded(ids)} • ${count(summary.excluded_positions ?? 0)} positions not counted`;
+}
 
 export function FeaturesTab() {
   const { trainings, loaded } = useTrainings();
@@ -57,6 +67,7 @@ function ExtractionCard({ training }: { training: Training }) {
   const [extraction, setExtraction] = useState<FeatureExtraction | null | undefined>(undefined);
   const [samples, setSamples] = useState(2000);
   const [topK, setTopK] = useState(20);
+  const [special, setSpecial] = useState(SPECIAL_TOKENS_DEFAULT);
   const [open, setOpen] = useState<number | null>(null);
   const [view, setView] = useState<'table' | 'map'>('table');
   const [reloadKey, setReloadKey] = useState(0);
@@ -82,7 +93,7 @@ function ExtractionCard({ training }: { training: Training }) {
 
   const start = () => run(async () => {
     await apiPost<Accepted>('/api/features/extract', { training_id: training.id, eval_samples: samples,
-      top_k_examples: topK });
+      top_k_examples: topK, ...specialTokensBody(special) });
     load();
   });
 
@@ -105,14 +116,17 @@ function ExtractionCard({ training }: { training: Training }) {
                  onChange={(e) => setTopK(Math.min(200, Math.max(1, Number(e.target.value) || 1)))} />
         </Field>
       </div>
+      <div className="max-w-xl">
+        <SpecialTokensField testId="features-special" value={special} onChange={setSpecial} />
+      </div>
       {extraction?.status === 'error' && <p className="text-sm text-red-400">Last extraction failed: {extraction.error}</p>}
       <PrimaryButton data-testid="features-extract" icon={<Zap className="w-5 h-5" />}
-                     disabled={!training.dataset_id || (extraction != null && !can('extract'))}
+                     disabled={!training.dataset_id || (extraction != null && !can('extract')) || !specialTokensValid(special)}
                      onClick={() => void start()}>
         {summary ? 'Extract Again' : 'Extract Features'}
       </PrimaryButton>
     </div>
-  ), [samples, topK, training, extraction, summary, run]); // eslint-disable-line react-hooks/exhaustive-deps
+  ), [samples, topK, special, training, extraction, summary, run]); // eslint-disable-line react-hooks/exhaustive-deps
 
   return (
     <Card title="Feature Extraction & Analysis" testId="features-card">
@@ -140,6 +154,7 @@ function ExtractionCard({ training }: { training: Training }) {
             <MetricTile label="Activation Rate" value={pct(summary.activation_rate, 2)} color="purple"
                         caption={`mean over live features, ${count(summary.tokens)} tokens`} />
           </div>
+          <p className="text-xs text-slate-500" data-testid="features-special-summary">{leftOut(summary)}</p>
           <div className="flex items-center justify-between border-t border-slate-800 pt-4">
             <div className="flex gap-2" role="tablist">
               {(['table', 'map'] as const).map((v) => (

@@ -6,6 +6,7 @@ import { isActive } from '../../api/types';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
 import { Modal } from '../../components/Modal';
 import { ProgressBar } from '../../components/ProgressBar';
+import { SPECIAL_TOKENS_DEFAULT, SpecialTokensField, specialTokensBody, specialTokensValid } from '../../components/SpecialTokens';
 import { useToast } from '../../components/Toasts';
 import { useJobs } from '../../hooks/useJobs';
 
@@ -24,6 +25,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
   const [batchSize, setBatchSize] = useState(32);
   const [maxSamples, setMaxSamples] = useState(1000);
   const [contextLength, setContextLength] = useState(128);
+  const [special, setSpecial] = useState(SPECIAL_TOKENS_DEFAULT);
   const [jobId, setJobId] = useState<string | null>(null);
   const [starting, setStarting] = useState(false);
   const { byId } = useJobs();
@@ -55,7 +57,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
     try {
       const accepted = await apiPost<Accepted>(`/api/models/${model.id}/extract-activations`, {
         dataset_id: datasetId, layers: selected, hook_types: hookType.split(','), batch_size: batchSize, max_samples: maxSamples,
-        context_length: contextLength,
+        context_length: contextLength, ...specialTokensBody(special),
       });
       setJobId(accepted.job_id);
     } catch (err) {
@@ -69,7 +71,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
     <Modal testId="extract-modal" title="Extract Activations" titleClassName="text-2xl font-bold text-emerald-400"
            subtitle={model.name} onClose={onClose} size="3xl" blur maxHeight="80vh"
            footer={(
-             <PrimaryButton data-testid="extract-start" disabled={!selected.length || !datasetId} busy={running}
+             <PrimaryButton data-testid="extract-start" disabled={!selected.length || !datasetId || !specialTokensValid(special)} busy={running}
                             busyLabel="Extracting..." onClick={() => void start()}>
                Start Extraction
              </PrimaryButton>
@@ -122,6 +124,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
                    onChange={(e) => setContextLength(Math.max(2, Number(e.target.value) || 2))} />
           </Field>
         </div>
+        <SpecialTokensField testId="extract-special" value={special} onChange={setSpecial} />
         {jobId && job && (
           <div className="border border-slate-800 rounded-lg p-4" data-testid="extract-progress">
             <ProgressBar value={job.progress} label="Extracting Activations..." showPercent />

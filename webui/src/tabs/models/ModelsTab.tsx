@@ -4,6 +4,7 @@ import { useState } from 'react';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
 import { ResourceRows } from '../../components/ResourceRows';
+import { describeExcluded } from '../../components/SpecialTokens';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useJobs } from '../../hooks/useJobs';
 import { useActivationSets, useModels } from '../../hooks/useModels';
@@ -44,7 +45,7 @@ export function ModelsTab() {
           <div className="space-y-2">
             {sets.map((s) => (
               <div key={s.id} className="flex items-center justify-between gap-4 p-3 bg-slate-800/30 rounded-lg"
-                   data-testid="activation-set" data-status={s.status}>
+                   data-testid="activation-set" data-activation-id={s.id} data-status={s.status}>
                 <div className="text-sm">
                   <div className="font-medium">{names[s.model_id] ?? s.model_id} × {names[s.dataset_id] ?? s.dataset_id}</div>
                   <div className="text-slate-400">
@@ -53,6 +54,10 @@ export function ModelsTab() {
                     {s.status === 'extracting' && ' • extracting...'}
                     {s.error && ` • ${s.error.message}`}
                   </div>
+                  {s.status === 'ready' && (
+                    <div className="text-slate-500" data-testid="activation-set-special">
+                      {describeExcluded(s.excluded_token_ids)}</div>
+                  )}
                 </div>
                 {s.actions.includes('delete') && (
                   <button type="button" aria-label="Delete activation set" className="p-1 text-slate-500 hover:text-red-400"

@@ -6,6 +6,7 @@ import type { CheckpointInfo, EventOf, Evaluation, MetricRow, Training } from '.
 import { LineChart } from '../../components/LineChart';
 import { MetricTile } from '../../components/MetricTile';
 import { ProgressBar, formatPercent } from '../../components/ProgressBar';
+import { describeExcluded } from '../../components/SpecialTokens';
 import { useToast } from '../../components/Toasts';
 import { useEventStream } from '../../hooks/useEventStream';
 
@@ -31,6 +32,13 @@ function metricRow(data: EventOf<'training.progress'>['data']): MetricRow | null
            sparsity_loss: data.sparsity_loss ?? null, l0: data.l0 ?? null, dead_latents: data.dead_latents ?? null,
            explained_variance: data.explained_variance ?? null, learning_rate: data.learning_rate ?? null,
            activations_per_s: data.activations_per_s ?? null, memory_mb: data.memory_mb, eta_s: data.eta_s };
+}
+
+/** What the run leaves out; a streamed one learns the tokenizer's special tokens only once it starts. */
+function specialTokens({ config, excluded_token_ids: ids }: Training): string {
+  if (!config.exclude_special_tokens || config.excluded_token_ids !== undefined) return describeExcluded(ids);
+  return config.special_token_ids ? describeExcluded(config.special_token_ids)
+    : 'special tokens left out: the tokenizer\'s, found when the run starts';
 }
 
 const fmt = (v: number | null | undefined, digits: number) => (v === null || v === undefined ? null : v.toFixed(digits));
@@ -114,6 +122,10 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
           <h3 className="text-lg font-semibold">{title}</h3>
           <p className="text-sm text-slate-400">Encoder: {training.encoder_type} • Layer {training.layer} {training.hook_type}
             {' '}• Started: {new Date(training.created_at).toLocaleTimeString()}</p>
+          {!imported && (
+            <p className="text-xs text-slate-500" data-testid="training-special">
+              {specialTokens(training)}</p>
+          )}
         </div>
         <div className="flex items-center gap-2">
           <StatusIcon status={training.status} />

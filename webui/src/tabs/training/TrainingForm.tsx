@@ -2,9 +2,14 @@ import { ChevronDown, ChevronUp, Play } from 'lucide-react';
 import { useEffect, useMemo, useState } from 'react';
 
 import { apiGet, apiPost, errorMessage } from '../../api/client';
-import type { Accepted, ActivationSet, Dataset, EncoderType, Hyperparameters, Model, TemplateItem } from '../../api/types';
+import type {
+  Accepted, ActivationSet, Dataset, EncoderType, Hyperparameters, Model, TemplateItem, TrainingDefaults,
+} from '../../api/types';
 import { Card } from '../../components/Card';
 import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
+import {
+  describeExcluded, SPECIAL_TOKENS_DEFAULT, SpecialTokensField, specialTokensBody, specialTokensValid,
+} from '../../components/SpecialTokens';
 import { useToast } from '../../components/Toasts';
 import { ToggleRow } from '../../components/Toggle';
 import { useRequest } from '../../hooks/useRequest';
@@ -15,8 +20,11 @@ const ENCODERS: [EncoderType, string][] = [
 ];
 
 // The hyperparameters this form sets; the rest keep the API's defaults.
-const FORM_FIELDS = ['learning_rate', 'batch_size', 'l1_coefficient', 'expansion_factor', 'total_steps', 'lr_decay',
-  'optimizer', 'ghost_grads', 'k'] as const;
+const FORM_FIELDS = ['learning_rate', 'batch_size', 'l1_coefficient', 'l0_coefficient', 'expansion_factor',
+  'total_steps', 'lr_decay', 'optimizer', 'ghost_grads', 'k'] as const;
+// Their defaults depend on the architecture (the API's by_encoder_type): they follow the Encoder Type
+// until the user edits them (or a template names them).
+const PER_ARCHITECTURE = ['learning_rate', 'l1_coefficient'] as const;
 // Not on the form, but the start request fits it to the run's length (see start below).
 const FITTED_FIELDS = ['log_every'] as const;
 type Hyper = Pick<Required<Hyperparameters>, (typeof FORM_FIELDS)[number] | (typeof FITTED_FIELDS)[number]>
@@ -29,6 +37,14 @@ function fromDefaults(defaults: Required<Hyperparameters>): Hyper {
   const picked = Object.fromEntries([...FORM_FIELDS, ...FITTED_FIELDS].map((key) => [key, defaults[key]])) as
     Omit<Hyper, 'auto_save_interval'>;
   return { ...picked, auto_save_interval: AUTO_SAVE_INTERVAL };
+}
+
+/** ``encoder``'s defaults for the settings that depend on the architecture, but those in ``keep``. */
+function architectureDefaults(defaults: TrainingDefaults | null, encoder: EncoderType,
+  keep: ReadonlySet<string>): Partial<Hyper> {
+  const own = defaults?.by_encoder_type[encoder];
+  if (!own) return {};
+  return Object.fromEntries(PER_ARCHITECTURE.filter((key) => !keep.has(key)).map((key) => [key, own[key] ?? null]));
 }
 const HOOKS: [string, string][] = [['residual', 'Residual stream'], ['mlp', 'MLP output'], ['attention', 'Attention output']];
 const L1_ARCHITECTURES: EncoderType[] = ['sparse', 'skip', 'transcoder'];
@@ -45,8 +61,12 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   const [source, setSource] = useState<'stored' | 'streamed'>('stored');
   const [contextLength, setContextLength] = useState(128);
   const [maxSamples, setMaxSamples] = useState(2000);
+  const [special, setSpecial] = useState(SPECIAL_TOKENS_DEFAULT);  // streamed only: a stored set made its choice
   const [advanced, setAdvanced] = useState(false);
   const [hyper, setHyper] = useState<Hyper | null>(null);  // null until the API's defaults arrive
+  const [defaults, setDefaults] = useState<TrainingDefaults | null>(null);
+  // The per-architecture settings the user set (or a template named): a change of architecture keeps them.
+  const [edited, setEdited] = useState<ReadonlySet<string>>(new Set());
   const [templates, setTemplates] = useState<TemplateItem[]>([]);
   const { busy, run } = useRequest('Training not started');
   const { push } = useToast();
@@ -69,18 +89,33 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
 
   useEffect(() => {
     apiGet<TemplateItem[]>('/api/templates/training').then(setTemplates).catch(() => setTemplates([]));
-    apiGet<Required<Hyperparameters>>('/api/training/defaults').then((d) => setHyper((h) => h ?? fromDefaults(d)))
-      .catch((err) => push({ type: 'error', title: 'Training defaults not loaded', message: errorMessage(err) }));
+    apiGet<TrainingDefaults>('/api/training/defaults').then((d) => {
+      setDefaults(d);
+      // The flat fields are a sparse SAE's, the form's first encoder.
+      setHyper((h) => h ?? fromDefaults(d as Required<Hyperparameters>));
+    }).catch((err) => push({ type: 'error', title: 'Training defaults not loaded', message: errorMessage(err) }));
   }, [push]);
 
-  const set = <K extends keyof Hyper>(key: K, value: Hyper[K]) => setHyper((h) => h && { ...h, [key]: value });
+  const set = <K extends keyof Hyper>(key: K, value: Hyper[K]) => {
+    setHyper((h) => h && { ...h, [key]: value });
+    setEdited((e) => new Set(e).add(key));
+  };
+
+  const chooseEncoder = (next: EncoderType) => {
+    setEncoder(next);
+    setHyper((h) => h && { ...h, ...architectureDefaults(defaults, next, edited) });
+  };
 
   const applyTemplate = async (id: string) => {
     try {
       const applied = await apiPost<{ config: { encoder_type: EncoderType; hyperparameters: Partial<Hyper> } }>(
         `/api/templates/training/${id}/apply`, {});
+      // What the template leaves unset (null) takes its architecture's defaults.
+      const named = Object.fromEntries(Object.entries(applied.config.hyperparameters).filter(([, v]) => v != null));
+      const kept = new Set(PER_ARCHITECTURE.filter((key) => key in named));
       setEncoder(applied.config.encoder_type);
-      setHyper((h) => h && { ...h, ...applied.config.hyperparameters });
+      setEdited(kept);
+      setHyper((h) => h && { ...h, ...architectureDefaults(defaults, applied.config.encoder_type, kept), ...named });
       setAdvanced(true);
     } catch (err) {
       push({ type: 'error', title: 'Template not applied', message: errorMessage(err) });
@@ -91,7 +126,10 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
     const name = window.prompt('Template name');
     if (!name || !hyper) return;
     try {
-      const { auto_save_interval: _, ...hp } = hyper;
+      const { auto_save_interval: _, ...all } = hyper;
+      // Unedited per-architecture settings stay unnamed: the template then follows the defaults.
+      const hp = Object.fromEntries(Object.entries(all).filter(([key]) =>
+        !(PER_ARCHITECTURE as readonly string[]).includes(key) || edited.has(key)));
       const created = await apiPost<TemplateItem>('/api/templates/training', { name, config: { encoder_type: encoder,
         hyperparameters: hp } });
       setTemplates((t) => [created, ...t]);
@@ -105,12 +143,14 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
     if (layer === null || (!chosen && !streaming) || !hyper) return;
     const { auto_save_interval: autoSave, ...hp } = hyper;
     const from = chosen ? { activation_id: chosen.id }
-      : { model_id: modelId, dataset_id: datasetId, context_length: contextLength, max_samples: maxSamples };
+      : { model_id: modelId, dataset_id: datasetId, context_length: contextLength, max_samples: maxSamples,
+          ...specialTokensBody(special) };
     await run(async () => {
       await apiPost<Accepted>('/api/training/start', {
         ...from, layer, hook_type: transcoder ? 'mlp_in' : hookType, encoder_type: encoder, auto_save_interval: autoSave,
         hyperparameters: { ...hp, ghost_grads: hp.ghost_grads && L1_ARCHITECTURES.includes(encoder),
-                           ...(encoder === 'jumprelu' ? { l0_coefficient: hp.l1_coefficient } : {}),
+                           // Only the L1 architectures have an L1 term; the others record none.
+                           l1_coefficient: L1_ARCHITECTURES.includes(encoder) ? hp.l1_coefficient : null,
                            warmup_steps: Math.min(100, Math.floor(hp.total_steps / 10)),
                            // A chart point at least every log_every steps (the API's default), and
                            // about a hundred over a short run.
@@ -128,7 +168,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
           <ReadySelect id="train-model" label="Model" items={models} value={modelId} onChange={setModelId} />
           <Field label="Encoder Type" htmlFor="train-encoder">
             <select id="train-encoder" data-testid="train-encoder" className={selectClass} value={encoder}
-                    onChange={(e) => setEncoder(e.target.value as EncoderType)}>
+                    onChange={(e) => chooseEncoder(e.target.value as EncoderType)}>
               {ENCODERS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
             </select>
           </Field>
@@ -187,6 +227,13 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
                 </Field>
               </div>
             </div>
+            {chosen ? (
+              <div data-testid="train-special-recorded">
+                <ToggleRow label="Leave out special tokens (BOS/EOS/PAD)" disabled onChange={() => undefined}
+                           checked={chosen.config.exclude_special_tokens ?? false}
+                           description={`As the activation set was extracted: ${describeExcluded(chosen.excluded_token_ids)}`} />
+              </div>
+            ) : <SpecialTokensField testId="train-special" value={special} onChange={setSpecial} />}
             {transcoder && !transcoderReady && (
               <p className="text-sm text-yellow-400">This activation set lacks the MLP input and output: extract
                 "MLP Input + Output" in the Models tab, or stream from the model.</p>
@@ -210,7 +257,8 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
         {advanced && hyper && (
           <div className="grid grid-cols-1 md:grid-cols-2 gap-4 pt-4 border-t border-slate-800" data-testid="train-advanced">
             <Field label="Learning Rate" htmlFor="hp-lr">
-              <input id="hp-lr" type="number" step="0.0001" className={inputClass} value={hyper.learning_rate}
+              <input id="hp-lr" data-testid="train-lr" type="number" step="0.0001" className={inputClass}
+                     value={hyper.learning_rate ?? ''}
                      onChange={(e) => set('learning_rate', Number(e.target.value))} />
             </Field>
             <NumberSelect id="hp-batch" label="Batch Size" value={hyper.batch_size}
@@ -220,11 +268,16 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
                 <input id="hp-k" type="number" min={1} className={inputClass} value={hyper.k}
                        onChange={(e) => set('k', Number(e.target.value))} />
               </Field>
+            ) : encoder === 'jumprelu' ? (
+              <Field label="L0 Coefficient" htmlFor="hp-l0" hint="on activations normalised to mean norm √d">
+                <input id="hp-l0" type="number" step="0.1" className={inputClass} value={hyper.l0_coefficient}
+                       onChange={(e) => set('l0_coefficient', Number(e.target.value))} />
+              </Field>
             ) : (
-              <Field label={encoder === 'jumprelu' ? 'L0 Coefficient' : 'L1 Coefficient (λ)'} htmlFor="hp-l1"
-                     hint="on activations normalised to mean norm √d">
-                <input id="hp-l1" type="number" step="0.1" className={inputClass} value={hyper.l1_coefficient}
-                       onChange={(e) => set('l1_coefficient', Number(e.target.value))} />
+              <Field label="L1 Coefficient (λ)" htmlFor="hp-l1"
+                     hint="on activations normalised to mean norm √d; the default is this architecture's">
+                <input id="hp-l1" data-testid="train-l1" type="number" step="0.1" className={inputClass}
+                       value={hyper.l1_coefficient ?? ''} onChange={(e) => set('l1_coefficient', Number(e.target.value))} />
               </Field>
             )}
             <NumberSelect id="hp-exp" label="Expansion Factor" value={hyper.expansion_factor} choices={[2, 4, 8, 16, 32]}
@@ -260,7 +313,8 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
             </Field>
           </div>
         )}
-        <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || !hyper || (transcoder && !transcoderReady)}
+        <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || !hyper || (transcoder && !transcoderReady)
+                         || (streaming && !specialTokensValid(special))}
                        busy={busy}
                        icon={<Play className="w-5 h-5" aria-hidden="true" />} onClick={() => void start()}>
           Start Training
