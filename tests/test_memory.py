@@ -198,7 +198,7 @@ def test_the_api_estimates_what_can_never_fit() -> None:
     streamed = minimum(
         "training.run", {"d_in": 512, "hyperparameters": hp, "stream": {"parameters": 10**9, "precision": "fp32"}}
     )
-    assert streamed.parts["model weights"] == 4 * 10**9
+    assert streamed.parts["model weights (fp32)"] == 4 * 10**9
     assert minimum("steering.generate", {"parameters": 10**9, "precision": "fp16"}).total == 2 * 10**9
     assert minimum("selftest", {"steps": 3}) is None and minimum("dataset.import", {}) is None
     refuse_what_never_fits(manager, "steering.generate", {"parameters": 10**9, "precision": "fp16"})

@@ -262,6 +262,70 @@ def test_streaming_sends_every_token_then_the_result(app: Appliance, sae: dict) 
     assert kinds[-1] == "steering.completed" and kinds.count("steering.token") >= 2
 
 
+def test_timing_reports_each_side_and_the_overhead(app: Appliance, sae: dict) -> None:
+    """The answer times each side on its own (the steering overhead is their ratio), and says the
+    whole-run figure is per token drawn on both sides together."""
+    index = sae["features"][0]["index"]
+    result = _generate(app, sae, features=[{"index": index, "coefficient": 3.0}], seed=5)
+    timing = result["timing"]
+    unsteered, steered = timing["unsteered_ms_per_token"], timing["steered_ms_per_token"]
+    assert unsteered > 0 and steered > 0
+    assert timing["overhead_ratio"] == pytest.approx(steered / unsteered, rel=2e-3)
+    drawn = {side: len(result[side]["token_ids"]) for side in ("unsteered", "steered")}
+    # Each side's passes are part of the whole run, and the whole run's figure covers both sides' tokens.
+    assert unsteered * drawn["unsteered"] + steered * drawn["steered"] <= timing["total_ms"] + 0.01
+    assert timing["ms_per_token"] == pytest.approx(timing["total_ms"] / sum(drawn.values()), rel=1e-3)
+
+
+def test_each_sides_time_is_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a clock that only moves in the model's passes (2 ms each, 10 ms more for an intervention), the
+    sides report 2 and 12 ms per token, not their mean; a side not generated reports None."""
+    from appliance.contracts.tokenization import load_tokenizer
+    from appliance.demo_kit import MODEL_DIR
+    from appliance.pipeline.models.architecture import hook_points
+    from appliance.pipeline.models.loading import load
+    from appliance.pipeline.sae import build
+    from appliance.pipeline.sae.base import SAEConfig
+    from appliance.pipeline.steering import generate as steering
+
+    class Clock:
+        now = 0.0
+
+        def perf_counter(self) -> float:
+            return self.now
+
+    clock = Clock()
+    monkeypatch.setattr(steering, "time", clock)
+    model = load(str(MODEL_DIR), "fp32", on="cpu")
+    point = next(p for p in hook_points(model) if p["layer"] == LAYER and p["type"] == "residual")
+    module = dict(model.named_modules())[point["module"]]
+    d = model.config.n_embd
+    sae, feature = build(SAEConfig("sparse", d, 2 * d)), steering.SteeredFeature(3, 1.0, "add", 1.0)
+    intervention = steering.Intervention(sae, [feature], False, False, "cpu", torch.float32)
+
+    def tick(*_: object) -> None:
+        clock.now += 0.002 + (0.010 if intervention.active else 0.0)
+
+    handles = [intervention.attach(module), model.register_forward_pre_hook(tick)]
+    try:
+        tokenizer = load_tokenizer("demo", MODEL_DIR)
+        prompt = tokenizer.encode(PROMPT).ids
+        common = {"temperature": 0.0, "top_p": 1.0, "max_tokens": 6, "seed": 0, "eos": None}
+        both = steering.generate(model, intervention, prompt, tokenizer=tokenizer, **common)["timing"]
+        alone = steering.generate(model, intervention, prompt, sides=("steered",), tokenizer=tokenizer, **common)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert (both["unsteered_ms_per_token"], both["steered_ms_per_token"]) == (2.0, 12.0)
+    assert both["overhead_ratio"] == 6.0 and both["ms_per_token"] == 7.0 and both["total_ms"] == 6 * 14.0
+    timing = alone["timing"]
+    assert (timing["unsteered_ms_per_token"], timing["steered_ms_per_token"], timing["overhead_ratio"]) == (
+        None,
+        12.0,
+        None,
+    )
+
+
 def test_served_while_a_training_runs(app: Appliance, sae: dict) -> None:
     response = app.post(
         "/api/training/start",

@@ -55,8 +55,26 @@ def test_metrics_of_this_machine(make_appliance) -> None:
     assert info["platform_kind"] == _this_machine_kind()  # a desktop, with or without a GPU
     assert info["unified_memory"] is False and info["board"] is None
     assert info["memory_budget_mb"] == pytest.approx(info["total_memory_mb"] * 0.85, rel=1e-3)
+    assert info["total_memory_source"] == "host" and info["total_memory_mb"] == info["host_memory_mb"]
     power = app.get("/api/system/power").json()["data"]
     assert power["available"] is False and "nvpmodel" in power["detail"]
+
+
+def test_a_configured_total_is_what_the_system_info_shows(make_appliance) -> None:
+    """MISTUDIO_MEMORY_TOTAL_MB simulates a smaller board: the info shows that total, says it is
+    configured, and derives the same budget the worker's admission refuses jobs with; the host's own
+    RAM stays readable under its own name."""
+    app = make_appliance({"MISTUDIO_MEMORY_TOTAL_MB": "8192"})
+    app.start_api()
+    app.start_worker()
+    info = app.get("/api/system/info").json()["data"]
+    host_mb = meminfo_kb()["MemTotal"] / 1024
+    assert (info["total_memory_mb"], info["total_memory_source"]) == (8192, "configured")
+    assert info["host_memory_mb"] == pytest.approx(host_mb, abs=1)
+    assert info["memory_budget_mb"] == pytest.approx(8192 * 0.85, abs=0.1)
+    refused = app.post("/api/jobs/selftest", json={"steps": 1, "delay_ms": 0, "memory_mb": 7000})
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["error"]["details"]["budget_mb"] == pytest.approx(info["memory_budget_mb"], abs=0.1)
 
 
 def _fake_tegrastats(tmp_path: Path) -> tuple[Path, Path]:

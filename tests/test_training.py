@@ -172,6 +172,26 @@ def test_export_zip_holds_a_saelens_sae_for_raw_activations(
     assert abs(float(ev) - evaluation["explained_variance"]) < 2e-3, (float(ev), evaluation)
 
 
+def test_a_training_started_with_d_sae_shows_and_exports_that_width(app: Appliance, activation_set: dict) -> None:
+    """d_sae overrides the expansion factor: the resource and its export agree on the width the SAE has,
+    and the factor shown is that width over d_in (not the form's default 8)."""
+    import json
+
+    from safetensors.torch import load
+
+    job = train(app, activation_set, "topk", k=16, d_sae=1000, total_steps=20, log_every=10)
+    tid = job["target"]["id"]
+    training = app.get(f"/api/training/{tid}").json()["data"]
+    d_in = activation_set["manifest"]["d_model"]
+    assert (training["d_in"], training["d_sae"], training["expansion_factor"]) == (d_in, 1000, 1000 / d_in)
+    hp = training["config"]["hyperparameters"]
+    assert (hp["d_sae"], hp["expansion_factor"]) == (1000, 1000 / d_in)
+    archive = zipfile.ZipFile(io.BytesIO(app.get(f"/api/training/{tid}/export").content))
+    cfg = json.loads(archive.read(f"{tid}/cfg.json"))
+    weights = load(archive.read(f"{tid}/sae_weights.safetensors"))
+    assert (cfg["d_in"], cfg["d_sae"]) == (d_in, 1000) and tuple(weights["W_enc"].shape) == (d_in, 1000)
+
+
 def _losses(app: Appliance, training_id: str) -> list[tuple[int, float]]:
     return [(m["step"], m["loss"]) for m in app.get(f"/api/training/{training_id}/metrics").json()["data"]]
 

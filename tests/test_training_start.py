@@ -185,6 +185,28 @@ def test_a_training_that_names_no_coefficient_records_its_architectures_default(
     assert (recorded["l1_coefficient"], recorded["learning_rate"]) == (0.7, 1e-4)
 
 
+def test_a_training_shows_the_width_it_builds_and_the_factor_that_width_is(started) -> None:
+    """The SAE is d_sae wide when the request names d_sae, else expansion_factor x d_in: the resource (and
+    its config's hyperparameters, as listed too) shows that width and d_sae / d_in as its expansion factor,
+    never the form's default factor beside a d_sae that overrides it."""
+    client, _, body = started
+    for asked, (d_sae, factor) in (
+        ({"d_sae": 24 * D_MODEL}, (24 * D_MODEL, 24)),
+        ({"d_sae": 40}, (40, 2.5)),  # not a whole multiple of d_in: the exact ratio
+        ({"expansion_factor": 4}, (4 * D_MODEL, 4)),
+        ({}, (Hyperparameters().expansion_factor * D_MODEL, Hyperparameters().expansion_factor)),
+    ):
+        hp = {**body["hyperparameters"], **asked}
+        job_id = client.post("/api/training/start", json={**body, "hyperparameters": hp}).json()["data"]["job_id"]
+        training_id = client.get(f"/api/jobs/{job_id}").json()["data"]["target"]["id"]
+        shown = client.get(f"/api/training/{training_id}").json()["data"]
+        listed = next(t for t in client.get("/api/training").json()["data"] if t["id"] == training_id)
+        for training in (shown, listed):
+            assert (training["d_in"], training["d_sae"], training["expansion_factor"]) == (D_MODEL, d_sae, factor)
+            recorded = training["config"]["hyperparameters"]
+            assert (recorded["d_sae"], recorded["expansion_factor"]) == (d_sae, factor), asked
+
+
 def test_each_status_allows_its_own_actions() -> None:
     assert actions("queued") == ["cancel"]
     assert actions("running") == ["pause", "stop", "save_checkpoint", "cancel"]

@@ -17,7 +17,7 @@ from appliance.data.database import AsyncDatabase
 from appliance.device.power import PowerMode, power_mode
 from appliance.device.sample import Sample
 from appliance.services import system
-from appliance.services.system import WorkerInfo
+from appliance.services.system import TotalSource, WorkerInfo
 
 
 class SystemInfo(msgspec.Struct):
@@ -33,8 +33,12 @@ class SystemInfo(msgspec.Struct):
     gpu_name: str | None
     cuda_available: bool
     unified_memory: bool
+    # The memory the appliance plans with: MISTUDIO_MEMORY_TOTAL_MB when set (a simulated board,
+    # total_memory_source "configured"), else the host's RAM ("host").
     total_memory_mb: float
-    memory_budget_mb: float
+    total_memory_source: TotalSource
+    host_memory_mb: float  # the host's RAM as /proc/meminfo reports it, whatever is configured
+    memory_budget_mb: float  # MISTUDIO_MAX_MEMORY_FRACTION of total_memory_mb: what all jobs together may use
     python: str
     data_dir: str
     worker: WorkerInfo | None
@@ -57,7 +61,7 @@ class SystemController(Controller):
         device = api.platform
         if device is None:
             raise NotStarted("the device is not detected yet")
-        physical_mb = settings.memory_total_mb or device.total_memory_mb
+        memory = system.memory_plan(settings, device.total_memory_mb)
         return ok(
             SystemInfo(
                 version=__version__,
@@ -72,8 +76,10 @@ class SystemController(Controller):
                 gpu_name=device.gpu_name,
                 cuda_available=device.cuda_available,
                 unified_memory=device.unified_memory,
-                total_memory_mb=device.total_memory_mb,
-                memory_budget_mb=round(physical_mb * settings.max_memory_fraction, 1),
+                total_memory_mb=memory.total_mb,
+                total_memory_source=memory.source,
+                host_memory_mb=device.total_memory_mb,
+                memory_budget_mb=memory.budget_mb,
                 python=platform.python_version(),
                 data_dir=str(settings.data_dir),
                 worker=worker,

@@ -48,11 +48,18 @@ class Training(msgspec.Struct):
     # The token ids whose positions the training leaves out: its activation set's, or for a streamed
     # run those its worker resolved when it started (empty until then, and when none are left out).
     excluded_token_ids: list[int] = msgspec.field(default_factory=list)
+    # The SAE's width as built: d_sae latents over d_in inputs (the request's d_sae, or its expansion
+    # factor × d_in), and expansion_factor = d_sae / d_in; config.hyperparameters shows the same two.
+    # None where a training from before d_in was recorded cannot tell.
+    d_in: int | None = None
+    d_sae: int | None = None
+    expansion_factor: float | None = None
 
 
 def training(row: Row) -> Training:
     decode = msgspec.json.decode
     config = decode(row["config"])
+    built = service.width(config)
     return Training(
         id=row["id"],
         model_id=row["model_id"],
@@ -61,7 +68,7 @@ def training(row: Row) -> Training:
         layer=row["layer"],
         hook_type=row["hook_type"],
         encoder_type=row["encoder_type"],
-        config=config,
+        config=service.shown_config(config),
         status=row["status"],
         job_id=row["job_id"],
         step=row["step"],
@@ -73,6 +80,9 @@ def training(row: Row) -> Training:
         updated_at=iso(row["updated_at"]) or "",
         actions=service.actions(row["status"], config.get("source") == "imported"),
         excluded_token_ids=config.get("excluded_token_ids", []),
+        d_in=built.d_in,
+        d_sae=built.d_sae,
+        expansion_factor=built.expansion_factor,
     )
 
 

@@ -171,6 +171,68 @@ BENCH_EXIT_CODES = """exit status (every suite):
   130  interrupted"""
 
 
+def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``mistudio bench <suite>`` and the options its suites read."""
+    from appliance.commands.bench import SUITES
+
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks that print figures against an in-run baseline",
+        description="Start a throw-away appliance, measure one suite, print its figures against their "
+        "targets and record the run as docs/bench/<suite>.json in the checkout (the README's "
+        "figures are rendered from these records).",
+        epilog=BENCH_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bench.add_argument(
+        "suite",
+        choices=SUITES,
+    )
+    bench.add_argument("--clients", type=int, default=50)
+    bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
+    bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")
+    bench.add_argument("--events", type=int, default=200, help="SSE events to time")
+    bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
+    bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
+    bench.add_argument(
+        "--samples",
+        type=int,
+        default=None,
+        help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features, "
+        "the whole demo dataset for quality, 64 extracted samples for pipeline)",
+    )
+    bench.add_argument(
+        "--threads", type=int, default=1, help="torch threads (training, extraction, features, steering, pipeline)"
+    )
+    bench.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed repeats, best kept (training, extraction, features, steering, pipeline floors)",
+    )
+    bench.add_argument("--no-api", action="store_true", help="skip the part that starts an appliance (steering)")
+    bench.add_argument(
+        "--memory-mb",
+        type=int,
+        default=8192,
+        help="pipeline: the memory the appliance plans with (MISTUDIO_MEMORY_TOTAL_MB; default 8192, an Orin Nano)",
+    )
+    bench.add_argument(
+        "--shape", default="12x768", help="pipeline: the GPT-2-shaped model's LAYERSxWIDTH (default 12x768)"
+    )
+    bench.add_argument(
+        "--full", action="store_true", help="pipeline: a bigger run (more samples, longer context and training)"
+    )
+    bench.add_argument(
+        "--record-dir",
+        metavar="DIR",
+        default=None,
+        help="record the run as DIR/<suite>.json (default: docs/bench of the checkout)",
+    )
+    bench.add_argument("--no-record", action="store_true", help="print the figures only, record nothing")
+    bench.set_defaults(func=cmd_bench)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mistudio", description="MechInterp Studio appliance")
     parser.add_argument("--version", action="version", version=f"mistudio {__version__}")
@@ -185,47 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     jobs.add_argument("--cancel", metavar="JOB_ID")
     jobs.set_defaults(func=cmd_jobs)
     sub.add_parser("doctor", help="check the install and say what to fix").set_defaults(func=cmd_doctor)
-    bench = sub.add_parser(
-        "bench",
-        help="benchmarks that print figures against an in-run baseline",
-        description="Start a throw-away appliance, measure one suite, print its figures against their "
-        "targets and record the run as docs/bench/<suite>.json in the checkout (the README's "
-        "figures are rendered from these records).",
-        epilog=BENCH_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    bench.add_argument(
-        "suite",
-        choices=["api", "monitoring", "datasets", "extraction", "training", "features", "steering", "quality"],
-    )
-    bench.add_argument("--clients", type=int, default=50)
-    bench.add_argument("--requests", type=int, default=2000, help="GET requests per endpoint")
-    bench.add_argument("--idle", type=float, default=60.0, help="seconds of idle before the pickup probe")
-    bench.add_argument("--events", type=int, default=200, help="SSE events to time")
-    bench.add_argument("--seconds", type=float, default=60.0, help="measuring window (monitoring)")
-    bench.add_argument("--interval", type=float, default=2.0, help="sampling interval (monitoring)")
-    bench.add_argument(
-        "--samples",
-        type=int,
-        default=None,
-        help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features, "
-        "the whole demo dataset for quality)",
-    )
-    bench.add_argument(
-        "--threads", type=int, default=1, help="torch threads (training, extraction, features, steering)"
-    )
-    bench.add_argument(
-        "--repeats", type=int, default=3, help="timed repeats, best kept (training, extraction, features, steering)"
-    )
-    bench.add_argument("--no-api", action="store_true", help="skip the part that starts an appliance (steering)")
-    bench.add_argument(
-        "--record-dir",
-        metavar="DIR",
-        default=None,
-        help="record the run as DIR/<suite>.json (default: docs/bench of the checkout)",
-    )
-    bench.add_argument("--no-record", action="store_true", help="print the figures only, record nothing")
-    bench.set_defaults(func=cmd_bench)
+    add_bench_parser(sub)
     demo = sub.add_parser("demo", help="run the whole pipeline on the demo kit through a running appliance's API")
     demo.add_argument("--url", help="the appliance's address (default: MISTUDIO_HOST/MISTUDIO_PORT's)")
     demo.add_argument("--quick", action="store_true", help="a shortened run (fewer samples and steps), for tests")

@@ -61,7 +61,9 @@ class FeaturesProgress(Progress):
 
 
 class TrainingProgress(Progress):
-    """A logged step carries the step's metrics (the row also stored in ``training_metrics``)."""
+    """A logged step carries the step's metrics (the row also stored in ``training_metrics``). While a
+    streamed run's model fills a shuffle buffer or computes the held-out activations, the ``fill_``
+    fields say how far that is (no ``step``: a note, not a metrics row)."""
 
     training_id: str | None = None
     tokens: int | None = None
@@ -75,6 +77,11 @@ class TrainingProgress(Progress):
     activations_per_s: float | None = None
     memory_mb: float | None = None
     eta_s: float | None = None
+    fill_tokens: int | None = None  # tokens run through the model in this fill so far
+    fill_total: int | None = None  # the fill's tokens
+    fill_tokens_per_s: float | None = None
+    fill_eta_s: float | None = None
+    tokens_forwarded: int | None = None  # tokens run through the model since the job started
 
 
 # --- a resource changed: the UI reloads it. ``status`` is the resource's new status ("deleted" when

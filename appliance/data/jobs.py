@@ -120,6 +120,15 @@ def report(job_id: str, progress: float, message: str, now: float) -> Query:
     return "UPDATE jobs SET progress = ?, message = ?, updated_at = ? WHERE id = ?", (progress, message, now, job_id)
 
 
+def record_memory(job_id: str, planned_mb: int | None, peak_mb: int | None, now: float) -> Query:
+    """A running job's memory plan or peak (None leaves a value as it is)."""
+    return (
+        "UPDATE jobs SET memory_planned_mb = coalesce(?, memory_planned_mb),"
+        " memory_peak_mb = coalesce(?, memory_peak_mb), updated_at = ? WHERE id = ?",
+        (planned_mb, peak_mb, now, job_id),
+    )
+
+
 # -- controls: requests to a running handler, relayed by the worker's supervisor ------------------------
 def request_control(job_id: str, control: str, statuses: tuple[str, ...], now: float) -> Query:
     """Ask a running job to stop/pause/save; only applies while the job is in one of ``statuses``. A

@@ -24,6 +24,7 @@ from appliance.jobs.records import Job
 
 if TYPE_CHECKING:
     from appliance.memory.admission import MemoryManager
+    from appliance.memory.usage import JobMemory
 
 # Controls relayed from the job row. "save" (a training's "save now") is not an interruption: the
 # handler takes it with take_save_request() at its next step.
@@ -66,11 +67,14 @@ class JobContext:
         self._last_progress = 0.0
         self._fraction = 0.0
         self._control: str | None = None
+        self._answered: set[str] = set()
         self._save_requested = False
         self._wake = threading.Event()
         # Set by the runner for interactive jobs: memory admission sends the job back to the queue
         # instead of waiting on the worker thread (appliance.memory.admission.MemoryBusy).
         self.defer_memory_wait = False
+        # Set by the runner: the job's memory plan (recorded by admission) and the worker's peak as it runs.
+        self.usage: JobMemory | None = None
 
     @property
     def job_id(self) -> str:
@@ -81,8 +85,19 @@ class JobContext:
         if control == SAVE:
             self._save_requested = True
             return
+        if control in self._answered:  # relayed from the job row at every poll; this one was done
+            return
         self._control = control
         self._wake.set()
+
+    def answered(self) -> None:
+        """The handler did what the current control asks and goes on to finish its work (a training's
+        stop ends its steps; its export and evaluation follow): ``check()`` passes again until another
+        control is requested, so a cancel still ends what follows."""
+        if self._control is not None:
+            self._answered.add(self._control)
+        self._control = None
+        self._wake.clear()
 
     def take_save_request(self) -> bool:
         """Whether someone asked for a checkpoint now since the last call (the request is consumed)."""

@@ -44,6 +44,12 @@ class Job(msgspec.Struct):
     # What the API allows now ("cancel", "pause", "resume", "stop", "save_checkpoint"), so clients do
     # not re-derive the rules from the status.
     actions: list[str] = msgspec.field(default_factory=list)
+    # Memory, in MB, of a job that memory admission let run (one that loads a model or trains): the plan is
+    # the worker's resident memory when the job was admitted plus what admission reserved for it (set when
+    # admitted); the peak is the worker's peak resident memory while the job ran, plus the CUDA allocator's
+    # peak on a GPU (set when the run ends). Both are the whole worker's: a job beside it counts too.
+    memory_planned_mb: int | None = None
+    memory_peak_mb: int | None = None
 
 
 class Event(msgspec.Struct):
@@ -83,6 +89,8 @@ def job_from_row(row: sqlite3.Row, actions: list[str] | None = None) -> Job:
         finished_at=iso(row["finished_at"]),
         updated_at=_required_iso(row["updated_at"]),
         actions=actions or [],
+        memory_planned_mb=row["memory_planned_mb"],
+        memory_peak_mb=row["memory_peak_mb"],
     )
 
 

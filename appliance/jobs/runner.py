@@ -25,6 +25,7 @@ from appliance.jobs.records import FINAL_STATUSES
 from appliance.jobs.registry import KINDS, JobKind
 from appliance.jobs.store import JobStore, job_topic
 from appliance.memory.admission import MemoryBusy, MemoryManager, is_oom, release_cached_memory
+from appliance.memory.usage import JobMemory
 
 log = logging.getLogger("mistudio.jobs")
 
@@ -100,6 +101,7 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         memory=rt.memory,
     )
     ctx.defer_memory_wait = kind.lane == "interactive"
+    usage = ctx.usage = JobMemory(on_plan=lambda planned_mb: store.record_plan(job_id, planned_mb))
     with rt.lock:
         rt.running[job_id] = ctx
     if rt.shutting_down.is_set():
@@ -110,7 +112,12 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
     try:
         # The API encoded this Struct; decoding it again is the contract's check on this side.
         params = msgspec.convert(job.params, kind.params)
-        result = kind.load_handler()(ctx, params)
+        try:
+            with usage:
+                result = kind.load_handler()(ctx, params)
+        finally:
+            if usage.planned is not None:  # a job admission let run: its peak beside its plan
+                store.record_peak(job_id, usage.peak_mb())
     except JobInterrupted as stop:
         _interrupted(rt, job_id, kind, stop.control)
     except MemoryBusy as busy:

@@ -121,6 +121,15 @@ class JobStore:
     def report(self, job_id: str, progress: float, message: str) -> None:
         self.db.execute(sql.report(job_id, progress, scrub(message), time.time()))
 
+    def record_plan(self, job_id: str, planned_mb: int) -> Job | None:
+        """A job's memory plan, published as ``job.updated`` so the job's card shows it while it runs."""
+        now = time.time()
+        return self._transition(job_id, sql.record_memory(job_id, planned_mb, None, now), now)
+
+    def record_peak(self, job_id: str, peak_mb: int) -> None:
+        """A run's peak memory; the outcome's transition that follows publishes it."""
+        self.db.execute(sql.record_memory(job_id, None, peak_mb, time.time()))
+
     def emit(
         self, topic: str, type_: str, data: msgspec.Struct, job_id: str | None = None, durable: bool = True
     ) -> None:

@@ -24,11 +24,13 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 from appliance.config import Settings
 from appliance.device.procfs import meminfo_kb
 from appliance.errors import InsufficientMemory
+from appliance.memory.checkpoint import read_checkpoint
 
 log = logging.getLogger("mistudio.memory")
 
@@ -46,6 +48,11 @@ BYTES_PER_DTYPE = {
 }
 # Room left for the OS, the API and allocator slack when comparing with live free memory.
 SAFETY_BYTES = 256 * MB
+# What the worker grows by when its first model-loading job imports torch and transformers' model code
+# (measured: 350-365 MB with torch 2.13 CPU and transformers 5.24, beside the weights); counted once, by that job.
+LIBRARIES_BYTES = 400 * MB
+# The loader's allocator slack beside the tensors in flight (measured: 24-30 MB on a 12 x 768 model).
+LOAD_SLACK_BYTES = 32 * MB
 WAIT_POLL_S = 0.2
 # A place in line not claimed again for this long is given up (its job was cancelled while queued, or
 # it went missing): jobs that wait poll every WAIT_POLL_S, deferred ones come back every second or two.
@@ -72,9 +79,34 @@ def bytes_per(dtype: str) -> float:
         raise ValueError(f"unknown dtype {dtype!r}; known: {', '.join(BYTES_PER_DTYPE)}") from None
 
 
-def estimate_model(n_params: int, dtype: str) -> Estimate:
-    """Weights only: n_params x bytes per parameter (q4 packs two per byte)."""
-    return Estimate({"model weights": int(n_params * bytes_per(dtype))})
+def weights_part(dtype: str) -> str:
+    """The name of the weights' part, with their precision (the refusal's advice reads it)."""
+    return f"model weights ({dtype.lower()})"
+
+
+def estimate_model(n_params: int, dtype: str, checkpoint: str | Path | None = None) -> Estimate:
+    """The weights (n_params x bytes per parameter; q4 packs two per byte) and, given the model's folder,
+    what loading it costs beside them.
+
+    A checkpoint loaded at its own precision on the CPU is memory-mapped: its pages are the weights. One
+    that changes precision (or goes to a GPU) is read a tensor at a time (appliance.pipeline.models.loading):
+    the loader holds its largest tensors as stored, one per thread, and some allocator slack. With a
+    readable safetensors header the weights are counted from it, which also serves a model not yet
+    registered (import).
+    """
+    stored = read_checkpoint(checkpoint) if checkpoint is not None else None
+    if stored is not None:
+        n_params = stored.parameters
+    elif checkpoint is not None and n_params <= 0:  # a pickled checkpoint: torch reads it whole, then converts
+        pickled = sum(f.stat().st_size for f in Path(checkpoint).glob("*.bin"))
+        return Estimate({weights_part(dtype): pickled, "model loading": pickled})
+    parts = {weights_part(dtype): int(n_params * bytes_per(dtype))}
+    on_gpu = _torch_cuda() is not None
+    if checkpoint is not None and dtype.lower() == "q8" and not on_gpu:
+        parts["model loading"] = int(n_params * 4)  # the CPU quantizes a whole fp32 copy (loading.load)
+    elif stored is not None and (stored.converts_to(dtype) or on_gpu):
+        parts["model loading"] = stored.in_flight_bytes() + LOAD_SLACK_BYTES
+    return Estimate(parts)
 
 
 def estimate_activations(n_tokens: int, d: int, dtype: str = "fp16", n_tensors: int = 1) -> Estimate:
@@ -101,6 +133,41 @@ def estimate_sae_training(
             "batch": int(batch_size * (2 * d_in + 2 * d_sae) * width * 2),
         }
     )
+
+
+# What shrinks each part of an estimate, for the refusal's advice.
+_SHRINKS = {
+    "batch": "a smaller SAE batch size or d_sae",
+    "sae weights": "a smaller d_sae",
+    "gradients": "a smaller d_sae",
+    "optimizer state": "a smaller d_sae",
+    "batch activations": "a smaller batch size",
+    "forward batch": "a smaller batch size",
+    "shard buffers": "a smaller MISTUDIO_ACTIVATION_SHARD_MB",
+    "shuffle buffer": "a smaller MISTUDIO_STREAM_BUFFER_TOKENS",
+    "activation buffer": "fewer tokens",
+    "model loading": "a smaller model",
+}
+
+
+def advice(estimate: Estimate, overflow: int) -> str:
+    """What to make smaller: the largest parts, as many as it takes to cover ``overflow`` bytes. A model's
+    precision is suggested only for weights in fp32 (one already in fp16/bf16 is told to use a smaller model)."""
+    said: list[str] = []
+    covered = 0
+    for name, size in sorted(estimate.parts.items(), key=lambda part: -part[1]):
+        if covered >= overflow and said:
+            break
+        covered += size
+        if name == weights_part("fp32"):
+            hint = "a smaller model, or fp16/bf16 instead of fp32"
+        elif name.startswith("model weights"):
+            hint = "a smaller model"
+        else:
+            hint = _SHRINKS.get(name, "a smaller batch size or model")
+        if hint not in said:
+            said.append(hint)
+    return "; ".join(said)
 
 
 class MemoryBusy(Exception):
@@ -247,8 +314,7 @@ class MemoryManager:
         return InsufficientMemory(
             f"This job needs {need:,.0f} MB but the memory budget is {budget:,.0f} MB "
             f"({self.fraction:.0%} of {self.physical_bytes / MB:,.0f} MB). Make it about {shrink_to:.0%} of its size "
-            f"(a smaller batch size or fewer samples, or fp16/bf16 instead of fp32), or raise "
-            f"MISTUDIO_MAX_MEMORY_FRACTION.",
+            f"({advice(estimate, estimate.total - self.budget)}), or raise MISTUDIO_MAX_MEMORY_FRACTION.",
             details={
                 "needed_mb": round(need, 1),
                 "budget_mb": round(budget, 1),
@@ -321,6 +387,8 @@ class MemoryManager:
             if smaller is None or smaller.total >= estimate.total:
                 break
             estimate = smaller
+        if any(name.startswith("model weights") for name in estimate.parts) and "transformers" not in sys.modules:
+            estimate = Estimate({**estimate.parts, "libraries": LIBRARIES_BYTES})  # this job imports them
         self.check_budget(estimate)
         need, waiting = estimate.total, False
         try:
@@ -352,6 +420,9 @@ class MemoryManager:
         except BaseException:
             self.forget(holder)  # cancelled while it waited here: nobody keeps memory for it
             raise
+        usage = getattr(ctx, "usage", None)
+        if usage is not None:
+            usage.plan(self._reserved.get(holder, 0))  # with what the job holds already (an admission inside one)
         try:
             yield estimate
         finally:

@@ -9,7 +9,9 @@ final check. Torch-free: the API imports this.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -24,16 +26,87 @@ from appliance.memory.admission import (
     estimate_sae_training,
 )
 
+# The spliced evaluation (appliance.pipeline.sae.evaluation.splice) runs the model over this many samples at once
+# and holds, at its peak, this many [tokens, vocabulary] fp32 tensors: the three runs' logits, the one the model
+# returns before the valid positions are taken, two log-softmaxes and the KL's temporaries (measured: 7.5 on a
+# 12 x 768 model with a 4,096-token vocabulary).
+SPLICE_BATCH = 8
+SPLICE_LOGITS = 8
+# The feature map (UMAP of the decoder rows): what importing umap-learn and compiling its numba kernels add to
+# the worker the first time (measured beside torch, transformers and datasets, which bring scipy: 171 MB to
+# import, and its first fit keeps about 85 MB of compiled kernels beyond its working set),
+# and its working set beside the decoder it reads (pynndescent's graph and trees, the fuzzy graph, the spectral
+# layout; measured: 71 MB at 3,072 latents, 217 MB at 12,288 of width 768).
+MAP_LIBRARIES_BYTES = 256 * MB
+MAP_BASE_BYTES = 24 * MB
+MAP_BYTES_PER_LATENT = 16 * 1024
+
+
+def vocab_size(folder: str | Path) -> int:
+    """The model's vocabulary (its config.json's ``vocab_size``, or its text model's), 0 when unknown."""
+    try:
+        config = msgspec.json.decode((Path(folder) / "config.json").read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return 0
+    if not isinstance(config, dict):
+        return 0
+    size = config.get("vocab_size") or (config.get("text_config") or {}).get("vocab_size")
+    return size if isinstance(size, int) and size > 0 else 0
+
+
+def largest(*phases: Estimate) -> Estimate:
+    """A job's plan: the phase that holds the most at once (its parts are what a refusal names)."""
+    return max(phases, key=lambda phase: phase.total)
+
+
+def estimate_splice_evaluation(model_path: str, precision: str, context_length: int, parameters: int = 0) -> Estimate:
+    """A training's spliced evaluation: its own model, loaded after the steps, and the logits of one batch."""
+    logits = SPLICE_LOGITS * SPLICE_BATCH * context_length * vocab_size(model_path) * 4
+    return Estimate({**estimate_model(parameters, precision, checkpoint=model_path).parts, "evaluation logits": logits})
+
+
+def estimate_training(steps: Estimate, evaluation: Estimate | None, held_out: int = 0) -> Estimate:
+    """A training's plan: the larger of its steps (the SAE, its optimizer, a batch, where the activations come
+    from) and its spliced evaluation, during which the SAE and its optimizer state are still held (not the batch,
+    nor a stream's model, closed by then). ``held_out``: the held-out activations, kept through both."""
+    kept = {name: size for name, size in steps.parts.items() if name in _SAE_STATE}
+    held = {"held-out activations": held_out} if held_out else {}
+    training = Estimate({**steps.parts, **held})
+    if evaluation is None:
+        return training
+    return largest(training, Estimate({**kept, **held, **evaluation.parts}))
+
+
+_SAE_STATE = ("sae weights", "gradients", "optimizer state")
+
+
+def estimate_feature_map(d_sae: int) -> Estimate:
+    """The feature map: its working set, and umap-learn the first time (its import and its numba kernels)."""
+    parts = {"feature map": MAP_BASE_BYTES + d_sae * MAP_BYTES_PER_LATENT}
+    if "umap" not in sys.modules:
+        parts["feature map libraries"] = MAP_LIBRARIES_BYTES
+    return Estimate(parts)
+
 
 def _model(params: dict[str, Any]) -> dict[str, int]:
-    """The model's weights, for a job that loads the model (its size and precision in its params)."""
-    parameters, precision = params.get("parameters"), params.get("precision")
-    if not isinstance(parameters, int) or parameters <= 0 or not isinstance(precision, str):
+    """The model's weights and what loading them costs, for a job that loads the model (its size and precision
+    in its params; its folder, whose checkpoint header gives both exactly when it is safetensors)."""
+    parameters, precision = params.get("parameters") or 0, params.get("precision")
+    folder = params.get("model_path") or (params.get("evaluation") or {}).get("model_path")
+    if not isinstance(parameters, int) or not isinstance(precision, str):
+        return {}
+    if parameters <= 0 and not isinstance(folder, str):
         return {}
     try:
-        return estimate_model(parameters, precision).parts
+        return estimate_model(parameters, precision, checkpoint=folder if isinstance(folder, str) else None).parts
     except ValueError:  # a precision the manager has no width for: the worker will say so
         return {}
+
+
+def _model_files(params: dict[str, Any]) -> dict[str, int]:
+    """Import and register: the folder's checkpoint (an import's source, not yet copied) at the chosen precision."""
+    folder = params.get("source") or params.get("path")
+    return _model({"model_path": folder, "precision": params.get("precision")}) if isinstance(folder, str) else {}
 
 
 def _selftest(params: dict[str, Any]) -> dict[str, int]:
@@ -61,7 +134,17 @@ def _training(params: dict[str, Any]) -> dict[str, int]:
         d_in, hp.d_sae or hp.expansion_factor * d_in, hp.batch_size, optimizer=hp.optimizer
     ).parts
     stream = params.get("stream")
-    return {**parts, **_model(stream)} if isinstance(stream, dict) else parts
+    steps = Estimate({**parts, **_model(stream)} if isinstance(stream, dict) else parts)
+    return estimate_training(steps, _evaluation(params.get("evaluation"))).parts
+
+
+def _evaluation(spec: Any) -> Estimate | None:
+    if not isinstance(spec, dict) or not isinstance(spec.get("model_path"), str):
+        return None
+    try:
+        return estimate_splice_evaluation(spec["model_path"], str(spec.get("precision")), int(spec["context_length"]))
+    except (ValueError, KeyError, TypeError):  # a precision the manager has no width for: the worker will say so
+        return None
 
 
 def _probe(params: dict[str, Any]) -> dict[str, int]:
@@ -80,6 +163,8 @@ MINIMUM: dict[str, Callable[[dict[str, Any]], dict[str, int]]] = {
     "features.ablation": _model,
     "features.label": _probe,
     "steering.generate": _model,
+    "model.import": _model_files,
+    "model.register": _model_files,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 
@@ -14,6 +14,23 @@ from appliance.data import workers as worker_sql
 from appliance.data.database import AsyncDatabase, Row
 from appliance.data.migrate import latest_version
 from appliance.timefmt import iso
+
+TotalSource = Literal["configured", "host"]
+
+
+class MemoryPlan(NamedTuple):
+    total_mb: float
+    source: TotalSource
+    budget_mb: float
+
+
+def memory_plan(settings: Settings, host_mb: float) -> MemoryPlan:
+    """The total the worker's admission plans with and the budget it derives (memory.admission): a
+    configured total (a simulated board) replaces the host's RAM, so the figures shown are the ones
+    that decide what runs."""
+    total = settings.memory_total_mb or host_mb
+    source: TotalSource = "configured" if settings.memory_total_mb else "host"
+    return MemoryPlan(round(total, 1), source, round(total * settings.max_memory_fraction, 1))
 
 
 class ComponentStatus(msgspec.Struct):

@@ -120,6 +120,37 @@ def actions(status: str, imported: bool = False) -> list[str]:
     return [*allowed, "load_checkpoint", "delete"]
 
 
+# -- what a row shows -----------------------------------------------------------------------------
+class Width(msgspec.Struct, frozen=True):
+    d_in: int | None
+    d_sae: int | None
+    expansion_factor: float | None
+
+
+def width(config: dict[str, Any]) -> Width:
+    """The SAE's width as it was built: ``d_sae`` when the request named one, else expansion_factor × d_in
+    (the one rule: pipeline.sae.base.sae_config), and the expansion factor that width is (d_sae / d_in), so
+    a run started with ``d_sae`` never shows the form's default factor. A row written before ``d_in`` was
+    recorded shows what its request said and None for what it cannot derive."""
+    hp = config.get("hyperparameters") or {}
+    d_in = config.get("d_in")
+    d_sae = hp.get("d_sae") or config.get("d_sae")
+    if d_in is None:
+        return Width(None, d_sae, None if d_sae else hp.get("expansion_factor"))
+    d_sae = d_sae or hp.get("expansion_factor", Hyperparameters().expansion_factor) * d_in
+    ratio = d_sae / d_in
+    return Width(d_in, d_sae, int(ratio) if ratio.is_integer() else round(ratio, 4))
+
+
+def shown_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The row's config with its hyperparameters' width as built (``width``)."""
+    if "hyperparameters" not in config:
+        return config
+    built = width(config)
+    hp = {**config["hyperparameters"], "d_sae": built.d_sae, "expansion_factor": built.expansion_factor}
+    return {**config, "hyperparameters": hp}
+
+
 # -- reading --------------------------------------------------------------------------------------
 async def get(db: AsyncDatabase, training_id: str) -> Row:
     return await named_row(db, "training", training_id)
@@ -360,6 +391,7 @@ async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> J
     run = _run(training_id, data, source, hook, target)
     config: dict[str, Any] = {
         "hyperparameters": msgspec.to_builtins(hp),
+        "d_in": source.d_model,  # with the hyperparameters, the SAE's width as built (width)
         "seed": data.seed,
         "auto_save_interval": data.auto_save_interval,
         "source": "stored" if run.stream is None else "streamed",

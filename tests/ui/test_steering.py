@@ -135,7 +135,13 @@ def test_search_steer_stream_metrics_and_presets(demo_appliance, open_page) -> N
     )
     expect(metrics.get_by_test_id("steering-metric-perplexity")).to_contain_text(caption)
     expect(metrics.get_by_test_id("steering-shift")).to_have_count(len(result["metrics"]["token_probability_shifts"]))
-    expect(metrics.get_by_test_id("steering-timing")).to_contain_text(result["timing"]["device"])
+    timing = metrics.get_by_test_id("steering-timing")
+    expect(timing).to_contain_text(result["timing"]["device"])
+    # Each side's own speed and the steering overhead, as the API answered them.
+    t = result["timing"]
+    expect(timing).to_contain_text(f"unsteered {_fixed(t['unsteered_ms_per_token'], 1)} ms/token")
+    expect(timing).to_contain_text(f"steered {_fixed(t['steered_ms_per_token'], 1)} ms/token")
+    expect(timing).to_contain_text(f"steering overhead ×{_fixed(t['overhead_ratio'], 2)}")
     expect(page.get_by_test_id("steering-vector-norm")).to_have_text(_fixed(result["steering_vector_norm"], 3))
 
     # Save the settings as a preset, favourite it, clear everything and load it back.

@@ -34,6 +34,28 @@ def test_monitor_on_this_machine(make_appliance, open_page) -> None:
     expect(monitor).to_be_hidden()
 
 
+def test_a_configured_total_shows_as_configured(make_appliance, open_page) -> None:
+    """MISTUDIO_MEMORY_TOTAL_MB=8192 (a simulated Orin Nano 8 GB): the header and the monitor show 8.0 GB,
+    say it is configured, name the host's own RAM and the budget derived from the 8 GB."""
+    app = make_appliance(
+        {"MISTUDIO_WEBUI_DIR": str(DIST), "MISTUDIO_METRICS_INTERVAL_S": "0.5", "MISTUDIO_MEMORY_TOTAL_MB": "8192"}
+    )
+    app.start_api()
+    app.start_worker()
+    host_gb = app.get("/api/system/info").json()["data"]["host_memory_mb"] / 1024
+    page, _ = open_page(app.url)
+    summary = page.get_by_test_id("system-summary")
+    expect(summary).to_contain_text(re.compile(r"RAM \d+\.\d/8\.0 GB \(configured\)"), timeout=10_000)
+    summary.click()
+    monitor = page.get_by_test_id("system-monitor")
+    expect(monitor.get_by_test_id("memory-configured")).to_contain_text(
+        f"memory 8.0 GB, configured by MISTUDIO_MEMORY_TOTAL_MB (this host has {host_gb:.1f} GB)"
+    )
+    expect(monitor.get_by_test_id("memory-budget")).to_have_text("job memory budget 6.8 GB of 8.0 GB")
+    expect(monitor.get_by_test_id("chart-memory")).to_contain_text(re.compile(r"/ 8\.0 GB \(configured\)"))
+    screenshot(page, "system-monitor-configured-total")
+
+
 def test_monitor_on_a_simulated_jetson(make_appliance, open_page, tmp_path: Path) -> None:
     script, _ = _fake_tegrastats(tmp_path)
     app = make_appliance(

@@ -100,6 +100,22 @@ def test_train_watch_pause_resume_checkpoint_stop_and_export(demo_appliance, ope
     screenshot(page, "training-imported")
 
 
+def test_a_card_shows_the_width_the_sae_is_built_with(demo_appliance, open_page) -> None:
+    """A run started with d_sae shows that many latents and d_sae / d_in as its factor; one started with an
+    expansion factor shows the width that factor gives."""
+    app, model, dataset = demo_appliance
+    d_in = model["d_model"]
+    body = {"model_id": model["id"], "dataset_id": dataset["id"], "layer": 2, "encoder_type": "topk", "max_samples": 50}
+    for hp in ({"d_sae": 1000, "k": 8, "total_steps": 5}, {"expansion_factor": 4, "k": 8, "total_steps": 5}):
+        assert app.post("/api/training/start", json={**body, "hyperparameters": hp}).status_code == 202
+    page, _ = open_page(app.url, "/training")
+    widths = page.get_by_test_id("training-width")
+    expect(widths).to_have_count(2, timeout=10_000)
+    # Newest first.
+    expect(widths.nth(0)).to_contain_text(f"{4 * d_in:,} latents (4× d_in {d_in})")
+    expect(widths.nth(1)).to_contain_text(f"1,000 latents ({1000 / d_in:g}× d_in {d_in})")
+
+
 def test_the_form_takes_each_architectures_defaults_until_edited(ui_appliance, open_page) -> None:
     """The learning rate and L1 coefficient follow the Encoder Type (GET /api/training/defaults'
     by_encoder_type); a value the user typed stays when the architecture changes."""

@@ -66,7 +66,7 @@ function Shell() {
           </div>
           <div className="flex items-center gap-4 text-sm text-slate-400">
             <JobsIndicator />
-            <SystemSummary sample={metrics.latest} onOpen={() => setMonitorOpen(true)} />
+            <SystemSummary sample={metrics.latest} info={info} onOpen={() => setMonitorOpen(true)} />
             <ConnectionIndicator health={health} stream={stream.state} />
             <span data-testid="device-name" title={info ? `${info.platform} • Python ${info.python}` : undefined}>
               {info?.device_name ?? '—'}

@@ -54,7 +54,7 @@ def _gpt2_small() -> Any:
     return GPT2LMHeadModel(GPT2Config(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)).eval()
 
 
-def _run_once(model: Any, prompt: list[int], intervention: Intervention) -> float:
+def _run_once(model: Any, prompt: list[int], intervention: Intervention, tokens: int = TOKENS) -> float:
     """ms per generated token of one greedy generation (so every run does the same work)."""
     from appliance.pipeline.steering.generate import generate
 
@@ -65,7 +65,7 @@ def _run_once(model: Any, prompt: list[int], intervention: Intervention) -> floa
         sides=("steered",) if intervention.effective else ("unsteered",),
         temperature=0.0,
         top_p=1.0,
-        max_tokens=TOKENS,
+        max_tokens=tokens,
         seed=0,
         tokenizer=_Ids(),
         eos=None,

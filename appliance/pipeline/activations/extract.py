@@ -35,6 +35,7 @@ from appliance.jobs.context import JobContext
 from appliance.jobs.records import Job
 from appliance.memory.admission import Estimate, estimate_activations, estimate_model
 from appliance.pipeline.models.architecture import InputView, block_output, find_layers
+from appliance.pipeline.models.interrupt import Interruptible
 from appliance.pipeline.models.loading import load
 from appliance.pipeline.prefetch import Prefetched
 
@@ -302,7 +303,7 @@ def memory_estimate(params: ExtractParams, shard_tokens: int) -> Estimate:
     n_hooks = len(params.hook_points)
     return Estimate(
         {
-            **estimate_model(params.parameters, params.precision).parts,
+            **estimate_model(params.parameters, params.precision, checkpoint=params.model_path).parts,
             "batch activations": estimate_activations(
                 params.batch_size * params.context_length, params.d_model, "fp32", n_hooks * 2
             ).total,
@@ -452,7 +453,8 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
         totals = Totals(names, capture.device)
         began = time.monotonic()
         try:
-            extract_batches(ctx, batches, capture, writer, totals, samples, excluded)
+            with Interruptible(model, ctx.check):  # a cancel is noticed inside a batch's forward pass
+                extract_batches(ctx, batches, capture, writer, totals, samples, excluded)
         finally:
             capture.close()
             writer.close()

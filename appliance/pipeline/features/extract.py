@@ -48,6 +48,7 @@ from appliance.data.events import insert as insert_event
 from appliance.data.layout import DataLayout
 from appliance.jobs.context import JobContext
 from appliance.memory.admission import Estimate, estimate_model, estimate_sae_training
+from appliance.memory.estimates import estimate_feature_map, largest, vocab_size
 
 HELD_OUT_EVERY = 5  # every fifth sample scores the labels, never chooses them
 TOP_TOKENS = 5
@@ -110,7 +111,7 @@ class FeaturePass:
         self.excluded_positions = 0  # special-token positions seen and left out
         self.d_sae = d = sae.cfg.d_sae
         self.device = next(model.parameters()).device
-        self.capture = Capture(model, [hook_point])
+        self.capture: Any = Capture(model, [hook_point])
         on = {"device": self.device}
         self.count = torch.zeros(d, dtype=torch.float64, **on)
         self.sum = torch.zeros(d, dtype=torch.float64, **on)
@@ -233,7 +234,9 @@ class FeaturePass:
         }
 
     def close(self) -> None:
+        """Unhook the model and let it go: what the pass leaves is read without it (the map must not hold it)."""
         self.capture.close()
+        self.capture = None
 
 
 class _LogitLens(NamedTuple):
@@ -359,12 +362,14 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     began = time.monotonic()
+    # One admission for the pass and the map after it: the plan is the larger of the two (_estimate).
     with ctx.memory.admit(ctx, _estimate(params, sae.cfg)):
         passed = _pass_over_text(ctx, params, sae, partial)
-    measures = _measure(passed, sae.cfg.d_sae)
-    rows, details = _feature_rows(params.training_id, passed, measures, FeatureArrays(partial))
-    ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
-    coords = _umap(sae.W_dec.detach().float().cpu().numpy())
+        measures = _measure(passed, sae.cfg.d_sae)
+        rows, details = _feature_rows(params.training_id, passed, measures, FeatureArrays(partial))
+        ctx.check()  # the map takes a while on a wide SAE: a cancel during the descriptions ends the job before it
+        ctx.progress(0.9, "Mapping the features (UMAP of decoder directions)", force=True)
+        coords = _umap(sae.W_dec.detach().float().cpu().numpy())
     summary = _summary(passed, measures, began)
     final = layout.features(params.training_id)
     shutil.rmtree(final, ignore_errors=True)
@@ -373,15 +378,20 @@ def run(ctx: JobContext, params: ExtractParams) -> dict[str, Any]:
     return {"training_id": params.training_id, **summary}
 
 
+# [1,024 latents, vocabulary] fp32 tensors the logit lens holds at once: the logits, their negation, a log-sum-exp's
+# temporary.
+LENS_LOGITS = 3
+
+
 def _estimate(params: ExtractParams, cfg: Any) -> Estimate:
-    """The model, and the SAE's encode over one batch of tokens."""
-    tokens = params.batch_size * params.context_length
-    return Estimate(
-        {
-            **estimate_model(params.parameters, params.precision).parts,
-            **estimate_sae_training(cfg.d_in, cfg.d_sae, tokens, optimizer="sgd").parts,
-        }
-    )
+    """The larger of the job's two phases: the pass (the model, the SAE, its encode over one batch of tokens,
+    then the logit lens over the unembedding) and the map that follows once the model is gone (the SAE and UMAP)."""
+    sae = estimate_sae_training(cfg.d_in, cfg.d_sae, params.batch_size * params.context_length, optimizer="sgd")
+    weights = {"sae weights": sae.parts["sae weights"]}
+    lens = LENS_LOGITS * 1024 * vocab_size(params.model_path) * 4
+    model = estimate_model(params.parameters, params.precision, checkpoint=params.model_path)
+    the_pass = Estimate({**model.parts, **weights, "encode batch": sae.parts["batch"], "logit lens": lens})
+    return largest(the_pass, Estimate({**weights, **estimate_feature_map(cfg.d_sae).parts}))
 
 
 def _pass_over_text(ctx: JobContext, params: ExtractParams, sae: Any, partial: Path) -> _Passed:
@@ -389,6 +399,7 @@ def _pass_over_text(ctx: JobContext, params: ExtractParams, sae: Any, partial: P
     needs the model in memory."""
     from appliance.contracts.special_tokens import excluded_ids
     from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer
+    from appliance.pipeline.models.interrupt import Interruptible
     from appliance.pipeline.models.loading import load
 
     ctx.progress(0.01, "Loading the model and the SAE", force=True)
@@ -401,9 +412,10 @@ def _pass_over_text(ctx: JobContext, params: ExtractParams, sae: Any, partial: P
     )
     texts = eval_texts(ctx.layout, params.dataset_id, params.eval_samples)
     excluded = excluded_ids(params.exclude_special_tokens, params.special_token_ids, params.tokenizer, ctx.layout.root)
-    acc, arrays, seconds = _timed_pass(
-        ctx, params, FeaturePass(model, sae, params.hook_point, params.top_k_examples, excluded), tokenizer, texts
-    )
+    with Interruptible(model, ctx.check):  # a cancel is noticed inside a batch's forward pass
+        acc, arrays, seconds = _timed_pass(
+            ctx, params, FeaturePass(model, sae, params.hook_point, params.top_k_examples, excluded), tokenizer, texts
+        )
     ctx.progress(0.82, "Describing the features", force=True)
     for name, array in arrays.items():
         np.save(partial / f"{name}.npy", array)

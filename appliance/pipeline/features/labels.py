@@ -64,6 +64,7 @@ def _local(ctx: JobContext, probe: ProbeParams) -> Callable[[str], str]:
     from appliance.contracts.tokenization import load_tokenizer
     from appliance.pipeline.features.probe import probe_model
     from appliance.pipeline.models.cache import exclusive
+    from appliance.pipeline.models.interrupt import Interruptible
 
     model, _ = probe_model(ctx, probe)
     tokenizer = load_tokenizer(probe.tokenizer, ctx.layout.root)
@@ -71,7 +72,7 @@ def _local(ctx: JobContext, probe: ProbeParams) -> Callable[[str], str]:
 
     def generate(prompt: str) -> str:
         ids = tokenizer.encode(f"{prompt}\nLabel:").ids[-(probe.context_length - 12) :]
-        with torch.inference_mode(), exclusive(model):
+        with torch.inference_mode(), exclusive(model), Interruptible(model, ctx.check):
             out = model.generate(
                 torch.tensor([ids], device=device), max_new_tokens=10, do_sample=False, pad_token_id=ids[0]
             )

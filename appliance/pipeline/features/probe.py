@@ -28,6 +28,7 @@ from appliance.contracts.params.features import AblationParams, ActivationsOnPar
 from appliance.data import features as sql
 from appliance.jobs.context import JobContext
 from appliance.pipeline.models.cache import exclusive, model_and_sae
+from appliance.pipeline.models.interrupt import Interruptible
 
 
 def probe_model(ctx: JobContext, params: ProbeParams) -> tuple[Any, Any]:
@@ -50,7 +51,7 @@ def activations_on(ctx: JobContext, params: ActivationsOnParams) -> dict[str, An
     encoding = tokenizer.encode(params.text)
     if not encoding.ids:
         return {"tokens": [], "token_ids": [], "activations": [], "others": [], "max_activation": 0.0}
-    with exclusive(model):
+    with exclusive(model), Interruptible(model, ctx.check):
         capture = Capture(model, [params.hook_point])
         try:
             captured, _, _ = capture([encoding.ids])
@@ -140,7 +141,7 @@ def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
         if len(ids) < 2:
             continue
         batch = torch.tensor([ids[: params.context_length]], device=device)
-        with torch.inference_mode(), exclusive(model):
+        with torch.inference_mode(), exclusive(model), Interruptible(model, ctx.check):
             original = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
             fired_at.clear()
             handle = module.register_forward_hook(hook, with_kwargs=True)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from appliance.jobs.context import JobContext
-from appliance.memory.admission import estimate_model
+from appliance.memory.admission import estimate_model, weights_part
 
 
 def model_key(model_path: str, precision: str) -> str:
@@ -42,10 +42,10 @@ def model_and_sae(
     key = model_key(model_path, precision)
     model = cache.get(key)
     if model is None:
-        estimate = estimate_model(parameters, precision)
+        estimate = estimate_model(parameters, precision, checkpoint=model_path)
         with ctx.memory.admit(ctx, estimate):
             model = load(model_path, precision)
-        cache.put(key, model, estimate.total)
+        cache.put(key, model, estimate.parts[weights_part(precision)])  # the load's transient is gone
     sae = cache.get(sae_key(training_id))
     if sae is None:
         sae, _ = load_folder(ctx.layout.export(training_id))

@@ -26,6 +26,9 @@ Metrics (after generation; "generated positions" are the positions that predict 
 - ``word_overlap``: Jaccard similarity of the two texts' sets of lower-case words.
 - ``token_probability_shifts``: at the first position where the sides' tokens differ (else the
   first), the tokens whose probability moved most between P and Q.
+
+Timing (``contracts.steering.SteeringTiming``): each side's own passes per token, so the steering
+overhead is their ratio.
 """
 
 from __future__ import annotations
@@ -36,8 +39,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+import msgspec
+
 from appliance.contracts.events import SteeringCompleted, SteeringToken
 from appliance.contracts.params.steering import GenerateParams, Mode, SteeredFeature
+from appliance.contracts.steering import SteeringTiming
 from appliance.jobs.context import JobContext
 
 __all__ = ["GenerateParams", "Intervention", "Mode", "SteeredFeature", "generate", "measure", "run"]
@@ -191,6 +197,9 @@ class Side:
     past: Any = None
     pieces: list[str] = field(default_factory=list)
     done: bool = False
+    # The side's own forward passes and sampling: its speed, apart from the other side's.
+    seconds: float = 0.0
+    passes: int = 0
 
     def result(self) -> dict[str, Any]:
         return {"token_ids": self.stream.ids, "tokens": self.pieces, "text": self.stream.text()}
@@ -233,9 +242,13 @@ def generate(
                     continue
                 inputs = torch.tensor([prompt_ids if side.past is None else side.stream.ids[-1:]], device=device)
                 intervention.active = side.steered
+                begun = time.perf_counter()
                 out = model(input_ids=inputs, past_key_values=side.past, use_cache=True)
                 side.past = out.past_key_values
+                # sample() reads the token back to the CPU, so on a GPU the pass has finished here.
                 token = sample(out.logits[0, -1], temperature, top_p, side.generator)
+                side.seconds += time.perf_counter() - begun
+                side.passes += 1
                 if eos is not None and token == eos:
                     side.done = True
                     continue
@@ -259,17 +272,24 @@ def generate(
 def _timing(
     runs: list[Side], prompt_tokens: int, elapsed: float, first_token_s: float | None, device: str, at_context: bool
 ) -> dict[str, Any]:
-    """How long generation took, per token and to the first one."""
+    """How long generation took: each side per token (SteeringTiming says what each figure covers), the
+    whole per token and to the first one."""
     tokens = sum(len(side.pieces) for side in runs)
-    return {
-        "prompt_tokens": prompt_tokens,
-        "generated_tokens": max(len(s.pieces) for s in runs),
-        "ms_per_token": round(1000 * elapsed / tokens, 3) if tokens else None,
-        "time_to_first_token_ms": round(1000 * first_token_s, 2) if first_token_s is not None else None,
-        "total_ms": round(1000 * elapsed, 2),
-        "device": device,
-        "stopped_at_context": at_context,
-    }
+    per_token = {side.name: 1000 * side.seconds / side.passes for side in runs if side.passes}
+    unsteered, steered = per_token.get("unsteered"), per_token.get("steered")
+    timing = SteeringTiming(
+        prompt_tokens=prompt_tokens,
+        generated_tokens=max(len(s.pieces) for s in runs),
+        unsteered_ms_per_token=_rounded(unsteered, 3),
+        steered_ms_per_token=_rounded(steered, 3),
+        overhead_ratio=round(steered / unsteered, 3) if steered is not None and unsteered else None,
+        ms_per_token=round(1000 * elapsed / tokens, 3) if tokens else None,
+        time_to_first_token_ms=round(1000 * first_token_s, 2) if first_token_s is not None else None,
+        total_ms=round(1000 * elapsed, 2),
+        device=device,
+        stopped_at_context=at_context,
+    )
+    return msgspec.to_builtins(timing)
 
 
 def _context_length(model: Any) -> int:
@@ -437,6 +457,7 @@ def run(ctx: JobContext, params: GenerateParams) -> dict[str, Any]:
     from appliance.contracts.tokenization import load_tokenizer
     from appliance.pipeline.models.architecture import InputView
     from appliance.pipeline.models.cache import exclusive, model_and_sae
+    from appliance.pipeline.models.interrupt import Interruptible
 
     model, sae = model_and_sae(ctx, params.training_id, params.model_path, params.precision, params.parameters)
     tokenizer = load_tokenizer(params.tokenizer, ctx.layout.root)
@@ -450,7 +471,11 @@ def run(ctx: JobContext, params: GenerateParams) -> dict[str, Any]:
     with exclusive(model):  # the hook would steer anyone else's forward passes too
         handle = intervention.attach(module, InputView(model, params.hook_point))
         try:
-            generated, metrics, traces = _generate_and_measure(ctx, params, model, intervention, tokenizer, prompt_ids)
+            # A cancel is noticed inside the prompt's forward pass and the measuring passes too.
+            with Interruptible(model, ctx.check):
+                generated, metrics, traces = _generate_and_measure(
+                    ctx, params, model, intervention, tokenizer, prompt_ids
+                )
         finally:
             handle.remove()
     result = _result(params, intervention, generated, metrics, traces)

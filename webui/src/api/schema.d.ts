@@ -1945,6 +1945,8 @@ export interface components {
             finished_at: string | null;
             updated_at: string;
             actions?: string[];
+            memory_planned_mb?: number | null;
+            memory_peak_mb?: number | null;
         };
         /** JobError */
         JobError: {
@@ -2196,6 +2198,9 @@ export interface components {
             cuda_available: boolean;
             unified_memory: boolean;
             total_memory_mb: number;
+            /** @enum {string} */
+            total_memory_source: "configured" | "host";
+            host_memory_mb: number;
             memory_budget_mb: number;
             python: string;
             data_dir: string;
@@ -2309,6 +2314,9 @@ export interface components {
             updated_at: string;
             actions: string[];
             excluded_token_ids?: number[];
+            d_in?: number | null;
+            d_sae?: number | null;
+            expansion_factor?: number | null;
         };
         /** TrainingDefaults */
         TrainingDefaults: {
@@ -2581,7 +2589,9 @@ export interface components {
         };
         /**
          * TrainingProgress
-         * @description A logged step carries the step's metrics (the row also stored in ``training_metrics``).
+         * @description A logged step carries the step's metrics (the row also stored in ``training_metrics``). While a
+         *     streamed run's model fills a shuffle buffer or computes the held-out activations, the ``fill_``
+         *     fields say how far that is (no ``step``: a note, not a metrics row).
          */
         TrainingProgress: {
             job_id: string;
@@ -2601,6 +2611,11 @@ export interface components {
             activations_per_s?: number | null;
             memory_mb?: number | null;
             eta_s?: number | null;
+            fill_tokens?: number | null;
+            fill_total?: number | null;
+            fill_tokens_per_s?: number | null;
+            fill_eta_s?: number | null;
+            tokens_forwarded?: number | null;
         };
         /** FeaturesProgressEvent */
         FeaturesProgressEvent: {

@@ -328,7 +328,10 @@ export interface SteeringResult {
   first_divergence: number | null;
   metrics: SteeringMetrics;
   feature_activations: { index: number; unsteered: number[]; steered: number[] }[];
-  timing: { prompt_tokens: number; generated_tokens: number; ms_per_token: number | null;
+  /** appliance/contracts/steering.py SteeringTiming: each side per token on its own, their ratio, and
+   *  ms_per_token (the whole run's wall time per token drawn, both sides together). */
+  timing: { prompt_tokens: number; generated_tokens: number; unsteered_ms_per_token: number | null;
+            steered_ms_per_token: number | null; overhead_ratio: number | null; ms_per_token: number | null;
             time_to_first_token_ms: number | null; total_ms: number; device: string; stopped_at_context?: boolean };
 }
 

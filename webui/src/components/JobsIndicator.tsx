@@ -60,6 +60,13 @@ function JobRow({ job }: { job: Job }) {
       {text && (
         <div className={`mt-2 text-xs break-words ${job.error ? 'text-red-400' : 'text-slate-400'}`}>{text}</div>
       )}
+      {job.memory_planned_mb != null && (
+        <div data-testid="job-memory" className="mt-1 text-xs text-slate-500 tabular-nums"
+             title="Memory admission's plan (the worker's memory when the job was admitted plus what it reserved) and the worker's measured peak while it ran">
+          Memory: planned {job.memory_planned_mb.toLocaleString()} MB
+          {job.memory_peak_mb != null && <> • peak {job.memory_peak_mb.toLocaleString()} MB</>}
+        </div>
+      )}
       {job.status === 'running' && (
         <div className="mt-2 flex items-center gap-3">
           <ProgressBar value={job.progress} size="sm" className="flex-1" />

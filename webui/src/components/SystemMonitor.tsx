@@ -6,6 +6,7 @@ import { WINDOW_S } from '../hooks/useSystemMetrics';
 import { LineChart } from './LineChart';
 import type { Series } from './LineChart';
 import { Modal } from './Modal';
+import { shownTotalMb } from './SystemSummary';
 
 const PALETTE = ['#34d399', '#60a5fa', '#c084fc', '#facc15', '#fb923c', '#f87171', '#2dd4bf', '#f472b6'];
 
@@ -62,6 +63,8 @@ export function SystemMonitor({ info, latest, history, onClose }: {
   const power = rails.map((name, i) => series(history, name, PALETTE[i % PALETTE.length],
     (s) => s.power?.find((r) => r.name === name)?.current_mw));
   const memMax = Math.max(latest?.ram_total_mb ?? 0, latest?.gpu_mem_total_mb ?? 0, latest?.swap_total_mb ?? 0) || undefined;
+  const configured = info?.total_memory_source === 'configured';
+  const total = shownTotalMb(latest, info);
   const device = info
     ? [info.board ?? info.device_name, info.soc, info.l4t && `L4T ${info.l4t}`, info.jetpack && `JetPack ${info.jetpack}`,
        info.gpu_name && info.platform_kind === 'nvidia' ? info.gpu_name : null, `CUDA ${info.cuda_available ? 'yes' : 'no'}`]
@@ -73,8 +76,12 @@ export function SystemMonitor({ info, latest, history, onClose }: {
         <div className="flex flex-wrap gap-2 text-xs">
           {info?.unified_memory && <span className="px-2 py-1 rounded-full bg-emerald-900/30 text-emerald-400">unified memory</span>}
           {latest && <span className="px-2 py-1 rounded-full bg-slate-800 text-slate-300">source: {latest.source}</span>}
-          {info && <span className="px-2 py-1 rounded-full bg-slate-800 text-slate-300">
-            job memory budget {(info.memory_budget_mb / 1024).toFixed(1)} GB</span>}
+          {info && configured && <span className="px-2 py-1 rounded-full bg-yellow-900/30 text-yellow-400"
+                                       data-testid="memory-configured">
+            memory {(info.total_memory_mb / 1024).toFixed(1)} GB, configured by MISTUDIO_MEMORY_TOTAL_MB
+            {' '}(this host has {(info.host_memory_mb / 1024).toFixed(1)} GB)</span>}
+          {info && <span className="px-2 py-1 rounded-full bg-slate-800 text-slate-300" data-testid="memory-budget">
+            job memory budget {(info.memory_budget_mb / 1024).toFixed(1)} GB of {(info.total_memory_mb / 1024).toFixed(1)} GB</span>}
         </div>
         {!latest && <div className="text-center py-12 text-slate-400">Waiting for the first sample…</div>}
         {latest && (
@@ -96,7 +103,7 @@ export function SystemMonitor({ info, latest, history, onClose }: {
               <LineChart series={[gpu]} windowS={WINDOW_S} unit="%" max={100} />
             </ChartCard>
             <ChartCard id="memory" title="Memory" empty={!memorySeries.length}
-                       value={`${fmt((latest.ram_used_mb ?? 0) / 1024, 1)} / ${fmt((latest.ram_total_mb ?? 0) / 1024, 1)} GB`}>
+                       value={`${fmt((latest.ram_used_mb ?? 0) / 1024, 1)} / ${fmt((total ?? 0) / 1024, 1)} GB${configured ? ' (configured)' : ''}`}>
               <LineChart series={memorySeries} windowS={WINDOW_S} unit="MB" max={memMax} />
               <Legend items={memorySeries.map((s) => ({ name: s.name, color: s.color,
                 text: `${Math.round(s.points[s.points.length - 1][1])} MB` }))} />

@@ -2,7 +2,7 @@
 // device reports it. A click opens the system monitor.
 import { Activity, MemoryStick, Thermometer } from 'lucide-react';
 
-import type { MetricsSample } from '../api/types';
+import type { MetricsSample, SystemInfo } from '../api/types';
 
 export function hottest(sample: MetricsSample | null): [string, number] | null {
   const temps = Object.entries(sample?.temperatures_c ?? {});
@@ -16,15 +16,27 @@ function tempColor(celsius: number): string {
   return '';
 }
 
-export function SystemSummary({ sample, onOpen }: { sample: MetricsSample | null; onOpen: () => void }) {
+/** The total memory shown: a configured one (MISTUDIO_MEMORY_TOTAL_MB, a simulated board) is what jobs are
+ *  planned with, so it replaces the host's RAM, marked as configured. */
+export function shownTotalMb(sample: MetricsSample | null, info: SystemInfo | null): number | null {
+  return info?.total_memory_source === 'configured' ? info.total_memory_mb : sample?.ram_total_mb ?? null;
+}
+
+export function SystemSummary({ sample, info, onOpen }: {
+  sample: MetricsSample | null; info: SystemInfo | null; onOpen: () => void;
+}) {
   const hot = hottest(sample);
-  const ram = sample?.ram_used_mb != null && sample.ram_total_mb
-    ? `${(sample.ram_used_mb / 1024).toFixed(1)}/${(sample.ram_total_mb / 1024).toFixed(1)} GB` : null;
+  const total = shownTotalMb(sample, info);
+  const configured = info?.total_memory_source === 'configured';
+  const ram = sample?.ram_used_mb != null && total
+    ? `${(sample.ram_used_mb / 1024).toFixed(1)}/${(total / 1024).toFixed(1)} GB${configured ? ' (configured)' : ''}` : null;
   return (
     <button type="button" data-testid="system-summary" onClick={onOpen} title="Open the system monitor"
             className="flex items-center gap-3 px-2 py-1 rounded-lg hover:bg-slate-800/60 hover:text-slate-300 transition-colors">
       {ram && (
-        <span className="flex items-center gap-1 tabular-nums" data-testid="summary-ram">
+        <span className="flex items-center gap-1 tabular-nums" data-testid="summary-ram"
+              title={configured && info ? `Total set by MISTUDIO_MEMORY_TOTAL_MB; this host has ${(info.host_memory_mb / 1024).toFixed(1)} GB`
+                : undefined}>
           <MemoryStick className="w-4 h-4" aria-hidden="true" /> RAM {ram}
         </span>
       )}

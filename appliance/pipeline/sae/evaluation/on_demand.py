@@ -30,7 +30,11 @@ def run(ctx: JobContext, params: EvaluateRun) -> dict[str, Any]:
     estimate = Estimate(
         {
             **estimate_sae_training(sae.cfg.d_in, sae.cfg.d_sae, 0, optimizer="sgd").parts,
-            **estimate_model(params.parameters, params.precision).parts,
+            **estimate_model(
+                params.parameters,
+                params.precision,
+                checkpoint=params.evaluation.model_path if params.evaluation else None,
+            ).parts,
         }
     )
     began = time.monotonic()
@@ -40,7 +44,7 @@ def run(ctx: JobContext, params: EvaluateRun) -> dict[str, Any]:
     with ctx.memory.admit(ctx, estimate):
         if params.train is not None:
             ctx.progress(0.05, "Reading held-out activations", force=True)
-            source = open_source(params.train, ctx.layout)
+            source = open_source(params.train, ctx.layout, check=ctx.check)
             try:
                 x, y = source.held_out()
             finally:
@@ -54,7 +58,7 @@ def run(ctx: JobContext, params: EvaluateRun) -> dict[str, Any]:
             )
         if params.evaluation is not None:
             ctx.progress(0.4, "Splicing the SAE into the model on held-out text", force=True)
-            evaluation.update(splice_evaluation(params.evaluation, sae, ctx.layout))
+            evaluation.update(splice_evaluation(params.evaluation, sae, ctx.layout, ctx.check))
     evaluation["evaluated_at"] = time.time()
     evaluation["evaluation_seconds"] = round(time.monotonic() - began, 1)
     # The status stays (completed or stopped); the event tells the UI to read the new figures.

@@ -23,11 +23,12 @@ log10 frequency), SAELens' and Neuronpedia's view of a dictionary's health.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from appliance.contracts.params.models import HookPoint
 from appliance.pipeline.models.architecture import InputView, block_output, first_input
+from appliance.pipeline.models.interrupt import Interruptible
 
 
 def _splice(module: Any, replace: Any, read: Any = first_input) -> Any:
@@ -139,11 +140,13 @@ def evaluate(
     reads_input: bool = False,
     excluded: list[int] | None = None,
     source: HookPoint | None = None,
+    check: Callable[[], None] | None = None,
 ) -> dict[str, float | None]:
     """``sae`` works on the module's raw activations (scaling folded in); ``batches`` are token id
     lists. ``reads_input``: the SAE maps the module's input to its output (transcoders). ``excluded``:
     token ids whose positions keep the model's activation and are not averaged (module docstring).
-    ``source``: the input point a transcoder reads (``mlp_in``: the layer norm's value before its affine)."""
+    ``source``: the input point a transcoder reads (``mlp_in``: the layer norm's value before its affine).
+    ``check``: the job's control check, called between batches and before every block of the model."""
     import torch
 
     totals = {"original": 0.0, "sae": 0.0, "zero": 0.0, "kl": 0.0}
@@ -153,13 +156,16 @@ def evaluate(
         splice.sae = sae.to(splice.device)
     drop = torch.tensor(excluded or [], dtype=torch.long, device=splice.device)
     count = 0
-    for batch in batches:
-        if max(len(ids) for ids in batch) < 2:
-            continue
-        figures = splice.sums(batch, drop)
-        count += int(figures.pop("tokens"))
-        for name, value in figures.items():
-            totals[name] += value
+    with Interruptible(model, check):
+        for batch in batches:
+            if check is not None:
+                check()
+            if max(len(ids) for ids in batch) < 2:
+                continue
+            figures = splice.sums(batch, drop)
+            count += int(figures.pop("tokens"))
+            for name, value in figures.items():
+                totals[name] += value
     if count == 0:
         return {}
     ce = {k: totals[k] / count for k in ("original", "sae", "zero")}

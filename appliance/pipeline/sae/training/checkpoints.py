@@ -4,8 +4,8 @@ cannot fill the data disk.
 
 Layout: ``trainings/<id>/checkpoints/step_<8 digits>/`` with ``sae.safetensors`` (weights),
 ``state.pt`` (optimizer, scheduler, step, tokens, RNG) and ``info.json`` (step, tokens, when, why it
-was saved, held-out loss). A checkpoint is written under ``<name>.partial`` and renamed when complete,
-so a folder without that suffix is always whole.
+was saved, held-out loss, the activations' scale). A checkpoint is written under ``<name>.partial``
+and renamed when complete, so a folder without that suffix is always whole.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ class Info(msgspec.Struct):
     saved_at: float
     kind: str = "auto"  # checkpoints written before kinds existed count as automatic ones
     held_out_loss: float | None = None
+    # The run's activation scale (inputs, targets): a resume takes it from here instead of running a
+    # streamed run's model over its first block again. None in checkpoints written before.
+    scale: tuple[float, float] | None = None
 
 
 def checkpoints_dir(folder: Path) -> Path:
@@ -97,6 +100,7 @@ def save(
     *,
     kind: Kind,
     held_out_loss: float | None,
+    scale: tuple[float, float],
     reserve_mb: int,
     keep: int,
 ) -> Path:
@@ -128,7 +132,7 @@ def save(
                 },
                 out,
             )
-        info = Info(step=step, tokens=tokens, saved_at=time.time(), kind=kind, held_out_loss=held_out_loss)
+        info = Info(step=step, tokens=tokens, saved_at=time.time(), kind=kind, held_out_loss=held_out_loss, scale=scale)
         (partial / "info.json").write_bytes(msgspec.json.encode(info))
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)

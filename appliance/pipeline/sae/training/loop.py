@@ -29,7 +29,8 @@ from appliance.data.layout import DataLayout
 from appliance.data.storage import is_disk_full, storage_error
 from appliance.jobs.context import JobContext, JobInterrupted
 from appliance.memory.admission import Estimate, estimate_activations, estimate_model, estimate_sae_training, heap_reuse
-from appliance.pipeline.activations.source import ActivationSource, StreamedSource
+from appliance.memory.estimates import SPLICE_BATCH, estimate_splice_evaluation, estimate_training
+from appliance.pipeline.activations.source import EVAL_TOKENS, ActivationSource, Fill, StreamedSource
 from appliance.pipeline.sae.evaluation.splice import held_out_quality
 from appliance.pipeline.sae.training import checkpoints
 
@@ -96,6 +97,7 @@ class _Run:
             self.tokens,
             kind=kind,
             held_out_loss=loss,
+            scale=(self.scale_in, self.scale_out),
             reserve_mb=settings.disk_reserve_mb,
             keep=settings.keep_checkpoints,
         )
@@ -135,31 +137,38 @@ def _status(ctx: JobContext, training_id: str, status: str, **fields: Any) -> No
     ctx.db.write(*sql.status_change(training_id, status, job_id=ctx.job_id, **fields))
 
 
-def _memory_mb(device: Any) -> float:
-    """What the run holds: CUDA's peak allocation, or the process's resident set on CPU."""
+def _memory_mb(ctx: JobContext, device: Any) -> float:
+    """The worker's peak memory since the run began (the job's: resident set plus CUDA's peak reserved,
+    appliance.memory.usage), so it never reads below what the run really took; CUDA's own peak without it."""
     import torch
 
-    from appliance.pipeline.activations.extract import PeakRss
-
+    if ctx.usage is not None:
+        return float(ctx.usage.peak_mb())
     if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return round(PeakRss.rss() / 2**20, 1)
+        return round(torch.cuda.max_memory_reserved(device) / 2**20, 1)
+    from appliance.memory.usage import rss_bytes
+
+    return round(rss_bytes() / 2**20, 1)
 
 
-def norm_scale(source: ActivationSource, batch_size: int, seed: int, which: int, batches: int = 20) -> float:
-    """sqrt(d) / mean norm over the first training batches (which = 0: inputs, 1: targets)."""
+def norm_scales(source: ActivationSource, batch_size: int, seed: int) -> tuple[float, float]:
+    """sqrt(d) / mean norm over the first training batches (``source.scale_batches``: a stream's first
+    block only), for the inputs and for the targets (the inputs' again when there are none)."""
     import torch
 
-    norms, width = [], 1
-    for i, pair in enumerate(source.batches(batch_size, seed, 0)):
-        if i >= batches:
-            break
-        part = pair[which]
-        assert part is not None, "targets are measured only for a run that has them"
-        norms.append(part.norm(dim=-1).mean())
-        width = part.shape[-1]
-    mean = float(torch.stack(norms).mean())
-    return (width**0.5) / mean if mean > 0 else 1.0
+    def scale(norms: list[Any], width: int) -> float:
+        mean = float(torch.stack(norms).mean())
+        return (width**0.5) / mean if mean > 0 else 1.0
+
+    ins, outs = [], []
+    batches = source.batches(batch_size, seed, 0)
+    for _ in range(source.scale_batches(batch_size, seed)):
+        x, y = next(batches)
+        ins.append(x.norm(dim=-1).mean())
+        if y is not None:
+            outs.append(y.norm(dim=-1).mean())
+    scale_in = scale(ins, x.shape[-1])
+    return scale_in, (scale(outs, y.shape[-1]) if y is not None else scale_in)
 
 
 def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, float]:
@@ -173,8 +182,14 @@ def explained_variance(sae: Any, x: Any, target: Any | None) -> tuple[float, flo
         return float(1 - residual / total), float(out.l0 or 0)
 
 
-def open_source(params: TrainRun, layout: DataLayout, buffer_tokens: int | None = None) -> ActivationSource:
-    """The run's stored activation set, or its stream (``buffer_tokens``: as chosen at its first start)."""
+def open_source(
+    params: TrainRun,
+    layout: DataLayout,
+    buffer_tokens: int | None = None,
+    check: Callable[[], None] | None = None,
+) -> ActivationSource:
+    """The run's stored activation set, or its stream (``buffer_tokens``: as chosen at its first start;
+    ``check``: the job's control check, called inside the stream's forward passes too)."""
     if params.stream is None:
         return ActivationSource(
             layout.activations(str(params.activation_id)), params.hook_name, params.target_hook_name
@@ -183,14 +198,14 @@ def open_source(params: TrainRun, layout: DataLayout, buffer_tokens: int | None 
         buffer_tokens = msgspec.json.decode((layout.training(params.training_id) / STREAM_FILE).read_bytes())[
             "buffer_tokens"
         ]
-    return StreamedSource(params.stream, layout, buffer_tokens)
+    return StreamedSource(params.stream, layout, buffer_tokens, check)
 
 
 def stream_estimate(spec: StreamSpec, d_in: int, buffer_tokens: int) -> Estimate:
     hooks = 2 if spec.target_point else 1
     return Estimate(
         {
-            **estimate_model(spec.parameters, spec.precision).parts,
+            **estimate_model(spec.parameters, spec.precision, checkpoint=spec.model_path).parts,
             "shuffle buffer": estimate_activations(buffer_tokens, d_in, "fp16", hooks).total,
             "forward batch": estimate_activations(
                 spec.forward_batch * spec.context_length, d_in, "fp32", 2 * hooks
@@ -205,8 +220,15 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     folder = ctx.layout.training(params.training_id)
     d_sae = hp.d_sae or hp.expansion_factor * params.d_in
     sae_part = estimate_sae_training(params.d_in, d_sae, hp.batch_size, optimizer=hp.optimizer)
+    spec_eval = params.evaluation
+    evaluation = (
+        estimate_splice_evaluation(spec_eval.model_path, spec_eval.precision, spec_eval.context_length)
+        if spec_eval is not None
+        else None
+    )
+    held_out = estimate_activations(EVAL_TOKENS, params.d_in, "fp32", 2 if params.target_hook_name else 1).total
     if params.stream is None:
-        with ctx.memory.admit(ctx, sae_part):
+        with ctx.memory.admit(ctx, estimate_training(sae_part, evaluation, held_out)):
             return _train(ctx, params, open_source(params, ctx.layout))
     spec = params.stream
     # The buffer's size decides the order of batches, so a resumed run keeps the size it started with;
@@ -220,7 +242,8 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     floor = min(buffer, max(8 * hp.batch_size, 8192))
 
     def estimate(tokens: int) -> Estimate:
-        return Estimate({**sae_part.parts, **stream_estimate(spec, params.d_in, tokens).parts})
+        steps = Estimate({**sae_part.parts, **stream_estimate(spec, params.d_in, tokens).parts})
+        return estimate_training(steps, evaluation, held_out)
 
     def shrink(_: Estimate) -> Estimate | None:
         nonlocal buffer
@@ -233,11 +256,45 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         chosen.write_bytes(msgspec.json.encode({"buffer_tokens": buffer}))
         ctx.progress(0.0, f"Planning the stream: {buffer:,}-token shuffle buffer", force=True)
-        source = open_source(params, ctx.layout, buffer)
+        source = cast(StreamedSource, open_source(params, ctx.layout, buffer, ctx.check))
+        source.on_fill = _fill_reporter(ctx, params.training_id)
         try:
-            return _train(ctx, _record_excluded(ctx, params, cast(StreamedSource, source)), source)
+            result = _train(ctx, _record_excluded(ctx, params, source), source)
         finally:
             source.close()
+    # Each sample the run needed went through the model once per epoch it was read in.
+    return {**result, "tokens_forwarded": source.tokens_forwarded}
+
+
+_FILLS = {"buffer": "Filling the shuffle buffer", "held_out": "Computing the held-out activations"}
+
+
+def _fill_reporter(ctx: JobContext, training_id: str) -> Callable[[Fill], None]:
+    """Progress while a stream's model runs over a block (minutes on a large model, before the first
+    step and between steps): tokens done, rate and time left, at the steps' progress so far."""
+
+    def report(fill: Fill) -> None:
+        rate, eta = fill.rate, fill.eta_s
+        message = f"{_FILLS[fill.kind]}: {fill.done:,} of {fill.total:,} tokens"
+        if rate is not None and eta is not None:
+            message += f", {rate:,.0f} tokens/s, about {_duration(eta)} left"
+        ctx.progress(
+            ctx.fraction,
+            message,
+            force=fill.done in (0, fill.total),  # its start and end always show
+            training_id=training_id,
+            fill_tokens=fill.done,
+            fill_total=fill.total,
+            fill_tokens_per_s=None if rate is None else round(rate, 1),
+            fill_eta_s=None if eta is None else round(eta, 1),
+            tokens_forwarded=fill.forwarded,
+        )
+
+    return report
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def _record_excluded(ctx: JobContext, params: TrainRun, source: StreamedSource) -> TrainRun:
@@ -255,7 +312,12 @@ def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[
     """Build (or resume) the SAE, train it to the last step or until stopped, export it and report
     its quality; the training row ends "completed" or "stopped" (a pause re-raises)."""
     hp = params.hyperparameters
-    run = _prepare(ctx, params, source)
+    try:
+        run = _prepare(ctx, params, source)  # a streamed source runs the model here
+    except JobInterrupted as stop:
+        if stop.control == "pause":  # before any step: nothing to save, the resumed run prepares again
+            _status(ctx, params.training_id, "paused")
+        raise
     _status(ctx, params.training_id, "running", total_steps=hp.total_steps)
     began = time.monotonic()
     stopped = _steps(run, source)
@@ -266,8 +328,20 @@ def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[
         "seconds": round(time.monotonic() - began, 1),
     }
     if params.evaluation is not None:
+        source.close()  # a stream's model goes before the evaluation loads its own (the plan counts one)
         ctx.progress(0.99, "Evaluating: the SAE spliced into the model on held-out text", force=True)
-        evaluation.update(splice_evaluation(params.evaluation, run.sae, ctx.layout))
+        try:
+            evaluation.update(splice_evaluation(params.evaluation, run.sae, ctx.layout, ctx.check))
+        except JobInterrupted as stop:
+            # Every step ran and the SAE is exported: a pause or stop ends the run without these figures
+            # (Evaluate measures them again); a cancel or a worker restart goes on to the runner.
+            if stop.control not in ("pause", "stop"):
+                raise
+            message = f"The spliced evaluation was interrupted ({stop.control}); run it again with Evaluate"
+            ctx.event(
+                "training.log",
+                TrainingLog(training_id=params.training_id, level="warning", message=message, step=run.step),
+            )
     _status(
         ctx, params.training_id, "stopped" if stopped else "completed", step=run.step, evaluation=sql.encode(evaluation)
     )
@@ -294,14 +368,21 @@ def _prepare(ctx: JobContext, params: TrainRun, source: ActivationSource) -> _Ru
     folder = ctx.layout.training(params.training_id)
     run = _Run(ctx, params, folder, cfg, sae, optimizer, scheduler, device, amp)
     if hp.normalize_activations == "expected_average_only_in":
-        ctx.progress(0.0, "Measuring the activations' scale", force=True)
-        run.scale_in = norm_scale(source, hp.batch_size, params.seed, 0)
-        run.scale_out = norm_scale(source, hp.batch_size, params.seed, 1) if params.target_hook_name else run.scale_in
+        # A resumed run takes its checkpoint's scale: measuring it again would run a stream's model over
+        # the first block, long left behind. A new run measures it on the block its first steps read
+        # (kept by the source), so that block runs through the model once.
+        latest = checkpoints.latest(folder)
+        saved = checkpoints.read_info(latest) if latest is not None else None
+        if saved is None or saved.scale is None:
+            ctx.progress(ctx.fraction, "Measuring the activations' scale", force=True)
+        run.scale_in, run.scale_out = (
+            saved.scale if saved is not None and saved.scale else norm_scales(source, hp.batch_size, params.seed)
+        )
+    held_x, held_y = source.held_out()  # before the RNG is restored: a stream's model loads by then
     resumed = _resume(run)
-    held_x, held_y = source.held_out()
     run.held_x = held_x.to(device) * run.scale_in
     run.held_y = held_y.to(device) * run.scale_out if held_y is not None else None
-    if not resumed:
+    if not resumed:  # the first batch: from the block the scale was measured on, still kept
         first_x, first_y = next(source.batches(hp.batch_size, params.seed, 0))
         sae.init_b_dec((first_y * run.scale_out if first_y is not None else first_x * run.scale_in).to(device))
     return run
@@ -345,6 +426,7 @@ def _steps(run: _Run, source: ActivationSource) -> bool:
                 _status(run.ctx, run.params.training_id, "paused")
             if stop.control != "stop":
                 raise
+            run.ctx.answered()  # the export and evaluation that follow still answer a cancel
             return True
     return False
 
@@ -396,12 +478,18 @@ def _log_step(run: _Run, out: Any, throughput: _Throughput) -> None:
         "explained_variance": round(ev, 5),
         "learning_rate": run.scheduler.get_last_lr()[0],
         "activations_per_s": round(rate, 1),
-        "memory_mb": _memory_mb(run.device),
+        "memory_mb": _memory_mb(run.ctx, run.device),
         "eta_s": round((hp.total_steps - step) * hp.batch_size / rate, 1) if rate else None,
     }
     run.ctx.db.write(*sql.record_metrics(run.params.training_id, row))
+    # Forced: a logged step is a point of the live charts (as it is a row of the metrics table), and the
+    # buffer-fill reports between steps would otherwise throttle it away.
     run.ctx.progress(
-        step / hp.total_steps, f"Step {step:,} of {hp.total_steps:,}", training_id=run.params.training_id, **row
+        step / hp.total_steps,
+        f"Step {step:,} of {hp.total_steps:,}",
+        force=True,
+        training_id=run.params.training_id,
+        **row,
     )
 
 
@@ -439,9 +527,12 @@ def _export(run: _Run) -> dict[str, Any]:
     return {**quality, "dead_latents": dead}
 
 
-def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dict[str, Any]:
+def splice_evaluation(
+    spec: EvaluationSpec, sae: Any, layout: DataLayout, check: Callable[[], None] | None = None
+) -> dict[str, Any]:
     """CE loss recovered and KL on samples the activation set did not use (evaluation.splice), with the
-    special tokens the SAE was trained without handled as SAELens does."""
+    special tokens the SAE was trained without handled as SAELens does; ``check``: the job's control
+    check, called between batches and inside their forward passes."""
     from datasets import load_from_disk
 
     from appliance.contracts.special_tokens import excluded_ids
@@ -460,6 +551,8 @@ def splice_evaluation(spec: EvaluationSpec, sae: Any, layout: DataLayout) -> dic
     ids = [e.ids for e in tokenizer.encode_batch(chosen)]
     model = load(spec.model_path, spec.precision)
     module = dict(model.named_modules())[spec.module]
-    batches = [ids[i : i + 8] for i in range(0, len(ids), 8)]
+    batches = [ids[i : i + SPLICE_BATCH] for i in range(0, len(ids), SPLICE_BATCH)]
     excluded = excluded_ids(spec.exclude_special_tokens, spec.special_token_ids, spec.tokenizer, layout.root)
-    return evaluate(model, module, sae, batches, reads_input=spec.reads_input, excluded=excluded, source=spec.source)
+    return evaluate(
+        model, module, sae, batches, reads_input=spec.reads_input, excluded=excluded, source=spec.source, check=check
+    )

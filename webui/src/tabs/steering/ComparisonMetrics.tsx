@@ -95,7 +95,10 @@ export function ComparisonMetrics({ result, stale }: { result: SteeringResult; s
 
       <p className="text-xs text-slate-500 mt-4 tabular-nums" data-testid="steering-timing">
         {t.generated_tokens} tokens per side
-        {t.ms_per_token !== null && ` • ${t.ms_per_token.toFixed(1)} ms/token`}
+        {/* != null: a result from before the sides were timed apart has neither field */}
+        {t.unsteered_ms_per_token != null && ` • unsteered ${t.unsteered_ms_per_token.toFixed(1)} ms/token`}
+        {t.steered_ms_per_token != null && ` • steered ${t.steered_ms_per_token.toFixed(1)} ms/token`}
+        {t.overhead_ratio != null && ` (steering overhead ×${t.overhead_ratio.toFixed(2)})`}
         {t.time_to_first_token_ms !== null && ` • first token ${t.time_to_first_token_ms.toFixed(0)} ms`}
         {` • ${(t.total_ms / 1000).toFixed(2)} s • ${t.device}`}
         {` • ${result.hook_point} • seed ${result.seed}`}

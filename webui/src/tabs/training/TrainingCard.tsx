@@ -41,6 +41,12 @@ function specialTokens({ config, excluded_token_ids: ids }: Training): string {
     : 'special tokens left out: the tokenizer\'s, found when the run starts';
 }
 
+/** The SAE's width as built: d_sae latents, and the expansion factor that is (d_sae / d_in) when known. */
+export function describeWidth({ d_sae, d_in, expansion_factor }: Training): string {
+  const latents = `${(d_sae ?? 0).toLocaleString('en-US')} latents`;
+  return expansion_factor != null && d_in != null ? `${latents} (${expansion_factor}× d_in ${d_in})` : latents;
+}
+
 const fmt = (v: number | null | undefined, digits: number) => (v === null || v === undefined ? null : v.toFixed(digits));
 
 /** How many latents fire at each log10 frequency on held-out tokens (plus those that never fire). */
@@ -72,6 +78,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
   const [metrics, setMetrics] = useState<MetricRow[]>([]);
   const [showMetrics, setShowMetrics] = useState(false);
   const [showCheckpoints, setShowCheckpoints] = useState(false);
+  const [fill, setFill] = useState<string | null>(null);
   const [checkpoints, setCheckpoints] = useState<CheckpointInfo[]>([]);
   const { subscribe } = useEventStream();
   const { push } = useToast();
@@ -92,8 +99,12 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
     if (event.data.training_id === training.id) loadCheckpoints();
   }), [subscribe, training.id, loadCheckpoints]);
   useEffect(() => subscribe('training.progress', (event) => {
-    const row = metricRow(event.data);
-    if (event.data.training_id !== training.id || row === null) return;
+    const { data } = event;
+    if (data.training_id !== training.id) return;
+    // A streamed run's model filling a buffer (minutes on a large model): its note shows until the fill ends.
+    setFill(data.fill_total != null && data.fill_tokens !== data.fill_total ? data.message : null);
+    const row = metricRow(data);
+    if (row === null) return;
     setMetrics((rows) => (rows.length && rows[rows.length - 1].step >= row.step ? rows : [...rows, row]));
   }), [subscribe, training.id]);
 
@@ -121,6 +132,7 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
         <div>
           <h3 className="text-lg font-semibold">{title}</h3>
           <p className="text-sm text-slate-400">Encoder: {training.encoder_type} • Layer {training.layer} {training.hook_type}
+            {training.d_sae != null && <span data-testid="training-width">{' '}• {describeWidth(training)}</span>}
             {' '}• Started: {new Date(training.created_at).toLocaleTimeString()}</p>
           {!imported && (
             <p className="text-xs text-slate-500" data-testid="training-special">
@@ -132,6 +144,9 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
           <span className={`px-3 py-1 rounded-full text-sm ${pill}`} data-testid="training-status">{label}</span>
         </div>
       </div>
+      {fill && (training.status === 'queued' || training.status === 'running') && (
+        <p className="text-sm text-blue-300" data-testid="training-fill">{fill}</p>
+      )}
       {imported && (
         <p className="text-sm text-slate-400" data-testid="training-imported">
           Imported SAE: {training.config.d_sae?.toLocaleString('en-US')} latents, {training.encoder_type}, from{' '}
