@@ -21,7 +21,7 @@ from appliance.errors import Conflict, ValidationError
 from appliance.ids import new_id
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
-from appliance.services.common import named_row, refuse_if_busy, refuse_if_used, row_error
+from appliance.services.common import named_row, refuse_if_busy, refuse_if_used, row_error, tokenizer_of
 from appliance.services.jobs import start_job
 from appliance.services.models import architecture_of, model_row
 from appliance.timefmt import iso
@@ -158,7 +158,7 @@ async def extract(
         model_id=model["id"],
         model_path=model["path"],
         precision=model["precision"],
-        tokenizer="demo" if model["source"] == "demo" else model["id"],
+        tokenizer=tokenizer_of(model),
         dataset_id=dataset["id"],
         hook_points=points,
         d_model=arch.d_model,

@@ -35,6 +35,11 @@ async def named_row(db: AsyncDatabase, what: Named, value: str) -> Row:
     return await get_or_404(db, get(check_id(value, prefix, field)), what, value, field)
 
 
+def tokenizer_of(model: Row) -> str:
+    """The tokenizer a model's jobs name: "demo" for the demo model, else the one stored with the model."""
+    return "demo" if model["source"] == "demo" else str(model["id"])
+
+
 def row_error(row: Row) -> dict[str, str] | None:
     """A resource's failure as clients see it (code and message), None while it has none."""
     return {"code": row["error_code"], "message": row["error_message"] or ""} if row["error_code"] else None

@@ -34,7 +34,7 @@ from appliance.data.layout import DataLayout
 from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.jobs.async_store import AsyncJobStore
 from appliance.jobs.records import Job
-from appliance.services.common import checked_id, get_or_404, named_row
+from appliance.services.common import checked_id, get_or_404, named_row, tokenizer_of
 from appliance.services.jobs import run_and_wait
 
 
@@ -424,7 +424,7 @@ async def start_extraction(
         raise Conflict(f"The features of {training['id']} are being extracted already")
     arch = architecture(model)
     check_given(special_token_ids, arch.vocab_size)
-    tokenizer = "demo" if model["source"] == "demo" else model["id"]
+    tokenizer = tokenizer_of(model)
     config = msgspec.json.encode(
         ExtractionConfig(
             eval_samples=eval_samples,

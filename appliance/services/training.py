@@ -49,7 +49,7 @@ from appliance.errors import Conflict, NotFound, ValidationError
 from appliance.ids import new_id
 from appliance.jobs.async_store import AsyncJobStore, Within
 from appliance.jobs.records import Job
-from appliance.services.common import get_or_404, named_row, refuse_if_busy
+from appliance.services.common import get_or_404, named_row, refuse_if_busy, tokenizer_of
 from appliance.services.jobs import start_job, with_row
 from appliance.timefmt import iso
 
@@ -273,7 +273,7 @@ async def _source(db: AsyncDatabase, data: StartRequest) -> _Source:
         arch["parameters"],
         exclude_special_tokens=data.exclude_special_tokens,
         dataset_path=_dataset_path(dataset, dataset["id"]),
-        tokenizer=_tokenizer(model, model["id"]),
+        tokenizer=tokenizer_of(model),
     )
 
 
@@ -302,10 +302,6 @@ def _hooks(data: StartRequest, source: _Source) -> tuple[HookPoint, HookPoint | 
     return hook, target
 
 
-def _tokenizer(model: Row, model_id: str) -> str:
-    return "demo" if model["source"] == "demo" else model_id
-
-
 def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint, target: HookPoint | None) -> TrainRun:
     model = source.model
     evaluation = stream = None
@@ -315,7 +311,7 @@ def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint,
         evaluation = EvaluationSpec(
             model_path=model["path"],
             precision=model["precision"],
-            tokenizer=_tokenizer(model, source.model_id),
+            tokenizer=tokenizer_of(model),
             dataset_id=source.dataset_id,
             module=hook.module,
             context_length=source.context_length,
@@ -331,7 +327,7 @@ def _run(training_id: str, data: StartRequest, source: _Source, hook: HookPoint,
         stream = StreamSpec(
             model_path=model["path"],
             precision=model["precision"],
-            tokenizer=_tokenizer(model, source.model_id),
+            tokenizer=tokenizer_of(model),
             dataset_id=source.dataset_id,
             hook_point=hook,
             target_point=target,
@@ -526,7 +522,7 @@ async def evaluate(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, dat
         spec = EvaluationSpec(
             model_path=model["path"],
             precision=model["precision"],
-            tokenizer=_tokenizer(model, model["id"]),
+            tokenizer=tokenizer_of(model),
             dataset_id=dataset["id"],
             module=point["module"],
             context_length=data.context_length,

@@ -403,8 +403,11 @@ class Figure:
             return ""
         if self.value is None or math.isnan(self.value):
             return "MISS"
-        ok = self.value > self.target if self.higher_is_better else self.value < self.target
-        return "PASS" if ok else "MISS"
+        return "PASS" if self.meets(self.value, self.target) else "MISS"
+
+    def meets(self, value: float, target: float) -> bool:
+        """Whether a measured value reaches the target (errors and missing values are judged before)."""
+        return value > target if self.higher_is_better else value < target
 
     def value_text(self) -> str:
         if self.value is None or math.isnan(self.value):

@@ -495,19 +495,24 @@ def extraction_stage(
     return stage, job
 
 
+def topk_hyperparameters(plan: Plan, batch: int, steps: int, logs: int) -> dict[str, Any]:
+    """The bench's TopK SAE for ``steps`` steps of ``batch``, with a 10 % warm-up and ``logs`` metric rows."""
+    return {
+        "d_sae": plan.d_sae,
+        "k": plan.k,
+        "batch_size": batch,
+        "total_steps": steps,
+        "warmup_steps": max(1, steps // 10),
+        "log_every": max(1, steps // logs),
+    }
+
+
 def training_stage(
     client: httpx.Client, app: Appliance, plan: Plan, activation_id: str, repeats: int
 ) -> tuple[Stage, dict[str, Any]]:
     """A TopK SAE trained from the extracted set, against the bare matmuls of a dense step."""
     stage = Stage("training", unit="act/s", floor_note=f"bare matmuls {plan.width}x{plan.d_sae}, batch {plan.batch}")
-    hyperparameters = {
-        "d_sae": plan.d_sae,
-        "k": plan.k,
-        "batch_size": plan.batch,
-        "total_steps": plan.steps,
-        "warmup_steps": max(1, plan.steps // 10),
-        "log_every": max(1, plan.steps // 6),
-    }
+    hyperparameters = topk_hyperparameters(plan, plan.batch, plan.steps, logs=6)
     body = {
         "activation_id": activation_id,
         "layer": plan.layer,
@@ -541,14 +546,7 @@ def streamed_stage(
         unit="act/s",
         floor_note=f"a forward + bare step per activation; {plan.buffer_tokens:,}-token buffer",
     )
-    hyperparameters = {
-        "d_sae": plan.d_sae,
-        "k": plan.k,
-        "batch_size": plan.stream_batch,
-        "total_steps": plan.stream_steps,
-        "warmup_steps": max(1, plan.stream_steps // 10),
-        "log_every": max(1, plan.stream_steps // 4),
-    }
+    hyperparameters = topk_hyperparameters(plan, plan.stream_batch, plan.stream_steps, logs=4)
     body = {
         "model_id": model["id"],
         "dataset_id": dataset["id"],
@@ -632,15 +630,8 @@ class Band(Figure):
     low: float = 0.0
     high: float = math.inf
 
-    @property
-    def verdict(self) -> str:
-        if self.errors:
-            return "MISS"
-        if self.target is None:
-            return ""
-        if self.value is None or math.isnan(self.value):
-            return "MISS"
-        return "PASS" if self.low <= self.value <= self.high else "MISS"
+    def meets(self, value: float, target: float) -> bool:
+        return self.low <= value <= self.high
 
     def target_text(self) -> str:
         return "" if self.target is None else f"{self.low:g} to {self.high:g} {self.unit}".strip()
