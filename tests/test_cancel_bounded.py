@@ -241,11 +241,11 @@ def test_steering_gives_up_the_prompt_pass(app: Appliance, kit: dict[str, str]) 
     assert _events(app, job_id, "steering.completed") == []
 
 
-def test_local_labelling_gives_up_the_label_in_flight(app: Appliance, kit: dict[str, str]) -> None:
+def test_local_explaining_gives_up_the_explanation_in_flight(app: Appliance, kit: dict[str, str]) -> None:
     tid = kit["probed"]
     assert app.client().put("/api/settings/labeling", json={"provider": "local", "examples": 20}).status_code == 200
-    job_id = _job(app, app.post(f"/api/training/{tid}/features/label", json={"top": 8}))
-    wait_until(lambda: app.job(job_id)["status"] != "queued", timeout=60, what="the labelling job to run")
+    job_id = _job(app, app.post(f"/api/training/{tid}/features/explain", json={"top": 8}))
+    wait_until(lambda: app.job(job_id)["status"] != "queued", timeout=60, what="the explaining job to run")
     assert _cancel(app, job_id)["status"] == "cancelled"
     rows = app.get(f"/api/training/{tid}/features", params={"limit": 100}).json()["data"]
     assert [row["label"] for row in rows] == [row["auto_label"] for row in rows]  # no label from the model

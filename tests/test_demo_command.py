@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from appliance.commands import demo
 from appliance.commands.bench import records
 from tests.support import REPO, Appliance, bare_env, free_port
 
@@ -69,26 +70,53 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Pa
     assert _number(r"explained variance\s+(-?[\d.]+)", summary) == round(evaluation["explained_variance"], 3)
     assert 0.2 < evaluation["explained_variance"] <= 1.0  # the quick run's SAE learned something
     assert _number(r"L0\s+([\d.]+) active latents", summary) == round(evaluation["l0"], 1)
-    features = re.findall(r"^  #(\d+)\s+score ([\d.]+)\s+freq\s+[\d.]+%\s+“(.+)”$", summary, re.M)
-    assert 1 <= len(features) <= 5 and all(label.strip() for _, _, label in features), summary
-    rows = {
-        r["index"]: r
-        for r in app.get(
-            f"/api/training/{sae_id.group(1)}/features", params={"limit": 500, "sort_by": "interpretability"}
-        ).json()["data"]
-    }
-    assert [score for _, score, _ in features] == [f"{rows[int(index)]['score']:.2f}" for index, _, _ in features]
+    # The top features, each with its score's interval, ranked by its lower bound, each with the
+    # support to be scored, and none of them a latent of the special token every sample starts with.
+    features = re.findall(r"^  #(\d+)\s+score ([\d.]+) \(([\d.]+)–([\d.]+)\)\s+freq\s+[\d.]+%\s+“(.+)”$", summary, re.M)
+    assert 1 <= len(features) <= 5 and all(label.strip() for *_, label in features), summary
+    browse = f"/api/training/{sae_id.group(1)}/features"
+    rows = {r["index"]: r for r in app.get(browse, params={"limit": 500, "sort_by": "interpretability"}).json()["data"]}
+    listed = [rows[int(index)] for index, *_ in features]
+    assert [tuple(shown) for _, *shown, _ in features] == [
+        tuple(f"{row[key]:.2f}" for key in ("score", "score_low", "score_high")) for row in listed
+    ]
+    assert all(row["score_state"] == "scored" for row in listed)
+    assert [row["score_low"] for row in listed] == sorted((row["score_low"] for row in listed), reverse=True)
+    for row in listed:
+        top_token = app.get(f"{browse}/{row['index']}").json()["data"]["top_tokens"][0][0]
+        assert not (top_token.startswith("<|") and top_token.endswith("|>")), (row, top_token)
+    assert re.search(r"^  score     held-out F1 .*; interval: 95% ", summary, re.M), summary
+    assert re.search(
+        r"^  support   scored only with >= \d+ active samples and >= \d+ held-out positives; ", summary, re.M
+    )
+
     unsteered = re.search(r"^  unsteered  “(.*)”$", summary, re.M)
     steered = re.search(r"^  steered    “(.*)”$", summary, re.M)
     assert unsteered and steered and unsteered.group(1) and steered.group(1), summary
-    (steering,) = app.get("/api/jobs", params={"kind": "steering.generate"}).json()["data"]
-    kl = steering["result"]["metrics"]["kl_divergence"]
-    assert kl > 0 and _number(r"KL (\d[\d.]*)", summary) == round(kl, 3), (kl, summary)
+    # The steered feature: among the best lower bounds of the scored features that fire on at
+    # least the floor's share of tokens, the one that moved the text most, and visibly so.
+    chosen = int(_number(r"(?m)^Steering\s+feature #(\d+) ", summary))
+    row = rows[chosen]
+    why = re.search(r"^  chosen     fires on ([\d.]+)% of tokens \(floor 1%\), score (.+)$", summary, re.M)
+    assert why, summary
+    assert why.groups() == (
+        f"{row['frequency'] * 100:.2f}",
+        f"{row['score']:.2f} ({row['score_low']:.2f}–{row['score_high']:.2f})",
+    )
+    assert row["frequency"] >= demo.FREQUENCY_FLOOR and row["score_state"] == "scored", row
+    best = app.get(
+        browse, params={"sort_by": "interpretability", "min_frequency": demo.FREQUENCY_FLOOR, "limit": demo.CANDIDATES}
+    ).json()["data"]
+    steerings = app.get("/api/jobs", params={"kind": "steering.generate"}).json()["data"]
+    kls = {job["result"]["features"][0]["index"]: job["result"]["metrics"]["kl_divergence"] for job in steerings}
+    assert set(kls) == {r["index"] for r in best} and len(steerings) == demo.CANDIDATES, (kls, best)
+    kl = kls[chosen]
+    assert kl == max(kls.values()) and kl >= 0.3, kls
+    assert _number(r"(?m)^  KL (\d[\d.]*)   perplexity", summary) == round(kl, 3), (kl, summary)
+    assert re.search(rf"^  why        of the 3 scored features .* KL {kl:.3f} ", summary, re.M), summary
     assert re.search(r"perplexity [\d.]+ -> [\d.]+ \(delta [+-][\d.]+\)", summary), summary
     assert 0 <= _number(r"similarity (-?[\d.]+)", summary) <= 1.0001
     assert re.search(rf"^Total\s+{DURATION}$", summary, re.M), summary
-    # The steered feature is the first one listed.
-    assert re.search(rf"^Steering\s+feature #{features[0][0]} ", summary, re.M), summary
 
     # The completed run is recorded where --record-dir says: exactly what it printed less the
     # progress lines, with the date, the machine and the duration; the README renders it as is.

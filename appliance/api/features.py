@@ -22,7 +22,9 @@ from appliance.data.database import AsyncDatabase
 from appliance.data.features import Browse
 from appliance.data.layout import DataLayout
 from appliance.jobs.async_store import AsyncJobStore
+from appliance.services import explanations
 from appliance.services import features as service
+from appliance.services.explanations import FeatureExplanation
 from appliance.services.features import (
     Correlation,
     CorrelationMatrix,
@@ -54,9 +56,13 @@ class FeatureUpdate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     is_favorite: bool | None = None
 
 
-class LabelRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    features: Annotated[list[Index], msgspec.Meta(min_length=1, max_length=2000)] | None = None
-    top: Annotated[int, msgspec.Meta(ge=1, le=2000)] = 50  # without a list: the most frequent live features
+class ExplainRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    features: Annotated[list[Index], msgspec.Meta(min_length=1, max_length=10_000)] | None = None
+    # Without a list: the best scored features (by their score's lower bound), then the most frequent live ones.
+    top: Annotated[int, msgspec.Meta(ge=1, le=50_000)] = 50
+    score: bool = True  # judge each explanation by detection and fuzzing
+    max_calls: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None  # default: the settings' max_calls
+    redo: bool = False  # explain again what this explainer did before (else a run resumes: the cache is kept)
 
 
 class TextRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -101,7 +107,10 @@ class FeaturesController(Controller):
         db: AsyncDatabase,
         training_id: str,
         search: str | None = Parameter(default=None, max_length=200),
-        sort_by: Literal["index", "frequency", "max_activation", "interpretability", "name"] = "frequency",
+        # Scores (interpretability, detection, fuzzing) sort by their interval's lower bound, unscored last.
+        sort_by: Literal[
+            "index", "frequency", "max_activation", "interpretability", "detection", "fuzzing", "name"
+        ] = "frequency",
         order: Literal["asc", "desc"] = "desc",
         page_number: int = Parameter(query="page", default=1, ge=1, le=1_000_000),
         limit: int = Parameter(default=50, ge=1, le=500),
@@ -186,15 +195,36 @@ class FeaturesController(Controller):
         return ok(await service.activations_on(db, jobs, training_id, index, data.text))
 
     @post(
-        FEATURES + "/label",
+        FEATURES + "/explain",
         responses=errors(409),
         status_code=202,
-        summary="Label features with a language model (settings: /api/settings/labeling)",
+        summary="Explain features with a language model and score the explanations by detection and fuzzing"
+        " (settings: /api/settings/labeling); the same request again resumes",
     )
-    async def label(
-        self, db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, data: LabelRequest
+    async def explain(
+        self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, data: ExplainRequest
     ) -> Response[AcceptedResponse]:
-        return accepted(await service.start_labelling(db, jobs, layout, training_id, data.features, data.top))
+        return accepted(
+            await explanations.start(
+                db,
+                jobs,
+                training_id,
+                data.features,
+                data.top,
+                score=data.score,
+                max_calls=data.max_calls,
+                redo=data.redo,
+            )
+        )
+
+    @get(
+        FEATURE + "/explanations",
+        responses=errors(409),
+        summary="A feature's explanations by language models, their detection and fuzzing scores and what the"
+        " judges saw",
+    )
+    async def explanations(self, db: AsyncDatabase, training_id: str, index: int) -> Envelope[list[FeatureExplanation]]:
+        return ok(await explanations.of_feature(db, training_id, index))
 
     @post(
         FEATURE + "/ablation",

@@ -1,5 +1,5 @@
 """Appliance settings changed at run time (the rest is MISTUDIO_* configuration): for now, the
-language-model labelling of features. API keys are write-only."""
+language model that explains features and judges the explanations. API keys are write-only."""
 
 from __future__ import annotations
 
@@ -16,13 +16,14 @@ class SettingsController(Controller):
     path = "/api/settings"
     tags = ["settings"]
 
-    @get("/labeling", summary="How features are labelled by a language model (the key is never shown)")
+    @get("/labeling", summary="How features are explained and judged by a language model (the key is never shown)")
     async def get_labeling(self, db: AsyncDatabase, layout: DataLayout) -> Envelope[LabelingView]:
         return ok(service.view(await service.labeling(db), layout))
 
     @put(
         "/labeling",
-        summary="Set the labelling provider: none, local (the SAE's model) or an OpenAI-compatible endpoint",
+        summary="Set the explaining provider: none, local (a registered model, default the SAE's) or an"
+        " OpenAI-compatible endpoint",
     )
     async def put_labeling(self, db: AsyncDatabase, layout: DataLayout, data: LabelingUpdate) -> Envelope[LabelingView]:
         return ok(await service.set_labeling(db, layout, data))

@@ -199,7 +199,7 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         type=int,
         default=None,
         help="dataset size (default: 100,000 for datasets, 2,000 for extraction, 1,000 for features, "
-        "the whole demo dataset for quality, 64 extracted samples for pipeline)",
+        "the whole demo dataset for quality, 64 extracted samples for pipeline, 400 for explain)",
     )
     bench.add_argument(
         "--threads", type=int, default=1, help="torch threads (training, extraction, features, steering, pipeline)"
@@ -215,13 +215,22 @@ def add_bench_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--memory-mb",
         type=int,
         default=8192,
-        help="pipeline: the memory the appliance plans with (MISTUDIO_MEMORY_TOTAL_MB; default 8192, an Orin Nano)",
+        help="pipeline, explain: the memory the appliance plans with (MISTUDIO_MEMORY_TOTAL_MB; default 8192)",
     )
     bench.add_argument(
         "--shape", default="12x768", help="pipeline: the GPT-2-shaped model's LAYERSxWIDTH (default 12x768)"
     )
     bench.add_argument(
         "--full", action="store_true", help="pipeline: a bigger run (more samples, longer context and training)"
+    )
+    bench.add_argument("--features", type=int, default=None, help="explain: features per run (default 24)")
+    bench.add_argument(
+        "--latencies",
+        default=None,
+        help="explain: the fake judge's latencies in ms, comma-separated (default 0,50,200)",
+    )
+    bench.add_argument(
+        "--labeller", default=None, help="explain: the local labeller's LAYERSxWIDTH (default 2x64, random weights)"
     )
     bench.add_argument(
         "--record-dir",

@@ -11,6 +11,14 @@ A completed run is recorded like a bench run (see :mod:`appliance.commands.bench
 ``docs/bench/demo.json`` of the source checkout, and the README's transcript is rendered from that
 file, so it shows a run that happened. ``--no-record`` or an installed package records nothing;
 ``--record-dir DIR`` records elsewhere.
+
+The finale steers with a feature chosen to show a real effect: one that is scored (it has the
+extraction's minimum support, so its score has an interval), fires on at least
+:data:`FREQUENCY_FLOOR` of the tokens, and has the best lower bound of its score's interval among
+those. The :data:`CANDIDATES` best such features are each steered once (a plain request, well under
+a second on the demo model) and the one whose text moved most (KL) is kept; the summary says why.
+A feature that fires on a handful of samples can score 1.0 by luck and, steered, barely moves the
+text (KL 0.02 for one that fired on 2 samples of 130,245 tokens), which is what the floor avoids.
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from typing import Any, Callable, TextIO
 FINAL = ("completed", "failed", "cancelled")
 POLL_S = 0.5
 STAGES = ("demo kit", "tokenize", "activations", "training", "features", "steering")
+FREQUENCY_FLOOR = 0.01  # the steered feature fires on at least 1% of the tokens read
+CANDIDATES = 3  # the best-scored features above the floor that are steered; the largest KL is kept
 
 
 class DemoError(RuntimeError):
@@ -351,36 +361,65 @@ class Demo:
         )
         self.follow(job["job_id"], bar)
         summary = self.client.get(f"/api/training/{training['id']}/features/summary")["summary"] or {}
+        scored = summary.get("scored")
+        support = "" if scored is None else f", {scored:,} scored ({summary.get('too_rare', 0):,} too rare to score)"
         self.timings["features"] = bar.done(
-            f"{summary.get('alive', 0):,} of {summary.get('features', 0):,} features alive, "
-            f"{summary.get('interpretable_share', 0) * 100:.0f}% interpretable (score >= 0.5), "
-            f"{summary.get('tokens', 0):,} tokens read"
+            f"{summary.get('alive', 0):,} of {summary.get('features', 0):,} features alive{support}, "
+            f"{summary.get('interpretable_share', 0) * 100:.0f}% of {'those' if support else 'them'} interpretable "
+            f"(score >= 0.5), {summary.get('tokens', 0):,} tokens read"
         )
         return summary
 
-    def steering(self, training: dict[str, Any], feature: dict[str, Any]) -> dict[str, Any]:
-        """One plain (non-streaming) request: the API answers when both generations are done."""
-        bar = self.bar(6, "steering")
-        bar.update(0.0, f"feature #{feature['index']} at {self.plan.coefficient:+g}, {self.plan.max_tokens} tokens")
-        result = self.client.post(
-            "/api/steering/generate",
-            {
-                "training_id": training["id"],
-                "prompt": self.plan.prompt,
-                "features": [{"index": feature["index"], "coefficient": self.plan.coefficient, "mode": "add"}],
-                "temperature": 0.7,
-                "max_tokens": self.plan.max_tokens,
-                "seed": self.plan.seed,
-                "stream": False,
-            },
-            timeout=900,
+    def candidates(self, training: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+        """The features to steer with, best first, and the rule that picked them: the best lower
+        bounds among scored features at or above the frequency floor (the browser's interpretability
+        order is by that bound, unscored last); failing those, the most frequent live features."""
+        path = f"/api/training/{training['id']}/features"
+        floor = f"{FREQUENCY_FLOOR * 100:g}%"
+        rows = self.client.get(
+            path, sort_by="interpretability", order="desc", limit=CANDIDATES, min_frequency=FREQUENCY_FLOOR
         )
-        timing = result.get("timing") or {}
+        scored = [row for row in rows if _scored(row)]
+        if len(scored) == 1:
+            return scored, "the only scored feature above the floor"
+        if scored:
+            return scored, f"the {len(scored)} scored features above the floor with the best lower bounds"
+        rows = self.client.get(path, sort_by="frequency", order="desc", limit=CANDIDATES)
+        return rows, f"the {len(rows)} most frequent features (no scored feature fires on {floor} of tokens or more)"
+
+    def steering(self, training: dict[str, Any], candidates: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One plain (non-streaming) request per candidate: the API answers when both generations
+        are done. The results in the candidates' order."""
+        bar = self.bar(6, "steering")
+        results = []
+        for number, feature in enumerate(candidates):
+            bar.update(
+                number / len(candidates),
+                f"feature #{feature['index']} at {self.plan.coefficient:+g}, {self.plan.max_tokens} tokens "
+                f"({number + 1} of {len(candidates)})",
+            )
+            results.append(
+                self.client.post(
+                    "/api/steering/generate",
+                    {
+                        "training_id": training["id"],
+                        "prompt": self.plan.prompt,
+                        "features": [{"index": feature["index"], "coefficient": self.plan.coefficient, "mode": "add"}],
+                        "temperature": 0.7,
+                        "max_tokens": self.plan.max_tokens,
+                        "seed": self.plan.seed,
+                        "stream": False,
+                    },
+                    timeout=900,
+                )
+            )
+        timing = results[0].get("timing") or {}
         self.timings["steering"] = bar.done(
+            f"{len(results)} feature{'s' if len(results) > 1 else ''} tried, "
             f"{timing.get('generated_tokens', 0)} tokens per side, {_num(timing.get('ms_per_token'), 1)} ms/token "
             f"on {timing.get('device', '?')}"
         )
-        return result
+        return results
 
     def run(self) -> None:
         began = time.monotonic()
@@ -402,40 +441,33 @@ class Demo:
         self.tokenize(dataset)
         act = self.activations(self.client.get(f"/api/datasets/{dataset['id']}"), model)
         training = self.training(act)
-        self.features(training)
-        top, skipped = self.top_features(training)
-        if not top:
+        extraction = self.features(training)
+        top = self.top_features(training)
+        candidates, rule = self.candidates(training)
+        if not candidates:
             raise DemoError(f"the SAE {training['id']} has no live features to show or steer")
-        steered = self.steering(training, top[0])
+        tried = list(zip(candidates, self.steering(training, candidates)))
         self.total_s = time.monotonic() - began
-        self.summary(training, top, skipped, steered, self.total_s)
+        self.summary(training, extraction, top, tried, rule, self.total_s)
 
-    def top_features(self, training: dict[str, Any], count: int = 5) -> tuple[list[dict[str, Any]], int]:
-        """The most interpretable features, leaving out those whose top token is a special token.
-
-        Every demo sample starts with <|endoftext|>, whose residual vector is the same in every
-        sample and far larger than the others; a TopK SAE spends several latents on it, and they
-        score a perfect 1.0 (they fire exactly on that token), so they would fill the list and
-        steer nothing of interest. They are counted, not hidden silently."""
+    def top_features(self, training: dict[str, Any], count: int = 5) -> list[dict[str, Any]]:
+        """The most interpretable features: the best lower bounds of the score's interval. Special
+        tokens (the <|endoftext|> every demo sample starts with) are left out of the extraction, so
+        no latent that fires only on them tops the list."""
         rows = self.client.get(
-            f"/api/training/{training['id']}/features", sort_by="interpretability", order="desc", limit=60
+            f"/api/training/{training['id']}/features", sort_by="interpretability", order="desc", limit=count
         )
-        kept: list[dict[str, Any]] = []
-        skipped = 0
-        for row in rows:
-            detail = self.client.get(f"/api/training/{training['id']}/features/{row['index']}")
-            tokens = detail.get("top_tokens") or []
-            if tokens and str(tokens[0][0]).startswith("<|") and str(tokens[0][0]).endswith("|>"):
-                skipped += 1
-                continue
-            kept.append(row)
-            if len(kept) == count:
-                break
-        return kept or rows[:count], skipped if kept else 0
+        return [row for row in rows if _scored(row)]
 
     # -- the summary ------------------------------------------------------------------------------
     def summary(
-        self, training: dict[str, Any], top: list[dict[str, Any]], skipped: int, steered: dict[str, Any], total: float
+        self,
+        training: dict[str, Any],
+        extraction: dict[str, Any],
+        top: list[dict[str, Any]],
+        tried: list[tuple[dict[str, Any], dict[str, Any]]],
+        rule: str,
+        total: float,
     ) -> None:
         ev = training.get("evaluation") or {}
         hp = training["config"]["hyperparameters"]
@@ -456,23 +488,32 @@ class Demo:
                 f"CE {_num(ev.get('ce_loss_original'))} -> {_num(ev.get('ce_loss_with_sae'))})"
             )
         say("")
-        say("Top features by interpretability (score: held-out F1 of the feature's top tokens as its predictor)")
+        say("Top features by interpretability (ranked by the lower bound of the score's interval)")
+        for line in _score_method(extraction):
+            say(line)
         for row in top:
             say(
-                f"  #{row['index']:<5} score {_num(row.get('score'), 2)}  freq {row['frequency'] * 100:5.2f}%  "
+                f"  #{row['index']:<5} score {_score(row):<16}  freq {row['frequency'] * 100:5.2f}%  "
                 f"{_quote(row['label'])}"
             )
-        if skipped:
-            which = f"{skipped} features that fire" if skipped > 1 else "1 feature that fires"
-            say(f"  (left out: {which} only on <|endoftext|>, the token every sample starts with)")
+        if not top:
+            say("  (none: no feature has the support to be scored)")
+        chosen, steered = max(tried, key=lambda pair: _kl(pair[1]))
         feature = (steered.get("features") or [{}])[0]
         metrics = steered.get("metrics") or {}
+        others = ", ".join(f"#{row['index']} {_num(_kl(result))}" for row, result in tried if row is not chosen)
         say("")
         say(
             f"Steering            feature #{feature.get('index')} {_quote(feature.get('label', ''))} "
             f"{feature.get('mode', 'add')} {feature.get('coefficient', 0):+g} x its max activation "
             f"(= {_num(feature.get('value'), 2)} along its decoder direction), seed {steered.get('seed')}"
         )
+        say(
+            f"  chosen     fires on {chosen['frequency'] * 100:.2f}% of tokens (floor {FREQUENCY_FLOOR * 100:g}%), "
+            f"score {_score(chosen)}"
+        )
+        kl = _num(_kl(steered))
+        say(f"  why        of {rule}, it moved the text most: KL {kl} ({others})" if others else f"  why        {rule}")
         say(f"  prompt     {_quote(steered.get('prompt', ''))}")
         say(f"  unsteered  {_quote(steered['unsteered']['text'])}")
         say(f"  steered    {_quote(steered['steered']['text'])}")
@@ -517,6 +558,38 @@ class Demo:
             "timings_s": {name: round(s, 1) for name, s in self.timings.items()},
             "transcript": self.transcript,
         }
+
+
+def _scored(row: dict[str, Any]) -> bool:
+    # An appliance from before support-aware scores has no score_state: its score is its own word.
+    return bool(row.get("score_state", "scored" if row.get("score") is not None else "too_rare") == "scored")
+
+
+def _score(row: dict[str, Any]) -> str:
+    """'0.99 (0.97–1.00)': the score and its interval, or why there is none."""
+    if row.get("score") is None or not _scored(row):
+        return "—" if row.get("score_state") == "dead" else "too rare to score"
+    low, high = row.get("score_low"), row.get("score_high")
+    return f"{row['score']:.2f}" + (f" ({low:.2f}–{high:.2f})" if low is not None and high is not None else "")
+
+
+def _score_method(extraction: dict[str, Any]) -> list[str]:
+    """What a score means: the measure, its interval and the support it needs, as the extraction
+    reports them (an appliance from before support-aware scores reports the measure only)."""
+    lines = ["  score     held-out F1 of the feature's top tokens as its predictor"]
+    if extraction.get("score_interval"):
+        lines[0] += f"; interval: {extraction['score_interval']}"
+    if extraction.get("min_active_samples") is not None:
+        lines.append(
+            f"  support   scored only with >= {extraction['min_active_samples']} active samples and >= "
+            f"{extraction.get('min_held_out_positives')} held-out positives; "
+            f"{extraction.get('too_rare', 0):,} features are too rare to score"
+        )
+    return lines
+
+
+def _kl(result: dict[str, Any]) -> float:
+    return float((result.get("metrics") or {}).get("kl_divergence") or 0.0)
 
 
 def _num(value: Any, digits: int = 3) -> str:

@@ -112,7 +112,7 @@ class TrainingUpdated(_Payload):
 
 class FeaturesUpdated(_Payload):
     training_id: str
-    status: str  # "ready", "labelled", or the extraction's status when its job ended
+    status: str  # "ready", "explained" (by a language model), or the extraction's status when its job ended
 
 
 class TrainingCheckpoint(_Payload):

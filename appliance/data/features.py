@@ -23,11 +23,19 @@ SORTS = {
     "index": "idx",
     "frequency": "frequency",
     "max_activation": "max_activation",
-    "interpretability": "score",
+    # Scores rank by the lower bound of their interval; unscored features (NULL) come last either way.
+    "interpretability": "score_low",
+    "detection": "detection_low",
+    "fuzzing": "fuzzing_low",
     "name": LABEL,
 }
-Sort = Literal["index", "frequency", "max_activation", "interpretability", "name"]
-ROW_COLUMNS = "idx, name, llm_label, auto_label, frequency, max_activation, mean_activation, score, is_favorite"
+NULLABLE = {"score_low", "detection_low", "fuzzing_low"}
+Sort = Literal["index", "frequency", "max_activation", "interpretability", "detection", "fuzzing", "name"]
+ROW_COLUMNS = (
+    "idx, name, llm_label, auto_label, frequency, max_activation, mean_activation, active_samples, score, score_low,"
+    " score_high, held_out_positives, detection, detection_low, detection_high, fuzzing, fuzzing_low, fuzzing_high,"
+    " is_favorite"
+)
 
 
 # -- feature_extractions ----------------------------------------------------------------------------
@@ -74,10 +82,11 @@ def delete_features(training_id: str) -> list[Query]:
 
 def insert_features(rows: list[tuple[Any, ...]]) -> Many:
     """Rows of (training_id, idx, frequency, max_activation, mean_activation, active_samples,
-    auto_label, score, search_text, map_x, map_y)."""
+    auto_label, score, score_low, score_high, held_out_positives, search_text, map_x, map_y)."""
     return (
         "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
-        " auto_label, score, search_text, map_x, map_y) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " auto_label, score, score_low, score_high, held_out_positives, search_text, map_x, map_y)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 
@@ -92,12 +101,15 @@ def insert_details(rows: list[tuple[Any, ...]]) -> Many:
 
 
 def insert_browsable(rows: list[tuple[Any, ...]]) -> Many:
-    """Rows with a favourite flag and no map (the benchmark's synthetic SAE): (training_id, idx,
-    frequency, max_activation, mean_activation, active_samples, auto_label, score, search_text,
-    is_favorite)."""
+    """Rows with a favourite flag, judges' scores and no map (the benchmark's synthetic SAE): (training_id,
+    idx, frequency, max_activation, mean_activation, active_samples, auto_label, score, score_low, score_high,
+    held_out_positives, detection, detection_low, detection_high, fuzzing, fuzzing_low, fuzzing_high,
+    search_text, is_favorite)."""
     return (
         "INSERT INTO features (training_id, idx, frequency, max_activation, mean_activation, active_samples,"
-        " auto_label, score, search_text, is_favorite) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " auto_label, score, score_low, score_high, held_out_positives, detection, detection_low, detection_high,"
+        " fuzzing, fuzzing_low, fuzzing_high, search_text, is_favorite)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
 
@@ -231,11 +243,12 @@ class BrowsePlan:
     """How to read one page. Two plans. Browsing (no filter): the page's indexes come in the order of a
     (training_id, key, idx) index alone (no row reads while skipping to a deep page), then their rows;
     the count is a covering-index range. Filtering: one sequential pass over the SAE's rows (WITHOUT
-    ROWID: they are contiguous) that sorts the matches and counts them in the same query; "+column"
+    ROWID: they are contiguous) that sorts the matches' indexes and counts them in the same query, then
+    the page's rows (the sorter carries the index and the key, not the row's many columns); "+column"
     keeps SQLite from walking an index row by row instead."""
 
     filtered: bool
-    rows: Query  # filtered: the page's rows with a ``total`` column; else the page's indexes
+    rows: Query  # the page's indexes, in order; filtered: with a ``total`` column
     count: Query
 
 
@@ -249,8 +262,8 @@ def browse_plan(training_id: str, browse: Browse) -> BrowsePlan:
         return BrowsePlan(
             True,
             (
-                f"SELECT {ROW_COLUMNS}, COUNT(*) OVER () AS total FROM features WHERE {clause}"
-                f" ORDER BY +{SORTS[browse.sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
+                f"SELECT idx, COUNT(*) OVER () AS total FROM features WHERE {clause}"
+                f" ORDER BY {_order(SORTS[browse.sort_by], direction, filtered=True)} LIMIT ? OFFSET ?",
                 (*args, *window),
             ),
             count_all,
@@ -260,11 +273,23 @@ def browse_plan(training_id: str, browse: Browse) -> BrowsePlan:
         False,
         (
             f"SELECT idx FROM features WHERE {clause}"
-            f" ORDER BY {SORTS[browse.sort_by]} {direction}, idx {direction} LIMIT ? OFFSET ?",
+            f" ORDER BY {_order(SORTS[browse.sort_by], direction, filtered=False)} LIMIT ? OFFSET ?",
             (*args, *window),
         ),
         (f"SELECT COUNT(*) AS n FROM features WHERE training_id = ?{dead}", (training_id,)),
     )
+
+
+def _order(key: str, direction: str, *, filtered: bool) -> str:
+    """The ORDER BY of a sort. A nullable key (a score's lower bound) puts NULL last in both directions;
+    unfiltered, in the form its index serves (0014_feature_scores.sql): descending as is (SQLite's NULL is
+    the smallest), ascending after "key IS NULL"."""
+    if filtered:
+        nulls = " NULLS LAST" if key in NULLABLE else ""
+        return f"+{key} {direction}{nulls}, idx {direction}"
+    if key in NULLABLE and direction == "ASC":
+        return f"{key} IS NULL, {key} ASC, idx ASC"
+    return f"{key} {direction}, idx {direction}"
 
 
 def rows_by_index(training_id: str, indices: Sequence[int]) -> Query:

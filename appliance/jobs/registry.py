@@ -258,13 +258,15 @@ register(
         params=feature_params.AblationParams,
     )
 )
+# Explanations by a language model and their judges' scores: hours over thousands of features, and the local
+# provider holds a model on the accelerator, so the heavy lane.
 register(
     JobKind(
-        "features.label",
-        "appliance.pipeline.features.labels:run",
-        lane="interactive",
+        "features.explain",
+        "appliance.pipeline.features.explain:run",
+        lane="heavy",
         progress_type="features.progress",
-        params=feature_params.LabelParams,
+        params=feature_params.ExplainParams,
     )
 )
 # The model stays loaded between generations (the model cache); tokens stream as steering.token.

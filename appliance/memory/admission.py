@@ -24,8 +24,9 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from appliance.config import Settings
 from appliance.device.procfs import meminfo_kb
@@ -147,6 +148,8 @@ _SHRINKS = {
     "shuffle buffer": "a smaller MISTUDIO_STREAM_BUFFER_TOKENS",
     "activation buffer": "fewer tokens",
     "model loading": "a smaller model",
+    "generation kv cache": "a smaller labeller model",
+    "generation working set": "a smaller labeller model",
 }
 
 
@@ -486,4 +489,29 @@ def heap_reuse() -> Iterator[None]:
     finally:
         mallopt(M_MMAP_MAX, 65536)  # glibc's defaults
         mallopt(M_TRIM_THRESHOLD, 128 * 1024)
+        trim(0)
+
+
+@cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    import ctypes
+    import ctypes.util
+
+    try:
+        return cast(Callable[[int], int], ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim)
+    except (OSError, AttributeError):
+        return None
+
+
+def trim_heap() -> None:
+    """Hand the heap's free pages back to the system, between the batches of a loop whose large tensors change
+    size from batch to batch (a spliced evaluation's logits, sized by each batch's tokens).
+
+    glibc keeps such tensors in the heap (below its mmap threshold, which heap_reuse's mallopt calls also stop
+    adapting), and freed blocks of the wrong size are seldom reused whole: the worker's resident memory grew
+    batch after batch, by 0-90 MB over a 4 x 512 model's 8 evaluation batches, varying from run to run, past
+    what the job was planned for. A few milliseconds; a no-op where glibc is not the allocator.
+    """
+    trim = _malloc_trim()
+    if trim is not None:
         trim(0)

@@ -27,9 +27,10 @@ from appliance.memory.admission import (
 )
 
 # The spliced evaluation (appliance.pipeline.sae.evaluation.splice) runs the model over this many samples at once
-# and holds, at its peak, this many [tokens, vocabulary] fp32 tensors: the three runs' logits, the one the model
-# returns before the valid positions are taken, two log-softmaxes and the KL's temporaries (measured: 7.5 on a
-# 12 x 768 model with a 4,096-token vocabulary).
+# and holds, at its peak, up to this many [tokens, vocabulary] fp32 tensors' worth: three live (the first run's
+# log-softmax, the logits the model returns and their valid positions), the rest the heap's pieces of earlier
+# ones within the batch; the heap is trimmed between batches (measured: at most 6.7 on a 4 x 512 model with a
+# 4,096-token vocabulary, 5-6.7 from batch to batch).
 SPLICE_BATCH = 8
 SPLICE_LOGITS = 8
 # The feature map (UMAP of the decoder rows): what importing umap-learn and compiling its numba kernels add to
@@ -40,6 +41,16 @@ SPLICE_LOGITS = 8
 MAP_LIBRARIES_BYTES = 256 * MB
 MAP_BASE_BYTES = 24 * MB
 MAP_BYTES_PER_LATENT = 16 * 1024
+# The local labeller (appliance.pipeline.features.local_chat) cuts a prompt to CHAT_PROMPT_TOKENS and a reply to
+# CHAT_REPLY_TOKENS. Generating holds the KV cache of both and, during the prompt's pass, one block's working set:
+# bounded by CHAT_WORK_PER_D x d_model + CHAT_WORK_PER_INNER x the MLP's width activations per token, plus
+# CHAT_WORK_BASE (measured on CPU with SDPA, fp32 and bf16, 512-1,024 wide Llama shapes, 1-8 blocks: 35-268 MB
+# for 512-4,096 tokens, within 0.6-0.95 of this bound; transformers computes the logits of the last position only).
+CHAT_PROMPT_TOKENS = 2048
+CHAT_REPLY_TOKENS = 256
+CHAT_WORK_PER_D = 16
+CHAT_WORK_PER_INNER = 4
+CHAT_WORK_BASE = 32 * MB
 
 
 def vocab_size(folder: str | Path) -> int:
@@ -85,6 +96,45 @@ def estimate_feature_map(d_sae: int) -> Estimate:
     parts = {"feature map": MAP_BASE_BYTES + d_sae * MAP_BYTES_PER_LATENT}
     if "umap" not in sys.modules:
         parts["feature map libraries"] = MAP_LIBRARIES_BYTES
+    return Estimate(parts)
+
+
+def _text_config(folder: str | Path) -> dict[str, Any]:
+    """The model's config.json (its text model's, for a multimodal wrapper), {} when unreadable."""
+    try:
+        config = msgspec.json.decode((Path(folder) / "config.json").read_bytes())
+    except (OSError, msgspec.DecodeError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    text = config.get("text_config")
+    return text if isinstance(text, dict) else config
+
+
+def _first(config: dict[str, Any], *names: str) -> int:
+    return next((value for name in names if isinstance(value := config.get(name), int) and value > 0), 0)
+
+
+def estimate_chat(model_path: str, precision: str, parameters: int = 0) -> Estimate:
+    """The local labeller: the model (as every job that loads one) and its generation of one reply to the longest
+    prompt it allows (the KV cache of the prompt and the reply, the prompt pass's working set), from the shape in
+    the model's config.json. Activations are fp32 at fp32 and q8 (dynamic quantization computes in fp32), else
+    16-bit."""
+    config = _text_config(model_path)
+    d_model = _first(config, "hidden_size", "n_embd", "d_model")
+    layers = _first(config, "num_hidden_layers", "n_layer", "num_layers")
+    heads = _first(config, "num_attention_heads", "n_head") or 1
+    head_dim = _first(config, "head_dim") or d_model // heads
+    kv_width = (_first(config, "num_key_value_heads") or heads) * head_dim
+    inner = _first(config, "intermediate_size", "n_inner") or 4 * d_model
+    tokens = CHAT_PROMPT_TOKENS + CHAT_REPLY_TOKENS
+    tokens = min(tokens, _first(config, "max_position_embeddings", "n_positions") or tokens)
+    width = 4 if precision in ("fp32", "q8") else 2
+    parts = dict(estimate_model(parameters, precision, checkpoint=model_path).parts)
+    if d_model and layers:
+        parts["generation kv cache"] = 2 * layers * tokens * kv_width * width
+        per_token = CHAT_WORK_PER_D * d_model + CHAT_WORK_PER_INNER * inner
+        parts["generation working set"] = tokens * per_token * width + CHAT_WORK_BASE
     return Estimate(parts)
 
 
@@ -147,9 +197,15 @@ def _evaluation(spec: Any) -> Estimate | None:
         return None
 
 
-def _probe(params: dict[str, Any]) -> dict[str, int]:
-    probe = params.get("probe")
-    return _model(probe) if isinstance(probe, dict) else {}
+def _explain(params: dict[str, Any]) -> dict[str, int]:
+    """Explanations: the local labeller's model and its generation (an HTTP endpoint needs nothing here)."""
+    local = params.get("local")
+    if not isinstance(local, dict) or not isinstance(local.get("model_path"), str):
+        return {}
+    try:
+        return estimate_chat(local["model_path"], str(local.get("precision")), int(local.get("parameters") or 0)).parts
+    except ValueError:  # a precision the manager has no width for: the worker will say so
+        return {}
 
 
 MINIMUM: dict[str, Callable[[dict[str, Any]], dict[str, int]]] = {
@@ -161,7 +217,7 @@ MINIMUM: dict[str, Callable[[dict[str, Any]], dict[str, int]]] = {
     "features.extract": _model,
     "features.activations_on": _model,
     "features.ablation": _model,
-    "features.label": _probe,
+    "features.explain": _explain,
     "steering.generate": _model,
     "model.import": _model_files,
     "model.register": _model_files,

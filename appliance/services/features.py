@@ -10,25 +10,23 @@ Views that need the model run as short jobs on the worker's interactive lane (``
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays, arrays_for
-from appliance.contracts.labeling import SETTINGS_KEY, decode_settings
 from appliance.contracts.params.features import (
     AblationParams,
     ActivationsOnParams,
     ExtractParams,
-    LabelParams,
     ProbeParams,
     SaeModel,
 )
 from appliance.contracts.params.models import HookPoint, ModelArchitecture
 from appliance.contracts.special_tokens import check_given
 from appliance.contracts.tokenization import load_tokenizer
-from appliance.data import app_state, models, trainings
 from appliance.data import features as sql
+from appliance.data import models, trainings
 from appliance.data.database import AsyncDatabase, Row
 from appliance.data.layout import DataLayout
 from appliance.errors import Conflict, NotFound, ValidationError
@@ -58,8 +56,15 @@ class ExtractionSummary(msgspec.Struct, omit_defaults=True, kw_only=True):
     features: int | None = None
     alive: int | None = None
     dead: int | None = None
-    interpretable_share: float | None = None
-    mean_score: float | None = None
+    # Live features scored (the support floor met) and too rare to score; None in an extraction from before
+    # scores had support, whose features show as unscored until it is extracted again.
+    scored: int | None = None
+    too_rare: int | None = None
+    min_active_samples: int | None = None  # the floor: distinct evaluation samples where it fires
+    min_held_out_positives: int | None = None  # and held-out positions above 10% of its max
+    score_interval: str | None = None  # how the interval is made, e.g. "95% percentile bootstrap over ..."
+    interpretable_share: float | None = None  # of the scored features, those scoring >= 0.5
+    mean_score: float | None = None  # over the scored features
     activation_rate: float | None = None
     samples: int | None = None
     tokens: int | None = None
@@ -90,15 +95,41 @@ class BrowserExample(msgspec.Struct):
     max_index: int
 
 
-class FeatureRow(msgspec.Struct):
+ScoreState = Literal["scored", "too_rare", "dead"]
+
+
+class FeatureScores(msgspec.Struct, kw_only=True):
+    """A feature's scores and support, as FeatureRow and FeatureDetail both carry them (``_scores``)."""
+
+    active_samples: int
+    score: float | None
+    score_low: float | None
+    score_high: float | None
+    score_state: ScoreState
+    held_out_positives: int
+    detection: float | None
+    detection_low: float | None
+    detection_high: float | None
+    fuzzing: float | None
+    fuzzing_low: float | None
+    fuzzing_high: float | None
+
+
+class FeatureRow(FeatureScores, kw_only=True):
+    """One feature as the browser lists it. ``score`` (held-out F1 of its top tokens) and its 95% interval
+    ``score_low``..``score_high`` are None unless ``score_state`` is "scored": "too_rare" is under the support
+    floor (ExtractionSummary.min_active_samples, min_held_out_positives), "dead" never fires. ``detection``
+    and ``fuzzing`` judge ``llm_label``, the latest explanation by a language model (balanced accuracy, with
+    their intervals), None until one is scored."""
+
     index: int
     label: str
     name: str | None
     auto_label: str
+    llm_label: str | None
     frequency: float
     max_activation: float
     mean_activation: float
-    score: float | None
     is_favorite: bool
     example: BrowserExample | None
     actions: list[str]
@@ -121,7 +152,9 @@ class FeatureLens(LogitLens, kw_only=True):
     index: int
 
 
-class FeatureDetail(msgspec.Struct):
+class FeatureDetail(FeatureScores, kw_only=True):
+    """One feature with its evidence; its scores as in FeatureRow."""
+
     index: int
     label: str
     name: str | None
@@ -132,8 +165,6 @@ class FeatureDetail(msgspec.Struct):
     frequency: float
     max_activation: float
     mean_activation: float
-    active_samples: int
-    score: float | None
     histogram: Histogram
     top_tokens: list[tuple[str, int]]
     logit_lens: LogitLens
@@ -150,7 +181,7 @@ class MapPoint(msgspec.Struct):
     y: float
     frequency: float
     label: str
-    score: float | None
+    score: float | None  # the point estimate; None when not scored
 
 
 class CorrelationMatrix(msgspec.Struct):
@@ -168,19 +199,19 @@ class Correlation(msgspec.Struct):
 def extraction_actions(status: str) -> list[str]:
     """What the API allows now for an SAE's features, by the extraction's status ("none": never
     extracted). An extraction in progress is cancelled through its job; a finished one (ready or
-    failed) may run again, and only ready features can be labelled or steered."""
+    failed) may run again, and only ready features can be explained (by a language model) or steered."""
     if status == "extracting":
         return ["cancel"]
     if status == "ready":
-        return ["extract", "label", "steer"]
+        return ["extract", "explain", "steer"]
     return ["extract"]
 
 
 def feature_actions(frequency: float) -> list[str]:
     """What the API allows for one feature: a dead one (it never fired on the evaluation text) has no
-    contexts to ablate and is not labelled, but can still be named, probed on a text and steered."""
+    contexts to ablate and is not explained, but can still be named, probed on a text and steered."""
     if frequency > 0:
-        return ["update", "activations_on", "ablation", "label", "steer"]
+        return ["update", "activations_on", "ablation", "explain", "steer"]
     return ["update", "activations_on", "steer"]
 
 
@@ -232,16 +263,40 @@ def _label(row: Row) -> str:
     return str(row["name"] or row["llm_label"] or row["auto_label"])
 
 
+def score_state(row: Row) -> ScoreState:
+    """Why a feature has a score or not: an extraction writes a score only with the support floor met (one
+    from before the floor existed shows as unscored until extracted again: 0014_feature_scores.sql)."""
+    if row["frequency"] <= 0:
+        return "dead"
+    return "scored" if row["score"] is not None else "too_rare"
+
+
+def _scores(row: Row) -> dict[str, Any]:
+    """The score, the judges' scores, their intervals and the support, as both FeatureRow and FeatureDetail
+    carry them."""
+    return {
+        "active_samples": row["active_samples"],
+        "score_state": score_state(row),
+        "held_out_positives": row["held_out_positives"],
+        **{
+            f"{name}{end}": row[f"{name}{end}"]
+            for name in ("score", "detection", "fuzzing")
+            for end in ("", "_low", "_high")
+        },
+    }
+
+
 def _row(row: Row, example: str | None) -> FeatureRow:
     return FeatureRow(
         index=row["idx"],
         label=_label(row),
         name=row["name"],
         auto_label=row["auto_label"],
+        llm_label=row["llm_label"],
         frequency=row["frequency"],
         max_activation=row["max_activation"],
         mean_activation=row["mean_activation"],
-        score=row["score"],
+        **_scores(row),
         is_favorite=bool(row["is_favorite"]),
         example=msgspec.json.decode(example, type=BrowserExample) if example else None,
         actions=feature_actions(row["frequency"]),
@@ -286,14 +341,14 @@ async def browse(db: AsyncDatabase, training_id: str, query: sql.Browse) -> tupl
     """One page of features and the total that match."""
     await ready(db, training_id)
     plan = sql.browse_plan(training_id, query)
+    page = await db.all(plan.rows)
     if plan.filtered:
-        rows = await db.all(plan.rows)
-        total = rows[0]["total"] if rows else await db.scalar(plan.count)
+        total = page[0]["total"] if page else await db.scalar(plan.count)
     else:
         total = await db.scalar(plan.count)
-        wanted = [r["idx"] for r in await db.all(plan.rows)]
-        by_index = {r["idx"]: r for r in await db.all(sql.rows_by_index(training_id, wanted))} if wanted else {}
-        rows = [by_index[i] for i in wanted]
+    wanted = [r["idx"] for r in page]
+    by_index = {r["idx"]: r for r in await db.all(sql.rows_by_index(training_id, wanted))} if wanted else {}
+    rows = [by_index[i] for i in wanted]
     examples: dict[int, str] = {}
     if rows:
         stored = await db.all(sql.examples_of(training_id, [r["idx"] for r in rows]))
@@ -342,8 +397,7 @@ async def detail(
         frequency=row["frequency"],
         max_activation=row["max_activation"],
         mean_activation=row["mean_activation"],
-        active_samples=row["active_samples"],
-        score=row["score"],
+        **_scores(row),
         histogram=Histogram(HIST_EDGES, msgspec.json.decode(row["histogram"])),
         top_tokens=msgspec.json.decode(row["top_tokens"]),
         logit_lens=msgspec.json.decode(row["logit_lens"], type=LogitLens),
@@ -514,60 +568,3 @@ def _top_contexts(arrays: FeatureArrays, index: int, contexts: int) -> list[list
         int(s) for s, v in zip(arrays.top_samples[:contexts, index], arrays.top_values[:contexts, index]) if v > 0
     ]
     return [arrays.tokens[int(arrays.offsets[s]) : int(arrays.offsets[s + 1])].tolist() for s in samples]
-
-
-def _prompt(
-    layout: DataLayout, examples: list[dict[str, Any]], top_tokens: list[Any], lens: LogitLens, tokenizer: str
-) -> str:
-    """The evidence for one feature as the labeller reads it: contexts with the strongest token in
-    « », the tokens it fires on most, and what it makes the model predict."""
-    lines = ["Contexts where the feature fires:"]
-    for number, example in enumerate(examples, 1):
-        texts = _texts(layout, tokenizer, example["token_ids"])
-        texts[example["max_index"]] = f"«{texts[example['max_index']]}»"
-        lines.append(f"{number}. {''.join(texts).strip()}")
-    if top_tokens:
-        lines.append("It fires most on: " + ", ".join(repr(t) for t, _ in top_tokens[:5]))
-    if lens.positive:
-        lines.append("It makes the model predict: " + ", ".join(repr(t) for t, _ in lens.positive[:5]))
-    return "\n".join(lines)
-
-
-async def start_labelling(
-    db: AsyncDatabase, jobs: AsyncJobStore, layout: DataLayout, training_id: str, features: list[int] | None, top: int
-) -> Job:
-    """Labels by a language model for the named live features (else the ``top`` most frequent); the
-    prompts are built here, from the evidence the API already reads."""
-    extraction = await ready(db, training_id)
-    settings = decode_settings(await db.scalar(app_state.get(SETTINGS_KEY)))
-    if settings.provider == "none":
-        raise Conflict(
-            "No labelling provider: choose one with PUT /api/settings/labeling", details={"field": "provider"}
-        )
-    query = sql.live_among(training_id, features) if features else sql.most_frequent(training_id, top)
-    rows = await db.all(query)
-    if not rows:
-        raise ValidationError("None of those features fires", details={"field": "features"})
-    tokenizer = _config(extraction).tokenizer
-    arrays = arrays_for(layout.features(training_id))
-    prompts = []
-    for row in rows:
-        evidence = await _feature(db, training_id, row["idx"])
-        prompts.append(
-            (
-                row["idx"],
-                _prompt(
-                    layout,
-                    arrays.examples(row["idx"], settings.examples, 10),
-                    msgspec.json.decode(evidence["top_tokens"]),
-                    msgspec.json.decode(evidence["logit_lens"], type=LogitLens),
-                    tokenizer,
-                ),
-            )
-        )
-    probe = await _probe(db, training_id, rows[0]["idx"]) if settings.provider == "local" else None
-    return await jobs.create(
-        "features.label",
-        LabelParams(training_id=training_id, settings=settings, prompts=prompts, probe=probe),
-        target=("training", training_id),
-    )

@@ -1,6 +1,6 @@
 """Appliance settings changed at run time, stored in ``app_state`` (the rest is MISTUDIO_*
-configuration): for now, the language-model labelling of features. Its API key is a write-only
-secret: stored in the secrets folder, never returned, only whether one is set."""
+configuration): for now, the language model that explains features and judges the explanations. Its API
+key is a write-only secret: stored in the secrets folder, never returned, only whether one is set."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from appliance.data.database import AsyncDatabase
 from appliance.data.layout import DataLayout
 from appliance.data.secrets import delete_secret, read_secret, write_secret
 from appliance.errors import ValidationError
+from appliance.services.common import named_row
 
 
 class LabelingUpdate(LabelingSettings, kw_only=True):
@@ -43,6 +44,8 @@ async def set_labeling(db: AsyncDatabase, layout: DataLayout, update: LabelingUp
         raise ValidationError(
             "An OpenAI-compatible provider needs an endpoint and a model", details={"field": "endpoint"}
         )
+    if settings.local_model_id is not None:  # a registered model (its status is checked when a run starts)
+        await named_row(db, "model", settings.local_model_id)
     if key == "":
         delete_secret(layout.root, SECRET)
     elif key:

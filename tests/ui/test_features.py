@@ -1,13 +1,22 @@
-"""The Features tab in a real browser: extract the features of a demo-model SAE, search and sort,
-open a feature (examples, logit lens, correlations, ablation, a heatmap over typed text), rename
-and favourite it, and open the map."""
+"""The Features tab in a real browser: extract the features of a demo-model SAE, search and sort
+(scores with their intervals, rare features "too rare to score"), open a feature (score and support,
+examples, logit lens, correlations, ablation, a heatmap over typed text), rename and favourite it, and
+open the map."""
 
 from __future__ import annotations
+
+import re
+from decimal import ROUND_HALF_UP, Decimal
 
 from playwright.sync_api import expect
 
 from tests.support import wait_until
 from tests.ui.conftest import screenshot, train_small_topk
+
+
+def fixed(value: float) -> str:
+    """JavaScript's value.toFixed(2), as the UI writes a score: the exact binary value, ties away from zero."""
+    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
 
 
 def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
@@ -24,7 +33,37 @@ def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
     expect(card.get_by_test_id("features-summary")).to_contain_text(f"{summary['alive']:,}")
     rows = card.get_by_test_id("feature-row")
     expect(rows.first).to_be_visible()
+    expect(card.get_by_test_id("features-support-summary")).to_contain_text(
+        f"{summary['too_rare']:,} too rare to score (a score needs ≥ {summary['min_active_samples']} active samples"
+    )
+
+    # Sorted by interpretability: the best lower bound first, shown with its interval.
+    card.get_by_test_id("features-sort").select_option("interpretability")
+    ranked = app.get(f"/api/training/{tid}/features", params={"sort_by": "interpretability", "limit": 1})
+    best = ranked.json()["data"][0]
+    assert best["score_state"] == "scored", best
+    expect(rows.first).to_contain_text(f"#{best['index']}")
+    interval = f"{fixed(best['score'])} ({fixed(best['score_low'])}–{fixed(best['score_high'])})"
+    expect(rows.first.get_by_test_id("feature-score")).to_have_text(interval)
     screenshot(page, "features-browser")
+
+    # A feature under the support floor reads "too rare to score", never a number.
+    everything = app.get(f"/api/training/{tid}/features", params={"limit": 500}).json()["data"]
+    rare = next(r for r in everything if r["score_state"] == "too_rare")
+    assert rare["score"] is None and rare["score_low"] is None, rare
+    card.get_by_test_id("features-search").fill(f"#{rare['index']}")
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text(f"#{rare['index']}")
+    expect(rows.first.get_by_test_id("feature-score")).to_have_text("too rare to score")
+    assert not re.search(r"\d", rows.first.get_by_test_id("feature-score").inner_text())
+    rows.first.click()
+    modal = page.get_by_test_id("feature-modal")
+    expect(modal.get_by_test_id("feature-score-tile")).to_contain_text("too rare to score")
+    expect(modal.get_by_test_id("feature-support")).to_contain_text(
+        f"{rare['active_samples']} samples, {rare['held_out_positives']} held-out positives"
+    )
+    page.keyboard.press("Escape")
+    card.get_by_test_id("features-search").fill("")
 
     # Sort by feature id ascending, then search by a feature's id.
     card.get_by_test_id("features-sort").select_option("index")
@@ -37,8 +76,15 @@ def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
     expect(rows.first).to_be_visible()
 
     rows.first.click()
-    modal = page.get_by_test_id("feature-modal")
     expect(modal.get_by_test_id("feature-example").first).to_be_visible()
+    opened = first["data"][0]
+    if opened["score_state"] == "scored":  # the score with its interval, and its support
+        expect(modal.get_by_test_id("feature-score-tile")).to_contain_text(
+            f"{fixed(opened['score'])}95% interval {fixed(opened['score_low'])}–{fixed(opened['score_high'])}"
+        )
+    expect(modal.get_by_test_id("feature-support")).to_contain_text(
+        f"{opened['active_samples']} samples, {opened['held_out_positives']} held-out positives"
+    )
     modal.get_by_role("tab", name="logit lens").click()
     expect(modal.get_by_test_id("logit-row")).to_have_count(20)
     modal.get_by_role("tab", name="correlations").click()
@@ -67,18 +113,6 @@ def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
     card.get_by_test_id("features-search").fill("my favourite")
     expect(rows).to_have_count(1)
     expect(rows.first).to_contain_text("My favourite feature")
-
-    # Labels from a language model: the SAE's own model here.
-    card.get_by_test_id("labeling-toggle").click()
-    panel = card.get_by_test_id("labeling-panel")
-    panel.get_by_test_id("label-provider").select_option("local")
-    panel.get_by_role("button", name="Save settings").click()
-    expect(page.get_by_text("Labelling settings saved")).to_be_visible()
-    panel.locator("#label-top").fill("3")
-    panel.get_by_test_id("label-start").click()
-    expect(page.get_by_text("Features labelled")).to_be_visible(timeout=60_000)
-    labelled = app.get(f"/api/training/{tid}/features", params={"limit": 3}).json()["data"]
-    assert all(app.get(f"/api/training/{tid}/features/{r['index']}").json()["data"]["llm_label"] for r in labelled)
 
     card.get_by_test_id("features-view-map").click()
     expect(card.get_by_test_id("map-point")).to_have_count(summary["alive"])

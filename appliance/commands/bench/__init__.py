@@ -24,7 +24,18 @@ from appliance.commands.bench import harness
 from appliance.commands.bench.harness import EXIT_BROKEN, EXIT_INTERRUPTED, BenchError
 
 # Suites in the order they are planned; a suite whose module is not written yet says so.
-SUITES = ("api", "monitoring", "datasets", "extraction", "training", "features", "steering", "quality", "pipeline")
+SUITES = (
+    "api",
+    "monitoring",
+    "datasets",
+    "extraction",
+    "training",
+    "features",
+    "steering",
+    "quality",
+    "pipeline",
+    "explain",
+)
 
 
 def load_suite(suite: str) -> ModuleType | None:

@@ -54,7 +54,7 @@ BROWSER_FEATURES = 32_768
 TARGET = 0.7
 TURN_BATCHES = 8  # batches one side runs before the other takes its turn
 WORDS = "the of def class return import value error file path list string token model layer".split()
-SORTS = ("frequency", "max_activation", "interpretability", "index", "name")
+SORTS = ("frequency", "max_activation", "interpretability", "detection", "fuzzing", "index", "name")
 
 
 class _Sides:
@@ -144,6 +144,20 @@ def _pass_and_floor(sides: _Sides, repeats: int) -> tuple[list[tuple[float, int]
     return passes, floors
 
 
+def _interval(rng: random.Random, share: float) -> tuple[float | None, float | None, float | None]:
+    """A score and its interval for ``share`` of the features, else three NULLs (unscored)."""
+    if rng.random() >= share:
+        return None, None, None
+    score = rng.random()
+    return score, max(0.0, score - rng.random() * 0.3), min(1.0, score + rng.random() * 0.3)
+
+
+def _scores(rng: random.Random) -> tuple[Any, ...]:
+    """A synthetic feature's score with its interval and support (most features scored, as on the demo SAE),
+    then its judges' scores (a few explained): what the score sorts read."""
+    return (*_interval(rng, 0.85), rng.randint(0, 300), *_interval(rng, 0.03), *_interval(rng, 0.03))
+
+
 def _fill_browser(app: Appliance, training_id: str, model_id: str) -> None:
     """A finished SAE of ``BROWSER_FEATURES`` synthetic features, written straight to the database."""
     rng = random.Random(0)
@@ -164,7 +178,7 @@ def _fill_browser(app: Appliance, training_id: str, model_id: str) -> None:
                 rng.random(),
                 rng.randint(0, 500),
                 label,
-                rng.random(),
+                *_scores(rng),
                 " ".join([label, *top]).lower(),
                 int(rng.random() < 0.01),
             )
@@ -274,7 +288,10 @@ def _pass_figures(
             summary["alive"],
             "",
             digits=0,
-            note=f"of {summary['features']:,}; interpretable {100 * summary['interpretable_share']:.1f}%",
+            note=(
+                f"of {summary['features']:,}; {summary.get('scored', 0):,} scored (the rest too rare to score),"
+                f" {100 * summary['interpretable_share']:.1f}% of those interpretable"
+            ),
         ),
     ]
 

@@ -1,7 +1,7 @@
 """Parameters of the feature jobs: ``features.extract`` (the pass over the evaluation text),
 ``features.activations_on`` and ``features.ablation`` (probes a person waits on) and
-``features.label`` (language-model labels). The API builds them from its rows; the worker decodes
-them again, which is the contract's check on its side. Torch-free.
+``features.explain`` (explanations by a language model, scored by detection and fuzzing). The API builds
+them from its rows; the worker decodes them again, which is the contract's check on its side. Torch-free.
 
 The model's weight count and precision stay top-level fields of every kind that loads the model:
 the API's memory check (``appliance.memory.estimates``) reads them from the encoded parameters to
@@ -62,11 +62,28 @@ class AblationParams(ProbeParams, kw_only=True):
     contexts: list[list[int]] = msgspec.field(default_factory=list)
 
 
-class LabelParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``features.label``: one prompt per feature, built by the API from the feature's evidence."""
+class LocalModel(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """The registered model that answers as the "local" provider (``LabelingSettings.local_model_id``, else the
+    SAE's own model)."""
+
+    model_id: str
+    model_path: str
+    precision: str
+    tokenizer: str  # a model id, or "demo"
+    parameters: int = 0  # the model's weights, for the memory estimate
+
+
+class ExplainParams(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``features.explain``: explain ``features`` (in this order) from their extraction's contexts, then judge
+    each explanation by detection and fuzzing on held-out contexts (``score``)."""
 
     training_id: str
+    features: list[int]
+    explainer: str  # the provider's key for cached results: "openai:<model>@<host>" or "local:<model id>"
     settings: LabelingSettings
-    prompts: list[tuple[int, str]]  # (feature index, prompt)
-    # The local provider's model (the SAE's own); None for an HTTP endpoint.
-    probe: ProbeParams | None = None
+    tokenizer: str  # the extraction's tokenizer, which decodes its stored tokens
+    excluded_token_ids: list[int] = msgspec.field(default_factory=list)  # special tokens: never highlighted
+    score: bool = True
+    max_calls: int = 5000  # language-model calls this run may make
+    redo: bool = False  # ignore cached results
+    local: LocalModel | None = None  # provider "local" only

@@ -1,1 +1,2 @@
-"""Pipeline stage 5, features: the feature pass over held-out text, interactive probes of one feature, labels."""
+"""Pipeline stage 5, features: the feature pass over held-out text, interactive probes of one feature, explanations
+by a language model and their scores."""

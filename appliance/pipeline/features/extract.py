@@ -22,8 +22,17 @@ example's context, with no activation).
 
 1 means the feature is exactly "these tokens"; a feature that depends on context more than on the
 token itself scores low even when it is meaningful, so the score is a lower bound on
-interpretability. Features scoring at least 0.5 count as interpretable in the summary.
-Finally a UMAP of the decoder directions gives the feature map.
+interpretability.
+
+A score needs evidence: a latent is scored only when it fires in at least MIN_ACTIVE_SAMPLES
+evaluation samples and has at least MIN_HELD_OUT_POSITIVES held-out positions above FIRE_SHARE of
+its max (its "held-out positives"); below either it is "too rare to score" (score NULL), however
+well its few firings happen to match. A scored latent's score carries a 95% percentile bootstrap
+interval over the held-out SAMPLES (BOOTSTRAP resamples with replacement, seeded, so the same
+extraction gives the same interval), and the browser ranks by its lower bound: two lucky samples
+give a wide interval and a low bound, never the top of the list. Features scoring at least 0.5
+count as interpretable in the summary, of the scored ones. Finally a UMAP of the decoder directions
+gives the feature map.
 """
 
 from __future__ import annotations
@@ -54,6 +63,14 @@ HELD_OUT_EVERY = 5  # every fifth sample scores the labels, never chooses them
 TOP_TOKENS = 5
 LOGIT_TOKENS = 10
 FIRE_SHARE = 0.1  # "fires" for the score: above this share of the feature's max
+# The support a score needs (module docstring; README): below either floor a latent is "too rare to score".
+MIN_ACTIVE_SAMPLES = 10
+MIN_HELD_OUT_POSITIVES = 5
+BOOTSTRAP = 200  # resamples of the held-out samples behind a score's interval
+BOOTSTRAP_SEED = 0
+INTERVAL = f"95% percentile bootstrap over held-out samples, {BOOTSTRAP} resamples"
+# Latents whose bootstrap runs at once: three [BOOTSTRAP, chunk] float64 sums (~40 MB) at a time.
+BOOTSTRAP_CHUNK = 8192
 EXAMPLE_WINDOW = 4  # tokens each side of the max in the browser's example context
 HIST_BINS = len(HIST_EDGES) - 1
 TOKENIZE_CHUNK = 1024  # texts tokenized at once, before their batches are timed and run
@@ -278,6 +295,17 @@ def _logit_lens(sae: Any, model: Any) -> _LogitLens:
     return _LogitLens(torch.cat(ups), torch.cat(up_ids), torch.cat(downs), torch.cat(down_ids), torch.cat(norms))
 
 
+class _Scores(NamedTuple):
+    """Per latent: the score (NaN when unscored), its interval, its held-out positives, and whether it
+    has the support to be scored."""
+
+    point: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    positives: np.ndarray
+    scored: np.ndarray
+
+
 def _scores(
     tokens: np.ndarray,
     sample_of: np.ndarray,
@@ -287,26 +315,68 @@ def _scores(
     maxima: np.ndarray,
     top_tokens: list[list[int]],
     vocab: int,
-) -> np.ndarray:
-    """The interpretability score of every latent (module docstring), vectorised over latents."""
+    active_samples: np.ndarray,
+) -> _Scores:
+    """The interpretability score of every latent, its support and its interval (module docstring),
+    vectorised over latents: per held-out sample and latent, sparse counts of positives, of true
+    positives and of predictions, which the bootstrap reweighs sample by sample."""
+    from scipy import sparse
+
     d_sae = len(top_tokens)
     held = (sample_of % HELD_OUT_EVERY) == HELD_OUT_EVERY - 1
     held_rows = np.nonzero(held)[0]
-    token_counts = np.bincount(tokens[held_rows], minlength=vocab)
-    predicted = np.array([token_counts[t].sum() if t else 0 for t in top_tokens], dtype=np.float64)
+    # Held-out samples with tokens, numbered 0..n_held-1: the units the bootstrap resamples.
+    held_samples, held_of = np.unique(sample_of[held_rows], return_inverse=True)
+    n_held = len(held_samples)
     # Entries (row, latent, value) on held-out rows above FIRE_SHARE of the latent's max.
     row_of = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
     keep = held[row_of] & (values.astype(np.float32) > FIRE_SHARE * maxima[indices])
     pos_latent = indices[keep].astype(np.int64)
-    positives = np.bincount(pos_latent, minlength=d_sae).astype(np.float64)
+    pos_sample = np.searchsorted(held_samples, sample_of[row_of[keep]])
     pairs = pos_latent * vocab + tokens[row_of[keep]]
     wanted = np.array([latent * vocab + t for latent, ts in enumerate(top_tokens) for t in ts], dtype=np.int64)
     hit = np.isin(pairs, wanted)
-    true_positives = np.bincount(pos_latent[hit], minlength=d_sae).astype(np.float64)
+
+    def per_sample(rows: np.ndarray, cols: np.ndarray) -> Any:  # [n_held, d_sae] counts, duplicates summed
+        return sparse.csc_matrix((np.ones(len(rows)), (rows, cols)), shape=(n_held, d_sae))
+
+    positives, true_positives = per_sample(pos_sample, pos_latent), per_sample(pos_sample[hit], pos_latent[hit])
+    # Predictions: each held-out sample's token counts times each latent's top-token indicator; per sample
+    # only a chunk of latents at a time (a common top token is in every sample).
+    counts = sparse.csr_matrix(
+        (np.ones(len(held_rows)), (held_of, tokens[held_rows])), shape=(n_held, vocab), dtype=np.float64
+    )
+    top_of = np.array([latent for latent, ts in enumerate(top_tokens) for _ in ts], dtype=np.int64)
+    indicator = sparse.csc_matrix((np.ones(len(top_of)), (wanted - top_of * vocab, top_of)), shape=(vocab, d_sae))
+    predicted = indicator.T @ np.asarray(counts.sum(axis=0)).ravel()
+
+    n_positives = np.asarray(positives.sum(axis=0)).ravel()
+    point = _f1(np.asarray(true_positives.sum(axis=0)).ravel(), n_positives, predicted)
+    scored = (active_samples >= MIN_ACTIVE_SAMPLES) & (n_positives >= MIN_HELD_OUT_POSITIVES)
+    low, high = np.full(d_sae, np.nan), np.full(d_sae, np.nan)
+    chosen = np.nonzero(scored)[0]
+    if len(chosen):  # a scored latent has held-out positives, so there are held-out samples to resample
+        # [n_held, BOOTSTRAP]: how many times each resample draws each held-out sample.
+        weights = np.random.default_rng(BOOTSTRAP_SEED).multinomial(n_held, np.full(n_held, 1 / n_held), BOOTSTRAP).T
+        weights = weights.astype(np.float64)
+        for start in range(0, len(chosen), BOOTSTRAP_CHUNK):
+            cols = chosen[start : start + BOOTSTRAP_CHUNK]
+            counted = (true_positives[:, cols], positives[:, cols], counts @ indicator[:, cols])
+            resampled = _f1(*(m.T @ weights for m in counted))
+            low[cols], high[cols] = np.percentile(resampled, [2.5, 97.5], axis=1)
+    point[~scored] = np.nan
+    # A percentile interval of a skewed ratio can miss its own estimate by a hair; it is widened to hold it.
+    low, high = np.fmin(low, point), np.fmax(high, point)
+    return _Scores(point, low, high, n_positives.astype(np.int64), scored)
+
+
+def _f1(true_positives: Any, positives: Any, predicted: Any) -> np.ndarray:
+    """2 TP / (positives + predictions), elementwise; 0 with neither."""
+    true_positives, total = np.asarray(true_positives, dtype=np.float64), np.asarray(positives + predicted)
     with np.errstate(divide="ignore", invalid="ignore"):
-        f1 = 2 * true_positives / (positives + predicted)
+        f1 = 2 * true_positives / total
     f1[~np.isfinite(f1)] = 0.0
-    return f1
+    return np.asarray(f1, dtype=np.float64)
 
 
 def _lens_side(text: Callable[[int], str], ids: list[int], values: list[float]) -> list[list[Any]]:
@@ -346,7 +416,7 @@ class _Measures:
     frequency: np.ndarray
     maxima: np.ndarray
     mean_active: np.ndarray
-    scores: np.ndarray
+    scores: _Scores
     hist: list[list[int]]
     top_counts: list[list[tuple[int, int]]]  # (token id, count) from every top sample: what the label shows
 
@@ -464,7 +534,15 @@ def _measure(passed: _Passed, d_sae: int) -> _Measures:
     sample_of = np.repeat(np.arange(len(lengths_all)), lengths_all)
     maxima = acc.max.numpy()
     scores = _scores(
-        token_array, sample_of, arrays["indptr"], arrays["indices"], arrays["values"], maxima, top_tokens, vocab
+        token_array,
+        sample_of,
+        arrays["indptr"],
+        arrays["indices"],
+        arrays["values"],
+        maxima,
+        top_tokens,
+        vocab,
+        acc.samples_active.numpy(),
     )
     return _Measures(
         frequency=(acc.count / n_tokens).numpy(),
@@ -498,8 +576,8 @@ def _top_tokens(
 def _feature_rows(
     training_id: str, passed: _Passed, measures: _Measures, stored: FeatureArrays
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
-    """Each latent's ``features`` row (figures, label, score, search text) and ``feature_details``
-    row (histogram, top tokens, logit lens, example context)."""
+    """Each latent's ``features`` row (figures, label, score with its interval and support, search text)
+    and ``feature_details`` row (histogram, top tokens, logit lens, example context)."""
     acc, text, m = passed.acc, passed.text, measures
     rows, details = [], []
     for latent in range(len(m.frequency)):
@@ -517,7 +595,8 @@ def _feature_rows(
                 float(m.mean_active[latent]),
                 int(acc.samples_active[latent]),
                 label,
-                round(float(m.scores[latent]), 4) if alive else None,
+                *(_rounded(a[latent]) for a in (m.scores.point, m.scores.low, m.scores.high)),
+                int(m.scores.positives[latent]),
                 search,
             )
         )
@@ -539,6 +618,11 @@ def _json(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+def _rounded(value: float) -> float | None:
+    """A score figure as stored: 4 decimals, NULL for a latent not scored."""
+    return None if np.isnan(value) else round(float(value), 4)
+
+
 def _example(acc: FeaturePass, stored: FeatureArrays, latent: int, text: Callable[[int], str]) -> dict[str, Any] | None:
     """The context around the latent's strongest activation, for the browser; None when it never fires."""
     if not acc.top_values[0, latent] > 0:
@@ -552,15 +636,22 @@ def _example(acc: FeaturePass, stored: FeatureArrays, latent: int, text: Callabl
 
 
 def _summary(passed: _Passed, measures: _Measures, began: float) -> dict[str, Any]:
-    frequency, scores = measures.frequency, measures.scores
+    frequency, scored = measures.frequency, measures.scores.scored
     alive = frequency > 0
+    scores = measures.scores.point[scored]
     tokens = len(passed.arrays["tokens"])
     return {
         "features": len(frequency),
         "alive": int(alive.sum()),
         "dead": int((~alive).sum()),
-        "interpretable_share": round(float((scores[alive] >= 0.5).mean()), 4) if alive.any() else 0.0,
-        "mean_score": round(float(scores[alive].mean()), 4) if alive.any() else 0.0,
+        # Of the scored features only: a latent too rare to score counts in neither.
+        "scored": int(scored.sum()),
+        "too_rare": int((alive & ~scored).sum()),
+        "min_active_samples": MIN_ACTIVE_SAMPLES,
+        "min_held_out_positives": MIN_HELD_OUT_POSITIVES,
+        "score_interval": INTERVAL,
+        "interpretable_share": round(float((scores >= 0.5).mean()), 4) if len(scores) else 0.0,
+        "mean_score": round(float(scores.mean()), 4) if len(scores) else 0.0,
         "activation_rate": round(float(frequency[alive].mean()), 6) if alive.any() else 0.0,
         "samples": passed.samples,
         "tokens": int(tokens),

@@ -1127,6 +1127,40 @@ export interface paths {
         patch: operations["ApiTrainingTrainingIdFeaturesIndexUpdate"];
         trace?: never;
     };
+    "/api/training/{training_id}/features/explain": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Explain features with a language model and score the explanations by detection and fuzzing (settings: /api/settings/labeling); the same request again resumes */
+        post: operations["ApiTrainingTrainingIdFeaturesExplainExplain"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/training/{training_id}/features/{index}/explanations": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A feature's explanations by language models, their detection and fuzzing scores and what the judges saw */
+        get: operations["ApiTrainingTrainingIdFeaturesIndexExplanationsExplanations"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/features/extract": {
         parameters: {
             query?: never;
@@ -1155,23 +1189,6 @@ export interface paths {
         get: operations["ApiTrainingTrainingIdFeaturesMapFeatureMap"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/training/{training_id}/features/label": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Label features with a language model (settings: /api/settings/labeling) */
-        post: operations["ApiTrainingTrainingIdFeaturesLabelLabel"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1219,9 +1236,9 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** How features are labelled by a language model (the key is never shown) */
+        /** How features are explained and judged by a language model (the key is never shown) */
         get: operations["ApiSettingsLabelingGetLabeling"];
-        /** Set the labelling provider: none, local (the SAE's model) or an OpenAI-compatible endpoint */
+        /** Set the explaining provider: none, local (a registered model, default the SAE's) or an OpenAI-compatible endpoint */
         put: operations["ApiSettingsLabelingPutLabeling"];
         post?: never;
         delete?: never;
@@ -1638,6 +1655,11 @@ export interface components {
             data: components["schemas"]["services_datasets_Sample"][];
             meta: components["schemas"]["Meta"];
         };
+        /** Envelope[list[FeatureExplanation]] */
+        "Envelope_list_appliance.services.explanations.FeatureExplanation_": {
+            data: components["schemas"]["FeatureExplanation"][];
+            meta: components["schemas"]["Meta"];
+        };
         /** Envelope[list[Correlation]] */
         "Envelope_list_appliance.services.features.Correlation_": {
             data: components["schemas"]["Correlation"][];
@@ -1702,6 +1724,25 @@ export interface components {
             data: unknown;
             created_at: string;
         };
+        /** ExplainRequest */
+        ExplainRequest: {
+            features?: number[] | null;
+            /** @default 50 */
+            top: number;
+            /** @default true */
+            score: boolean;
+            max_calls?: number | null;
+            /** @default false */
+            redo: boolean;
+        };
+        /** ExplainerExcerpt */
+        ExplainerExcerpt: {
+            tokens: string[];
+            marked: number[];
+            activation: number;
+            kind: string;
+            sample: number;
+        };
         /** Extraction */
         Extraction: {
             training_id: string;
@@ -1732,6 +1773,11 @@ export interface components {
             features?: number | null;
             alive?: number | null;
             dead?: number | null;
+            scored?: number | null;
+            too_rare?: number | null;
+            min_active_samples?: number | null;
+            min_held_out_positives?: number | null;
+            score_interval?: string | null;
             interpretable_share?: number | null;
             mean_score?: number | null;
             activation_rate?: number | null;
@@ -1745,6 +1791,19 @@ export interface components {
         };
         /** FeatureDetail */
         FeatureDetail: {
+            active_samples: number;
+            score: number | null;
+            score_low: number | null;
+            score_high: number | null;
+            /** @enum {string} */
+            score_state: "scored" | "too_rare" | "dead";
+            held_out_positives: number;
+            detection: number | null;
+            detection_low: number | null;
+            detection_high: number | null;
+            fuzzing: number | null;
+            fuzzing_low: number | null;
+            fuzzing_high: number | null;
             index: number;
             label: string;
             name: string | null;
@@ -1755,8 +1814,6 @@ export interface components {
             frequency: number;
             max_activation: number;
             mean_activation: number;
-            active_samples: number;
-            score: number | null;
             histogram: components["schemas"]["Histogram"];
             top_tokens: [
                 string,
@@ -1774,6 +1831,21 @@ export interface components {
             } | null;
             map: number[] | null;
             actions: string[];
+        };
+        /** FeatureExplanation */
+        FeatureExplanation: {
+            explainer: string;
+            provider: string;
+            model: string;
+            state: string;
+            message: string | null;
+            explanation: string | null;
+            method: string | null;
+            detection: components["schemas"]["JudgeScore"] | null;
+            fuzzing: components["schemas"]["JudgeScore"] | null;
+            explainer_examples: components["schemas"]["ExplainerExcerpt"][];
+            calls: number;
+            created_at: number;
         };
         /** FeatureIn */
         FeatureIn: {
@@ -1801,14 +1873,27 @@ export interface components {
         };
         /** FeatureRow */
         FeatureRow: {
+            active_samples: number;
+            score: number | null;
+            score_low: number | null;
+            score_high: number | null;
+            /** @enum {string} */
+            score_state: "scored" | "too_rare" | "dead";
+            held_out_positives: number;
+            detection: number | null;
+            detection_low: number | null;
+            detection_high: number | null;
+            fuzzing: number | null;
+            fuzzing_low: number | null;
+            fuzzing_high: number | null;
             index: number;
             label: string;
             name: string | null;
             auto_label: string;
+            llm_label: string | null;
             frequency: number;
             max_activation: number;
             mean_activation: number;
-            score: number | null;
             is_favorite: boolean;
             example: components["schemas"]["BrowserExample"] | null;
             actions: string[];
@@ -1958,11 +2043,23 @@ export interface components {
             type: string;
             id: string;
         };
-        /** LabelRequest */
-        LabelRequest: {
-            features?: number[] | null;
-            /** @default 50 */
-            top: number;
+        /** JudgeExample */
+        JudgeExample: {
+            tokens: string[];
+            highlighted: number[];
+            truth: boolean;
+            answer: boolean | null;
+            sample: number;
+        };
+        /** JudgeScore */
+        JudgeScore: {
+            balanced_accuracy: number | null;
+            low: number | null;
+            high: number | null;
+            correct: number;
+            total: number;
+            answered: number;
+            examples: components["schemas"]["JudgeExample"][];
         };
         /** LabelingUpdate */
         LabelingUpdate: {
@@ -1973,10 +2070,17 @@ export interface components {
             provider: "none" | "local" | "openai";
             endpoint?: string | null;
             model?: string | null;
-            /** @default 5 */
+            local_model_id?: string | null;
+            /** @default 10 */
             examples: number;
+            /** @default 10 */
+            examples_per_class: number;
             /** @default 30 */
             timeout_s: number;
+            /** @default 4 */
+            concurrency: number;
+            /** @default 5000 */
+            max_calls: number;
             api_key?: string | null;
         };
         /** LabelingView */
@@ -1988,10 +2092,17 @@ export interface components {
             provider: "none" | "local" | "openai";
             endpoint?: string | null;
             model?: string | null;
-            /** @default 5 */
+            local_model_id?: string | null;
+            /** @default 10 */
             examples: number;
+            /** @default 10 */
+            examples_per_class: number;
             /** @default 30 */
             timeout_s: number;
+            /** @default 4 */
+            concurrency: number;
+            /** @default 5000 */
+            max_calls: number;
             /** @default false */
             has_api_key: boolean;
         };
@@ -8281,7 +8392,7 @@ export interface operations {
         parameters: {
             query?: {
                 search?: string | null;
-                sort_by?: "index" | "frequency" | "max_activation" | "interpretability" | "name";
+                sort_by?: "index" | "frequency" | "max_activation" | "interpretability" | "detection" | "fuzzing" | "name";
                 order?: "asc" | "desc";
                 page?: number;
                 limit?: number;
@@ -8678,6 +8789,193 @@ export interface operations {
             };
         };
     };
+    ApiTrainingTrainingIdFeaturesExplainExplain: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A tr_… id */
+                training_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description JSON (content-type: application/json), at most 10,485,760 bytes (MISTUDIO_MAX_BODY_BYTES) */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ExplainRequest"];
+            };
+        };
+        responses: {
+            /** @description Request accepted, processing continues off-line */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_appliance.api.envelope.Accepted_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: a parameter, id or body field is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description FORBIDDEN: a state-changing request from a web page of another origin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description NOT_FOUND: no resource with that id (or no such route) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description CONFLICT: the resource is not in a state that allows this (busy, not ready, in use, exists) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE: the body is not sent as the content type this endpoint takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description INSUFFICIENT_MEMORY (the job can never fit this device's memory budget) or NOT_READY */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description INSUFFICIENT_STORAGE: the data disk would fall below its reserve (MISTUDIO_DISK_RESERVE_MB) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ApiTrainingTrainingIdFeaturesIndexExplanationsExplanations: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A tr_… id */
+                training_id: string;
+                index: number;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_list_appliance.services.explanations.FeatureExplanation_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: a parameter, id or body field is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description NOT_FOUND: no resource with that id (or no such route) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description CONFLICT: the resource is not in a state that allows this (busy, not ready, in use, exists) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
     ApiFeaturesExtractExtract: {
         parameters: {
             query?: never;
@@ -8852,124 +9150,6 @@ export interface operations {
             };
             /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
             421: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-        };
-    };
-    ApiTrainingTrainingIdFeaturesLabelLabel: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description A tr_… id */
-                training_id: string;
-            };
-            cookie?: never;
-        };
-        /** @description JSON (content-type: application/json), at most 10,485,760 bytes (MISTUDIO_MAX_BODY_BYTES) */
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["LabelRequest"];
-            };
-        };
-        responses: {
-            /** @description Request accepted, processing continues off-line */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Envelope_appliance.api.envelope.Accepted_"];
-                };
-            };
-            /** @description VALIDATION_ERROR: a parameter, id or body field is malformed or out of range */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */
-            401: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description FORBIDDEN: a state-changing request from a web page of another origin */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description NOT_FOUND: no resource with that id (or no such route) */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description CONFLICT: the resource is not in a state that allows this (busy, not ready, in use, exists) */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description PAYLOAD_TOO_LARGE: the body is larger than the limit */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description UNSUPPORTED_MEDIA_TYPE: the body is not sent as the content type this endpoint takes */
-            415: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
-            421: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description INSUFFICIENT_MEMORY (the job can never fit this device's memory budget) or NOT_READY */
-            503: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["ErrorResponse"];
-                };
-            };
-            /** @description INSUFFICIENT_STORAGE: the data disk would fall below its reserve (MISTUDIO_DISK_RESERVE_MB) */
-            507: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -271,6 +271,29 @@ export type FeatureDetail = Narrow<Schemas['FeatureDetail'], {
 export type FeatureExtraction = Narrow<Schemas['Extraction'], { status: 'none' | 'extracting' | 'ready' | 'error' }>;
 export type MapPoint = Schemas['MapPoint'];
 
+// --- explanations (a language model explains features; a judge scores them) ---------------------
+
+/** GET /api/settings/labeling: the explainer's settings (the key is write-only: only whether one is set). */
+export type LabelingView = Schemas['LabelingView'];
+export type ExplainRequest = Schemas['ExplainRequest'];
+export type FeatureExplanation = Answer<'/api/training/{training_id}/features/{index}/explanations'>[number];
+export type JudgeScore = NonNullable<FeatureExplanation['detection']>;
+export type JudgeExample = JudgeScore['examples'][number];
+
+/** UI-side: a job's `result` is an open object in the document; this is a `features.explain` job's. */
+export interface ExplainResult {
+  training_id: string;
+  explainer: string;
+  requested: number;
+  cached: number;
+  explained: number;
+  scored: number;
+  /** Per-feature states that gave no score ("timeout", "unauthorized", "malformed"...), with their counts. */
+  failed: Record<string, number>;
+  calls: number;
+  stopped: 'cap' | null;
+}
+
 // --- steering ---------------------------------------------------------------------------------
 
 export type SteeringFeatureSetting = Schemas['FeatureIn'];

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from appliance.contracts.params.models import HookPoint
+from appliance.memory.admission import trim_heap
 from appliance.pipeline.models.architecture import InputView, block_output, first_input
 from appliance.pipeline.models.interrupt import Interruptible
 
@@ -82,17 +83,20 @@ class _Splice:
             rebuilt = self.sae.reconstruct(flat).reshape(output.shape).to(output.dtype)
             return rebuilt if special is None else torch.where(special.unsqueeze(-1), output, rebuilt)
 
-        original = logits(None)
-        spliced = logits(reconstruct)
+        # Few [tokens, vocabulary] tensors at once (estimates.SPLICE_LOGITS), each dropped once its figures are
+        # taken: holding the three runs' logits and their softmaxes together was eight of them. The figures are
+        # the same (cross_entropy is nll_loss of log_softmax).
+        log_p = F.log_softmax(logits(None), -1)
+        figures = {"original": F.nll_loss(log_p, targets, reduction="sum").item()}
+        log_q = F.log_softmax(logits(reconstruct), -1)
+        figures["sae"] = F.nll_loss(log_q, targets, reduction="sum").item()
+        gap = log_p.sub(log_q)
+        del log_q
+        figures["kl"] = gap.mul_(log_p.exp_()).sum().item()
+        del log_p, gap
         zeroed = logits(lambda output, _given: torch.zeros_like(output))
-        log_p, log_q = F.log_softmax(original, -1), F.log_softmax(spliced, -1)
-        return {
-            "original": F.cross_entropy(original, targets, reduction="sum").item(),
-            "sae": F.cross_entropy(spliced, targets, reduction="sum").item(),
-            "zero": F.cross_entropy(zeroed, targets, reduction="sum").item(),
-            "kl": (log_p.exp() * (log_p - log_q)).sum().item(),
-            "tokens": float(targets.numel()),
-        }
+        figures["zero"] = F.cross_entropy(zeroed, targets, reduction="sum").item()
+        return {**figures, "tokens": float(targets.numel())}
 
 
 DENSITY_EDGES = [round(-6 + 0.25 * i, 2) for i in range(25)]  # log10 firing frequency, -6 .. 0
@@ -166,6 +170,7 @@ def evaluate(
             count += int(figures.pop("tokens"))
             for name, value in figures.items():
                 totals[name] += value
+            trim_heap()  # the batch's logits, sized by its tokens, would pile up in the heap (trim_heap)
     if count == 0:
         return {}
     ce = {k: totals[k] / count for k in ("original", "sae", "zero")}

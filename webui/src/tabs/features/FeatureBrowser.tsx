@@ -6,8 +6,12 @@ import type { FeatureRow } from '../../api/types';
 import { inputClass, selectClass } from '../../components/Form';
 import { TokenChip } from '../../components/TokenChip';
 import { useToast } from '../../components/Toasts';
+import { JudgeTags, ScoreCell } from './scores';
 
-const SORTS = [['frequency', 'Activation Freq'], ['interpretability', 'Interpretability'], ['max_activation', 'Max Activation'],
+// The score sorts order by the lower end of the 95% interval (what the API sorts by), so two lucky
+// samples never top the list; unscored features come last either way.
+const SORTS = [['frequency', 'Activation Freq'], ['interpretability', 'Interpretability (lower bound)'],
+  ['detection', 'Detection (lower bound)'], ['fuzzing', 'Fuzzing (lower bound)'], ['max_activation', 'Max Activation'],
   ['index', 'Feature ID'], ['name', 'Label']] as const;
 const PAGE = 25;
 
@@ -59,7 +63,7 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
           <input data-testid="features-search" aria-label="Search features" className={inputClass}
                  placeholder="Search features... (label, token or #id)" value={search} onChange={(e) => setSearch(e.target.value)} />
         </div>
-        <div className="w-48 shrink-0">
+        <div className="w-64 shrink-0">
           <select data-testid="features-sort" aria-label="Sort by" className={selectClass} value={sortBy}
                   onChange={(e) => { setSortBy(e.target.value); setPage(1); }}>
             {SORTS.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
@@ -91,7 +95,13 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
               <tr key={row.index} data-testid="feature-row" onClick={() => onOpen(row.index)}
                   className="border-b border-slate-800 hover:bg-slate-800/30 cursor-pointer">
                 <td className="px-4 py-3 font-mono text-slate-400">#{row.index}</td>
-                <td className="px-4 py-3 max-w-xs truncate" title={row.label}>{row.label}</td>
+                <td className="px-4 py-3 max-w-xs" title={row.label}>
+                  <div className="truncate" data-testid="feature-label-cell">{row.label}</div>
+                  {row.llm_label && row.llm_label !== row.label && (
+                    <div className="truncate text-xs text-slate-400" title={`Explanation: ${row.llm_label}`}>{row.llm_label}</div>
+                  )}
+                  <JudgeTags row={row} />
+                </td>
                 <td className="px-4 py-3">
                   <div className="flex flex-wrap gap-0.5">
                     {row.example?.tokens.map((token, i) => (
@@ -100,8 +110,7 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
                   </div>
                 </td>
                 <td className="px-4 py-3 text-right text-emerald-400 tabular-nums">{(100 * row.frequency).toFixed(2)}%</td>
-                <td className="px-4 py-3 text-right text-blue-400 tabular-nums">
-                  {row.score === null ? '—' : `${(100 * row.score).toFixed(1)}%`}</td>
+                <td className="px-4 py-3 text-right"><ScoreCell row={row} /></td>
                 <td className="px-4 py-3 text-right">
                   <button type="button" data-testid="feature-star" aria-label={row.is_favorite ? 'Unfavourite' : 'Favourite'}
                           onClick={(e) => { e.stopPropagation(); void star(row); }}>

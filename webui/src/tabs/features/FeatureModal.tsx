@@ -8,8 +8,10 @@ import { MetricTile } from '../../components/MetricTile';
 import { Modal, ModalTabs } from '../../components/Modal';
 import { TokenChip } from '../../components/TokenChip';
 import { useToast } from '../../components/Toasts';
+import { Explanations } from './Explanations';
+import { fixed, unscoredText } from './scores';
 
-const TABS = ['examples', 'logit-lens', 'correlations', 'ablation', 'try-text'] as const;
+const TABS = ['examples', 'explanations', 'logit-lens', 'correlations', 'ablation', 'try-text'] as const;
 type Tab = (typeof TABS)[number];
 const show = (token: string) => JSON.stringify(token);
 
@@ -57,12 +59,25 @@ export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged }: 
         <div className="space-y-6">
           <div className="grid grid-cols-4 gap-4">
             <MetricTile label="Activation Frequency" value={`${(100 * detail.frequency).toFixed(2)}%`} color="emerald" />
-            <MetricTile label="Interpretability" value={detail.score === null ? null : `${(100 * detail.score).toFixed(1)}%`}
-                        color="blue" caption="held-out F1 of its top tokens" />
+            <div data-testid="feature-score-tile">
+              {detail.score_state === 'scored' && detail.score !== null ? (
+                <MetricTile label="Interpretability" value={fixed(detail.score)} color="blue"
+                            caption={detail.score_low == null || detail.score_high == null ? 'held-out F1 of its top tokens'
+                              : `95% interval ${fixed(detail.score_low)}–${fixed(detail.score_high)} • held-out F1 of its top tokens`} />
+              ) : (
+                <MetricTile label="Interpretability" value={<span className="text-lg text-slate-500 italic">{unscoredText(detail.score_state)}</span>}
+                            color="slate" caption={detail.score_state === 'dead' ? 'never fires' : 'not enough evidence for a score'} />
+              )}
+            </div>
             <MetricTile label="Max Activation" value={detail.max_activation.toFixed(3)} color="purple" />
-            <MetricTile label="Active Samples" value={detail.active_samples.toLocaleString('en-US')} color="yellow" />
+            <div data-testid="feature-support">
+              <MetricTile label="Active Samples" value={detail.active_samples.toLocaleString('en-US')} color="yellow"
+                          caption={`${detail.active_samples.toLocaleString('en-US')} samples, `
+                            + `${detail.held_out_positives.toLocaleString('en-US')} held-out positives`} />
+            </div>
           </div>
           {tab === 'examples' && <Examples detail={detail} />}
+          {tab === 'explanations' && <Explanations base={base} />}
           {tab === 'logit-lens' && <LogitLensPanel detail={detail} />}
           {tab === 'correlations' && <Correlations base={base} onOpen={onOpen} />}
           {tab === 'ablation' && <AblationPanel base={base} initial={detail.ablation} />}

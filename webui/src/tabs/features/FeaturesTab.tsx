@@ -21,7 +21,7 @@ import { FeatureBrowser } from './FeatureBrowser';
 import { CorrelationMatrix } from './CorrelationMatrix';
 import { FeatureMap } from './FeatureMap';
 import { FeatureModal } from './FeatureModal';
-import { LabelingPanel } from './LabelingPanel';
+import { ExplainPanel } from './ExplainPanel';
 
 // A summary's figures are null for an extraction made before they were measured.
 const pct = (v: number | null | undefined, digits: number) => (v == null ? '—' : `${(100 * v).toFixed(digits)}%`);
@@ -32,6 +32,14 @@ function leftOut(summary: NonNullable<FeatureExtraction['summary']>): string {
   const ids = summary.excluded_token_ids ?? [];
   if (ids.length === 0) return `${describeExcluded(ids)}: every position counts`;
   return `${describeExcluded(ids)} • ${count(summary.excluded_positions ?? 0)} positions not counted`;
+}
+
+/** Which features carry a score and why the others do not: a score needs evidence. */
+function support(summary: NonNullable<FeatureExtraction['summary']>): string {
+  if (summary.min_active_samples == null) return 'Extracted before scores had a support floor: extract again to score features';
+  return `${count(summary.scored)} features scored, ${count(summary.too_rare)} too rare to score (a score needs `
+    + `≥ ${summary.min_active_samples} active samples and ≥ ${summary.min_held_out_positives} held-out positives)`
+    + `${summary.score_interval ? ` • intervals: ${summary.score_interval}` : ''}`;
 }
 
 export function FeaturesTab() {
@@ -71,7 +79,7 @@ function ExtractionCard({ training }: { training: Training }) {
   const [open, setOpen] = useState<number | null>(null);
   const [view, setView] = useState<'table' | 'map'>('table');
   const [reloadKey, setReloadKey] = useState(0);
-  const [labeling, setLabeling] = useState(false);
+  const [explaining, setExplaining] = useState(false);
   const { byId, cancel } = useJobs();
   const { subscribe } = useEventStream();
   const { run } = useRequest('Extraction not started');
@@ -150,11 +158,12 @@ function ExtractionCard({ training }: { training: Training }) {
             <MetricTile label="Features Found" value={count(summary.alive)} color="emerald"
                         caption={`of ${count(summary.features)} latents; ${count(summary.dead)} never fired`} />
             <MetricTile label="Interpretable" value={pct(summary.interpretable_share, 1)} color="blue"
-                        caption="score ≥ 50%: top tokens predict where it fires" />
+                        caption={`of ${count(summary.scored)} scored features, score ≥ 0.5: top tokens predict where it fires`} />
             <MetricTile label="Activation Rate" value={pct(summary.activation_rate, 2)} color="purple"
                         caption={`mean over live features, ${count(summary.tokens)} tokens`} />
           </div>
           <p className="text-xs text-slate-500" data-testid="features-special-summary">{leftOut(summary)}</p>
+          <p className="text-xs text-slate-500" data-testid="features-support-summary">{support(summary)}</p>
           <div className="flex items-center justify-between border-t border-slate-800 pt-4">
             <div className="flex gap-2" role="tablist">
               {(['table', 'map'] as const).map((v) => (
@@ -165,10 +174,10 @@ function ExtractionCard({ training }: { training: Training }) {
               ))}
             </div>
             <div className="flex gap-4">
-              {can('label') && (
-                <button type="button" data-testid="labeling-toggle" onClick={() => setLabeling(!labeling)}
+              {can('explain') && (
+                <button type="button" data-testid="explain-toggle" onClick={() => setExplaining(!explaining)}
                         className="text-sm text-slate-400 hover:text-slate-200">
-                  {labeling ? '▾' : '▸'} Label with a language model</button>
+                  {explaining ? '▾' : '▸'} Explain &amp; score with a language model</button>
               )}
               {can('extract') && (
                 <details className="text-sm">
@@ -178,7 +187,7 @@ function ExtractionCard({ training }: { training: Training }) {
               )}
             </div>
           </div>
-          {labeling && can('label') && <LabelingPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
+          {explaining && can('explain') && <ExplainPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
           {view === 'table'
             ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} />
             : (
