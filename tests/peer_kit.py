@@ -84,9 +84,10 @@ def hooked_activations() -> dict[str, torch.Tensor]:
 
 
 def randomise(params: dict[str, torch.nn.Parameter], x: torch.Tensor, centre: bool, seed: int = 0) -> None:
-    """Non-trivial weights for an SAE with SAELens-named ``params`` (W_enc, b_enc, W_dec, b_dec and
-    any of threshold, log_threshold, alpha, W_skip): decoder rows of uneven norms, non-zero biases,
-    about a fifth of the latents firing on ``x`` and JumpReLU thresholds that half of those pass."""
+    """Non-trivial weights for an SAE with SAELens-named ``params`` (W_enc, b_enc or gated's b_gate,
+    r_mag, b_mag, W_dec, b_dec and any of threshold, log_threshold, alpha, W_skip): decoder rows of
+    uneven norms, non-zero biases, about a fifth of the latents firing on ``x`` and JumpReLU thresholds
+    that half of those pass."""
     g = torch.Generator().manual_seed(seed)
     d_in, d_sae = params["W_enc"].shape
     d_out = params["W_dec"].shape[1]
@@ -96,10 +97,16 @@ def randomise(params: dict[str, torch.nn.Parameter], x: torch.Tensor, centre: bo
         params["W_enc"].copy_(torch.randn(d_in, d_sae, generator=g) / d_in**0.5)
         params["b_dec"].copy_(torch.randn(d_out, generator=g) * 0.1)
         pre = ((x - params["b_dec"]) if centre else x) @ params["W_enc"]
-        params["b_enc"].copy_(-pre.quantile(0.8, dim=0) + 0.01 * torch.randn(d_sae, generator=g))
+        bias = -pre.quantile(0.8, dim=0) + 0.01 * torch.randn(d_sae, generator=g)
+        if "b_gate" in params:  # gated: the gate bias decides what fires; magnitudes mostly positive there
+            params["b_gate"].copy_(bias)
+            params["r_mag"].copy_(0.3 * torch.randn(d_sae, generator=g))
+            params["b_mag"].copy_(bias * params["r_mag"].exp() + 0.1 * torch.randn(d_sae, generator=g))
+        else:
+            params["b_enc"].copy_(bias)
         # Off the data's own values (a quantile can be one), where rounding would decide the gate.
         offset = 0.01 * torch.rand(d_sae, generator=g) + 1e-3
-        threshold = (pre + params["b_enc"]).quantile(0.9, dim=0).clamp_min(0) + offset
+        threshold = (pre + bias).quantile(0.9, dim=0).clamp_min(0) + offset
         if "threshold" in params:
             params["threshold"].copy_(threshold)
         if "log_threshold" in params:

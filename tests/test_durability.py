@@ -5,8 +5,12 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
+from collections.abc import Iterator
+from typing import Any
 
-from tests.support import Appliance, SSEReader, job_finished
+import pytest
+
+from tests.support import Appliance, SSEReader, demo_activations, job_finished, started_demo, wait_until
 
 
 def _db(app: Appliance) -> sqlite3.Connection:
@@ -93,3 +97,101 @@ def test_queued_job_without_a_task_is_sent_again_at_worker_start(make_appliance)
     queue.close()
     app.start_worker()
     assert app.wait_status(job_id, "completed", timeout=60)["attempts"] == 1
+
+
+# -- the newer architectures: their state (BatchTopK's threshold, the gated paths, a target-L0 controller) survives
+LAYER = 2
+STEPS = 200
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Appliance]:
+    yield from started_demo(tmp_path_factory, "durability")
+
+
+@pytest.fixture(scope="module")
+def residual(demo: Appliance) -> dict:
+    return demo_activations(demo, LAYER, batch_size=32, max_samples=300, context_length=64)[1]
+
+
+def _body(act: dict, encoder: str, auto_save_interval: int, **hp: Any) -> dict[str, Any]:
+    return {
+        "activation_id": act["id"],
+        "layer": LAYER,
+        "encoder_type": encoder,
+        "seed": 11,
+        "auto_save_interval": auto_save_interval,
+        "hyperparameters": {
+            "expansion_factor": 4,
+            "batch_size": 256,
+            "total_steps": STEPS,
+            "warmup_steps": 20,
+            "log_every": 10,
+            **hp,
+        },
+    }
+
+
+def _train(app: Appliance, act: dict, encoder: str, auto_save_interval: int, **hp: Any) -> dict:
+    response = app.post("/api/training/start", json=_body(act, encoder, auto_save_interval, **hp))
+    assert response.status_code == 202, response.text
+    return app.get(f"/api/jobs/{response.json()['data']['job_id']}").json()["data"]
+
+
+def _curve(app: Appliance, training_id: str) -> list[tuple[Any, ...]]:
+    """Each logged step's figures, with the sparsity coefficient where the run adapts one."""
+    rows = app.get(f"/api/training/{training_id}/metrics").json()["data"]
+    return [(m["step"], m["loss"], m["l0"], m.get("sparsity_coefficient")) for m in rows]
+
+
+def _same_run(app: Appliance, training_id: str, reference: str) -> None:
+    """The same curve, step by step, and the same held-out evaluation (an inference threshold lost in a
+    checkpoint changes no training loss, only the evaluation's encode)."""
+    got, expected = _curve(app, training_id), _curve(app, reference)
+    assert [row[0] for row in got] == [row[0] for row in expected]
+    for row, ref in zip(got, expected, strict=True):
+        for value, wanted in zip(row[1:], ref[1:], strict=True):
+            assert value == (wanted if wanted is None else pytest.approx(wanted, rel=1e-4, abs=1e-6)), row
+    evaluations = [app.get(f"/api/training/{tid}").json()["data"]["evaluation"] for tid in (training_id, reference)]
+    for key in ("explained_variance", "l0"):
+        assert evaluations[0][key] == pytest.approx(evaluations[1][key], rel=1e-4, abs=1e-6), key
+
+
+@pytest.mark.parametrize(
+    "encoder,hp",
+    [
+        ("batchtopk", {"k": 16}),
+        ("matryoshka_batchtopk", {"k": 16, "matryoshka_widths": [32, 128, 512]}),
+        # With a target L0: the controller's coefficient is part of the trajectory to continue.
+        ("gated", {"target_l0": 16}),
+    ],
+)
+def test_pause_resume_and_kill_9_continue_each_new_architecture_on_the_same_trajectory(
+    demo: Appliance, residual: dict, encoder: str, hp: dict[str, Any]
+) -> None:
+    reference = demo.completed(demo.post("/api/training/start", json=_body(residual, encoder, 0, **hp)), timeout=600)
+
+    # One run, paused part-way and resumed, then its worker killed (-9) and restarted: it resumes from the
+    # last auto-save, and the whole run is the reference's.
+    job = _train(demo, residual, encoder, auto_save_interval=30, **hp)
+    tid = job["target"]["id"]
+
+    def step() -> int:
+        return int(demo.get(f"/api/training/{tid}").json()["data"]["step"])
+
+    wait_until(lambda: step() >= 40, timeout=300, what="step 40")
+    assert demo.post(f"/api/training/{tid}/pause").status_code == 200
+    demo.wait_status(job["id"], "paused", timeout=60)
+    paused_at = step()
+    assert demo.post(f"/api/training/{tid}/resume").status_code == 200
+    wait_until(lambda: step() >= paused_at + 40, timeout=300, what=f"step {paused_at + 40}")
+    demo.worker.send_signal(signal.SIGKILL)
+    demo.worker.wait(10)
+    demo.start_worker()
+    assert demo.wait_status(job["id"], "completed", "failed", timeout=600)["status"] == "completed"
+    events = demo.get(f"/api/jobs/{job['id']}/events", params={"format": "json"}).json()["data"]
+    resumed = [e["data"]["step"] for e in events if e["type"] == "training.log" and "Resumed" in e["data"]["message"]]
+    # The pause's own checkpoint (at the step it took effect, at or after the one last shown), then an auto-save.
+    assert len(resumed) == 2 and resumed[0] >= paused_at, (resumed, paused_at)
+    assert resumed[1] % 30 == 0 and resumed[0] < resumed[1] < STEPS, resumed
+    _same_run(demo, tid, reference["target"]["id"])

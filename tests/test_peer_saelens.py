@@ -38,6 +38,7 @@ D_SAE = 512
 RESID = f"blocks.{LAYER}.hook_resid_post"
 MLP_IN = f"blocks.{LAYER}.ln2.hook_normalized"
 MLP_OUT = f"blocks.{LAYER}.hook_mlp_out"
+BATCH_TOPK = ("batchtopk", "matryoshka_batchtopk")
 # The one warning SAELens gives on loading an SAE that names its model kwargs: advice to pass them.
 KWARGS_ADVICE = "non-empty model_from_pretrained_kwargs"
 
@@ -80,7 +81,20 @@ EXPORTED_AS = {
     "jumprelu": "JumpReLUSAE",
     "skip": "SkipTranscoder",
     "transcoder": "Transcoder",
+    "gated": "GatedSAE",
+    # SAELens saves its batch TopK SAEs for inference as JumpReLUs (process_state_dict_for_saving_inference).
+    "batchtopk": "JumpReLUSAE",
+    "matryoshka_batchtopk": "JumpReLUSAE",
 }
+
+
+def _off_data_threshold(pre: torch.Tensor) -> float:
+    """A batch TopK threshold that passes about a tenth of the positive pre-activations, in the middle of
+    the widest gap between the data's values there, where rounding cannot decide which side one falls."""
+    values = pre[pre > 0].flatten().sort().values
+    lo, hi = int(0.85 * len(values)), int(0.95 * len(values))
+    i = lo + int((values[lo + 1 : hi + 1] - values[lo:hi]).argmax())
+    return float((values[i] + values[i + 1]) / 2)
 
 
 @pytest.mark.parametrize("source", ["stored", "hooked"])
@@ -93,6 +107,9 @@ def test_every_architecture_loads_in_saelens_and_computes_the_same(
     x, y = (acts["mlp_in"], acts["mlp"]) if transcoder else (acts["residual"], acts["residual"])
     sae = build(SAEConfig(arch, D, D_SAE, d_out=D if transcoder else None, k=24))
     randomise(dict(sae.named_parameters()), x, centre=sae.cfg.apply_b_dec_to_input)
+    if arch in BATCH_TOPK:
+        with torch.no_grad():
+            sae.topk_threshold.fill_(_off_data_threshold(sae.pre_activations(x)))
     metadata = {
         "model_name": "mistudio/demo",
         "hook_name": MLP_IN if transcoder else RESID,
@@ -125,16 +142,19 @@ def test_every_architecture_loads_in_saelens_and_computes_the_same(
         assert 1 < l0(z) < D_SAE / 2  # latents fire, sparsely
         again, _ = load_folder(folder)  # and our own loader gives the same SAE back
         assert again.cfg.architecture == arch
+        if arch in BATCH_TOPK:  # k and the Matryoshka groups come back from SAELens' training metadata
+            assert (again.cfg.k, again.cfg.matryoshka_widths) == (sae.cfg.k, sae.cfg.matryoshka_widths)
         assert_close(again.encode(x), z)
         assert_close(again.reconstruct(x), x_hat)
 
 
 # -- (c) SAELens's configurations imported ---------------------------------------------------------
 def _saelens(kind: str, training: bool = False, **settings: Any) -> Callable[[], Any]:
-    """A builder of a SAELens SAE of ``kind`` (standard, topk, jumprelu, transcoder, skip_transcoder),
+    """A builder of a SAELens SAE of ``kind`` (standard, topk, jumprelu, gated, transcoder, skip_transcoder),
     its training class when ``training``; ``settings``: config fields, and metadata under ``metadata``."""
 
     def make() -> Any:
+        from sae_lens.saes.gated_sae import GatedSAE, GatedSAEConfig, GatedTrainingSAE, GatedTrainingSAEConfig
         from sae_lens.saes.jumprelu_sae import (
             JumpReLUSAE,
             JumpReLUSAEConfig,
@@ -160,6 +180,8 @@ def _saelens(kind: str, training: bool = False, **settings: Any) -> Callable[[],
             ("jumprelu", True): (JumpReLUTrainingSAE, JumpReLUTrainingSAEConfig),
             ("transcoder", False): (Transcoder, TranscoderConfig),
             ("skip_transcoder", False): (SkipTranscoder, SkipTranscoderConfig),
+            ("gated", False): (GatedSAE, GatedSAEConfig),
+            ("gated", True): (GatedTrainingSAE, GatedTrainingSAEConfig),
         }
         sae_class, config_class = classes[kind, training]
         transcoding = kind.endswith("transcoder")
@@ -197,6 +219,10 @@ SAELENS_CASES: dict[str, tuple[Callable[[], Any], str, tuple[str, str] | str]] =
     "jumprelu": (_saelens("jumprelu"), "save_model", ("jumprelu", "residual")),
     "jumprelu-training": (_saelens("jumprelu", training=True), "save_model", ("jumprelu", "residual")),
     "transcoder": (_saelens("transcoder"), "save_model", ("transcoder", "mlp_in")),
+    "gated": (_saelens("gated"), "save_model", ("gated", "residual")),
+    "gated-training": (_saelens("gated", training=True), "save_model", ("gated", "residual")),
+    "gated-training-inference": (_saelens("gated", training=True), "save_inference_model", ("gated", "residual")),
+    "gated-no-centring": (_saelens("gated", apply_b_dec_to_input=False), "save_model", ("gated", "residual")),
     "skip-transcoder": (_saelens("skip_transcoder"), "save_model", ("transcoder", "mlp_in")),
     "normalised": (_saelens("standard", normalize_activations="layer_norm"), "save_model", "normalize_activations"),
     "head": (_saelens("standard", metadata={"hook_head_index": 1}), "save_model", "hook_head_index"),
@@ -287,3 +313,52 @@ def test_our_skip_shape_imports_as_skip(app: Appliance, stored: dict[str, torch.
     with torch.no_grad():
         assert_close(ours.encode(x), theirs.encode(x))
         assert_close(ours.reconstruct(x), theirs(x))
+
+
+@pytest.mark.parametrize("arch", BATCH_TOPK)
+def test_saelens_batch_topk_files_import_as_themselves(
+    arch: str, app: Appliance, stored: dict[str, torch.Tensor], tmp_path: Path
+) -> None:
+    """A BatchTopK or Matryoshka BatchTopK SAE trained by SAELens (its own training class, decoder norms
+    rescaled as it trains them by default) and saved as it saves them for inference (a JumpReLU with
+    the threshold per latent): imported through the API as that architecture, with its k and groups,
+    and the latents and reconstructions SAELens computes from the same file."""
+    from sae_lens import SAE
+    from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+    from sae_lens.saes.matryoshka_batchtopk_sae import (
+        MatryoshkaBatchTopKTrainingSAE,
+        MatryoshkaBatchTopKTrainingSAEConfig,
+    )
+    from sae_lens.saes.sae import SAEMetadata
+
+    widths = [32, 128, D_SAE]
+    metadata = SAEMetadata(model_name="demo", hook_name=RESID)
+    if arch == "batchtopk":
+        theirs = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=D, d_sae=D_SAE, k=24, metadata=metadata))
+    else:
+        config = MatryoshkaBatchTopKTrainingSAEConfig(
+            d_in=D, d_sae=D_SAE, k=24, matryoshka_widths=list(widths), metadata=metadata
+        )
+        theirs = MatryoshkaBatchTopKTrainingSAE(config)
+    x = stored["residual"]
+    randomise(dict(theirs.named_parameters()), x, centre=True)
+    with torch.no_grad():
+        _, hidden_pre = theirs.encode_with_hidden_pre(x)  # in the units its threshold is learned in
+        theirs.topk_threshold.fill_(_off_data_threshold(hidden_pre))
+    theirs.save_inference_model(tmp_path / arch)
+    assert json.loads((tmp_path / arch / "cfg.json").read_text())["architecture"] == "jumprelu"
+
+    job = import_upload(app, tmp_path / arch)
+    assert job["status"] == "completed", job["error"]
+    training = app.get(f"/api/training/{job['target']['id']}").json()["data"]
+    assert (training["encoder_type"], training["hook_type"]) == (arch, "residual")
+    ours, saved = load_folder(app.data_dir / "trainings" / training["id"] / "export")
+    assert ours.cfg.architecture == arch and ours.cfg.k == 24
+    assert ours.cfg.matryoshka_widths == (widths if arch != "batchtopk" else None)
+    assert saved["training_architecture"] == arch  # and our export says so again
+    loaded = SAE.load_from_disk(tmp_path / arch)
+    with torch.no_grad():
+        z = ours.encode(x)
+        assert_close(z, loaded.encode(x))
+        assert_close(ours.reconstruct(x), loaded(x))
+        assert 1 < l0(z) < D_SAE / 4  # the threshold, not a ReLU, decides

@@ -218,3 +218,164 @@ def test_encode_subset_matches_the_full_encode(arch: str) -> None:
     full = sae.encode(x)[:, idx]
     assert (full > 0).any()
     assert torch.allclose(sae.subset_encoder(idx)(x), full, atol=1e-5)
+
+
+# -- BatchTopK and Matryoshka BatchTopK -------------------------------------------------------------
+BATCH_ARCHS = ("batchtopk", "matryoshka_batchtopk")
+
+
+def _batch_reference(sae, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(dense codes, loss) from SAELens' formulas left to autograd: ReLU, the k x batch largest of the
+    flattened batch, a dense decode; Matryoshka sums each prefix's MSE (its inner losses plus the
+    whole's), every prefix decoding the latents the whole batch chose."""
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    acts = torch.relu(pre).flatten()
+    values, indices = acts.topk(sae.cfg.k * x.shape[0])
+    z = torch.zeros_like(acts).scatter(0, indices, values).view_as(pre)
+    widths = sae.cfg.matryoshka_widths if sae.cfg.architecture == "matryoshka_batchtopk" else [sae.cfg.d_sae]
+    loss = sum(((z[:, :w] @ sae.W_dec[:w] + sae.b_dec - x) ** 2).sum(-1).mean() for w in widths)
+    return z, loss
+
+
+@pytest.mark.parametrize("arch", BATCH_ARCHS)
+def test_batch_topk_keeps_k_per_token_on_average_and_matches_the_plain_formulas(arch: str) -> None:
+    """k x batch latents over the whole batch, so tokens get different numbers of them; the loss (for
+    Matryoshka the sum of every prefix's reconstruction error, as a direct computation gives it) and
+    every gradient equal the plain formulas'."""
+    sae = _sae(arch, k=4, aux_k_coefficient=0.0, matryoshka_widths=[8, 24, 64] if arch != "batchtopk" else None)
+    torch.manual_seed(1)
+    x = torch.randn(32, 16) * torch.linspace(0.2, 3, 32).unsqueeze(1)  # tokens of uneven norms
+    out = sae.forward_train(x)
+    out.loss.backward()
+    fused = {n: p.grad.clone() for n, p in sae.named_parameters()}
+    sae.zero_grad()
+    z, reference = _batch_reference(sae, x)
+    reference.backward()
+    torch.testing.assert_close(out.loss, reference)
+    for name, param in sae.named_parameters():
+        torch.testing.assert_close(fused[name], param.grad, msg=f"{arch}: gradient of {name}")
+    per_token = (z > 0).sum(-1)
+    assert out.l0 is not None and out.l0.item() == pytest.approx(4.0) == per_token.float().mean().item()
+    assert per_token.min() < 4 < per_token.max(), per_token  # an average, not a per-token count
+    assert torch.equal(out.fired, (z > 0).any(0))
+    torch.testing.assert_close(out.x_hat, z.detach() @ sae.W_dec.detach() + sae.b_dec.detach())
+    if arch == "matryoshka_batchtopk":
+        torch.testing.assert_close(out.mse, ((out.x_hat - x) ** 2).sum(-1).mean())  # the whole's error
+
+
+@pytest.mark.parametrize("arch", BATCH_ARCHS)
+def test_batch_topk_threshold_is_a_moving_average_of_the_smallest_kept_activation(arch: str) -> None:
+    """SAELens' rule, step by step: threshold <- (1 - lr) threshold + lr min(kept > 0); only training
+    passes move it (a held-out pass under no_grad leaves it), and the state dict (checkpoints) holds it."""
+    sae = _sae(arch, k=4, topk_threshold_lr=0.25)
+    optimizer = torch.optim.Adam(sae.parameters(), lr=1e-3)
+    expected = 0.0
+    for step in range(3):
+        torch.manual_seed(10 + step)
+        x = torch.randn(32, 16)
+        with torch.no_grad():
+            z, _ = _batch_reference(sae, x)
+            smallest = float(z[z > 0].min())
+            sae.forward_train(torch.randn(32, 16))  # a held-out pass: no effect
+        assert float(sae.topk_threshold) == pytest.approx(expected, rel=1e-6)
+        train_step(sae, optimizer, x)
+        expected = 0.75 * expected + 0.25 * smallest
+        assert float(sae.topk_threshold) == pytest.approx(expected, rel=1e-6)
+    assert sae.topk_threshold.dtype == torch.float64 and "topk_threshold" in sae.state_dict()
+    again = build(sae.cfg)
+    again.load_state_dict(sae.state_dict())
+    assert float(again.topk_threshold) == float(sae.topk_threshold)
+
+
+@pytest.mark.parametrize("arch", BATCH_ARCHS)
+def test_batch_topk_inference_is_a_jumprelu_with_the_learned_threshold(arch: str) -> None:
+    """Out of training the batch decides nothing: a latent is its pre-activation where that exceeds
+    the one threshold, for the dense encode, the subset steering reads and the exported threshold."""
+    sae = _sae(arch, k=4)
+    sae.topk_threshold.fill_(0.3)
+    torch.manual_seed(2)
+    x = torch.randn(32, 16)
+    with torch.no_grad():
+        pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+        expected = pre * (pre > 0.3)
+        z = sae.encode(x)
+        torch.testing.assert_close(z, expected)
+        assert 0 < (z > 0).sum() < (pre > 0).sum()  # the threshold cuts latents a ReLU would keep
+        torch.testing.assert_close(sae.encode(x[:1]), z[:1])  # a token's latents do not depend on the batch
+        torch.testing.assert_close(sae.reconstruct(x), z @ sae.W_dec + sae.b_dec)
+        idx = torch.tensor([0, 7, 33, 63])
+        torch.testing.assert_close(sae.subset_encoder(idx)(x), z[:, idx])
+    exported = sae.extra_state_tensors()["threshold"]
+    assert exported.shape == (64,) and torch.equal(exported, torch.full((64,), 0.3))
+
+
+def test_matryoshka_widths_default_and_groups() -> None:
+    """The documented default (1/16, 1/8, 1/4, 1/2 of the dictionary, then all of it) and the group
+    of a latent (the smallest prefix holding it), which the feature browser filters by."""
+    from appliance.contracts.matryoshka import default_widths, group_bounds, prefix_group, widths_problem
+
+    assert default_widths(4096) == [256, 512, 1024, 2048, 4096]
+    assert build(SAEConfig("matryoshka_batchtopk", 16, 64)).widths == [4, 8, 16, 32, 64]
+    widths = [4, 16, 64]
+    assert [prefix_group(widths, i) for i in (0, 3, 4, 15, 16, 63)] == [0, 0, 1, 1, 2, 2]
+    assert group_bounds(widths, 0) == (0, 4) and group_bounds(widths, 2) == (16, 64)
+    assert widths_problem(widths, 64) is None
+    assert widths_problem([4, 4, 64], 64) and widths_problem([4, 32], 64)
+    with pytest.raises(ValueError):
+        build(SAEConfig("matryoshka_batchtopk", 16, 64, matryoshka_widths=[8, 32]))
+
+
+@pytest.mark.parametrize("arch", BATCH_ARCHS)
+def test_batch_topk_learns_a_sparse_dictionary_and_keeps_its_l0_at_inference(arch: str) -> None:
+    """The synthetic 3-sparse dictionary above: the training selection explains most of it, and so
+    does the JumpReLU inference with the learned threshold, at an L0 near k."""
+    torch.manual_seed(0)
+    atoms = torch.nn.functional.normalize(torch.randn(32, 16), dim=1)
+
+    def batch(n: int = 256) -> torch.Tensor:
+        codes = torch.zeros(n, 32)
+        codes.scatter_(1, torch.rand(n, 32).topk(3, dim=1).indices, torch.rand(n, 3) * 2 + 0.5)
+        return codes @ atoms
+
+    sae = build(SAEConfig(arch, 16, 64, k=4, dead_tokens=5000))
+    sae.init_b_dec(batch())
+    optimizer = torch.optim.Adam(sae.parameters(), lr=3e-3)
+    for _ in range(1500):
+        train_step(sae, optimizer, batch(), stats=False)
+    x = batch(2048)
+    with torch.no_grad():
+        trained = sae.forward_train(x)
+        x_hat = sae.reconstruct(x)
+        counted = (sae.encode(x) > 0).sum(-1).float().mean().item()
+
+    def explained(x_hat: torch.Tensor) -> float:
+        return float(1 - (x_hat - x).pow(2).sum() / (x - x.mean(0)).pow(2).sum())
+
+    assert explained(trained.x_hat) > 0.8 and explained(x_hat) > 0.8, (explained(trained.x_hat), explained(x_hat))
+    assert 2 < counted < 8, counted
+
+
+@pytest.mark.parametrize("candidates", [1.5, 0.5])
+def test_batch_topk_selection_over_a_sampled_cut_is_the_full_batchs(
+    candidates: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch large enough for the sampled cut (tokens of uneven norms, so the batch's choice is uneven
+    too): the same latents and values as a top-k over every pre-activation, both when the cut keeps
+    enough (1.5 x k x batch aimed for) and when it keeps too few (0.5 x: the full top-k runs instead)."""
+    from appliance.pipeline.sae import batchtopk
+
+    monkeypatch.setattr(batchtopk, "CANDIDATES", candidates)
+    sae = build(SAEConfig("batchtopk", 16, 1024, k=8))
+    torch.manual_seed(3)
+    pre = torch.randn(1024, 1024) * torch.rand(1024, 1).pow(2) * 3
+    cut = batchtopk._above_estimated_cut(pre.flatten(), 8 * 1024, 1024)
+    assert (cut is not None) == (candidates > 1)
+    if cut is not None:
+        assert 8 * 1024 <= cut.numel() < 2 * 8 * 1024  # about 1.5 x the chosen pass the cut
+    values, tokens, latents = sae.batch_select(pre)
+    expected_values, flat = pre.flatten().topk(8 * 1024)
+    flat, order = flat.sort()
+    assert torch.equal(tokens * 1024 + latents, flat)
+    assert torch.equal(values, torch.relu(expected_values[order]))
+    counts = torch.bincount(tokens, minlength=1024)
+    assert counts.max() > 4 * 8 and counts.min() == 0  # the batch gives some tokens far more than k

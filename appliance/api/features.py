@@ -118,6 +118,8 @@ class FeaturesController(Controller):
         include_dead: bool = False,
         min_frequency: float | None = Parameter(default=None, ge=0, le=1),
         max_frequency: float | None = Parameter(default=None, ge=0, le=1),
+        # A Matryoshka SAE's prefix group (0: the smallest prefix); other SAEs have none.
+        group: int | None = Parameter(default=None, ge=0, le=1024),
     ) -> Envelope[list[FeatureRow]]:
         rows, total = await service.browse(
             db,
@@ -125,12 +127,15 @@ class FeaturesController(Controller):
             Browse(
                 search, sort_by, order, page_number, limit, favorites_only, include_dead, min_frequency, max_frequency
             ),
+            group,
         )
         return page(rows, page_number, limit, total)
 
     @get(FEATURES + "/map", responses=errors(409), summary="The UMAP map: 2-D points of live features")
-    async def feature_map(self, db: AsyncDatabase, training_id: str) -> Envelope[list[MapPoint]]:
-        return ok(await service.feature_map(db, training_id))
+    async def feature_map(
+        self, db: AsyncDatabase, training_id: str, group: int | None = Parameter(default=None, ge=0, le=1024)
+    ) -> Envelope[list[MapPoint]]:
+        return ok(await service.feature_map(db, training_id, group))
 
     @get(
         FEATURES + "/correlation-matrix",

@@ -103,7 +103,10 @@ class TrainingController(Controller):
         summary="The hyperparameters a training gets for every setting it does not name",
         description="The learning rate and the L1 coefficient depend on the architecture: `by_encoder_type` "
         "gives each architecture's defaults; the flat fields are a sparse SAE's. `l1_coefficient` is null "
-        "for the architectures without an L1 term (topk, jumprelu).",
+        "for the architectures without an L1 term (topk, batchtopk, matryoshka_batchtopk, jumprelu). "
+        "`target_l0` (null: off) makes the sparsity coefficient adapt until the SAE's L0 is the one asked for "
+        "(sparse, skip, transcoder, gated, jumprelu); `matryoshka_widths` (null: the class's default groups) "
+        "is only for matryoshka_batchtopk.",
     )
     async def defaults(self) -> Envelope[TrainingDefaults]:
         return ok(service.defaults())

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.request
 
 from appliance import __version__
+from appliance.commands.demo import ARCHITECTURES as DEMO_ARCHITECTURES
 from appliance.config import ConfigError, Settings, load_settings
 
 
@@ -159,7 +160,12 @@ def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from appliance.commands.demo import run_demo
 
     return run_demo(
-        args.url or settings.api_url, settings.token, quick=args.quick, layer=args.layer, record_dir=record_dir(args)
+        args.url or settings.api_url,
+        settings.token,
+        quick=args.quick,
+        layer=args.layer,
+        architecture=args.architecture,
+        record_dir=record_dir(args),
     )
 
 
@@ -261,6 +267,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--url", help="the appliance's address (default: MISTUDIO_HOST/MISTUDIO_PORT's)")
     demo.add_argument("--quick", action="store_true", help="a shortened run (fewer samples and steps), for tests")
     demo.add_argument("--layer", type=int, default=None, help="the layer to train the SAE on (default 2)")
+    demo.add_argument(
+        "--architecture",
+        choices=DEMO_ARCHITECTURES,
+        default=None,
+        help="the SAE's encoder_type (default topk); those with a sparsity coefficient ask for an L0 of k "
+        "(target_l0) instead",
+    )
     demo.add_argument(
         "--record-dir",
         metavar="DIR",

@@ -35,6 +35,19 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, TextIO
 
+# The architectures the demo can train on its residual-stream activations (a transcoder reads the MLP's).
+# The k ones get the plan's k; the others ask for that L0 (target-L0 mode), with their own learning rate.
+ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk", "jumprelu", "gated", "sparse", "skip")
+K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka_batchtopk")
+ARCHITECTURE_NAMES = {
+    "topk": "TopK",
+    "batchtopk": "BatchTopK",
+    "matryoshka_batchtopk": "Matryoshka BatchTopK",
+    "jumprelu": "JumpReLU",
+    "gated": "Gated",
+    "sparse": "Sparse",
+    "skip": "Skip",
+}
 FINAL = ("completed", "failed", "cancelled")
 POLL_S = 0.5
 STAGES = ("demo kit", "tokenize", "activations", "training", "features", "steering")
@@ -59,7 +72,8 @@ class Plan:
     samples: int | None = None  # activation samples (None: the whole demo dataset)
     context_length: int = 128
     d_sae: int = 2048  # 16 latents per dimension of the 128-wide residual stream
-    k: int = 16  # TopK: L0 is k by construction, so it needs no sparsity tuning
+    k: int = 16  # TopK: L0 is k by construction, so it needs no sparsity tuning; the others' target L0
+    architecture: str = "topk"  # one of ARCHITECTURES
     batch_size: int = 1024
     total_steps: int = 4000  # 4.1M tokens: about 12 passes over the demo corpus's 341k
     learning_rate: float = 1e-3
@@ -74,6 +88,18 @@ FULL = Plan()
 QUICK = Plan(
     samples=300, context_length=64, d_sae=256, k=8, batch_size=256, total_steps=150, feature_samples=80, max_tokens=12
 )
+
+
+def sparsity(plan: Plan) -> dict[str, Any]:
+    """How the plan's SAE gets its L0: k for the k architectures (at the plan's learning rate, measured for
+    TopK), a target L0 of k for the others (at their architecture's learning rate)."""
+    if plan.architecture in K_ARCHITECTURES:
+        return {"k": plan.k, "learning_rate": plan.learning_rate}
+    return {"target_l0": plan.k}
+
+
+def sparsity_said(plan: Plan) -> str:
+    return f"k={plan.k}" if plan.architecture in K_ARCHITECTURES else f"target L0 {plan.k}"
 
 
 # -- HTTP ---------------------------------------------------------------------------------------
@@ -313,15 +339,14 @@ class Demo:
                 "activation_id": act["id"],
                 "layer": plan.layer,
                 "hook_type": "residual",
-                "encoder_type": "topk",
+                "encoder_type": plan.architecture,
                 "seed": plan.seed,
                 "auto_save_interval": 0,
                 "hyperparameters": {
                     "d_sae": plan.d_sae,
-                    "k": plan.k,
+                    **sparsity(plan),
                     "batch_size": plan.batch_size,
                     "total_steps": plan.total_steps,
-                    "learning_rate": plan.learning_rate,
                     "warmup_steps": min(100, plan.total_steps // 10),
                     "lr_decay": "cosine",
                     "log_every": max(10, plan.total_steps // 100),
@@ -344,7 +369,8 @@ class Demo:
         training = self.client.get(f"/api/training/{finished['target']['id']}")
         ev = training.get("evaluation") or {}
         self.timings["training"] = bar.done(
-            f"{training['id']}: TopK SAE, {plan.d_sae:,} latents, k={plan.k}, {training['step']:,} steps; "
+            f"{training['id']}: {ARCHITECTURE_NAMES[plan.architecture]} SAE, {plan.d_sae:,} latents, "
+            f"{sparsity_said(plan)}, {training['step']:,} steps; "
             f"explained variance {_num(ev.get('explained_variance'))}, L0 {_num(ev.get('l0'), 1)}"
         )
         return training
@@ -427,7 +453,7 @@ class Demo:
         health = self.client.get("/api/health")
         self._say(
             f"miStudio demo on {self.client.url}: {'quick' if self.quick else 'full'} run "
-            f"(TopK SAE on layer {plan.layer} of the demo model)"
+            f"({ARCHITECTURE_NAMES[plan.architecture]} SAE on layer {plan.layer} of the demo model)"
         )
         worker = (health.get("components") or {}).get("worker") or {}
         if not worker.get("ok", True):
@@ -476,8 +502,9 @@ class Demo:
         say("Summary")
         say("=======")
         say(
-            f"SAE                 {training['id']}: TopK, layer {training['layer']} residual stream, "
-            f"{hp.get('d_sae'):,} latents, k={hp.get('k')}, {training['step']:,} steps on "
+            f"SAE                 {training['id']}: {ARCHITECTURE_NAMES[self.plan.architecture]}, layer "
+            f"{training['layer']} residual stream, {hp.get('d_sae'):,} latents, {sparsity_said(self.plan)}, "
+            f"{training['step']:,} steps on "
             f"{ev.get('tokens', 0):,} tokens"
         )
         say(f"explained variance  {_num(ev.get('explained_variance'))} (held-out activations)")
@@ -621,6 +648,7 @@ def run_demo(
     quick: bool = False,
     layer: int | None = None,
     out: TextIO = sys.stdout,
+    architecture: str | None = None,
     record_dir: Path | None = None,
 ) -> int:
     """The ``mistudio demo`` command: 0 when every stage completed, 1 with a message otherwise,
@@ -631,6 +659,8 @@ def run_demo(
         out.reconfigure(errors="replace")
     if layer is not None:
         plan = replace(plan, layer=layer)
+    if architecture is not None:
+        plan = replace(plan, architecture=architecture)
     demo = Demo(Client(url, token), plan, quick, out, tty=out.isatty())
     try:
         demo.run()
@@ -654,7 +684,10 @@ def run_demo(
         _save(
             demo,
             record_dir,
-            "mistudio demo" + (" --quick" if quick else "") + (f" --layer {layer}" if layer is not None else ""),
+            "mistudio demo"
+            + (" --quick" if quick else "")
+            + (f" --layer {layer}" if layer is not None else "")
+            + (f" --architecture {architecture}" if architecture is not None else ""),
         )
     return 0
 

@@ -76,6 +76,9 @@ class TrainingProgress(Progress):
     learning_rate: float | None = None
     activations_per_s: float | None = None
     memory_mb: float | None = None
+    # The sparsity coefficient the step trained with (L1 or L0 term; None for the k-architectures):
+    # in target-L0 mode the controller moves it, and it converges with ``l0``.
+    sparsity_coefficient: float | None = None
     eta_s: float | None = None
     fill_tokens: int | None = None  # tokens run through the model in this fill so far
     fill_total: int | None = None  # the fill's tokens

@@ -181,11 +181,13 @@ def live_max_activations(training_id: str) -> Query:
     return "SELECT max_activation FROM features WHERE training_id = ? AND max_activation > 0", (training_id,)
 
 
-def map_points(training_id: str) -> Query:
+def map_points(training_id: str, index_range: tuple[int, int] | None = None) -> Query:
+    """Live features' map points; ``index_range``: only latents [start, stop) (a Matryoshka prefix group)."""
+    start, stop = index_range or (0, -1)
     return (
         f"SELECT idx, map_x, map_y, frequency, {LABEL} AS label, score FROM features"
-        " WHERE training_id = ? AND map_x IS NOT NULL AND frequency > 0",
-        (training_id,),
+        " WHERE training_id = ? AND map_x IS NOT NULL AND frequency > 0 AND idx >= ? AND (? < 0 OR idx < ?)",
+        (training_id, start, stop, stop),
     )
 
 
@@ -211,6 +213,8 @@ class Browse:
     include_dead: bool = False
     min_frequency: float | None = None
     max_frequency: float | None = None
+    # Latents [start, stop): a Matryoshka SAE's prefix group is such a range (contracts.matryoshka).
+    index_range: tuple[int, int] | None = None
 
 
 def _where(training_id: str, browse: Browse) -> tuple[list[str], list[Any]]:
@@ -235,6 +239,9 @@ def _where(training_id: str, browse: Browse) -> tuple[list[str], list[Any]]:
     if browse.max_frequency is not None:
         where.append("+frequency <= ?")
         args.append(browse.max_frequency)
+    if browse.index_range is not None:
+        where.append("idx >= ? AND idx < ?")
+        args += list(browse.index_range)
     return where, args
 
 

@@ -31,6 +31,7 @@ METRIC_COLUMNS = (
     "learning_rate",
     "activations_per_s",
     "memory_mb",
+    "sparsity_coefficient",
 )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from appliance.contracts.hyperparameters import Hyperparameters
+from appliance.contracts.matryoshka import default_widths
 from appliance.memory.admission import (
     MB,
     Estimate,
@@ -174,15 +175,43 @@ def _extraction(params: dict[str, Any]) -> dict[str, int]:
     }
 
 
+def estimate_sae_steps(encoder_type: str, d_in: int, hp: Hyperparameters) -> Estimate:
+    """An SAE's training steps (``estimate_sae_training``) with what its architecture holds beyond the shared
+    weights and one batch's input, reconstruction and latents (each with its gradient): jumprelu's
+    thresholds; skip's alpha; gated: b_gate, r_mag and b_mag instead of b_enc, its second path's
+    pre-activations and gate per latent, and the auxiliary reconstruction; matryoshka_batchtopk: each prefix
+    group's share of the reconstruction per token ([groups, batch, d_in], kept for the backward, which
+    builds its gradient of the same size: appliance.pipeline.sae.matryoshka)."""
+    d_sae = hp.d_sae or hp.expansion_factor * d_in
+    base = estimate_sae_training(d_in, d_sae, hp.batch_size, optimizer=hp.optimizer)
+    extra_params = extra_batch = 0  # values, and values per token
+    if encoder_type == "gated":
+        extra_params, extra_batch = 2 * d_sae, 2 * d_sae + d_in
+    elif encoder_type == "jumprelu":
+        extra_params = d_sae  # its per-latent (log) thresholds
+    elif encoder_type == "skip":
+        extra_params = 1  # alpha
+    elif encoder_type == "matryoshka_batchtopk":
+        extra_batch = len(hp.matryoshka_widths or default_widths(d_sae)) * d_in
+    if not extra_params and not extra_batch:
+        return base
+    # The weights, their gradients and the optimizer's state all grow with the number of parameters.
+    shared = 2 * d_in * d_sae + d_sae + d_in  # what estimate_sae_training counts
+    parts = {
+        name: size * (shared + extra_params) // shared if name in _SAE_STATE else size
+        for name, size in base.parts.items()
+    }
+    parts["batch"] += hp.batch_size * extra_batch * 4 * 2  # fp32 values and their gradients
+    return Estimate(parts)
+
+
 def _training(params: dict[str, Any]) -> dict[str, int]:
     try:
         hp = msgspec.convert(params.get("hyperparameters") or {}, Hyperparameters)
     except msgspec.ValidationError:  # not this module's to judge: the API validated them
         return {}
     d_in = int(params.get("d_in") or 0)
-    parts = estimate_sae_training(
-        d_in, hp.d_sae or hp.expansion_factor * d_in, hp.batch_size, optimizer=hp.optimizer
-    ).parts
+    parts = estimate_sae_steps(str(params.get("encoder_type") or "sparse"), d_in, hp).parts
     stream = params.get("stream")
     steps = Estimate({**parts, **_model(stream)} if isinstance(stream, dict) else parts)
     return estimate_training(steps, _evaluation(params.get("evaluation"))).parts

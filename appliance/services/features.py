@@ -10,11 +10,13 @@ Views that need the model run as short jobs on the worker's interactive lane (``
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any, Literal
 
 import msgspec
 
 from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays, arrays_for
+from appliance.contracts.matryoshka import group_bounds, prefix_group
 from appliance.contracts.params.features import (
     AblationParams,
     ActivationsOnParams,
@@ -85,6 +87,9 @@ class Extraction(msgspec.Struct):
     error: str | None
     updated_at: float
     actions: list[str]
+    # A Matryoshka SAE's nested prefix sizes: group g is latents [widths[g-1], widths[g]) (the browser's
+    # and the map's ``group`` filter); None for other architectures.
+    matryoshka_widths: list[int] | None = None
 
 
 class BrowserExample(msgspec.Struct):
@@ -133,6 +138,8 @@ class FeatureRow(FeatureScores, kw_only=True):
     is_favorite: bool
     example: BrowserExample | None
     actions: list[str]
+    # A Matryoshka SAE's prefix group (0: the smallest prefix's latents); None for other architectures.
+    group: int | None = None
 
 
 class Histogram(msgspec.Struct):
@@ -173,6 +180,7 @@ class FeatureDetail(FeatureScores, kw_only=True):
     ablation: dict[str, Any] | None  # the last features.ablation result
     map: list[float] | None
     actions: list[str]
+    group: int | None = None  # as in FeatureRow
 
 
 class MapPoint(msgspec.Struct):
@@ -182,6 +190,7 @@ class MapPoint(msgspec.Struct):
     frequency: float
     label: str
     score: float | None  # the point estimate; None when not scored
+    group: int | None = None  # as in FeatureRow
 
 
 class CorrelationMatrix(msgspec.Struct):
@@ -286,7 +295,39 @@ def _scores(row: Row) -> dict[str, Any]:
     }
 
 
-def _row(row: Row, example: str | None) -> FeatureRow:
+def matryoshka_widths(training: Row) -> list[int] | None:
+    """A Matryoshka SAE's nested prefix sizes, as its training recorded them; None for other SAEs."""
+    if training["encoder_type"] != "matryoshka_batchtopk":
+        return None
+    widths = (msgspec.json.decode(training["config"]).get("hyperparameters") or {}).get("matryoshka_widths")
+    return list(widths) if widths else None
+
+
+async def _widths(db: AsyncDatabase, training_id: str) -> list[int] | None:
+    training = await db.one(trainings.get(training_id))
+    return None if training is None else matryoshka_widths(training)
+
+
+def group_of(widths: list[int] | None, index: int) -> int | None:
+    return None if widths is None or index >= widths[-1] else prefix_group(widths, index)
+
+
+def group_range(widths: list[int] | None, group: int | None) -> tuple[int, int] | None:
+    """The latents of prefix ``group`` (None: no filter), or VALIDATION_ERROR for an SAE without that group."""
+    if group is None:
+        return None
+    if widths is None:
+        raise ValidationError(
+            "Only a Matryoshka SAE's features have prefix groups", details={"field": "group", "group": group}
+        )
+    if group >= len(widths):
+        raise ValidationError(
+            f"The SAE has prefix groups 0-{len(widths) - 1}", details={"field": "group", "group": group}
+        )
+    return group_bounds(widths, group)
+
+
+def _row(row: Row, example: str | None, widths: list[int] | None = None) -> FeatureRow:
     return FeatureRow(
         index=row["idx"],
         label=_label(row),
@@ -300,6 +341,7 @@ def _row(row: Row, example: str | None) -> FeatureRow:
         is_favorite=bool(row["is_favorite"]),
         example=msgspec.json.decode(example, type=BrowserExample) if example else None,
         actions=feature_actions(row["frequency"]),
+        group=group_of(widths, row["idx"]),
     )
 
 
@@ -310,9 +352,11 @@ def _texts(layout: DataLayout, tokenizer_id: str, ids: list[int]) -> list[str]:
 
 async def summary(db: AsyncDatabase, training_id: str) -> Extraction:
     """The extraction's state; "none" (a state, not an error) for an SAE never extracted."""
-    row = await db.one(sql.get_extraction(checked_id(training_id, "tr", "training_id")))
+    training = await get_or_404(
+        db, trainings.get(checked_id(training_id, "tr", "training_id")), "training", training_id, "training_id"
+    )
+    row = await db.one(sql.get_extraction(training_id))
     if row is None:
-        training = await get_or_404(db, trainings.get(training_id), "training", training_id, "training_id")
         return Extraction(
             training["id"],
             "none",
@@ -323,6 +367,7 @@ async def summary(db: AsyncDatabase, training_id: str) -> Extraction:
             None,
             training["updated_at"],
             extraction_actions("none"),
+            matryoshka_widths(training),
         )
     return Extraction(
         row["training_id"],
@@ -334,12 +379,17 @@ async def summary(db: AsyncDatabase, training_id: str) -> Extraction:
         row["error_message"],
         row["updated_at"],
         extraction_actions(row["status"]),
+        matryoshka_widths(training),
     )
 
 
-async def browse(db: AsyncDatabase, training_id: str, query: sql.Browse) -> tuple[list[FeatureRow], int]:
-    """One page of features and the total that match."""
+async def browse(
+    db: AsyncDatabase, training_id: str, query: sql.Browse, group: int | None = None
+) -> tuple[list[FeatureRow], int]:
+    """One page of features and the total that match; ``group``: a Matryoshka SAE's prefix group only."""
     await ready(db, training_id)
+    widths = await _widths(db, training_id)
+    query = replace(query, index_range=group_range(widths, group))
     plan = sql.browse_plan(training_id, query)
     page = await db.all(plan.rows)
     if plan.filtered:
@@ -353,14 +403,15 @@ async def browse(db: AsyncDatabase, training_id: str, query: sql.Browse) -> tupl
     if rows:
         stored = await db.all(sql.examples_of(training_id, [r["idx"] for r in rows]))
         examples = {r["idx"]: r["example"] for r in stored}
-    return [_row(r, examples.get(r["idx"])) for r in rows], total
+    return [_row(r, examples.get(r["idx"]), widths) for r in rows], total
 
 
-async def feature_map(db: AsyncDatabase, training_id: str) -> list[MapPoint]:
+async def feature_map(db: AsyncDatabase, training_id: str, group: int | None = None) -> list[MapPoint]:
     await ready(db, training_id)
+    widths = await _widths(db, training_id)
     return [
-        MapPoint(r["idx"], r["map_x"], r["map_y"], r["frequency"], r["label"], r["score"])
-        for r in await db.all(sql.map_points(training_id))
+        MapPoint(r["idx"], r["map_x"], r["map_y"], r["frequency"], r["label"], r["score"], group_of(widths, r["idx"]))
+        for r in await db.all(sql.map_points(training_id, group_range(widths, group)))
     ]
 
 
@@ -406,6 +457,7 @@ async def detail(
         ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
         map=[row["map_x"], row["map_y"]] if row["map_x"] is not None else None,
         actions=feature_actions(row["frequency"]),
+        group=group_of(await _widths(db, training_id), row["idx"]),
     )
 
 
@@ -441,7 +493,7 @@ async def update(
         raise ValidationError("Nothing to change: give name, description or is_favorite", details={"field": "body"})
     await db.write(sql.update_feature(training_id, index, fields))
     row = await _feature(db, training_id, index)
-    return _row(row, row["example"])
+    return _row(row, row["example"], await _widths(db, training_id))
 
 
 async def start_extraction(

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from appliance.api.validation import check_id
-from appliance.contracts.hyperparameters import Hyperparameters
+from appliance.contracts.hyperparameters import EncoderType, Hyperparameters
 from appliance.data import datasets, models
 from appliance.data import templates as sql
 from appliance.data.database import AsyncDatabase, Row
@@ -37,7 +37,7 @@ class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TrainingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    encoder_type: Literal["sparse", "topk", "jumprelu", "skip", "transcoder"] = "sparse"
+    encoder_type: EncoderType = "sparse"
     hyperparameters: Hyperparameters = msgspec.field(default_factory=Hyperparameters)
     model_id: str | None = None  # optional binding; apply may override it
     dataset_id: str | None = None
@@ -348,6 +348,38 @@ TRAINING = Kind(
                     "lr_decay": "linear",
                     "optimizer": "adamw",
                     "ghost_grads": True,
+                },
+            },
+        ),
+        (
+            "Matryoshka BatchTopK",
+            "Nested dictionaries: each prefix group reconstructs on its own, so features do not split as it grows",
+            True,
+            {
+                "encoder_type": "matryoshka_batchtopk",
+                "hyperparameters": {
+                    "batch_size": 1024,
+                    "expansion_factor": 16,
+                    "k": 32,
+                    "total_steps": 10000,
+                    "lr_decay": "cosine",
+                    "optimizer": "adam",
+                },
+            },
+        ),
+        (
+            "Sparse at a target L0",
+            "Say how many latents should fire per token: the L1 coefficient adapts during training to reach it",
+            False,
+            {
+                "encoder_type": "sparse",
+                "hyperparameters": {
+                    "batch_size": 256,
+                    "expansion_factor": 8,
+                    "total_steps": 10000,
+                    "lr_decay": "cosine",
+                    "optimizer": "adamw",
+                    "target_l0": 32,
                 },
             },
         ),

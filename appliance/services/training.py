@@ -23,10 +23,12 @@ import msgspec
 from appliance.config import Settings
 from appliance.contracts.hyperparameters import (
     ARCHITECTURE_DEFAULTS,
+    K_ARCHITECTURES,
     EncoderType,
     Hyperparameters,
     for_architecture,
 )
+from appliance.contracts.matryoshka import default_widths, widths_problem
 from appliance.contracts.params.training import (
     EvaluateRun,
     EvaluationSpec,
@@ -374,6 +376,35 @@ def _within(*queries: Callable[[str], Query]) -> Within:
     return within
 
 
+def _check_architecture(encoder_type: EncoderType, hp: Hyperparameters, d_sae: int) -> None:
+    """The settings that only mean something for some architectures, against the SAE's width."""
+    if encoder_type in K_ARCHITECTURES and hp.k > d_sae:
+        raise ValidationError("k must not exceed the number of latents", details={"field": "hyperparameters.k"})
+    if hp.target_l0 is not None:
+        if encoder_type in K_ARCHITECTURES:
+            raise ValidationError(
+                f"target_l0 is for the architectures with a sparsity coefficient; {encoder_type} sets its L0 with k",
+                details={"field": "hyperparameters.target_l0"},
+            )
+        if hp.target_l0 >= d_sae:
+            raise ValidationError(
+                f"target_l0 must be below the number of latents ({d_sae})",
+                details={"field": "hyperparameters.target_l0"},
+            )
+    widths = hp.matryoshka_widths
+    if widths is None:
+        return
+    if encoder_type != "matryoshka_batchtopk":
+        raise ValidationError(
+            "matryoshka_widths is for encoder_type 'matryoshka_batchtopk'",
+            details={"field": "hyperparameters.matryoshka_widths"},
+        )
+    # Each prefix of the dictionary reconstructs on its own: the groups must nest and end at the whole.
+    problem = widths_problem(widths, d_sae)
+    if problem is not None:
+        raise ValidationError(problem, details={"field": "hyperparameters.matryoshka_widths"})
+
+
 async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> Job:
     """Check the request against its source, then create the training row and its job: one commit."""
     # What the request leaves to the architecture is fixed now: the job and the row record the numbers.
@@ -381,8 +412,12 @@ async def start(db: AsyncDatabase, jobs: AsyncJobStore, data: StartRequest) -> J
     source = await _source(db, data)
     hook, target = _hooks(data, source)
     hp = data.hyperparameters
-    if data.encoder_type == "topk" and hp.k > (hp.d_sae or hp.expansion_factor * source.d_model):
-        raise ValidationError("k must not exceed the number of latents", details={"field": "hyperparameters.k"})
+    d_sae = hp.d_sae or hp.expansion_factor * source.d_model
+    _check_architecture(data.encoder_type, hp, d_sae)
+    if data.encoder_type == "matryoshka_batchtopk" and hp.matryoshka_widths is None:
+        # Recorded like the other defaults: the feature browser reads the groups from the row.
+        hp = msgspec.structs.replace(hp, matryoshka_widths=default_widths(d_sae))
+        data = msgspec.structs.replace(data, hyperparameters=hp)
     training_id = new_id("tr")
     run = _run(training_id, data, source, hook, target)
     config: dict[str, Any] = {

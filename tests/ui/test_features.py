@@ -127,3 +127,58 @@ def test_extract_browse_open_label_and_map(demo_appliance, open_page) -> None:
     card.get_by_test_id("map-point").first.click()
     expect(page.get_by_test_id("feature-modal")).to_be_visible()
     problems.assert_none()
+
+
+def test_a_matryoshka_saes_browser_and_map_filter_by_group_and_its_pages_show_it(demo_appliance, open_page) -> None:
+    """A Matryoshka SAE's prefix groups: the filter lists one group's features (the map too), each row,
+    the feature page and the steering picker name a feature's group."""
+    app, model, dataset = demo_appliance
+    widths = [32, 96, 256]
+    response = app.post(
+        "/api/training/start",
+        json={
+            "model_id": model["id"],
+            "dataset_id": dataset["id"],
+            "layer": 2,
+            "encoder_type": "matryoshka_batchtopk",
+            "max_samples": 200,
+            "context_length": 64,
+            "hyperparameters": {
+                "k": 16,
+                "expansion_factor": 2,
+                "batch_size": 256,
+                "total_steps": 60,
+                "matryoshka_widths": widths,
+                "log_every": 20,
+            },
+        },
+    )
+    tid = app.completed(response, timeout=300)["target"]["id"]
+    app.completed(app.post("/api/features/extract", json={"training_id": tid, "eval_samples": 64}), timeout=300)
+
+    page, _ = open_page(app.url, "/features")
+    card = page.get_by_test_id("features-card")
+    rows = card.get_by_test_id("feature-row")
+    expect(rows.first).to_be_visible(timeout=30_000)
+    card.get_by_test_id("features-group").select_option("1")
+    expected = app.get(f"/api/training/{tid}/features", params={"group": 1}).json()["meta"]["pagination"]["total"]
+    expect(card.get_by_test_id("features-count")).to_contain_text(f"of {expected:,} features")
+    indices = [int(re.search(r"#(\d+)", text).group(1)) for text in rows.all_inner_texts()]
+    assert indices and all(32 <= i < 96 for i in indices), indices
+    expect(rows.first.get_by_test_id("feature-group")).to_have_text("G1")
+    rows.first.click()
+    expect(page.get_by_test_id("feature-modal")).to_contain_text(f"Feature #{indices[0]} • Matryoshka group 1")
+    page.keyboard.press("Escape")
+    card.get_by_test_id("features-view-map").click()
+    points = app.get(f"/api/training/{tid}/features/map", params={"group": 1}).json()["data"]
+    if points:  # a map needs enough live features
+        expect(card.get_by_test_id("map-point")).to_have_count(len(points))
+    screenshot(page, "features-matryoshka-group")
+
+    page.goto(app.url + "/steering")
+    page.get_by_test_id("steering-sae-select").select_option(tid)
+    page.get_by_test_id("steering-search").fill(f"#{indices[0]}")
+    result = page.locator(f'[data-testid="steering-search-result"][data-index="{indices[0]}"]')
+    expect(result.get_by_test_id("feature-group")).to_have_text("G1")
+    result.click()
+    expect(page.get_by_test_id(f"steering-feature-{indices[0]}").get_by_test_id("feature-group")).to_have_text("G1")

@@ -135,3 +135,55 @@ def test_the_form_takes_each_architectures_defaults_until_edited(ui_appliance, o
     form.get_by_test_id("train-encoder").select_option("skip")
     expect(l1).to_have_value("0.7")
     expect(lr).to_have_value(f"{each['skip']['learning_rate']:g}")
+
+
+def test_the_form_sets_the_new_architectures_groups_and_a_target_l0(demo_appliance, open_page) -> None:
+    """BatchTopK's k is an average; Matryoshka takes its group widths; an architecture with a coefficient
+    takes a target L0 that hides the coefficient; what the form sends is what the API records."""
+    app, _, _ = demo_appliance
+    page, _ = open_page(app.url, "/training")
+    form = page.get_by_test_id("training-form")
+    form.get_by_test_id("train-dataset").select_option(label="Python stdlib docs (demo)")
+    form.get_by_test_id("train-model").select_option(label="mistudio-demo-gpt (demo)")
+    form.get_by_test_id("train-source-kind").select_option("streamed")
+    form.get_by_test_id("train-samples").fill("50")
+    form.get_by_test_id("train-advanced-toggle").click()
+    form.get_by_test_id("train-steps").fill("20")
+    form.get_by_test_id("train-autosave").fill("0")
+    form.locator("#hp-exp").select_option("2")  # 256 latents on the 128-wide demo model
+
+    form.get_by_test_id("train-encoder").select_option("batchtopk")
+    expect(form.locator("label[for=hp-k]")).to_have_text("Average active latents (k)")
+    expect(form.get_by_test_id("train-target-l0")).to_have_count(0)  # k sets a k architecture's L0
+    form.get_by_test_id("train-encoder").select_option("matryoshka_batchtopk")
+    widths = form.get_by_test_id("train-widths")
+    widths.fill("32, x")
+    expect(form.get_by_test_id("train-start")).to_be_disabled()  # not numbers
+    widths.fill("32, 96, 256")
+    with page.expect_request("**/api/training/start") as sent:
+        form.get_by_test_id("train-start").click()
+    body, hp = sent.value.post_data_json, sent.value.post_data_json["hyperparameters"]
+    assert body["encoder_type"] == "matryoshka_batchtopk"
+    assert hp["matryoshka_widths"] == [32, 96, 256] and hp["target_l0"] is None
+    card = page.get_by_test_id("training-card").first
+    expect(card).to_contain_text("matryoshka_batchtopk")
+
+    # Gated with a target L0: the coefficient is the controller's; its chart shows beside L0's target.
+    form.get_by_test_id("train-encoder").select_option("gated")
+    expect(form.get_by_test_id("train-l1")).to_be_visible()
+    form.get_by_test_id("train-target-l0").fill("16")
+    expect(form.get_by_test_id("train-l1")).to_have_count(0)
+    expect(form.get_by_test_id("train-coefficient-auto")).to_be_visible()
+    with page.expect_request("**/api/training/start") as sent:
+        form.get_by_test_id("train-start").click()
+    body = sent.value.post_data_json
+    assert body["encoder_type"] == "gated" and body["hyperparameters"]["target_l0"] == 16
+    assert body["hyperparameters"]["matryoshka_widths"] is None and body["hyperparameters"]["l1_coefficient"] > 0
+    gated = page.locator('[data-testid="training-card"]', has_text="gated").first
+    expect(gated).to_have_attribute("data-status", "completed", timeout=180_000)
+    tid = gated.get_attribute("data-training-id")
+    assert app.get(f"/api/training/{tid}").json()["data"]["config"]["hyperparameters"]["target_l0"] == 16
+    gated.get_by_test_id("toggle-metrics").click()
+    expect(gated.get_by_test_id("chart-l0")).to_contain_text("target 16")
+    expect(gated.get_by_test_id("chart-sparsity_coefficient").locator("svg polyline").first).to_be_visible()
+    screenshot(page, "training-target-l0")

@@ -5,7 +5,10 @@ from __future__ import annotations
 import torch
 
 from appliance.pipeline.sae.base import SAE, Architecture, SAEConfig, StepOutput, sae_config
+from appliance.pipeline.sae.batchtopk import BatchTopKSAE
+from appliance.pipeline.sae.gated import GatedSAE
 from appliance.pipeline.sae.jumprelu import JumpReLUSAE
+from appliance.pipeline.sae.matryoshka import MatryoshkaBatchTopKSAE
 from appliance.pipeline.sae.skip import SkipSAE
 from appliance.pipeline.sae.sparse import SparseSAE
 from appliance.pipeline.sae.topk import TopKSAE
@@ -17,6 +20,9 @@ CLASSES: dict[str, type[SAE]] = {
     "jumprelu": JumpReLUSAE,
     "skip": SkipSAE,
     "transcoder": Transcoder,
+    "batchtopk": BatchTopKSAE,
+    "matryoshka_batchtopk": MatryoshkaBatchTopKSAE,
+    "gated": GatedSAE,
 }
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from appliance.contracts.hyperparameters import EncoderType, Hyperparameters, l1_coefficient
+from appliance.contracts.matryoshka import default_widths
 
 Architecture = EncoderType
 # The one set of defaults: what the API gives a training that names none (GET /api/training/defaults).
@@ -29,7 +30,10 @@ class SAEConfig:
     d_in: int
     d_sae: int
     d_out: int | None = None  # transcoders: the MLP output width; others: d_in
-    k: int = _DEFAULTS.k  # topk: active latents per token
+    k: int = _DEFAULTS.k  # topk: active latents per token; batchtopk, matryoshka_batchtopk: their average
+    topk_threshold_lr: float = _DEFAULTS.topk_threshold_lr  # batchtopk: the EMA rate of its inference threshold
+    # matryoshka_batchtopk: the nested prefix sizes (None: appliance.contracts.matryoshka.default_widths)
+    matryoshka_widths: list[int] | None = None
     # sparse/skip/transcoder: decoder-norm-weighted L1; negative (the default): the architecture's own
     l1_coefficient: float = -1.0
     l0_coefficient: float = _DEFAULTS.l0_coefficient  # jumprelu: weight of the L0 term
@@ -47,6 +51,8 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if self.l1_coefficient < 0:
             self.l1_coefficient = l1_coefficient(_DEFAULTS, self.architecture)
+        if self.architecture == "matryoshka_batchtopk" and self.matryoshka_widths is None:
+            self.matryoshka_widths = default_widths(self.d_sae)
 
     @property
     def output_width(self) -> int:
@@ -62,6 +68,8 @@ def sae_config(architecture: Architecture, d_in: int, hp: Hyperparameters, d_out
         hp.d_sae or hp.expansion_factor * d_in,
         d_out=d_out,
         k=hp.k,
+        topk_threshold_lr=hp.topk_threshold_lr,
+        matryoshka_widths=hp.matryoshka_widths,
         l1_coefficient=l1_coefficient(hp, architecture),
         l0_coefficient=hp.l0_coefficient,
         jumprelu_init_threshold=hp.jumprelu_init_threshold,
@@ -119,9 +127,14 @@ class SAE(nn.Module):
         """(x - b_dec) @ W_enc + b_enc, computed as x @ W_enc + (b_enc - b_dec @ W_enc): the same
         numbers, but b_dec's gradient through the encoder becomes a matrix-vector product instead of
         a full [batch, d_sae] x [d_sae, d_in] matmul, and x is never copied."""
+        return torch.addmm(self.encoder_bias(), x, self.W_enc)
+
+    def encoder_bias(self) -> torch.Tensor:
+        """The bias of the pre-activations as an affine map of x: b_enc - b_dec @ W_enc when the input is
+        centred on b_dec (see pre_activations), else b_enc."""
         if self.cfg.apply_b_dec_to_input and self.cfg.d_in == self.cfg.output_width:
-            return torch.addmm(self.b_enc - self.b_dec @ self.W_enc, x, self.W_enc)
-        return torch.addmm(self.b_enc, x, self.W_enc)
+            return self.b_enc - self.b_dec @ self.W_enc
+        return self.b_enc
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Latent activations [batch, d_sae] (dense)."""

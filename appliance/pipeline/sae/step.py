@@ -6,12 +6,15 @@ from __future__ import annotations
 import torch
 
 from appliance.pipeline.sae.base import SAE, StepOutput
+from appliance.pipeline.sae.gated import GatedSAE
 from appliance.pipeline.sae.jumprelu import JumpReLUSAE
 from appliance.pipeline.sae.topk import TopKSAE
 
 # Architectures whose sparsity term ignores decoder norms keep decoder rows at unit norm; the others
-# (L1 weighted by the norm) need not.
-UNIT_DECODER = (TopKSAE, JumpReLUSAE)
+# (L1 weighted by the norm) need not. Gated keeps them too, as in its paper: left free, the magnitude
+# path (r_mag) makes up for shrinking rows and the gate's L1 gets cheap, and on the demo model's layer 2
+# it reached explained variance 0.52 at L0 30 against 0.84 at L0 32 with unit rows (1,000 steps).
+UNIT_DECODER = (TopKSAE, JumpReLUSAE, GatedSAE)
 
 
 def train_step(

@@ -774,7 +774,7 @@ export interface paths {
         };
         /**
          * The hyperparameters a training gets for every setting it does not name
-         * @description The learning rate and the L1 coefficient depend on the architecture: `by_encoder_type` gives each architecture's defaults; the flat fields are a sparse SAE's. `l1_coefficient` is null for the architectures without an L1 term (topk, jumprelu).
+         * @description The learning rate and the L1 coefficient depend on the architecture: `by_encoder_type` gives each architecture's defaults; the flat fields are a sparse SAE's. `l1_coefficient` is null for the architectures without an L1 term (topk, batchtopk, matryoshka_batchtopk, jumprelu). `target_l0` (null: off) makes the sparsity coefficient adapt until the SAE's L0 is the one asked for (sparse, skip, transcoder, gated, jumprelu); `matryoshka_widths` (null: the class's default groups) is only for matryoshka_batchtopk.
          */
         get: operations["ApiTrainingDefaultsDefaults"];
         put?: never;
@@ -1754,6 +1754,7 @@ export interface components {
             error: string | null;
             updated_at: number;
             actions: string[];
+            matryoshka_widths?: number[] | null;
         };
         /** ExtractionConfig */
         ExtractionConfig: {
@@ -1831,6 +1832,7 @@ export interface components {
             } | null;
             map: number[] | null;
             actions: string[];
+            group?: number | null;
         };
         /** FeatureExplanation */
         FeatureExplanation: {
@@ -1897,6 +1899,7 @@ export interface components {
             is_favorite: boolean;
             example: components["schemas"]["BrowserExample"] | null;
             actions: string[];
+            group?: number | null;
         };
         /** FeatureUpdate */
         FeatureUpdate: {
@@ -2007,6 +2010,10 @@ export interface components {
             normalize_activations?: "expected_average_only_in" | "none";
             /** @default 20 */
             log_every?: number;
+            matryoshka_widths?: number[] | null;
+            /** @default 0.01 */
+            topk_threshold_lr?: number;
+            target_l0?: number | null;
         };
         /** Job */
         Job: {
@@ -2130,6 +2137,7 @@ export interface components {
             frequency: number;
             label: string;
             score: number | null;
+            group?: number | null;
         };
         /** Meta */
         Meta: {
@@ -2287,7 +2295,7 @@ export interface components {
              * @default topk
              * @enum {string}
              */
-            encoder_type: "sparse" | "topk" | "jumprelu" | "skip" | "transcoder";
+            encoder_type: "sparse" | "topk" | "jumprelu" | "skip" | "transcoder" | "batchtopk" | "matryoshka_batchtopk" | "gated";
             hyperparameters?: components["schemas"]["Hyperparameters"];
             /** @default 0 */
             seed: number;
@@ -2477,6 +2485,10 @@ export interface components {
             normalize_activations: "expected_average_only_in" | "none";
             /** @default 20 */
             log_every: number;
+            matryoshka_widths?: number[] | null;
+            /** @default 0.01 */
+            topk_threshold_lr: number;
+            target_l0?: number | null;
             by_encoder_type: {
                 [key: string]: components["schemas"]["Hyperparameters"];
             };
@@ -2721,6 +2733,7 @@ export interface components {
             learning_rate?: number | null;
             activations_per_s?: number | null;
             memory_mb?: number | null;
+            sparsity_coefficient?: number | null;
             eta_s?: number | null;
             fill_tokens?: number | null;
             fill_total?: number | null;
@@ -8400,6 +8413,7 @@ export interface operations {
                 include_dead?: boolean;
                 min_frequency?: number | null;
                 max_frequency?: number | null;
+                group?: number | null;
             };
             header?: never;
             path: {
@@ -9093,7 +9107,9 @@ export interface operations {
     };
     ApiTrainingTrainingIdFeaturesMapFeatureMap: {
         parameters: {
-            query?: never;
+            query?: {
+                group?: number | null;
+            };
             header?: never;
             path: {
                 /** @description A tr_… id */

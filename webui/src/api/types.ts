@@ -197,6 +197,8 @@ export interface MetricRow {
   activations_per_s: number | null;
   memory_mb?: number | null;
   eta_s?: number | null;
+  /** Target-L0 mode: the sparsity coefficient this step trained with (null for the k architectures). */
+  sparsity_coefficient?: number | null;
 }
 
 /** UI-side: a training's `evaluation` is an open object in the document. */

@@ -17,6 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from appliance.contracts.hyperparameters import K_ARCHITECTURES
 from appliance.contracts.params.training import HookPoint, HookType, ImportRun
 from appliance.contracts.sae_archive import unpack
 from appliance.data import trainings as sql
@@ -198,6 +199,7 @@ def _imported_config(params: ImportRun, cfg: Any) -> dict[str, Any]:
         "subfolder": params.subfolder,
         "d_in": cfg.d_in,
         "d_sae": cfg.d_sae,
-        "k": cfg.k if cfg.architecture == "topk" else None,
-        "hyperparameters": {"d_sae": cfg.d_sae},
+        "k": cfg.k if cfg.architecture in K_ARCHITECTURES else None,
+        # A Matryoshka SAE's groups, where the feature browser reads them (services.features).
+        "hyperparameters": {"d_sae": cfg.d_sae, "matryoshka_widths": cfg.matryoshka_widths},
     }

@@ -3,11 +3,15 @@ sparsify folders (``sparsify``).
 
 SAELens: a folder with ``cfg.json``, ``sae_weights.safetensors`` (``W_enc [d_in, d_sae]``, ``b_enc``,
 ``W_dec [d_sae, d_out]``, ``b_dec``, plus ``threshold`` for jumprelu and ``W_skip [d_out, d_in]`` for
-skip transcoders) and ``sparsity.safetensors`` (log10 firing frequency per latent). Our architectures
-map to SAELens classes: sparse -> standard, topk -> topk, jumprelu -> jumprelu, transcoder ->
-transcoder (skip_transcoder when it carries a W_skip), skip -> skip_transcoder with d_out = d_in,
-SAELens' lossless form of x_hat = dec(enc(x)) + alpha * x: W_skip = alpha * I, and the encoder's
-centring on b_dec folded into b_enc, since SAELens transcoders never centre their input.
+skip transcoders; gated SAEs hold ``b_gate``, ``r_mag``, ``b_mag`` instead of ``b_enc``) and
+``sparsity.safetensors`` (log10 firing frequency per latent). Our architectures map to SAELens classes:
+sparse -> standard, topk -> topk, jumprelu -> jumprelu, gated -> gated, transcoder -> transcoder
+(skip_transcoder when it carries a W_skip), skip -> skip_transcoder with d_out = d_in, SAELens' lossless
+form of x_hat = dec(enc(x)) + alpha * x: W_skip = alpha * I, and the encoder's centring on b_dec folded
+into b_enc, since SAELens transcoders never centre their input. batchtopk and matryoshka_batchtopk ->
+jumprelu, as SAELens saves them: their one threshold repeated per latent, the training architecture, k
+and the matryoshka widths in ``metadata.training_architecture(_details)``; a jumprelu file that says so
+(ours or SAELens') is read back as that architecture, with its groups, so the browser can filter by them.
 ``metadata.mistudio_architecture`` names ours.
 
 Reading is strict: a SAELens setting or tensor that changes what the SAE computes and that we do not
@@ -24,6 +28,7 @@ from typing import Any
 
 import torch
 
+from appliance.contracts.matryoshka import widths_problem
 from appliance.pipeline.sae import CLASSES, SAE, Architecture, SAEConfig, build
 from appliance.pipeline.sae.io import UnsupportedSAE, sparsify
 
@@ -37,16 +42,25 @@ TO_SAELENS: dict[Architecture, str] = {
     "jumprelu": "jumprelu",
     "transcoder": "transcoder",
     "skip": "skip_transcoder",
+    "gated": "gated",
+    # SAELens saves its batch TopK SAEs for inference as JumpReLUs with the learned threshold per latent,
+    # naming the training architecture in metadata (training_architecture and its details).
+    "batchtopk": "jumprelu",
+    "matryoshka_batchtopk": "jumprelu",
 }
+_BATCH_TOPK = ("batchtopk", "matryoshka_batchtopk")
 FROM_SAELENS: dict[str, Architecture] = {
     "standard": "sparse",
     "topk": "topk",
     "jumprelu": "jumprelu",
     "transcoder": "transcoder",
     "skip_transcoder": "transcoder",  # or "skip", when it is one (_skip_or_matrix)
+    "gated": "gated",
 }
 _TRANSCODERS = ("transcoder", "skip_transcoder")
 _BASE_TENSORS = frozenset({"W_enc", "b_enc", "W_dec", "b_dec"})
+# Gated SAEs have no b_enc: a gate bias and a magnitude path (r_mag, b_mag) take its place.
+_GATED_TENSORS = frozenset({"W_enc", "b_gate", "r_mag", "b_mag", "W_dec", "b_dec"})
 # What each SAELens architecture holds (log_threshold: JumpReLU checkpoints before SAELens 6).
 _TENSORS: dict[str, frozenset[str]] = {
     "standard": _BASE_TENSORS,
@@ -54,6 +68,7 @@ _TENSORS: dict[str, frozenset[str]] = {
     "jumprelu": _BASE_TENSORS | {"threshold", "log_threshold"},
     "transcoder": _BASE_TENSORS,
     "skip_transcoder": _BASE_TENSORS | {"W_skip"},
+    "gated": _GATED_TENSORS,
 }
 # SAELens' defaults where a file leaves a setting out.
 _SAELENS_TOPK_K = 100
@@ -92,7 +107,8 @@ def export(sae: SAE, folder: Path, metadata: dict[str, Any], log_sparsity: torch
     architecture = _saelens_architecture(sae)
     transcoding = architecture in _TRANSCODERS
     with torch.no_grad():
-        tensors = {name: _plain(getattr(sae, name)) for name in sorted(_BASE_TENSORS)}
+        own = _GATED_TENSORS if architecture == "gated" else _BASE_TENSORS
+        tensors = {name: _plain(getattr(sae, name)) for name in sorted(own)}
         if transcoding and cfg.apply_b_dec_to_input:
             # (x - b_dec) @ W_enc + b_enc == x @ W_enc + (b_enc - b_dec @ W_enc): the same latents.
             tensors["b_enc"] = _plain(sae.b_enc - sae.b_dec @ sae.W_enc)
@@ -104,6 +120,8 @@ def export(sae: SAE, folder: Path, metadata: dict[str, Any], log_sparsity: torch
     meta = {**metadata, "sae_lens_version": SAE_LENS_VERSION, "mistudio_architecture": cfg.architecture}
     if cfg.architecture == "skip" and "hook_name" in meta:
         meta.setdefault("hook_name_out", meta["hook_name"])  # it reconstructs what it reads
+    if cfg.architecture in _BATCH_TOPK:
+        meta.update(_batch_topk_metadata(cfg))
     config: dict[str, Any] = {
         "architecture": architecture,
         "d_in": cfg.d_in,
@@ -121,6 +139,20 @@ def export(sae: SAE, folder: Path, metadata: dict[str, Any], log_sparsity: torch
         config["d_out"] = cfg.output_width
     (folder / "cfg.json").write_text(json.dumps(config, indent=2))
     return folder
+
+
+def _batch_topk_metadata(cfg: SAEConfig) -> dict[str, Any]:
+    """What SAELens' save_inference_model records of a batch TopK training (its TrainingSAEConfig's
+    _metadata_with_training_info), with our values: k, the threshold's rate, the matryoshka groups, and a
+    decoder kept at unit norm instead of rescaled. The groups are what our import restores."""
+    details: dict[str, Any] = {
+        "k": cfg.k,
+        "topk_threshold_lr": cfg.topk_threshold_lr,
+        "rescale_acts_by_decoder_norm": False,
+    }
+    if cfg.architecture == "matryoshka_batchtopk":
+        details.update(matryoshka_widths=list(cfg.matryoshka_widths or []), use_matryoshka_aux_loss=False)
+    return {"training_architecture": cfg.architecture, "training_architecture_details": details}
 
 
 def _saelens_architecture(sae: SAE) -> str:
@@ -169,7 +201,8 @@ def _read_saelens(folder: Path, raw: dict[str, Any]) -> tuple[SAEConfig, dict[st
         raise UnsupportedSAE(f"{WEIGHTS} holds {unexpected}, which a SAELens {architecture} SAE does not use")
     if missing := sorted(_TENSORS[architecture] - set(weights) - {"threshold", "log_threshold"}):
         raise UnsupportedSAE(f"{WEIGHTS} lacks {missing}")
-    tensors = {name: weights[name].float() for name in _BASE_TENSORS}
+    own = _GATED_TENSORS if architecture == "gated" else _BASE_TENSORS
+    tensors = {name: weights[name].float() for name in own}
     (d_in, d_sae), d_out = tensors["W_enc"].shape, tensors["W_dec"].shape[1]
     for key, actual in (("d_in", d_in), ("d_sae", d_sae), ("d_out", d_out)):
         if key in config and config[key] != actual:
@@ -179,13 +212,17 @@ def _read_saelens(folder: Path, raw: dict[str, Any]) -> tuple[SAEConfig, dict[st
         raise UnsupportedSAE("apply_b_dec_to_input=true on a transcoder: its b_dec is in the output space")
     arch: Architecture = FROM_SAELENS[architecture]
     skip_matrix = False
+    batch = None  # a jumprelu file that is a batch TopK SAE: (architecture, k, matryoshka widths)
     if architecture == "topk" and config.get("rescale_acts_by_decoder_norm"):
         _fold_decoder_norms(tensors)
     elif architecture == "jumprelu":
         threshold = weights["threshold"] if "threshold" in weights else weights["log_threshold"].exp()
         # SAELens gates relu(pre) by pre > threshold; ours gates pre by pre > threshold, which is the
         # same while the threshold is positive (1e-12 stands in for SAELens' zero or negative ones).
-        tensors["log_threshold"] = threshold.float().clamp_min(1e-12).log()
+        if batch := _batch_topk_origin(metadata, threshold.float(), d_sae):
+            arch, tensors["topk_threshold"] = batch[0], threshold.float()[0]
+        else:
+            tensors["log_threshold"] = threshold.float().clamp_min(1e-12).log()
     elif architecture == "skip_transcoder":
         alpha = _scalar_skip(weights["W_skip"].float())
         same_point = metadata.get("hook_name_out") in (None, metadata.get("hook_name"))
@@ -200,7 +237,30 @@ def _read_saelens(folder: Path, raw: dict[str, Any]) -> tuple[SAEConfig, dict[st
     cfg = SAEConfig(arch, d_in, d_sae, d_out=d_out, apply_b_dec_to_input=apply_b_dec, skip_matrix=skip_matrix)
     if architecture == "topk":
         cfg.k = int(config.get("k") or _SAELENS_TOPK_K)
+    elif batch:
+        cfg.k, cfg.matryoshka_widths = batch[1], batch[2]
     return cfg, tensors, metadata
+
+
+def _batch_topk_origin(
+    metadata: dict[str, Any], threshold: torch.Tensor, d_sae: int
+) -> tuple[Architecture, int, list[int] | None] | None:
+    """(architecture, k, matryoshka widths) when a SAELens jumprelu file is a batch TopK SAE as SAELens
+    (or our export) saves one: its metadata names the training architecture and its threshold is one
+    value >= 0 for every latent. Else None, and it is read as the JumpReLU it also is; either way the
+    latents are the same. k is the training's average (SAELens allows fractions: rounded), used only by
+    a further training; the groups must be valid for the width, or the file is read as a JumpReLU."""
+    trained = metadata.get("training_architecture")
+    if trained not in _BATCH_TOPK or threshold.numel() == 0:
+        return None
+    if float(threshold[0]) < 0 or not torch.equal(threshold, threshold[0].expand_as(threshold)):
+        return None
+    details = metadata.get("training_architecture_details") or {}
+    k = max(1, round(float(details.get("k") or _SAELENS_TOPK_K)))
+    if trained == "batchtopk":
+        return "batchtopk", k, None
+    widths = [int(w) for w in details.get("matryoshka_widths") or []]
+    return ("matryoshka_batchtopk", k, widths) if widths_problem(widths, d_sae) is None else None
 
 
 def _as_v6(raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

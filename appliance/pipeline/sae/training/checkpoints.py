@@ -3,9 +3,10 @@ first, and kept to a bounded set (MISTUDIO_KEEP_CHECKPOINTS) so a short ``auto_s
 cannot fill the data disk.
 
 Layout: ``trainings/<id>/checkpoints/step_<8 digits>/`` with ``sae.safetensors`` (weights),
-``state.pt`` (optimizer, scheduler, step, tokens, RNG) and ``info.json`` (step, tokens, when, why it
-was saved, held-out loss, the activations' scale). A checkpoint is written under ``<name>.partial``
-and renamed when complete, so a folder without that suffix is always whole.
+``state.pt`` (optimizer, scheduler, step, tokens, RNG, the target-L0 controller's state) and
+``info.json`` (step, tokens, when, why it was saved, held-out loss, the activations' scale). A
+checkpoint is written under ``<name>.partial`` and renamed when complete, so a folder without that
+suffix is always whole.
 """
 
 from __future__ import annotations
@@ -101,12 +102,14 @@ def save(
     kind: Kind,
     held_out_loss: float | None,
     scale: tuple[float, float],
+    control: dict[str, float] | None = None,
     reserve_mb: int,
     keep: int,
 ) -> Path:
     """Write a checkpoint at ``step`` (replacing one at the same step), then prune. Raises
     INSUFFICIENT_STORAGE, before writing anything, when the disk would keep less than its reserve, and
-    after removing the partial write when the disk fills up anyway."""
+    after removing the partial write when the disk fills up anyway. ``control``: the target-L0
+    controller's state (``sparsity_control``), for an exact resume."""
     import torch
     from safetensors.torch import save_file
 
@@ -129,6 +132,7 @@ def save(
                     "step": step,
                     "tokens": tokens,
                     "rng": torch.get_rng_state(),
+                    **({} if control is None else {"sparsity_control": control}),
                 },
                 out,
             )

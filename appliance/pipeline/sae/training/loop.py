@@ -6,7 +6,9 @@ held-out share is never trained on and explained variance is measured there). Me
 (weights, optimizer, scheduler, step; ``checkpoints``: space-checked, pruned to a bounded set) every
 ``auto_save_interval`` steps, on "save now" (the job's "save" control, taken with
 ``ctx.take_save_request()``) and on pause or stop; at the end the SAE is written in the SAELens
-layout. A status change of the training row commits with its ``training.updated`` event.
+layout. A status change of the training row commits with its ``training.updated`` event. In
+target-L0 mode (``target_l0``) a controller (``appliance.pipeline.sae.sparsity_control``) moves the
+sparsity coefficient after every step; its state is in the checkpoints.
 """
 
 from __future__ import annotations
@@ -28,10 +30,11 @@ from appliance.data import trainings as sql
 from appliance.data.layout import DataLayout
 from appliance.data.storage import is_disk_full, storage_error
 from appliance.jobs.context import JobContext, JobInterrupted
-from appliance.memory.admission import Estimate, estimate_activations, estimate_model, estimate_sae_training, heap_reuse
-from appliance.memory.estimates import SPLICE_BATCH, estimate_splice_evaluation, estimate_training
+from appliance.memory.admission import Estimate, estimate_activations, estimate_model, heap_reuse
+from appliance.memory.estimates import SPLICE_BATCH, estimate_sae_steps, estimate_splice_evaluation, estimate_training
 from appliance.pipeline.activations.source import EVAL_TOKENS, ActivationSource, Fill, StreamedSource
 from appliance.pipeline.sae.evaluation.splice import held_out_quality
+from appliance.pipeline.sae.sparsity_control import SparsityControl, coefficient_of, controlled
 from appliance.pipeline.sae.training import checkpoints
 
 STREAM_FILE = "stream.json"  # a streamed run's shuffle-buffer size, fixed at its first start
@@ -59,7 +62,9 @@ def make_optimizer(sae: Any, hp: Hyperparameters) -> Any:
     if hp.optimizer == "sgd":
         return torch.optim.SGD(sae.parameters(), lr=lr, momentum=0.9, weight_decay=hp.weight_decay)
     kind = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-    return kind(sae.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=hp.weight_decay)
+    # fused: one pass over each parameter instead of one per operation; on a CPU the update of a 768 x
+    # 12,288 SAE drops from ~95 ms to ~10 ms, 8% of a TopK step (mistudio bench training). Same state_dict.
+    return kind(sae.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=hp.weight_decay, fused=True)
 
 
 @dataclass
@@ -81,6 +86,7 @@ class _Run:
     held_y: Any = None
     step: int = 0
     tokens: int = 0
+    control: SparsityControl | None = None  # target-L0 mode: moves cfg's sparsity coefficient
 
     def save(self, kind: checkpoints.Kind) -> None:
         """Write a checkpoint (space checked first, never left partial), prune to the bounded set and
@@ -98,6 +104,7 @@ class _Run:
             kind=kind,
             held_out_loss=loss,
             scale=(self.scale_in, self.scale_out),
+            control=None if self.control is None else self.control.state_dict(),
             reserve_mb=settings.disk_reserve_mb,
             keep=settings.keep_checkpoints,
         )
@@ -218,8 +225,7 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     """Admit the run's memory, open its activation source, train."""
     hp = params.hyperparameters
     folder = ctx.layout.training(params.training_id)
-    d_sae = hp.d_sae or hp.expansion_factor * params.d_in
-    sae_part = estimate_sae_training(params.d_in, d_sae, hp.batch_size, optimizer=hp.optimizer)
+    sae_part = estimate_sae_steps(params.encoder_type, params.d_in, hp)
     spec_eval = params.evaluation
     evaluation = (
         estimate_splice_evaluation(spec_eval.model_path, spec_eval.precision, spec_eval.context_length)
@@ -367,6 +373,8 @@ def _prepare(ctx: JobContext, params: TrainRun, source: ActivationSource) -> _Ru
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(hp))
     folder = ctx.layout.training(params.training_id)
     run = _Run(ctx, params, folder, cfg, sae, optimizer, scheduler, device, amp)
+    if hp.target_l0 is not None and controlled(params.encoder_type):
+        run.control = SparsityControl(cfg, hp.target_l0)  # before the resume, which restores its state
     if hp.normalize_activations == "expected_average_only_in":
         # A resumed run takes its checkpoint's scale: measuring it again would run a stream's model over
         # the first block, long left behind. A new run measures it on the block its first steps read
@@ -405,6 +413,8 @@ def _resume(run: _Run) -> bool:
     run.scheduler.load_state_dict(state["scheduler"])
     run.step, run.tokens = state["step"], state["tokens"]
     torch.set_rng_state(state["rng"])
+    if run.control is not None and "sparsity_control" in state:
+        run.control.load_state_dict(state["sparsity_control"])
     ctx, step = run.ctx, run.step
     ctx.progress(step / run.params.hyperparameters.total_steps, f"Resumed from step {step:,}", force=True)
     message = f"Resumed from the checkpoint at step {step:,}"
@@ -439,18 +449,26 @@ def _train_until_done(run: _Run, source: ActivationSource, throughput: _Throughp
     ctx, params, hp, cfg = run.ctx, run.params, run.params.hyperparameters, run.cfg
     sae, optimizer, scheduler = run.sae, run.optimizer, run.scheduler
     device, amp, scale_in, scale_out = run.device, run.amp, run.scale_in, run.scale_out
-    base_l1 = cfg.l1_coefficient
+    base_l1, control = cfg.l1_coefficient, run.control
     batches = source.batches(hp.batch_size, params.seed, run.step)
     while run.step < hp.total_steps:
         ctx.check()
         x, y = next(batches)
         x = x.to(device, non_blocking=True) * scale_in
         y = y.to(device, non_blocking=True) * scale_out if y is not None else None
-        if hp.l1_warmup_steps:
-            cfg.l1_coefficient = base_l1 * min(1.0, (run.step + 1) / hp.l1_warmup_steps)
+        ramp = min(1.0, (run.step + 1) / hp.l1_warmup_steps) if hp.l1_warmup_steps else 1.0
+        moves, pace = False, 1.0
+        if control is not None:
+            moves = control.apply(ramp)
+            pace = scheduler.get_last_lr()[0] / scheduler.base_lrs[0]  # this step's learning-rate factor
+        elif hp.l1_warmup_steps:
+            cfg.l1_coefficient = base_l1 * ramp
         log_now = (run.step + 1) % hp.log_every == 0 or run.step + 1 == hp.total_steps
-        out = train_step(sae, optimizer, x, y, stats=log_now, amp=amp)
+        # The controller reads every step's L0: counting it is one more pass over [batch, d_sae].
+        out = train_step(sae, optimizer, x, y, stats=log_now or control is not None, amp=amp)
         scheduler.step()
+        if control is not None and moves:
+            control.update(float(out.l0 or 0), pace)
         run.step += 1
         run.tokens += x.shape[0]
         throughput.tokens += x.shape[0]
@@ -476,6 +494,7 @@ def _log_step(run: _Run, out: Any, throughput: _Throughput) -> None:
         "l0": float(out.l0 or 0),
         "dead_latents": int(run.sae.dead.sum()),
         "explained_variance": round(ev, 5),
+        "sparsity_coefficient": coefficient_of(run.cfg),  # the one this step trained with
         "learning_rate": run.scheduler.get_last_lr()[0],
         "activations_per_s": round(rate, 1),
         "memory_mb": _memory_mb(run.ctx, run.device),

@@ -6,6 +6,7 @@ import type { FeatureRow } from '../../api/types';
 import { inputClass, selectClass } from '../../components/Form';
 import { TokenChip } from '../../components/TokenChip';
 import { useToast } from '../../components/Toasts';
+import { GroupTag } from './groups';
 import { JudgeTags, ScoreCell } from './scores';
 
 // The score sorts order by the lower end of the 95% interval (what the API sorts by), so two lucky
@@ -16,8 +17,10 @@ const SORTS = [['frequency', 'Activation Freq'], ['interpretability', 'Interpret
 const PAGE = 25;
 
 /** The feature table: server-side search, sort, order and pages. */
-export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
+export function FeatureBrowser({ trainingId, reloadKey, onOpen, group = null, widths = null }: {
   trainingId: string; reloadKey: number; onOpen: (index: number) => void;
+  /** A Matryoshka SAE's prefix group to list (null: all) and its group sizes. */
+  group?: number | null; widths?: number[] | null;
 }) {
   const [search, setSearch] = useState('');
   const [query, setQuery] = useState('');
@@ -34,9 +37,11 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
     const timer = window.setTimeout(() => { setQuery(search); setPage(1); }, 200);
     return () => window.clearTimeout(timer);
   }, [search]);
+  useEffect(() => setPage(1), [group]);
   useEffect(() => {
     const params = new URLSearchParams({ sort_by: sortBy, order: desc ? 'desc' : 'asc', page: String(page),
-      limit: String(PAGE), ...(query.trim() ? { search: query.trim() } : {}), ...(favorites ? { favorites_only: 'true' } : {}) });
+      limit: String(PAGE), ...(query.trim() ? { search: query.trim() } : {}), ...(favorites ? { favorites_only: 'true' } : {}),
+      ...(group != null ? { group: String(group) } : {}) });
     let live = true;
     apiRequest<FeatureRow[]>(`/api/training/${trainingId}/features?${params}`).then((envelope) => {
       if (!live) return;
@@ -44,7 +49,7 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
       setTotal(envelope.meta.pagination?.total ?? envelope.data.length);
     }).catch((err) => push({ type: 'error', title: 'Features not loaded', message: errorMessage(err) }));
     return () => { live = false; };
-  }, [trainingId, query, sortBy, desc, page, favorites, reloadKey, tick, push]);
+  }, [trainingId, query, sortBy, desc, page, favorites, group, reloadKey, tick, push]);
 
   const star = async (row: FeatureRow) => {
     try {
@@ -94,7 +99,8 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen }: {
             {rows.map((row) => (
               <tr key={row.index} data-testid="feature-row" onClick={() => onOpen(row.index)}
                   className="border-b border-slate-800 hover:bg-slate-800/30 cursor-pointer">
-                <td className="px-4 py-3 font-mono text-slate-400">#{row.index}</td>
+                <td className="px-4 py-3 font-mono text-slate-400 whitespace-nowrap">#{row.index}
+                  <GroupTag group={row.group} widths={widths} /></td>
                 <td className="px-4 py-3 max-w-xs" title={row.label}>
                   <div className="truncate" data-testid="feature-label-cell">{row.label}</div>
                   {row.llm_label && row.llm_label !== row.label && (

@@ -4,12 +4,17 @@ import { apiGet } from '../../api/client';
 import type { MapPoint } from '../../api/types';
 
 /** The UMAP of decoder directions: nearby points write in similar directions. Wheel to zoom, drag to pan. */
-export function FeatureMap({ trainingId, onOpen }: { trainingId: string; onOpen: (index: number) => void }) {
+export function FeatureMap({ trainingId, onOpen, group = null }: {
+  trainingId: string; onOpen: (index: number) => void; group?: number | null;  // a Matryoshka prefix group
+}) {
   const [points, setPoints] = useState<MapPoint[] | null>(null);
   const [view, setView] = useState({ x: -0.05, y: -0.05, size: 1.1 });
   const [drag, setDrag] = useState<{ x: number; y: number } | null>(null);
   const [hover, setHover] = useState<MapPoint | null>(null);
-  useEffect(() => { apiGet<MapPoint[]>(`/api/training/${trainingId}/features/map`).then(setPoints).catch(() => setPoints([])); }, [trainingId]);
+  useEffect(() => {
+    const query = group != null ? `?group=${group}` : '';
+    apiGet<MapPoint[]>(`/api/training/${trainingId}/features/map${query}`).then(setPoints).catch(() => setPoints([]));
+  }, [trainingId, group]);
   const logMin = useMemo(() => Math.log10(Math.min(...(points ?? []).map((p) => p.frequency), 1)), [points]);
   if (points === null) return <p className="text-slate-500">Loading the map...</p>;
   if (points.length === 0) return <p className="text-slate-500" data-testid="feature-map-empty">No map for this extraction (too few features).</p>;
@@ -36,11 +41,11 @@ export function FeatureMap({ trainingId, onOpen }: { trainingId: string; onOpen:
         {points.map((p) => (
           <circle key={p.index} data-testid="map-point" cx={p.x} cy={p.y} r={view.size / 150} fill={color(p.frequency)}
                   fillOpacity={0.8} onMouseEnter={() => setHover(p)} onClick={() => onOpen(p.index)}>
-            <title>#{p.index} {p.label}</title>
+            <title>#{p.index}{p.group != null ? ` (group ${p.group})` : ''} {p.label}</title>
           </circle>
         ))}
       </svg>
-      <p className="text-sm text-slate-300 h-5">{hover && `#${hover.index} • ${hover.label} • ${(100 * hover.frequency).toFixed(2)}%`}</p>
+      <p className="text-sm text-slate-300 h-5">{hover && `#${hover.index}${hover.group != null ? ` • group ${hover.group}` : ''} • ${hover.label} • ${(100 * hover.frequency).toFixed(2)}%`}</p>
     </div>
   );
 }

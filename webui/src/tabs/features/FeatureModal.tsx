@@ -9,6 +9,7 @@ import { Modal, ModalTabs } from '../../components/Modal';
 import { TokenChip } from '../../components/TokenChip';
 import { useToast } from '../../components/Toasts';
 import { Explanations } from './Explanations';
+import { describeGroup } from './groups';
 import { fixed, unscoredText } from './scores';
 
 const TABS = ['examples', 'explanations', 'logit-lens', 'correlations', 'ablation', 'try-text'] as const;
@@ -16,8 +17,9 @@ type Tab = (typeof TABS)[number];
 const show = (token: string) => JSON.stringify(token);
 
 /** Feature detail with its evidence (contexts, logit lens, correlations, ablation), plus a heatmap over any text. */
-export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged }: {
+export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged, widths = null }: {
   trainingId: string; index: number; onClose: () => void; onOpen: (index: number) => void; onChanged: () => void;
+  widths?: number[] | null;  // a Matryoshka SAE's group sizes
 }) {
   const [detail, setDetail] = useState<FeatureDetail | null>(null);
   const [tab, setTab] = useState<Tab>('examples');
@@ -42,7 +44,8 @@ export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged }: 
   };
 
   return (
-    <Modal testId="feature-modal" title={`Feature #${index}`} onClose={onClose}
+    <Modal testId="feature-modal" onClose={onClose}
+           title={`Feature #${index}${detail?.group != null && widths ? ` • Matryoshka ${describeGroup(widths, detail.group)}` : ''}`}
            tabs={<ModalTabs tabs={TABS} active={tab} onChange={setTab} />}
            subtitle={(
              <div className="flex gap-2 mt-2">

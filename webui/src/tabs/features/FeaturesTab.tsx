@@ -22,6 +22,7 @@ import { CorrelationMatrix } from './CorrelationMatrix';
 import { FeatureMap } from './FeatureMap';
 import { FeatureModal } from './FeatureModal';
 import { ExplainPanel } from './ExplainPanel';
+import { GroupFilter } from './groups';
 
 // A summary's figures are null for an extraction made before they were measured.
 const pct = (v: number | null | undefined, digits: number) => (v == null ? '—' : `${(100 * v).toFixed(digits)}%`);
@@ -80,6 +81,7 @@ function ExtractionCard({ training }: { training: Training }) {
   const [view, setView] = useState<'table' | 'map'>('table');
   const [reloadKey, setReloadKey] = useState(0);
   const [explaining, setExplaining] = useState(false);
+  const [group, setGroup] = useState<number | null>(null);  // a Matryoshka SAE's prefix group; null: all
   const { byId, cancel } = useJobs();
   const { subscribe } = useEventStream();
   const { run } = useRequest('Extraction not started');
@@ -173,7 +175,10 @@ function ExtractionCard({ training }: { training: Training }) {
                   {v === 'table' ? 'Browser' : 'Map (UMAP)'}</button>
               ))}
             </div>
-            <div className="flex gap-4">
+            <div className="flex gap-4 items-center">
+              {extraction.matryoshka_widths && (
+                <GroupFilter widths={extraction.matryoshka_widths} value={group} onChange={setGroup} />
+              )}
               {can('explain') && (
                 <button type="button" data-testid="explain-toggle" onClick={() => setExplaining(!explaining)}
                         className="text-sm text-slate-400 hover:text-slate-200">
@@ -189,10 +194,11 @@ function ExtractionCard({ training }: { training: Training }) {
           </div>
           {explaining && can('explain') && <ExplainPanel trainingId={training.id} onDone={() => setReloadKey((k) => k + 1)} />}
           {view === 'table'
-            ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} />
+            ? <FeatureBrowser trainingId={training.id} reloadKey={reloadKey} onOpen={setOpen} group={group}
+                              widths={extraction.matryoshka_widths ?? null} />
             : (
               <div className="space-y-6">
-                <FeatureMap trainingId={training.id} onOpen={setOpen} />
+                <FeatureMap trainingId={training.id} onOpen={setOpen} group={group} />
                 <CorrelationMatrix trainingId={training.id} onOpen={setOpen} />
               </div>
             )}
@@ -200,6 +206,7 @@ function ExtractionCard({ training }: { training: Training }) {
       ) : form}
       {open !== null && (
         <FeatureModal trainingId={training.id} index={open} onClose={() => setOpen(null)} onOpen={setOpen}
+                      widths={extraction?.matryoshka_widths ?? null}
                       onChanged={() => setReloadKey((k) => k + 1)} />
       )}
     </Card>

@@ -5,6 +5,7 @@ import { apiGet, errorMessage } from '../../api/client';
 import type { FeatureRow, SteeringMode } from '../../api/types';
 import { Card } from '../../components/Card';
 import { inputClass } from '../../components/Form';
+import { GroupTag, groupOf } from '../features/groups';
 
 export interface SelectedFeature {
   index: number;
@@ -22,8 +23,10 @@ const MODE_HINTS: Record<SteeringMode, string> = {
 };
 
 /** The left card: search the SAE's real features, add them, set each one's coefficient and mode. */
-export function FeaturePicker({ trainingId, features, onAdd, onChange, onRemove, onClear, vectorNorm }: {
+export function FeaturePicker({ trainingId, features, onAdd, onChange, onRemove, onClear, vectorNorm, widths = null }: {
   trainingId: string;
+  /** A Matryoshka SAE's group sizes: each feature shows its prefix group. */
+  widths?: number[] | null;
   features: SelectedFeature[];
   onAdd: (row: FeatureRow) => void;
   onChange: (index: number, changes: Partial<SelectedFeature>) => void;
@@ -98,6 +101,7 @@ export function FeaturePicker({ trainingId, features, onAdd, onChange, onRemove,
                   <span className="min-w-0 truncate">
                     <span className="font-mono text-sm text-slate-400 mr-2">#{row.index}</span>
                     <span className="text-slate-200">{row.label}</span>
+                    <GroupTag group={row.group} widths={widths} />
                   </span>
                   <span className={`text-sm shrink-0 ${added ? 'text-slate-500' : 'text-emerald-400'}`}>
                     {added ? 'Added' : 'Add'}</span>
@@ -116,7 +120,7 @@ export function FeaturePicker({ trainingId, features, onAdd, onChange, onRemove,
       ) : (
         <div className="space-y-3">
           {features.map((feature) => (
-            <FeatureTile key={feature.index} feature={feature} onChange={(c) => onChange(feature.index, c)}
+            <FeatureTile key={feature.index} feature={feature} widths={widths} onChange={(c) => onChange(feature.index, c)}
                          onRemove={() => onRemove(feature.index)} />
           ))}
           <div className="bg-blue-500/10 border border-blue-500/30 rounded-lg p-3 flex gap-3 text-sm" data-testid="steering-vector">
@@ -135,8 +139,9 @@ export function FeaturePicker({ trainingId, features, onAdd, onChange, onRemove,
   );
 }
 
-function FeatureTile({ feature, onChange, onRemove }: {
-  feature: SelectedFeature; onChange: (changes: Partial<SelectedFeature>) => void; onRemove: () => void;
+function FeatureTile({ feature, widths, onChange, onRemove }: {
+  feature: SelectedFeature; widths: number[] | null; onChange: (changes: Partial<SelectedFeature>) => void;
+  onRemove: () => void;
 }) {
   const ablate = feature.mode === 'ablate';
   const quick: [string, number][] = [['Suppress', -2], ['Reset', 0], ['Amplify', 2]];
@@ -147,6 +152,7 @@ function FeatureTile({ feature, onChange, onRemove }: {
         <div className="min-w-0 truncate" title={feature.label}>
           <span className="font-mono text-sm text-slate-400 mr-2">#{feature.index}</span>
           <span className="font-medium">{feature.label}</span>
+          <GroupTag group={groupOf(widths, feature.index)} widths={widths} />
         </div>
         <div className="flex items-center gap-2 shrink-0">
           <select aria-label={`Mode of feature #${feature.index}`} data-testid="steering-mode" value={feature.mode}

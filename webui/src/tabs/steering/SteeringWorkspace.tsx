@@ -3,6 +3,7 @@ import { useCallback, useEffect, useRef, useState } from 'react';
 import { apiGet } from '../../api/client';
 import type { FeatureDetail, FeatureRow, Model, SteeringConfig, Training } from '../../api/types';
 import { useToast } from '../../components/Toasts';
+import { widthsOf } from '../features/groups';
 import { ComparisonMetrics } from './ComparisonMetrics';
 import { ComparisonOutput } from './ComparisonOutput';
 import { FeaturePicker, MAX_FEATURES } from './FeaturePicker';
@@ -127,6 +128,7 @@ export function SteeringWorkspace({ training, model }: { training: Training; mod
     <div className="space-y-6" data-testid="steering-workspace">
       <div className="grid grid-cols-2 gap-6 items-start">
         <FeaturePicker trainingId={training.id} features={features} onAdd={add} onChange={change} onRemove={remove}
+                       widths={widthsOf(training)}
                        onClear={() => setFeatures([])} vectorNorm={norm} />
         <div className="space-y-6">
           <GenerationConfig settings={settings} onChange={(c) => setSettings((s) => ({ ...s, ...c }))}

@@ -31,7 +31,8 @@ function metricRow(data: EventOf<'training.progress'>['data']): MetricRow | null
   return { step: data.step, tokens: data.tokens, loss: data.loss ?? null, mse: data.mse ?? null,
            sparsity_loss: data.sparsity_loss ?? null, l0: data.l0 ?? null, dead_latents: data.dead_latents ?? null,
            explained_variance: data.explained_variance ?? null, learning_rate: data.learning_rate ?? null,
-           activations_per_s: data.activations_per_s ?? null, memory_mb: data.memory_mb, eta_s: data.eta_s };
+           activations_per_s: data.activations_per_s ?? null, memory_mb: data.memory_mb, eta_s: data.eta_s,
+           sparsity_coefficient: data.sparsity_coefficient ?? null };
 }
 
 /** What the run leaves out; a streamed one learns the tokenizer's special tokens only once it starts. */
@@ -125,6 +126,16 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
   const series = (key: keyof MetricRow, color: string) => [{ name: key, color,
     points: metrics.filter((m) => typeof m[key] === 'number').map((m) => [m.step, m[key] as number] as [number, number]) }];
   const range: [string, string] = ['step 0', `step ${latest?.step ?? 0}`];
+  // Target-L0 mode: L0 is charted against the target, and the coefficient the controller adapts beside it.
+  const targetL0 = typeof training.config.hyperparameters?.target_l0 === 'number'
+    ? training.config.hyperparameters.target_l0 as number : null;
+  const last = metrics[metrics.length - 1];
+  const targetSeries = targetL0 === null || !metrics.length ? []
+    : [{ name: 'target L0', color: '#94a3b8', points: [[0, targetL0], [last.step, targetL0]] as [number, number][] }];
+  const charts: [keyof MetricRow, string, string][] = [['loss', 'Loss Curve', '#34d399'], ['l0', 'L0 Sparsity', '#60a5fa'],
+    ['dead_latents', 'Dead Latents', '#f87171'], ['explained_variance', 'Explained Variance', '#c084fc'],
+    ...(targetL0 !== null ? [['sparsity_coefficient', 'Sparsity Coefficient (adapted to the target L0)', '#fbbf24']] as
+      [keyof MetricRow, string, string][] : [])];
   return (
     <div className="bg-slate-900/50 border border-slate-800 rounded-lg p-6 space-y-4" data-testid="training-card"
          data-training-id={training.id} data-status={training.status}>
@@ -193,11 +204,12 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
       </div>
       {showMetrics && (
         <div className="grid grid-cols-1 md:grid-cols-2 gap-4" data-testid="training-charts">
-          {([['loss', 'Loss Curve', '#34d399'], ['l0', 'L0 Sparsity', '#60a5fa'], ['dead_latents', 'Dead Latents', '#f87171'],
-             ['explained_variance', 'Explained Variance', '#c084fc']] as [keyof MetricRow, string, string][]).map(([key, name, color]) => (
-            <div key={key}>
-              <div className="text-sm text-slate-400 mb-1">{name}</div>
-              <LineChart series={series(key, color)} windowS={Math.max(1, latest?.step ?? 1)} unit="" xLabels={range}
+          {charts.map(([key, name, color]) => (
+            <div key={key} data-testid={`chart-${key}`}>
+              <div className="text-sm text-slate-400 mb-1">
+                {key === 'l0' && targetL0 !== null ? `L0 Sparsity (target ${targetL0})` : name}</div>
+              <LineChart series={key === 'l0' ? [...series(key, color), ...targetSeries] : series(key, color)}
+                         windowS={Math.max(1, latest?.step ?? 1)} unit="" xLabels={range}
                          max={key === 'explained_variance' ? 1 : undefined} />
             </div>
           ))}
@@ -207,7 +219,9 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
             {metrics.slice(-50).map((m) => (
               <div key={m.step} className="text-slate-300">
                 Step {m.step}: loss={fmt(m.loss, 4)} mse={fmt(m.mse, 4)} L0={fmt(m.l0, 1)} dead={m.dead_latents}
-                {' '}EV={fmt(m.explained_variance, 3)} lr={m.learning_rate?.toExponential(2)} {Math.round(m.activations_per_s ?? 0)} act/s
+                {' '}EV={fmt(m.explained_variance, 3)} lr={m.learning_rate?.toExponential(2)}
+                {m.sparsity_coefficient != null && targetL0 !== null && ` coef=${m.sparsity_coefficient.toPrecision(3)}`}
+                {' '}{Math.round(m.activations_per_s ?? 0)} act/s
                 {m.memory_mb ? ` ${Math.round(m.memory_mb)} MB` : ''}
               </div>
             ))}

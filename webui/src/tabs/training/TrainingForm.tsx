@@ -15,13 +15,16 @@ import { ToggleRow } from '../../components/Toggle';
 import { useRequest } from '../../hooks/useRequest';
 
 const ENCODERS: [EncoderType, string][] = [
-  ['sparse', 'Sparse Autoencoder'], ['topk', 'TopK Autoencoder'], ['jumprelu', 'JumpReLU Autoencoder'],
-  ['skip', 'Skip Autoencoder'], ['transcoder', 'Transcoder'],
+  ['sparse', 'Sparse Autoencoder'], ['topk', 'TopK Autoencoder'], ['batchtopk', 'BatchTopK Autoencoder'],
+  ['matryoshka_batchtopk', 'Matryoshka BatchTopK Autoencoder'], ['jumprelu', 'JumpReLU Autoencoder'],
+  ['gated', 'Gated Autoencoder'], ['skip', 'Skip Autoencoder'], ['transcoder', 'Transcoder'],
 ];
+// k is the active latents per token for TopK, their average over the batch for the batch variants.
+const K_ARCHITECTURES: EncoderType[] = ['topk', 'batchtopk', 'matryoshka_batchtopk'];
 
 // The hyperparameters this form sets; the rest keep the API's defaults.
 const FORM_FIELDS = ['learning_rate', 'batch_size', 'l1_coefficient', 'l0_coefficient', 'expansion_factor',
-  'total_steps', 'lr_decay', 'optimizer', 'ghost_grads', 'k'] as const;
+  'total_steps', 'lr_decay', 'optimizer', 'ghost_grads', 'k', 'target_l0', 'matryoshka_widths'] as const;
 // Their defaults depend on the architecture (the API's by_encoder_type): they follow the Encoder Type
 // until the user edits them (or a template names them).
 const PER_ARCHITECTURE = ['learning_rate', 'l1_coefficient'] as const;
@@ -47,7 +50,18 @@ function architectureDefaults(defaults: TrainingDefaults | null, encoder: Encode
   return Object.fromEntries(PER_ARCHITECTURE.filter((key) => !keep.has(key)).map((key) => [key, own[key] ?? null]));
 }
 const HOOKS: [string, string][] = [['residual', 'Residual stream'], ['mlp', 'MLP output'], ['attention', 'Attention output']];
-const L1_ARCHITECTURES: EncoderType[] = ['sparse', 'skip', 'transcoder'];
+const L1_ARCHITECTURES: EncoderType[] = ['sparse', 'skip', 'transcoder', 'gated'];
+// Ghost grads act on the plain ReLU encoders' latents; the gated encoder has its own auxiliary loss.
+const GHOST_ARCHITECTURES: EncoderType[] = ['sparse', 'skip', 'transcoder'];
+// The architectures with a sparsity coefficient: a target L0 adapts it during training instead.
+const COEFFICIENT_ARCHITECTURES: EncoderType[] = [...L1_ARCHITECTURES, 'jumprelu'];
+
+/** "256, 512, 1024" as a list of widths; null when blank (the default groups); undefined when not numbers. */
+function parseWidths(text: string): number[] | null | undefined {
+  if (!text.trim()) return null;
+  const widths = text.split(/[\s,]+/).filter(Boolean).map(Number);
+  return widths.every((w) => Number.isInteger(w) && w > 0) ? widths : undefined;
+}
 
 export function TrainingForm({ datasets, models, sets, onStarted }: {
   datasets: Dataset[]; models: Model[]; sets: ActivationSet[]; onStarted: () => void;
@@ -68,6 +82,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   // The per-architecture settings the user set (or a template named): a change of architecture keeps them.
   const [edited, setEdited] = useState<ReadonlySet<string>>(new Set());
   const [templates, setTemplates] = useState<TemplateItem[]>([]);
+  const [widthsText, setWidthsText] = useState('');  // the Matryoshka widths as typed
   const { busy, run } = useRequest('Training not started');
   const { push } = useToast();
 
@@ -115,7 +130,10 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
       const kept = new Set(PER_ARCHITECTURE.filter((key) => key in named));
       setEncoder(applied.config.encoder_type);
       setEdited(kept);
-      setHyper((h) => h && { ...h, ...architectureDefaults(defaults, applied.config.encoder_type, kept), ...named });
+      // The architecture-specific settings come from the template or not at all.
+      setHyper((h) => h && { ...h, ...architectureDefaults(defaults, applied.config.encoder_type, kept),
+                             target_l0: null, matryoshka_widths: null, ...named });
+      setWidthsText((named.matryoshka_widths as number[] | undefined)?.join(', ') ?? '');
       setAdvanced(true);
     } catch (err) {
       push({ type: 'error', title: 'Template not applied', message: errorMessage(err) });
@@ -148,9 +166,11 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
     await run(async () => {
       await apiPost<Accepted>('/api/training/start', {
         ...from, layer, hook_type: transcoder ? 'mlp_in' : hookType, encoder_type: encoder, auto_save_interval: autoSave,
-        hyperparameters: { ...hp, ghost_grads: hp.ghost_grads && L1_ARCHITECTURES.includes(encoder),
+        hyperparameters: { ...hp, ghost_grads: hp.ghost_grads && GHOST_ARCHITECTURES.includes(encoder),
                            // Only the L1 architectures have an L1 term; the others record none.
                            l1_coefficient: L1_ARCHITECTURES.includes(encoder) ? hp.l1_coefficient : null,
+                           target_l0: COEFFICIENT_ARCHITECTURES.includes(encoder) ? hp.target_l0 : null,
+                           matryoshka_widths: encoder === 'matryoshka_batchtopk' ? hp.matryoshka_widths : null,
                            warmup_steps: Math.min(100, Math.floor(hp.total_steps / 10)),
                            // A chart point at least every log_every steps (the API's default), and
                            // about a hundred over a short run.
@@ -263,10 +283,16 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
             </Field>
             <NumberSelect id="hp-batch" label="Batch Size" value={hyper.batch_size}
                           choices={[64, 128, 256, 512, 1024, 2048, 4096]} onChange={(v) => set('batch_size', v)} />
-            {encoder === 'topk' ? (
-              <Field label="Active latents (k)" htmlFor="hp-k">
-                <input id="hp-k" type="number" min={1} className={inputClass} value={hyper.k}
+            {K_ARCHITECTURES.includes(encoder) ? (
+              <Field label={encoder === 'topk' ? 'Active latents (k)' : 'Average active latents (k)'} htmlFor="hp-k"
+                     hint={encoder === 'topk' ? undefined : 'the k × batch largest activations over the whole batch'}>
+                <input id="hp-k" data-testid="train-k" type="number" min={1} className={inputClass} value={hyper.k}
                        onChange={(e) => set('k', Number(e.target.value))} />
+              </Field>
+            ) : hyper.target_l0 != null ? (
+              <Field label={encoder === 'jumprelu' ? 'L0 Coefficient' : 'L1 Coefficient (λ)'} htmlFor="hp-coef-auto">
+                <p id="hp-coef-auto" data-testid="train-coefficient-auto" className="text-sm text-slate-400 py-2">
+                  adapted during training to reach the target L0 (starts at this architecture's default)</p>
               </Field>
             ) : encoder === 'jumprelu' ? (
               <Field label="L0 Coefficient" htmlFor="hp-l0" hint="on activations normalised to mean norm √d">
@@ -278,6 +304,27 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
                      hint="on activations normalised to mean norm √d; the default is this architecture's">
                 <input id="hp-l1" data-testid="train-l1" type="number" step="0.1" className={inputClass}
                        value={hyper.l1_coefficient ?? ''} onChange={(e) => set('l1_coefficient', Number(e.target.value))} />
+              </Field>
+            )}
+            {COEFFICIENT_ARCHITECTURES.includes(encoder) && (
+              <Field label="Target L0 (blank = off)" htmlFor="hp-target-l0"
+                     hint="active latents per token wanted; the coefficient adapts to reach it">
+                <input id="hp-target-l0" data-testid="train-target-l0" type="number" min={1} step="1"
+                       className={inputClass} value={hyper.target_l0 ?? ''}
+                       onChange={(e) => set('target_l0', e.target.value === '' ? null : Math.max(1, Number(e.target.value)))} />
+              </Field>
+            )}
+            {encoder === 'matryoshka_batchtopk' && (
+              <Field label="Matryoshka group widths" htmlFor="hp-widths"
+                     hint={widthsText !== '' && parseWidths(widthsText) === undefined ? 'whole numbers, e.g. 256, 512, 1024'
+                       : 'nested prefix sizes, increasing, the last = the SAE width; blank: 1/16, 1/8, 1/4, 1/2, all'}>
+                <input id="hp-widths" data-testid="train-widths" type="text" className={inputClass} value={widthsText}
+                       placeholder="1/16, 1/8, 1/4, 1/2, all of the latents"
+                       onChange={(e) => {
+                         setWidthsText(e.target.value);
+                         const widths = parseWidths(e.target.value);
+                         if (widths !== undefined) set('matryoshka_widths', widths);
+                       }} />
               </Field>
             )}
             <NumberSelect id="hp-exp" label="Expansion Factor" value={hyper.expansion_factor} choices={[2, 4, 8, 16, 32]}
@@ -303,10 +350,11 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
                 <option value="exponential">Exponential</option>
               </select>
             </Field>
-            <ToggleRow label="Ghost Gradient Penalty" checked={hyper.ghost_grads && L1_ARCHITECTURES.includes(encoder)}
-                       disabled={!L1_ARCHITECTURES.includes(encoder)} onChange={(on) => set('ghost_grads', on)}
-                       description={L1_ARCHITECTURES.includes(encoder) ? 'revives dead latents (L1 architectures)'
-                         : encoder === 'topk' ? 'TopK revives dead latents with AuxK' : 'not used by JumpReLU'} />
+            <ToggleRow label="Ghost Gradient Penalty" checked={hyper.ghost_grads && GHOST_ARCHITECTURES.includes(encoder)}
+                       disabled={!GHOST_ARCHITECTURES.includes(encoder)} onChange={(on) => set('ghost_grads', on)}
+                       description={GHOST_ARCHITECTURES.includes(encoder) ? 'revives dead latents (L1 architectures)'
+                         : K_ARCHITECTURES.includes(encoder) ? 'the k architectures revive dead latents with AuxK'
+                           : encoder === 'gated' ? 'not used by Gated' : 'not used by JumpReLU'} />
             <Field label="Auto-save every N steps (0 = off)" htmlFor="hp-autosave">
               <input id="hp-autosave" data-testid="train-autosave" type="number" min={0} className={inputClass}
                      value={hyper.auto_save_interval} onChange={(e) => set('auto_save_interval', Math.max(0, Number(e.target.value)))} />
@@ -314,7 +362,8 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
           </div>
         )}
         <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || !hyper || (transcoder && !transcoderReady)
-                         || (streaming && !specialTokensValid(special))}
+                         || (streaming && !specialTokensValid(special))
+                         || (encoder === 'matryoshka_batchtopk' && parseWidths(widthsText) === undefined)}
                        busy={busy}
                        icon={<Play className="w-5 h-5" aria-hidden="true" />} onClick={() => void start()}>
           Start Training
