@@ -15,7 +15,7 @@ from appliance.pipeline.sae.step import train_step
 
 torch.set_num_threads(1)
 BATCH, D_IN, D_SAE = 64, 16, 256
-K_ARCHS = ["topk"]  # batchtopk and matryoshka_batchtopk once their steps pick() too
+K_ARCHS = ["topk", "batchtopk", "matryoshka_batchtopk"]
 MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
 
 

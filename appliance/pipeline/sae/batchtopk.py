@@ -87,11 +87,13 @@ class BatchTopKSAE(TopKSAE):
 
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         target = x if target is None else target
-        pre = self.pre_activations(x)
-        values, tokens, latents = self.batch_select(pre)
+        with torch.no_grad():  # the choice needs every pre-activation, the gradient only the chosen ones
+            pre = self.pre_activations(x)
+        _, tokens, latents = self.batch_select(pre)
+        values = torch.relu(self.pick(pre, x, tokens, latents))
         x_hat = self.bag_decode(values, latents, tokens, x.shape[0]) + self.b_dec
         mse = self.mse(x_hat, target)
-        aux = self._aux_loss(pre, target - x_hat.detach())
+        aux = self._aux_loss(pre, target - x_hat.detach(), x)
         return self._step_output(x_hat, mse + aux, mse, aux, values, latents, x.shape[0], stats)
 
     def _step_output(

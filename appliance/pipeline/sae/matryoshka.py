@@ -83,8 +83,10 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(per-prefix MSE [groups], full reconstruction, pre-activations, kept values, their latents)."""
         target = x if target is None else target
-        pre = self.pre_activations(x)
-        values, tokens, latents = self.batch_select(pre)
+        with torch.no_grad():  # the choice needs every pre-activation, the gradient only the chosen ones
+            pre = self.pre_activations(x)
+        _, tokens, latents = self.batch_select(pre)
+        values = torch.relu(self.pick(pre, x, tokens, latents))
         batch, groups = x.shape[0], len(self.widths)
         # Bagged by (group, token): each group's share is then one contiguous [batch, d_out] block. The
         # bags must be in order for embedding_bag's offsets; sorting the k x batch chosen is cheap.
@@ -96,6 +98,6 @@ class MatryoshkaBatchTopKSAE(BatchTopKSAE):
     def forward_train(self, x: torch.Tensor, target: torch.Tensor | None = None, stats: bool = True) -> StepOutput:
         target = x if target is None else target
         errors, x_hat, pre, values, latents = self.prefix_errors(x, target)
-        aux = self._aux_loss(pre, target - x_hat.detach())
+        aux = self._aux_loss(pre, target - x_hat.detach(), x)
         # The full prefix's error is the MSE the run reports; the loss adds every inner prefix's.
         return self._step_output(x_hat, errors.sum() + aux, errors[-1], aux, values, latents, x.shape[0], stats)
