@@ -29,7 +29,9 @@ miStudio package into it. Re-running is safe (existing venv and torch are kept).
 
 Options:
   --dev              also install the test tools (pytest, hypothesis, httpx, playwright; extra
-                     "dev") and Debian's chromium for the browser tests
+                     "dev") and Debian's chromium for the browser tests (with apt-get, so
+                     as root; without root, or without apt-get, everything else is installed
+                     and it says how to add chromium; the browser tests skip until then)
   --system           (root) install as a service: user "mistudio", data in /var/lib/mistudio,
                      systemd units mistudio.service, mistudio-worker.service, mistudio.target
   --cuda             x86_64 with an NVIDIA GPU: install the CUDA build of torch from PyPI
@@ -138,6 +140,25 @@ done
 if [ "$SYSTEM" -eq 1 ] && [ "$(id -u)" -ne 0 ]; then
   die "--system creates a user, /var/lib/mistudio and systemd units, so it must run as root:
        sudo ./install.sh --system"
+fi
+
+# --dev's browser: Debian's chromium, which only root can install (apt-get). Said first, so whoever
+# runs a long install without root knows at once why the browser tests will be skipped.
+CHROMIUM_MISSING=""
+if [ "$DEV" -eq 1 ] && ! command -v chromium >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    CHROMIUM_MISSING="--dev installs Debian's chromium for the browser tests with apt-get, and this system has
+         no apt-get: install Chromium with its package manager so that 'chromium' is on PATH.
+         The rest installs without it; the browser tests (tests/ui/) are skipped until it is there."
+  elif [ "$(id -u)" -ne 0 ]; then
+    CHROMIUM_MISSING="--dev installs Debian's chromium for the browser tests with apt-get, which needs root,
+         and this is user $(id -un 2>/dev/null || id -u). Install it once with:
+           sudo apt-get install chromium
+         The rest installs without it; the browser tests (tests/ui/) are skipped until it is there."
+  fi
+  if [ -n "$CHROMIUM_MISSING" ]; then
+    warn "$CHROMIUM_MISSING"
+  fi
 fi
 
 cd "$APPDIR"
@@ -366,7 +387,7 @@ if [ "$DEV" -eq 1 ]; then
   step "Checking Chromium for the browser tests"
   if command -v chromium >/dev/null 2>&1; then
     info "$(chromium --version 2>/dev/null | head -n 1)"
-  elif [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  elif [ -z "$CHROMIUM_MISSING" ]; then
     info "installing Debian's chromium with apt-get"
     DEBIAN_FRONTEND=noninteractive apt-get update -qq \
       || die "apt-get update failed; the browser tests need Debian's chromium"
@@ -374,8 +395,7 @@ if [ "$DEV" -eq 1 ]; then
       || die "apt-get install chromium failed; the browser tests need it"
     info "$(chromium --version 2>/dev/null | head -n 1)"
   else
-    warn "chromium is not installed and cannot be installed here (needs root and apt-get):"
-    warn "  sudo apt-get install chromium   -- until then the browser tests are skipped"
+    warn "$CHROMIUM_MISSING"
   fi
 fi
 
@@ -514,4 +534,7 @@ fi
 echo "    Start it in the foreground:  .venv/bin/mistudio up    (then open http://<this device>:8000)"
 if [ "$DEV" -eq 1 ]; then
   echo "    Run the tests:               .venv/bin/pytest"
+  if [ -n "$CHROMIUM_MISSING" ] && ! command -v chromium >/dev/null 2>&1; then
+    echo "    (the browser tests are skipped until chromium is installed: see the warning above)"
+  fi
 fi

@@ -131,6 +131,38 @@ def test_bad_inputs_are_rejected_or_fail_cleanly(app: Appliance) -> None:
     assert {d["id"] for d in app.get("/api/datasets").json()["data"]} == before
 
 
+def test_point4_rows_without_text_are_skipped_and_counted(app: Appliance) -> None:
+    """A row with no text in the column (another field named, a null, an empty CSV cell) or only
+    whitespace is not a sample: every format leaves it out, and the job's result and the dataset's
+    statistics count it; a file where no row has text is refused."""
+    folder = _imports(app)
+    lines = [{"text": "kept one"}, {"txt": "a typo"}, {"text": None}, {"text": "  "}, {"text": "kept two"}]
+    (folder / "typo.jsonl").write_text("".join(json.dumps(row) + "\n" for row in lines))
+    (folder / "gaps.csv").write_text('id,content\n1,kept one\n2,\n3," "\n4,kept two\n')
+    pq.write_table(pa.Table.from_pylist([{"body": "kept one"}, {"body": None}, {"body": ""}]), folder / "gaps.parquet")
+    cases = [
+        ({"path": "typo.jsonl"}, ["kept one", "kept two"], {"missing": 2, "blank": 1}),
+        ({"path": "gaps.csv", "text_column": "content"}, ["kept one", "kept two"], {"missing": 1, "blank": 1}),
+        ({"path": "gaps.parquet", "text_column": "body"}, ["kept one"], {"missing": 1, "blank": 1}),
+    ]
+    for body, texts, skipped in cases:
+        job = _import(app, **body)
+        assert job["status"] == "completed", (body, job["error"])
+        assert job["result"]["skipped_rows"] == skipped and job["result"]["samples"] == len(texts), job
+        dataset = _dataset_of(app, job)
+        assert dataset["num_samples"] == len(texts) and dataset["stats"]["skipped_rows"] == skipped, dataset
+        assert dataset["stats"]["min_length"] > 0
+        samples = app.get(f"/api/datasets/{dataset['id']}/samples").json()["data"]
+        assert [s["text"] for s in samples] == texts and [s["index"] for s in samples] == list(range(len(texts)))
+
+    # No row has text in the column: refused, naming why, and nothing is left behind.
+    (folder / "nulls.jsonl").write_text('{"text": null, "body": "x"}\n{"body": "y", "text": " "}\n')
+    job = _import(app, path="nulls.jsonl")
+    assert job["status"] == "failed" and job["error"]["code"] == "VALIDATION_ERROR", job
+    assert job["error"]["message"].startswith("No row has text in column 'text' (2 rows: 1 without text, 1 blank)")
+    assert app.get(f"/api/datasets/{job['target']['id']}").status_code == 404
+
+
 def test_delete_removes_files_and_samples(app: Appliance) -> None:
     (_imports(app) / "del.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXTS[:5]))
     dataset = _dataset_of(app, _import(app, path="del.jsonl"))

@@ -25,6 +25,11 @@ def _mistudio() -> list[str]:
     return [str(entry)] if entry.exists() else [sys.executable, "-m", "appliance"]
 
 
+def _ignoring_sigint() -> None:
+    """In the child before exec: start it as `cmd &` in a non-interactive shell starts it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _number(pattern: str, text: str) -> float:
     found = re.search(pattern, text)
     assert found, f"no match for {pattern!r} in:\n{text}"
@@ -135,13 +140,16 @@ def test_demo_quick_runs_every_stage_and_summarises(make_appliance, tmp_path: Pa
     assert "$ .venv/bin/mistudio demo --quick\n" + "\n".join(printed) + "\n```" in records.render_block(record)
     assert f"recorded in {tmp_path / 'rec' / 'demo.json'}" in run.stderr
 
-    # Ctrl-C during a stage: the command stops, says the job goes on, and the job does go on.
+    # Ctrl-C during a stage: the command stops, says the job goes on, and the job does go on. It starts
+    # with SIGINT ignored, as a background command of a shell does (and as it would inherit from a
+    # pytest started so): the command's own handler stops it all the same.
     proc = subprocess.Popen(
         [*_mistudio(), "demo", "--no-record", "--url", app.url],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=app.env,
+        preexec_fn=_ignoring_sigint,
     )
     try:
         assert proc.stdout is not None
@@ -173,3 +181,32 @@ def test_demo_without_an_appliance_says_how_to_start_one(tmp_path: Path) -> None
     )
     assert run.returncode == 1
     assert "no appliance answers" in run.stderr and "mistudio up" in run.stderr, run.stderr
+
+
+def test_demo_stops_on_sigint_even_when_started_ignoring_it_and_on_sigterm(make_appliance) -> None:
+    """An API with no worker: the demo waits in its first stage (the demo kit's jobs stay queued) until
+    a signal stops it: SIGINT though it started with SIGINT ignored (exit 130), and SIGTERM (143)."""
+    app: Appliance = make_appliance()
+    app.start_api()
+    for signum, code in ((signal.SIGINT, 130), (signal.SIGTERM, 143)):
+        proc = subprocess.Popen(
+            [*_mistudio(), "demo", "--no-record", "--url", app.url],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=app.env,
+            preexec_fn=_ignoring_sigint,
+        )
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("[1/6] demo kit"):
+                    break
+            proc.send_signal(signum)
+            _, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == code, (signum, proc.returncode, err)
+        assert "mistudio demo: interrupted" in err and "Traceback" not in err, err

@@ -164,6 +164,8 @@ def _same_run(app: Appliance, training_id: str, reference: str) -> None:
         ("matryoshka_batchtopk", {"k": 16, "matryoshka_widths": [32, 128, 512]}),
         # With a target L0: the controller's coefficient is part of the trajectory to continue.
         ("gated", {"target_l0": 16}),
+        ("sparse", {"target_l0": 16}),
+        ("jumprelu", {"target_l0": 16}),  # its thresholds in their own, faster, optimizer group
     ],
 )
 def test_pause_resume_and_kill_9_continue_each_new_architecture_on_the_same_trajectory(

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from appliance.contracts.token_text import token_text
 from tests.support import Appliance, demo_kit, demo_sae, started_demo
 from tests.test_api_contract import assert_error
 
@@ -142,7 +143,9 @@ def test_logit_lens_correlations_ablation_and_heatmap_equal_direct_computations(
     lens = app.get(f"/api/training/{sae['training_id']}/features/{feature}/logit-lens").json()["data"]
     logits = encoder.W_dec[feature].detach() @ model.get_output_embeddings().weight.detach().float().T
     top = logits.topk(10).indices.tolist()
-    assert [direct["tokenizer"].decode([t], skip_special_tokens=False) for t in top] == [p[0] for p in lens["positive"]]
+    # As text a token reads as decoded, or as byte escapes where it is only part of a character (never U+FFFD).
+    assert [token_text(direct["tokenizer"], t) for t in top] == [p[0] for p in lens["positive"]]
+    assert lens["vocab_size"] == model.get_output_embeddings().weight.shape[0]  # what the softmax ran over
     assert lens["positive"][0][1] == pytest.approx(float(logits.max()), rel=1e-4)
     assert lens["negative"][0][1] == pytest.approx(float(logits.min()), rel=1e-4)
 

@@ -109,6 +109,47 @@ def test_system_as_non_root_fails_before_doing_anything():
         shutil.rmtree(directory)
 
 
+def _path_without(directory: Path, *names: str) -> str:
+    """A PATH of one folder linking to this system's commands, less ``names``."""
+    folder = directory / "bin"
+    folder.mkdir()
+    for system in ("/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"):
+        for command in sorted(Path(system).iterdir()) if Path(system).is_dir() else []:
+            if command.name not in names and not os.path.lexists(folder / command.name):
+                (folder / command.name).symlink_to(command)
+    return str(folder)
+
+
+@pytest.mark.parametrize("case", ["not-root", "no-apt-get"])
+def test_dev_says_first_when_chromium_cannot_be_installed(case: str):
+    """--dev needs root and apt-get for Debian's chromium: without them it says so before the long
+    install (which goes on: here it stops at once on a missing Python, after the warning)."""
+    directory = Path(tempfile.mkdtemp(prefix="mistudio-install-"))
+    try:
+        directory.chmod(0o755)
+        script = copy_script(directory)
+        hidden = ("chromium",) if case == "not-root" else ("chromium", "apt-get")
+        command = ["bash", str(script), "--dev", "--python", str(directory / "no-such-python")]
+        if case == "not-root" and os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if setpriv is None:
+                pytest.skip("running as root and setpriv is missing: cannot drop privileges")
+            command = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", *command]
+        if case == "not-root" and shutil.which("apt-get") is None:
+            pytest.skip("no apt-get on this system: the not-root message is the no-apt-get one")
+        result = run(command, cwd=directory, env={"HOME": str(directory), "PATH": _path_without(directory, *hidden)})
+        assert result.returncode == 1 and "Python interpreter" in result.stderr, result.stdout + result.stderr
+        warning = result.stderr.split("WARNING: ", 1)[-1]
+        if case == "not-root":
+            assert "with apt-get, which needs root" in warning and "sudo apt-get install chromium" in warning
+        else:
+            assert "no apt-get: install Chromium with its package manager" in warning
+        assert "browser tests (tests/ui/) are skipped until it is there" in warning, result.stderr
+        assert result.stderr.index("WARNING: ") < result.stderr.index("ERROR: ")  # said before anything else
+    finally:
+        shutil.rmtree(directory)
+
+
 @pytest.mark.parametrize(
     "probe, messages",
     [

@@ -60,7 +60,7 @@ def test_job_actions_follow_status_and_kind() -> None:
     assert job_actions("running", ()) == ["cancel"]
     controls = ("pause", "resume", "stop", "save_checkpoint")
     assert job_actions("running", controls) == ["cancel", "pause", "stop", "save_checkpoint"]
-    assert job_actions("paused", controls) == ["cancel", "resume"]
+    assert job_actions("paused", controls) == ["cancel", "resume", "stop"]
     assert all(job_actions(status, controls) == [] for status in ("completed", "failed", "cancelled"))
 
 

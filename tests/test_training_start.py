@@ -210,7 +210,7 @@ def test_a_training_shows_the_width_it_builds_and_the_factor_that_width_is(start
 def test_each_status_allows_its_own_actions() -> None:
     assert actions("queued") == ["cancel"]
     assert actions("running") == ["pause", "stop", "save_checkpoint", "cancel"]
-    assert actions("paused") == ["resume", "cancel", "load_checkpoint", "delete"]
+    assert actions("paused") == ["resume", "stop", "cancel", "load_checkpoint", "delete"]
     assert set(actions("completed")) == {"evaluate", "export", "retry", "load_checkpoint", "delete"}
     assert set(actions("failed")) == {"retry", "load_checkpoint", "delete"}
     assert actions("completed", imported=True) == ["evaluate", "export", "delete"]

@@ -119,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
             title="MechInterp Studio API", version=__version__, path="/schema", render_plugins=[LocalSwaggerPlugin()]
         ),
         debug=False,
+        logging_config=None,  # the process's one logging setup (commands/logs.py); Litestar's would replace it
     )
     complete_openapi(app, settings)  # the document as the API answers: errors, 202s, ids, streams
     return app

@@ -10,6 +10,7 @@ import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
+from appliance.api.field_errors import label, sentence
 from appliance.api.state import api_state
 from appliance.data.storage import is_disk_full, storage_error
 from appliance.errors import AppError
@@ -68,14 +69,9 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     message = exc.detail or "Bad request"
     if isinstance(exc, ValidationException):
         if isinstance(exc.extra, list) and exc.extra:
-            details["errors"] = [
-                {k: v for k, v in item.items() if k in ("key", "message", "source")}
-                if isinstance(item, dict)
-                else {"message": str(item)}
-                for item in exc.extra
-            ]
-            first = details["errors"][0]
-            message = f"{first.get('message', message)}" + (f" (field {first['key']!r})" if first.get("key") else "")
+            # The machine form (key, msgspec's message, source) for clients; the label and a sentence for people.
+            details["errors"] = [_field_error(item) for item in exc.extra]
+            message = " ".join(sentence(str(e.get("key", "")), str(e["message"])) for e in details["errors"])
         elif exc.extra:
             details["errors"] = [{"message": str(exc.extra)}]
     if status == 405:
@@ -85,6 +81,16 @@ def http_error_handler(request: Request[Any, Any, Any], exc: HTTPException) -> R
     code = _CODES.get(status, f"HTTP_{status}")
     headers = {k: v for k, v in (exc.headers or {}).items() if k.lower() in ("allow", "www-authenticate")}
     return error_response(status, code, message, details, status in (429, 503), headers=headers or None)
+
+
+def _field_error(item: object) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        return {"message": str(item)}
+    error = {k: v for k, v in item.items() if k in ("key", "message", "source")}
+    error.setdefault("message", "invalid")
+    if error.get("key"):
+        error["label"] = label(str(error["key"]))
+    return error
 
 
 def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[ErrorResponse]:

@@ -82,6 +82,8 @@ DEMO_SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
 SEEDS: dict[str, Callable[[ApiState], Awaitable[str]]] = {
     "seeded.extraction_templates": lambda api: templates.seed(api, templates.EXTRACTION),
     "seeded.training_templates": lambda api: templates.seed(api, templates.TRAINING),
+    # After the extraction seeds: a data dir seeded by an older version gets today's seeds.
+    "seeded.extraction_template_depths": templates.upgrade_extraction_seeds,
 }
 
 

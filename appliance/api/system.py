@@ -1,4 +1,5 @@
-"""System: the device, the worker's runtime, live metrics and the Jetson power mode."""
+"""System: the device, the worker's runtime, live metrics, the Jetson power mode and the data disk's use
+(storage: what takes the space, and the prunes of older checkpoints and cache entries)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,19 @@ import socket
 
 import msgspec
 from anyio import to_thread
-from litestar import Controller, get
+from litestar import Controller, get, post
 
 from appliance import __version__
+from appliance.api.apidoc import errors
 from appliance.api.envelope import Envelope, ok
 from appliance.api.state import ApiState, NotStarted
 from appliance.config import Settings
 from appliance.data.database import AsyncDatabase
+from appliance.data.layout import DataLayout
 from appliance.device.power import PowerMode, power_mode
 from appliance.device.sample import Sample
-from appliance.services import system
+from appliance.services import storage, system
+from appliance.services.storage import CachePruneRequest, Storage, StoragePruned
 from appliance.services.system import TotalSource, WorkerInfo
 
 
@@ -102,3 +106,36 @@ class SystemController(Controller):
     @get("/power", summary="Jetson power mode (nvpmodel), read-only")
     async def power(self) -> Envelope[PowerMode]:
         return ok(await to_thread.run_sync(power_mode))
+
+    @get(
+        "/storage",
+        summary="The data disk: free, total and reserve, and what takes the space, largest first",
+        description="Sizes are read from the files (a walk of the data dir): each dataset, model, activation "
+        "set and training (split into its parts), each cache entry (Hub downloads, unfinished downloads, "
+        "uploads and leftovers no resource owns) and the appliance's own files. Delete a resource with its "
+        "own DELETE endpoint; prune with the POSTs below.",
+    )
+    async def storage_use(self, db: AsyncDatabase, layout: DataLayout, settings: Settings) -> Envelope[Storage]:
+        return ok(await storage.overview(db, layout, settings.disk_reserve_mb))
+
+    @post(
+        "/storage/trainings/{training_id:str}/prune",
+        responses=errors(404, 409),
+        status_code=200,
+        summary="Delete a training's older checkpoints: the newest, the best held-out one and yours stay",
+    )
+    async def prune_checkpoints(
+        self, db: AsyncDatabase, layout: DataLayout, training_id: str
+    ) -> Envelope[StoragePruned]:
+        return ok(await storage.prune_checkpoints(db, layout, training_id))
+
+    @post(
+        "/storage/cache/prune",
+        responses=errors(404, 409),
+        status_code=200,
+        summary="Delete one cache entry (its path as GET /api/system/storage lists it)",
+    )
+    async def prune_cache(
+        self, db: AsyncDatabase, layout: DataLayout, data: CachePruneRequest
+    ) -> Envelope[StoragePruned]:
+        return ok(await storage.prune_cache(db, layout, data.path))

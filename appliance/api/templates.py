@@ -6,6 +6,8 @@ Extraction and training templates and steering presets (appliance.api.steering_p
 
 from __future__ import annotations
 
+import time
+
 from litestar import Controller, Response, delete, get, post, put
 from litestar.params import Parameter
 
@@ -14,8 +16,8 @@ from appliance.api.envelope import Envelope, ok
 from appliance.api.state import ApiState
 from appliance.data.database import AsyncDatabase
 from appliance.services import templates as service
+from appliance.services.extraction_templates import EXTRACTION, upgrade_seeds
 from appliance.services.templates import (
-    EXTRACTION,
     TRAINING,
     Applied,
     ApplyRequest,
@@ -32,6 +34,7 @@ __all__ = [
     "TrainingTemplatesController",
     "controller_for",
     "seed",
+    "upgrade_extraction_seeds",
 ]
 
 
@@ -40,6 +43,13 @@ async def seed(api: ApiState, kind: Kind) -> str:
     if api.database is None:
         raise RuntimeError("the database is not open yet: seeds run in the app's lifespan, after it opens")
     return await service.seed(api.database, kind)
+
+
+async def upgrade_extraction_seeds(api: ApiState) -> str:
+    """The extraction seeds of an older version (absolute layers of a 12-layer model) made model-free."""
+    if api.database is None:
+        raise RuntimeError("the database is not open yet: seeds run in the app's lifespan, after it opens")
+    return await upgrade_seeds(api.database, time.time())
 
 
 def controller_for(kind: Kind) -> type[Controller]:

@@ -141,9 +141,11 @@ class TrainingController(Controller):
         responses=errors(409),
         status_code=200,
         summary="Finish now: checkpoint, evaluate and export",
+        description="A running training ends its steps; a paused one ends where it paused (its job runs again "
+        "only to export and evaluate). Either way it ends `stopped`.",
     )
     async def stop(self, db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Envelope[Training]:
-        return ok(training(await service.control(db, jobs, training_id, "stop")))
+        return ok(training(await service.stop(db, jobs, training_id)))
 
     @post(
         "/{training_id:str}/resume",

@@ -3,34 +3,31 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import signal
 import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 
 from appliance import __version__
+from appliance.commands import logs
 from appliance.commands.demo import ARCHITECTURES as DEMO_ARCHITECTURES
 from appliance.config import ConfigError, Settings, load_settings
 
 
-def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    logs.configure(settings.log_level)
     from appliance.commands.serve import serve
 
-    _logging(settings)
     serve(settings)
     return 0
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    logs.configure(settings.log_level)  # before the worker's code can import a library that reads it
     from appliance.commands.worker import run_worker
 
-    _logging(settings)
     return run_worker(settings)
 
 
@@ -104,8 +101,12 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         print(f"worker   : {state}")
     counts = {status: n for status, n in db.all(job_sql.status_counts())}
     print("jobs     : " + (", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"))
-    for job in db.all(job_sql.active()):
-        print(f"  {job['id']}  {job['kind']:<16} {job['status']:<8} {job['progress'] * 100:5.1f}%  {job['message']}")
+    active = [
+        (job["id"], job["kind"], job["status"], f"{job['progress'] * 100:.1f}%", job["message"])
+        for job in db.all(job_sql.active())
+    ]
+    if active:
+        print_table(active, right=(3,), indent="  ")
     return 0
 
 
@@ -131,16 +132,23 @@ def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
     if not rows:
         print("no jobs")
         return 0
-    print(f"{'ID':<16} {'KIND':<16} {'STATUS':<10} {'PROGRESS':>8}  {'CREATED':<20} MESSAGE")
+    table = [("ID", "KIND", "STATUS", "PROGRESS", "CREATED", "MESSAGE")]
     for row in rows:
-        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
-        message = row["error_message"] if row["error_code"] else row["message"]
         code = f"[{row['error_code']}] " if row["error_code"] else ""
-        print(
-            f"{row['id']:<16} {row['kind']:<16} {row['status']:<10} {row['progress'] * 100:7.1f}%  "
-            f"{created:<20} {code}{message}"
-        )
+        message = (row["error_message"] if row["error_code"] else row["message"]) or ""
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(row["created_at"]))
+        table.append((row["id"], row["kind"], row["status"], f"{row['progress'] * 100:.1f}%", created, code + message))
+    print_table(table, right=(3,))
     return 0
+
+
+def print_table(table: Sequence[tuple[str, ...]], right: tuple[int, ...] = (), indent: str = "") -> None:
+    """Rows in columns as wide as their widest cell (kinds such as features.explain outgrew fixed
+    widths); the last column is not padded, and the columns in ``right`` are aligned right."""
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+    for row in table:
+        cells = [cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))]
+        print(indent + "  ".join([*cells, row[-1]]).rstrip())
 
 
 def cmd_doctor(settings: Settings, args: argparse.Namespace) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import sys
 import time
@@ -642,6 +643,18 @@ def _health_note(health: dict[str, Any]) -> str:
     return "; ".join(bad) or "see GET /api/health"
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGINT (Ctrl-C) or SIGTERM arrived: the demo stops as on Ctrl-C, exiting 128 + the signal's number."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def run_demo(
     url: str,
     token: str | None,
@@ -652,8 +665,9 @@ def run_demo(
     record_dir: Path | None = None,
 ) -> int:
     """The ``mistudio demo`` command: 0 when every stage completed, 1 with a message otherwise,
-    130 on Ctrl-C (the job under way keeps running on the appliance). A completed run is recorded
-    in ``record_dir`` (None: not recorded); a failed or interrupted one leaves the record as it was."""
+    130 on Ctrl-C and 143 on SIGTERM (the job under way keeps running on the appliance). A completed
+    run is recorded in ``record_dir`` (None: not recorded); a failed or interrupted one leaves the
+    record as it was."""
     plan = QUICK if quick else FULL
     if hasattr(out, "reconfigure"):  # labels and texts are any Unicode; a C-locale pipe must not fail on them
         out.reconfigure(errors="replace")
@@ -662,9 +676,12 @@ def run_demo(
     if architecture is not None:
         plan = replace(plan, architecture=architecture)
     demo = Demo(Client(url, token), plan, quick, out, tty=out.isatty())
+    # Ctrl-C and SIGTERM stop the demo by its handler, not Python's default: a shell starts a
+    # background command (`mistudio demo &`) with SIGINT ignored, and Python then keeps ignoring it.
+    previous = {signum: signal.signal(signum, _interrupt) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         demo.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         out.write("\n")
         if demo.current_job:
             print(
@@ -674,12 +691,15 @@ def run_demo(
             )
         else:
             print("mistudio demo: interrupted", file=sys.stderr)
-        return 130
+        return 128 + (exc.signum if isinstance(exc, Interrupted) else signal.SIGINT)
     except DemoError as exc:
         if out.isatty():
             out.write("\n")
         print(f"mistudio demo: {exc}", file=sys.stderr)
         return 1
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
     if record_dir is not None:
         _save(
             demo,

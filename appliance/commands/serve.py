@@ -40,6 +40,9 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's records go to the handler appliance.commands.logs set up (one format; its access
+        # lines only at debug), not to a logging config of its own.
+        log_config=None,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
         proxy_headers=False,
         server_header=False,

@@ -6,10 +6,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.data import trainings
 from appliance.data.database import Query
 from appliance.data.statements import delete_by, select_by, update
 
 TABLE = "activation_sets"
+# A set as something built on another resource (datasets/models.dependents), with what names it (its
+# config); the columns of trainings.AS_DEPENDENT, so the two UNION.
+AS_DEPENDENT = (
+    "SELECT 'activation_set' AS kind, id, NULL AS encoder_type, NULL AS layer, NULL AS hook_type, config, created_at"
+    " FROM activation_sets"
+)
 
 
 def get(activation_id: str) -> Query:
@@ -37,8 +44,11 @@ def change(activation_id: str, **fields: Any) -> Query:
 
 
 def dependents(activation_id: str) -> Query:
-    """What is built on the set, as (kind, id) rows: trainings read its shards."""
-    return "SELECT 'training' AS kind, id FROM trainings WHERE activation_id = ?", (activation_id,)
+    """What is built on the set, oldest first: trainings read its shards (rows as datasets.dependents)."""
+    return (
+        f"{trainings.AS_DEPENDENT} WHERE activation_id = ? ORDER BY created_at",
+        (activation_id,),
+    )
 
 
 def delete(activation_id: str) -> Query:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from appliance.data import activation_sets, trainings
 from appliance.data.database import Query
 from appliance.data.jobs import ACTIVE_WHERE
 from appliance.data.statements import delete_by, select_by, update
@@ -52,16 +53,19 @@ def live_demo() -> Query:
 def active_jobs(dataset_id: str) -> Query:
     """Jobs still working on the dataset (its import, download or a tokenization)."""
     return (
-        f"SELECT id FROM jobs WHERE target_type = 'dataset' AND target_id = ? AND {ACTIVE_WHERE} ORDER BY created_at",
+        f"SELECT id, kind FROM jobs WHERE target_type = 'dataset' AND target_id = ? AND {ACTIVE_WHERE}"
+        " ORDER BY created_at",
         (dataset_id,),
     )
 
 
 def dependents(dataset_id: str) -> Query:
-    """What is built on the dataset, as (kind, id) rows: activation sets and trainings read its samples."""
+    """What is built on the dataset, oldest first: activation sets and trainings read its samples. Rows of
+    (kind, id) and what names them (appliance.services.names): a set's config; a training's encoder,
+    layer, hook and config."""
     return (
-        "SELECT 'activation set' AS kind, id FROM activation_sets WHERE dataset_id = ?"
-        " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE dataset_id = ?",
+        f"{activation_sets.AS_DEPENDENT} WHERE dataset_id = ?"
+        f" UNION ALL {trainings.AS_DEPENDENT} WHERE dataset_id = ? ORDER BY kind, created_at",
         (dataset_id, dataset_id),
     )
 

@@ -44,11 +44,17 @@ class Resource:
     files: tuple[str, ...] = ()  # paths under the data dir (formatted with the row) this row alone owns
     swept: str | None = None  # in-progress states the start-up sweep ends (default: busy)
     keys: Callable[[dict[str, Any]], dict[str, Any]] = field(default=_same)
+    # A cancel deletes the row (and its files) instead of ending it as ``final`` says: what the user
+    # chose to stop does not linger as a resource; the job's record says what happened.
+    cancel_deletes: bool = False
 
-    def _statement(self, where: str) -> str:
-        if self.final is None:
-            return f"DELETE FROM {self.table} WHERE {where} RETURNING *"
-        return f"UPDATE {self.table} SET {self.final}, updated_at = :now WHERE {where} RETURNING *"
+    def _statement(self, where: str, delete: bool = False) -> str:
+        # ``ended_by_delete`` tells ``ended`` which rows are gone.
+        if delete or self.final is None:
+            return f"DELETE FROM {self.table} WHERE {where} RETURNING *, 1 AS ended_by_delete"
+        return (
+            f"UPDATE {self.table} SET {self.final}, updated_at = :now WHERE {where} RETURNING *, 0 AS ended_by_delete"
+        )
 
     def end(
         self, job_id: str, params: dict[str, Any], cancelled: bool, code: str, message: str, now: float
@@ -61,7 +67,7 @@ class Resource:
             return None  # a job whose params name no row (a bug elsewhere): nothing to end
         values = {**keys, "job_id": job_id, "now": now, "cancelled": int(cancelled), "code": code, "message": message}
         where = f"({self.match}) AND ({self.busy}) AND (job_id IS NULL OR job_id = :job_id)"
-        return self._statement(where), values
+        return self._statement(where, delete=cancelled and self.cancel_deletes), values
 
     def sweep(self, now: float) -> Statement:
         """The statement that ends every row of this kind left in progress with no live job."""
@@ -85,7 +91,7 @@ class Resource:
         for row in rows:
             values = dict(zip(row.keys(), row))
             row_id = values[self.id_column]
-            status = values["status"] if self.final is not None else "deleted"
+            status = "deleted" if values["ended_by_delete"] else values["status"]
             payload = PAYLOADS[self.event](**{self.id_key: row_id, "status": status})
             topic = f"{self.topic or self.event.split('.')[0]}:{row_id}"
             events.append(insert_event(topic, self.event, payload, None, True, now))
@@ -143,6 +149,9 @@ MODEL = Resource(
     "model_id",
     files=("secrets/{id}",),
 )
+# A failed extraction keeps its row with the reason; a cancelled one leaves nothing (the jobs panel
+# keeps the record). The set's own folder is listed too: a crash between its rename and the row's
+# "ready" would leave it behind a row that is not ready.
 ACTIVATIONS = Resource(
     "activation_sets",
     "id = :activation_id",
@@ -150,7 +159,8 @@ ACTIVATIONS = Resource(
     _ERROR,
     "activations.updated",
     "activation_id",
-    files=("activations/{id}.partial",),
+    files=("activations/{id}.partial", "activations/{id}"),
+    cancel_deletes=True,
 )
 # A training ends cancelled or failed (checkpoints stay for a retry). A paused training whose job is
 # over is a checkpoint loaded after the run: not stuck, so the sweep leaves it.

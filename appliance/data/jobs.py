@@ -18,13 +18,20 @@ ACTIVE_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in ACTIVE) + ")"  # for 
 
 
 def insert_job(
-    job_id: str, kind: str, lane: str, params: dict[str, Any], target: tuple[str, str] | None, now: float
+    job_id: str,
+    kind: str,
+    lane: str,
+    params: dict[str, Any],
+    target: tuple[str, str] | None,
+    now: float,
+    control: str | None = None,
 ) -> Query:
+    """A queued job; ``control``: asked of it before it runs (see ``start``)."""
     target_type, target_id = target if target else (None, None)
     return (
-        "INSERT INTO jobs (id, kind, lane, status, params, target_type, target_id, created_at, updated_at)"
-        " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?)",
-        (job_id, kind, lane, encode(params), target_type, target_id, now, now),
+        "INSERT INTO jobs (id, kind, lane, status, params, target_type, target_id, control, created_at, updated_at)"
+        " VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+        (job_id, kind, lane, encode(params), target_type, target_id, control, now, now),
     )
 
 
@@ -63,9 +70,11 @@ def queued_before(cutoff: float) -> Query:
 
 # -- transitions: each changes no row when the job is no longer in the state it starts from -----------
 def start(job_id: str, now: float) -> Query:
-    """queued -> running (a job already taken, or cancelled, changes nothing)."""
+    """queued -> running (a job already taken, or cancelled, changes nothing). A control asked of the
+    queued job stays for its handler (a paused training stopped runs again only to end); every other way
+    into the queue clears it."""
     return (
-        "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1, control = NULL,"
+        "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1,"
         " error_code = NULL, error_message = NULL, updated_at = ? WHERE id = ? AND status = 'queued'",
         (now, now, job_id),
     )
@@ -98,12 +107,12 @@ def set_status(job_id: str, status: str, message: str, now: float) -> Query:
     )
 
 
-def resume(job_id: str, now: float) -> Query:
-    """paused -> queued; its handler picks up from its own checkpoint."""
+def resume(job_id: str, now: float, control: str | None = None) -> Query:
+    """paused -> queued; its handler picks up from its own checkpoint (``control``: asked of it from its start)."""
     return (
-        "UPDATE jobs SET status = 'queued', control = NULL, message = 'Resuming', updated_at = ?"
+        "UPDATE jobs SET status = 'queued', control = ?, message = 'Resuming', updated_at = ?"
         " WHERE id = ? AND status = 'paused'",
-        (now, job_id),
+        (control, now, job_id),
     )
 
 

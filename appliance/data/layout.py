@@ -38,8 +38,12 @@ class DataLayout:
     def hf_home(self) -> Path:
         return self.cache / "huggingface"
 
+    @property
+    def model_downloads(self) -> Path:
+        return self.cache / "model-downloads"
+
     def model_staging(self, repo_id: str) -> Path:
-        return self.cache / "model-downloads" / repo_id.replace("/", "--")
+        return self.model_downloads / repo_id.replace("/", "--")
 
     # -- uploads and server-side imports ----------------------------------------------------------
     @property
@@ -56,8 +60,12 @@ class DataLayout:
         return self.root / "imports"
 
     # -- datasets ---------------------------------------------------------------------------------
+    @property
+    def datasets(self) -> Path:
+        return self.root / "datasets"
+
     def dataset(self, dataset_id: str) -> Path:
-        return self.root / "datasets" / dataset_id
+        return self.datasets / dataset_id
 
     def dataset_arrow(self, dataset_id: str) -> Path:
         """The samples as Arrow, read memory-mapped."""
@@ -73,11 +81,19 @@ class DataLayout:
         return self.tokenized(dataset_id, tokenizer) / "data.arrow"
 
     # -- models and activations -------------------------------------------------------------------
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
     def model(self, model_id: str) -> Path:
-        return self.root / "models" / model_id
+        return self.models / model_id
+
+    @property
+    def activation_sets(self) -> Path:
+        return self.root / "activations"
 
     def activations(self, activation_id: str) -> Path:
-        return self.root / "activations" / activation_id
+        return self.activation_sets / activation_id
 
     # -- trainings (SAEs) and what is derived from them -------------------------------------------
     @property

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from appliance.data import activation_sets, trainings
 from appliance.data.database import Query
 from appliance.data.jobs import ACTIVE_WHERE
 from appliance.data.statements import delete_by, select_by, update
@@ -51,17 +52,19 @@ def active_jobs(model_id: str) -> Query:
     """Jobs still working on the model or with it: its own download or load, and any job whose
     parameters name it (an extraction, a training, a generation)."""
     return (
-        f"SELECT id FROM jobs WHERE {ACTIVE_WHERE} AND ((target_type = 'model' AND target_id = ?)"
+        f"SELECT id, kind FROM jobs WHERE {ACTIVE_WHERE} AND ((target_type = 'model' AND target_id = ?)"
         " OR json_extract(params, '$.model_id') = ?) ORDER BY created_at",
         (model_id, model_id),
     )
 
 
 def dependents(model_id: str) -> Query:
-    """What is built on the model, as (kind, id) rows: activation sets and trainings read it."""
+    """What is built on the model, oldest first: activation sets and trainings read it. Rows of
+    (kind, id) and what names them (appliance.services.names): a set's config; a training's encoder,
+    layer, hook and config."""
     return (
-        "SELECT 'activation set' AS kind, id FROM activation_sets WHERE model_id = ?"
-        " UNION ALL SELECT 'training' AS kind, id FROM trainings WHERE model_id = ?",
+        f"{activation_sets.AS_DEPENDENT} WHERE model_id = ?"
+        f" UNION ALL {trainings.AS_DEPENDENT} WHERE model_id = ? ORDER BY kind, created_at",
         (model_id, model_id),
     )
 

@@ -35,6 +35,11 @@ METRIC_COLUMNS = (
 )
 
 
+# A training as something built on another resource (datasets/models/activation_sets.dependents), with
+# what names it: the same columns as activation_sets.AS_DEPENDENT, so the two UNION.
+AS_DEPENDENT = "SELECT 'training' AS kind, id, encoder_type, layer, hook_type, config, created_at FROM trainings"
+
+
 def encode(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 

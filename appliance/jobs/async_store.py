@@ -103,10 +103,12 @@ class AsyncJobStore:
         target: tuple[str, str] | None = None,
         *,
         within: Within | None = None,
+        control: str | None = None,
     ) -> Job:
         """Create a job and send its task, all or nothing. ``within(db, job_id)`` creates or updates the
         job's resource rows in the same transaction; it uses ``db`` directly (the write lock is held)
-        and may raise (an AppError, say) to create nothing."""
+        and may raise (an AppError, say) to create nothing. ``control`` (a "stop"): asked of the job
+        from its start, which its handler sees at its first check."""
         kind = get_kind(kind_name)
         if not isinstance(params, kind.params):
             raise TypeError(f"{kind_name} takes {kind.params.__name__}, not {type(params).__name__}")
@@ -116,7 +118,11 @@ class AsyncJobStore:
         job_id = new_id("job")
         now = time.time()
         job = await self._change(
-            job_id, sql.insert_job(job_id, kind_name, kind.lane, encoded, target, now), now, within=within, enqueue=True
+            job_id,
+            sql.insert_job(job_id, kind_name, kind.lane, encoded, target, now, control),
+            now,
+            within=within,
+            enqueue=True,
         )
         assert job is not None
         return job
@@ -154,10 +160,10 @@ class AsyncJobStore:
         await self.db.write(sql.request_control(job_id, control, ("running",), time.time()))
         return await self.get(job_id)
 
-    async def resume(self, job_id: str, *, within: Within | None = None) -> Job:
-        """Queue a paused job again; its handler picks up from its own checkpoint."""
+    async def resume(self, job_id: str, *, within: Within | None = None, control: str | None = None) -> Job:
+        """Queue a paused job again; its handler picks up from its own checkpoint (``control``: as in create)."""
         now = time.time()
-        job = await self._change(job_id, sql.resume(job_id, now), now, within=within, enqueue=True)
+        job = await self._change(job_id, sql.resume(job_id, now, control), now, within=within, enqueue=True)
         if job is None:
             current = await self.get(job_id)
             raise Conflict(f"Job {job_id} is {current.status}, not paused", details={"status": current.status})

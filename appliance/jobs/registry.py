@@ -78,13 +78,13 @@ def get_kind(name: str) -> JobKind:
 def job_actions(status: str, controls: tuple[str, ...]) -> list[str]:
     """What may be asked of a job in ``status`` now (the endpoint verbs). Every unfinished job can be
     cancelled; a kind's ``controls`` add what its resource's endpoints offer: pause, stop and
-    save_checkpoint reach a running handler, resume re-queues a paused job."""
+    save_checkpoint reach a running handler, resume re-queues a paused job and stop ends it there."""
     if status == "queued":
         return ["cancel"]
     if status == "running":
         return ["cancel", *(c for c in ("pause", "stop", "save_checkpoint") if c in controls)]
     if status == "paused":
-        return ["cancel", *(["resume"] if "resume" in controls else [])]
+        return ["cancel", *(c for c in ("resume", "stop") if c in controls)]
     return []
 
 

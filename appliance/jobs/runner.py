@@ -84,6 +84,13 @@ def execute(rt: Runtime, job_id: str) -> None:
             rt.heavy_slot.release()
 
 
+def _hand_over_early_controls(store: JobStore, job_id: str, ctx: JobContext) -> None:
+    """A control asked before the job ran (a paused training stopped) reaches the handler at its first
+    check, not at the supervisor's next poll, by which time a fast loop would have run on."""
+    for control in store.controls([job_id]).values():
+        ctx.request(control)
+
+
 def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
     job = rt.store.start(job_id)
     if job is None:
@@ -106,6 +113,8 @@ def _run(rt: Runtime, job_id: str, kind: JobKind) -> None:
         rt.running[job_id] = ctx
     if rt.shutting_down.is_set():
         ctx.request("requeue")
+    else:
+        _hand_over_early_controls(store, job_id, ctx)
     log.info("job %s (%s) started", job_id, kind.name)
     threads = rt.settings.torch_threads
     torch_threads.apply(threads)  # once a job has loaded torch (appliance.jobs.torch_threads)

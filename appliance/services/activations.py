@@ -24,6 +24,7 @@ from appliance.jobs.records import Job
 from appliance.services.common import named_row, refuse_if_busy, refuse_if_used, row_error, tokenizer_of
 from appliance.services.jobs import start_job
 from appliance.services.models import architecture_of, model_row
+from appliance.services.names import activation_set_name
 from appliance.timefmt import iso
 
 
@@ -184,8 +185,9 @@ async def extract(
 async def delete_set(db: AsyncDatabase, layout: DataLayout, activation_id: str) -> ActivationSet:
     """Delete the row and then its shards; refused while it is extracted or a training reads it."""
     row = await _row(db, activation_id)
-    refuse_if_busy(f"Activation set {row['id']}", row["job_id"], row["status"], ("extracting",))
-    refuse_if_used(f"Activation set {row['id']}", await db.all(activation_sets.dependents(row["id"])))
+    what = f'Activation set "{activation_set_name(msgspec.json.decode(row["config"]))}"'
+    refuse_if_busy(what, row["job_id"], row["status"], ("extracting",))
+    refuse_if_used(what, await db.all(activation_sets.dependents(row["id"])))
     await db.write(activation_sets.delete(row["id"]))
     await to_thread.run_sync(lambda: shutil.rmtree(layout.activations(row["id"]), ignore_errors=True))
     return _set(row)

@@ -9,6 +9,7 @@ from appliance.api.validation import check_id
 from appliance.data import activation_sets, datasets, models, trainings
 from appliance.data.database import AsyncDatabase, Query, Row
 from appliance.errors import Conflict, NotFound
+from appliance.services.names import KIND_WORDS, dependent_name
 
 Named = Literal["model", "dataset", "activation set", "training"]
 # What a request names by id: the query that finds it, its ids' prefix and the request field that names it.
@@ -51,14 +52,25 @@ def checked_id(value: str, prefix: str, field: str) -> str:
 
 
 def refuse_if_used(what: str, dependents: Sequence[Row]) -> None:
-    """The one delete policy: a resource others are built on is not deleted under them. ``dependents``
-    are rows with ``kind`` (e.g. "training") and ``id`` columns; all of them are named."""
+    """The one delete policy: a resource others are built on is not deleted under them. ``what`` names
+    the resource ('Model "tiny-stories"'); ``dependents`` are the rows of its ``dependents`` query. All
+    of them are named, grouped by kind: 'Model "x" is used by 2 activation sets ("L2 residual", "L0-3
+    mlp_out") and 1 training ("topk k=32 L2 residual"): delete those first.' ``details.dependents`` has
+    each one's kind, id and name."""
     if not dependents:
         return
-    names = ", ".join(f"{row['kind']} {row['id']}" for row in dependents)
+    named = [{"kind": row["kind"], "id": row["id"], "name": dependent_name(row)} for row in dependents]
+    groups: dict[str, list[str]] = {}
+    for dependent in named:
+        groups.setdefault(dependent["kind"], []).append(f'"{dependent["name"]}"')
+    parts = []
+    for kind, names in groups.items():
+        one, many = KIND_WORDS.get(kind, (kind, kind + "s"))
+        parts.append(f"{len(names)} {one if len(names) == 1 else many} ({', '.join(names)})")
+    listed = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else parts[0]
     raise Conflict(
-        f"{what} is used by {names}: delete {'that' if len(dependents) == 1 else 'those'} first",
-        details={"used_by": [row["id"] for row in dependents]},
+        f"{what} is used by {listed}: delete {'it' if len(named) == 1 else 'those'} first.",
+        details={"used_by": [row["id"] for row in dependents], "dependents": named},
     )
 
 

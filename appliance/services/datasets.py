@@ -407,11 +407,11 @@ async def tokenize(
 
 
 # -- deleting --------------------------------------------------------------------------------------
-def refuse_if_processed(dataset_id: str, active: Sequence[Row]) -> None:
+def refuse_if_processed(what: str, active: Sequence[Row]) -> None:
     """A dataset a job still reads or writes is not deleted under it: the job is cancelled first."""
     if active:
         raise Conflict(
-            f"Dataset {dataset_id} is being processed by job {active[0]['id']}: cancel it first",
+            f"{what} is being processed by a running job ({active[0]['kind']} {active[0]['id']}): cancel it first.",
             details={"job_id": active[0]["id"]},
         )
 
@@ -419,8 +419,8 @@ def refuse_if_processed(dataset_id: str, active: Sequence[Row]) -> None:
 async def delete_dataset(db: AsyncDatabase, layout: DataLayout, dataset_id: str) -> Dataset:
     """Delete the row (its samples and tokenizations go with it) and then its files."""
     row = await _row(db, dataset_id)
-    refuse_if_processed(row["id"], await db.all(datasets.active_jobs(row["id"])))
-    refuse_if_used(f"Dataset {row['id']}", await db.all(datasets.dependents(row["id"])))
+    refuse_if_processed(f'Dataset "{row["name"]}"', await db.all(datasets.active_jobs(row["id"])))
+    refuse_if_used(f'Dataset "{row["name"]}"', await db.all(datasets.dependents(row["id"])))
     await db.write(datasets.delete(row["id"]))
     await to_thread.run_sync(remove, [layout.dataset(row["id"]), layout.upload(row["id"])])
     return _dataset(row)

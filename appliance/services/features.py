@@ -26,6 +26,7 @@ from appliance.contracts.params.features import (
 )
 from appliance.contracts.params.models import HookPoint, ModelArchitecture
 from appliance.contracts.special_tokens import check_given
+from appliance.contracts.token_text import context_text
 from appliance.contracts.tokenization import load_tokenizer
 from appliance.data import features as sql
 from appliance.data import models, trainings
@@ -93,11 +94,14 @@ class Extraction(msgspec.Struct):
 
 
 class BrowserExample(msgspec.Struct):
-    """The strongest context of a feature, as the browser's table shows it."""
+    """The strongest context of a feature, as the browser's table shows it. ``joined[i]``: token i's text is
+    in token i-1's (a character split over tokens, ``appliance.contracts.token_text``); empty in an
+    extraction from before it was recorded."""
 
     tokens: list[str]
     activations: list[float]
     max_index: int
+    joined: list[bool] = msgspec.field(default_factory=list)
 
 
 ScoreState = Literal["scored", "too_rare", "dead"]
@@ -148,11 +152,15 @@ class Histogram(msgspec.Struct):
 
 
 class LogitLens(msgspec.Struct, kw_only=True):
-    """The tokens the decoder direction promotes and suppresses, with their logits."""
+    """The tokens the decoder direction promotes and suppresses, with their logits (the logit change one unit of
+    the feature adds). ``logsumexp`` of all its logits and the model's ``vocab_size`` give each token's probability
+    if the feature alone set the next token, exp(logit - logsumexp), and against an even spread, times vocab_size;
+    either is None when unknown (an extraction from before logsumexp was stored)."""
 
     positive: list[tuple[str, float]] = msgspec.field(default_factory=list)
     negative: list[tuple[str, float]] = msgspec.field(default_factory=list)
     logsumexp: float | None = None
+    vocab_size: int | None = None
 
 
 class FeatureLens(LogitLens, kw_only=True):
@@ -345,9 +353,10 @@ def _row(row: Row, example: str | None, widths: list[int] | None = None) -> Feat
     )
 
 
-def _texts(layout: DataLayout, tokenizer_id: str, ids: list[int]) -> list[str]:
-    tokenizer = load_tokenizer(tokenizer_id, layout.root)
-    return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+def _shown(layout: DataLayout, tokenizer_id: str, example: dict[str, Any]) -> None:
+    """A context's tokens as text (``tokens``) and which of them join the previous one's text (``joined``)."""
+    shown = context_text(load_tokenizer(tokenizer_id, layout.root), example["token_ids"])
+    example["tokens"], example["joined"] = shown.texts, shown.joined
 
 
 async def summary(db: AsyncDatabase, training_id: str) -> Extraction:
@@ -436,7 +445,7 @@ async def detail(
     found = arrays.examples(index, examples, window)
     spread = arrays.quantile_examples(index, window=min(window, 8))
     for example in (*found, *spread):
-        example["tokens"] = _texts(layout, tokenizer, example["token_ids"])
+        _shown(layout, tokenizer, example)
     return FeatureDetail(
         index=row["idx"],
         label=_label(row),
@@ -451,7 +460,7 @@ async def detail(
         **_scores(row),
         histogram=Histogram(HIST_EDGES, msgspec.json.decode(row["histogram"])),
         top_tokens=msgspec.json.decode(row["top_tokens"]),
-        logit_lens=msgspec.json.decode(row["logit_lens"], type=LogitLens),
+        logit_lens=await _lens(db, training_id, row),
         examples=found,
         quantile_examples=spread,
         ablation=msgspec.json.decode(row["ablation"]) if row["ablation"] else None,
@@ -462,8 +471,19 @@ async def detail(
 
 
 async def logit_lens(db: AsyncDatabase, training_id: str, index: int) -> FeatureLens:
-    lens = msgspec.json.decode((await _feature(db, training_id, index))["logit_lens"], type=LogitLens)
-    return FeatureLens(index=index, positive=lens.positive, negative=lens.negative, logsumexp=lens.logsumexp)
+    lens = await _lens(db, training_id, await _feature(db, training_id, index))
+    return FeatureLens(index=index, **msgspec.structs.asdict(lens))
+
+
+async def _lens(db: AsyncDatabase, training_id: str, row: Row) -> LogitLens:
+    """A feature's stored logit lens with its model's vocabulary size (what its softmax ran over), which
+    the stored lens does not hold: the model's architecture says it, for old extractions too."""
+    lens = msgspec.json.decode(row["logit_lens"], type=LogitLens)
+    training = await db.one(trainings.get(training_id))
+    model = await db.one(models.get(training["model_id"])) if training is not None else None
+    if model is not None and model["architecture"]:
+        lens.vocab_size = architecture(model).vocab_size
+    return lens
 
 
 async def correlations(

@@ -210,10 +210,11 @@ async def delete_model(db: AsyncDatabase, layout: DataLayout, model_id: str) -> 
     active = await db.all(models.active_jobs(row["id"]))
     if active:
         raise Conflict(
-            f"Model {row['id']} is in use by job {active[0]['id']}: cancel it first",
+            f'Model "{row["name"]}" is in use by a running job ({active[0]["kind"]} {active[0]["id"]}):'
+            " cancel it first.",
             details={"job_id": active[0]["id"]},
         )
-    refuse_if_used(f"Model {row['id']}", await db.all(models.dependents(row["id"])))
+    refuse_if_used(f'Model "{row["name"]}"', await db.all(models.dependents(row["id"])))
     await db.write(models.delete(row["id"]))
     if row["source"] != "demo":  # the demo model's files ship with the code
         await to_thread.run_sync(lambda: shutil.rmtree(layout.model(row["id"]), ignore_errors=True))

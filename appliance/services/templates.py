@@ -1,7 +1,7 @@
 """Saved settings ("templates") of every kind: create, read, list, change, delete, seed, and "apply"
 (the settings fitted to a target). A kind supplies the msgspec Struct of its settings, its id prefix,
-its seeds and how "apply" fits the settings; extraction and training templates are defined here,
-steering presets in appliance.services.steering_presets.
+its seeds and how "apply" fits the settings; training templates are defined here, extraction
+templates in appliance.services.extraction_templates, steering presets in appliance.services.steering_presets.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -23,17 +23,6 @@ from appliance.ids import new_id
 
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
-
-
-class ExtractionSettings(msgspec.Struct, forbid_unknown_fields=True):
-    layers: Annotated[list[Annotated[int, msgspec.Meta(ge=0, le=1000)]], msgspec.Meta(min_length=1, max_length=200)]
-    hook_types: Annotated[
-        list[Literal["residual", "mlp_in", "mlp", "attention"]], msgspec.Meta(min_length=1, max_length=4)
-    ]
-    max_samples: Annotated[int, msgspec.Meta(ge=1)] | None = None
-    top_k_examples: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 50
-    batch_size: Annotated[int, msgspec.Meta(ge=1, le=512)] = 32
-    context_length: Annotated[int, msgspec.Meta(ge=2, le=32768)] = 128
 
 
 class TrainingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -223,34 +212,6 @@ async def delete(db: AsyncDatabase, kind: Kind, template_id: str) -> Template:
 
 
 # -- the kinds defined here ---------------------------------------------------------------------------
-async def _fit_extraction(
-    db: AsyncDatabase, config: dict[str, Any], request: ApplyRequest
-) -> tuple[dict[str, Any], list[str]]:
-    """Layers the model does not have are dropped (a 12-layer template on a 4-layer model)."""
-    model_id = request.model_id
-    if not model_id:
-        return config, []
-    row = await db.one(models.get(check_id(model_id, "m", "model_id")))
-    if row is None:
-        raise NotFound(f"No model {model_id!r}", details={"model_id": model_id})
-    if not row["architecture"]:
-        return config, ["The model is not loaded yet: layers were not checked"]
-    layers = msgspec.json.decode(row["architecture"])["layers"]
-    kept = [layer for layer in config["layers"] if layer < layers]
-    notes = (
-        [
-            f"Dropped layers {', '.join(map(str, sorted(set(config['layers']) - set(kept))))}: the model has "
-            f"layers 0-{layers - 1}"
-        ]
-        if len(kept) < len(config["layers"])
-        else []
-    )
-    if not kept:
-        kept = [layers - 1]
-        notes.append(f"No layer of the template exists in this model; using its last layer ({layers - 1})")
-    return {**config, "layers": kept}, notes
-
-
 async def _fit_training(
     db: AsyncDatabase, config: dict[str, Any], request: ApplyRequest
 ) -> tuple[dict[str, Any], list[str]]:
@@ -267,32 +228,6 @@ async def _fit_training(
             fitted[field_name] = value
     return fitted, []
 
-
-EXTRACTION = Kind(
-    "extraction",
-    "et",
-    ExtractionSettings,
-    (
-        (
-            "Quick Scan",
-            "Extract from key layers only",
-            True,
-            {"layers": [0, 6, 11], "hook_types": ["residual"], "max_samples": 5000, "top_k_examples": 50},
-        ),
-        (
-            "Full Analysis",
-            "Comprehensive extraction from all layers",
-            False,
-            {
-                "layers": list(range(12)),
-                "hook_types": ["residual", "mlp", "attention"],
-                "max_samples": None,
-                "top_k_examples": 100,
-            },
-        ),
-    ),
-    _fit_extraction,
-)
 
 # Three starting points, from quick to thorough: batch sizes, expansion factors, steps and schedules
 # as commonly used. They name no learning rate and no L1 coefficient: a training started from one gets

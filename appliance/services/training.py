@@ -53,6 +53,7 @@ from appliance.jobs.async_store import AsyncJobStore, Within
 from appliance.jobs.records import Job
 from appliance.services.common import get_or_404, named_row, refuse_if_busy, tokenizer_of
 from appliance.services.jobs import start_job, with_row
+from appliance.services.names import training_name
 from appliance.timefmt import iso
 
 EVAL_SAMPLES = 64  # held-out samples (after those the activation set used) for the spliced-model evaluation
@@ -91,11 +92,14 @@ class EvaluateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class Checkpoint(msgspec.Struct):
     step: int
     tokens: int
-    loss: float | None
+    loss: float | None  # the training loss at ``step``; see loss_step
     saved_at: str
     # auto | user ("save now": kept outside MISTUDIO_KEEP_CHECKPOINTS) | pause | stop | requeue
     kind: str = "auto"
     held_out_loss: float | None = None  # the objective on held-out activations; pruning keeps the lowest
+    # None: ``loss`` is the step's own. A checkpoint written before checkpoints recorded their loss, at a
+    # step no metrics row was logged at, shows the loss logged nearest to it, at this step.
+    loss_step: int | None = None
 
 
 # -- what each state allows -----------------------------------------------------------------------
@@ -111,7 +115,7 @@ def actions(status: str, imported: bool = False) -> list[str]:
     if status == "running":
         return ["pause", "stop", "save_checkpoint", "cancel"]
     allowed = {
-        "paused": ["resume", "cancel"],
+        "paused": ["resume", "stop", "cancel"],
         "completed": ["evaluate", "export"],
         "stopped": ["evaluate", "export"],
     }.get(status, [])
@@ -494,18 +498,33 @@ def _requeued(training_id: str, *first: Query, **how: bool) -> Within:
     )
 
 
-async def resume(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Row:
+async def resume(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str, control: str | None = None) -> Row:
+    """Queue a paused training again from its checkpoint; ``control`` ("stop"): asked of its job from the start."""
     row = await get(db, training_id)
     if row["status"] != "paused" or not row["job_id"]:
         raise Conflict(f"Training {row['id']} is {row['status']}, not paused", details={"status": row["status"]})
     job = await jobs.get(row["job_id"])
     if job.status == "paused":
-        await jobs.resume(job.id, within=_requeued(row["id"]))
+        await jobs.resume(job.id, within=_requeued(row["id"]), control=control)
     else:  # its job ended (a checkpoint was loaded after it finished): a new job continues the run
         await jobs.create(
-            "training.run", train_run(job.params), target=("training", row["id"]), within=_requeued(row["id"])
+            "training.run",
+            train_run(job.params),
+            target=("training", row["id"]),
+            within=_requeued(row["id"]),
+            control=control,
         )
     return await get(db, training_id)
+
+
+async def stop(db: AsyncDatabase, jobs: AsyncJobStore, training_id: str) -> Row:
+    """Finish now: a running training ends its steps, then exports and evaluates. A paused one ends the
+    same way where it paused: the worker holds its model and SAE, so its job runs again, told to stop
+    before its first step (appliance.pipeline.sae.training.loop)."""
+    row = await get(db, training_id)
+    if row["status"] == "paused" and not is_imported(row):
+        return await resume(db, jobs, training_id, control="stop")
+    return await control(db, jobs, training_id, "stop")
 
 
 async def retry(
@@ -577,10 +596,23 @@ def _step_of(folder: Path) -> int:
     return int(folder.name.split("_")[1].split(".")[0])
 
 
+def _loss_at(step: int, saved: float | None, logged: dict[int, float]) -> tuple[float | None, int | None]:
+    """A checkpoint's loss: its own (recorded when saved, or logged at its step), else the loss logged
+    nearest to its step (the earlier on a tie) and that step."""
+    if saved is not None:
+        return saved, None
+    if step in logged:
+        return logged[step], None
+    if not logged:
+        return None, None
+    nearest = min(logged, key=lambda s: (abs(s - step), s))
+    return logged[nearest], nearest
+
+
 async def checkpoints(db: AsyncDatabase, layout: DataLayout, training_id: str) -> list[Checkpoint]:
-    """The whole checkpoints on disk, oldest first, with the training loss logged at their step."""
+    """The whole checkpoints on disk, oldest first, with the training loss of their step (``_loss_at``)."""
     row = await get(db, training_id)
-    losses = {r["step"]: r["loss"] for r in await db.all(sql.losses(row["id"]))}
+    losses = {r["step"]: r["loss"] for r in await db.all(sql.losses(row["id"])) if r["loss"] is not None}
     found = []
     for folder in sorted(layout.checkpoints(row["id"]).glob("step_*")):
         if folder.name.endswith(".partial"):
@@ -589,14 +621,16 @@ async def checkpoints(db: AsyncDatabase, layout: DataLayout, training_id: str) -
             info = msgspec.json.decode((folder / "info.json").read_bytes())
         except (OSError, msgspec.DecodeError):  # pruned by the running training meanwhile
             continue
+        loss, loss_step = _loss_at(info["step"], info.get("loss"), losses)
         found.append(
             Checkpoint(
                 info["step"],
                 info["tokens"],
-                losses.get(info["step"]),
+                loss,
                 iso(info["saved_at"]) or "",
                 info.get("kind", "auto"),
                 info.get("held_out_loss"),
+                loss_step,
             )
         )
     return found
@@ -657,7 +691,8 @@ async def export_zip(db: AsyncDatabase, layout: DataLayout, training_id: str) ->
 async def delete(db: AsyncDatabase, layout: DataLayout, training_id: str) -> Row:
     """The training, its metrics, features and steering presets (which name its features), then its files."""
     row = await get(db, training_id)
-    refuse_if_busy(f"Training {row['id']}", row["job_id"], row["status"], BUSY)
+    name = training_name(row["encoder_type"], row["layer"], row["hook_type"], msgspec.json.decode(row["config"]))
+    refuse_if_busy(f'Training "{name}"', row["job_id"], row["status"], BUSY)
     await db.write(sql.delete(row["id"]), templates_sql.delete_steering_presets_of(row["id"]))
     shutil.rmtree(layout.training(row["id"]), ignore_errors=True)
     return row

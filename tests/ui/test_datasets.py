@@ -125,7 +125,9 @@ def test_upload_from_the_browser(ui_appliance: Appliance, open_page, tmp_path) -
     row = page.get_by_test_id("dataset-row").filter(has_text="notes")
     expect(row).to_have_attribute("data-status", "ready", timeout=60_000)
     expect(row).to_contain_text("40 samples")
-    # A wrong column is a job error shown on the way, and no dataset is left behind.
+    # A wrong column is a job error shown on the way, and no dataset is left behind. (With a dataset in
+    # the list, the forms are folded behind "Add Dataset".)
+    page.get_by_test_id("dataset-add-toggle").click()
     page.get_by_test_id("dataset-upload-input").set_input_files(str(path))
     page.get_by_test_id("dataset-upload-column").fill("nope")
     page.get_by_test_id("dataset-upload-button").click()

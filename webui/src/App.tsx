@@ -1,9 +1,11 @@
-import { Cpu } from 'lucide-react';
+import { Cpu, HardDrive } from 'lucide-react';
 import { useEffect, useRef, useState } from 'react';
 import type { ComponentType } from 'react';
 
 import { ConnectionIndicator } from './components/ConnectionIndicator';
 import { JobsIndicator } from './components/JobsIndicator';
+import { NotFound } from './components/NotFound';
+import { StorageView } from './components/StorageView';
 import { SystemMonitor } from './components/SystemMonitor';
 import { SystemSummary } from './components/SystemSummary';
 import { TokenPrompt } from './components/TokenPrompt';
@@ -36,7 +38,8 @@ function Shell() {
   const info = useSystemInfo({ generation: stream.generation, paused: auth.needsToken, authVersion: auth.version });
   const metrics = useSystemMetrics({ generation: stream.generation, paused: auth.needsToken });
   const [monitorOpen, setMonitorOpen] = useState(false);
-  const [tab, setTab] = useTab();
+  const [storageOpen, setStorageOpen] = useState(false);
+  const [tab, setTab, path] = useTab();
 
   // Health back while the stream waits out its backoff: reconnect now.
   const { reconnect } = stream;
@@ -52,7 +55,7 @@ function Shell() {
     seenGeneration.current = stream.generation;
   }, [stream.generation, refresh]);
 
-  const Panel = PANELS[tab];
+  const Panel = tab ? PANELS[tab] : null;
   return (
     <div className="min-h-screen bg-slate-950 text-slate-100">
       <header className="border-b border-slate-800 bg-slate-900/50 backdrop-blur">
@@ -67,6 +70,11 @@ function Shell() {
           <div className="flex items-center gap-4 text-sm text-slate-400">
             <JobsIndicator />
             <SystemSummary sample={metrics.latest} info={info} onOpen={() => setMonitorOpen(true)} />
+            <button type="button" data-testid="storage-open" onClick={() => setStorageOpen(true)}
+                    title="Open the storage view: what takes the data disk"
+                    className="flex items-center gap-1 px-2 py-1 rounded-lg hover:bg-slate-800/60 hover:text-slate-300 transition-colors">
+              <HardDrive className="w-4 h-4" aria-hidden="true" /> Storage
+            </button>
             <ConnectionIndicator health={health} stream={stream.state} />
             <span data-testid="device-name" title={info ? `${info.platform} • Python ${info.python}` : undefined}>
               {info?.device_name ?? '—'}
@@ -91,13 +99,14 @@ function Shell() {
         </div>
       </nav>
 
-      <main id="main-panel" role="tabpanel" className="max-w-7xl mx-auto px-6 py-8">
-        <Panel key={tab} />
+      <main id="main-panel" role={Panel ? 'tabpanel' : undefined} className="max-w-7xl mx-auto px-6 py-8">
+        {Panel ? <Panel key={tab} /> : <NotFound path={path} onGo={setTab} />}
       </main>
 
       {monitorOpen && (
         <SystemMonitor info={info} latest={metrics.latest} history={metrics.history} onClose={() => setMonitorOpen(false)} />
       )}
+      {storageOpen && <StorageView onClose={() => setStorageOpen(false)} />}
       {auth.needsToken && <TokenPrompt onSubmit={auth.submitToken} />}
     </div>
   );

@@ -1,4 +1,5 @@
-// A tiny History-API router: one path segment per tab; `/` and unknown paths show Datasets.
+// A tiny History-API router: one path segment per tab; `/` shows Datasets, any other path is not found
+// (the app says so, with links to the tabs, instead of showing a tab under a bogus address).
 import { useCallback, useSyncExternalStore } from 'react';
 
 export const TABS = ['datasets', 'models', 'training', 'features', 'steering'] as const;
@@ -14,9 +15,11 @@ export const TAB_LABELS: Record<TabId, string> = {
 
 const NAVIGATE = 'mistudio:navigate';
 
-export function tabFromPath(pathname: string): TabId {
+/** The tab a path shows, or null when it names none. */
+export function tabFromPath(pathname: string): TabId | null {
   const first = pathname.replace(/^\/+/, '').split('/')[0]?.toLowerCase() ?? '';
-  return (TABS as readonly string[]).includes(first) ? (first as TabId) : 'datasets';
+  if (first === '') return 'datasets';
+  return (TABS as readonly string[]).includes(first) ? (first as TabId) : null;
 }
 
 function subscribe(onChange: () => void): () => void {
@@ -36,9 +39,10 @@ export function navigate(path: string): void {
   window.dispatchEvent(new Event(NAVIGATE));
 }
 
-/** The active tab and a function that switches tabs (pushState; back/forward work). */
-export function useTab(): [TabId, (tab: TabId) => void] {
+/** The active tab (null on a path that is no tab), the path, and a function that switches tabs
+ * (pushState; back/forward work). */
+export function useTab(): [TabId | null, (tab: TabId) => void, string] {
   const path = useSyncExternalStore(subscribe, currentPath, currentPath);
   const go = useCallback((tab: TabId) => navigate(`/${tab}`), []);
-  return [tabFromPath(path), go];
+  return [tabFromPath(path), go, path];
 }

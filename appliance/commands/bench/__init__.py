@@ -67,8 +67,10 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def run_bench(suite: str, args: argparse.Namespace) -> int:
     harness.RECORD_DIR = record_dir(args)
-    # SIGTERM unwinds like Ctrl-C, so the throw-away appliance is stopped rather than orphaned.
+    # SIGTERM unwinds like Ctrl-C, so the throw-away appliance is stopped rather than orphaned; SIGINT is
+    # installed too because a shell that starts a command with `&` leaves it ignored.
     previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous_int = signal.signal(signal.SIGINT, _interrupt)
     try:
         module = load_suite(suite)
         if module is None:
@@ -87,3 +89,4 @@ def run_bench(suite: str, args: argparse.Namespace) -> int:
         return EXIT_BROKEN
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)

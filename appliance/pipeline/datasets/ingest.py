@@ -25,6 +25,7 @@ from appliance.jobs.records import Job
 # Sample lengths in characters: the buckets of the Statistics tab's histogram.
 HISTOGRAM_EDGES = (100, 200, 400, 600, 800, 1000)
 BATCH = 2000
+SCAN = 100_000  # rows per look for rows without text (one column, vectorised)
 
 
 def _read(params: ImportParams, cache_dir: Path) -> Any:
@@ -57,6 +58,41 @@ def _read(params: ImportParams, cache_dir: Path) -> Any:
             details={"field": "text_column", "columns": data.column_names},
         )
     return data
+
+
+def without_empty(data: Any, column: str) -> tuple[Any, dict[str, int]]:
+    """``data`` without the rows that have no text in ``column``, and how many of each reason: "missing"
+    (no value: a JSON line naming another field, an empty CSV cell, a null) and "blank" (empty or only
+    whitespace). Such rows are left out and counted, never kept as empty samples."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    missing = blank = 0
+    kept: list[Any] = []
+    view = data.with_format("arrow")
+    for start in range(0, len(data), SCAN):
+        values = view[start : start + SCAN].column(column)
+        filled = pc.is_valid(values)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            has_text = pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(values)), 0)
+            filled = pc.fill_null(pc.and_(filled, has_text), False)
+        keep = np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+        missing += values.null_count
+        blank += len(keep) - int(keep.sum()) - values.null_count
+        kept.append(np.flatnonzero(keep) + start)
+    skipped = {"missing": missing, "blank": blank}
+    if missing or blank:
+        data = data.select(np.concatenate(kept) if kept else [])
+    return data, skipped
+
+
+def describe_skipped(skipped: dict[str, int]) -> str:
+    """ "3 rows: 2 without text, 1 blank" """
+    parts = [f"{skipped['missing']:,} without text"] if skipped["missing"] else []
+    parts += [f"{skipped['blank']:,} blank"] if skipped["blank"] else []
+    total = skipped["missing"] + skipped["blank"]
+    return f"{total:,} row{'s' if total != 1 else ''}: {', '.join(parts)}"
 
 
 def compute_stats(lengths: list[int], splits: Counter[str]) -> dict[str, Any]:
@@ -121,9 +157,15 @@ def ingest(
     data = data.select_columns(keep)
     if column != "text":
         data = data.rename_column(column, "text")
+    if len(data) == 0:
+        raise ValidationError("The dataset has no samples", details={"field": "path"})
+    data, skipped = without_empty(data, "text")
     total = len(data)
     if total == 0:
-        raise ValidationError("The dataset has no samples", details={"field": "path"})
+        raise ValidationError(
+            f"No row has text in column {column!r} ({describe_skipped(skipped)}): name the column that holds the text",
+            details={"field": "text_column", "skipped_rows": skipped},
+        )
     ctx.check()
     arrow = ctx.layout.dataset_arrow(dataset_id)
     shutil.rmtree(arrow, ignore_errors=True)
@@ -141,7 +183,7 @@ def ingest(
             conn.executemany(samples.INSERT, rows)
         done = min(total, start + BATCH)
         ctx.progress(0.5 + 0.45 * done / total, f"Ingested {done:,} of {total:,} samples", samples=done)
-    stats = msgspec.json.encode(compute_stats(lengths, splits)).decode()
+    stats = msgspec.json.encode({**compute_stats(lengths, splits), "skipped_rows": skipped}).decode()
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file())
     now = time.time()
     # The row becomes ready and the UI hears of it in one commit: no client sees one without the other.
@@ -151,7 +193,9 @@ def ingest(
             ctx.topic, "dataset.updated", DatasetUpdated(dataset_id=dataset_id, status="ready"), ctx.job_id, True, now
         ),
     )
-    return {"dataset_id": dataset_id, "samples": total}
+    if skipped["missing"] or skipped["blank"]:
+        ctx.progress(1.0, f"Ingested {total:,} samples; skipped {describe_skipped(skipped)}", force=True)
+    return {"dataset_id": dataset_id, "samples": total, "skipped_rows": skipped}
 
 
 def run(ctx: JobContext, params: ImportParams) -> dict[str, Any]:

@@ -17,6 +17,7 @@ import numpy as np
 
 from appliance.contracts.events import DatasetUpdated
 from appliance.contracts.params.datasets import TokenizeParams
+from appliance.contracts.token_text import token_text
 from appliance.contracts.tokenization import TokenizeSettings, load_tokenizer, truncated
 from appliance.data import tokenizations
 from appliance.data.database import Database
@@ -63,7 +64,7 @@ def token_stats(
             {
                 "id": int(i),
                 "token": tokenizer.id_to_token(int(i)) or "",
-                "text": tokenizer.decode([int(i)], skip_special_tokens=False),
+                "text": token_text(tokenizer, int(i)),  # a partial character as byte escapes, never U+FFFD
                 "count": int(counts[i]),
                 "share": round(float(counts[i]) / total, 5) if total else 0,
             }

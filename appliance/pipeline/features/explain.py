@@ -33,6 +33,7 @@ from appliance.contracts.events import FeaturesUpdated
 from appliance.contracts.feature_arrays import arrays_for
 from appliance.contracts.labeling import SECRET
 from appliance.contracts.params.features import ExplainParams
+from appliance.contracts.token_text import token_text
 from appliance.data import explanations as sql
 from appliance.data.database import Row
 from appliance.data.secrets import read_secret
@@ -110,7 +111,7 @@ def run(ctx: JobContext, params: ExplainParams) -> dict[str, Any]:
 
         def text(token: int) -> str:
             if token not in texts:
-                texts[token] = tokenizer.decode([token], skip_special_tokens=False)
+                texts[token] = token_text(tokenizer, token)  # a partial character as byte escapes
             return texts[token]
 
         with _provider(ctx, params) as (chat, concurrency):

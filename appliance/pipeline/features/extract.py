@@ -52,6 +52,7 @@ from appliance.contracts.events import FeaturesUpdated
 from appliance.contracts.feature_arrays import HIST_EDGES, FeatureArrays
 from appliance.contracts.params.features import ExtractParams
 from appliance.contracts.params.models import HookPoint
+from appliance.contracts.token_text import context_text, quoted, token_text
 from appliance.data import features as sql
 from appliance.data.events import insert as insert_event
 from appliance.data.layout import DataLayout
@@ -386,10 +387,10 @@ def _lens_side(text: Callable[[int], str], ids: list[int], values: list[float]) 
 
 def _label(top: list[tuple[str, int]], promoted: list[str]) -> str:
     """A short label from the evidence: the tokens it fires on, then what it promotes."""
-    shown = [repr(text.strip() or text) for text, _ in top[:3]]
+    shown = [quoted(text.strip() or text) for text, _ in top[:3]]
     label = "fires on " + ", ".join(shown) if shown else "never fires"
     if promoted and shown:
-        label += " → " + ", ".join(repr(p.strip() or p) for p in promoted[:3])
+        label += " → " + ", ".join(quoted(p.strip() or p) for p in promoted[:3])
     return label
 
 
@@ -406,7 +407,7 @@ class _Passed:
     tokenizer: Any
 
     def text(self, token_id: int) -> str:
-        return self.tokenizer.decode([int(token_id)], skip_special_tokens=False)
+        return token_text(self.tokenizer, token_id)  # a partial character as byte escapes, never U+FFFD
 
 
 @dataclass
@@ -600,7 +601,7 @@ def _feature_rows(
                 search,
             )
         )
-        example = _example(acc, stored, latent, text)
+        example = _example(acc, stored, latent, passed.tokenizer)
         details.append(
             (
                 training_id,
@@ -623,13 +624,15 @@ def _rounded(value: float) -> float | None:
     return None if np.isnan(value) else round(float(value), 4)
 
 
-def _example(acc: FeaturePass, stored: FeatureArrays, latent: int, text: Callable[[int], str]) -> dict[str, Any] | None:
+def _example(acc: FeaturePass, stored: FeatureArrays, latent: int, tokenizer: Any) -> dict[str, Any] | None:
     """The context around the latent's strongest activation, for the browser; None when it never fires."""
     if not acc.top_values[0, latent] > 0:
         return None
     found = stored.context(int(acc.top_samples[0, latent]), int(acc.top_positions[0, latent]), latent, EXAMPLE_WINDOW)
+    shown = context_text(tokenizer, found["token_ids"])
     return {
-        "tokens": [text(t) for t in found["token_ids"]],
+        "tokens": shown.texts,
+        "joined": shown.joined,
         "activations": found["activations"],
         "max_index": found["max_index"],
     }

@@ -141,12 +141,13 @@ def ablation(ctx: JobContext, params: AblationParams) -> dict[str, Any]:
         if len(ids) < 2:
             continue
         batch = torch.tensor([ids[: params.context_length]], device=device)
+        mask = torch.ones_like(batch)  # unpadded; given, so a pad-id first token draws no warning
         with torch.inference_mode(), exclusive(model), Interruptible(model, ctx.check):
-            original = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
+            original = model(input_ids=batch, attention_mask=mask, use_cache=False).logits[0, :-1].float()
             fired_at.clear()
             handle = module.register_forward_hook(hook, with_kwargs=True)
             try:
-                ablated = model(input_ids=batch, use_cache=False).logits[0, :-1].float()
+                ablated = model(input_ids=batch, attention_mask=mask, use_cache=False).logits[0, :-1].float()
             finally:
                 handle.remove()
         targets = batch[0, 1:]

@@ -44,6 +44,7 @@ import msgspec
 from appliance.contracts.events import SteeringCompleted, SteeringToken
 from appliance.contracts.params.steering import GenerateParams, Mode, SteeredFeature
 from appliance.contracts.steering import SteeringTiming
+from appliance.contracts.token_text import token_text
 from appliance.jobs.context import JobContext
 
 __all__ = ["GenerateParams", "Intervention", "Mode", "SteeredFeature", "generate", "measure", "run"]
@@ -227,6 +228,7 @@ def generate(
 
     device = next(model.parameters()).device
     limit = _context_length(model)
+    cache = _cache_argument(model)
     runs = [Side(name, name == "steered", torch.Generator().manual_seed(seed), TextStream(tokenizer)) for name in sides]
     started = time.perf_counter()
     first_token_at = None
@@ -243,8 +245,11 @@ def generate(
                 inputs = torch.tensor([prompt_ids if side.past is None else side.stream.ids[-1:]], device=device)
                 intervention.active = side.steered
                 begun = time.perf_counter()
-                out = model(input_ids=inputs, past_key_values=side.past, use_cache=True)
-                side.past = out.past_key_values
+                # The mask spans the cached positions too; without one a prompt that starts with a
+                # token equal to the pad id earns a "may be padded" warning each process.
+                mask = torch.ones(1, len(prompt_ids) + len(side.stream.ids), dtype=torch.long, device=device)
+                out = model(input_ids=inputs, attention_mask=mask, use_cache=True, **{cache: side.past})
+                side.past = getattr(out, cache)
                 # sample() reads the token back to the CPU, so on a GPU the pass has finished here.
                 token = sample(out.logits[0, -1], temperature, top_p, side.generator)
                 side.seconds += time.perf_counter() - begun
@@ -267,6 +272,14 @@ def generate(
     at_context = len(prompt_ids) + steps >= limit
     timing = _timing(runs, len(prompt_ids), elapsed, first_token_s, device.type, at_context)
     return {"sides": {side.name: side.result() for side in runs}, "timing": timing}
+
+
+def _cache_argument(model: Any) -> str:
+    """The KV cache's argument (and output field): transformers 5 calls it ``cache`` and warns on the
+    older ``past_key_values``, the only name 4.x knows."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 def _timing(
@@ -320,7 +333,10 @@ def _pass(
     intervention.recorded.clear()
     try:
         with torch.inference_mode():
-            out = model(input_ids=torch.tensor([ids], device=device), use_cache=False, output_hidden_states=True)
+            tokens = torch.tensor([ids], device=device)
+            out = model(
+                input_ids=tokens, attention_mask=torch.ones_like(tokens), use_cache=False, output_hidden_states=True
+            )
     finally:
         intervention.active, intervention.record = False, "off"
     latents = intervention.recorded[0][0].float().cpu() if intervention.recorded else None
@@ -436,7 +452,7 @@ def _shifts(tokenizer: Any, p: Any, q: Any) -> list[dict[str, Any]]:
     moved = delta.abs().topk(min(SHIFTS_SHOWN, delta.numel())).indices.tolist()
     return [
         {
-            "token": tokenizer.decode([i], skip_special_tokens=False),
+            "token": token_text(tokenizer, i),  # a partial character as byte escapes, never U+FFFD
             "token_id": i,
             "baseline_prob": round(float(p[i]), 6),
             "steered_prob": round(float(q[i]), 6),

@@ -109,6 +109,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/system/storage/cache/prune": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Delete one cache entry (its path as GET /api/system/storage lists it) */
+        post: operations["ApiSystemStorageCachePrunePruneCache"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/system/storage/trainings/{training_id}/prune": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Delete a training's older checkpoints: the newest, the best held-out one and yours stay */
+        post: operations["ApiSystemStorageTrainingsTrainingIdPrunePruneCheckpoints"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/system/storage": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The data disk: free, total and reserve, and what takes the space, largest first
+         * @description Sizes are read from the files (a walk of the data dir): each dataset, model, activation set and training (split into its parts), each cache entry (Hub downloads, unfinished downloads, uploads and leftovers no resource owns) and the appliance's own files. Delete a resource with its own DELETE endpoint; prune with the POSTs below.
+         */
+        get: operations["ApiSystemStorageStorageUse"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/jobs/{job_id}/cancel": {
         parameters: {
             query?: never;
@@ -982,7 +1036,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Finish now: checkpoint, evaluate and export */
+        /**
+         * Finish now: checkpoint, evaluate and export
+         * @description A running training ends its steps; a paused one ends where it paused (its job runs again only to export and evaluate). Either way it ends `stopped`.
+         */
         post: operations["ApiTrainingTrainingIdStopStop"];
         delete?: never;
         options?: never;
@@ -1440,6 +1497,11 @@ export interface components {
             tokens: string[];
             activations: number[];
             max_index: number;
+            joined?: boolean[];
+        };
+        /** CachePruneRequest */
+        CachePruneRequest: {
+            path: string;
         };
         /** Capabilities */
         Capabilities: {
@@ -1455,6 +1517,7 @@ export interface components {
             /** @default auto */
             kind: string;
             held_out_loss?: number | null;
+            loss_step?: number | null;
         };
         /** ComponentStatus */
         ComponentStatus: {
@@ -1596,6 +1659,16 @@ export interface components {
         /** Envelope[LabelingView] */
         "Envelope_appliance.services.settings.LabelingView_": {
             data: components["schemas"]["LabelingView"];
+            meta: components["schemas"]["Meta"];
+        };
+        /** Envelope[StoragePruned] */
+        "Envelope_appliance.services.storage.StoragePruned_": {
+            data: components["schemas"]["StoragePruned"];
+            meta: components["schemas"]["Meta"];
+        };
+        /** Envelope[Storage] */
+        "Envelope_appliance.services.storage.Storage_": {
+            data: components["schemas"]["Storage"];
             meta: components["schemas"]["Meta"];
         };
         /** Envelope[Applied] */
@@ -1871,6 +1944,7 @@ export interface components {
                 number
             ][];
             logsumexp?: number | null;
+            vocab_size?: number | null;
             index: number;
         };
         /** FeatureRow */
@@ -2128,6 +2202,7 @@ export interface components {
                 number
             ][];
             logsumexp?: number | null;
+            vocab_size?: number | null;
         };
         /** MapPoint */
         MapPoint: {
@@ -2301,6 +2376,51 @@ export interface components {
             seed: number;
             /** @default 500 */
             auto_save_interval: number;
+        };
+        /** Storage */
+        Storage: {
+            disk: components["schemas"]["StorageDisk"];
+            items: components["schemas"]["StorageItem"][];
+        };
+        /** StorageDependent */
+        StorageDependent: {
+            kind: string;
+            id: string;
+            name: string;
+        };
+        /** StorageDisk */
+        StorageDisk: {
+            path: string;
+            total_bytes: number;
+            used_bytes: number;
+            free_bytes: number;
+            reserve_bytes: number;
+            data_bytes: number;
+        };
+        /** StorageItem */
+        StorageItem: {
+            /** @enum {string} */
+            kind: "dataset" | "model" | "activation_set" | "training" | "cache" | "other";
+            id: string | null;
+            name: string;
+            path: string;
+            bytes: number;
+            parts: components["schemas"]["StoragePart"][];
+            used_by: components["schemas"]["StorageDependent"][];
+            /** @default 0 */
+            reclaimable_bytes: number;
+            busy?: string | null;
+        };
+        /** StoragePart */
+        StoragePart: {
+            name: string;
+            bytes: number;
+            count?: number | null;
+        };
+        /** StoragePruned */
+        StoragePruned: {
+            freed_bytes: number;
+            removed: string[];
         };
         /** SystemInfo */
         SystemInfo: {
@@ -3160,6 +3280,236 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_appliance.device.power.PowerMode_"];
+                };
+            };
+            /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ApiSystemStorageCachePrunePruneCache: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description JSON (content-type: application/json), at most 10,485,760 bytes (MISTUDIO_MAX_BODY_BYTES) */
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CachePruneRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_appliance.services.storage.StoragePruned_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: a parameter, id or body field is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description FORBIDDEN: a state-changing request from a web page of another origin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description NOT_FOUND: no resource with that id (or no such route) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description CONFLICT: the resource is not in a state that allows this (busy, not ready, in use, exists) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description PAYLOAD_TOO_LARGE: the body is larger than the limit */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description UNSUPPORTED_MEDIA_TYPE: the body is not sent as the content type this endpoint takes */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description INSUFFICIENT_STORAGE: the data disk would fall below its reserve (MISTUDIO_DISK_RESERVE_MB) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ApiSystemStorageTrainingsTrainingIdPrunePruneCheckpoints: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description A tr_… id */
+                training_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_appliance.services.storage.StoragePruned_"];
+                };
+            };
+            /** @description VALIDATION_ERROR: a parameter, id or body field is malformed or out of range */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description FORBIDDEN: a state-changing request from a web page of another origin */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description NOT_FOUND: no resource with that id (or no such route) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description CONFLICT: the resource is not in a state that allows this (busy, not ready, in use, exists) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description MISDIRECTED_REQUEST: the Host header does not name this device (MISTUDIO_ALLOWED_HOSTS) */
+            421: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+            /** @description INSUFFICIENT_STORAGE: the data disk would fall below its reserve (MISTUDIO_DISK_RESERVE_MB) */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorResponse"];
+                };
+            };
+        };
+    };
+    ApiSystemStorageStorageUse: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_appliance.services.storage.Storage_"];
                 };
             };
             /** @description UNAUTHORIZED: this appliance has an access token (MISTUDIO_TOKEN) and the request did not carry it */

@@ -48,6 +48,10 @@ export type SystemInfo = Narrow<Schemas['SystemInfo'], { platform_kind: 'jetson'
 /** One monitoring sample; any field a device cannot report is absent or null (never invented). */
 export type MetricsSample = Schemas['SystemMetricsEvent']['data'];
 export type SystemMetrics = Schemas['Metrics'];
+/** The data disk and what takes its space, largest first (GET /api/system/storage). */
+export type Storage = Schemas['Storage'];
+export type StorageItem = Schemas['StorageItem'];
+export type StoragePruned = Schemas['StoragePruned'];
 
 // --- jobs and events --------------------------------------------------------------------------
 
@@ -95,6 +99,8 @@ export interface DatasetStats {
   length_unit: 'characters';
   length_histogram: HistogramBucket[];
   splits: Record<string, number>;
+  // Rows left out at import: no value in the text column (missing), or only whitespace (blank).
+  skipped_rows?: { missing: number; blank: number };
 }
 
 export type TokenizeSettings = Schemas['TokenizeSettings'];

@@ -1,4 +1,5 @@
 import { LoaderCircle } from 'lucide-react';
+import { useEffect, useRef, useState } from 'react';
 import type { ButtonHTMLAttributes, ReactNode } from 'react';
 
 /** The input style every form shares: slate-900, slate-700 border, rounded-lg, emerald border on focus. */
@@ -46,5 +47,107 @@ export function HfTokenInput({ id, testId, value, onChange }: {
   return (
     <input id={id} data-testid={testId} type="password" className={`${inputClass} font-mono`} value={value}
            placeholder="hf_xxxxxxxxxxxxxxxxxxxx" autoComplete="off" onChange={(e) => onChange(e.target.value)} />
+  );
+}
+
+interface NumberInputBase {
+  id: string;
+  testId?: string;
+  min?: number;
+  max?: number;
+  /** `min` itself is refused (a learning rate must be > 0). */
+  minExclusive?: boolean;
+  /** Only whole numbers fit. */
+  integer?: boolean;
+  step?: number | 'any';
+  placeholder?: string;
+  /** Added to the shared input style. */
+  className?: string;
+  /** Replaces the shared input style (a compact field inside a line of text). */
+  inputClassName?: string;
+  'aria-label'?: string;
+  /** Hears whether the text can be used, so the form can hold its submit (see useFieldValidity). */
+  onValidity?: (valid: boolean) => void;
+}
+
+/** A required number (`onChange` never hears an empty field; a null value shows empty and unsendable) or an
+ * `optional` one (empty: null). */
+export type NumberInputProps = NumberInputBase & (
+  { optional?: false; value: number | null; onChange: (value: number) => void }
+  | { optional: true; value: number | null; onChange: (value: number | null) => void });
+
+const formatBound = (n: number) => n.toLocaleString('en-US', { maximumFractionDigits: 6 });
+
+/**
+ * The one number field of every form. The text is kept exactly as typed: clearing it leaves it empty
+ * (never the minimum, so clearing "500" and typing "200" gives 200), and `onChange` hears only values
+ * that fit. What does not fit (empty when required, out of range, not whole) is said under the field and
+ * reported through `onValidity`: the form holds its submit rather than send a value the user did not type.
+ */
+export function NumberInput(props: NumberInputProps) {
+  const { id, testId, value, min, max, minExclusive = false, integer = false, step, placeholder,
+    className = '', inputClassName = inputClass, onValidity } = props;
+  const optional = props.optional === true;
+  const [text, setText] = useState(value === null ? '' : String(value));
+  const [badInput, setBadInput] = useState(false);  // the browser holds text that is not a number ("-", "1e")
+  const [focused, setFocused] = useState(false);
+  const heard = useRef<number | null>(value);
+  useEffect(() => {
+    // A change from outside (a template, a reset, a clamp) replaces what is typed.
+    if (value !== heard.current) {
+      heard.current = value;
+      setText(value === null ? '' : String(value));
+      setBadInput(false);
+    }
+  }, [value]);
+
+  const problem = ((): string | null => {
+    if (badInput) return 'Enter a number.';
+    if (text.trim() === '') return optional ? null : 'Enter a value.';
+    const n = Number(text);
+    if (!Number.isFinite(n)) return 'Enter a number.';
+    if (integer && !Number.isInteger(n)) return 'Must be a whole number.';
+    if (min !== undefined && (minExclusive ? n <= min : n < min)) {
+      return `Must be ${minExclusive ? 'greater than' : 'at least'} ${formatBound(min)}.`;
+    }
+    if (max !== undefined && n > max) return `Must be at most ${formatBound(max)}.`;
+    return null;
+  })();
+
+  const report = useRef(onValidity);
+  report.current = onValidity;
+  useEffect(() => { report.current?.(problem === null); }, [problem]);
+  // A field that goes away (a collapsed section, another architecture) no longer holds the form.
+  useEffect(() => () => report.current?.(true), []);
+
+  const change = (raw: string, bad: boolean) => {
+    setText(raw);
+    setBadInput(bad);
+    if (bad) return;
+    const n = raw.trim() === '' ? null : Number(raw);
+    const fits = n === null ? optional : Number.isFinite(n) && (!integer || Number.isInteger(n))
+      && (min === undefined || (minExclusive ? n > min : n >= min)) && (max === undefined || n <= max);
+    if (!fits) return;
+    heard.current = n;
+    (props.onChange as (value: number | null) => void)(n);
+  };
+
+  // An emptied field is not scolded while the user is still typing in it.
+  const shown = problem !== null && !(focused && text === '' && !badInput) ? problem : null;
+  const errorId = `${id}-error`;
+  return (
+    <>
+      <input id={id} data-testid={testId} type="number" inputMode={integer ? 'numeric' : 'decimal'}
+             min={min} max={max} step={step ?? (integer ? 1 : 'any')} placeholder={placeholder}
+             aria-label={props['aria-label']} aria-invalid={problem !== null}
+             aria-describedby={shown ? errorId : undefined}
+             className={`${inputClassName} ${shown ? '!border-red-500' : ''} ${className}`} value={text}
+             onChange={(e) => change(e.target.value, e.target.validity.badInput)}
+             onFocus={() => setFocused(true)} onBlur={() => setFocused(false)} />
+      {shown && (
+        <span id={errorId} role="alert" data-testid={testId ? `${testId}-error` : undefined}
+              className="block text-xs text-red-400 mt-1">{shown}</span>
+      )}
+    </>
   );
 }

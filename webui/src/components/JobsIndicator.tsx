@@ -10,14 +10,49 @@ import { StatusPill } from './StatusPill';
 import { useToast } from './Toasts';
 
 const SHOWN = 20;
+const TICK_MS = 15_000; // relative times ("2 min ago") are redrawn this often while the panel is open
 
-function timeOf(iso: string | null): string {
-  if (!iso) return '';
-  const date = new Date(iso);
-  return Number.isNaN(date.getTime()) ? '' : date.toLocaleTimeString();
+function epoch(iso: string | null): number | null {
+  if (!iso) return null;
+  const time = new Date(iso).getTime();
+  return Number.isNaN(time) ? null : time;
 }
 
-function JobRow({ job }: { job: Job }) {
+/** "just now", "5 min ago", "3 h ago", else the date: coarse on purpose (the browser's clock and the
+ * appliance's may differ by seconds; the exact time is in the tooltip). */
+function ago(time: number, now: number): string {
+  const seconds = Math.max(0, (now - time) / 1000);
+  if (seconds < 45) return 'just now';
+  if (seconds < 3600) return `${Math.max(1, Math.round(seconds / 60))} min ago`;
+  if (seconds < 86_400) return `${Math.round(seconds / 3600)} h ago`;
+  return `on ${new Date(time).toLocaleDateString()}`;
+}
+
+/** The times of a job, led by the one the list sorts by (queued = created, newest first), then
+ * what happened since: started (while it runs) or ended. */
+function JobTimes({ job, now }: { job: Job; now: number }) {
+  const created = epoch(job.created_at);
+  if (created == null) return null;
+  const started = epoch(job.started_at);
+  const finished = epoch(job.finished_at);
+  const active = isActive(job.status);
+  const exact = (label: string, time: number) => `${label} ${new Date(time).toLocaleString()}`;
+  const tooltip = [exact('Queued', created), started != null && exact('Started', started),
+    finished != null && exact('Ended', finished)].filter(Boolean).join('\n');
+  return (
+    <div data-testid="job-times" title={tooltip} className="mt-0.5 text-xs text-slate-500">
+      <time data-testid="job-queued" dateTime={job.created_at}>queued {ago(created, now)}</time>
+      {active && started != null && (
+        <> • <time dateTime={job.started_at ?? undefined}>started {ago(started, now)}</time></>
+      )}
+      {!active && finished != null && (
+        <> • <time dateTime={job.finished_at ?? undefined}>ended {ago(finished, now)}</time></>
+      )}
+    </div>
+  );
+}
+
+function JobRow({ job, now }: { job: Job; now: number }) {
   const { cancel } = useJobs();
   const { push } = useToast();
   const [cancelling, setCancelling] = useState(false);
@@ -50,10 +85,8 @@ function JobRow({ job }: { job: Job }) {
       <div className="flex items-start justify-between gap-3">
         <div className="min-w-0">
           <div className="text-sm font-medium text-slate-200 truncate">{job.kind}</div>
-          <div className="font-mono text-xs text-slate-500 truncate">
-            {job.id}
-            {job.created_at && <span className="font-sans"> • {timeOf(job.started_at ?? job.created_at)}</span>}
-          </div>
+          <div className="font-mono text-xs text-slate-500 truncate">{job.id}</div>
+          <JobTimes job={job} now={now} />
         </div>
         <StatusPill status={job.status} size="sm" />
       </div>
@@ -92,7 +125,15 @@ function JobRow({ job }: { job: Job }) {
 export function JobsIndicator() {
   const { jobs, runningCount, queuedCount } = useJobs();
   const [open, setOpen] = useState(false);
+  const [now, setNow] = useState(() => Date.now());
   const wrapper = useRef<HTMLDivElement>(null);
+
+  useEffect(() => {
+    if (!open) return undefined;
+    setNow(Date.now());
+    const timer = window.setInterval(() => setNow(Date.now()), TICK_MS);
+    return () => window.clearInterval(timer);
+  }, [open]);
 
   useEffect(() => {
     if (!open) return undefined;
@@ -110,7 +151,7 @@ export function JobsIndicator() {
     };
   }, [open]);
 
-  // Recent jobs, plus any active one that is older than the most recent 20.
+  // Newest first by creation (the time each row leads with), plus any active one older than the 20 newest.
   const recent = jobs.slice(0, SHOWN);
   const shown = [...recent, ...jobs.slice(SHOWN).filter((j) => isActive(j.status))];
 
@@ -138,7 +179,7 @@ export function JobsIndicator() {
             <div className="px-4 py-8 text-center text-slate-500">No jobs yet</div>
           ) : (
             <ul className="max-h-[28rem] overflow-y-auto">
-              {shown.map((job) => <JobRow key={job.id} job={job} />)}
+              {shown.map((job) => <JobRow key={job.id} job={job} now={now} />)}
             </ul>
           )}
         </div>

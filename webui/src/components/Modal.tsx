@@ -1,5 +1,5 @@
 import { X } from 'lucide-react';
-import { useEffect, useId, useRef } from 'react';
+import { useEffect, useId, useLayoutEffect, useRef } from 'react';
 import type { ReactNode } from 'react';
 import { createPortal } from 'react-dom';
 
@@ -27,6 +27,8 @@ interface ModalProps {
   dismissible?: boolean;
   titleClassName?: string;
   testId?: string;
+  /** The body scrolls back to its top when this changes (e.g. the active sub-tab): a scroll position belongs to one view. */
+  scrollKey?: string;
 }
 
 /**
@@ -35,8 +37,9 @@ interface ModalProps {
  */
 export function Modal({ title, subtitle, onClose, children, footer, tabs, size = '6xl', blur = false,
                         maxHeight = '90vh', dismissible = true, titleClassName = 'text-2xl font-bold',
-                        testId }: ModalProps) {
+                        testId, scrollKey }: ModalProps) {
   const dialog = useRef<HTMLDivElement>(null);
+  const body = useRef<HTMLDivElement>(null);
   const titleId = useId();
   const closeRef = useRef(onClose);
   closeRef.current = onClose;
@@ -52,6 +55,10 @@ export function Modal({ title, subtitle, onClose, children, footer, tabs, size =
       if (previous && typeof previous.focus === 'function' && document.contains(previous)) previous.focus();
     };
   }, []);
+
+  useLayoutEffect(() => {
+    if (body.current) body.current.scrollTop = 0;
+  }, [scrollKey]);
 
   useEffect(() => {
     if (!dismissible) return undefined;
@@ -73,7 +80,7 @@ export function Modal({ title, subtitle, onClose, children, footer, tabs, size =
       <div ref={dialog} role="dialog" aria-modal="true" aria-labelledby={titleId} tabIndex={-1} data-testid={testId}
            className={`w-full ${WIDTHS[size]} ${maxHeight === '80vh' ? 'max-h-[80vh]' : 'max-h-[90vh]'} bg-slate-900 border border-slate-800 rounded-lg shadow-2xl flex flex-col overflow-hidden focus:outline-none text-slate-100`}>
         <div className="flex items-start justify-between gap-4 p-6 border-b border-slate-800">
-          <div className="min-w-0">
+          <div className="min-w-0 flex-1">
             <h2 id={titleId} className={titleClassName}>{title}</h2>
             {subtitle && <div className="mt-1 text-slate-400">{subtitle}</div>}
           </div>
@@ -85,7 +92,7 @@ export function Modal({ title, subtitle, onClose, children, footer, tabs, size =
           )}
         </div>
         {tabs}
-        <div className="flex-1 overflow-y-auto p-6">{children}</div>
+        <div ref={body} className="flex-1 overflow-y-auto p-6">{children}</div>
         {footer && <div className="p-6 border-t border-slate-800">{footer}</div>}
       </div>
     </div>,

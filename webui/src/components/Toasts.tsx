@@ -8,14 +8,17 @@ export interface ToastInput {
   type?: ToastType;
   title: string;
   message?: string;
-  /** Milliseconds before it goes away by itself (default 5000). */
-  durationMs?: number;
+  /** Milliseconds before it goes away by itself; null: it stays until dismissed. By default an error or a
+   * warning stays (a user who looked away must still read it) and a success or a note fades after 5 s. */
+  durationMs?: number | null;
 }
 
 interface ToastItem extends Required<Omit<ToastInput, 'message'>> {
   id: number;
   message?: string;
 }
+
+const FADES_AFTER_MS: Record<ToastType, number | null> = { error: null, warning: null, success: 5000, info: 5000 };
 
 interface ToastApi {
   push: (toast: ToastInput) => number;
@@ -33,6 +36,7 @@ const STYLES: Record<ToastType, { border: string; icon: typeof Info; iconColor: 
 
 function Toast({ toast, onDismiss }: { toast: ToastItem; onDismiss: (id: number) => void }) {
   useEffect(() => {
+    if (toast.durationMs === null) return undefined;
     const timer = window.setTimeout(() => onDismiss(toast.id), toast.durationMs);
     return () => window.clearTimeout(timer);
   }, [toast.id, toast.durationMs, onDismiss]);
@@ -54,7 +58,8 @@ function Toast({ toast, onDismiss }: { toast: ToastItem; onDismiss: (id: number)
   );
 }
 
-/** Toasts in the top-right corner; each goes away after 5 s. Use `useToast().push(...)`. */
+/** Toasts in the top-right corner: errors and warnings stay until dismissed, the others fade after 5 s.
+ * Use `useToast().push(...)`. */
 export function ToastProvider({ children }: { children: ReactNode }) {
   const [toasts, setToasts] = useState<ToastItem[]>([]);
   const nextId = useRef(1);
@@ -62,8 +67,9 @@ export function ToastProvider({ children }: { children: ReactNode }) {
   const dismiss = useCallback((id: number) => setToasts((list) => list.filter((t) => t.id !== id)), []);
   const push = useCallback((input: ToastInput) => {
     const id = nextId.current++;
-    const toast: ToastItem = { id, type: input.type ?? 'info', title: input.title, message: input.message,
-      durationMs: input.durationMs ?? 5000 };
+    const type = input.type ?? 'info';
+    const toast: ToastItem = { id, type, title: input.title, message: input.message,
+      durationMs: input.durationMs === undefined ? FADES_AFTER_MS[type] : input.durationMs };
     setToasts((list) => [...list.slice(-4), toast]);
     return id;
   }, []);

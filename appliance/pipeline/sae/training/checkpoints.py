@@ -11,7 +11,6 @@ suffix is always whole.
 
 from __future__ import annotations
 
-import math
 import shutil
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from appliance.contracts.checkpoint_retention import Saved, kept_steps
 from appliance.data.storage import is_disk_full, require_free, storage_error
 
 PARTIAL = ".partial"
@@ -34,6 +34,9 @@ class Info(msgspec.Struct):
     saved_at: float
     kind: str = "auto"  # checkpoints written before kinds existed count as automatic ones
     held_out_loss: float | None = None
+    # The training loss of the step the checkpoint was saved at (None in checkpoints written before, and
+    # in one saved before any step).
+    loss: float | None = None
     # The run's activation scale (inputs, targets): a resume takes it from here instead of running a
     # streamed run's model over its first block again. None in checkpoints written before.
     scale: tuple[float, float] | None = None
@@ -102,6 +105,7 @@ def save(
     kind: Kind,
     held_out_loss: float | None,
     scale: tuple[float, float],
+    loss: float | None = None,
     control: dict[str, float] | None = None,
     reserve_mb: int,
     keep: int,
@@ -109,7 +113,7 @@ def save(
     """Write a checkpoint at ``step`` (replacing one at the same step), then prune. Raises
     INSUFFICIENT_STORAGE, before writing anything, when the disk would keep less than its reserve, and
     after removing the partial write when the disk fills up anyway. ``control``: the target-L0
-    controller's state (``sparsity_control``), for an exact resume."""
+    controller's state (``sparsity_control``), for an exact resume; ``loss``: the step's training loss."""
     import torch
     from safetensors.torch import save_file
 
@@ -136,7 +140,15 @@ def save(
                 },
                 out,
             )
-        info = Info(step=step, tokens=tokens, saved_at=time.time(), kind=kind, held_out_loss=held_out_loss, scale=scale)
+        info = Info(
+            step=step,
+            tokens=tokens,
+            saved_at=time.time(),
+            kind=kind,
+            held_out_loss=held_out_loss,
+            loss=loss,
+            scale=scale,
+        )
         (partial / "info.json").write_bytes(msgspec.json.encode(info))
     except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
@@ -155,19 +167,20 @@ def prune(folder: Path, keep: int) -> list[int]:
     the steps deleted."""
     if keep <= 0:
         return []
-    found = [(path, read_info(path)) for path in complete(folder)]
-    kept = {path for path, _ in found[-keep:]}
-    kept |= {path for path, info in found if info is not None and info.kind == "user"}
-    scored = [
-        (info.held_out_loss, path)
-        for path, info in found
-        if info is not None and info.held_out_loss is not None and math.isfinite(info.held_out_loss)
-    ]
-    if scored:
-        kept.add(min(scored)[1])
+    found = [(path, step_of(path), read_info(path)) for path in complete(folder)]
+    kept = kept_steps([saved(step, info) for _, step, info in found], keep)
     deleted = []
-    for path, info in found:
-        if path not in kept:
+    for path, step, _ in found:
+        if step not in kept:
             shutil.rmtree(path, ignore_errors=True)
-            deleted.append(info.step if info else int(path.name.split("_")[1]))
+            deleted.append(step)
     return deleted
+
+
+def step_of(path: Path) -> int:
+    return int(path.name.split("_")[1].split(".")[0])
+
+
+def saved(step: int, info: Info | None) -> Saved:
+    """What the retention rule reads of a checkpoint (an unreadable info.json counts as automatic)."""
+    return Saved(step) if info is None else Saved(step, info.kind, info.held_out_loss)

@@ -34,7 +34,7 @@ from appliance.memory.admission import Estimate, estimate_activations, estimate_
 from appliance.memory.estimates import SPLICE_BATCH, estimate_sae_steps, estimate_splice_evaluation, estimate_training
 from appliance.pipeline.activations.source import EVAL_TOKENS, ActivationSource, Fill, StreamedSource
 from appliance.pipeline.sae.evaluation.splice import held_out_quality
-from appliance.pipeline.sae.sparsity_control import SparsityControl, coefficient_of, controlled
+from appliance.pipeline.sae.sparsity_control import SparsityControl, coefficient_of, controlled, parameter_groups
 from appliance.pipeline.sae.training import checkpoints
 
 STREAM_FILE = "stream.json"  # a streamed run's shuffle-buffer size, fixed at its first start
@@ -59,12 +59,15 @@ def make_optimizer(sae: Any, hp: Hyperparameters) -> Any:
     import torch
 
     lr = learning_rate(hp, sae.cfg.architecture)  # a started training's is filled in; a bare one takes its SAE's
+    # Target-L0 mode: JumpReLU's thresholds (the controller's actuator) learn faster than its weights.
+    targeted = hp.target_l0 is not None and controlled(sae.cfg.architecture)
+    params = parameter_groups(sae, lr) if targeted else sae.parameters()
     if hp.optimizer == "sgd":
-        return torch.optim.SGD(sae.parameters(), lr=lr, momentum=0.9, weight_decay=hp.weight_decay)
+        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=hp.weight_decay)
     kind = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
     # fused: one pass over each parameter instead of one per operation; on a CPU the update of a 768 x
     # 12,288 SAE drops from ~95 ms to ~10 ms, 8% of a TopK step (mistudio bench training). Same state_dict.
-    return kind(sae.parameters(), lr=lr, betas=(0.9, 0.999), weight_decay=hp.weight_decay, fused=True)
+    return kind(params, lr=lr, betas=(0.9, 0.999), weight_decay=hp.weight_decay, fused=True)
 
 
 @dataclass
@@ -87,6 +90,9 @@ class _Run:
     step: int = 0
     tokens: int = 0
     control: SparsityControl | None = None  # target-L0 mode: moves cfg's sparsity coefficient
+    # The last step's training loss (a tensor: read only when a checkpoint is written, so a step never
+    # waits on the device for it), or the resumed checkpoint's; its checkpoint shows it.
+    loss: Any = None
 
     def save(self, kind: checkpoints.Kind) -> None:
         """Write a checkpoint (space checked first, never left partial), prune to the bounded set and
@@ -104,6 +110,7 @@ class _Run:
             kind=kind,
             held_out_loss=loss,
             scale=(self.scale_in, self.scale_out),
+            loss=None if self.loss is None else float(self.loss),
             control=None if self.control is None else self.control.state_dict(),
             reserve_mb=settings.disk_reserve_mb,
             keep=settings.keep_checkpoints,
@@ -225,6 +232,7 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     """Admit the run's memory, open its activation source, train."""
     hp = params.hyperparameters
     folder = ctx.layout.training(params.training_id)
+    stopping = _stopping(ctx, folder)
     sae_part = estimate_sae_steps(params.encoder_type, params.d_in, hp)
     spec_eval = params.evaluation
     evaluation = (
@@ -235,7 +243,7 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
     held_out = estimate_activations(EVAL_TOKENS, params.d_in, "fp32", 2 if params.target_hook_name else 1).total
     if params.stream is None:
         with ctx.memory.admit(ctx, estimate_training(sae_part, evaluation, held_out)):
-            return _train(ctx, params, open_source(params, ctx.layout))
+            return _train(ctx, params, open_source(params, ctx.layout), stopping)
     spec = params.stream
     # The buffer's size decides the order of batches, so a resumed run keeps the size it started with;
     # a first start takes the largest that fits, halving down to a floor.
@@ -265,7 +273,7 @@ def run(ctx: JobContext, params: TrainRun) -> dict[str, Any]:
         source = cast(StreamedSource, open_source(params, ctx.layout, buffer, ctx.check))
         source.on_fill = _fill_reporter(ctx, params.training_id)
         try:
-            result = _train(ctx, _record_excluded(ctx, params, source), source)
+            result = _train(ctx, _record_excluded(ctx, params, source), source, stopping)
         finally:
             source.close()
     # Each sample the run needed went through the model once per epoch it was read in.
@@ -314,9 +322,21 @@ def _record_excluded(ctx: JobContext, params: TrainRun, source: StreamedSource) 
     )
 
 
-def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[str, Any]:
+def _stopping(ctx: JobContext, folder: Path) -> bool:
+    """Whether the job started with a stop already asked and a checkpoint to end at (a paused training
+    stopped). The stop is answered now, so that memory admission and preparing the run from the checkpoint
+    go on as for a resume (a cancel still ends them), and the run stops before its first step: the same
+    ending, checkpoint, export and evaluation, as a running training's stop."""
+    if ctx.control != "stop" or checkpoints.latest(folder) is None:
+        return False
+    ctx.answered()
+    return True
+
+
+def _train(ctx: JobContext, params: TrainRun, source: ActivationSource, stopping: bool = False) -> dict[str, Any]:
     """Build (or resume) the SAE, train it to the last step or until stopped, export it and report
-    its quality; the training row ends "completed" or "stopped" (a pause re-raises)."""
+    its quality; the training row ends "completed" or "stopped" (a pause re-raises). ``stopping``: end
+    at the resumed checkpoint without a step (``_stopping``)."""
     hp = params.hyperparameters
     try:
         run = _prepare(ctx, params, source)  # a streamed source runs the model here
@@ -326,7 +346,7 @@ def _train(ctx: JobContext, params: TrainRun, source: ActivationSource) -> dict[
         raise
     _status(ctx, params.training_id, "running", total_steps=hp.total_steps)
     began = time.monotonic()
-    stopped = _steps(run, source)
+    stopped = _steps(run, source, stopping)
     evaluation = {
         **_export(run),
         "steps": run.step,
@@ -412,6 +432,8 @@ def _resume(run: _Run) -> bool:
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     run.step, run.tokens = state["step"], state["tokens"]
+    saved = checkpoints.read_info(checkpoint)
+    run.loss = saved.loss if saved is not None else None
     torch.set_rng_state(state["rng"])
     if run.control is not None and "sparsity_control" in state:
         run.control.load_state_dict(state["sparsity_control"])
@@ -422,9 +444,13 @@ def _resume(run: _Run) -> bool:
     return True
 
 
-def _steps(run: _Run, source: ActivationSource) -> bool:
+def _steps(run: _Run, source: ActivationSource, stopping: bool = False) -> bool:
     """Train up to the last step; True when the job was asked to stop there. A pause, stop or
-    requeue writes a checkpoint first; a pause or requeue then raises on to the runner."""
+    requeue writes a checkpoint first; a pause or requeue then raises on to the runner. ``stopping``:
+    no step runs; the stop's checkpoint replaces the one the run resumed from."""
+    if stopping:
+        run.save("stop")
+        return True
     throughput = _Throughput()
     with heap_reuse():
         try:
@@ -432,8 +458,8 @@ def _steps(run: _Run, source: ActivationSource) -> bool:
         except JobInterrupted as stop:
             if stop.control in ("pause", "requeue", "stop"):
                 run.save(cast(checkpoints.Kind, stop.control))
-            if stop.control == "pause":
-                _status(run.ctx, run.params.training_id, "paused")
+            if stop.control == "pause":  # the row says where it paused (the step of its checkpoint)
+                _status(run.ctx, run.params.training_id, "paused", step=run.step)
             if stop.control != "stop":
                 raise
             run.ctx.answered()  # the export and evaluation that follow still answer a cancel
@@ -466,6 +492,7 @@ def _train_until_done(run: _Run, source: ActivationSource, throughput: _Throughp
         log_now = (run.step + 1) % hp.log_every == 0 or run.step + 1 == hp.total_steps
         # The controller reads every step's L0: counting it is one more pass over [batch, d_sae].
         out = train_step(sae, optimizer, x, y, stats=log_now or control is not None, amp=amp)
+        run.loss = out.loss.detach()
         scheduler.step()
         if control is not None and moves:
             control.update(float(out.l0 or 0), pace)
@@ -488,9 +515,10 @@ def _log_step(run: _Run, out: Any, throughput: _Throughput) -> None:
     row = {
         "step": step,
         "tokens": run.tokens,
-        "loss": float(out.loss),
-        "mse": float(out.mse),
-        "sparsity_loss": float(out.sparsity),
+        # item(), not float(): these still require grad, and float() of such a tensor warns.
+        "loss": out.loss.item(),
+        "mse": out.mse.item(),
+        "sparsity_loss": out.sparsity.item(),
         "l0": float(out.l0 or 0),
         "dead_latents": int(run.sae.dead.sum()),
         "explained_variance": round(ev, 5),

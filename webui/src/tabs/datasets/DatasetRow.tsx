@@ -3,7 +3,7 @@ import { Activity, CircleCheck, CircleX, Database, LoaderCircle, Trash2, X } fro
 import type { Dataset, Job } from '../../api/types';
 import { isActive } from '../../api/types';
 import { ProgressBar } from '../../components/ProgressBar';
-import { formatBytes, sourceLabel } from './format';
+import { formatBytes, skippedRows, sourceLabel } from './format';
 
 const BADGES: Record<Dataset['status'], string> = {
   ready: 'Ready', ingesting: 'Ingesting', downloading: 'Downloading', error: 'Error',
@@ -34,6 +34,7 @@ interface Props {
  * exist only once the import has finished. */
 export function DatasetRow({ dataset, job, onOpen, onCancel, onDelete }: Props) {
   const ready = dataset.status === 'ready';
+  const skipped = skippedRows(dataset);
   // What may be done now comes from the API (`actions`), not from rules kept here.
   const running = job && isActive(job.status) && dataset.actions.includes('cancel');
   const size = dataset.status === 'downloading' ? 'Downloading...'
@@ -53,6 +54,12 @@ export function DatasetRow({ dataset, job, onOpen, onCancel, onDelete }: Props) 
             <p className="text-sm text-slate-400">
               Source: {sourceLabel(dataset)} • Size: {size}
               {ready && dataset.num_samples !== null && ` • ${dataset.num_samples.toLocaleString('en-US')} samples`}
+              {ready && skipped && (
+                <span className="text-yellow-400" data-testid="dataset-skipped"
+                      title={`Rows with no text in column "${dataset.text_column}" are left out, never kept as empty samples`}>
+                  {` • ${skipped}`}
+                </span>
+              )}
             </p>
           </div>
         </div>

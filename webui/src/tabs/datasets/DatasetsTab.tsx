@@ -1,4 +1,4 @@
-import { Database } from 'lucide-react';
+import { Database, Plus, X } from 'lucide-react';
 import { useEffect, useState } from 'react';
 
 import { errorMessage } from '../../api/client';
@@ -27,6 +27,11 @@ export function DatasetsTab() {
   const open = datasets.find((d) => d.id === openId) ?? null;
   const { subscribe } = useEventStream();
   const remove = useConfirmedDelete();
+  // The two forms fill a 1440x900 screen: once a dataset exists they fold behind a button so the tab
+  // opens on the list; with none they are what the user needs, so they stay open.
+  const [adding, setAdding] = useState(false);
+  const hasDatasets = datasets.length > 0;
+  const formsOpen = loaded && (!hasDatasets || adding);
 
   // A failed import leaves no row behind (nothing partial is kept), so the reason comes as a toast.
   useEffect(() => subscribe('job.updated', (event) => {
@@ -37,9 +42,21 @@ export function DatasetsTab() {
 
   return (
     <div data-testid="tab-datasets" className="space-y-6">
-      <PageTitle>Dataset Management</PageTitle>
-      <DownloadForm onStarted={() => void reload()} />
-      <UploadForm onStarted={() => void reload()} />
+      <div className="flex items-center justify-between gap-4">
+        <PageTitle>Dataset Management</PageTitle>
+        {hasDatasets && (
+          <button type="button" data-testid="dataset-add-toggle" aria-expanded={formsOpen} onClick={() => setAdding(!adding)}
+                  className="flex items-center gap-2 px-4 py-2 bg-slate-800 hover:bg-slate-700 rounded-lg text-sm transition-colors">
+            {adding ? <X className="w-4 h-4" aria-hidden="true" /> : <Plus className="w-4 h-4" aria-hidden="true" />}
+            {adding ? 'Close' : 'Add Dataset'}
+          </button>
+        )}
+      </div>
+      {/* Hidden, not unmounted: an upload under way keeps going and shows its progress when reopened. */}
+      <div className={formsOpen ? 'space-y-6' : 'hidden'} data-testid="dataset-forms">
+        <DownloadForm onStarted={() => void reload()} />
+        <UploadForm onStarted={() => void reload()} />
+      </div>
       <ResourceRows items={datasets} loaded={loaded} testId="dataset-list"
                     empty={<EmptyState icon={Database} iconClassName="text-blue-400" title="No datasets yet"
                                        description="Datasets you download from Hugging Face or import will appear here." />}

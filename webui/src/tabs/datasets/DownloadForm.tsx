@@ -4,7 +4,8 @@ import { useState } from 'react';
 import { apiPost } from '../../api/client';
 import type { Accepted } from '../../api/types';
 import { DownloadCard } from '../../components/DownloadCard';
-import { Field, HfTokenInput, inputClass } from '../../components/Form';
+import { Field, HfTokenInput, inputClass, NumberInput } from '../../components/Form';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 import { useRequest } from '../../hooks/useRequest';
 
 /** "Download from HuggingFace": repository and token, with split/config/limit under Advanced. */
@@ -15,7 +16,8 @@ export function DownloadForm({ onStarted }: { onStarted: () => void }) {
   const [split, setSplit] = useState('train');
   const [config, setConfig] = useState('');
   const [column, setColumn] = useState('text');
-  const [maxSamples, setMaxSamples] = useState('');
+  const [maxSamples, setMaxSamples] = useState<number | null>(null);  // null: the whole split
+  const fields = useFieldValidity();
   const { busy, run } = useRequest('Download not started');
 
   const submit = () => run(async () => {
@@ -23,7 +25,7 @@ export function DownloadForm({ onStarted }: { onStarted: () => void }) {
                                             text_column: column.trim() || 'text' };
     if (token) body.hf_token = token;
     if (config.trim()) body.config = config.trim();
-    if (maxSamples.trim()) body.max_samples = Number(maxSamples);
+    if (maxSamples !== null) body.max_samples = maxSamples;
     await apiPost<Accepted>('/api/datasets/download', body);
     setRepo('');
     setToken('');
@@ -31,7 +33,7 @@ export function DownloadForm({ onStarted }: { onStarted: () => void }) {
   });
 
   return (
-    <DownloadCard title="Download from HuggingFace" testId="datasets-download-form" ready={!!repo.trim()} busy={busy}
+    <DownloadCard title="Download from HuggingFace" testId="datasets-download-form" ready={!!repo.trim() && fields.valid} busy={busy}
                   onSubmit={() => void submit()} button="Download Dataset from HuggingFace"
                   buttonTestId="dataset-download-button">
       <Field label="Dataset Repository" htmlFor="dataset-repo">
@@ -62,8 +64,8 @@ export function DownloadForm({ onStarted }: { onStarted: () => void }) {
                    onChange={(e) => setColumn(e.target.value)} />
           </Field>
           <Field label="Max samples (optional)" htmlFor="dataset-max" hint="streams only this many rows">
-            <input id="dataset-max" data-testid="dataset-max-samples-input" type="number" min={1} className={inputClass}
-                   value={maxSamples} onChange={(e) => setMaxSamples(e.target.value)} />
+            <NumberInput id="dataset-max" testId="dataset-max-samples-input" optional integer min={1} value={maxSamples}
+                         onChange={setMaxSamples} onValidity={fields.track('max_samples')} />
           </Field>
         </div>
       )}

@@ -1,6 +1,6 @@
 import type { Dataset } from '../../api/types';
 import { MetricTile } from '../../components/MetricTile';
-import { describe, formatBytes, formatLabel, formatNumber, readyTokenization, sourceLabel } from './format';
+import { describe, formatBytes, formatLabel, formatNumber, readyTokenization, skippedRows, sourceLabel } from './format';
 
 function InfoTile({ label, value }: { label: string; value: string }) {
   return (
@@ -13,6 +13,7 @@ function InfoTile({ label, value }: { label: string; value: string }) {
 
 export function OverviewPanel({ dataset }: { dataset: Dataset }) {
   const tokens = readyTokenization(dataset)?.stats ?? null;
+  const skipped = skippedRows(dataset);
   return (
     <div className="space-y-6" data-testid="dataset-overview">
       <section>
@@ -27,6 +28,11 @@ export function OverviewPanel({ dataset }: { dataset: Dataset }) {
       <section>
         <h3 className="text-lg font-semibold mb-4">Description</h3>
         <div className="bg-slate-800/50 rounded-lg p-4 text-slate-300">{describe(dataset)}</div>
+        {skipped && (
+          <p className="mt-2 text-sm text-yellow-400" data-testid="dataset-overview-skipped">
+            {skipped}. Rows with no text in column "{dataset.text_column}" are left out, not kept as empty samples.
+          </p>
+        )}
       </section>
       <section>
         <h3 className="text-lg font-semibold mb-4">Quick Stats</h3>

@@ -4,11 +4,12 @@ import { useEffect, useState } from 'react';
 import { apiGet, apiPost, errorMessage } from '../../api/client';
 import type { Accepted, Dataset, TokenizeSettings, TokenizerInfo, TokenPreview } from '../../api/types';
 import { isActive } from '../../api/types';
-import { Field, inputClass, PrimaryButton, SecondaryButton, selectClass } from '../../components/Form';
+import { Field, inputClass, NumberInput, PrimaryButton, SecondaryButton, selectClass } from '../../components/Form';
 import { ProgressBar } from '../../components/ProgressBar';
 import { useToast } from '../../components/Toasts';
 import { ToggleRow } from '../../components/Toggle';
 import { TokenChip } from '../../components/TokenChip';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 import { useJobs } from '../../hooks/useJobs';
 import { useRequest } from '../../hooks/useRequest';
 import { formatNumber } from './format';
@@ -26,6 +27,7 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
   const [settings, setSettings] = useState<TokenizeSettings>(current?.settings ?? DEFAULTS);
   const [tokenizers, setTokenizers] = useState<TokenizerInfo[]>([]);
   const [text, setText] = useState('');
+  const fields = useFieldValidity();
   const [preview, setPreview] = useState<TokenPreview | null>(null);
   // A run in progress (the API offers to cancel it) is followed through its job.
   const [jobId, setJobId] = useState<string | null>(current?.actions.includes('cancel') ? current.job_id : null);
@@ -90,9 +92,8 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
         </select>
       </Field>
       <Field label="Max Sequence Length" htmlFor="max-length">
-        <input id="max-length" data-testid="max-length-input" type="number" min={1} max={4096} className={inputClass}
-               value={settings.max_length}
-               onChange={(e) => set('max_length', Math.max(1, Math.min(4096, Number(e.target.value) || 1)))} />
+        <NumberInput id="max-length" testId="max-length-input" integer min={1} max={4096} value={settings.max_length}
+                     onChange={(v) => set('max_length', v)} onValidity={fields.track('max_length')} />
       </Field>
       <Field label="Padding Strategy" htmlFor="padding">
         <select id="padding" data-testid="padding-select" className={selectClass} value={settings.padding}
@@ -120,7 +121,7 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
         <h3 className="text-lg font-semibold">Preview</h3>
         <textarea data-testid="preview-text" rows={3} className={inputClass} value={text}
                   placeholder="Enter text to preview tokenization..." onChange={(e) => setText(e.target.value)} />
-        <SecondaryButton data-testid="preview-button" disabled={!text} onClick={() => void runPreview()}>
+        <SecondaryButton data-testid="preview-button" disabled={!text || !fields.valid} onClick={() => void runPreview()}>
           Tokenize Preview
         </SecondaryButton>
         {preview && (
@@ -142,7 +143,7 @@ export function TokenizationPanel({ dataset, onChanged }: { dataset: Dataset; on
       <div className="border-t border-slate-800 pt-4 space-y-3">
         {working && job && <ProgressBar value={job.progress} label={job.message} showPercent size="sm" />}
         <PrimaryButton data-testid="tokenize-apply" busy={working} busyLabel="Processing Dataset..."
-                       disabled={!dataset.actions.includes('tokenize')}
+                       disabled={!dataset.actions.includes('tokenize') || !fields.valid}
                        icon={<CircleCheck className="w-5 h-5" aria-hidden="true" />} onClick={() => void apply()}>
           Apply &amp; Tokenize Dataset
         </PrimaryButton>

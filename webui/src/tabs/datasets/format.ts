@@ -46,3 +46,13 @@ export function describe(d: Dataset): string {
 
 /** The newest ready tokenization, whose statistics the Overview and Statistics tabs show. */
 export const readyTokenization = (d: Dataset) => (d.tokenizations ?? []).find((t) => t.status === 'ready' && t.stats) ?? null;
+
+/** "2 rows skipped: 1 without text, 1 blank", or null when every row of the file became a sample. */
+export function skippedRows(d: Dataset): string | null {
+  const skipped = d.stats?.skipped_rows;
+  if (!skipped || skipped.missing + skipped.blank === 0) return null;
+  const total = skipped.missing + skipped.blank;
+  const why = [skipped.missing ? `${formatNumber(skipped.missing)} without text` : '',
+    skipped.blank ? `${formatNumber(skipped.blank)} blank` : ''].filter(Boolean).join(', ');
+  return `${formatNumber(total)} row${total === 1 ? '' : 's'} skipped: ${why}`;
+}

@@ -1,6 +1,7 @@
 import { useEffect, useMemo, useState } from 'react';
 
 import { apiGet } from '../../api/client';
+import { NumberInput } from '../../components/Form';
 
 interface Matrix { features: number[]; matrix: number[][] }
 
@@ -41,9 +42,8 @@ export function CorrelationMatrix({ trainingId, onOpen }: { trainingId: string; 
           <p className="text-xs text-slate-500">Pearson over every evaluation token, the {n} most frequent features</p>
         </div>
         <label className="text-sm text-slate-300">Top N
-          <input type="number" min={10} max={200} step={10} value={top} data-testid="corr-top"
-                 onChange={(e) => setTop(Math.max(10, Math.min(200, Number(e.target.value) || 10)))}
-                 className="ml-2 w-20 bg-slate-900 border border-slate-700 rounded-lg px-2 py-1" />
+          <NumberInput id="corr-top" testId="corr-top" integer min={10} max={200} step={10} value={top} onChange={setTop}
+                       inputClassName="ml-2 w-20 bg-slate-900 border border-slate-700 rounded-lg px-2 py-1" />
         </label>
         <label className="text-sm text-slate-300">Threshold {threshold.toFixed(2)}
           <input type="range" min={0} max={1} step={0.05} value={threshold} data-testid="corr-threshold"

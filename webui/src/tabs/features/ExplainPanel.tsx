@@ -4,9 +4,10 @@ import { useEffect, useRef, useState } from 'react';
 import { apiGet, apiPost, apiRequest, errorMessage } from '../../api/client';
 import type { Accepted, ExplainRequest, ExplainResult, Job, LabelingView } from '../../api/types';
 import { isActive } from '../../api/types';
-import { Field, inputClass, PrimaryButton, SecondaryButton, selectClass } from '../../components/Form';
+import { Field, inputClass, NumberInput, PrimaryButton, SecondaryButton, selectClass } from '../../components/Form';
 import { ProgressBar } from '../../components/ProgressBar';
 import { useToast } from '../../components/Toasts';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 import { useJobs } from '../../hooks/useJobs';
 import { useModels } from '../../hooks/useModels';
 
@@ -32,6 +33,7 @@ export function ExplainPanel({ trainingId, onDone }: { trainingId: string; onDon
   const [settings, setSettings] = useState<LabelingView | null>(null);
   const [key, setKey] = useState('');
   const [top, setTop] = useState(50);
+  const fields = useFieldValidity();  // the number fields: Save and Explain wait while one cannot be sent
   const [score, setScore] = useState(true);
   const [redo, setRedo] = useState(false);
   const [starting, setStarting] = useState(false);
@@ -140,37 +142,43 @@ export function ExplainPanel({ trainingId, onDone }: { trainingId: string; onDon
         <div className="grid grid-cols-1 md:grid-cols-4 gap-3">
           {settings.provider === 'openai' && (
             <Field label="Concurrency" htmlFor="explain-concurrency" hint="features in flight at once">
-              <input id="explain-concurrency" type="number" min={1} max={32} className={inputClass} value={settings.concurrency}
-                     onChange={(e) => set({ concurrency: Math.max(1, Number(e.target.value) || 1) })} />
+              <NumberInput id="explain-concurrency" testId="explain-concurrency" integer min={1} max={32}
+                           value={settings.concurrency} onChange={(v) => set({ concurrency: v })}
+                           onValidity={fields.track('concurrency')} />
             </Field>
           )}
           <Field label="Max calls per run" htmlFor="explain-max-calls" hint="the run stops there; Continue resumes it">
-            <input id="explain-max-calls" data-testid="explain-max-calls" type="number" min={1} className={inputClass}
-                   value={settings.max_calls} onChange={(e) => set({ max_calls: Math.max(1, Number(e.target.value) || 1) })} />
+            <NumberInput id="explain-max-calls" testId="explain-max-calls" integer min={1} max={1_000_000}
+                         value={settings.max_calls} onChange={(v) => set({ max_calls: v })}
+                         onValidity={fields.track('max_calls')} />
           </Field>
           <Field label="Explainer examples" htmlFor="explain-explainer-examples" hint="its strongest, and as many across its range">
-            <input id="explain-explainer-examples" type="number" min={1} max={20} className={inputClass} value={settings.examples}
-                   onChange={(e) => set({ examples: Math.max(1, Math.min(20, Number(e.target.value) || 1)) })} />
+            <NumberInput id="explain-explainer-examples" testId="explain-explainer-examples" integer min={1} max={20}
+                         value={settings.examples} onChange={(v) => set({ examples: v })}
+                         onValidity={fields.track('examples')} />
           </Field>
           <Field label="Examples per class" htmlFor="explain-examples" hint="held-out contexts the judge sees, per class">
-            <input id="explain-examples" data-testid="explain-examples" type="number" min={1} max={50} className={inputClass}
-                   value={settings.examples_per_class}
-                   onChange={(e) => set({ examples_per_class: Math.max(1, Number(e.target.value) || 1) })} />
+            <NumberInput id="explain-examples" testId="explain-examples" integer min={1} max={50}
+                         value={settings.examples_per_class} onChange={(v) => set({ examples_per_class: v })}
+                         onValidity={fields.track('examples_per_class')} />
           </Field>
         </div>
       )}
       <div className="flex flex-wrap items-end gap-3">
-        <SecondaryButton data-testid="explain-save" onClick={() => void save()}>Save settings</SecondaryButton>
+        <SecondaryButton data-testid="explain-save" disabled={!fields.valid} onClick={() => void save()}>
+          Save settings</SecondaryButton>
         <Field label="Features (best scored first)" htmlFor="explain-top">
-          <input id="explain-top" data-testid="explain-top" type="number" min={1} max={50000} className={`${inputClass} w-28`} value={top}
-                 onChange={(e) => setTop(Math.max(1, Math.min(50000, Number(e.target.value) || 1)))} />
+          <NumberInput id="explain-top" testId="explain-top" integer min={1} max={50000} value={top}
+                       inputClassName={`${inputClass.replace('w-full ', '')} w-28`}
+                       onChange={setTop} onValidity={fields.track('top')} />
         </Field>
         <label className="flex items-center gap-2 text-sm text-slate-300 pb-2">
           <input type="checkbox" checked={score} onChange={(e) => setScore(e.target.checked)} /> score by detection and fuzzing</label>
         <label className="flex items-center gap-2 text-sm text-slate-300 pb-2">
           <input type="checkbox" checked={redo} onChange={(e) => setRedo(e.target.checked)} /> redo cached ones</label>
         <div className="w-56">
-          <PrimaryButton data-testid="explain-start" disabled={settings.provider === 'none' || running} busy={starting}
+          <PrimaryButton data-testid="explain-start" disabled={settings.provider === 'none' || running || !fields.valid}
+                         busy={starting}
                          icon={<Sparkles className="w-4 h-4" />} onClick={() => void post({ top, score, redo })}>Explain &amp; Score</PrimaryButton>
         </div>
       </div>

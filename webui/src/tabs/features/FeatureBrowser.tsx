@@ -4,7 +4,7 @@ import { useEffect, useState } from 'react';
 import { apiPatch, apiRequest, errorMessage } from '../../api/client';
 import type { FeatureRow } from '../../api/types';
 import { inputClass, selectClass } from '../../components/Form';
-import { TokenChip } from '../../components/TokenChip';
+import { ContextChips } from '../../components/TokenChip';
 import { useToast } from '../../components/Toasts';
 import { GroupTag } from './groups';
 import { JudgeTags, ScoreCell } from './scores';
@@ -109,11 +109,10 @@ export function FeatureBrowser({ trainingId, reloadKey, onOpen, group = null, wi
                   <JudgeTags row={row} />
                 </td>
                 <td className="px-4 py-3">
-                  <div className="flex flex-wrap gap-0.5">
-                    {row.example?.tokens.map((token, i) => (
-                      <TokenChip key={i} token={token} activation={row.example?.activations[i] ?? 0} max={row.max_activation} />
-                    ))}
-                  </div>
+                  {row.example && (
+                    <ContextChips variant="table" tokens={row.example.tokens} activations={row.example.activations}
+                                  joined={row.example.joined} max={row.max_activation} />
+                  )}
                 </td>
                 <td className="px-4 py-3 text-right text-emerald-400 tabular-nums">{(100 * row.frequency).toFixed(2)}%</td>
                 <td className="px-4 py-3 text-right"><ScoreCell row={row} /></td>

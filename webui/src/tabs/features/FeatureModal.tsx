@@ -6,7 +6,7 @@ import type { Ablation, FeatureDetail } from '../../api/types';
 import { PrimaryButton, inputClass } from '../../components/Form';
 import { MetricTile } from '../../components/MetricTile';
 import { Modal, ModalTabs } from '../../components/Modal';
-import { TokenChip } from '../../components/TokenChip';
+import { ContextChips, quoteToken } from '../../components/TokenChip';
 import { useToast } from '../../components/Toasts';
 import { Explanations } from './Explanations';
 import { describeGroup } from './groups';
@@ -14,7 +14,7 @@ import { fixed, unscoredText } from './scores';
 
 const TABS = ['examples', 'explanations', 'logit-lens', 'correlations', 'ablation', 'try-text'] as const;
 type Tab = (typeof TABS)[number];
-const show = (token: string) => JSON.stringify(token);
+const show = quoteToken;
 
 /** Feature detail with its evidence (contexts, logit lens, correlations, ablation), plus a heatmap over any text. */
 export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged, widths = null }: {
@@ -43,42 +43,27 @@ export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged, wi
     }
   };
 
+  // The stat tiles stay above the sub-tabs (the header does not scroll); each sub-tab opens at its top.
   return (
-    <Modal testId="feature-modal" onClose={onClose}
+    <Modal testId="feature-modal" onClose={onClose} scrollKey={tab}
            title={`Feature #${index}${detail?.group != null && widths ? ` • Matryoshka ${describeGroup(widths, detail.group)}` : ''}`}
            tabs={<ModalTabs tabs={TABS} active={tab} onChange={setTab} />}
            subtitle={(
-             <div className="flex gap-2 mt-2">
-               <input data-testid="feature-label" aria-label="Feature label" className={`${inputClass} max-w-lg`}
-                      placeholder="Add label..." value={label} onChange={(e) => setLabel(e.target.value)}
-                      onKeyDown={(e) => { if (e.key === 'Enter') void save({ name: label }); }}
-                      onBlur={() => { if (detail && label !== (detail.name ?? detail.label)) void save({ name: label }); }} />
-               <button type="button" data-testid="feature-favorite" onClick={() => void save({ is_favorite: !detail?.is_favorite })}
-                       className={`px-3 rounded-lg ${detail?.is_favorite ? 'bg-yellow-600/30 text-yellow-400' : 'bg-slate-800 text-slate-400'}`}>
-                 {detail?.is_favorite ? '★ Favourite' : '☆ Favourite'}</button>
+             <div className="space-y-4 mt-2">
+               <div className="flex gap-2">
+                 <input data-testid="feature-label" aria-label="Feature label" className={`${inputClass} flex-1 min-w-0`}
+                        placeholder="Add label..." value={label} title={label} onChange={(e) => setLabel(e.target.value)}
+                        onKeyDown={(e) => { if (e.key === 'Enter') void save({ name: label }); }}
+                        onBlur={() => { if (detail && label !== (detail.name ?? detail.label)) void save({ name: label }); }} />
+                 <button type="button" data-testid="feature-favorite" onClick={() => void save({ is_favorite: !detail?.is_favorite })}
+                         className={`shrink-0 whitespace-nowrap px-3 rounded-lg ${detail?.is_favorite ? 'bg-yellow-600/30 text-yellow-400' : 'bg-slate-800 text-slate-400'}`}>
+                   {detail?.is_favorite ? '★ Favourite' : '☆ Favourite'}</button>
+               </div>
+               {detail && <StatTiles detail={detail} />}
              </div>
            )}>
       {detail && (
-        <div className="space-y-6">
-          <div className="grid grid-cols-4 gap-4">
-            <MetricTile label="Activation Frequency" value={`${(100 * detail.frequency).toFixed(2)}%`} color="emerald" />
-            <div data-testid="feature-score-tile">
-              {detail.score_state === 'scored' && detail.score !== null ? (
-                <MetricTile label="Interpretability" value={fixed(detail.score)} color="blue"
-                            caption={detail.score_low == null || detail.score_high == null ? 'held-out F1 of its top tokens'
-                              : `95% interval ${fixed(detail.score_low)}–${fixed(detail.score_high)} • held-out F1 of its top tokens`} />
-              ) : (
-                <MetricTile label="Interpretability" value={<span className="text-lg text-slate-500 italic">{unscoredText(detail.score_state)}</span>}
-                            color="slate" caption={detail.score_state === 'dead' ? 'never fires' : 'not enough evidence for a score'} />
-              )}
-            </div>
-            <MetricTile label="Max Activation" value={detail.max_activation.toFixed(3)} color="purple" />
-            <div data-testid="feature-support">
-              <MetricTile label="Active Samples" value={detail.active_samples.toLocaleString('en-US')} color="yellow"
-                          caption={`${detail.active_samples.toLocaleString('en-US')} samples, `
-                            + `${detail.held_out_positives.toLocaleString('en-US')} held-out positives`} />
-            </div>
-          </div>
+        <div data-testid="feature-tab-body">
           {tab === 'examples' && <Examples detail={detail} />}
           {tab === 'explanations' && <Explanations base={base} />}
           {tab === 'logit-lens' && <LogitLensPanel detail={detail} />}
@@ -88,6 +73,31 @@ export function FeatureModal({ trainingId, index, onClose, onOpen, onChanged, wi
         </div>
       )}
     </Modal>
+  );
+}
+
+/** Frequency, score, max activation and support: above the sub-tabs, as the mock has them. */
+function StatTiles({ detail }: { detail: FeatureDetail }) {
+  return (
+    <div className="grid grid-cols-4 gap-4" data-testid="feature-stats">
+      <MetricTile label="Activation Frequency" value={`${(100 * detail.frequency).toFixed(2)}%`} color="emerald" />
+      <div data-testid="feature-score-tile">
+        {detail.score_state === 'scored' && detail.score !== null ? (
+          <MetricTile label="Interpretability" value={fixed(detail.score)} color="blue"
+                      caption={detail.score_low == null || detail.score_high == null ? 'held-out F1 of its top tokens'
+                        : `95% interval ${fixed(detail.score_low)}–${fixed(detail.score_high)} • held-out F1 of its top tokens`} />
+        ) : (
+          <MetricTile label="Interpretability" value={<span className="text-lg text-slate-500 italic">{unscoredText(detail.score_state)}</span>}
+                      color="slate" caption={detail.score_state === 'dead' ? 'never fires' : 'not enough evidence for a score'} />
+        )}
+      </div>
+      <MetricTile label="Max Activation" value={detail.max_activation.toFixed(3)} color="purple" />
+      <div data-testid="feature-support">
+        <MetricTile label="Active Samples" value={detail.active_samples.toLocaleString('en-US')} color="yellow"
+                    caption={`${detail.active_samples.toLocaleString('en-US')} samples, `
+                      + `${detail.held_out_positives.toLocaleString('en-US')} held-out positives`} />
+      </div>
+    </div>
   );
 }
 
@@ -103,11 +113,8 @@ function Examples({ detail }: { detail: FeatureDetail }) {
           <div key={`${example.sample}-${example.position}`} className="bg-slate-800/30 rounded-lg p-4" data-testid="feature-example">
             <div className="flex justify-between text-sm mb-2"><span className="text-slate-400">Example #{i + 1}</span>
               <span className="text-emerald-400">Max activation: {example.max_activation.toFixed(3)}</span></div>
-            <div className="flex flex-wrap gap-0.5">
-              {example.tokens.map((token, j) => (
-                <TokenChip key={j} token={token} activation={example.activations[j]} max={detail.max_activation} variant="gradient" />
-              ))}
-            </div>
+            <ContextChips tokens={example.tokens} activations={example.activations} joined={example.joined}
+                          ids={example.token_ids} first={example.position - example.max_index} max={detail.max_activation} />
             <div className="text-xs text-slate-500 mt-2">Source: sample {example.sample}, token {example.position}</div>
           </div>
         ))}
@@ -121,11 +128,8 @@ function Examples({ detail }: { detail: FeatureDetail }) {
               <div key={i} className="bg-slate-800/30 rounded-lg p-3">
                 <div className="flex justify-between text-xs mb-1"><span className="text-slate-400">{example.quantile}</span>
                   <span className="text-emerald-400">Activation: {example.activation.toFixed(3)}</span></div>
-                <div className="flex flex-wrap gap-0.5">
-                  {example.tokens.map((token, j) => (
-                    <TokenChip key={j} token={token} activation={example.activations[j]} max={detail.max_activation} variant="gradient" />
-                  ))}
-                </div>
+                <ContextChips tokens={example.tokens} activations={example.activations} joined={example.joined}
+                              ids={example.token_ids} first={example.position - example.max_index} max={detail.max_activation} />
               </div>
             ))}
           </div>
@@ -135,38 +139,71 @@ function Examples({ detail }: { detail: FeatureDetail }) {
   );
 }
 
+/** "+0.412": a logit change with its sign. */
+const signed = (value: number) => `${value > 0 ? '+' : value < 0 ? '−' : ''}${Math.abs(value).toFixed(3)}`;
+
+/**
+ * The decoder direction through the unembedding. Per token: the logit change one unit of the feature adds (logit Δ),
+ * and how its probability compares with an even spread over the vocabulary if the feature alone set the next token
+ * (softmax × vocabulary size: ×2 is twice as likely as the average token). Each column's bars are scaled to its own
+ * largest |logit Δ|, so the differences between its rows show.
+ */
 function LogitLensPanel({ detail }: { detail: FeatureDetail }) {
   const lens = detail.logit_lens;
   const positive = lens.positive ?? [];
-  const logsumexp = lens.logsumexp ?? null;  // absent for an extraction made before it was stored
-  const prob = (value: number) => (logsumexp === null ? null : Math.exp(value - logsumexp));
+  // Absent for an extraction made before they were stored (lse) or a model without a known vocabulary size.
+  const logsumexp = lens.logsumexp ?? null;
+  const vocab = lens.vocab_size ?? null;
+  const ratio = (value: number) => (logsumexp === null || vocab === null ? null : vocab * Math.exp(value - logsumexp));
   return (
     <div className="grid grid-cols-1 md:grid-cols-2 gap-6" data-testid="feature-logit-lens">
-      {([['Predicted Tokens', positive, 'bg-emerald-500', 'text-emerald-400'],
-         ['Suppressed Tokens', lens.negative ?? [], 'bg-red-500', 'text-red-400']] as const).map(([title, rows, bar, text]) => (
-        <div key={title}>
-          <h4 className="font-semibold">{title}</h4>
-          <p className="text-sm text-slate-400 mb-3">{title === 'Predicted Tokens'
-            ? 'If this feature alone determined the next token, these would be most likely:'
-            : 'and these least likely (decoder direction through the unembedding):'}</p>
-          <div className="space-y-2">
-            {rows.map(([token, value], i) => {
-              const p = prob(value);
-              const width = title === 'Predicted Tokens' && p !== null ? p : Math.abs(value) / Math.max(...rows.map((r) => Math.abs(r[1])), 1e-9);
-              return (
-                <div key={i} data-testid="logit-row">
-                  <div className="flex justify-between text-sm">
-                    <span><span className="text-slate-500 mr-2">#{i + 1}</span><span className="font-mono">{show(token)}</span></span>
-                    <span className={`${text} tabular-nums`}>{title === 'Predicted Tokens' && p !== null
-                      ? `${(100 * p).toFixed(2)}%` : value.toFixed(3)}</span>
-                  </div>
-                  <div className="h-1.5 bg-slate-800 rounded"><div className={`h-1.5 rounded ${bar}`} style={{ width: `${Math.min(100, 100 * width)}%` }} /></div>
-                </div>
-              );
-            })}
-          </div>
-        </div>
-      ))}
+      {([['Predicted Tokens', positive, 'bg-emerald-500', 'text-emerald-400', 'logit-column-positive'],
+         ['Suppressed Tokens', lens.negative ?? [], 'bg-red-500', 'text-red-400', 'logit-column-negative']] as const)
+        .map(([title, rows, bar, text, testId]) => {
+          const largest = Math.max(...rows.map((r) => Math.abs(r[1])), 1e-9);
+          return (
+            <div key={title} data-testid={testId}>
+              <h4 className="font-semibold">{title}</h4>
+              <p className="text-sm text-slate-400 mb-3">{title === 'Predicted Tokens'
+                ? 'The tokens this feature makes more likely when it fires:' : 'and those it makes less likely:'}</p>
+              <div className="flex justify-end gap-4 px-3 pb-1 text-xs text-slate-500" data-testid="logit-header">
+                <span className="w-20 text-right" title="logit change per unit of feature activation">logit Δ</span>
+                {logsumexp !== null && vocab !== null && (
+                  <span className="w-24 text-right" title="probability if this feature alone set the next token, relative to an even spread over the vocabulary">
+                    prob. vs even</span>
+                )}
+              </div>
+              <div className="space-y-2">
+                {rows.map(([token, value], i) => {
+                  const r = ratio(value);
+                  return (
+                    <div key={i} data-testid="logit-row" className="p-3 bg-slate-800/30 rounded-lg">
+                      <div className="flex items-center justify-between gap-4 text-sm">
+                        <span className="min-w-0 truncate"><span className="text-slate-500 mr-2">#{i + 1}</span>
+                          <span className="font-mono whitespace-pre" data-testid="logit-token">{show(token)}</span></span>
+                        <span className="flex gap-4 shrink-0 tabular-nums">
+                          <span className={`w-20 text-right ${text}`} data-testid="logit-delta">{signed(value)}</span>
+                          {r !== null && <span className="w-24 text-right text-slate-300" data-testid="logit-prob">×{r.toFixed(r < 10 ? 2 : 1)}</span>}
+                        </span>
+                      </div>
+                      <div className="mt-2 h-1.5 bg-slate-700/60 rounded">
+                        <div className={`h-1.5 rounded ${bar}`} data-testid="logit-bar"
+                             style={{ width: `${(100 * Math.abs(value) / largest).toFixed(2)}%` }} />
+                      </div>
+                    </div>
+                  );
+                })}
+              </div>
+            </div>
+          );
+        })}
+      <p className="md:col-span-2 text-xs text-slate-500" data-testid="logit-legend">
+        <span className="text-slate-400">logit Δ</span>: the change in the token&apos;s logit per unit of activation (the
+        decoder direction through the unembedding)
+        {logsumexp !== null && vocab !== null && <>; <span className="text-slate-400">prob. vs even</span>: its probability
+          if this feature alone set the next token, against an even spread over the {vocab.toLocaleString('en-US')}-token
+          vocabulary (×2: twice as likely)</>}.
+      </p>
       <div className="md:col-span-2 flex gap-2 p-4 bg-blue-900/20 border border-blue-800 rounded-lg text-sm">
         <Info className="w-5 h-5 text-blue-400 shrink-0" />
         <span><strong>Interpretation:</strong> this feature fires on <span className="text-blue-400">
@@ -248,7 +285,7 @@ function AblationPanel({ base, initial }: { base: string; initial: Ablation | nu
 
 function TryText({ base, max }: { base: string; max: number }) {
   const [text, setText] = useState('');
-  const [result, setResult] = useState<{ tokens: string[]; activations: number[]; max_activation: number } | null>(null);
+  const [result, setResult] = useState<{ tokens: string[]; token_ids: number[]; activations: number[]; max_activation: number } | null>(null);
   const [busy, setBusy] = useState(false);
   const { push } = useToast();
   const run = async () => {
@@ -269,11 +306,8 @@ function TryText({ base, max }: { base: string; max: number }) {
       <PrimaryButton data-testid="try-text-run" busy={busy} disabled={!text.trim()} onClick={() => void run()}>Show Activations</PrimaryButton>
       {result && (
         <div className="bg-slate-800/30 rounded-lg p-4" data-testid="try-text-result">
-          <div className="flex flex-wrap gap-0.5">
-            {result.tokens.map((token, i) => (
-              <TokenChip key={i} token={token} activation={result.activations[i]} max={Math.max(max, result.max_activation)} variant="gradient" />
-            ))}
-          </div>
+          <ContextChips tokens={result.tokens} activations={result.activations} ids={result.token_ids} first={0}
+                        max={Math.max(max, result.max_activation)} />
           <p className="text-xs text-slate-500 mt-2">Max here: {result.max_activation.toFixed(3)} (on the evaluation text: {max.toFixed(3)})</p>
         </div>
       )}

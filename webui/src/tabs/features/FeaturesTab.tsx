@@ -5,7 +5,7 @@ import { apiGet, apiPost } from '../../api/client';
 import type { Accepted, FeatureExtraction, Training } from '../../api/types';
 import { Card, PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
-import { Field, inputClass, PrimaryButton } from '../../components/Form';
+import { Field, NumberInput, PrimaryButton } from '../../components/Form';
 import { MetricTile } from '../../components/MetricTile';
 import { ProgressBar } from '../../components/ProgressBar';
 import { finishedSaes, nameIn, SaeSelect } from '../../components/SaeSelect';
@@ -14,6 +14,7 @@ import {
 } from '../../components/SpecialTokens';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useEventStream } from '../../hooks/useEventStream';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 import { useJobs } from '../../hooks/useJobs';
 import { useModels, useTrainings } from '../../hooks/useModels';
 import { useRequest } from '../../hooks/useRequest';
@@ -76,6 +77,7 @@ function ExtractionCard({ training }: { training: Training }) {
   const [extraction, setExtraction] = useState<FeatureExtraction | null | undefined>(undefined);
   const [samples, setSamples] = useState(2000);
   const [topK, setTopK] = useState(20);
+  const fields = useFieldValidity();
   const [special, setSpecial] = useState(SPECIAL_TOKENS_DEFAULT);
   const [open, setOpen] = useState<number | null>(null);
   const [view, setView] = useState<'table' | 'map'>('table');
@@ -118,12 +120,12 @@ function ExtractionCard({ training }: { training: Training }) {
         POST /api/features/extract and a dataset_id.</p>}
       <div className="grid grid-cols-2 gap-4 max-w-md">
         <Field label="Evaluation Samples" htmlFor="features-samples">
-          <input id="features-samples" data-testid="features-samples" type="number" min={8} className={inputClass}
-                 value={samples} onChange={(e) => setSamples(Math.max(8, Number(e.target.value) || 8))} />
+          <NumberInput id="features-samples" testId="features-samples" integer min={8} max={1_000_000} value={samples}
+                       onChange={setSamples} onValidity={fields.track('samples')} />
         </Field>
         <Field label="Top-K Examples per Feature" htmlFor="features-topk">
-          <input id="features-topk" type="number" min={1} max={200} className={inputClass} value={topK}
-                 onChange={(e) => setTopK(Math.min(200, Math.max(1, Number(e.target.value) || 1)))} />
+          <NumberInput id="features-topk" testId="features-topk" integer min={1} max={200} value={topK}
+                       onChange={setTopK} onValidity={fields.track('topk')} />
         </Field>
       </div>
       <div className="max-w-xl">
@@ -131,12 +133,13 @@ function ExtractionCard({ training }: { training: Training }) {
       </div>
       {extraction?.status === 'error' && <p className="text-sm text-red-400">Last extraction failed: {extraction.error}</p>}
       <PrimaryButton data-testid="features-extract" icon={<Zap className="w-5 h-5" />}
-                     disabled={!training.dataset_id || (extraction != null && !can('extract')) || !specialTokensValid(special)}
+                     disabled={!training.dataset_id || (extraction != null && !can('extract')) || !specialTokensValid(special)
+                       || !fields.valid}
                      onClick={() => void start()}>
         {summary ? 'Extract Again' : 'Extract Features'}
       </PrimaryButton>
     </div>
-  ), [samples, topK, special, training, extraction, summary, run]); // eslint-disable-line react-hooks/exhaustive-deps
+  ), [samples, topK, special, training, extraction, summary, run, fields.valid]); // eslint-disable-line react-hooks/exhaustive-deps
 
   return (
     <Card title="Feature Extraction & Analysis" testId="features-card">

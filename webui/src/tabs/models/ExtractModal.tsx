@@ -3,16 +3,24 @@ import { useEffect, useRef, useState } from 'react';
 import { apiPost, errorMessage } from '../../api/client';
 import type { Accepted, Dataset, Model } from '../../api/types';
 import { isActive } from '../../api/types';
-import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
+import { Field, NumberInput, PrimaryButton, selectClass } from '../../components/Form';
 import { Modal } from '../../components/Modal';
 import { ProgressBar } from '../../components/ProgressBar';
 import { SPECIAL_TOKENS_DEFAULT, SpecialTokensField, specialTokensBody, specialTokensValid } from '../../components/SpecialTokens';
 import { useToast } from '../../components/Toasts';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 import { useJobs } from '../../hooks/useJobs';
+import { ExtractTemplates, type ExtractSettings } from './ExtractTemplates';
 
 // "MLP Input + Output" is what a transcoder trains on.
 const TYPES = [['residual', 'Residual Stream'], ['mlp', 'MLP Output'], ['attention', 'Attention Output'],
   ['mlp_in,mlp', 'MLP Input + Output (transcoders)']] as const;
+const HOOK_LABELS: Record<string, string> = { residual: 'Residual Stream', mlp: 'MLP Output', attention: 'Attention Output',
+  mlp_in: 'MLP Input' };
+
+/** The choices, plus a template's combination when it is none of them (e.g. residual + MLP + attention). */
+const typeOptions = (current: string): (readonly [string, string])[] => (TYPES.some(([v]) => v === current) ? [...TYPES]
+  : [...TYPES, [current, current.split(',').map((h) => HOOK_LABELS[h] ?? h).join(' + ')]]);
 
 /** The activation-extraction dialog: layers (up to the model's layer count), hook, dataset and sizes. */
 export function ExtractModal({ model, datasets, onClose }: { model: Model; datasets: Dataset[]; onClose: () => void }) {
@@ -25,6 +33,7 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
   const [batchSize, setBatchSize] = useState(32);
   const [maxSamples, setMaxSamples] = useState(1000);
   const [contextLength, setContextLength] = useState(128);
+  const fields = useFieldValidity();
   const [special, setSpecial] = useState(SPECIAL_TOKENS_DEFAULT);
   const [jobId, setJobId] = useState<string | null>(null);
   const [starting, setStarting] = useState(false);
@@ -44,11 +53,32 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
     if (job.status === 'completed') {
       push({ type: 'success', title: 'Activations extracted', message: job.message });
       window.setTimeout(() => close.current(), 1000);
+    } else if (job.status === 'cancelled') {
+      push({ type: 'info', title: 'Extraction cancelled', message: 'Nothing was kept' });
+      setJobId(null);
     } else {
       push({ type: 'error', title: 'Extraction failed', message: job.error?.message ?? job.status });
       setJobId(null);
     }
   }, [job, push]);
+
+  const settings = (): ExtractSettings => ({ layers: selected, hookTypes: hookType.split(','), batchSize, maxSamples,
+                                             contextLength });
+  const applyTemplate = (s: ExtractSettings): string[] => {
+    setSelected(s.layers);
+    setHookType(s.hookTypes.join(','));
+    setBatchSize(s.batchSize);
+    setContextLength(s.contextLength);
+    if (s.maxSamples !== null) {
+      setMaxSamples(s.maxSamples);
+      return [];
+    }
+    // "Every sample": this dataset's count, shown in the field like any other number.
+    const count = ready.find((d) => d.id === datasetId)?.num_samples;
+    if (!count) return [];
+    setMaxSamples(count);
+    return [`The template reads every sample: Max Samples is this dataset's ${count.toLocaleString('en-US')}`];
+  };
 
   const toggle = (layer: number) => setSelected((s) => (s.includes(layer) ? s.filter((l) => l !== layer) : [...s, layer].sort((a, b) => a - b)));
 
@@ -71,12 +101,13 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
     <Modal testId="extract-modal" title="Extract Activations" titleClassName="text-2xl font-bold text-emerald-400"
            subtitle={model.name} onClose={onClose} size="3xl" blur maxHeight="80vh"
            footer={(
-             <PrimaryButton data-testid="extract-start" disabled={!selected.length || !datasetId || !specialTokensValid(special)} busy={running}
+             <PrimaryButton data-testid="extract-start" disabled={!selected.length || !datasetId || !specialTokensValid(special) || !fields.valid} busy={running}
                             busyLabel="Extracting..." onClick={() => void start()}>
                Start Extraction
              </PrimaryButton>
            )}>
       <div className="space-y-4">
+        <ExtractTemplates model={model} current={settings} onApply={applyTemplate} />
         <Field label="Select Dataset" htmlFor="extract-dataset">
           <select id="extract-dataset" data-testid="extract-dataset" className={selectClass} value={datasetId}
                   onChange={(e) => setDatasetId(e.target.value)}>
@@ -107,21 +138,21 @@ export function ExtractModal({ model, datasets, onClose }: { model: Model; datas
         <Field label="Activation Type" htmlFor="extract-type">
           <select id="extract-type" data-testid="extract-type" className={selectClass} value={hookType}
                   onChange={(e) => setHookType(e.target.value)}>
-            {TYPES.map(([value, label]) => <option key={value} value={value}>{label}</option>)}
+            {typeOptions(hookType).map(([value, label]) => <option key={value} value={value}>{label}</option>)}
           </select>
         </Field>
         <div className="grid grid-cols-3 gap-4">
           <Field label="Batch Size" htmlFor="extract-batch">
-            <input id="extract-batch" type="number" min={1} max={512} className={inputClass} value={batchSize}
-                   onChange={(e) => setBatchSize(Math.max(1, Number(e.target.value) || 1))} />
+            <NumberInput id="extract-batch" testId="extract-batch" integer min={1} max={512} value={batchSize}
+                         onChange={setBatchSize} onValidity={fields.track('batch')} />
           </Field>
           <Field label="Max Samples" htmlFor="extract-max">
-            <input id="extract-max" data-testid="extract-max-samples" type="number" min={1} className={inputClass}
-                   value={maxSamples} onChange={(e) => setMaxSamples(Math.max(1, Number(e.target.value) || 1))} />
+            <NumberInput id="extract-max" testId="extract-max-samples" integer min={1} max={100_000_000}
+                         value={maxSamples} onChange={setMaxSamples} onValidity={fields.track('max')} />
           </Field>
           <Field label="Context Length" htmlFor="extract-context">
-            <input id="extract-context" type="number" min={2} className={inputClass} value={contextLength}
-                   onChange={(e) => setContextLength(Math.max(2, Number(e.target.value) || 2))} />
+            <NumberInput id="extract-context" testId="extract-context" integer min={2} max={32768} value={contextLength}
+                         onChange={setContextLength} onValidity={fields.track('context')} />
           </Field>
         </div>
         <SpecialTokensField testId="extract-special" value={special} onChange={setSpecial} />

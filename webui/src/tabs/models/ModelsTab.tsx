@@ -1,10 +1,12 @@
-import { Cpu, Trash2 } from 'lucide-react';
+import { Cpu, Trash2, X } from 'lucide-react';
 import { useState } from 'react';
 
+import { errorMessage } from '../../api/client';
 import { PageTitle } from '../../components/Card';
 import { EmptyState } from '../../components/EmptyState';
 import { ResourceRows } from '../../components/ResourceRows';
 import { describeExcluded } from '../../components/SpecialTokens';
+import { useToast } from '../../components/Toasts';
 import { useDatasets } from '../../hooks/useDatasets';
 import { useJobs } from '../../hooks/useJobs';
 import { useActivationSets, useModels } from '../../hooks/useModels';
@@ -19,7 +21,8 @@ export function ModelsTab() {
   const { models, loaded, reload } = useModels();
   const { sets, reload: reloadSets } = useActivationSets();
   const { datasets } = useDatasets();
-  const { byId } = useJobs();
+  const { byId, cancel } = useJobs();
+  const { push } = useToast();
   const remove = useConfirmedDelete();
   const [architectureOf, setArchitectureOf] = useState<string | null>(null);
   const [extractFrom, setExtractFrom] = useState<string | null>(null);
@@ -59,6 +62,15 @@ export function ModelsTab() {
                       {describeExcluded(s.excluded_token_ids)}</div>
                   )}
                 </div>
+                {/* A cancelled extraction leaves no set: its row goes (the jobs panel keeps the record). */}
+                {s.actions.includes('cancel') && s.job_id && (
+                  <button type="button" aria-label="Cancel extraction" title="Cancel" data-testid="activation-set-cancel"
+                          className="p-1 text-slate-400 hover:text-red-400"
+                          onClick={() => void cancel(s.job_id as string).catch((err) =>
+                            push({ type: 'error', title: 'Not cancelled', message: errorMessage(err) }))}>
+                    <X className="w-4 h-4" />
+                  </button>
+                )}
                 {s.actions.includes('delete') && (
                   <button type="button" aria-label="Delete activation set" className="p-1 text-slate-500 hover:text-red-400"
                           onClick={() => remove(`/api/activations/${s.id}`, 'Delete this activation set?', reloadSets)}>

@@ -3,8 +3,8 @@ import { ArrowRight } from 'lucide-react';
 import type { SteeringResult } from '../../api/types';
 import { Card } from '../../components/Card';
 import { MetricTile } from '../../components/MetricTile';
+import { visible } from '../../components/TokenChip';
 
-const visible = (token: string) => JSON.stringify(token).slice(1, -1);
 const mean = (values: number[]) => (values.length ? values.reduce((a, b) => a + b, 0) / values.length : null);
 
 /** Formatting shared with the test: KL 4 dp, perplexity Δ 2 dp with a sign, percentages 1 dp. */

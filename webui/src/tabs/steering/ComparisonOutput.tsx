@@ -26,7 +26,7 @@ export function ComparisonOutput({ run }: { run: SteeringRun }) {
   const text = (side: SideName) => (result ? result[side].text : run.pieces[side].join(''));
   return (
     <div className="space-y-3" data-testid="steering-output">
-      <div className="flex items-center justify-between">
+      <div className="flex items-center justify-between gap-4">
         <div className="text-sm text-slate-400" data-testid="steering-divergence">
           {result && <Divergence result={result} changed={diff?.changed ?? null} />}
           {generating && 'Generating both sides with the same seed...'}
@@ -36,11 +36,11 @@ export function ComparisonOutput({ run }: { run: SteeringRun }) {
             had streamed</span>}
         </div>
         {result && (
-          <div className="flex gap-2" role="tablist" aria-label="View">
+          <div className="flex gap-2 shrink-0" role="tablist" aria-label="View">
             {VIEWS.map(([v, label]) => (
               <button key={v} type="button" role="tab" aria-selected={view === v} data-testid={`steering-view-${v}`}
                       onClick={() => setView(v)}
-                      className={`px-3 py-1 rounded text-sm ${view === v ? 'bg-emerald-600 text-white' : 'bg-slate-800 text-slate-300 hover:bg-slate-700'}`}>
+                      className={`px-3 py-1 rounded text-sm whitespace-nowrap ${view === v ? 'bg-emerald-600 text-white' : 'bg-slate-800 text-slate-300 hover:bg-slate-700'}`}>
                 {label}</button>
             ))}
           </div>

@@ -1,8 +1,8 @@
 import { Square, Zap } from 'lucide-react';
-import { useEffect, useRef, useState } from 'react';
 
 import { Card } from '../../components/Card';
-import { Field, PrimaryButton, inputClass } from '../../components/Form';
+import { Field, NumberInput, PrimaryButton, inputClass } from '../../components/Form';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 
 export interface GenerationSettings {
   prompt: string;
@@ -27,44 +27,6 @@ export const EXAMPLE_PROMPTS = [
   'The optional argument',
 ];
 
-const clamp = (v: number, lo: number, hi: number) => Math.min(hi, Math.max(lo, v));
-
-/** A number field that lets the user type freely (an empty or partial entry is kept as typed)
- * and reports the value clamped to its range; on blur the text shows what is used. */
-function NumberInput({ id, value, onChange, min, max, step, integer = false, optional = false, placeholder }: {
-  id: string; value: number | null; onChange: (value: number | null) => void; min: number; max: number; step: number;
-  integer?: boolean; optional?: boolean; placeholder?: string;
-}) {
-  const [text, setText] = useState(value === null ? '' : String(value));
-  const shown = useRef(value);
-  useEffect(() => {
-    // A change from outside (a preset, a reset) replaces what is typed.
-    if (value !== shown.current) {
-      shown.current = value;
-      setText(value === null ? '' : String(value));
-    }
-  }, [value]);
-  const parse = (raw: string): number | null | undefined => {
-    if (raw.trim() === '') return optional ? null : undefined;
-    const n = Number(raw);
-    if (!Number.isFinite(n)) return undefined;
-    return clamp(integer ? Math.round(n) : n, min, max);
-  };
-  return (
-    <input id={id} data-testid={id} type="number" min={min} max={max} step={step} placeholder={placeholder}
-           className={inputClass} value={text}
-           onChange={(e) => {
-             setText(e.target.value);
-             const parsed = parse(e.target.value);
-             if (parsed !== undefined) {
-               shown.current = parsed;
-               onChange(parsed);
-             }
-           }}
-           onBlur={() => setText(value === null ? '' : String(value))} />
-  );
-}
-
 /** The right card: the SAE's model, prompt, intervention layer and sampling, and the Generate button. */
 export function GenerationConfig({ settings, onChange, modelName, saeLayer, layers, layerLocked, lockReason,
                                    canGenerate, generating, onGenerate, onCancel }: {
@@ -86,6 +48,7 @@ export function GenerationConfig({ settings, onChange, modelName, saeLayer, laye
     onChange({ prompt: EXAMPLE_PROMPTS[(at + 1) % EXAMPLE_PROMPTS.length] });
   };
   const middle = Math.floor((layers - 1) / 2);
+  const fields = useFieldValidity();  // the number fields: Generate waits while one cannot be used
   return (
     <Card title="Generation Configuration" testId="steering-config">
       <div className="space-y-4">
@@ -124,24 +87,28 @@ export function GenerationConfig({ settings, onChange, modelName, saeLayer, laye
 
         <div className="grid grid-cols-2 gap-4">
           <Field label="Temperature" htmlFor="steering-temperature" hint="0 = greedy">
-            <NumberInput id="steering-temperature" min={0} max={2} step={0.1} value={settings.temperature}
-                         onChange={(v) => onChange({ temperature: v ?? 0.7 })} />
+            <NumberInput id="steering-temperature" testId="steering-temperature" min={0} max={2} step={0.1}
+                         value={settings.temperature} onChange={(v) => onChange({ temperature: v })}
+                         onValidity={fields.track('temperature')} />
           </Field>
           <Field label="Max Tokens" htmlFor="steering-max-tokens">
-            <NumberInput id="steering-max-tokens" min={1} max={2048} step={1} integer value={settings.maxTokens}
-                         onChange={(v) => onChange({ maxTokens: v ?? 100 })} />
+            <NumberInput id="steering-max-tokens" testId="steering-max-tokens" min={1} max={2048} integer
+                         value={settings.maxTokens} onChange={(v) => onChange({ maxTokens: v })}
+                         onValidity={fields.track('max_tokens')} />
           </Field>
           <Field label="Top-p" htmlFor="steering-top-p" hint="Nucleus sampling (1 = off)">
-            <NumberInput id="steering-top-p" min={0.05} max={1} step={0.05} value={settings.topP}
-                         onChange={(v) => onChange({ topP: v ?? 1 })} />
+            <NumberInput id="steering-top-p" testId="steering-top-p" min={0.05} max={1} step={0.05}
+                         value={settings.topP} onChange={(v) => onChange({ topP: v })}
+                         onValidity={fields.track('top_p')} />
           </Field>
           <Field label="Random Seed" htmlFor="steering-seed" hint="Both sides sample with it; empty = random">
-            <NumberInput id="steering-seed" min={0} max={2 ** 31 - 1} step={1} integer optional placeholder="random"
-                         value={settings.seed} onChange={(v) => onChange({ seed: v })} />
+            <NumberInput id="steering-seed" testId="steering-seed" min={0} max={2 ** 31 - 1} integer optional
+                         placeholder="random" value={settings.seed} onChange={(v) => onChange({ seed: v })}
+                         onValidity={fields.track('seed')} />
           </Field>
         </div>
 
-        <PrimaryButton data-testid="steering-generate" disabled={!canGenerate} busy={generating}
+        <PrimaryButton data-testid="steering-generate" disabled={!canGenerate || !fields.valid} busy={generating}
                        busyLabel="Generating..." icon={<Zap className="w-5 h-5" />} onClick={onGenerate}>
           Generate Comparison
         </PrimaryButton>

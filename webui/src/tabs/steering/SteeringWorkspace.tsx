@@ -124,23 +124,25 @@ export function SteeringWorkspace({ training, model }: { training: Training; mod
     ? run.lastResult.steering_vector_norm : null;
   const showOutput = run.status !== 'idle';
 
+  // The results follow the features in the wide column, with the configuration beside them: at 1440x900 they
+  // appear under the features, not below the config column's full height with an empty area beside it.
   return (
-    <div className="space-y-6" data-testid="steering-workspace">
-      <div className="grid grid-cols-2 gap-6 items-start">
+    <div className="grid grid-cols-5 gap-6 items-start" data-testid="steering-workspace">
+      <div className="col-span-3 min-w-0 space-y-6" data-testid="steering-main">
         <FeaturePicker trainingId={training.id} features={features} onAdd={add} onChange={change} onRemove={remove}
                        widths={widthsOf(training)}
                        onClear={() => setFeatures([])} vectorNorm={norm} />
-        <div className="space-y-6">
-          <GenerationConfig settings={settings} onChange={(c) => setSettings((s) => ({ ...s, ...c }))}
-                            modelName={model ? `${model.name} (${model.precision.toUpperCase()})` : training.model_id}
-                            saeLayer={training.layer} layers={layers} layerLocked={layerLocked} lockReason={lockReason}
-                            canGenerate={canGenerate} generating={generating} onGenerate={generate}
-                            onCancel={() => void cancel()} />
-          <PresetsPanel trainingId={training.id} saeLayer={training.layer} current={config} onApply={apply} />
-        </div>
+        {showOutput && <ComparisonOutput run={run} />}
+        {shown && <ComparisonMetrics result={shown} stale={run.result === null} />}
       </div>
-      {showOutput && <ComparisonOutput run={run} />}
-      {shown && <ComparisonMetrics result={shown} stale={run.result === null} />}
+      <div className="col-span-2 min-w-0 space-y-6" data-testid="steering-side">
+        <GenerationConfig settings={settings} onChange={(c) => setSettings((s) => ({ ...s, ...c }))}
+                          modelName={model ? `${model.name} (${model.precision.toUpperCase()})` : training.model_id}
+                          saeLayer={training.layer} layers={layers} layerLocked={layerLocked} lockReason={lockReason}
+                          canGenerate={canGenerate} generating={generating} onGenerate={generate}
+                          onCancel={() => void cancel()} />
+        <PresetsPanel trainingId={training.id} saeLayer={training.layer} current={config} onApply={apply} />
+      </div>
     </div>
   );
 }

@@ -1,5 +1,5 @@
 import { Activity, CircleCheck, CircleX, Download, FlaskConical, LoaderCircle, Pause, Play, RotateCcw, Square, Trash2 } from 'lucide-react';
-import { useCallback, useEffect, useState } from 'react';
+import { type ReactNode, useCallback, useEffect, useLayoutEffect, useRef, useState } from 'react';
 
 import { apiDelete, apiGet, apiPost, errorMessage } from '../../api/client';
 import type { CheckpointInfo, EventOf, Evaluation, MetricRow, Training } from '../../api/types';
@@ -75,6 +75,29 @@ function DensityHistogram({ evaluation }: { evaluation: Evaluation }) {
   );
 }
 
+const LOG_LINES = 200;
+
+/** The newest log lines, following the newest as they arrive like a terminal, unless the reader has
+scrolled up (scrolling back to the bottom follows again). */
+function LogLines({ rows, children }: { rows: MetricRow[]; children: (row: MetricRow) => ReactNode }) {
+  const box = useRef<HTMLDivElement>(null);
+  const follow = useRef(true);
+  const newest = rows.length ? rows[rows.length - 1].step : null;
+  useLayoutEffect(() => {
+    const el = box.current;
+    if (el && follow.current) el.scrollTop = el.scrollHeight;
+  }, [newest]);
+  const onScroll = () => {
+    const el = box.current;
+    if (el) follow.current = el.scrollHeight - el.scrollTop - el.clientHeight < 4;
+  };
+  return (
+    <div ref={box} onScroll={onScroll} className="max-h-48 overflow-y-auto" data-testid="training-log-lines">
+      {rows.slice(-LOG_LINES).map((m) => <div key={m.step} className="text-slate-300" data-testid="log-line">{children(m)}</div>)}
+    </div>
+  );
+}
+
 export function TrainingCard({ training, title, onChanged }: { training: Training; title: string; onChanged: () => void }) {
   const [metrics, setMetrics] = useState<MetricRow[]>([]);
   const [showMetrics, setShowMetrics] = useState(false);
@@ -125,7 +148,6 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
   const steps = training.total_steps;
   const series = (key: keyof MetricRow, color: string) => [{ name: key, color,
     points: metrics.filter((m) => typeof m[key] === 'number').map((m) => [m.step, m[key] as number] as [number, number]) }];
-  const range: [string, string] = ['step 0', `step ${latest?.step ?? 0}`];
   // Target-L0 mode: L0 is charted against the target, and the coefficient the controller adapts beside it.
   const targetL0 = typeof training.config.hyperparameters?.target_l0 === 'number'
     ? training.config.hyperparameters.target_l0 as number : null;
@@ -209,22 +231,22 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
               <div className="text-sm text-slate-400 mb-1">
                 {key === 'l0' && targetL0 !== null ? `L0 Sparsity (target ${targetL0})` : name}</div>
               <LineChart series={key === 'l0' ? [...series(key, color), ...targetSeries] : series(key, color)}
-                         windowS={Math.max(1, latest?.step ?? 1)} unit="" xLabels={range}
+                         windowS={Math.max(1, latest?.step ?? 1)} unit="" xAxis="step"
                          max={key === 'explained_variance' ? 1 : undefined} />
             </div>
           ))}
-          <div className="md:col-span-2 bg-slate-950 rounded-lg p-3 font-mono text-xs max-h-48 overflow-y-auto" data-testid="training-logs">
+          <div className="md:col-span-2 bg-slate-950 rounded-lg p-3 font-mono text-xs" data-testid="training-logs">
             <div className="flex justify-between mb-2 text-slate-400"><span>Training Logs</span>
               {training.status === 'running' && <span className="text-emerald-400">Live</span>}</div>
-            {metrics.slice(-50).map((m) => (
-              <div key={m.step} className="text-slate-300">
+            <LogLines rows={metrics}>{(m) => (
+              <>
                 Step {m.step}: loss={fmt(m.loss, 4)} mse={fmt(m.mse, 4)} L0={fmt(m.l0, 1)} dead={m.dead_latents}
                 {' '}EV={fmt(m.explained_variance, 3)} lr={m.learning_rate?.toExponential(2)}
                 {m.sparsity_coefficient != null && targetL0 !== null && ` coef=${m.sparsity_coefficient.toPrecision(3)}`}
                 {' '}{Math.round(m.activations_per_s ?? 0)} act/s
                 {m.memory_mb ? ` ${Math.round(m.memory_mb)} MB` : ''}
-              </div>
-            ))}
+              </>
+            )}</LogLines>
           </div>
         </div>
       )}
@@ -241,7 +263,10 @@ export function TrainingCard({ training, title, onChanged }: { training: Trainin
             {checkpoints.map((c) => (
               <div key={c.step} className="flex items-center justify-between p-2 bg-slate-800/30 rounded" data-testid="checkpoint-row">
                 <div><div className="font-medium">Step {c.step}</div>
-                  <div className="text-xs text-slate-400">Loss: {fmt(c.loss, 4) ?? '—'} • {new Date(c.saved_at).toLocaleTimeString()}</div></div>
+                  <div className="text-xs text-slate-400" data-testid="checkpoint-loss">Loss: {fmt(c.loss, 4) ?? '—'}
+                    {/* A checkpoint saved before they recorded their loss: the one logged nearest to it. */}
+                    {c.loss != null && c.loss_step != null && ` (logged at step ${c.loss_step})`}
+                    {' '}• {new Date(c.saved_at).toLocaleTimeString()}</div></div>
                 <div className="flex gap-2">
                   <button type="button" aria-label={`Load step ${c.step}`} data-testid="checkpoint-load" disabled={!can('load_checkpoint')}
                           onClick={() => void act(`/api/training/${training.id}/checkpoints/${c.step}/load`)}

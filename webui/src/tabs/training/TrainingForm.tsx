@@ -6,12 +6,13 @@ import type {
   Accepted, ActivationSet, Dataset, EncoderType, Hyperparameters, Model, TemplateItem, TrainingDefaults,
 } from '../../api/types';
 import { Card } from '../../components/Card';
-import { Field, inputClass, PrimaryButton, selectClass } from '../../components/Form';
+import { Field, inputClass, NumberInput, PrimaryButton, selectClass } from '../../components/Form';
 import {
   describeExcluded, SPECIAL_TOKENS_DEFAULT, SpecialTokensField, specialTokensBody, specialTokensValid,
 } from '../../components/SpecialTokens';
 import { useToast } from '../../components/Toasts';
 import { ToggleRow } from '../../components/Toggle';
+import { useFieldValidity } from '../../hooks/useFieldValidity';
 import { useRequest } from '../../hooks/useRequest';
 
 const ENCODERS: [EncoderType, string][] = [
@@ -83,6 +84,7 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
   const [edited, setEdited] = useState<ReadonlySet<string>>(new Set());
   const [templates, setTemplates] = useState<TemplateItem[]>([]);
   const [widthsText, setWidthsText] = useState('');  // the Matryoshka widths as typed
+  const fields = useFieldValidity();  // the number fields: Start waits while one cannot be sent
   const { busy, run } = useRequest('Training not started');
   const { push } = useToast();
 
@@ -217,12 +219,12 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
               ) : (
                 <div className="grid grid-cols-2 gap-2">
                   <Field label="Context" htmlFor="train-context">
-                    <input id="train-context" type="number" min={2} className={inputClass} value={contextLength}
-                           onChange={(e) => setContextLength(Math.max(2, Number(e.target.value) || 2))} />
+                    <NumberInput id="train-context" integer min={2} max={32768} value={contextLength}
+                                 onChange={setContextLength} onValidity={fields.track('context')} />
                   </Field>
                   <Field label="Samples" htmlFor="train-samples">
-                    <input id="train-samples" data-testid="train-samples" type="number" min={1} className={inputClass}
-                           value={maxSamples} onChange={(e) => setMaxSamples(Math.max(1, Number(e.target.value) || 1))} />
+                    <NumberInput id="train-samples" testId="train-samples" integer min={1} value={maxSamples}
+                                 onChange={setMaxSamples} onValidity={fields.track('samples')} />
                   </Field>
                 </div>
               )}
@@ -277,17 +279,17 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
         {advanced && hyper && (
           <div className="grid grid-cols-1 md:grid-cols-2 gap-4 pt-4 border-t border-slate-800" data-testid="train-advanced">
             <Field label="Learning Rate" htmlFor="hp-lr">
-              <input id="hp-lr" data-testid="train-lr" type="number" step="0.0001" className={inputClass}
-                     value={hyper.learning_rate ?? ''}
-                     onChange={(e) => set('learning_rate', Number(e.target.value))} />
+              <NumberInput id="hp-lr" testId="train-lr" step={0.0001} min={0} minExclusive max={0.1}
+                           value={hyper.learning_rate} onChange={(v) => set('learning_rate', v)}
+                           onValidity={fields.track('learning_rate')} />
             </Field>
             <NumberSelect id="hp-batch" label="Batch Size" value={hyper.batch_size}
                           choices={[64, 128, 256, 512, 1024, 2048, 4096]} onChange={(v) => set('batch_size', v)} />
             {K_ARCHITECTURES.includes(encoder) ? (
               <Field label={encoder === 'topk' ? 'Active latents (k)' : 'Average active latents (k)'} htmlFor="hp-k"
                      hint={encoder === 'topk' ? undefined : 'the k × batch largest activations over the whole batch'}>
-                <input id="hp-k" data-testid="train-k" type="number" min={1} className={inputClass} value={hyper.k}
-                       onChange={(e) => set('k', Number(e.target.value))} />
+                <NumberInput id="hp-k" testId="train-k" integer min={1} max={4096} value={hyper.k}
+                             onChange={(v) => set('k', v)} onValidity={fields.track('k')} />
               </Field>
             ) : hyper.target_l0 != null ? (
               <Field label={encoder === 'jumprelu' ? 'L0 Coefficient' : 'L1 Coefficient (λ)'} htmlFor="hp-coef-auto">
@@ -296,22 +298,22 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
               </Field>
             ) : encoder === 'jumprelu' ? (
               <Field label="L0 Coefficient" htmlFor="hp-l0" hint="on activations normalised to mean norm √d">
-                <input id="hp-l0" type="number" step="0.1" className={inputClass} value={hyper.l0_coefficient}
-                       onChange={(e) => set('l0_coefficient', Number(e.target.value))} />
+                <NumberInput id="hp-l0" testId="train-l0" step={0.1} min={0} max={100} value={hyper.l0_coefficient}
+                             onChange={(v) => set('l0_coefficient', v)} onValidity={fields.track('l0_coefficient')} />
               </Field>
             ) : (
               <Field label="L1 Coefficient (λ)" htmlFor="hp-l1"
                      hint="on activations normalised to mean norm √d; the default is this architecture's">
-                <input id="hp-l1" data-testid="train-l1" type="number" step="0.1" className={inputClass}
-                       value={hyper.l1_coefficient ?? ''} onChange={(e) => set('l1_coefficient', Number(e.target.value))} />
+                <NumberInput id="hp-l1" testId="train-l1" step={0.1} min={0} max={100} value={hyper.l1_coefficient}
+                             onChange={(v) => set('l1_coefficient', v)} onValidity={fields.track('l1_coefficient')} />
               </Field>
             )}
             {COEFFICIENT_ARCHITECTURES.includes(encoder) && (
               <Field label="Target L0 (blank = off)" htmlFor="hp-target-l0"
                      hint="active latents per token wanted; the coefficient adapts to reach it">
-                <input id="hp-target-l0" data-testid="train-target-l0" type="number" min={1} step="1"
-                       className={inputClass} value={hyper.target_l0 ?? ''}
-                       onChange={(e) => set('target_l0', e.target.value === '' ? null : Math.max(1, Number(e.target.value)))} />
+                <NumberInput id="hp-target-l0" testId="train-target-l0" optional min={1} max={1048576} step={1}
+                             value={hyper.target_l0} onChange={(v) => set('target_l0', v)}
+                             onValidity={fields.track('target_l0')} />
               </Field>
             )}
             {encoder === 'matryoshka_batchtopk' && (
@@ -330,8 +332,8 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
             <NumberSelect id="hp-exp" label="Expansion Factor" value={hyper.expansion_factor} choices={[2, 4, 8, 16, 32]}
                           unit="x" onChange={(v) => set('expansion_factor', v)} />
             <Field label="Training Steps" htmlFor="hp-steps">
-              <input id="hp-steps" data-testid="train-steps" type="number" min={1} className={inputClass}
-                     value={hyper.total_steps} onChange={(e) => set('total_steps', Math.max(1, Number(e.target.value)))} />
+              <NumberInput id="hp-steps" testId="train-steps" integer min={1} max={10_000_000} value={hyper.total_steps}
+                           onChange={(v) => set('total_steps', v)} onValidity={fields.track('total_steps')} />
             </Field>
             <Field label="Optimizer" htmlFor="hp-optimizer">
               <select id="hp-optimizer" data-testid="train-optimizer" className={selectClass} value={hyper.optimizer}
@@ -356,12 +358,14 @@ export function TrainingForm({ datasets, models, sets, onStarted }: {
                          : K_ARCHITECTURES.includes(encoder) ? 'the k architectures revive dead latents with AuxK'
                            : encoder === 'gated' ? 'not used by Gated' : 'not used by JumpReLU'} />
             <Field label="Auto-save every N steps (0 = off)" htmlFor="hp-autosave">
-              <input id="hp-autosave" data-testid="train-autosave" type="number" min={0} className={inputClass}
-                     value={hyper.auto_save_interval} onChange={(e) => set('auto_save_interval', Math.max(0, Number(e.target.value)))} />
+              <NumberInput id="hp-autosave" testId="train-autosave" integer min={0} max={10_000_000}
+                           value={hyper.auto_save_interval} onChange={(v) => set('auto_save_interval', v)}
+                           onValidity={fields.track('auto_save_interval')} />
             </Field>
           </div>
         )}
         <PrimaryButton data-testid="train-start" disabled={!datasetId || !modelId || layer === null || !hyper || (transcoder && !transcoderReady)
+                         || !fields.valid
                          || (streaming && !specialTokensValid(special))
                          || (encoder === 'matryoshka_batchtopk' && parseWidths(widthsText) === undefined)}
                        busy={busy}
