@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import REPO, Appliance, demo_kit, started_demo
-from tests.ui.conftest import DIST, screenshot
+from tests.support import Appliance, demo_kit, started_demo
+from tests.ui.conftest import DIST, SCREEN_DIR, screenshot
 
 VIEWPORT = {"width": 1440, "height": 900}
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = SCREEN_DIR
 ESCAPE = re.compile(r"\\x[0-9a-f]{2}")
 # How many lines an element's text takes.
 LINES = "e => { const r = document.createRange(); r.selectNodeContents(e); return r.getClientRects().length; }"

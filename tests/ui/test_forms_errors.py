@@ -13,10 +13,10 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.support import REPO, Appliance, demo_activations, demo_kit, started_demo
-from tests.ui.conftest import DIST, screenshot
+from tests.ui.conftest import DIST, SCREEN_DIR, screenshot
 
 VIEWPORT = {"width": 1440, "height": 900}
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = SCREEN_DIR
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import REPO, Appliance, appliance_at, started
-from tests.ui.conftest import DIST
+from tests.support import Appliance, appliance_at, started
+from tests.ui.conftest import DIST, SCREEN_DIR
 
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = SCREEN_DIR
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import REPO, Appliance, demo_kit, started_demo
-from tests.ui.conftest import DIST
+from tests.support import Appliance, demo_kit, started_demo
+from tests.ui.conftest import DIST, SCREEN_DIR
 
-SCREENSHOTS = REPO / "docs" / "screenshots"
+SCREENSHOTS = SCREEN_DIR
 CHECKPOINTS = 4
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from tests.support import REPO, Appliance, demo_kit, started_demo, wait_until
-from tests.ui.conftest import DIST
+from tests.support import Appliance, demo_kit, started_demo, wait_until
+from tests.ui.conftest import DIST, SCREEN_DIR
 
-SHOTS = REPO / "docs" / "screenshots"
+SHOTS = SCREEN_DIR
 NUMBER = re.compile(r"^-?[\d,]+(\.\d+)?k?$")
 
 
